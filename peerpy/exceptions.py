@@ -1,0 +1,157 @@
+"""The exceptions peerpy raises.
+
+Every exception derives from :class:`PeerError`, and carries the PeerJS error
+``type`` string (``"peer-unavailable"``, ``"unavailable-id"``...) as its
+:attr:`PeerError.type`, so code ported from PeerJS can keep switching on it.
+
+The tree separates "you misused the API" (:class:`UsageError`) from "the other
+side misbehaved" (:class:`ProtocolError`), as h11 does::
+
+    PeerError
+    ├── UsageError                 the caller misused the API
+    │   ├── InvalidIdError             invalid-id
+    │   ├── NotOpenError               not-open-yet
+    │   ├── DisconnectedError          disconnected
+    │   ├── MessageTooBigError         message-too-big
+    │   └── EncodeError                a value the serialization cannot carry
+    ├── ProtocolError              the remote side sent something invalid
+    │   └── DecodeError                bytes that do not decode (or reassemble)
+    ├── ServerError                server-error: the broker refused us
+    │   ├── UnavailableIdError         unavailable-id: the id is taken
+    │   └── InvalidKeyError            invalid-key
+    ├── NetworkError               network: the broker is unreachable or lost
+    ├── PeerUnavailableError       peer-unavailable: no such peer on the broker
+    ├── WebRTCError                webrtc: SDP or ICE plumbing failed
+    │   └── NegotiationFailedError     negotiation-failed: ICE failed / timed out
+    └── ConnectionClosedError      connection-closed
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "ConnectionClosedError",
+    "DecodeError",
+    "DisconnectedError",
+    "EncodeError",
+    "InvalidIdError",
+    "InvalidKeyError",
+    "MessageTooBigError",
+    "NegotiationFailedError",
+    "NetworkError",
+    "NotOpenError",
+    "PeerError",
+    "PeerUnavailableError",
+    "ProtocolError",
+    "ServerError",
+    "UnavailableIdError",
+    "UsageError",
+    "WebRTCError",
+]
+
+
+class PeerError(Exception):
+    """Root of every peerpy exception.
+
+    :attr:`type` holds the PeerJS error type string for parity with
+    ``PeerError.type`` in PeerJS.
+    """
+
+    type: ClassVar[str] = "peer-error"
+
+
+class UsageError(PeerError):
+    """The API was misused (a local mistake, not the remote's)."""
+
+    type = "usage"
+
+
+class InvalidIdError(UsageError, ValueError):
+    """A peer id does not follow the PeerJS id rule."""
+
+    type = "invalid-id"
+
+
+class NotOpenError(UsageError):
+    """The connection is not open (yet, or any more)."""
+
+    type = "not-open-yet"
+
+
+class DisconnectedError(UsageError):
+    """The peer is disconnected from the broker or destroyed."""
+
+    type = "disconnected"
+
+
+class MessageTooBigError(UsageError, ValueError):
+    """A message is larger than its serialization or the channel allows."""
+
+    type = "message-too-big"
+
+
+class EncodeError(UsageError, TypeError):
+    """A value cannot be carried by the chosen serialization."""
+
+    type = "serialization"
+
+
+class ProtocolError(PeerError):
+    """The remote side (broker or peer) sent something that breaks the protocol."""
+
+    type = "protocol"
+
+
+class DecodeError(ProtocolError, ValueError):
+    """Received bytes do not decode, or chunks do not reassemble."""
+
+    type = "serialization"
+
+
+class ServerError(PeerError):
+    """The broker refused or failed a request."""
+
+    type = "server-error"
+
+
+class UnavailableIdError(ServerError):
+    """The id is registered on the broker by someone else."""
+
+    type = "unavailable-id"
+
+
+class InvalidKeyError(ServerError):
+    """The broker rejected the API key."""
+
+    type = "invalid-key"
+
+
+class NetworkError(PeerError):
+    """The broker cannot be reached, or the connection to it was lost."""
+
+    type = "network"
+
+
+class PeerUnavailableError(PeerError):
+    """The remote peer id is not registered on the broker."""
+
+    type = "peer-unavailable"
+
+
+class WebRTCError(PeerError):
+    """Creating or applying an offer, answer or candidate failed."""
+
+    type = "webrtc"
+
+
+class NegotiationFailedError(WebRTCError):
+    """ICE or DTLS did not complete (failed, or timed out)."""
+
+    type = "negotiation-failed"
+
+
+class ConnectionClosedError(PeerError):
+    """The connection closed."""
+
+    type = "connection-closed"

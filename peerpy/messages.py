@@ -1,0 +1,198 @@
+"""PeerJS signaling messages as value objects.
+
+Everything that crosses the WebSocket between a peer and the broker is a JSON
+text frame holding one *envelope* ``{"type", "src", "dst", "payload"}``.  This
+module turns frames into the value objects below and back.  It is pure code: no
+I/O, no clock, no event loop; the broker and the peer both use it.
+
+Server to client: :class:`Open`, :class:`IdTaken`, :class:`ServerErrorMessage`,
+:class:`InvalidKey`.  Client to server: :class:`Heartbeat`.  Relayed between
+clients (the broker forces ``src`` to the sender): :class:`Relay` with a
+:class:`RelayType` of OFFER, ANSWER, CANDIDATE, LEAVE or EXPIRE.  The payload of
+a relayed message is opaque here; :mod:`peerpy.payloads` interprets it.
+
+>>> parse('{"type":"OPEN"}')
+Open()
+>>> serialize(Relay(RelayType.LEAVE, src="a", dst="b"))
+'{"type":"LEAVE","src":"a","dst":"b"}'
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any, Final, Union
+
+import attrs
+
+from .exceptions import ProtocolError
+
+__all__ = [
+    "Heartbeat",
+    "IdTaken",
+    "InvalidKey",
+    "Message",
+    "Open",
+    "Relay",
+    "RelayType",
+    "ServerErrorMessage",
+    "Unknown",
+    "parse",
+    "serialize",
+]
+
+#: A parsed JSON value.
+JSON = Any
+
+
+class RelayType(str, enum.Enum):
+    """Message types the broker relays from one client to another."""
+
+    OFFER = "OFFER"
+    ANSWER = "ANSWER"
+    CANDIDATE = "CANDIDATE"
+    LEAVE = "LEAVE"
+    EXPIRE = "EXPIRE"
+
+
+@attrs.frozen
+class Open:
+    """The broker registered our id (``OPEN``)."""
+
+
+@attrs.frozen
+class IdTaken:
+    """The id is held by a client with another token (``ID-TAKEN``)."""
+
+    msg: str = "ID is taken"
+
+
+@attrs.frozen
+class ServerErrorMessage:
+    """The broker refused the connection (``ERROR``); :attr:`msg` says why."""
+
+    msg: str
+
+
+@attrs.frozen
+class InvalidKey:
+    """Legacy cloud reply to a bad API key (``INVALID-KEY``); ``peer`` never sends it."""
+
+
+@attrs.frozen
+class Heartbeat:
+    """Client liveness signal (``HEARTBEAT``)."""
+
+
+@attrs.frozen
+class Relay:
+    """A message relayed between clients: OFFER, ANSWER, CANDIDATE, LEAVE, EXPIRE.
+
+    ``payload`` is any JSON value, ``None`` meaning "absent" (PeerJS leaves an
+    undefined payload out of the JSON).  ``src`` and ``dst`` are ``None`` when
+    the frame had none.
+    """
+
+    type: RelayType
+    src: str | None = None
+    dst: str | None = None
+    payload: JSON = None
+
+
+@attrs.frozen
+class Unknown:
+    """A well-formed envelope whose ``type`` we do not know; kept for logging."""
+
+    type: str
+    raw: JSON = attrs.field(eq=False, repr=False, default=None)
+
+
+Message = Union[Open, IdTaken, ServerErrorMessage, InvalidKey, Heartbeat, Relay, Unknown]
+
+_RELAY_TYPES: Final = {t.value: t for t in RelayType}
+_SIMPLE: Final[dict[str, Message]] = {
+    "OPEN": Open(),
+    "HEARTBEAT": Heartbeat(),
+    "INVALID-KEY": InvalidKey(),
+}
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_decoder = json.JSONDecoder()
+
+
+def _optional_str(envelope: dict[str, JSON], field: str) -> str | None:
+    value = envelope.get(field)
+    if value is None or isinstance(value, str):
+        return value
+    raise ProtocolError(f"{field!r} must be a string, got {type(value).__name__}")
+
+
+def _msg(envelope: dict[str, JSON], default: str) -> str:
+    payload = envelope.get("payload")
+    if isinstance(payload, dict) and isinstance(payload.get("msg"), str):
+        return str(payload["msg"])
+    return default
+
+
+def parse(frame: str | bytes) -> Message:
+    """Parse one WebSocket frame into a message.
+
+    Raise :class:`~peerpy.exceptions.ProtocolError` if the frame is not a JSON
+    object with a string ``type``, or if ``src``/``dst`` are not strings.  An
+    unknown ``type`` gives :class:`Unknown` rather than an error: PeerJS
+    ignores those, and so may the caller.
+    """
+    try:
+        envelope = _decoder.decode(frame if isinstance(frame, str) else frame.decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"frame is not valid JSON: {exc}") from None
+    if not isinstance(envelope, dict):
+        raise ProtocolError(f"frame is a JSON {type(envelope).__name__}, not an object")
+    kind = envelope.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("frame has no string 'type'")
+    relay_type = _RELAY_TYPES.get(kind)
+    if relay_type is not None:
+        return Relay(
+            relay_type,
+            _optional_str(envelope, "src"),
+            _optional_str(envelope, "dst"),
+            envelope.get("payload"),
+        )
+    simple = _SIMPLE.get(kind)
+    if simple is not None:
+        return simple
+    if kind == "ID-TAKEN":
+        return IdTaken(_msg(envelope, "ID is taken"))
+    if kind == "ERROR":
+        return ServerErrorMessage(_msg(envelope, ""))
+    return Unknown(kind, envelope)
+
+
+def serialize(message: Message) -> str:
+    """Serialize a message to the JSON text PeerJS and ``peer`` put on the wire.
+
+    Keys come in ``peer``'s order (``type, src, dst, payload``) and absent
+    fields are left out.
+    """
+    envelope: dict[str, JSON]
+    if isinstance(message, Relay):
+        envelope = {"type": message.type.value}
+        if message.src is not None:
+            envelope["src"] = message.src
+        if message.dst is not None:
+            envelope["dst"] = message.dst
+        if message.payload is not None:
+            envelope["payload"] = message.payload
+    elif isinstance(message, Open):
+        envelope = {"type": "OPEN"}
+    elif isinstance(message, Heartbeat):
+        envelope = {"type": "HEARTBEAT"}
+    elif isinstance(message, IdTaken):
+        envelope = {"type": "ID-TAKEN", "payload": {"msg": message.msg}}
+    elif isinstance(message, ServerErrorMessage):
+        envelope = {"type": "ERROR", "payload": {"msg": message.msg}}
+    elif isinstance(message, InvalidKey):
+        envelope = {"type": "INVALID-KEY"}
+    else:
+        envelope = dict(message.raw) if isinstance(message.raw, dict) else {"type": message.type}
+    return _encoder.encode(envelope)

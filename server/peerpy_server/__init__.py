@@ -1,0 +1,5 @@
+"""peerpy's broker: a PeerJS-compatible signaling server."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
