@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import json
-from typing import Any, Final, Union
+from typing import Any, Final, TypeAlias
 
 import attrs
 
@@ -107,7 +107,7 @@ class Unknown:
     raw: JSON = attrs.field(eq=False, repr=False, default=None)
 
 
-Message = Union[Open, IdTaken, ServerErrorMessage, InvalidKey, Heartbeat, Relay, Unknown]
+Message: TypeAlias = Open | IdTaken | ServerErrorMessage | InvalidKey | Heartbeat | Relay | Unknown
 
 _RELAY_TYPES: Final = {t.value: t for t in RelayType}
 _SIMPLE: Final[dict[str, Message]] = {
