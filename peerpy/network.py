@@ -1,0 +1,508 @@
+"""Per-connection network controls for aiortc, like Pion's ``SettingEngine``.
+
+A :class:`NetworkPolicy` says, for one :class:`~aiortc.RTCPeerConnection`:
+
+- on which local addresses ICE gathers host candidates (aioice's default is every
+  interface address except ``127.0.0.1`` and ``::1``);
+- which remote networks it may talk to: remote candidates outside them, whether
+  embedded in the remote SDP or trickled, are ignored, and datagrams arriving
+  from outside them (STUN checks and data alike) are dropped;
+- how large the UDP socket buffers of the ICE sockets are.
+
+:func:`create_peer_connection` builds an ``RTCPeerConnection`` that applies one
+policy to its own ICE connections only; other connections in the process keep
+aioice's behaviour.
+
+How it works, and why it is safe to share a process
+---------------------------------------------------
+aiortc offers no hook for any of this, so this module is the one place in peerpy
+that reaches into aiortc and aioice internals, always per object, never per
+module or class:
+
+1. the returned connection is a private subclass of ``RTCPeerConnection`` that
+   overrides the (name-mangled) method creating each ICE/DTLS transport pair;
+2. the aioice ``Connection`` of each new transport gets its class switched to a
+   subclass that overrides ``get_component_candidates`` (to pick the addresses
+   and size the buffers) and ``add_remote_candidate`` (to filter candidates);
+3. each ``StunProtocol`` it gathers gets its class switched to a subclass whose
+   ``datagram_received`` drops datagrams from disallowed addresses.
+
+These hooks depend on aiortc and aioice internals, so :func:`create_peer_connection`
+checks the installed versions against the tested ones (:data:`TESTED_AIORTC`,
+:data:`TESTED_AIOICE`) and the internals it needs, and raises
+:class:`BackendVersionError` rather than silently ignoring the policy. A policy
+with every field ``None`` needs no hook and works with any version.
+
+mDNS (``.local``) remote candidates
+-----------------------------------
+aioice resolves a ``.local`` candidate by multicast DNS (a shared responder on
+UDP port 5353, queries to 224.0.0.251) and pairs the resolved address. When
+``remote_networks`` is set, such candidates are ignored without being resolved:
+their address is unknown until resolved, and resolving them already sends
+multicast traffic outside the allowed networks. With ``remote_networks=None``
+they are passed to aioice unchanged.
+
+Socket buffers
+--------------
+The buffers are requested with ``SO_RCVBUF``/``SO_SNDBUF``; Linux caps the
+request at ``net.core.rmem_max``/``wmem_max`` (and reports double the granted
+value). ``SO_RCVBUFFORCE`` is deliberately not used even when running as root:
+library code must not override limits the administrator set, and a process
+holding ``CAP_NET_ADMIN`` would otherwise behave differently from the same
+code unprivileged. When the kernel grants less than requested, a warning names
+the sysctl to raise. This module never changes sysctls.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import ipaddress
+import logging
+import socket
+import sys
+from asyncio.trsock import TransportSocket
+from collections.abc import Iterable
+from typing import Any, Final
+
+import attrs
+from aioice import Candidate, Connection
+from aioice.ice import StunProtocol
+from aiortc import RTCConfiguration, RTCDtlsTransport, RTCIceCandidate, RTCPeerConnection
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+from peerpy.exceptions import UsageError, WebRTCError
+
+__all__ = [
+    "TESTED_AIOICE",
+    "TESTED_AIORTC",
+    "BackendVersionError",
+    "InvalidAddressError",
+    "NetworkPolicy",
+    "create_peer_connection",
+    "ice_sockets",
+    "remote_candidate_allowed",
+]
+
+logger = logging.getLogger("peerpy.network")
+
+#: The aiortc and aioice release series whose internals the hooks were written for.
+TESTED_AIORTC: Final = "1.16"
+TESTED_AIOICE: Final = "0.13"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Largest socket buffer one may request (the kernel's own limit is INT_MAX / 2).
+MAX_UDP_BUFFER_BYTES: Final = 1 << 30
+#: Smallest one (below it the kernel silently rounds up anyway).
+MIN_UDP_BUFFER_BYTES: Final = 4096
+
+
+class InvalidAddressError(UsageError, ValueError):
+    """An address, network or buffer size given to :class:`NetworkPolicy` is invalid."""
+
+
+def _as_strings(value: object, field: str) -> tuple[str, ...] | None:
+    """Check ``value`` is ``None`` or a non-empty collection of strings."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        raise InvalidAddressError(
+            f"{field} takes a sequence of strings, not a single {type(value).__name__}: "
+            f"write ({value!r},) for one entry"
+        )
+    if not isinstance(value, Iterable):
+        raise InvalidAddressError(f"{field} takes a sequence of strings, got {value!r}")
+    items = tuple(value)
+    if not items:
+        raise InvalidAddressError(f"{field} is empty; use None for the default")
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidAddressError(f"{field} entries must be strings, got {item!r}")
+    return items
+
+
+def _parse_address(text: str) -> IPAddress:
+    """Parse one local address literal, rejecting what cannot be a host candidate."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise InvalidAddressError(
+            f"local address {text!r} is not an IPv4 or IPv6 literal"
+        ) from None
+    if address.is_unspecified or address.is_multicast:
+        raise InvalidAddressError(
+            f"local address {text!r} is unspecified or multicast; name one address of this host"
+        )
+    return address
+
+
+def _parse_network(text: str) -> IPNetwork:
+    """Parse one CIDR or address (a host network); host bits are allowed."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise InvalidAddressError(
+            f"remote network {text!r} is not a CIDR (like '127.0.0.0/8') or an IP address"
+        ) from None
+
+
+def _convert_local(value: object) -> tuple[str, ...] | None:
+    items = _as_strings(value, "local_addresses")
+    if items is None:
+        return None
+    canonical = (str(_parse_address(item)) for item in items)
+    return tuple(dict.fromkeys(canonical))
+
+
+def _convert_remote(value: object) -> tuple[str, ...] | None:
+    items = _as_strings(value, "remote_networks")
+    if items is None:
+        return None
+    return tuple(dict.fromkeys(str(_parse_network(item)) for item in items))
+
+
+def _check_buffer(instance: object, attribute: object, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidAddressError(f"udp_buffer_bytes must be an int or None, got {value!r}")
+    if not MIN_UDP_BUFFER_BYTES <= value <= MAX_UDP_BUFFER_BYTES:
+        raise InvalidAddressError(
+            f"udp_buffer_bytes must be between {MIN_UDP_BUFFER_BYTES} and "
+            f"{MAX_UDP_BUFFER_BYTES}, got {value}"
+        )
+
+
+@attrs.frozen
+class NetworkPolicy:
+    """Where one peer connection's ICE may gather, whom it may talk to, and its buffers.
+
+    Every field accepts ``None`` for "aioice's default". Addresses and networks
+    are validated and canonicalised (``"::0001"`` becomes ``"::1"``); invalid ones
+    raise :class:`InvalidAddressError`.
+    """
+
+    #: Gather host candidates only on these IPs. ``None``: every interface but loopback.
+    local_addresses: tuple[str, ...] | None = attrs.field(default=None, converter=_convert_local)
+    #: Talk only to remote addresses in these networks. ``None``: any remote.
+    remote_networks: tuple[str, ...] | None = attrs.field(default=None, converter=_convert_remote)
+    #: Requested SO_RCVBUF and SO_SNDBUF of each ICE socket. ``None``: OS/aioice default.
+    udp_buffer_bytes: int | None = attrs.field(default=4 * 1024 * 1024, validator=_check_buffer)
+
+    @classmethod
+    def loopback(cls) -> NetworkPolicy:
+        """Gather on ``127.0.0.1`` only and talk only to ``127.0.0.0/8`` and ``::1``."""
+        return cls(local_addresses=("127.0.0.1",), remote_networks=("127.0.0.0/8", "::1/128"))
+
+    @property
+    def needs_hooks(self) -> bool:
+        """Whether applying this policy needs the aiortc/aioice hooks at all."""
+        return not (
+            self.local_addresses is None
+            and self.remote_networks is None
+            and self.udp_buffer_bytes is None
+        )
+
+
+def _networks(policy: NetworkPolicy) -> tuple[IPNetwork, ...] | None:
+    if policy.remote_networks is None:
+        return None
+    return tuple(ipaddress.ip_network(n) for n in policy.remote_networks)
+
+
+def address_allowed(host: str, networks: tuple[IPNetwork, ...] | None) -> bool:
+    """Whether the address literal ``host`` lies in ``networks`` (``None``: anything).
+
+    Hostnames (mDNS ``.local`` names included) are never allowed when networks
+    are given. An IPv4-mapped IPv6 address is checked as the IPv4 address.
+    """
+    if networks is None:
+        return True
+    try:
+        address: IPAddress = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address.scope_id is not None:
+            address = ipaddress.IPv6Address(address.exploded.split("%")[0])
+    return any(address in network for network in networks)
+
+
+def remote_candidate_allowed(candidate: RTCIceCandidate, policy: NetworkPolicy) -> bool:
+    """Whether ``policy`` lets a connection use the remote ``candidate``.
+
+    ``True`` for every candidate when ``policy.remote_networks`` is ``None``;
+    otherwise only for candidates whose address lies in one of the networks
+    (mDNS ``.local`` candidates are refused, see the module docstring).
+    """
+    return address_allowed(candidate.ip, _networks(policy))
+
+
+# --- The hooks into aiortc and aioice (the only such code in peerpy) -------------
+
+_CREATE_TRANSPORT: Final = "_RTCPeerConnection__createDtlsTransport"
+
+
+class BackendVersionError(WebRTCError, RuntimeError):
+    """The installed aiortc/aioice are not the versions the policy hooks support."""
+
+
+def _installed_version(distribution: str) -> str:
+    return importlib.metadata.version(distribution)
+
+
+def _check_backend() -> None:
+    """Raise :class:`BackendVersionError` unless the hooks fit aiortc and aioice."""
+    problems = []
+    for distribution, tested in (("aiortc", TESTED_AIORTC), ("aioice", TESTED_AIOICE)):
+        version = _installed_version(distribution)
+        if version.split(".")[:2] != tested.split("."):
+            problems.append(f"{distribution} {version} is installed, tested: {tested}.x")
+    if not callable(getattr(RTCPeerConnection, _CREATE_TRANSPORT, None)):
+        problems.append(f"RTCPeerConnection has no {_CREATE_TRANSPORT}()")
+    parameters = inspect.signature(Connection.get_component_candidates).parameters
+    if list(parameters)[:3] != ["self", "component", "addresses"]:
+        problems.append("aioice Connection.get_component_candidates() changed signature")
+    if problems:
+        raise BackendVersionError(
+            "NetworkPolicy hooks into aiortc and aioice internals and cannot be applied: "
+            + "; ".join(problems)
+            + ". Install the tested versions, or use a NetworkPolicy whose fields are all None."
+        )
+
+
+@attrs.frozen
+class _Rules:
+    """A policy compiled for the hooks."""
+
+    local_addresses: tuple[str, ...] | None
+    networks: tuple[IPNetwork, ...] | None
+    buffer_bytes: int | None
+
+
+def _adopt(obj: object, base: type, subclass: type) -> None:
+    """Switch ``obj`` (exactly a ``base``) to ``subclass``, which only adds overrides."""
+    if type(obj) is not base:
+        raise BackendVersionError(
+            f"expected aiortc/aioice to use a plain {base.__qualname__}, found "
+            f"{type(obj).__qualname__}; cannot apply the NetworkPolicy"
+        )
+    obj.__class__ = subclass
+
+
+def _protocols_of(connection: Connection) -> list[StunProtocol]:
+    """The sockets' protocols of an aioice connection (a private list in aioice)."""
+    protocols = getattr(connection, "_protocols", None)
+    if not isinstance(protocols, list):
+        raise BackendVersionError("aioice Connection has no _protocols list")
+    return protocols
+
+
+class _PolicyPeerConnection(RTCPeerConnection):
+    """An ``RTCPeerConnection`` that applies rules to each ICE connection it creates."""
+
+    def __init__(self, configuration: RTCConfiguration | None, rules: _Rules) -> None:
+        self._peerpy_rules = rules
+        super().__init__(configuration)
+
+    def _RTCPeerConnection__createDtlsTransport(self) -> RTCDtlsTransport:
+        # aiortc calls this (as self.__createDtlsTransport) for every transport it
+        # creates, before gathering and before adding any remote candidate.
+        dtls: RTCDtlsTransport = getattr(super(), _CREATE_TRANSPORT)()
+        connection = getattr(dtls.transport.iceGatherer, "_connection", None)
+        _adopt(connection, Connection, _PolicyConnection)
+        assert isinstance(connection, _PolicyConnection)
+        connection._peerpy_rules = self._peerpy_rules
+        return dtls
+
+
+class _PolicyConnection(Connection):
+    """An aioice ``Connection`` that gathers, filters and sizes sockets by its rules."""
+
+    _peerpy_rules: _Rules
+
+    async def get_component_candidates(
+        self, component: int, addresses: list[str], timeout: int = 5
+    ) -> list[Candidate]:
+        """Gather on the allowed addresses, then police the new sockets.
+
+        Called by ``gather_candidates()``; cancelling it cancels the gathering.
+        """
+        rules = self._peerpy_rules
+        if rules.local_addresses is not None:
+            addresses = list(rules.local_addresses)
+        candidates = await super().get_component_candidates(
+            component=component, addresses=addresses, timeout=timeout
+        )
+        for protocol in _protocols_of(self):
+            if type(protocol) is StunProtocol:
+                _police_protocol(protocol, rules)
+        if rules.local_addresses is not None:
+            _check_gathered(rules.local_addresses, candidates)
+        return candidates
+
+    async def add_remote_candidate(self, remote_candidate: Candidate | None) -> None:
+        """Add the candidate unless its address is outside the allowed networks.
+
+        Cancelling it cancels the resolution of an mDNS candidate (which only
+        happens when no networks are set).
+        """
+        networks = self._peerpy_rules.networks
+        if remote_candidate is not None and not address_allowed(remote_candidate.host, networks):
+            logger.info("ignoring remote candidate %s: outside remote_networks", remote_candidate)
+            return
+        await super().add_remote_candidate(remote_candidate)
+
+
+def _check_gathered(addresses: tuple[str, ...], candidates: list[Candidate]) -> None:
+    """Warn about allowed addresses that gave no host candidate; fail if none did."""
+    hosts = {c.host for c in candidates if c.type == "host"}
+    missing = [a for a in addresses if a not in hosts]
+    if len(missing) == len(addresses):
+        raise WebRTCError(
+            f"ICE gathered no host candidate: none of local_addresses {addresses} could be bound"
+        )
+    if missing:
+        logger.warning("ICE could not bind local addresses %s", missing)
+
+
+class _PolicyStunProtocol(StunProtocol):
+    """An aioice ``StunProtocol`` that drops datagrams from disallowed addresses."""
+
+    _peerpy_networks: tuple[IPNetwork, ...]
+    _peerpy_verdicts: dict[str, bool]
+    _peerpy_dropped: int
+
+    def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        host = addr[0]
+        allowed = self._peerpy_verdicts.get(host)
+        if allowed is None:
+            allowed = address_allowed(host, self._peerpy_networks)
+            if len(self._peerpy_verdicts) < _MAX_VERDICTS:
+                self._peerpy_verdicts[host] = allowed
+        if allowed:
+            super().datagram_received(data, addr)
+            return
+        self._peerpy_dropped += 1
+        # Log the 1st, 2nd, 4th, 8th... drop: visible, yet bounded under a flood.
+        if self._peerpy_dropped & (self._peerpy_dropped - 1) == 0:
+            logger.info(
+                "dropped %d datagram(s) from outside remote_networks, latest from %s",
+                self._peerpy_dropped,
+                host,
+            )
+
+
+#: Addresses whose verdict one socket remembers (bounds memory under spoofing).
+_MAX_VERDICTS: Final = 64
+
+
+def _police_protocol(protocol: StunProtocol, rules: _Rules) -> None:
+    """Size the buffers of a new host socket and filter what it receives."""
+    if rules.buffer_bytes is not None and protocol.local_candidate.type == "host":
+        sock = protocol.transport.get_extra_info("socket")
+        if sock is not None:
+            _set_buffers(sock, rules.buffer_bytes)
+    if rules.networks is not None:
+        _adopt(protocol, StunProtocol, _PolicyStunProtocol)
+        assert isinstance(protocol, _PolicyStunProtocol)
+        protocol._peerpy_networks = rules.networks
+        protocol._peerpy_verdicts = {}
+        protocol._peerpy_dropped = 0
+
+
+#: Linux reports (and accounts) twice the buffer size it grants.
+_REPORTED_FACTOR: Final = 2 if sys.platform.startswith("linux") else 1
+_SYSCTLS: Final = {socket.SO_RCVBUF: "net.core.rmem_max", socket.SO_SNDBUF: "net.core.wmem_max"}
+_warned: set[tuple[int, int, int]] = set()
+
+
+def _set_buffers(sock: TransportSocket, size: int) -> None:
+    """Request ``size`` for both buffers; warn (once per outcome) when capped."""
+    for option, sysctl in _SYSCTLS.items():
+        sock.setsockopt(socket.SOL_SOCKET, option, size)
+        granted = sock.getsockopt(socket.SOL_SOCKET, option) // _REPORTED_FACTOR
+        if granted < size and (option, size, granted) not in _warned:
+            _warned.add((option, size, granted))
+            logger.warning(
+                "requested a %d-byte UDP socket buffer, the kernel granted %d; "
+                "an administrator can raise the %s sysctl",
+                size,
+                granted,
+                sysctl,
+            )
+
+
+def _check_bindable(addresses: tuple[str, ...]) -> None:
+    """Raise :class:`InvalidAddressError` unless each address can be bound here."""
+    for text in addresses:
+        family = socket.AF_INET6 if ":" in text else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.bind((text, 0))
+        except OSError as exc:
+            raise InvalidAddressError(
+                f"local address {text!r} cannot be bound on this host ({exc.strerror or exc})"
+            ) from exc
+
+
+# --- Public entry points -----------------------------------------------------------
+
+
+def create_peer_connection(
+    configuration: RTCConfiguration | None, policy: NetworkPolicy
+) -> RTCPeerConnection:
+    """Create an ``RTCPeerConnection`` whose ICE follows ``policy``.
+
+    ``configuration`` is passed to aiortc unchanged; ``None`` means aiortc's
+    default, which names a public STUN server, so pass
+    ``RTCConfiguration(iceServers=[])`` to stay off the Internet. STUN and TURN
+    servers from the configuration are not subject to ``remote_networks``.
+    With ``iceTransportPolicy="relay"`` no host candidates are gathered, so
+    ``local_addresses`` has no effect.
+
+    Raises :class:`InvalidAddressError` if a local address cannot be bound, and
+    :class:`BackendVersionError` if the policy needs hooks the installed
+    aiortc/aioice versions are not known to support. If the addresses vanish
+    before gathering, ``setLocalDescription()`` raises
+    :class:`~peerpy.exceptions.WebRTCError`.
+    """
+    if not isinstance(policy, NetworkPolicy):
+        raise UsageError(f"policy must be a NetworkPolicy, got {policy!r}")
+    if not policy.needs_hooks:
+        return RTCPeerConnection(configuration)
+    _check_backend()
+    if policy.local_addresses is not None:
+        _check_bindable(policy.local_addresses)
+    relay_only = (
+        configuration is not None
+        and configuration.iceTransportPolicy == RTCIceTransportPolicy.RELAY
+    )
+    rules = _Rules(
+        local_addresses=None if relay_only else policy.local_addresses,
+        networks=_networks(policy),
+        buffer_bytes=policy.udp_buffer_bytes,
+    )
+    return _PolicyPeerConnection(configuration, rules)
+
+
+def ice_sockets(pc: RTCPeerConnection) -> list[TransportSocket]:
+    """The UDP sockets ICE has gathered for ``pc`` so far (a diagnostic aid).
+
+    Works for any ``RTCPeerConnection``, with or without a policy; read
+    ``getsockname()`` or ``getsockopt(SOL_SOCKET, SO_RCVBUF)`` on them.
+    """
+    ice_transports = [t.receiver.transport.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        ice_transports.append(pc.sctp.transport.transport)
+    sockets: list[TransportSocket] = []
+    for connection in dict.fromkeys(t.iceGatherer._connection for t in ice_transports):
+        for protocol in _protocols_of(connection):
+            sock = protocol.transport.get_extra_info("socket")
+            if isinstance(sock, TransportSocket):
+                sockets.append(sock)
+    return sockets
