@@ -1,0 +1,477 @@
+"""Data-channel serializations of PeerJS 1.5.5, without I/O.
+
+A :class:`Serializer` turns the values a user sends into the data-channel
+messages to send, and the messages received back into values. There is one
+instance per connection: it holds the chunk message counter, partial chunked
+messages and the MsgPack stream. Pick one with :func:`create_serializer` (by
+the ``serialization`` option name) or :func:`serializer_for_wire_name` (by the
+name in a received OFFER).
+
+=============== ========== ==========================================================
+option          wire name  format
+=============== ========== ==========================================================
+``binary``      binary     BinaryPack (:mod:`peerpy.binarypack`), chunked above 16300
+``binary-utf8`` binary     the same as ``binary`` in PeerJS 1.5
+``json``        json       UTF-8 JSON in binary frames; refused at >= 16300 bytes
+``raw``         raw        ``str`` as text frames, bytes as binary frames, untouched
+``MsgPack``     MsgPack    a msgpack byte stream cut into <= 32 KiB messages
+=============== ========== ==========================================================
+
+:meth:`Serializer.decode` returns :data:`CLOSE` when the remote sent PeerJS's
+in-band close request ``{"__peerData": {"type": "close"}}``. Errors: values that
+cannot be sent raise :class:`~peerpy.exceptions.EncodeError` (or
+:class:`~peerpy.exceptions.MessageTooBigError`); received data that does not
+decode, or breaks a :class:`Limits` bound, raises
+:class:`~peerpy.exceptions.DecodeError`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Final, Protocol
+
+import attrs
+import msgpack  # type: ignore[import-untyped]
+
+from peerpy.binarypack import DEFAULT_MAX_DEPTH, MAX_SAFE_INTEGER, pack, unpack
+from peerpy.chunking import CHUNK_MTU, Chunker, Reassembler
+from peerpy.exceptions import DecodeError, EncodeError, MessageTooBigError, UsageError
+
+__all__ = [
+    "CLOSE",
+    "JSON_MAX_BYTES",
+    "MSGPACK_SLICE_BYTES",
+    "SERIALIZATIONS",
+    "BinarySerializer",
+    "JsonSerializer",
+    "Limits",
+    "MsgPackSerializer",
+    "RawSerializer",
+    "Serializer",
+    "create_serializer",
+    "serializer_for_wire_name",
+]
+
+#: PeerJS 1.5 refuses to send a JSON message of this many encoded bytes or more.
+JSON_MAX_BYTES: Final = 16300
+#: PeerJS's MsgPack serializer cuts its byte stream into messages of at most this size.
+MSGPACK_SLICE_BYTES: Final = 32768
+
+
+class _CloseRequest:
+    """Type of :data:`CLOSE`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "peerpy.serialization.CLOSE"
+
+
+#: Returned by :meth:`Serializer.decode` when the remote asked to close.
+CLOSE: Final[object] = _CloseRequest()
+
+_CLOSE_VALUE: Final = {"__peerData": {"type": "close"}}
+
+
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if type(value) is not int or value < 1:
+        raise UsageError(f"Limits.{attribute.name} must be a positive int, not {value!r}")
+
+
+@attrs.frozen
+class Limits:
+    """Caps on what a remote can make a serializer decode or hold."""
+
+    #: The largest message accepted: one data-channel message, a reassembled
+    #: chunked message, or one value of a MsgPack stream.
+    max_message_bytes: int = attrs.field(default=64 * 1024 * 1024, validator=_positive)
+    #: How many chunked messages may be in progress at once.
+    max_partial_messages: int = attrs.field(default=32, validator=_positive)
+    #: How many bytes partial chunked messages may hold together.
+    max_buffered_bytes: int = attrs.field(default=128 * 1024 * 1024, validator=_positive)
+    #: How deeply arrays and maps may nest (also applied when encoding).
+    max_depth: int = attrs.field(default=DEFAULT_MAX_DEPTH, validator=_positive)
+    #: The most items one array or map may declare (msgpack preallocates them).
+    max_items: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
+
+
+class Serializer(Protocol):
+    """One connection's serialization state."""
+
+    #: The option name asked for (``"binary"``, ``"binary-utf8"``, ``"json"``, ...).
+    name: str
+    #: The name to put in the OFFER payload's ``serialization`` field.
+    wire_name: str
+    #: Whether the channel must be reliable (ordered): True for MsgPack.
+    reliable_required: bool
+
+    def encode(self, value: object) -> list[bytes | str]:
+        """Return the data-channel messages that carry ``value``, in order."""
+        ...
+
+    def encode_close(self) -> list[bytes | str]:
+        """Return the messages of PeerJS's in-band close request."""
+        ...
+
+    def decode(self, message: bytes | str) -> list[object]:
+        """Feed one received message; return the values it completes (maybe none)."""
+        ...
+
+    def finish(self) -> None:
+        """The channel closed: raise DecodeError if a value was left incomplete."""
+        ...
+
+
+# ------------------------------------------------------------------ shared helpers
+
+
+def _js_truthy(value: object) -> bool:
+    """JavaScript truthiness (empty containers are truthy, ``NaN`` is not)."""
+    if value is None or value is False:
+        return False
+    if type(value) is int or type(value) is float:
+        return value == value and value != 0
+    if type(value) is str:
+        return value != ""
+    return True
+
+
+def _is_close(value: object) -> bool:
+    """PeerJS's test: ``value.__peerData?.type === "close"``."""
+    if type(value) is not dict:
+        return False
+    control = value.get("__peerData")
+    return type(control) is dict and control.get("type") == "close"
+
+
+def _binary_frame(message: bytes | str, limits: Limits, name: str) -> bytes:
+    if isinstance(message, str):
+        raise DecodeError(f"{name} serialization expects binary frames, got a text frame")
+    if len(message) > limits.max_message_bytes:
+        raise DecodeError(f"message of {len(message)} bytes exceeds {limits.max_message_bytes}")
+    return message if type(message) is bytes else bytes(message)
+
+
+def _plain(value: object, depth: int, max_depth: int, *, msgpack_types: bool) -> object:
+    """Check ``value`` for json/msgpack; return it with tuples and int keys converted.
+
+    Subclasses of the supported types (``IntEnum``, ``StrEnum``...) become the base type.
+    """
+    if value is None or type(value) is str or type(value) is float or type(value) is bool:
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise EncodeError(f"integer {value} is outside ±(2**53 - 1), which JS cannot hold")
+        return int(value)
+    if isinstance(value, (str, float)):
+        return str(value) if isinstance(value, str) else float(value)
+    if isinstance(value, (list, tuple, dict)):
+        if depth >= max_depth:
+            raise EncodeError(f"value nests deeper than {max_depth} arrays/maps (or is cyclic)")
+        if isinstance(value, dict):
+            return {
+                _key(k, value): _plain(v, depth + 1, max_depth, msgpack_types=msgpack_types)
+                for k, v in value.items()
+            }
+        return [_plain(v, depth + 1, max_depth, msgpack_types=msgpack_types) for v in value]
+    if msgpack_types and isinstance(value, (bytes, bytearray, memoryview)):
+        return value if type(value) is bytes else bytes(value)
+    if msgpack_types and isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise EncodeError("MsgPack needs timezone-aware datetimes (a JS Date is an instant)")
+        return value
+    raise EncodeError(f"cannot encode a value of type {type(value).__qualname__}")
+
+
+def _key(key: object, mapping: dict[object, object]) -> str:
+    if isinstance(key, str):
+        return key if type(key) is str else str(key)
+    if isinstance(key, int) and not isinstance(key, bool):
+        text = str(int(key))
+        if text in mapping:
+            raise EncodeError(f"map has both the keys {key!r} and {text!r}")
+        return text
+    raise EncodeError(f"map keys must be str or int, not {type(key).__qualname__}")
+
+
+def _check_depth(value: object, max_depth: int) -> None:
+    """Raise DecodeError if ``value`` nests more than ``max_depth`` containers."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        assert isinstance(item, (list, dict))
+        children = item.values() if isinstance(item, dict) else item
+        if level > max_depth:
+            raise DecodeError(f"value nests deeper than {max_depth} arrays/maps")
+        for child in children:
+            if type(child) is list or type(child) is dict:
+                stack.append((child, level + 1))
+
+
+# --------------------------------------------------------------------- serializers
+
+
+class BinarySerializer:
+    """``binary`` / ``binary-utf8``: BinaryPack, chunked above 16300 bytes."""
+
+    wire_name: str = "binary"
+    reliable_required: bool = False
+
+    def __init__(self, name: str = "binary", *, limits: Limits | None = None) -> None:
+        self.name = name
+        self.limits = limits or Limits()
+        self._chunker = Chunker(CHUNK_MTU)
+        self._reassembler = Reassembler(
+            chunk_size=CHUNK_MTU,
+            max_message_bytes=self.limits.max_message_bytes,
+            max_partial_messages=self.limits.max_partial_messages,
+            max_buffered_bytes=self.limits.max_buffered_bytes,
+        )
+
+    def encode(self, value: object) -> list[bytes | str]:
+        """Pack ``value``; chunk it if it packs to more than 16300 bytes."""
+        if type(value) is dict and _js_truthy(value.get("__peerData")):
+            raise EncodeError("a top-level map with a '__peerData' key is reserved by PeerJS")
+        packed = pack(value, max_depth=self.limits.max_depth)
+        if not self._chunker.needs_chunking(packed):
+            return [packed]
+        return list(self._chunker.chunk(packed))
+
+    def encode_close(self) -> list[bytes | str]:
+        """The close request: ``81 ba __peerData 81 b4 type b5 close``."""
+        return [pack(_CLOSE_VALUE)]
+
+    def decode(self, message: bytes | str) -> list[object]:
+        """Unpack one message; chunks are held until their message is complete."""
+        value = self._unpack(_binary_frame(message, self.limits, self.name))
+        if type(value) is not dict or not _js_truthy(value.get("__peerData")):
+            return [value]
+        if _is_close(value):
+            return [CLOSE]
+        packed = self._reassembler.add(value)
+        if packed is None:
+            return []
+        whole = self._unpack(packed)
+        if _is_close(whole):
+            return [CLOSE]
+        if type(whole) is dict and _js_truthy(whole.get("__peerData")):
+            raise DecodeError("a reassembled chunked message is itself a chunk")
+        return [whole]
+
+    def _unpack(self, data: bytes) -> object:
+        return unpack(data, max_depth=self.limits.max_depth, max_items=self.limits.max_items)
+
+    def finish(self) -> None:
+        """Raise DecodeError if a chunked message is missing chunks."""
+        self._reassembler.check_complete()
+
+
+class JsonSerializer:
+    """``json``: compact UTF-8 JSON in binary frames (PeerJS 1.5 rules)."""
+
+    name: str = "json"
+    wire_name: str = "json"
+    reliable_required: bool = False
+
+    def __init__(self, *, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+
+    def encode(self, value: object) -> list[bytes | str]:
+        """Encode ``value``; MessageTooBigError if it takes 16300 bytes or more."""
+        if _is_close(value):
+            raise EncodeError("the map {'__peerData': {'type': 'close'}} is PeerJS's close request")
+        plain = _plain(value, 0, self.limits.max_depth, msgpack_types=False)
+        try:
+            text = json.dumps(plain, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            data = text.encode("utf-8")
+        except ValueError as exc:  # nan/inf, lone surrogates
+            raise EncodeError(f"JSON cannot carry this value: {exc}") from None
+        if len(data) >= JSON_MAX_BYTES:
+            raise MessageTooBigError(
+                f"JSON message of {len(data)} bytes; PeerJS refuses {JSON_MAX_BYTES} or more"
+            )
+        return [data]
+
+    def encode_close(self) -> list[bytes | str]:
+        """The close request: ``{"__peerData":{"type":"close"}}``."""
+        return [json.dumps(_CLOSE_VALUE, separators=(",", ":")).encode()]
+
+    def decode(self, message: bytes | str) -> list[object]:
+        """Parse one JSON message (a leading BOM is skipped, like TextDecoder)."""
+        data = _binary_frame(message, self.limits, self.name)
+        try:
+            value = json.loads(data.decode("utf-8-sig"), parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:  # includes JSONDecodeError, bad UTF-8
+            raise DecodeError(f"invalid JSON message: {exc}") from None
+        if data.count(b"[") + data.count(b"{") > self.limits.max_depth:
+            _check_depth(value, self.limits.max_depth)
+        return [CLOSE if _is_close(value) else value]
+
+    def finish(self) -> None:
+        """Nothing can be left incomplete."""
+
+
+def _reject_constant(name: str) -> object:
+    raise DecodeError(f"{name} is not valid JSON")
+
+
+class RawSerializer:
+    """``raw``: ``str`` and bytes-like values go out and come back untouched."""
+
+    name: str = "raw"
+    wire_name: str = "raw"
+    reliable_required: bool = False
+
+    def __init__(self, *, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+
+    def encode(self, value: object) -> list[bytes | str]:
+        """``str`` becomes a text frame, bytes-likes a binary frame."""
+        if isinstance(value, str):
+            return [str(value)]
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return [value if type(value) is bytes else bytes(value)]
+        raise EncodeError(
+            f"raw serialization sends only str or bytes, not {type(value).__qualname__}"
+        )
+
+    def encode_close(self) -> list[bytes | str]:
+        """Always raises: PeerJS cannot express the close request over raw."""
+        raise EncodeError("raw serialization has no in-band close request; close the channel")
+
+    def decode(self, message: bytes | str) -> list[object]:
+        """Return the message as received (``str`` or ``bytes``)."""
+        if len(message) > self.limits.max_message_bytes:
+            raise DecodeError(
+                f"message of {len(message)} bytes exceeds {self.limits.max_message_bytes}"
+            )
+        if isinstance(message, str):
+            return [message if type(message) is str else str(message)]
+        return [message if type(message) is bytes else bytes(message)]
+
+    def finish(self) -> None:
+        """Nothing can be left incomplete."""
+
+
+class MsgPackSerializer:
+    """``MsgPack``: an unframed msgpack stream, sliced into <= 32 KiB messages."""
+
+    name: str = "MsgPack"
+    wire_name: str = "MsgPack"
+    reliable_required: bool = True
+
+    def __init__(self, *, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self._unpacker = msgpack.Unpacker(
+            raw=False,
+            use_list=True,
+            timestamp=3,  # ext -1 (a JS Date) -> aware datetime in UTC
+            strict_map_key=False,
+            object_pairs_hook=_msgpack_map,
+            ext_hook=_reject_ext,
+            max_buffer_size=self.limits.max_message_bytes,
+            max_array_len=self.limits.max_items,
+            max_map_len=self.limits.max_items,
+        )
+        self._fed = 0
+        self._broken: str | None = None
+
+    def encode(self, value: object) -> list[bytes | str]:
+        """Pack ``value`` and cut the bytes into slices of at most 32768 bytes."""
+        if _is_close(value):
+            raise EncodeError("the map {'__peerData': {'type': 'close'}} is PeerJS's close request")
+        plain = _plain(value, 0, self.limits.max_depth, msgpack_types=True)
+        try:
+            data = msgpack.packb(plain, use_bin_type=True, datetime=True)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise EncodeError(f"MsgPack cannot carry this value: {exc}") from None
+        return _slices(data, MSGPACK_SLICE_BYTES)
+
+    def encode_close(self) -> list[bytes | str]:
+        """The close request: ``81 aa __peerData 81 a4 type a5 close``."""
+        return [msgpack.packb(_CLOSE_VALUE)]
+
+    def decode(self, message: bytes | str) -> list[object]:
+        """Feed one message to the stream; return every value it completes."""
+        if self._broken is not None:
+            raise DecodeError(f"MsgPack stream is broken by an earlier error: {self._broken}")
+        data = _binary_frame(message, self.limits, self.name)
+        values: list[object] = []
+        try:
+            self._unpacker.feed(data)
+            self._fed += len(data)
+            for value in self._unpacker:
+                if type(value) is list or type(value) is dict:
+                    _check_depth(value, self.limits.max_depth)
+                values.append(CLOSE if _is_close(value) else value)
+        except DecodeError as exc:
+            self._broken = str(exc)
+            raise
+        except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
+            self._broken = f"{type(exc).__name__}: {exc}"
+            raise DecodeError(f"invalid MsgPack data: {self._broken}") from None
+        return values
+
+    def finish(self) -> None:
+        """Raise DecodeError if the stream ended inside a value."""
+        pending = self._fed - self._unpacker.tell()
+        if pending and self._broken is None:
+            raise DecodeError(f"MsgPack stream ended inside a value ({pending} bytes pending)")
+
+
+def _slices(data: bytes, size: int) -> list[bytes | str]:
+    if len(data) <= size:
+        return [data]
+    view = memoryview(data)
+    return [bytes(view[i : i + size]) for i in range(0, len(data), size)]
+
+
+def _msgpack_map(pairs: list[tuple[object, object]]) -> dict[str, object]:
+    result: dict[str, object] = {}
+    for key, value in pairs:
+        if type(key) is not str:
+            if type(key) is not int:
+                raise DecodeError(f"MsgPack map key of type {type(key).__qualname__}")
+            key = str(key)
+        result[key] = value
+    return result
+
+
+def _reject_ext(code: int, data: bytes) -> object:
+    raise DecodeError(f"MsgPack extension type {code} is not supported")
+
+
+# ---------------------------------------------------------------------- factories
+
+#: The valid ``serialization`` option names.
+SERIALIZATIONS: Final[tuple[str, ...]] = (
+    "default",
+    "binary",
+    "binary-utf8",
+    "json",
+    "raw",
+    "MsgPack",
+)
+
+
+def create_serializer(name: str, *, limits: Limits | None = None) -> Serializer:
+    """Return a new serializer for the option ``name`` (``"default"`` is ``"binary"``)."""
+    if name in ("default", "binary", "binary-utf8"):
+        return BinarySerializer("binary" if name == "default" else name, limits=limits)
+    if name == "json":
+        return JsonSerializer(limits=limits)
+    if name == "raw":
+        return RawSerializer(limits=limits)
+    if name == "MsgPack":
+        return MsgPackSerializer(limits=limits)
+    raise UsageError(f"unknown serialization {name!r}; valid: {', '.join(SERIALIZATIONS)}")
+
+
+def serializer_for_wire_name(wire_name: str, *, limits: Limits | None = None) -> Serializer:
+    """Return a serializer for the ``serialization`` field of a received OFFER."""
+    if type(wire_name) is not str or wire_name not in SERIALIZATIONS:
+        raise DecodeError(f"OFFER asks for unknown serialization {wire_name!r:.60}")
+    return create_serializer(wire_name, limits=limits)
