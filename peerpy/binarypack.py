@@ -129,7 +129,7 @@ def _pack_other(obj: object, out: list[bytes], depth: int, max_depth: int) -> No
     elif isinstance(obj, float):
         _pack_float(float(obj), out)
     elif isinstance(obj, str):
-        _pack_str(str(obj), out)
+        _pack_str(str.__str__(obj), out)
     elif isinstance(obj, bytes):
         _pack(bytes(obj), out, depth, max_depth)
     elif isinstance(obj, (list, tuple)):
@@ -229,7 +229,7 @@ def _pack_map(mapping: dict[object, object], out: list[bytes], depth: int, max_d
 def _string_key(key: object, mapping: dict[object, object]) -> str:
     """Turn an ``int`` key into its decimal string, as JS object keys are."""
     if isinstance(key, str):
-        return str(key)
+        return str.__str__(key)
     if isinstance(key, int) and not isinstance(key, bool):
         text = str(int(key))
         if text in mapping:

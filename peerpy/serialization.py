@@ -167,7 +167,7 @@ def _plain(value: object, depth: int, max_depth: int, *, msgpack_types: bool) ->
             raise EncodeError(f"integer {value} is outside ±(2**53 - 1), which JS cannot hold")
         return int(value)
     if isinstance(value, (str, float)):
-        return str(value) if isinstance(value, str) else float(value)
+        return str.__str__(value) if isinstance(value, str) else float(value)
     if isinstance(value, (list, tuple, dict)):
         if depth >= max_depth:
             raise EncodeError(f"value nests deeper than {max_depth} arrays/maps (or is cyclic)")
@@ -188,7 +188,7 @@ def _plain(value: object, depth: int, max_depth: int, *, msgpack_types: bool) ->
 
 def _key(key: object, mapping: dict[object, object]) -> str:
     if isinstance(key, str):
-        return key if type(key) is str else str(key)
+        return key if type(key) is str else str.__str__(key)
     if isinstance(key, int) and not isinstance(key, bool):
         text = str(int(key))
         if text in mapping:
@@ -331,7 +331,7 @@ class RawSerializer:
     def encode(self, value: object) -> list[bytes | str]:
         """``str`` becomes a text frame, bytes-likes a binary frame."""
         if isinstance(value, str):
-            return [str(value)]
+            return [str.__str__(value)]
         if isinstance(value, (bytes, bytearray, memoryview)):
             return [value if type(value) is bytes else bytes(value)]
         raise EncodeError(
