@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 import attrs
 import msgpack  # type: ignore[import-untyped]
@@ -202,8 +202,7 @@ def _check_depth(value: object, max_depth: int) -> None:
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        assert isinstance(item, (list, dict))
-        children = item.values() if isinstance(item, dict) else item
+        children = item.values() if isinstance(item, dict) else cast("list[object]", item)
         if level > max_depth:
             raise DecodeError(f"value nests deeper than {max_depth} arrays/maps")
         for child in children:
@@ -410,6 +409,9 @@ class MsgPackSerializer:
         except DecodeError as exc:
             self._broken = str(exc)
             raise
+        except msgpack.BufferFull:
+            self._broken = f"a value exceeds max_message_bytes={self.limits.max_message_bytes}"
+            raise DecodeError(f"MsgPack stream: {self._broken}") from None
         except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
             self._broken = f"{type(exc).__name__}: {exc}"
             raise DecodeError(f"invalid MsgPack data: {self._broken}") from None
