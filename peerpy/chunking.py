@@ -29,6 +29,7 @@ A message that never completes (a chunk is missing) is reported by
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Mapping
 from typing import Final
@@ -36,7 +37,7 @@ from typing import Final
 from peerpy.binarypack import binary_header, pack
 from peerpy.exceptions import DecodeError
 
-__all__ = ["CHUNK_MTU", "Chunker", "Reassembler"]
+__all__ = ["CHUNK_MTU", "Chunker", "Reassembler", "parse_chunk"]
 
 #: The largest packed message PeerJS sends without chunking, and its slice size.
 CHUNK_MTU: Final = 16300
@@ -45,7 +46,14 @@ _HEAD: Final = b"\x84\xba__peerData"  # fixmap of 4, then the 10-byte key
 _KEY_N: Final = b"\xb1n"
 _KEY_DATA: Final = b"\xb4data"
 _KEY_TOTAL: Final = b"\xb5total"
-_REMEMBERED_IDS: Final = 256  # delivered message ids kept to spot late duplicates
+_REMEMBERED_IDS: Final = 256
+_U16: Final = struct.Struct(">H")
+_U32: Final = struct.Struct(">I")
+_UINT_FORMS: Final = {
+    0xCC: struct.Struct(">B"),
+    0xCD: _U16,
+    0xCE: _U32,
+}  # delivered message ids kept to spot late duplicates
 
 
 class Chunker:
@@ -97,7 +105,7 @@ class _Partial:
 
     def __init__(self, total: int) -> None:
         self.total = total
-        self.slices: list[bytes | None] = [None] * total
+        self.slices: list[bytes | memoryview | None] = [None] * total
         self.received = 0
         self.size = 0
 
@@ -141,19 +149,27 @@ class Reassembler:
         in progress are kept.
         """
         message_id = _int_field(chunk, "__peerData")
-        if message_id < 1:
-            raise DecodeError(f"chunk message id must be positive, got {message_id}")
+        total = _int_field(chunk, "total")
+        n = _int_field(chunk, "n")
+        data = chunk.get("data")
+        if type(data) is not bytes:
+            raise DecodeError(f"chunk data must be binary, not {type(data).__qualname__}")
+        return self.add_fields(message_id, n, total, data)
+
+    def add_fields(
+        self, message_id: int, n: int, total: int, data: bytes | memoryview
+    ) -> bytes | None:
+        """Like :meth:`add`, with the chunk's fields already taken out of the map."""
         try:
-            return self._add(message_id, chunk)
+            return self._add(message_id, n, total, data)
         except DecodeError:
             self._drop(message_id)
             raise
 
-    def _add(self, message_id: int, chunk: Mapping[str, object]) -> bytes | None:
-        total = _int_field(chunk, "total")
-        n = _int_field(chunk, "n")
-        data = chunk.get("data")
+    def _add(self, message_id: int, n: int, total: int, data: bytes | memoryview) -> bytes | None:
         # 1. Validate the header against the bounds and the message so far.
+        if message_id < 1:
+            raise DecodeError(f"chunk message id must be positive, got {message_id}")
         if message_id in self._done_set:
             raise DecodeError(f"chunk for message {message_id}, which was already delivered")
         if not 1 <= total <= self._max_total:
@@ -163,8 +179,6 @@ class Reassembler:
             )
         if not 0 <= n < total:
             raise DecodeError(f"chunk index {n} is outside 0..{total - 1}")
-        if type(data) is not bytes:
-            raise DecodeError(f"chunk data must be binary, not {type(data).__qualname__}")
         if n < total - 1 and len(data) != self.chunk_size:
             raise DecodeError(f"chunk {n} of {total} has {len(data)} bytes, not {self.chunk_size}")
         if not 1 <= len(data) <= self.chunk_size:
@@ -221,6 +235,58 @@ class Reassembler:
         """Forget every partial message."""
         self._partials.clear()
         self._buffered = 0
+
+
+def parse_chunk(message: bytes) -> tuple[int, int, int, memoryview] | None:
+    """Read a chunk message laid out exactly as PeerJS writes it, without unpacking.
+
+    Returns ``(message_id, n, total, data)``, or ``None`` if ``message`` is not in
+    that exact layout (then decode it with :func:`~peerpy.binarypack.unpack`, which
+    gives the same result or the precise error). This is the hot path of bulk
+    transfers; ``data`` is a view into ``message``.
+    """
+    if not message.startswith(_HEAD):
+        return None
+    message_id, pos = _read_uint(message, len(_HEAD))
+    if message_id < 1 or message[pos : pos + 2] != _KEY_N:
+        return None
+    n, pos = _read_uint(message, pos + 2)
+    if n < 0 or message[pos : pos + 5] != _KEY_DATA:
+        return None
+    size, pos = _read_binary_header(message, pos + 5)
+    end = pos + size
+    if size < 0 or message[end : end + 6] != _KEY_TOTAL:
+        return None
+    total, after = _read_uint(message, end + 6)
+    if total < 0 or after != len(message):
+        return None
+    return message_id, n, total, memoryview(message)[pos:end]
+
+
+def _read_uint(buf: bytes, pos: int) -> tuple[int, int]:
+    """Read a non-negative BinaryPack integer; ``(-1, pos)`` if it is another form."""
+    if pos >= len(buf):
+        return -1, pos
+    b = buf[pos]
+    if b <= 0x7F:
+        return b, pos + 1
+    form = _UINT_FORMS.get(b)
+    if form is None or pos + 1 + form.size > len(buf):
+        return -1, pos
+    return form.unpack_from(buf, pos + 1)[0], pos + 1 + form.size
+
+
+def _read_binary_header(buf: bytes, pos: int) -> tuple[int, int]:
+    """Read a binary header; ``(-1, pos)`` if there is none at ``pos``."""
+    if pos >= len(buf):
+        return -1, pos
+    b = buf[pos]
+    if 0xA0 <= b <= 0xAF:
+        return b & 0x0F, pos + 1
+    form = _U16 if b == 0xDA else _U32 if b == 0xDB else None
+    if form is None or pos + 1 + form.size > len(buf):
+        return -1, pos
+    return form.unpack_from(buf, pos + 1)[0], pos + 1 + form.size
 
 
 def _int_field(chunk: Mapping[str, object], key: str) -> int:

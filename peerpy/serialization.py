@@ -35,7 +35,7 @@ import attrs
 import msgpack  # type: ignore[import-untyped]
 
 from peerpy.binarypack import DEFAULT_MAX_DEPTH, MAX_SAFE_INTEGER, pack, unpack
-from peerpy.chunking import CHUNK_MTU, Chunker, Reassembler
+from peerpy.chunking import CHUNK_MTU, Chunker, Reassembler, parse_chunk
 from peerpy.exceptions import DecodeError, EncodeError, MessageTooBigError, UsageError
 
 __all__ = [
@@ -245,12 +245,17 @@ class BinarySerializer:
 
     def decode(self, message: bytes | str) -> list[object]:
         """Unpack one message; chunks are held until their message is complete."""
-        value = self._unpack(_binary_frame(message, self.limits, self.name))
-        if type(value) is not dict or not _js_truthy(value.get("__peerData")):
-            return [value]
-        if _is_close(value):
-            return [CLOSE]
-        packed = self._reassembler.add(value)
+        data = _binary_frame(message, self.limits, self.name)
+        fields = parse_chunk(data)  # fast path for chunks in PeerJS's exact layout
+        if fields is not None:
+            packed = self._reassembler.add_fields(*fields)
+        else:
+            value = self._unpack(data)
+            if type(value) is not dict or not _js_truthy(value.get("__peerData")):
+                return [value]
+            if _is_close(value):
+                return [CLOSE]
+            packed = self._reassembler.add(value)
         if packed is None:
             return []
         whole = self._unpack(packed)

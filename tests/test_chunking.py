@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peerpy.binarypack import pack, unpack
-from peerpy.chunking import CHUNK_MTU, Chunker, Reassembler
+from peerpy.chunking import CHUNK_MTU, Chunker, Reassembler, parse_chunk
 from peerpy.exceptions import DecodeError
 
 MiB = 1024 * 1024
@@ -269,3 +269,65 @@ def test_random_chunk_maps_raise_only_decode_error(value: dict[str, object]) -> 
     reassembler = make_reassembler()
     with contextlib.suppress(DecodeError):
         reassembler.add(value)
+
+
+# -------------------------------------------------------------------- parse_chunk
+
+
+def test_parse_chunk_reads_the_peerjs_layout() -> None:
+    """The fast path reads id, n, total and a view of the slice of a PeerJS chunk."""
+    packed = bytes(range(256)) * 100
+    messages = Chunker().chunk(packed)
+    fields = parse_chunk(messages[1])
+    assert fields is not None
+    message_id, n, total, data = fields
+    assert (message_id, n, total) == (1, 1, 2)
+    assert bytes(data) == packed[CHUNK_MTU:]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"n": 0, "__peerData": 1, "data": b"x", "total": 1},  # other key order
+        {"__peerData": 0, "n": 0, "data": b"x", "total": 1},  # falsy id: plain data
+        {"__peerData": 1, "n": 0, "data": "x", "total": 1},  # str slice
+        {"__peerData": 1, "n": 0, "data": b"x", "total": 1, "extra": 1},
+        {"__peerData": 1, "n": -1, "data": b"x", "total": 1},
+    ],
+)
+def test_parse_chunk_leaves_other_layouts_to_unpack(value: dict[str, object]) -> None:
+    """Anything but the exact PeerJS layout returns None (the generic path decides)."""
+    assert parse_chunk(pack(value)) is None
+
+
+@given(
+    st.integers(0, 2**40),
+    st.integers(0, 2**40),
+    st.integers(0, 2**40),
+    st.binary(max_size=300),
+    st.integers(0, 40),
+)
+def test_parse_chunk_agrees_with_unpack(
+    message_id: int, n: int, total: int, data: bytes, cut: int
+) -> None:
+    """On any (possibly truncated) chunk-shaped message the fast path matches unpack()."""
+    message = pack({"__peerData": message_id, "n": n, "data": data, "total": total})
+    message = message[: len(message) - cut] if cut else message
+    fields = parse_chunk(message)
+    if fields is None:
+        return
+    assert message_id >= 1
+    decoded = unpack(message)
+    assert decoded == {
+        "__peerData": fields[0],
+        "n": fields[1],
+        "data": fields[3],
+        "total": fields[2],
+    }
+
+
+def test_reassembler_accepts_other_key_orders() -> None:
+    """Chunks whose map keys come in another order still reassemble."""
+    reassembler = make_reassembler()
+    reassembler.add(unpack(pack({"total": 2, "data": FULL, "n": 0, "__peerData": 9})))  # type: ignore[arg-type]
+    assert reassembler.add({"data": b"!", "total": 2, "__peerData": 9, "n": 1}) == FULL + b"!"
