@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import math
+import shutil
 import struct
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -383,3 +387,56 @@ def test_unpack_corrupted_value_raises_only_decode_error(
     cut = data.draw(st.integers(0, len(packed)))
     with contextlib.suppress(DecodeError):
         unpack(bytes(packed[:cut]))
+
+
+# ------------------------------------------------------------ the real JS package
+
+SUPPORT = Path(__file__).parent / "support"
+JS_ROUND_TRIP = """
+import { pack, unpack } from "peerjs-js-binarypack";
+import fs from "fs";
+const input = JSON.parse(fs.readFileSync(0, "utf8"));
+const show = (x) => JSON.stringify(x, (k, v) =>
+  v instanceof ArrayBuffer ? {bytes: Buffer.from(v).toString("hex")} :
+  v === Infinity ? "Infinity" : v === -Infinity ? "-Infinity" : v);
+const decoded = input.py.map((h) => {
+  const b = Buffer.from(h, "hex");
+  return show(unpack(b.buffer.slice(b.byteOffset, b.byteOffset + b.length)));
+});
+const packed = [];
+for (const v of [NaN, -2147483649, 1e15, {b: new Uint8Array([1, 2])}]) {
+  packed.push(Buffer.from(await pack(v)).toString("hex"));
+}
+console.log(JSON.stringify({decoded, packed}));
+"""
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_real_js_binarypack_agrees() -> None:
+    """js-binarypack 2.1.0 decodes our quirk encodings exactly, and we decode its output."""
+    cases: list[tuple[object, object]] = [
+        (-2147483649, -2147483649),
+        (-MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER),
+        (MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
+        (-0.0, 0),
+        (1e300, 1e300),
+        (math.inf, "Infinity"),
+        ({1: [b"\x00\xff", None]}, {"1": [{"bytes": "00ff"}, None]}),
+        ("é" * 40000, "é" * 40000),
+    ]
+    argument = json.dumps({"py": [pack(value).hex() for value, _ in cases]})
+    done = subprocess.run(
+        ["node", "--input-type=module", "-e", JS_ROUND_TRIP],
+        input=argument,
+        cwd=SUPPORT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    result = json.loads(done.stdout)
+    assert [json.loads(d) for d in result["decoded"]] == [want for _, want in cases]
+    nan, negative, whole, nested = (unpack(bytes.fromhex(h)) for h in result["packed"])
+    assert math.isnan(nan)  # type: ignore[arg-type]
+    assert (negative, whole, nested) == (-2147483649, 10**15, {"b": b"\x01\x02"})
