@@ -3,12 +3,44 @@
 A :class:`Peer` registers an id with a PeerJS-compatible broker and opens data
 connections (:meth:`Peer.connect`) and media calls (:meth:`Peer.call`) to other
 peers, Python or browser, without SDP or ICE plumbing.
+
+The protocol core (:mod:`peerpy.messages`, :mod:`peerpy.payloads`,
+:mod:`peerpy.binarypack`, :mod:`peerpy.serialization`...) imports no I/O
+library; the names below that need aiortc and anyio load on first use.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .exceptions import *  # noqa: F403
 from .exceptions import __all__ as _exceptions_all
 
+if TYPE_CHECKING:
+    from .config import Limits as Limits
+    from .config import Timeouts as Timeouts
+    from .dataconnection import DataConnection as DataConnection
+    from .network import NetworkPolicy as NetworkPolicy
+    from .peer import Peer as Peer
+
 __version__ = "0.1.0"
-__all__ = ["__version__", *_exceptions_all]
+
+_LAZY = {
+    "Peer": "peer",
+    "DataConnection": "dataconnection",
+    "Limits": "config",
+    "Timeouts": "config",
+    "NetworkPolicy": "network",
+}
+
+__all__ = ["__version__", *_exceptions_all, *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'peerpy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

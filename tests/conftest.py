@@ -1,10 +1,51 @@
-"""Shared fixtures. aiortc is asyncio-only, so every async test runs on asyncio."""
+"""Shared fixtures.
+
+aiortc is asyncio-only, so every async test runs on asyncio.  Every test runs
+with no ICE servers and ICE restricted to 127.0.0.1, whatever the environment
+says, so no test can reach past loopback through a default.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+
 import pytest
+
+from peerpy.ids import random_token
+
+from .brokers import peerjs_server, peerpy_server
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PEERPY_ICE_SERVERS", "")
+    monkeypatch.setenv("PEERPY_ICE_ADDRESSES", "127.0.0.1")
+    monkeypatch.delenv("PEERPY_SERVER", raising=False)
+
+
+@pytest.fixture
+def peer_id() -> str:
+    """A fresh peer id per use."""
+    return "p" + random_token()
+
+
+@pytest.fixture(scope="session")
+def node_broker_url() -> Iterator[str]:
+    """The real peer 1.0.2 server, shared by the session (expire_timeout 1 s)."""
+    with peerjs_server(expire_timeout_ms=1000, extra=("--allow_discovery",)) as url:
+        yield url
+
+
+@pytest.fixture(params=["peerpy", "peer-1.0.2"])
+async def broker_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A broker URL: our broker and the real peer 1.0.2, each in turn."""
+    if request.param == "peer-1.0.2":
+        yield request.getfixturevalue("node_broker_url")
+        return
+    async with peerpy_server(expire_timeout=1.0, allow_discovery=True) as url:
+        yield url

@@ -1,0 +1,220 @@
+"""Where the broker is, which ICE servers to use, timeouts and limits.
+
+Every setting can come from a keyword argument or from the environment, and
+the keyword wins:
+
+``PEERPY_SERVER``
+    The broker URL, e.g. ``http://127.0.0.1:9000/`` or ``https://broker.example/myapp/``.
+    Without it (and without ``host=``) peers use :data:`DEFAULT_SERVER`, the
+    bundled broker's default address on this machine.
+``PEERPY_ICE_SERVERS``
+    Comma-separated ICE server URLs (``stun:host:port``,
+    ``turn:user:secret@host:port``); empty means none.  Default: none.
+``PEERPY_ICE_ADDRESSES``
+    Comma-separated local addresses ICE may gather candidates on (see
+    :class:`peerpy.network.NetworkPolicy`).  Default: every interface.
+
+Default ICE servers: **none**.  PeerJS defaults to Google's public STUN server
+and PeerJS's public TURN servers.  peerpy contacts no third party unless asked:
+without ICE servers, peers on one machine or one LAN connect directly; across
+NATs, name your STUN/TURN servers in ``PEERPY_ICE_SERVERS``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import urllib.parse
+from collections.abc import Mapping, Sequence
+
+import attrs
+from aiortc import RTCConfiguration, RTCIceServer
+
+from .exceptions import UsageError
+from .network import NetworkPolicy
+
+__all__ = [
+    "DEFAULT_SERVER",
+    "Limits",
+    "ServerAddress",
+    "Timeouts",
+    "parse_ice_servers",
+    "resolve_network",
+    "resolve_rtc_configuration",
+    "resolve_server",
+]
+
+#: The broker peers use when neither ``host=``, ``server=`` nor PEERPY_SERVER says.
+DEFAULT_SERVER = "http://127.0.0.1:9000/"
+
+
+class ConfigurationError(UsageError, ValueError):
+    """A setting (keyword or environment variable) is malformed."""
+
+    type = "configuration"
+
+
+@attrs.frozen
+class ServerAddress:
+    """A PeerJS broker: ``{scheme}://{host}:{port}{path}`` and the API key."""
+
+    host: str
+    port: int
+    path: str = "/"
+    secure: bool = False
+    key: str = "peerjs"
+
+    @classmethod
+    def from_url(cls, url: str, *, key: str = "peerjs") -> ServerAddress:
+        """Parse ``http[s]://host[:port][/path]`` (``ws[s]://`` works too)."""
+        parts = urllib.parse.urlsplit(url.strip())
+        if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+            raise ConfigurationError(
+                f"broker URL must look like http://host:port/path, got {url!r}"
+            )
+        secure = parts.scheme in ("https", "wss")
+        try:
+            port = parts.port or (443 if secure else 80)
+        except ValueError:
+            raise ConfigurationError(f"broker URL has a bad port: {url!r}") from None
+        return cls(parts.hostname, port, normalize_path(parts.path), secure, key)
+
+    @property
+    def base_url(self) -> str:
+        """``http[s]://host:port/path/``, the broker's HTTP API root."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.secure else 'http'}://{host}:{self.port}{self.path}"
+
+    def websocket_url(self, peer_id: str, token: str, version: str) -> str:
+        """The signaling WebSocket URL PeerJS 1.5 builds (spec §1.3)."""
+        query = urllib.parse.urlencode(
+            {"key": self.key, "id": peer_id, "token": token, "version": version}
+        )
+        return "ws" + self.base_url[4:] + "peerjs?" + query
+
+
+def normalize_path(path: str) -> str:
+    """Make ``path`` start and end with ``/``, as PeerJS does."""
+    path = path or "/"
+    if not path.startswith("/"):
+        path = "/" + path
+    if not path.endswith("/"):
+        path += "/"
+    return path
+
+
+def resolve_server(
+    *,
+    server: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    path: str | None = None,
+    secure: bool | None = None,
+    key: str = "peerjs",
+    environ: Mapping[str, str] = os.environ,
+) -> ServerAddress:
+    """Decide which broker to use: keywords, then ``PEERPY_SERVER``, then the default.
+
+    ``server`` is a URL; ``host``/``port``/``path``/``secure`` are PeerJS's
+    options and override the matching parts of the URL.
+    """
+    url = server or environ.get("PEERPY_SERVER") or DEFAULT_SERVER
+    base = ServerAddress.from_url(url, key=key)
+    if host is not None and host != base.host:
+        # A new host: the URL's port and path belong to another broker.
+        secure_value = bool(secure) if secure is not None else False
+        base = ServerAddress(host, 443 if secure_value else 9000, "/", secure_value, key)
+    return ServerAddress(
+        host=base.host,
+        port=port if port is not None else base.port,
+        path=normalize_path(path) if path is not None else base.path,
+        secure=secure if secure is not None else base.secure,
+        key=key,
+    )
+
+
+def parse_ice_servers(value: str) -> list[RTCIceServer]:
+    """Parse PEERPY_ICE_SERVERS: comma-separated URLs, credentials as ``user:secret@``."""
+    servers = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        scheme, sep, rest = item.partition(":")
+        if not sep or scheme not in ("stun", "stuns", "turn", "turns") or not rest:
+            raise ConfigurationError(f"ICE server must be stun:/turn: URL, got {item!r}")
+        if "@" in rest:
+            userinfo, _, hostport = rest.rpartition("@")
+            username, _, credential = userinfo.partition(":")
+            servers.append(RTCIceServer(f"{scheme}:{hostport}", username, credential))
+        else:
+            servers.append(RTCIceServer(item))
+    return servers
+
+
+def resolve_rtc_configuration(
+    ice_servers: Sequence[RTCIceServer | str] | None = None,
+    *,
+    environ: Mapping[str, str] = os.environ,
+) -> RTCConfiguration:
+    """Build aiortc's configuration: ``ice_servers``, else PEERPY_ICE_SERVERS, else none."""
+    if ice_servers is None:
+        servers = parse_ice_servers(environ.get("PEERPY_ICE_SERVERS", ""))
+    else:
+        servers = [
+            server if isinstance(server, RTCIceServer) else parse_ice_servers(server)[0]
+            for server in ice_servers
+        ]
+    return RTCConfiguration(iceServers=servers)
+
+
+def resolve_network(
+    ice_addresses: Sequence[str] | None = None,
+    *,
+    environ: Mapping[str, str] = os.environ,
+) -> NetworkPolicy:
+    """Build the ICE network policy: ``ice_addresses``, else PEERPY_ICE_ADDRESSES.
+
+    When every allowed local address is a loopback one, remote candidates are
+    restricted to loopback too: nothing else is reachable from those sockets.
+    """
+    if ice_addresses is None:
+        raw = environ.get("PEERPY_ICE_ADDRESSES", "")
+        ice_addresses = [part.strip() for part in raw.split(",") if part.strip()] or None
+    if not ice_addresses:
+        return NetworkPolicy()
+    addresses = tuple(ice_addresses)
+    try:
+        loopback_only = all(ipaddress.ip_address(a).is_loopback for a in addresses)
+    except ValueError as exc:
+        raise ConfigurationError(f"ICE address must be an IP address: {exc}") from None
+    remote = ("127.0.0.0/8", "::1/128") if loopback_only else None
+    return NetworkPolicy(local_addresses=addresses, remote_networks=remote)
+
+
+@attrs.frozen
+class Timeouts:
+    """How long each wait may last, in seconds."""
+
+    #: From opening the signaling WebSocket to the broker's OPEN.
+    open: float = 10.0
+    #: From ``connect()``/``call()`` to an open connection (answer, ICE, DTLS, channel).
+    negotiation: float = 30.0
+    #: ``close(flush=True)`` waiting for the remote to close.
+    close: float = 5.0
+    #: Interval between HEARTBEAT messages to the broker (PeerJS: 5 s).
+    heartbeat: float = 5.0
+
+
+@attrs.frozen
+class Limits:
+    """Memory bounds for one connection."""
+
+    #: Received values held for the application before it reads them; beyond
+    #: this the connection is closed with an error instead of growing memory.
+    receive_buffer_bytes: int = 64 * 1024 * 1024
+    #: ``send()`` waits while the data channel buffers more than this...
+    send_high_water: int = 4 * 1024 * 1024
+    #: ...until it drains below this.
+    send_low_water: int = 1024 * 1024
+    #: Incoming connections not yet taken with ``accept()``.
+    pending_connections: int = 64

@@ -1,0 +1,332 @@
+"""What data and media connections share: one RTCPeerConnection, negotiated.
+
+PeerJS gives every connection its own RTCPeerConnection (spec §3.1).  A
+:class:`Connection` owns that peer connection and runs its side of the
+offer/answer exchange: the caller sends an OFFER and applies the ANSWER; the
+callee applies the OFFER and sends an ANSWER.  Trickled candidates from the
+remote are held until the remote description is set (aiortc drops earlier
+ones).  aiortc puts all our candidates in the SDP, so we trickle none.
+
+Signaling messages for a connection arrive through :meth:`Connection.deliver`
+into a bounded stream, and one task per connection (:meth:`Connection.run`)
+applies them in order, so a slow ``setRemoteDescription`` never stalls the
+broker session or other connections.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import anyio
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.sdp import candidate_from_sdp
+
+from .events import EventEmitter
+from .exceptions import (
+    ConnectionClosedError,
+    NegotiationFailedError,
+    PeerError,
+    ProtocolError,
+    WebRTCError,
+)
+from .mailbox import Mailbox, MailboxClosed, MailboxFull
+from .messages import Relay, RelayType
+from .network import NetworkPolicy, remote_candidate_allowed
+from .payloads import (
+    AnswerPayload,
+    CandidatePayload,
+    ConnectionType,
+    IceCandidateInit,
+    OfferPayload,
+    SessionDescription,
+)
+
+if TYPE_CHECKING:
+    from .config import Limits, Timeouts
+
+__all__ = ["Connection", "ConnectionState", "Owner"]
+
+#: Signaling messages held for one connection before it is considered hostile.
+MAX_PENDING_SIGNALS = 512
+
+
+class ConnectionState(enum.Enum):
+    """Where a connection is in its life."""
+
+    NEGOTIATING = "negotiating"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Owner(Protocol):
+    """What a connection needs from its :class:`~peerpy.peer.Peer`."""
+
+    @property
+    def network(self) -> NetworkPolicy: ...
+    @property
+    def timeouts(self) -> Timeouts: ...
+    @property
+    def limits(self) -> Limits: ...
+    async def _send_relay(self, message: Relay) -> None: ...
+    def _spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None: ...
+    def _forget(self, connection: Connection) -> None: ...
+
+
+Signal = OfferPayload | AnswerPayload | CandidatePayload
+
+
+class Connection:
+    """One PeerJS connection to a remote peer: base of data and media connections."""
+
+    type: ClassVar[ConnectionType]
+    _EVENTS: ClassVar[tuple[str, ...]] = ("open", "close", "error", "iceStateChanged")
+
+    def __init__(
+        self,
+        owner: Owner,
+        pc: RTCPeerConnection,
+        *,
+        peer: str,
+        connection_id: str,
+        metadata: Any,
+        originator: bool,
+        logger: logging.Logger,
+    ) -> None:
+        #: The remote peer's id.
+        self.peer = peer
+        #: PeerJS's connection id (``dc_…`` or ``mc_…``), the same on both sides.
+        self.connection_id = connection_id
+        #: The JSON value the originator attached to the connection.
+        self.metadata = metadata
+        #: Whether this side called ``connect()``/``call()``.
+        self.originator = originator
+        #: aiortc's peer connection, for advanced use.
+        self.peer_connection = pc
+        self._owner = owner
+        self._log = logger
+        self._state = ConnectionState.NEGOTIATING
+        self._error: PeerError | None = None
+        self._opened = anyio.Event()
+        self._closed = anyio.Event()
+        self._remote_set = False
+        self._pending_candidates: list[IceCandidateInit] = []
+        self._signals: Mailbox[Signal] = Mailbox(MAX_PENDING_SIGNALS)
+        self._events = EventEmitter(self._EVENTS, owner._spawn, logger)
+        pc.on("iceconnectionstatechange", self._on_ice_state)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.connection_id} to {self.peer!r} {self._state.value}>"
+
+    # -- public state -------------------------------------------------------
+
+    @property
+    def open(self) -> bool:
+        """Whether the connection is open."""
+        return self._state is ConnectionState.OPEN
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed (it never reopens)."""
+        return self._state is ConnectionState.CLOSED
+
+    @property
+    def error(self) -> PeerError | None:
+        """Why the connection failed or closed abnormally, if it did."""
+        return self._error
+
+    def on(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Register a PeerJS-style event handler (see :mod:`peerpy.events`)."""
+        return self._events.on(event, handler)
+
+    def off(self, event: str, handler: Callable[..., Any]) -> None:
+        """Remove an event handler."""
+        self._events.off(event, handler)
+
+    async def wait_open(self) -> None:
+        """Wait until the connection is open; raise why it failed if it closes first.
+
+        Cancelling stops waiting; the connection is unaffected.
+        """
+        async with anyio.create_task_group() as tg:
+
+            async def closed() -> None:
+                await self._closed.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(closed)
+            await self._opened.wait()
+            tg.cancel_scope.cancel()
+        if not self._opened.is_set() or (self.closed and self._error is not None):
+            raise self._error or ConnectionClosedError(f"Connection to {self.peer} closed.")
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed.  Cancelling stops waiting."""
+        await self._closed.wait()
+
+    # -- signaling ----------------------------------------------------------
+
+    def deliver(self, signal: Signal) -> None:
+        """Queue a signaling message for :meth:`run`; never blocks."""
+        try:
+            self._signals.put_nowait(signal)
+        except MailboxFull:
+            self._fail(ProtocolError(f"{self.peer} sent too many signaling messages"))
+        except MailboxClosed:
+            pass
+
+    async def run(self) -> None:
+        """Apply signaling messages until the connection closes (one task each).
+
+        Cancelling closes the connection.
+        """
+        try:
+            while True:
+                try:
+                    signal = await self._signals.get()
+                except MailboxClosed:
+                    break
+                try:
+                    await self._apply(signal)
+                except PeerError as exc:
+                    self._fail(exc)
+                except Exception as exc:  # aiortc raises assorted errors on bad SDP
+                    self._fail(WebRTCError(f"applying {type(signal).__name__}: {exc}"))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._finish()
+
+    async def _apply(self, signal: Signal) -> None:
+        if isinstance(signal, CandidatePayload):
+            if self._remote_set:
+                await self._add_candidate(signal.candidate)
+            elif len(self._pending_candidates) < MAX_PENDING_SIGNALS:
+                self._pending_candidates.append(signal.candidate)
+        elif isinstance(signal, AnswerPayload):
+            if not self.originator or self._remote_set:
+                self._log.warning("ignoring an unexpected ANSWER for %s", self.connection_id)
+                return
+            await self._set_remote(signal.sdp)
+            self._on_answer()
+        else:
+            if self.originator or self._remote_set:
+                self._log.warning("ignoring an unexpected OFFER for %s", self.connection_id)
+                return
+            await self._answer(signal)
+
+    async def _set_remote(self, description: SessionDescription) -> None:
+        await self.peer_connection.setRemoteDescription(
+            RTCSessionDescription(sdp=description.sdp, type=description.type)
+        )
+        self._remote_set = True
+        pending, self._pending_candidates = self._pending_candidates, []
+        for candidate in pending:
+            await self._add_candidate(candidate)
+
+    async def _add_candidate(self, init: IceCandidateInit) -> None:
+        line = init.candidate.removeprefix("candidate:").strip()
+        if not line:
+            return  # end-of-candidates; aioice needs no signal for it
+        try:
+            candidate = candidate_from_sdp(line)
+        except (ValueError, IndexError) as exc:
+            self._log.warning("ignoring malformed candidate %r: %s", init.candidate, exc)
+            return
+        candidate.sdpMid = init.sdp_mid
+        candidate.sdpMLineIndex = init.sdp_mline_index
+        if not remote_candidate_allowed(candidate, self._owner.network):
+            self._log.debug("ignoring candidate outside the allowed networks: %s", line)
+            return
+        await self.peer_connection.addIceCandidate(candidate)
+
+    async def _send_offer(self, extra: dict[str, Any]) -> None:
+        """Create the offer (gathering candidates) and send it through the broker."""
+        pc = self.peer_connection
+        await pc.setLocalDescription(await pc.createOffer())
+        local = pc.localDescription
+        payload = OfferPayload(
+            sdp=SessionDescription(local.type, local.sdp),
+            type=self.type,
+            connection_id=self.connection_id,
+            metadata=self.metadata,
+            **extra,
+        )
+        await self._owner._send_relay(
+            Relay(RelayType.OFFER, dst=self.peer, payload=payload.to_json())
+        )
+
+    async def _send_answer(self) -> None:
+        """Create the answer (gathering candidates) and send it through the broker."""
+        pc = self.peer_connection
+        await pc.setLocalDescription(await pc.createAnswer())
+        local = pc.localDescription
+        sdp = SessionDescription(local.type, local.sdp)
+        payload = AnswerPayload(sdp, self.type, self.connection_id)
+        await self._owner._send_relay(
+            Relay(RelayType.ANSWER, dst=self.peer, payload=payload.to_json())
+        )
+
+    async def _answer(self, offer: OfferPayload) -> None:
+        """Callee side: apply the OFFER and answer it (subclasses may defer this)."""
+        await self._set_remote(offer.sdp)
+        await self._send_answer()
+
+    def _on_answer(self) -> None:
+        """Caller side: the ANSWER was applied."""
+
+    # -- life cycle ---------------------------------------------------------
+
+    def _on_ice_state(self) -> None:
+        state = self.peer_connection.iceConnectionState
+        self._events.emit("iceStateChanged", state)
+        if state == "failed":
+            self._fail(NegotiationFailedError(f"Negotiation of connection to {self.peer} failed."))
+        elif state == "closed" and not self.closed:
+            self._close_soon()
+
+    def _set_open(self) -> None:
+        if self._state is ConnectionState.NEGOTIATING:
+            self._state = ConnectionState.OPEN
+            self._opened.set()
+            self._events.emit("open")
+
+    def _fail(self, error: PeerError) -> None:
+        """Record why the connection ends, report it and close."""
+        if self.closed:
+            return
+        if self._error is None:
+            self._error = error
+            self._log.info("connection %s to %s failed: %s", self.connection_id, self.peer, error)
+            self._events.emit("error", error)
+        self._close_soon()
+
+    def _close_soon(self) -> None:
+        """Make :meth:`run` finish and tear down (callable from aiortc callbacks)."""
+        self._signals.close()
+        self._signals.clear()
+
+    async def _finish(self) -> None:
+        """Tear the connection down once; emit ``close`` if it had opened."""
+        if self.closed:
+            return
+        was_open = self.open
+        self._state = ConnectionState.CLOSED
+        self._signals.close()
+        self._signals.clear()
+        self._on_closing()
+        await self.peer_connection.close()
+        self._owner._forget(self)
+        self._closed.set()
+        if was_open:
+            self._events.emit("close")
+
+    def _on_closing(self) -> None:
+        """Hook for subclasses: release what they hold (streams, channels)."""
+
+    async def _close(self) -> None:
+        """Close now and wait until torn down.  Not cancellable."""
+        self._close_soon()
+        with anyio.CancelScope(shield=True):
+            await self._closed.wait()

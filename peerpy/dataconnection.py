@@ -1,0 +1,275 @@
+"""DataConnection: one PeerJS data channel, with serialization and backpressure.
+
+A data connection is one RTCPeerConnection with exactly one data channel made
+by the caller (``ordered = reliable``, label = the connection's label), as
+PeerJS 1.5 does it (spec §3.3).  Values pass through the connection's
+serializer (:mod:`peerpy.serialization`); the receive side keeps decoded values
+in a buffer bounded in bytes until the application reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import anyio
+from aiortc import RTCDataChannel, RTCPeerConnection
+
+from .connection import Connection, Owner
+from .exceptions import (
+    ConnectionClosedError,
+    DecodeError,
+    MessageTooBigError,
+    NotOpenError,
+    PeerError,
+    ProtocolError,
+)
+from .mailbox import Mailbox, MailboxClosed, MailboxFull
+from .payloads import ConnectionType, OfferPayload
+from .serialization import CLOSE, Serializer
+
+__all__ = ["DataConnection"]
+
+
+class DataConnection(Connection):
+    """A data connection to a remote peer (PeerJS's ``DataConnection``).
+
+    Get one from :meth:`Peer.connect() <peerpy.Peer.connect>` or
+    :meth:`Peer.accept() <peerpy.Peer.accept>`; it is open when you get it.
+    Send with :meth:`send`, receive with :meth:`recv` or ``async for``.
+    """
+
+    type: ClassVar[ConnectionType] = ConnectionType.DATA
+    _EVENTS: ClassVar[tuple[str, ...]] = (*Connection._EVENTS, "data")
+
+    def __init__(
+        self,
+        owner: Owner,
+        pc: RTCPeerConnection,
+        *,
+        peer: str,
+        connection_id: str,
+        label: str,
+        metadata: Any,
+        serializer: Serializer,
+        reliable: bool,
+        originator: bool,
+        logger: logging.Logger,
+    ) -> None:
+        super().__init__(
+            owner,
+            pc,
+            peer=peer,
+            connection_id=connection_id,
+            metadata=metadata,
+            originator=originator,
+            logger=logger,
+        )
+        #: The channel label (the connection id unless the caller chose one).
+        self.label = label
+        #: The serialization option (``"binary"``, ``"json"``, ``"raw"``, ...).
+        self.serialization = serializer.name
+        #: Whether the channel is ordered (PeerJS's ``reliable``).
+        self.reliable = reliable
+        self._serializer = serializer
+        self._channel: RTCDataChannel | None = None
+        self._writable = anyio.Event()
+        self._inbox: Mailbox[Any] = Mailbox(max_bytes=owner.limits.receive_buffer_bytes)
+        self._close_requested = False
+
+    @property
+    def data_channel(self) -> RTCDataChannel | None:
+        """aiortc's data channel, once there is one."""
+        return self._channel
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes queued in the data channel, not yet sent."""
+        return self._channel.bufferedAmount if self._channel is not None else 0
+
+    # -- negotiation --------------------------------------------------------
+
+    async def _start_as_caller(self) -> None:
+        """Make the one data channel, then send the OFFER."""
+        channel = self.peer_connection.createDataChannel(self.label, ordered=self.reliable)
+        self._attach(channel)
+        await self._send_offer(
+            {
+                "label": self.label,
+                "reliable": self.reliable,
+                "serialization": self._serializer.wire_name,
+            }
+        )
+
+    async def _answer(self, offer: OfferPayload) -> None:
+        self.peer_connection.on("datachannel", self._on_datachannel)
+        await super()._answer(offer)
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if self._channel is not None:
+            self._fail(ProtocolError(f"{self.peer} opened a second data channel"))
+            return
+        self._attach(channel)
+
+    def _attach(self, channel: RTCDataChannel) -> None:
+        self._channel = channel
+        limits = self._owner.limits
+        channel.bufferedAmountLowThreshold = limits.send_low_water
+        channel.on("open", self._set_open)
+        channel.on("message", self._on_message)
+        channel.on("bufferedamountlow", self._on_writable)
+        channel.on("close", self._close_soon)
+        if channel.readyState == "open":
+            self._set_open()
+
+    def _on_writable(self) -> None:
+        self._writable.set()
+
+    # -- receiving ----------------------------------------------------------
+
+    def _on_message(self, message: bytes | str) -> None:
+        if self.closed:
+            return
+        try:
+            values = self._serializer.decode(message)
+        except DecodeError as exc:
+            self._fail(exc)
+            return
+        size = len(message)
+        for value in values:
+            if value is CLOSE:
+                self._close_requested = True
+                self._close_soon()
+                return
+            if self._events.has("data"):
+                self._events.emit("data", value)
+                continue
+            try:
+                self._inbox.put_nowait(value, size)
+            except MailboxFull:
+                self._fail(
+                    ProtocolError(
+                        f"more than {self._inbox.max_bytes} bytes received and not read; "
+                        "read faster or raise Limits.receive_buffer_bytes"
+                    )
+                )
+                return
+            size = 0  # a frame's size is counted once, on its first value
+
+    async def recv(self) -> Any:
+        """Return the next value the remote sent.
+
+        Raise :class:`ConnectionClosedError` once the connection is closed and
+        every received value was read.  Cancelling loses nothing.
+        """
+        try:
+            return await self._inbox.get()
+        except MailboxClosed:
+            raise self._closed_error() from None
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionClosedError:
+                if self._error is not None and not isinstance(self._error, ConnectionClosedError):
+                    raise self._error from None
+                return
+
+    def _closed_error(self) -> PeerError:
+        if self._error is not None:
+            return ConnectionClosedError(f"Connection to {self.peer} closed: {self._error}")
+        return ConnectionClosedError(f"Connection to {self.peer} closed.")
+
+    # -- sending ------------------------------------------------------------
+
+    async def send(self, value: Any) -> None:
+        """Serialize ``value`` and send it.
+
+        Waits while the channel buffers more than ``Limits.send_high_water``
+        bytes, until it drains below ``send_low_water``.  Raise
+        :class:`NotOpenError` if the connection is not open,
+        :class:`~peerpy.exceptions.EncodeError` if the serialization cannot
+        carry ``value`` and :class:`MessageTooBigError` if it is too large for
+        this serialization or the remote.  Cancelling may leave a chunked
+        message half sent; the remote then drops the partial message.
+        """
+        if not self.open or self._channel is None:
+            raise NotOpenError(
+                "Connection is not open."
+                if not self.closed
+                else f"Connection to {self.peer} is closed: cannot send."
+            )
+        for frame in self._serializer.encode(value):
+            await self._send_frame(frame)
+
+    async def _send_frame(self, frame: bytes | str) -> None:
+        channel = self._channel
+        assert channel is not None
+        while channel.bufferedAmount > self._owner.limits.send_high_water:
+            self._writable = anyio.Event()
+            with anyio.move_on_after(1.0):  # also notice a close while waiting
+                await self._writable.wait()
+            if not self.open:
+                raise self._closed_error()
+        if not self.open:
+            raise self._closed_error()
+        try:
+            channel.send(frame)
+        except ValueError as exc:
+            raise MessageTooBigError(str(exc)) from None
+        except Exception as exc:  # aiortc raises InvalidStateError when closing
+            raise self._closed_error() from exc
+
+    async def close(self, *, flush: bool = False) -> None:
+        """Close the connection.
+
+        With ``flush=True``, first send PeerJS's in-band close request behind
+        any data still buffered, and wait (up to ``Timeouts.close``) for the
+        remote to close; otherwise close at once, dropping unsent data.
+        Not cancellable once teardown starts.
+        """
+        if flush and self.open:
+            try:
+                with anyio.move_on_after(self._owner.timeouts.close):
+                    if not self.reliable:
+                        # On an unordered channel the close request could
+                        # overtake data still in flight: wait until the remote
+                        # acknowledged everything first.
+                        await self._wait_acknowledged()
+                    for frame in self._serializer.encode_close():
+                        await self._send_frame(frame)
+                    await self.wait_closed()
+            except PeerError as exc:
+                self._log.debug("flush before close failed: %s", exc)
+        await self._close()
+
+    def _unacknowledged(self) -> bool:
+        sctp = self.peer_connection.sctp
+        return bool(
+            self.buffered_amount
+            or getattr(sctp, "_data_channel_queue", None)
+            or getattr(sctp, "_outbound_queue", None)
+        )
+
+    async def _wait_acknowledged(self) -> None:
+        """Wait until every byte sent so far is acknowledged by the remote's SCTP."""
+        # aiortc has no event for "all acknowledged": poll its queues.
+        while self.open and self._unacknowledged():  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+    def _on_closing(self) -> None:
+        self._inbox.close()
+        self._writable.set()
+        if self._channel is not None:
+            self._channel.close()
+
+    async def __aenter__(self) -> DataConnection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

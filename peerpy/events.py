@@ -1,0 +1,71 @@
+"""PeerJS-style event handlers: ``peer.on("connection", handler)``.
+
+peerpy's primary API is awaitables and async iterators; handlers exist for
+code ported from PeerJS.  A handler may be a plain function or a coroutine
+function; coroutines run in the owning peer's task group.  An exception in a
+handler is logged and does not affect the peer or other handlers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Collection, Coroutine
+from typing import Any, TypeVar
+
+from .exceptions import UsageError
+
+__all__ = ["EventEmitter"]
+
+Handler = Callable[..., Any]
+H = TypeVar("H", bound=Handler)
+Spawner = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
+
+
+class EventEmitter:
+    """Handlers for a fixed set of event names."""
+
+    def __init__(self, events: Collection[str], spawn: Spawner, logger: logging.Logger) -> None:
+        self._handlers: dict[str, list[Handler]] = {name: [] for name in events}
+        self._spawn = spawn
+        self._log = logger
+
+    def on(self, event: str, handler: H) -> H:
+        """Call ``handler(*args)`` each time ``event`` happens; returns ``handler``."""
+        if event not in self._handlers:
+            names = ", ".join(sorted(self._handlers))
+            raise UsageError(f"unknown event {event!r}; events are: {names}")
+        self._handlers[event].append(handler)
+        return handler
+
+    def off(self, event: str, handler: Handler) -> None:
+        """Stop calling ``handler`` for ``event`` (no error if it was not registered)."""
+        handlers = self._handlers.get(event, [])
+        if handler in handlers:
+            handlers.remove(handler)
+
+    def has(self, event: str) -> bool:
+        """Whether any handler listens to ``event``."""
+        return bool(self._handlers.get(event))
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Call every handler of ``event``; never raises."""
+        for handler in list(self._handlers[event]):
+            try:
+                result = handler(*args)
+            except Exception:
+                self._log.exception("%s handler %r failed", event, handler)
+                continue
+            if inspect.isawaitable(result):
+                self._spawn(self._guard(event, handler, result))
+
+    def _guard(
+        self, event: str, handler: Handler, awaitable: Awaitable[Any]
+    ) -> Callable[[], Coroutine[Any, Any, None]]:
+        async def run() -> None:
+            try:
+                await awaitable
+            except Exception:
+                self._log.exception("%s handler %r failed", event, handler)
+
+        return run

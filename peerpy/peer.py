@@ -1,0 +1,521 @@
+"""Peer: an id registered with a broker, and the connections it makes and takes.
+
+:class:`Peer` mirrors PeerJS's ``Peer`` the way aiortc mirrors the W3C API:
+``connect()`` and ``call()`` return open connections or raise; incoming
+connections come from ``accept()``, ``async for conn in peer`` or ``on()``
+handlers.  A Peer is an async context manager owning a task group: the broker
+session, one task per connection, and event handlers all run inside it, and
+leaving the ``async with`` block closes everything.
+
+aiortc runs on asyncio only, so a Peer needs anyio's asyncio backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+
+from .config import (
+    Limits,
+    Timeouts,
+    resolve_network,
+    resolve_rtc_configuration,
+    resolve_server,
+)
+from .connection import Connection
+from .dataconnection import DataConnection
+from .events import EventEmitter
+from .exceptions import (
+    ConnectionClosedError,
+    DisconnectedError,
+    NegotiationFailedError,
+    NetworkError,
+    PeerError,
+    PeerUnavailableError,
+    UsageError,
+)
+from .ids import connection_id, random_token, validate_id
+from .mailbox import Mailbox, MailboxClosed, MailboxFull
+from .messages import Relay, RelayType
+from .network import NetworkPolicy, create_peer_connection
+from .payloads import AnswerPayload, CandidatePayload, ConnectionType, OfferPayload
+from .serialization import create_serializer, serializer_for_wire_name
+from .signaling import Signaling
+
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # pragma: no cover
+    from typing_extensions import Self
+
+__all__ = ["Peer"]
+
+_EVENTS = ("open", "connection", "call", "disconnected", "close", "error")
+
+
+class Peer:
+    """A peer registered with a PeerJS broker.
+
+    ``id`` is the id to register; ``None`` asks the broker for one.  The broker
+    is ``server`` (a URL) or ``host``/``port``/``path``/``secure`` as in PeerJS,
+    else ``PEERPY_SERVER``, else ``http://127.0.0.1:9000/``.  ICE servers come
+    from ``ice_servers`` (or a full aiortc ``configuration``), else
+    ``PEERPY_ICE_SERVERS``, else none.  The local addresses ICE gathers on come
+    from ``network`` or ``ice_addresses``, else ``PEERPY_ICE_ADDRESSES``.
+
+    >>> async with Peer("alice") as peer:      # doctest: +SKIP
+    ...     conn = await peer.connect("bob")
+    ...     await conn.send("hello")
+    """
+
+    def __init__(
+        self,
+        id: str | None = None,
+        *,
+        server: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        path: str | None = None,
+        key: str = "peerjs",
+        secure: bool | None = None,
+        token: str | None = None,
+        ice_servers: Sequence[RTCIceServer | str] | None = None,
+        configuration: RTCConfiguration | None = None,
+        ice_addresses: Sequence[str] | None = None,
+        network: NetworkPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        limits: Limits | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if id is not None:
+            validate_id(id)
+        self._id = id
+        self._token = token or random_token()
+        self._log = logger or logging.getLogger("peerpy.peer")
+        self.timeouts = timeouts or Timeouts()
+        self.limits = limits or Limits()
+        self.server = resolve_server(
+            server=server, host=host, port=port, path=path, secure=secure, key=key
+        )
+        self.configuration = configuration or resolve_rtc_configuration(ice_servers)
+        self.network = network or resolve_network(ice_addresses)
+        self._signaling = Signaling(
+            self.server, timeouts=self.timeouts, ssl_context=ssl_context, logger=self._log
+        )
+        self._connections: dict[tuple[str, str], Connection] = {}
+        self._incoming: Mailbox[Connection] = Mailbox(self.limits.pending_connections)
+        self._events = EventEmitter(_EVENTS, self._spawn, self._log)
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._open = False
+        self._destroyed = False
+        self._leaving = False  # set while we close the broker session ourselves
+
+    def __repr__(self) -> str:
+        state = "destroyed" if self._destroyed else "open" if self._open else "disconnected"
+        return f"<Peer {self._id!r} {state} on {self.server.base_url}>"
+
+    # -- properties ---------------------------------------------------------
+
+    @property
+    def id(self) -> str | None:
+        """This peer's id (``None`` until the broker gave one)."""
+        return self._id
+
+    @property
+    def token(self) -> str:
+        """The secret that owns our id on the broker; reused by :meth:`reconnect`."""
+        return self._token
+
+    @property
+    def open(self) -> bool:
+        """Whether the broker session is open (we can connect and be reached)."""
+        return self._open
+
+    @property
+    def disconnected(self) -> bool:
+        """Whether the broker session is closed (connections may live on)."""
+        return not self._open
+
+    @property
+    def destroyed(self) -> bool:
+        """Whether the peer is destroyed: nothing works any more."""
+        return self._destroyed
+
+    @property
+    def connections(self) -> list[Connection]:
+        """The live connections, data and media."""
+        return list(self._connections.values())
+
+    def get_connection(self, peer: str, connection_id: str) -> Connection | None:
+        """The connection with ``peer`` whose id is ``connection_id``, if any."""
+        return self._connections.get((peer, connection_id))
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        """Register with the broker; returns once it said OPEN.
+
+        Raise :class:`~peerpy.exceptions.UnavailableIdError`,
+        :class:`~peerpy.exceptions.ServerError` or
+        :class:`~peerpy.exceptions.NetworkError` if it does not.  Cancelling
+        closes whatever was opened.
+        """
+        if self._stack is not None:
+            raise UsageError("a Peer can only be started once")
+        stack = self._stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.push_async_callback(self._teardown)
+            if self._id is None:
+                self._id = validate_id(await self._signaling.fetch_id())
+            await self._tg.start(self._session)
+        except BaseException:
+            # Leave the task group cleanly, then raise the error itself rather
+            # than the group wrapping it.
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
+            await stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._stack is not None
+        return await self._stack.__aexit__(exc_type, exc, tb)
+
+    async def _session(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run one broker session; report its end unless we closed it ourselves."""
+        assert self._id is not None
+        registered = False
+
+        def opened(value: None = None) -> None:
+            nonlocal registered
+            registered = self._open = True
+            task_status.started()
+
+        status = _Status(opened)
+        reason: PeerError = NetworkError("Lost connection to server.")
+        try:
+            await self._signaling.run(self._id, self._token, self._on_relay, task_status=status)
+        except PeerError as exc:
+            if not registered:
+                raise
+            reason = exc
+        finally:
+            self._open = False
+        if self._leaving or self._destroyed:
+            return
+        self._log.warning("lost the broker session: %s", reason)
+        self._fail_pending(NetworkError(f"lost the broker session: {reason}"))
+        self._events.emit("error", reason)
+        self._events.emit("disconnected", self._id)
+
+    async def disconnect(self) -> None:
+        """Close the broker session; open connections stay up.
+
+        The broker forgets our id; :meth:`reconnect` claims it again.  Not
+        cancellable.
+        """
+        if not self._open:
+            return
+        self._leaving = True
+        try:
+            await self._signaling.aclose()
+        finally:
+            self._leaving = False
+        self._fail_pending(DisconnectedError("disconnected from the broker"))
+        self._events.emit("disconnected", self._id)
+
+    async def reconnect(self) -> None:
+        """Open a new broker session with the same id and token.
+
+        Raise :class:`DisconnectedError` if the peer is destroyed and
+        :class:`UsageError` if it is connected.  Cancelling abandons the attempt.
+        """
+        if self._destroyed or self._tg is None:
+            raise DisconnectedError(
+                "This peer cannot reconnect to the server. It has already been destroyed."
+            )
+        if self._open:
+            raise UsageError(
+                f"Peer {self._id} cannot reconnect because it is not disconnected from the server!"
+            )
+        await self._tg.start(self._session)
+        self._events.emit("open", self._id)
+
+    async def destroy(self) -> None:
+        """Close every connection and the broker session; the peer is then unusable.
+
+        Also what leaving ``async with`` does.  Not cancellable.
+        """
+        if self._tg is None or self._destroyed:
+            self._destroyed = True
+            return
+        await self._teardown()
+        self._tg.cancel_scope.cancel()
+
+    aclose = destroy
+
+    async def _teardown(self) -> None:
+        if self._destroyed:
+            return
+        self._destroyed = True
+        with anyio.CancelScope(shield=True):
+            self._incoming.close()
+            self._leaving = True
+            async with anyio.create_task_group() as tg:
+                for conn in list(self._connections.values()):
+                    tg.start_soon(conn._close)
+            await self._signaling.aclose()
+            self._events.emit("close")
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    # -- events -------------------------------------------------------------
+
+    def on(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Register a PeerJS-style handler: open, connection, call, disconnected, close, error.
+
+        With a ``connection`` handler, incoming connections go to it instead of
+        :meth:`accept`.
+        """
+        return self._events.on(event, handler)
+
+    def off(self, event: str, handler: Callable[..., Any]) -> None:
+        """Remove an event handler."""
+        self._events.off(event, handler)
+
+    # -- outgoing -----------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._destroyed:
+            raise DisconnectedError("The peer is destroyed.")
+        if not self._open:
+            raise DisconnectedError("Cannot connect to new Peer after disconnecting from server.")
+
+    def _new_pc(self) -> RTCPeerConnection:
+        return create_peer_connection(self.configuration, self.network)
+
+    async def connect(
+        self,
+        peer: str,
+        *,
+        label: str | None = None,
+        metadata: Any = None,
+        serialization: str = "binary",
+        reliable: bool = False,
+    ) -> DataConnection:
+        """Open a data connection to ``peer`` and return it once open.
+
+        ``serialization`` is one of ``binary`` (PeerJS's default),
+        ``binary-utf8``, ``json``, ``raw`` or ``MsgPack`` (which forces
+        ``reliable``).  ``reliable=False`` gives PeerJS's default unordered (but
+        fully reliable) channel.  Raise :class:`PeerUnavailableError` if the
+        broker does not know ``peer``, :class:`NegotiationFailedError` if ICE
+        fails or ``Timeouts.negotiation`` passes.  Cancelling closes the
+        half-made connection.
+        """
+        self._check_usable()
+        validate_id(peer)
+        serializer = create_serializer(serialization)
+        cid = connection_id("data")
+        conn = DataConnection(
+            self,
+            self._new_pc(),
+            peer=peer,
+            connection_id=cid,
+            label=cid if label is None else label,
+            metadata=metadata,
+            serializer=serializer,
+            reliable=reliable or serializer.reliable_required,
+            originator=True,
+            logger=self._log,
+        )
+        await self._open_outgoing(conn, conn._start_as_caller)
+        return conn
+
+    async def _open_outgoing(self, conn: Connection, start: Callable[[], Awaitable[None]]) -> None:
+        self._register(conn)
+        timeout = self.timeouts.negotiation
+        try:
+            with anyio.fail_after(timeout):
+                await start()
+                await conn.wait_open()
+        except TimeoutError:
+            await conn._close()
+            raise NegotiationFailedError(
+                f"connection to {conn.peer} not open after {timeout:g} s"
+            ) from None
+        except BaseException:
+            await conn._close()
+            raise
+
+    # -- incoming -----------------------------------------------------------
+
+    async def accept(self) -> DataConnection:
+        """Wait for the next incoming data connection, returned open.
+
+        Raise :class:`DisconnectedError` once the peer is destroyed.  Cancelling
+        loses nothing.
+        """
+        try:
+            conn = await self._incoming.get()
+        except MailboxClosed:
+            raise DisconnectedError("The peer is destroyed.") from None
+        assert isinstance(conn, DataConnection)
+        return conn
+
+    def __aiter__(self) -> AsyncIterator[DataConnection]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[DataConnection]:
+        while True:
+            try:
+                yield await self.accept()
+            except DisconnectedError:
+                return
+
+    async def list_peers(self) -> list[str]:
+        """Ids registered on the broker (needs ``--allow_discovery`` there).
+
+        Cancelling abandons the request.
+        """
+        return await self._signaling.list_peers()
+
+    # -- plumbing used by connections ----------------------------------------
+
+    async def _send_relay(self, message: Relay) -> None:
+        await self._signaling.send(message)
+
+    def _spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        if self._tg is None:
+            raise UsageError("the Peer is not started: use `async with Peer(...)`")
+        self._tg.start_soon(func)
+
+    def _register(self, conn: Connection) -> None:
+        old = self._connections.get((conn.peer, conn.connection_id))
+        if old is not None:
+            old._fail(ConnectionClosedError(f"{conn.peer} replaced {conn.connection_id}"))
+        self._connections[(conn.peer, conn.connection_id)] = conn
+        self._spawn(conn.run)
+
+    def _forget(self, conn: Connection) -> None:
+        if self._connections.get((conn.peer, conn.connection_id)) is conn:
+            del self._connections[(conn.peer, conn.connection_id)]
+
+    def _fail_pending(self, error: PeerError, peer: str | None = None) -> None:
+        """Fail outgoing connections (to ``peer``, or all) that got no answer yet."""
+        for conn in list(self._connections.values()):
+            if conn.originator and not conn._remote_set and peer in (None, conn.peer):
+                conn._fail(error)
+
+    async def _on_relay(self, message: Relay) -> None:
+        """Route one relayed message from the broker (called in arrival order)."""
+        src = message.src
+        if not src:
+            self._log.warning("ignoring %s without src", message.type.value)
+            return
+        if message.type is RelayType.LEAVE:
+            for conn in list(self._connections.values()):
+                if conn.peer == src:
+                    conn._fail(ConnectionClosedError(f"{src} left the broker"))
+            return
+        if message.type is RelayType.EXPIRE:
+            self._fail_pending(PeerUnavailableError(f"Could not connect to peer {src}"), src)
+            return
+        try:
+            if message.type is RelayType.OFFER:
+                self._on_offer(src, OfferPayload.from_json(message.payload))
+                return
+            signal: AnswerPayload | CandidatePayload
+            if message.type is RelayType.ANSWER:
+                signal = AnswerPayload.from_json(message.payload)
+            else:
+                signal = CandidatePayload.from_json(message.payload)
+        except PeerError as exc:
+            self._log.warning("ignoring a bad %s from %s: %s", message.type.value, src, exc)
+            return
+        target = self._connections.get((src, signal.connection_id))
+        if target is None:
+            self._log.debug(
+                "no connection %s with %s for its %s", signal.connection_id, src, message.type.value
+            )
+            return
+        target.deliver(signal)
+
+    def _on_offer(self, src: str, offer: OfferPayload) -> None:
+        if offer.type is ConnectionType.MEDIA:
+            self._log.warning("ignoring a media call from %s: calls are not supported yet", src)
+            return
+        try:
+            serializer = serializer_for_wire_name(offer.serialization or "binary")
+        except PeerError as exc:
+            self._log.warning("refusing %s from %s: %s", offer.connection_id, src, exc)
+            return
+        conn = DataConnection(
+            self,
+            self._new_pc(),
+            peer=src,
+            connection_id=offer.connection_id,
+            label=offer.label or offer.connection_id,
+            metadata=offer.metadata,
+            serializer=serializer,
+            reliable=bool(offer.reliable),
+            originator=False,
+            logger=self._log,
+        )
+        self._register(conn)
+        conn.deliver(offer)
+        self._spawn(lambda: self._welcome(conn))
+
+    async def _welcome(self, conn: Connection) -> None:
+        """Hand an incoming connection to the application once it is open."""
+        try:
+            with anyio.fail_after(self.timeouts.negotiation):
+                await conn.wait_open()
+        except (PeerError, TimeoutError) as exc:
+            self._log.info(
+                "incoming %s from %s did not open: %s", conn.connection_id, conn.peer, exc
+            )
+            await conn._close()
+            return
+        if self._events.has("connection"):
+            self._events.emit("connection", conn)
+            return
+        try:
+            self._incoming.put_nowait(conn)
+        except (MailboxFull, MailboxClosed):
+            self._log.warning(
+                "refusing %s from %s: %d connections wait for accept()",
+                conn.connection_id,
+                conn.peer,
+                self.limits.pending_connections,
+            )
+            await conn._close()
+
+
+class _Status:
+    """A task status that runs a callback when the task reports it started."""
+
+    def __init__(self, callback: Callable[[None], None]) -> None:
+        self._callback = callback
+
+    def started(self, value: None = None) -> None:
+        self._callback(value)

@@ -1,0 +1,255 @@
+"""The peer's session with the broker: one WebSocket, heartbeats, HTTP look-ups.
+
+:class:`Signaling` opens ``{path}peerjs?key&id&token&version``, waits for the
+broker's OPEN, then hands every relayed message to a callback in arrival
+order.  Unlike PeerJS (peerjs#55), nothing sent while the socket is not open is
+dropped: messages wait in a bounded queue and go out after the next OPEN.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import anyio
+import anyio.abc
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from . import messages
+from .config import ServerAddress, Timeouts
+from .exceptions import (
+    InvalidKeyError,
+    NetworkError,
+    ProtocolError,
+    ServerError,
+    UnavailableIdError,
+)
+
+__all__ = ["Signaling"]
+
+#: Version string sent to the broker, as PeerJS sends its own.
+CLIENT_VERSION = "1.5.5"
+#: Messages kept while the WebSocket is down; more is a usage error.
+MAX_QUEUED = 1024
+#: Largest frame accepted from the broker.
+MAX_FRAME = 1 << 20
+
+RelayHandler = Callable[[messages.Relay], Awaitable[None]]
+
+
+def _truncate(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+class Signaling:
+    """A WebSocket session with a PeerJS broker for one peer id."""
+
+    def __init__(
+        self,
+        address: ServerAddress,
+        *,
+        timeouts: Timeouts,
+        ssl_context: ssl.SSLContext | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.address = address
+        self._timeouts = timeouts
+        self._ssl = ssl_context
+        self._log = logger or logging.getLogger("peerpy.signaling")
+        self._socket: ClientConnection | None = None
+        self._open = False
+        self._queue: deque[str] = deque()
+        self._ended = anyio.Event()
+
+    @property
+    def open(self) -> bool:
+        """Whether the broker said OPEN on the current socket."""
+        return self._open
+
+    # -- HTTP API -----------------------------------------------------------
+
+    async def _get(self, what: str) -> tuple[int, str]:
+        url = f"{self.address.base_url}{self.address.key}/{what}"
+
+        def fetch() -> tuple[int, str]:
+            request = urllib.request.Request(url, headers={"User-Agent": "peerpy"})
+            try:
+                with urllib.request.urlopen(
+                    request, timeout=self._timeouts.open, context=self._ssl
+                ) as response:
+                    return response.status, response.read(MAX_FRAME).decode()
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.read(MAX_FRAME).decode(errors="replace")
+
+        try:
+            return await anyio.to_thread.run_sync(fetch, abandon_on_cancel=True)
+        except (OSError, ValueError) as exc:
+            raise NetworkError(f"cannot reach the broker at {url}: {exc}") from exc
+
+    async def fetch_id(self) -> str:
+        """Ask the broker for a fresh id (``GET {path}{key}/id``).
+
+        Cancelling abandons the request.
+        """
+        status, body = await self._get("id")
+        if status != 200 or not body:
+            raise ServerError(f"Could not get an ID from the server (HTTP {status}).")
+        return body
+
+    async def list_peers(self) -> list[str]:
+        """Ids registered on the broker (``GET {path}{key}/peers``).
+
+        Needs discovery turned on at the broker.  Cancelling abandons the request.
+        """
+        status, body = await self._get("peers")
+        if status == 401:
+            raise ServerError(
+                "The broker does not allow listing peers: start it with --allow_discovery."
+            )
+        try:
+            peers = json.loads(body) if status == 200 else None
+        except ValueError:
+            peers = None
+        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+            raise ServerError(f"Could not get the list of peers (HTTP {status}).")
+        return peers
+
+    # -- WebSocket session --------------------------------------------------
+
+    async def run(
+        self,
+        peer_id: str,
+        token: str,
+        on_relay: RelayHandler,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Connect, wait for OPEN, then read until the socket closes.
+
+        ``task_status.started()`` is called once the broker said OPEN, so
+        ``await tg.start(signaling.run, ...)`` returns only when registered, or
+        raises :class:`ServerError`, :class:`UnavailableIdError` or
+        :class:`NetworkError`.  Returns when the socket closes after OPEN (the
+        caller decides whether that is an error).  Cancelling closes the socket.
+        """
+        url = self.address.websocket_url(peer_id, token, CLIENT_VERSION)
+        self._ended = anyio.Event()
+        try:
+            with anyio.fail_after(self._timeouts.open):
+                socket = await connect(
+                    url,
+                    ssl=self._ssl if self.address.secure else None,
+                    compression=None,
+                    max_size=MAX_FRAME,
+                    open_timeout=None,
+                    user_agent_header="peerpy",
+                )
+        except TimeoutError:
+            raise NetworkError(f"no answer from the broker at {self.address.base_url}") from None
+        except (OSError, InvalidHandshake, InvalidURI) as exc:
+            where = self.address.base_url
+            raise NetworkError(f"cannot reach the broker at {where}: {exc}") from exc
+        self._socket = socket
+        try:
+            with anyio.fail_after(self._timeouts.open):
+                await self._wait_open(socket, peer_id)
+            self._open = True
+            await self._flush()
+            task_status.started()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._heartbeat, socket)
+                await self._read(socket, on_relay)
+                tg.cancel_scope.cancel()
+        except TimeoutError:
+            raise NetworkError("the broker did not say OPEN in time") from None
+        finally:
+            self._open = False
+            self._socket = None
+            with anyio.CancelScope(shield=True):
+                await socket.close()
+            self._ended.set()
+
+    async def _wait_open(self, socket: ClientConnection, peer_id: str) -> None:
+        while True:
+            try:
+                frame = await socket.recv()
+            except ConnectionClosed as exc:
+                raise NetworkError(f"the broker closed the connection: {exc}") from None
+            try:
+                message = messages.parse(frame)
+            except ProtocolError as exc:
+                self._log.warning("ignoring a malformed frame from the broker: %s", exc)
+                continue
+            if isinstance(message, messages.Open):
+                return
+            if isinstance(message, messages.IdTaken):
+                raise UnavailableIdError(f'ID "{peer_id}" is taken')
+            if isinstance(message, messages.InvalidKey) or (
+                isinstance(message, messages.ServerErrorMessage)
+                and message.msg == "Invalid key provided"
+            ):
+                raise InvalidKeyError(f'API KEY "{self.address.key}" is invalid')
+            if isinstance(message, messages.ServerErrorMessage):
+                raise ServerError(message.msg)
+            self._log.debug("ignoring %r before OPEN", message)
+
+    async def _read(self, socket: ClientConnection, on_relay: RelayHandler) -> None:
+        async for frame in socket:
+            try:
+                message = messages.parse(frame)
+            except ProtocolError as exc:
+                self._log.warning("ignoring a malformed frame from the broker: %s", exc)
+                continue
+            if isinstance(message, messages.Relay):
+                self._log.debug("<- %s", _truncate(str(frame)))
+                await on_relay(message)
+            elif isinstance(message, messages.Open):
+                self._log.debug("extra OPEN from the broker")
+            else:
+                self._log.info("ignoring %r from the broker", message)
+
+    async def _heartbeat(self, socket: ClientConnection) -> None:
+        frame = messages.serialize(messages.Heartbeat())
+        while True:
+            await anyio.sleep(self._timeouts.heartbeat)
+            try:
+                await socket.send(frame)
+            except ConnectionClosed:
+                return
+
+    async def send(self, message: messages.Relay) -> None:
+        """Send a relayed message, or queue it until the broker says OPEN.
+
+        Cancelling may leave the message unsent.
+        """
+        frame = messages.serialize(message)
+        if self._socket is None or not self._open:
+            if len(self._queue) >= MAX_QUEUED:
+                raise NetworkError("not connected to the broker, and the send queue is full")
+            self._queue.append(frame)
+            return
+        self._log.debug("-> %s", _truncate(frame))
+        try:
+            await self._socket.send(frame)
+        except ConnectionClosed:
+            self._queue.append(frame)
+
+    async def _flush(self) -> None:
+        while self._queue and self._socket is not None:
+            await self._socket.send(self._queue[0])
+            self._queue.popleft()
+
+    async def aclose(self) -> None:
+        """Close the WebSocket (the broker unregisters our id) and wait until
+        :meth:`run` has finished.  Not cancellable."""
+        socket = self._socket
+        if socket is not None:
+            with anyio.CancelScope(shield=True):
+                await socket.close()
+                await self._ended.wait()

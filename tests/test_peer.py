@@ -1,0 +1,150 @@
+"""Peer: registration, connect/accept, errors, disconnect and reconnect."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from peerpy.dataconnection import DataConnection
+from peerpy.exceptions import (
+    DisconnectedError,
+    InvalidIdError,
+    NetworkError,
+    PeerUnavailableError,
+    UnavailableIdError,
+)
+from peerpy.peer import Peer
+
+from .brokers import free_port
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_peer_gets_id_from_broker(broker_url: str) -> None:
+    """Without an id, the broker assigns one and the peer is open on return."""
+    async with Peer(server=broker_url) as peer:
+        assert peer.open
+        assert peer.id
+        assert len(peer.id) >= 8
+
+
+async def test_connect_exchange_and_properties(broker_url: str, peer_id: str) -> None:
+    """connect() returns an open connection; both sides see label, metadata, reliable."""
+    async with (
+        Peer(peer_id + "a", server=broker_url) as alice,
+        Peer(peer_id + "b", server=broker_url) as bob,
+    ):
+        conn = await alice.connect(bob.id or "", label="chat", metadata={"n": [1, 2]})
+        incoming = await bob.accept()
+        assert conn.open
+        assert incoming.open
+        assert incoming.peer == alice.id
+        assert conn.peer == bob.id
+        assert incoming.connection_id == conn.connection_id
+        assert conn.connection_id.startswith("dc_")
+        assert (incoming.label, incoming.metadata) == ("chat", {"n": [1, 2]})
+        assert incoming.serialization == "binary"
+        assert incoming.reliable is False
+        await conn.send({"hello": "wörld", "n": 1})
+        assert await incoming.recv() == {"hello": "wörld", "n": 1}
+        await incoming.send(b"\x00\x01")
+        assert await conn.recv() == b"\x00\x01"
+
+
+async def test_unknown_peer_raises_peer_unavailable(broker_url: str, peer_id: str) -> None:
+    """connect() to an id nobody holds raises peer-unavailable from connect() itself."""
+    async with Peer(peer_id, server=broker_url) as peer:
+        with anyio.fail_after(10), pytest.raises(PeerUnavailableError) as info:
+            await peer.connect("nobody" + peer_id)
+        assert info.value.type == "peer-unavailable"
+        assert peer.connections == []
+
+
+async def test_id_taken(broker_url: str, peer_id: str) -> None:
+    """A second peer claiming a registered id gets unavailable-id."""
+    async with Peer(peer_id, server=broker_url):
+        with pytest.raises(UnavailableIdError) as info:
+            async with Peer(peer_id, server=broker_url):
+                pass
+        assert info.value.type == "unavailable-id"
+
+
+def test_invalid_id_is_refused_before_any_traffic() -> None:
+    """Ids breaking PeerJS's rule raise invalid-id at construction."""
+    for bad in ("", " a", "a  b", "a/b", "-a", "ü"):
+        with pytest.raises(InvalidIdError):
+            Peer(bad)
+
+
+async def test_broker_down_raises_network_error() -> None:
+    """No broker listening gives a NetworkError, quickly."""
+    with anyio.fail_after(10), pytest.raises(NetworkError):
+        async with Peer("alone", server=f"http://127.0.0.1:{free_port()}/"):
+            pass
+
+
+async def test_async_for_and_handlers(broker_url: str, peer_id: str) -> None:
+    """Incoming connections come through async for, and through an on() handler."""
+    async with (
+        Peer(peer_id + "a", server=broker_url) as alice,
+        Peer(peer_id + "b", server=broker_url) as bob,
+    ):
+        await alice.connect(bob.id or "")
+        async for conn in bob:
+            assert conn.peer == alice.id
+            break
+        seen: list[str] = []
+        arrived = anyio.Event()
+
+        def on_connection(conn: DataConnection) -> None:
+            seen.append(conn.connection_id)
+            arrived.set()
+
+        bob.on("connection", on_connection)
+        conn = await alice.connect(bob.id or "")
+        with anyio.fail_after(5):
+            await arrived.wait()
+        assert seen == [conn.connection_id]
+
+
+async def test_disconnect_keeps_connections_and_reconnect(broker_url: str, peer_id: str) -> None:
+    """disconnect() leaves data connections up; reconnect() registers the same id again."""
+    async with (
+        Peer(peer_id + "a", server=broker_url) as alice,
+        Peer(peer_id + "b", server=broker_url) as bob,
+    ):
+        conn = await alice.connect(bob.id or "")
+        incoming = await bob.accept()
+        await alice.disconnect()
+        assert not alice.open
+        with pytest.raises(DisconnectedError):
+            await alice.connect(bob.id or "")
+        await conn.send("still here")
+        assert await incoming.recv() == "still here"
+        await alice.reconnect()
+        assert alice.open
+        assert alice.id == peer_id + "a"
+        again = await bob.connect(alice.id or "")
+        await again.send(1)
+        assert await (await alice.accept()).recv() == 1
+
+
+async def test_list_peers(broker_url: str, peer_id: str) -> None:
+    """list_peers() returns the registered ids when discovery is on."""
+    async with Peer(peer_id, server=broker_url) as peer:
+        assert peer_id in await peer.list_peers()
+
+
+async def test_remote_vanishing_ends_iteration(broker_url: str, peer_id: str) -> None:
+    """When the remote peer is destroyed mid-stream, the reader sees the close."""
+    async with Peer(peer_id + "a", server=broker_url) as alice:
+        async with Peer(peer_id + "b", server=broker_url) as bob:
+            conn = await alice.connect(bob.id or "")
+            incoming = await bob.accept()
+            await incoming.send("last")
+        received = []
+        with anyio.fail_after(20):
+            async for value in conn:
+                received.append(value)
+        assert received == ["last"]
+        assert conn.closed
