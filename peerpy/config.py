@@ -32,6 +32,7 @@ from aiortc import RTCConfiguration, RTCIceServer
 
 from .exceptions import UsageError
 from .network import NetworkPolicy
+from .serialization import Limits as DecodingLimits
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -218,3 +219,5 @@ class Limits:
     send_low_water: int = 1024 * 1024
     #: Incoming connections not yet taken with ``accept()``.
     pending_connections: int = 64
+    #: Bounds on decoding received messages (sizes, chunks, nesting).
+    decoding: DecodingLimits = attrs.field(factory=DecodingLimits)

@@ -263,6 +263,12 @@ class DataConnection(Connection):
             await anyio.sleep(0.01)
 
     def _on_closing(self) -> None:
+        try:
+            self._serializer.finish()
+        except DecodeError as exc:
+            # The remote closed in the middle of a chunked or streamed message.
+            self._log.warning("connection %s closed mid-message: %s", self.connection_id, exc)
+            self._error = self._error or exc
         self._inbox.close()
         self._writable.set()
         if self._channel is not None:

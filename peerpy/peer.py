@@ -196,7 +196,13 @@ class Peer:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._stack is not None
-        return await self._stack.__aexit__(exc_type, exc, tb)
+        if exc is None:
+            return await self._stack.__aexit__(None, None, None)
+        # Leave the task group as on a normal exit (the teardown cancels it),
+        # so the caller's exception propagates as itself, not wrapped in an
+        # ExceptionGroup by the task group.
+        await self._stack.__aexit__(None, None, None)
+        return False
 
     async def _session(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -334,7 +340,7 @@ class Peer:
         """
         self._check_usable()
         validate_id(peer)
-        serializer = create_serializer(serialization)
+        serializer = create_serializer(serialization, limits=self.limits.decoding)
         cid = connection_id("data")
         conn = DataConnection(
             self,
@@ -465,7 +471,9 @@ class Peer:
             self._log.warning("ignoring a media call from %s: calls are not supported yet", src)
             return
         try:
-            serializer = serializer_for_wire_name(offer.serialization or "binary")
+            serializer = serializer_for_wire_name(
+                offer.serialization or "binary", limits=self.limits.decoding
+            )
         except PeerError as exc:
             self._log.warning("refusing %s from %s: %s", offer.connection_id, src, exc)
             return

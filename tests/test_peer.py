@@ -148,3 +148,41 @@ async def test_remote_vanishing_ends_iteration(broker_url: str, peer_id: str) ->
                 received.append(value)
         assert received == ["last"]
         assert conn.closed
+
+
+async def test_broker_restart_then_reconnect(peer_id: str) -> None:
+    """Losing the broker reports network + disconnected; reconnect() works once it is back."""
+    from peerpy_server import Broker, BrokerConfig
+
+    config = BrokerConfig(host="127.0.0.1", port=free_port(), path="/")
+    events: list[str] = []
+    lost = anyio.Event()
+    broker = Broker(config)
+    await broker.__aenter__()
+    try:
+        async with (
+            Peer(peer_id + "a", server=broker.url) as alice,
+            Peer(peer_id + "b", server=broker.url) as bob,
+        ):
+            alice.on("error", lambda error: events.append(error.type))
+            alice.on("disconnected", lambda _id: lost.set())
+            conn = await alice.connect(bob.id or "")
+            incoming = await bob.accept()
+            await broker.aclose()
+            with anyio.fail_after(10):
+                await lost.wait()
+            assert events == ["network"]
+            assert not alice.open
+            with pytest.raises(NetworkError):
+                await alice.reconnect()
+            await conn.send("p2p survives")
+            assert await incoming.recv() == "p2p survives"
+            broker = Broker(config)
+            await broker.__aenter__()
+            await alice.reconnect()
+            await bob.reconnect()
+            again = await alice.connect(bob.id or "")
+            await again.send("through the new broker")
+            assert await (await bob.accept()).recv() == "through the new broker"
+    finally:
+        await broker.aclose()

@@ -1,0 +1,71 @@
+"""The blocking facade runs the async core on a portal, with the same names."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from anyio.from_thread import start_blocking_portal
+
+from peerpy.exceptions import PeerUnavailableError
+from peerpy.sync import Peer
+
+from .brokers import peerpy_server
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    """Our broker, running on its own portal thread."""
+    with (
+        start_blocking_portal("asyncio") as portal,
+        portal.wrap_async_context_manager(peerpy_server(expire_timeout=1.0)) as broker_url,
+    ):
+        yield broker_url
+
+
+def test_sync_chat(url: str, peer_id: str) -> None:
+    """Two blocking peers exchange messages; a data handler runs on its own thread."""
+    with Peer(peer_id + "a", server=url) as alice, Peer(peer_id + "b", server=url) as bob:
+        seen: list[str] = []
+        got_two = threading.Event()
+
+        def on_data(value: str) -> None:
+            seen.append(value)
+            if len(seen) == 2:
+                got_two.set()
+
+        with alice.connect(bob.id or "", reliable=True) as conn:
+            incoming = bob.accept(timeout=10)
+            incoming.on("data", on_data)
+            conn.send("hello")
+            conn.send("world")
+            assert got_two.wait(10)
+            assert seen == ["hello", "world"]
+            assert incoming.label == conn.connection_id
+
+
+def test_sync_handler_may_call_blocking_methods(url: str, peer_id: str) -> None:
+    """A handler runs off the event loop, so it can reply with a blocking send()."""
+    with Peer(peer_id + "a", server=url) as alice, Peer(peer_id + "b", server=url) as bob:
+        bob.on("connection", lambda conn: conn.on("data", lambda v: conn.send(v * 2)))
+        with alice.connect(bob.id or "") as conn:
+            conn.send(21)
+            assert conn.recv(timeout=10) == 42
+
+
+def test_sync_errors_are_the_same(url: str, peer_id: str) -> None:
+    """Errors raise as in the async API."""
+    with Peer(peer_id, server=url) as peer, pytest.raises(PeerUnavailableError):
+        peer.connect("nobody" + peer_id)
+
+
+def test_sync_iteration_ends_on_close(url: str, peer_id: str) -> None:
+    """Iterating a connection ends when the remote closes it."""
+    with Peer(peer_id + "a", server=url) as alice, Peer(peer_id + "b", server=url) as bob:
+        conn = alice.connect(bob.id or "", reliable=True)
+        incoming = bob.accept(timeout=10)
+        for i in range(3):
+            conn.send(i)
+        conn.close(flush=True)
+        assert list(incoming) == [0, 1, 2]
