@@ -15,6 +15,7 @@ from peerpy.config import Limits
 from peerpy.dataconnection import DataConnection
 from peerpy.exceptions import (
     ConnectionClosedError,
+    DecodeError,
     EncodeError,
     MessageTooBigError,
     NotOpenError,
@@ -220,3 +221,18 @@ async def test_unread_data_is_bounded(url: str, peer_id: str) -> None:
         assert "not read" in str(incoming.error)
         with anyio.fail_after(10):
             await conn.wait_closed()
+
+
+async def test_sender_vanishing_mid_message_is_reported(url: str, peer_id: str) -> None:
+    """If the sender vanishes mid chunked message, the reader gets an error, not a hang."""
+    async with Peer(peer_id + "b", server=url) as bob:
+        async with Peer(peer_id + "a", server=url) as alice:
+            conn = await alice.connect(bob.id or "", reliable=True)
+            incoming = await bob.accept()
+            await conn.send(os.urandom(4 * 1024 * 1024))  # ~260 chunks, queued
+        # alice is gone: her queued chunks never all arrived
+        with anyio.fail_after(20):
+            await incoming.wait_closed()
+            with pytest.raises(DecodeError, match=r"chunk|incomplete|partial"):
+                async for _ in incoming:
+                    pass
