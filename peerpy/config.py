@@ -219,5 +219,8 @@ class Limits:
     send_low_water: int = 1024 * 1024
     #: Incoming connections not yet taken with ``accept()``.
     pending_connections: int = 64
+    #: Live connections (each is an RTCPeerConnection with its sockets);
+    #: OFFERs beyond this are refused, so a flood of OFFERs cannot exhaust us.
+    max_connections: int = 256
     #: Bounds on decoding received messages (sizes, chunks, nesting).
     decoding: DecodingLimits = attrs.field(factory=DecodingLimits)

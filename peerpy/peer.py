@@ -16,13 +16,13 @@ import contextlib
 import logging
 import ssl
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
 import anyio
 import anyio.abc
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection
 
 from .config import (
     Limits,
@@ -45,6 +45,7 @@ from .exceptions import (
 )
 from .ids import connection_id, random_token, validate_id
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
+from .mediaconnection import MediaConnection, check_tracks
 from .messages import Relay, RelayType
 from .network import NetworkPolicy, create_peer_connection
 from .payloads import AnswerPayload, CandidatePayload, ConnectionType, OfferPayload
@@ -113,6 +114,7 @@ class Peer:
         )
         self._connections: dict[tuple[str, str], Connection] = {}
         self._incoming: Mailbox[Connection] = Mailbox(self.limits.pending_connections)
+        self._calls: Mailbox[MediaConnection] = Mailbox(self.limits.pending_connections)
         self._events = EventEmitter(_EVENTS, self._spawn, self._log)
         self._tg: anyio.abc.TaskGroup | None = None
         self._stack: contextlib.AsyncExitStack | None = None
@@ -285,6 +287,7 @@ class Peer:
         self._destroyed = True
         with anyio.CancelScope(shield=True):
             self._incoming.close()
+            self._calls.close()
             self._leaving = True
             async with anyio.create_task_group() as tg:
                 for conn in list(self._connections.values()):
@@ -357,6 +360,46 @@ class Peer:
         await self._open_outgoing(conn, conn._start_as_caller)
         return conn
 
+    async def call(
+        self,
+        peer: str,
+        tracks: Iterable[MediaStreamTrack] | None = None,
+        *,
+        metadata: Any = None,
+        receive: Sequence[str] = (),
+        timeout: float | None = None,  # noqa: ASYNC109 - a per-call deadline, as asked
+    ) -> MediaConnection:
+        """Call ``peer`` with ``tracks`` and return the call once media flows.
+
+        ``receive`` names kinds (``"audio"``, ``"video"``) to receive without
+        sending a track of that kind.  Raise :class:`PeerUnavailableError` if
+        the broker does not know ``peer``, :class:`NegotiationFailedError` if
+        the call is not answered and connected within ``timeout`` seconds
+        (default ``Timeouts.negotiation``) or ICE fails.  Cancelling closes
+        the half-made call.
+        """
+        self._check_usable()
+        validate_id(peer)
+        local = check_tracks(tracks)
+        if any(kind not in ("audio", "video") for kind in receive) or isinstance(receive, str):
+            raise UsageError(f"receive takes kinds 'audio'/'video', got {receive!r}")
+        if not local and not receive:
+            raise UsageError("a call needs tracks to send or kinds to receive")
+        call = MediaConnection(
+            self,
+            self._new_pc(),
+            peer=peer,
+            connection_id=connection_id("media"),
+            metadata=metadata,
+            originator=True,
+            logger=self._log,
+            tracks=local,
+            receive=receive,
+        )
+        self._register(call)
+        await call._dial(self.timeouts.negotiation if timeout is None else timeout)
+        return call
+
     async def _open_outgoing(self, conn: Connection, start: Callable[[], Awaitable[None]]) -> None:
         self._register(conn)
         timeout = self.timeouts.negotiation
@@ -397,6 +440,40 @@ class Peer:
                 yield await self.accept()
             except DisconnectedError:
                 return
+
+    async def accept_call(self) -> MediaConnection:
+        """Wait for the next incoming call, not yet answered: call its ``answer()``.
+
+        Raise :class:`DisconnectedError` once the peer is destroyed.  Cancelling
+        loses nothing.
+        """
+        while True:
+            try:
+                call = await self._calls.get()
+            except MailboxClosed:
+                raise DisconnectedError("The peer is destroyed.") from None
+            if not call.closed:  # unanswered calls expire after Timeouts.negotiation
+                return call
+
+    async def calls(self) -> AsyncIterator[MediaConnection]:
+        """Incoming calls, as ``async for call in peer.calls()``, until the peer is destroyed."""
+        while True:
+            try:
+                yield await self.accept_call()
+            except DisconnectedError:
+                return
+
+    def _deliver_call(self, call: MediaConnection) -> bool:
+        """Give an incoming call to the ``call`` handlers, else to accept_call()."""
+        if self._events.has("call"):
+            self._events.emit("call", call)
+            return True
+        try:
+            self._calls.put_nowait(call)
+        except (MailboxFull, MailboxClosed):
+            self._log.warning("refusing call %s from %s: too many unanswered", call, call.peer)
+            return False
+        return True
 
     async def list_peers(self) -> list[str]:
         """Ids registered on the broker (needs ``--allow_discovery`` there).
@@ -467,8 +544,27 @@ class Peer:
         target.deliver(signal)
 
     def _on_offer(self, src: str, offer: OfferPayload) -> None:
+        if len(self._connections) >= self.limits.max_connections:
+            self._log.warning(
+                "refusing %s from %s: %d connections are open (Limits.max_connections)",
+                offer.connection_id,
+                src,
+                len(self._connections),
+            )
+            return
         if offer.type is ConnectionType.MEDIA:
-            self._log.warning("ignoring a media call from %s: calls are not supported yet", src)
+            call = MediaConnection(
+                self,
+                self._new_pc(),
+                peer=src,
+                connection_id=offer.connection_id,
+                metadata=offer.metadata,
+                originator=False,
+                logger=self._log,
+                offer=offer,
+            )
+            self._register(call)
+            self._spawn(lambda: call._ring(self._deliver_call, self.timeouts.negotiation))
             return
         try:
             serializer = serializer_for_wire_name(

@@ -9,6 +9,7 @@ from peerpy.dataconnection import DataConnection
 from peerpy.exceptions import (
     DisconnectedError,
     InvalidIdError,
+    NegotiationFailedError,
     NetworkError,
     PeerUnavailableError,
     UnavailableIdError,
@@ -186,3 +187,22 @@ async def test_broker_restart_then_reconnect(peer_id: str) -> None:
             assert await (await bob.accept()).recv() == "through the new broker"
     finally:
         await broker.aclose()
+
+
+async def test_offers_beyond_max_connections_are_refused(peer_id: str) -> None:
+    """A peer at Limits.max_connections refuses further OFFERs; the caller fails cleanly."""
+    from peerpy.config import Limits, Timeouts
+
+    from .brokers import peerpy_server
+
+    async with (
+        peerpy_server() as url,
+        Peer(peer_id + "b", server=url, limits=Limits(max_connections=1)) as bob,
+        Peer(peer_id + "a", server=url, timeouts=Timeouts(negotiation=3)) as alice,
+    ):
+        first = await alice.connect(bob.id or "")
+        await bob.accept()
+        with pytest.raises(NegotiationFailedError):
+            await alice.connect(bob.id or "")
+        await first.send("first still works")
+        assert len(bob.connections) == 1
