@@ -1,0 +1,625 @@
+"""Bulk throughput and connect latency of peerpy against raw aiortc, on 127.0.0.1.
+
+Run ``python bench/throughput.py`` (``--quick`` for a short smoke run,
+``--profile`` to profile case (c)).  In one run it measures, each time with the
+sender and the receiver in two separate processes:
+
+(a) raw aiortc, OS-default UDP socket buffers;
+(b) raw aiortc, 4 MiB UDP socket buffers;
+(c) peerpy ``DataConnection``, ``raw`` serialization, ``reliable=True``, bytes messages;
+(d) peerpy ``DataConnection``, ``binary`` serialization (BinaryPack, PeerJS chunking),
+    with message-size values and with 1 MiB values;
+(e) ``connect()`` -> open latency: peerpy through the in-process broker against a
+    raw aiortc offer/answer exchanged directly (both in one process), plus the
+    same in the two-process throughput runs.
+
+The raw baselines are plain ``RTCPeerConnection``s built by
+``peerpy.network.create_peer_connection`` with only ``local_addresses`` and
+``udp_buffer_bytes`` set: aioice never gathers ``127.0.0.1`` by itself, and the
+hook is what sizes the sockets.  Their sender uses the same flow control a
+careful aiortc application writes (``bufferedAmountLowThreshold`` and the
+``bufferedamountlow`` event) with peerpy's default water marks.
+
+Every measurement is bounded in bytes (``--megabytes``) and time
+(``--max-seconds``); MB means 10**6 bytes.  Only 127.0.0.1 is used; no STUN/TURN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import multiprocessing as mp
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection as Pipe
+from pathlib import Path
+from typing import Any
+
+MIB = 1024 * 1024
+LOOPBACK = "127.0.0.1"
+TUNED_BUFFER = 4 * MIB
+
+
+# --- What one measurement is -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One throughput measurement: who sends what, how."""
+
+    key: str
+    title: str
+    kind: str  # "raw" or "peerpy"
+    udp_buffer: int | None  # None: OS default
+    serialization: str = "raw"
+    value_size: int = 16 * 1024
+    total_bytes: int = 32 * 10**6
+    high_water: int = 4 * MIB
+    low_water: int = MIB
+    max_seconds: float = 60.0
+    profile_dir: str | None = None
+
+
+def build_cases(args: argparse.Namespace) -> list[Case]:
+    """The throughput cases of one run, in table order."""
+    total = int(args.megabytes * 10**6)
+    size = args.message_size
+    peerpy_buffer = None if args.udp_buffer == 0 else args.udp_buffer
+    common: dict[str, Any] = {
+        "total_bytes": total,
+        "value_size": size,
+        "max_seconds": args.max_seconds,
+    }
+    marks: dict[str, Any] = {"high_water": args.high_water, "low_water": args.low_water}
+    cases = [
+        Case("a", "raw aiortc, default UDP buffers", "raw", None, **common),
+        Case("b", "raw aiortc, 4 MiB UDP buffers", "raw", TUNED_BUFFER, **common),
+        Case("c", "peerpy raw, reliable", "peerpy", peerpy_buffer, **common, **marks),
+        Case("d1", "peerpy binary, reliable", "peerpy", peerpy_buffer, "binary", **common, **marks),
+        Case(
+            "d2",
+            "peerpy binary, 1 MiB values",
+            "peerpy",
+            peerpy_buffer,
+            "binary",
+            **{**common, "value_size": MIB},
+            **marks,
+        ),
+    ]
+    if args.only:
+        cases = [case for case in cases if case.key in args.only]
+    return cases
+
+
+def udp_counters() -> dict[str, int]:
+    """The kernel's UDP counters (this network namespace), from /proc/net/snmp."""
+    try:
+        with open("/proc/net/snmp") as f:
+            lines = [line.split() for line in f if line.startswith("Udp:")]
+    except OSError:
+        return {}
+    return dict(zip(lines[0][1:], map(int, lines[1][1:]), strict=True))
+
+
+# --- Worker processes ----------------------------------------------------------------
+
+
+async def pipe_recv(pipe: Pipe) -> Any:
+    """Receive one object from a multiprocessing pipe without blocking the loop.
+
+    Cancelling stops waiting; nothing is lost.
+    """
+    loop = asyncio.get_running_loop()
+    while not pipe.poll():
+        ready = loop.create_future()
+        loop.add_reader(pipe.fileno(), ready.set_result, None)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(pipe.fileno())
+    return pipe.recv()
+
+
+def run_worker(
+    main: Callable[..., Coroutine[Any, Any, dict[str, Any]]],
+    case: Case,
+    role: str,
+    *args: Any,
+) -> None:
+    """Process entry point: run ``main`` bounded in time, send its result to the parent."""
+    result_pipe: Pipe = args[-1]
+
+    async def bounded() -> dict[str, Any]:
+        return await asyncio.wait_for(main(case, *args), case.max_seconds)
+
+    profiler = cProfile.Profile() if case.profile_dir else None
+    try:
+        if profiler is not None:
+            profiler.enable()
+        result = asyncio.run(bounded())
+    except BaseException as exc:  # report every failure to the parent
+        result = {"error": f"{role}: {type(exc).__name__}: {exc}"}
+    finally:
+        if profiler is not None and case.profile_dir:
+            profiler.disable()
+            profiler.dump_stats(os.path.join(case.profile_dir, f"{role}.prof"))
+    result_pipe.send(result)
+
+
+def raw_policy(udp_buffer: int | None) -> Any:
+    """Loopback-only gathering, with the given UDP buffers (None: OS default)."""
+    from peerpy.network import NetworkPolicy
+
+    return NetworkPolicy(local_addresses=(LOOPBACK,), udp_buffer_bytes=udp_buffer)
+
+
+async def raw_sender(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
+    """Offer over the pipe, then send ``total_bytes`` with bufferedAmount flow control."""
+    from aiortc import RTCConfiguration, RTCSessionDescription
+
+    from peerpy.network import create_peer_connection
+
+    t0 = time.monotonic()
+    pc = create_peer_connection(RTCConfiguration(iceServers=[]), raw_policy(case.udp_buffer))
+    channel = pc.createDataChannel("bench", ordered=True)
+    opened, writable = asyncio.Event(), asyncio.Event()
+    channel.on("open", opened.set)
+    channel.on("bufferedamountlow", writable.set)
+    channel.bufferedAmountLowThreshold = case.low_water
+    await pc.setLocalDescription(await pc.createOffer())
+    peer.send(pc.localDescription.sdp)
+    await pc.setRemoteDescription(RTCSessionDescription(await pipe_recv(peer), "answer"))
+    await opened.wait()
+    negotiation = time.monotonic() - t0
+    payload = os.urandom(case.value_size)
+    sent = 0
+    t_start = time.monotonic()
+    while sent < case.total_bytes:
+        if channel.bufferedAmount > case.high_water:
+            writable.clear()
+            await writable.wait()
+        channel.send(payload)
+        sent += len(payload)
+    t_sent = time.monotonic()
+    await pipe_recv(peer)  # the receiver got everything
+    await pc.close()
+    return {"t_start": t_start, "t_sent": t_sent, "sent": sent, "negotiation": negotiation}
+
+
+async def raw_receiver(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
+    """Answer over the pipe, then count bytes until ``total_bytes`` arrived."""
+    from aiortc import RTCConfiguration, RTCSessionDescription
+
+    from peerpy.network import create_peer_connection
+
+    pc = create_peer_connection(RTCConfiguration(iceServers=[]), raw_policy(case.udp_buffer))
+    done = asyncio.Event()
+    state = {"bytes": 0, "t_end": 0.0}
+
+    def on_message(message: bytes | str) -> None:
+        state["bytes"] += len(message)
+        if state["bytes"] >= case.total_bytes and not done.is_set():
+            state["t_end"] = time.monotonic()
+            done.set()
+
+    pc.on("datachannel", lambda channel: channel.on("message", on_message))
+    await pc.setRemoteDescription(RTCSessionDescription(await pipe_recv(peer), "offer"))
+    await pc.setLocalDescription(await pc.createAnswer())
+    peer.send(pc.localDescription.sdp)
+    await done.wait()
+    peer.send("done")
+    await asyncio.sleep(0.05)  # let the final SACK leave
+    await pc.close()
+    return {"t_end": state["t_end"], "received": state["bytes"]}
+
+
+def _peer_kwargs(case: Case, url: str) -> dict[str, Any]:
+    from peerpy.config import Limits
+    from peerpy.network import NetworkPolicy
+
+    return {
+        "server": url,
+        "ice_servers": [],
+        "network": NetworkPolicy(
+            local_addresses=(LOOPBACK,),
+            remote_networks=("127.0.0.0/8", "::1/128"),
+            udp_buffer_bytes=case.udp_buffer,
+        ),
+        "limits": Limits(send_high_water=case.high_water, send_low_water=case.low_water),
+    }
+
+
+async def peerpy_sender(
+    case: Case, url: str, rx_id: str, peer: Pipe, result: Pipe
+) -> dict[str, Any]:
+    """connect() through the broker, then send ``total_bytes`` in values."""
+    from peerpy import Peer
+
+    async with Peer(f"{rx_id}-tx", **_peer_kwargs(case, url)) as p:
+        await pipe_recv(peer)  # the receiver is registered
+        t0 = time.monotonic()
+        conn = await p.connect(rx_id, serialization=case.serialization, reliable=True)
+        negotiation = time.monotonic() - t0
+        payload = os.urandom(case.value_size)
+        sent = 0
+        t_start = time.monotonic()
+        while sent < case.total_bytes:
+            await conn.send(payload)
+            sent += len(payload)
+        t_sent = time.monotonic()
+        await pipe_recv(peer)
+        await conn.close()
+    return {"t_start": t_start, "t_sent": t_sent, "sent": sent, "negotiation": negotiation}
+
+
+async def peerpy_receiver(
+    case: Case, url: str, rx_id: str, peer: Pipe, result: Pipe
+) -> dict[str, Any]:
+    """accept() one connection, then read values until ``total_bytes`` arrived."""
+    from peerpy import Peer
+
+    async with Peer(rx_id, **_peer_kwargs(case, url)) as p:
+        peer.send("ready")
+        conn = await p.accept()
+        received = 0
+        while received < case.total_bytes:
+            received += len(await conn.recv())
+        t_end = time.monotonic()
+        peer.send("done")
+        await conn.wait_closed()
+    return {"t_end": t_end, "received": received}
+
+
+# --- Running the pairs ---------------------------------------------------------------
+
+
+class BrokerThread:
+    """The in-process broker, on its own event loop in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+
+    async def _serve(self) -> None:
+        from peerpy_server import Broker, BrokerConfig
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with Broker(BrokerConfig(host=LOOPBACK, port=0)) as broker:
+            self.url = broker.url
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> BrokerThread:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the broker did not start within 10 s")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+_counter = 0
+
+
+def run_pair(case: Case, broker_url: str) -> dict[str, Any]:
+    """Run one sender and one receiver process for ``case``; return the merged figures."""
+    global _counter
+    _counter += 1
+    ctx = mp.get_context("spawn")
+    tx_peer, rx_peer = ctx.Pipe()
+    tx_result_r, tx_result_w = ctx.Pipe(duplex=False)
+    rx_result_r, rx_result_w = ctx.Pipe(duplex=False)
+    if case.kind == "raw":
+        tx_args: tuple[Any, ...] = (raw_sender, case, "sender", tx_peer, tx_result_w)
+        rx_args: tuple[Any, ...] = (raw_receiver, case, "receiver", rx_peer, rx_result_w)
+    else:
+        rx_id = f"bench{os.getpid()}n{_counter}"
+        tx_args = (peerpy_sender, case, "sender", broker_url, rx_id, tx_peer, tx_result_w)
+        rx_args = (peerpy_receiver, case, "receiver", broker_url, rx_id, rx_peer, rx_result_w)
+    before = udp_counters()
+    procs = [ctx.Process(target=run_worker, args=a) for a in (rx_args, tx_args)]
+    for proc in procs:
+        proc.start()
+    results: dict[str, Any] = {}
+    for pipe in (tx_result_r, rx_result_r):
+        if pipe.poll(case.max_seconds + 30):
+            results.update(pipe.recv())
+        else:
+            results.setdefault("error", "a worker gave no result in time")
+    for proc in procs:
+        proc.join(10)
+        if proc.is_alive():
+            proc.terminate()  # one of the two processes this function started
+            proc.join(5)
+    after = udp_counters()
+    results["drops"] = after.get("RcvbufErrors", 0) - before.get("RcvbufErrors", 0)
+    if "error" not in results:
+        results["mbps"] = results["received"] / (results["t_end"] - results["t_start"]) / 1e6
+    return results
+
+
+# --- Connect latency (e), one process ------------------------------------------------
+
+
+async def latency_worker(case: Case, url: str, rounds: int, result: Pipe) -> dict[str, Any]:
+    """Median raw aiortc negotiation and peerpy connect() in one process, alternating."""
+    from aiortc import RTCConfiguration
+
+    from peerpy import Peer
+    from peerpy.network import create_peer_connection
+
+    async def raw_once() -> float:
+        config = RTCConfiguration(iceServers=[])
+        policy = raw_policy(TUNED_BUFFER)
+        t0 = time.monotonic()
+        pc1 = create_peer_connection(config, policy)
+        pc2 = create_peer_connection(config, policy)
+        channel = pc1.createDataChannel("bench", ordered=True)
+        opened = asyncio.Event()
+        channel.on("open", opened.set)
+        await pc1.setLocalDescription(await pc1.createOffer())
+        await pc2.setRemoteDescription(pc1.localDescription)
+        await pc2.setLocalDescription(await pc2.createAnswer())
+        await pc1.setRemoteDescription(pc2.localDescription)
+        await opened.wait()
+        elapsed = time.monotonic() - t0
+        await pc1.close()
+        await pc2.close()
+        return elapsed
+
+    raw: list[float] = []
+    peerpy: list[float] = []
+    kwargs = _peer_kwargs(case, url)
+    async with Peer("latency-a", **kwargs) as a, Peer("latency-b", **kwargs) as b:
+
+        async def accept_loop() -> None:
+            while True:
+                conn = await b.accept()
+                await conn.wait_closed()
+
+        acceptor = asyncio.create_task(accept_loop())
+        await raw_once()  # warm-up: imports, certificate generation
+        for _ in range(rounds):
+            raw.append(await raw_once())
+            t0 = time.monotonic()
+            conn = await a.connect("latency-b", serialization="raw", reliable=True)
+            peerpy.append(time.monotonic() - t0)
+            await conn.close()
+            await asyncio.sleep(0.05)
+        acceptor.cancel()
+    return {"raw": raw, "peerpy": peerpy}
+
+
+def run_latency(case: Case, url: str, rounds: int) -> dict[str, Any]:
+    """Run :func:`latency_worker` in a child process and return its samples."""
+    ctx = mp.get_context("spawn")
+    reader, writer = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=run_worker, args=(latency_worker, case, "latency", url, rounds, writer)
+    )
+    proc.start()
+    result: dict[str, Any] = (
+        reader.recv() if reader.poll(case.max_seconds + 30) else {"error": "latency: no result"}
+    )
+    proc.join(10)
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(5)
+    return result
+
+
+# --- Profiles ------------------------------------------------------------------------
+
+#: (substring of the file or function name, bucket), first match wins.
+_BUCKETS: tuple[tuple[str, str], ...] = (
+    ("epoll", "idle: waiting in epoll"),
+    ("select.", "idle: waiting in epoll"),
+    ("_openssl", "DTLS crypto (OpenSSL via cffi)"),
+    ("OpenSSL/", "DTLS crypto (pyOpenSSL wrapper)"),
+    ("cryptography/", "DTLS crypto (pyOpenSSL wrapper)"),
+    ("_cffi", "DTLS crypto (pyOpenSSL wrapper)"),
+    ("crc32c", "SCTP checksum (google_crc32c)"),
+    ("sendto", "UDP syscalls"),
+    ("recvfrom", "UDP syscalls"),
+    ("aiortc/rtcsctptransport", "aiortc SCTP (Python)"),
+    ("aiortc/rtcdtlstransport", "aiortc DTLS (Python)"),
+    ("aiortc/rtcdatachannel", "aiortc data channel"),
+    ("aiortc/", "aiortc other"),
+    ("aioice/", "aioice (ICE/STUN)"),
+    ("peerpy/", "peerpy"),
+    ("anyio/", "anyio"),
+    ("asyncio/", "asyncio"),
+    ("_asyncio", "asyncio"),
+    ("pyee/", "pyee (events)"),
+)
+
+
+def _bucket(filename: str, function: str) -> str:
+    where = f"{filename}:{function}"
+    for needle, bucket in _BUCKETS:
+        if needle in where:
+            return bucket
+    return "other"
+
+
+def print_profile(path: str, title: str, top: int) -> None:
+    """Print where one process spent its time: by bucket, then the top functions."""
+    stats = pstats.Stats(path)
+    raw_stats: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in raw_stats.values()) or 1e-9
+    buckets: dict[str, float] = {}
+    for (filename, _line, function), entry in raw_stats.items():
+        key = _bucket(filename, function)
+        buckets[key] = buckets.get(key, 0.0) + entry[2]
+    print(f"\n--- profile of the {title} process: {total:.2f} s of own time ---")
+    for key, seconds in sorted(buckets.items(), key=lambda item: -item[1]):
+        print(f"  {seconds:7.2f} s {100 * seconds / total:5.1f} %  {key}")
+    out = io.StringIO()
+    pstats.Stats(path, stream=out).sort_stats("tottime").print_stats(top)
+    lines = out.getvalue().splitlines()
+    start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
+    print("\n".join(lines[start:]))
+
+
+def run_profile(case: Case, url: str, top: int) -> None:
+    """Run ``case`` once under cProfile in both processes and print the profiles."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run_pair(replace(case, profile_dir=tmp), url)
+        print(f"\nprofiled run of ({case.key}) {case.title}: {_describe(result)}")
+        for role in ("sender", "receiver"):
+            path = os.path.join(tmp, f"{role}.prof")
+            if os.path.exists(path):
+                print_profile(path, role, top)
+
+
+# --- Report --------------------------------------------------------------------------
+
+
+def _describe(result: dict[str, Any]) -> str:
+    if "error" in result:
+        return f"ERROR {result['error']}"
+    return f"{result['mbps']:.2f} MB/s, {result['drops']} UDP receive-buffer drops"
+
+
+def median(values: list[float]) -> float:
+    """The median, or NaN for no values."""
+    return statistics.median(values) if values else float("nan")
+
+
+def print_versions() -> None:
+    """Print what the figures were measured with."""
+    import importlib.metadata as md
+
+    names = ("aiortc", "aioice", "pyOpenSSL", "cryptography", "google-crc32c", "anyio")
+    versions = ", ".join(f"{name} {md.version(name)}" for name in names)
+    print(f"date {time.strftime('%Y-%m-%d %H:%M %Z')}; Python {sys.version.split()[0]}")
+    print(f"{versions}; {os.cpu_count()} CPUs")
+    try:
+        limits = [
+            Path(f"/proc/sys/net/core/{name}").read_text().strip()
+            for name in ("rmem_default", "rmem_max", "wmem_default", "wmem_max")
+        ]
+        print("net.core rmem_default/rmem_max/wmem_default/wmem_max = " + "/".join(limits))
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; return 0 if every target passed, 1 otherwise."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--megabytes", type=float, default=32.0, help="bytes per run, in MB")
+    parser.add_argument("--message-size", type=int, default=16 * 1024, help="bytes per send()")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case (median)")
+    parser.add_argument("--rounds", type=int, default=15, help="connect latency samples")
+    parser.add_argument("--quick", action="store_true", help="8 MB, 1 run, 5 latency samples")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="bound per process")
+    parser.add_argument("--only", nargs="*", help="cases to run: a b c d1 d2 e")
+    parser.add_argument("--high-water", type=int, default=4 * MIB, help="peerpy send_high_water")
+    parser.add_argument("--low-water", type=int, default=MIB, help="peerpy send_low_water")
+    parser.add_argument(
+        "--udp-buffer", type=int, default=TUNED_BUFFER, help="peerpy UDP buffers (0: OS default)"
+    )
+    parser.add_argument("--profile", action="store_true", help="also profile case (c)")
+    parser.add_argument("--top", type=int, default=25, help="functions shown per profile")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.megabytes, args.repeat, args.rounds = min(args.megabytes, 8.0), 1, 5
+
+    print_versions()
+    print(
+        f"{args.megabytes:g} MB per run, {args.message_size}-byte messages, median of "
+        f"{args.repeat}; sender and receiver in two processes on {LOOPBACK}.\n"
+        "Raw baselines: RTCPeerConnection(RTCConfiguration(iceServers=[])) via "
+        "peerpy.network.create_peer_connection(NetworkPolicy(local_addresses=('127.0.0.1',), "
+        "udp_buffer_bytes=None | 4 MiB)) (aioice skips 127.0.0.1 otherwise); "
+        f"flow control {args.high_water}/{args.low_water} bytes high/low water."
+    )
+    cases = build_cases(args)
+    rows: dict[str, tuple[Case, list[dict[str, Any]]]] = {}
+    latency: dict[str, Any] = {}
+    with BrokerThread() as broker:
+        for case in cases:
+            runs = [run_pair(case, broker.url) for _ in range(args.repeat)]
+            rows[case.key] = (case, runs)
+            for run in runs:
+                print(f"  ({case.key}) {case.title}: {_describe(run)}", flush=True)
+        if not args.only or "e" in args.only:
+            latency_case = replace(cases[0] if cases else Case("e", "", "peerpy", TUNED_BUFFER))
+            latency = run_latency(
+                replace(latency_case, udp_buffer=TUNED_BUFFER), broker.url, args.rounds
+            )
+        if args.profile:
+            profiled = next((c for c in build_cases(args) if c.key == "c"), None)
+            if profiled is None:
+                args_c = argparse.Namespace(**{**vars(args), "only": ["c"]})
+                profiled = build_cases(args_c)[0]
+            run_profile(profiled, broker.url, args.top)
+    return report(rows, latency)
+
+
+def report(rows: dict[str, tuple[Case, list[dict[str, Any]]]], latency: dict[str, Any]) -> int:
+    """Print the table and the PASS/FAIL lines; return the exit status."""
+    speed = {
+        key: median([r["mbps"] for r in runs if "mbps" in r]) for key, (_, runs) in rows.items()
+    }
+    base_a, base_b = speed.get("a", float("nan")), speed.get("b", float("nan"))
+    print(
+        f"\n{'case':<5}{'what':<34}{'value B':>9}{'MB/s':>8}{'x (a)':>7}{'x (b)':>7}"
+        f"{'drops':>8}{'negot. ms':>10}"
+    )
+    for key, (case, runs) in rows.items():
+        drops = median([r["drops"] for r in runs if "drops" in r])
+        negotiation = median([1000 * r["negotiation"] for r in runs if "negotiation" in r])
+        print(
+            f"{'(' + key + ')':<5}{case.title:<34}{case.value_size:>9}{speed[key]:>8.2f}"
+            f"{speed[key] / base_a:>7.2f}{speed[key] / base_b:>7.2f}"
+            f"{drops:>8.0f}{negotiation:>10.1f}"
+        )
+    failed = False
+
+    def verdict(ok: bool, text: str) -> None:
+        nonlocal failed
+        failed |= not ok
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+
+    print()
+    if "c" in speed and "a" in speed:
+        verdict(speed["c"] >= 1.5 * base_a, f"(c) >= 1.5 x (a): {speed['c'] / base_a:.2f} x")
+    if "c" in speed and "b" in speed:
+        verdict(speed["c"] >= 0.95 * base_b, f"(c) >= 0.95 x (b): {speed['c'] / base_b:.2f} x")
+    if latency.get("raw") and latency.get("peerpy"):
+        raw_ms, peerpy_ms = 1000 * median(latency["raw"]), 1000 * median(latency["peerpy"])
+        print(
+            f"(e) connect -> open, one process, median of {len(latency['raw'])}: "
+            f"raw aiortc {raw_ms:.1f} ms (min {1000 * min(latency['raw']):.1f}), "
+            f"peerpy connect() {peerpy_ms:.1f} ms (min {1000 * min(latency['peerpy']):.1f})"
+        )
+        verdict(
+            peerpy_ms <= raw_ms + 10, f"(e) peerpy <= raw + 10 ms: {peerpy_ms - raw_ms:+.1f} ms"
+        )
+    elif latency:
+        verdict(False, f"(e) {latency.get('error', 'no samples')}")
+    errors = [r["error"] for _, runs in rows.values() for r in runs if "error" in r]
+    for error in errors:
+        verdict(False, error)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
