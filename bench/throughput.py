@@ -509,7 +509,7 @@ def print_versions() -> None:
     names = ("aiortc", "aioice", "pyOpenSSL", "cryptography", "google-crc32c", "anyio")
     versions = ", ".join(f"{name} {md.version(name)}" for name in names)
     print(f"date {time.strftime('%Y-%m-%d %H:%M %Z')}; Python {sys.version.split()[0]}")
-    print(f"{versions}; {os.cpu_count()} CPUs")
+    print(f"{versions}; {os.cpu_count()} CPUs; load average {_loadavg()}")
     try:
         limits = [
             Path(f"/proc/sys/net/core/{name}").read_text().strip()
@@ -551,14 +551,16 @@ def main(argv: list[str] | None = None) -> int:
         f"flow control {args.high_water}/{args.low_water} bytes high/low water."
     )
     cases = build_cases(args)
-    rows: dict[str, tuple[Case, list[dict[str, Any]]]] = {}
+    rows: dict[str, tuple[Case, list[dict[str, Any]]]]
     latency: dict[str, Any] = {}
+    rows = {case.key: (case, []) for case in cases}
     with BrokerThread() as broker:
-        for case in cases:
-            runs = [run_pair(case, broker.url) for _ in range(args.repeat)]
-            rows[case.key] = (case, runs)
-            for run in runs:
-                print(f"  ({case.key}) {case.title}: {_describe(run)}", flush=True)
+        # Interleave the cases, so that a burst of load elsewhere hits them alike.
+        for repeat in range(args.repeat):
+            for case in cases:
+                run = run_pair(case, broker.url)
+                rows[case.key][1].append(run)
+                print(f"  [{repeat + 1}] ({case.key}) {case.title}: {_describe(run)}", flush=True)
         if not args.only or "e" in args.only:
             latency_case = replace(cases[0] if cases else Case("e", "", "peerpy", TUNED_BUFFER))
             latency = run_latency(
@@ -570,7 +572,15 @@ def main(argv: list[str] | None = None) -> int:
                 args_c = argparse.Namespace(**{**vars(args), "only": ["c"]})
                 profiled = build_cases(args_c)[0]
             run_profile(profiled, broker.url, args.top)
+    print(f"load average at the end: {_loadavg()}")
     return report(rows, latency)
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def report(rows: dict[str, tuple[Case, list[dict[str, Any]]]], latency: dict[str, Any]) -> int:
