@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from .config import Limits as Limits
     from .config import Timeouts as Timeouts
     from .dataconnection import DataConnection as DataConnection
+    from .mediaconnection import MediaConnection as MediaConnection
+    from .mediaconnection import MediaStream as MediaStream
     from .network import NetworkPolicy as NetworkPolicy
     from .peer import Peer as Peer
 
@@ -29,6 +31,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "Peer": "peer",
     "DataConnection": "dataconnection",
+    "MediaConnection": "mediaconnection",
+    "MediaStream": "mediaconnection",
     "Limits": "config",
     "Timeouts": "config",
     "NetworkPolicy": "network",

@@ -1,0 +1,441 @@
+"""MediaConnection: a PeerJS call, audio and video tracks over one RTCPeerConnection.
+
+A call is one RTCPeerConnection carrying the caller's tracks plus one
+auxiliary data channel, as PeerJS 1.5 makes it (spec §5):
+
+- the caller adds every track with one shared stream id (aiortc gives all the
+  senders of a peer connection the same ``msid`` stream id, so a browser gets
+  ``evt.streams[0]``), opens the auxiliary channel (label ``"undefined"``, the
+  string a browser makes of PeerJS's unset label; unordered) and sends the
+  OFFER;
+- the callee gets the call when the OFFER arrives and must :meth:`answer` it,
+  with its own tracks or none (receive only);
+- hanging up closes the auxiliary channel, and the other side closes when it
+  sees that channel close: PeerJS 1.5's way of propagating ``close``.
+
+The remote media is one :class:`MediaStream` holding every negotiated track,
+known as soon as the remote description is applied (:meth:`wait_stream`), and
+announced by one ``stream`` event, not one per track.
+
+Decoded frames of a remote track wait in aiortc's queue until the application
+reads them.  That queue is unbounded in aiortc; peerpy bounds it to
+:attr:`MediaConnection.max_buffered_frames` per track, dropping the oldest
+frames, so a track nobody reads cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ClassVar
+
+import anyio
+from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
+from aiortc.sdp import SessionDescription as ParsedSdp
+
+from .connection import Connection, Owner
+from .exceptions import (
+    ConnectionClosedError,
+    NegotiationFailedError,
+    PeerError,
+    ProtocolError,
+    UsageError,
+    WebRTCError,
+)
+from .payloads import ConnectionType, OfferPayload, SessionDescription
+
+__all__ = ["AUX_CHANNEL_LABEL", "MediaConnection", "MediaStream"]
+
+#: The auxiliary channel's label: PeerJS 1.5 passes a media connection's
+#: (unset) label to ``createDataChannel``, which browsers turn into this string.
+AUX_CHANNEL_LABEL = "undefined"
+
+_KINDS = ("audio", "video")
+
+
+class MediaStream:
+    """Tracks that travel together under one stream id (the W3C ``MediaStream``)."""
+
+    def __init__(self, id: str | None, tracks: Iterable[MediaStreamTrack]) -> None:
+        #: The ``msid`` stream id, ``None`` if the remote sent none.
+        self.id = id
+        #: Every track, in SDP order.
+        self.tracks: tuple[MediaStreamTrack, ...] = tuple(tracks)
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(track.kind for track in self.tracks) or "no tracks"
+        return f"<MediaStream {self.id} ({kinds})>"
+
+    def __iter__(self) -> Iterator[MediaStreamTrack]:
+        return iter(self.tracks)
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    @property
+    def audio_tracks(self) -> list[MediaStreamTrack]:
+        """The audio tracks."""
+        return [track for track in self.tracks if track.kind == "audio"]
+
+    @property
+    def video_tracks(self) -> list[MediaStreamTrack]:
+        """The video tracks."""
+        return [track for track in self.tracks if track.kind == "video"]
+
+    @property
+    def audio(self) -> MediaStreamTrack | None:
+        """The first audio track, if any."""
+        return next(iter(self.audio_tracks), None)
+
+    @property
+    def video(self) -> MediaStreamTrack | None:
+        """The first video track, if any."""
+        return next(iter(self.video_tracks), None)
+
+
+def check_tracks(tracks: Iterable[MediaStreamTrack] | None) -> tuple[MediaStreamTrack, ...]:
+    """Return ``tracks`` as a tuple, or raise :class:`UsageError` if one is unusable."""
+    if tracks is None:
+        return ()
+    if isinstance(tracks, MediaStreamTrack):
+        raise UsageError("pass a list of tracks, e.g. [track], not a single track")
+    result = tuple(tracks)
+    for track in result:
+        if not isinstance(track, MediaStreamTrack):
+            raise UsageError(f"not a MediaStreamTrack: {track!r}")
+        if track.kind not in _KINDS:
+            raise UsageError(f"track kind must be audio or video, got {track.kind!r}")
+        if track.readyState != "live":
+            raise UsageError(f"{track.kind} track {track.id} is already stopped")
+    if len(set(map(id, result))) != len(result):
+        raise UsageError("the same track is given twice")
+    return result
+
+
+def _stream_ids(sdp: str) -> dict[str, str]:
+    """Map each media section's mid to its ``msid`` stream id."""
+    ids: dict[str, str] = {}
+    for media in ParsedSdp.parse(sdp).media:
+        if media.msid and media.rtp.muxId:
+            ids[media.rtp.muxId] = media.msid.split()[0]
+    return ids
+
+
+def _receivable(sdp: str) -> dict[str, int]:
+    """Count the offered audio/video sections we could send on, by kind."""
+    counts = dict.fromkeys(_KINDS, 0)
+    for media in ParsedSdp.parse(sdp).media:
+        if media.kind in counts and media.direction in ("sendrecv", "recvonly", None):
+            counts[media.kind] += 1
+    return counts
+
+
+class _LatestFrames(asyncio.Queue[Any]):
+    """aiortc's frame queue, bounded: when full, the oldest frame is dropped."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__()
+        self._limit = maxsize
+        self.dropped = 0
+
+    def put_nowait(self, item: Any) -> None:
+        while self.qsize() >= self._limit:
+            self.get_nowait()
+            self.dropped += 1
+        super().put_nowait(item)
+
+    async def put(self, item: Any) -> None:
+        self.put_nowait(item)
+
+
+class MediaConnection(Connection):
+    """A call with a remote peer (PeerJS's ``MediaConnection``).
+
+    Make one with :meth:`Peer.call() <peerpy.Peer.call>`, which returns it once
+    media flows; take incoming ones with :meth:`Peer.accept_call()
+    <peerpy.Peer.accept_call>`, ``async for call in peer.calls()`` or a
+    ``call`` handler, then :meth:`answer` them.  The remote media is
+    :attr:`remote_stream` (also :meth:`wait_stream`); close with :meth:`close`.
+
+    Events: ``open``, ``stream(MediaStream)`` (once), ``close``, ``error``,
+    ``iceStateChanged(state)`` and ``willCloseOnRemote`` (the auxiliary channel
+    opened: from now on a hang-up on either side closes both).
+    """
+
+    type: ClassVar[ConnectionType] = ConnectionType.MEDIA
+    _EVENTS: ClassVar[tuple[str, ...]] = (*Connection._EVENTS, "stream", "willCloseOnRemote")
+
+    #: Decoded frames kept per remote track for the application; older ones are dropped.
+    max_buffered_frames: ClassVar[int] = 60
+
+    def __init__(
+        self,
+        owner: Owner,
+        pc: RTCPeerConnection,
+        *,
+        peer: str,
+        connection_id: str,
+        metadata: Any,
+        originator: bool,
+        logger: logging.Logger,
+        offer: OfferPayload | None = None,
+        tracks: Sequence[MediaStreamTrack] = (),
+        receive: Sequence[str] = (),
+    ) -> None:
+        super().__init__(
+            owner,
+            pc,
+            peer=peer,
+            connection_id=connection_id,
+            metadata=metadata,
+            originator=originator,
+            logger=logger,
+        )
+        self._offer = offer
+        self._local_tracks = tuple(tracks)
+        self._receive = tuple(receive)
+        self._answering = False
+        self._handled = anyio.Event()  # callee: answer() was called
+        self._remote_tracks: list[MediaStreamTrack] = []
+        self._remote_stream: MediaStream | None = None
+        self._stream_known = anyio.Event()
+        self._channel: RTCDataChannel | None = None
+        pc.on("track", self._on_track)
+        pc.on("connectionstatechange", self._on_connection_state)
+        pc.on("datachannel", self._on_datachannel)
+
+    # -- public state -------------------------------------------------------
+
+    @property
+    def answered(self) -> bool:
+        """Whether :meth:`answer` was called (always true for the caller)."""
+        return self.originator or self._answering
+
+    @property
+    def local_stream(self) -> MediaStream:
+        """The tracks we send."""
+        pc = self.peer_connection
+        ids = _stream_ids(pc.localDescription.sdp) if pc.localDescription else {}
+        return MediaStream(next(iter(ids.values()), None), self._local_tracks)
+
+    @property
+    def remote_stream(self) -> MediaStream | None:
+        """The remote media, once the remote description is applied (else ``None``)."""
+        return self._remote_stream
+
+    @property
+    def data_channel(self) -> RTCDataChannel | None:
+        """The auxiliary data channel (it carries no data; its closing means hang-up)."""
+        return self._channel
+
+    async def wait_stream(self) -> MediaStream:
+        """Return the remote stream once every negotiated track is known.
+
+        The stream may be empty if the remote sends nothing.  Raise why the
+        call ended if it ends first.  Cancelling stops waiting; the call is
+        unaffected.
+        """
+        async with anyio.create_task_group() as tg:
+
+            async def closed() -> None:
+                await self._closed.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(closed)
+            await self._stream_known.wait()
+            tg.cancel_scope.cancel()
+        if self._remote_stream is None:
+            raise self._error or ConnectionClosedError(f"Call with {self.peer} closed.")
+        return self._remote_stream
+
+    # -- caller -------------------------------------------------------------
+
+    async def _dial(self, limit: float) -> None:
+        """Send the OFFER and wait until media flows (the caller's ``call()``).
+
+        Raise :class:`NegotiationFailedError` after ``limit`` seconds.
+        Cancelling closes the call.
+        """
+        try:
+            with anyio.fail_after(limit):
+                await self._start_as_caller()
+                await self.wait_open()
+        except TimeoutError:
+            what = "was not answered" if not self._remote_set else "answered but did not connect"
+            error = NegotiationFailedError(f"call to {self.peer} {what} within {limit:g} s")
+            self._fail(error)
+            await self._close()
+            raise error from None
+        except BaseException:
+            await self._close()
+            raise
+
+    async def _start_as_caller(self) -> None:
+        """Add the tracks, open the auxiliary channel (as PeerJS does), send the OFFER."""
+        pc = self.peer_connection
+        for track in self._local_tracks:
+            pc.addTrack(track)
+        sending = {track.kind for track in self._local_tracks}
+        for kind in self._receive:
+            if kind not in sending:
+                pc.addTransceiver(kind, direction="recvonly")
+        self._attach(pc.createDataChannel(AUX_CHANNEL_LABEL, ordered=False))
+        await self._send_offer({})
+
+    # -- callee -------------------------------------------------------------
+
+    async def answer(
+        self,
+        tracks: Iterable[MediaStreamTrack] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a per-call deadline
+    ) -> None:
+        """Accept the call, sending ``tracks`` (none: receive only); return once media flows.
+
+        Raise :class:`UsageError` if the call was already answered, we made it,
+        or the caller offered no section for one of the tracks' kinds;
+        :class:`ConnectionClosedError` if it is closed; and
+        :class:`NegotiationFailedError` if it is not connected within
+        ``timeout`` seconds (default ``Timeouts.negotiation``).  Cancelling
+        closes the call.
+        """
+        if self.originator:
+            raise UsageError("only the callee answers a call")
+        if self._answering:
+            raise UsageError(f"call {self.connection_id} is already answered")
+        if self.closed:
+            raise ConnectionClosedError(f"Call from {self.peer} is closed: cannot answer.")
+        assert self._offer is not None
+        local = check_tracks(tracks)
+        self._check_offered(local, self._offer.sdp)
+        self._answering = True
+        self._local_tracks = local
+        self._handled.set()
+        limit = self._owner.timeouts.negotiation if timeout is None else timeout
+        try:
+            with anyio.fail_after(limit):
+                await self._accept_offer(self._offer.sdp)
+                await self.wait_open()
+        except TimeoutError:
+            error = NegotiationFailedError(f"call from {self.peer} did not connect in {limit:g} s")
+            self._fail(error)
+            await self._close()
+            raise error from None
+        except BaseException:
+            await self._close()
+            raise
+
+    def _check_offered(self, tracks: Sequence[MediaStreamTrack], offer: SessionDescription) -> None:
+        try:
+            offered = _receivable(offer.sdp)
+        except Exception as exc:  # aiortc's parser raises assorted errors
+            raise ProtocolError(f"{self.peer} offered an unreadable SDP: {exc}") from None
+        for kind in _KINDS:
+            wanted = sum(track.kind == kind for track in tracks)
+            if wanted > offered[kind]:
+                raise UsageError(
+                    f"cannot send {wanted} {kind} track(s): the caller offered "
+                    f"{offered[kind]} {kind} section(s)"
+                )
+
+    async def _accept_offer(self, offer: SessionDescription) -> None:
+        try:
+            await self._set_remote(offer)
+            for track in self._local_tracks:
+                self.peer_connection.addTrack(track)
+            await self._send_answer()
+        except PeerError:
+            raise
+        except Exception as exc:  # aiortc raises assorted errors on bad SDP
+            error = WebRTCError(f"answering the call from {self.peer}: {exc}")
+            self._fail(error)
+            raise error from None
+
+    async def _answer(self, offer: OfferPayload) -> None:
+        # A media OFFER is not applied by the signaling pump: answer() does it.
+        self._log.warning("ignoring a second OFFER for %s", self.connection_id)
+
+    async def _ring(self, deliver: Callable[[MediaConnection], bool], limit: float) -> None:
+        """Hand this incoming call to the application; drop it if unanswered in ``limit`` s.
+
+        Cancelling closes the call.
+        """
+        try:
+            if not deliver(self):
+                await self._close()
+                return
+            with anyio.move_on_after(limit):
+                async with anyio.create_task_group() as tg:
+
+                    async def closed() -> None:
+                        await self._closed.wait()
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(closed)
+                    await self._handled.wait()
+                    tg.cancel_scope.cancel()
+                return
+        except BaseException:
+            await self._close()
+            raise
+        self._fail(NegotiationFailedError(f"call from {self.peer} not answered in {limit:g} s"))
+        await self._close()
+
+    # -- both sides ---------------------------------------------------------
+
+    async def _set_remote(self, description: SessionDescription) -> None:
+        await super()._set_remote(description)
+        # aiortc reported every remote track while applying the description.
+        ids = _stream_ids(description.sdp)
+        stream_id = next(iter(ids.values()), None)
+        self._remote_stream = MediaStream(stream_id, self._remote_tracks)
+        self._stream_known.set()
+        if self._remote_tracks:
+            self._events.emit("stream", self._remote_stream)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        queue = getattr(track, "_queue", None)
+        if type(queue) is asyncio.Queue and queue.empty():
+            track._queue = _LatestFrames(self.max_buffered_frames)  # type: ignore[attr-defined]
+        else:  # pragma: no cover - another aiortc version
+            self._log.debug("cannot bound the frame queue of %r", track)
+        self._remote_tracks.append(track)
+
+    def _on_connection_state(self) -> None:
+        state = self.peer_connection.connectionState
+        if state == "connected":
+            self._set_open()
+        elif state == "failed":
+            self._fail(NegotiationFailedError(f"Negotiation of connection to {self.peer} failed."))
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if self._channel is not None:
+            self._log.warning("ignoring a second data channel on call %s", self.connection_id)
+            return
+        self._attach(channel)
+
+    def _attach(self, channel: RTCDataChannel) -> None:
+        self._channel = channel
+        channel.on("open", lambda: self._events.emit("willCloseOnRemote"))
+        channel.on("close", self._close_soon)
+        if channel.readyState == "open":
+            self._events.emit("willCloseOnRemote")
+
+    def _on_closing(self) -> None:
+        self._handled.set()
+        if self._channel is not None:
+            self._channel.close()
+
+    async def close(self) -> None:
+        """Hang up: the remote closes too once it sees the auxiliary channel close.
+
+        The local tracks are not stopped (they are yours).  Not cancellable.
+        """
+        await self._close()
+
+    async def __aenter__(self) -> MediaConnection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
