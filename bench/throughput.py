@@ -182,7 +182,7 @@ async def raw_sender(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     negotiation = time.monotonic() - t0
     payload = os.urandom(case.value_size)
     sent = 0
-    t_start = time.monotonic()
+    t_start, cpu_start = time.monotonic(), time.process_time()
     while sent < case.total_bytes:
         if channel.bufferedAmount > case.high_water:
             writable.clear()
@@ -191,8 +191,15 @@ async def raw_sender(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
         sent += len(payload)
     t_sent = time.monotonic()
     await pipe_recv(peer)  # the receiver got everything
+    cpu = time.process_time() - cpu_start
     await pc.close()
-    return {"t_start": t_start, "t_sent": t_sent, "sent": sent, "negotiation": negotiation}
+    return {
+        "t_start": t_start,
+        "t_sent": t_sent,
+        "sent": sent,
+        "negotiation": negotiation,
+        "cpu_tx": cpu,
+    }
 
 
 async def raw_receiver(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
@@ -203,12 +210,15 @@ async def raw_receiver(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
 
     pc = create_peer_connection(RTCConfiguration(iceServers=[]), raw_policy(case.udp_buffer))
     done = asyncio.Event()
-    state = {"bytes": 0, "t_end": 0.0}
+    state = {"bytes": 0, "t_end": 0.0, "cpu_start": 0.0, "cpu": 0.0}
 
     def on_message(message: bytes | str) -> None:
+        if not state["bytes"]:
+            state["cpu_start"] = time.process_time()
         state["bytes"] += len(message)
         if state["bytes"] >= case.total_bytes and not done.is_set():
             state["t_end"] = time.monotonic()
+            state["cpu"] = time.process_time() - state["cpu_start"]
             done.set()
 
     pc.on("datachannel", lambda channel: channel.on("message", on_message))
@@ -219,7 +229,7 @@ async def raw_receiver(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     peer.send("done")
     await asyncio.sleep(0.05)  # let the final SACK leave
     await pc.close()
-    return {"t_end": state["t_end"], "received": state["bytes"]}
+    return {"t_end": state["t_end"], "received": state["bytes"], "cpu_rx": state["cpu"]}
 
 
 def _peer_kwargs(case: Case, url: str) -> dict[str, Any]:
@@ -251,14 +261,21 @@ async def peerpy_sender(
         negotiation = time.monotonic() - t0
         payload = os.urandom(case.value_size)
         sent = 0
-        t_start = time.monotonic()
+        t_start, cpu_start = time.monotonic(), time.process_time()
         while sent < case.total_bytes:
             await conn.send(payload)
             sent += len(payload)
         t_sent = time.monotonic()
         await pipe_recv(peer)
+        cpu = time.process_time() - cpu_start
         await conn.close()
-    return {"t_start": t_start, "t_sent": t_sent, "sent": sent, "negotiation": negotiation}
+    return {
+        "t_start": t_start,
+        "t_sent": t_sent,
+        "sent": sent,
+        "negotiation": negotiation,
+        "cpu_tx": cpu,
+    }
 
 
 async def peerpy_receiver(
@@ -270,13 +287,15 @@ async def peerpy_receiver(
     async with Peer(rx_id, **_peer_kwargs(case, url)) as p:
         peer.send("ready")
         conn = await p.accept()
-        received = 0
+        received = len(await conn.recv())
+        cpu_start = time.process_time()
         while received < case.total_bytes:
             received += len(await conn.recv())
         t_end = time.monotonic()
+        cpu = time.process_time() - cpu_start
         peer.send("done")
         await conn.wait_closed()
-    return {"t_end": t_end, "received": received}
+    return {"t_end": t_end, "received": received, "cpu_rx": cpu}
 
 
 # --- Running the pairs ---------------------------------------------------------------
@@ -350,7 +369,11 @@ def run_pair(case: Case, broker_url: str) -> dict[str, Any]:
     after = udp_counters()
     results["drops"] = after.get("RcvbufErrors", 0) - before.get("RcvbufErrors", 0)
     if "error" not in results:
-        results["mbps"] = results["received"] / (results["t_end"] - results["t_start"]) / 1e6
+        wall = results["t_end"] - results["t_start"]
+        results["mbps"] = results["received"] / wall / 1e6
+        # What the busier process would reach alone on a core: robust to load elsewhere.
+        results["cpu_mbps"] = results["received"] / max(results["cpu_tx"], results["cpu_rx"]) / 1e6
+        results["cpu_pct"] = (100 * results["cpu_tx"] / wall, 100 * results["cpu_rx"] / wall)
     return results
 
 
@@ -494,7 +517,11 @@ def run_profile(case: Case, url: str, top: int) -> None:
 def _describe(result: dict[str, Any]) -> str:
     if "error" in result:
         return f"ERROR {result['error']}"
-    return f"{result['mbps']:.2f} MB/s, {result['drops']} UDP receive-buffer drops"
+    tx, rx = result["cpu_pct"]
+    return (
+        f"{result['mbps']:.2f} MB/s, CPU sender {tx:.0f} % receiver {rx:.0f} %, "
+        f"{result['drops']} UDP receive-buffer drops"
+    )
 
 
 def median(values: list[float]) -> float:
@@ -588,19 +615,30 @@ def report(rows: dict[str, tuple[Case, list[dict[str, Any]]]], latency: dict[str
     speed = {
         key: median([r["mbps"] for r in runs if "mbps" in r]) for key, (_, runs) in rows.items()
     }
+    ceiling = {
+        key: median([r["cpu_mbps"] for r in runs if "cpu_mbps" in r])
+        for key, (_, runs) in rows.items()
+    }
     base_a, base_b = speed.get("a", float("nan")), speed.get("b", float("nan"))
+    ceil_b = ceiling.get("b", float("nan"))
     print(
         f"\n{'case':<5}{'what':<34}{'value B':>9}{'MB/s':>8}{'x (a)':>7}{'x (b)':>7}"
-        f"{'drops':>8}{'negot. ms':>10}"
+        f"{'drops':>7}{'CPU MB/s':>9}{'x (b)':>7}{'negot. ms':>10}"
     )
     for key, (case, runs) in rows.items():
         drops = median([r["drops"] for r in runs if "drops" in r])
         negotiation = median([1000 * r["negotiation"] for r in runs if "negotiation" in r])
         print(
             f"{'(' + key + ')':<5}{case.title:<34}{case.value_size:>9}{speed[key]:>8.2f}"
-            f"{speed[key] / base_a:>7.2f}{speed[key] / base_b:>7.2f}"
-            f"{drops:>8.0f}{negotiation:>10.1f}"
+            f"{speed[key] / base_a:>7.2f}{speed[key] / base_b:>7.2f}{drops:>7.0f}"
+            f"{ceiling[key]:>9.2f}{ceiling[key] / ceil_b:>7.2f}{negotiation:>10.1f}"
         )
+    print(
+        "MB/s: wall clock, first send to last byte received.  CPU MB/s: bytes per CPU second "
+        "of the busier process\n(what it would reach alone on a core; robust to other load). "
+        "drops: kernel UDP RcvbufErrors.\nnegot. ms: two processes, raw = pc creation to open "
+        "over a pipe, peerpy = connect() through the broker."
+    )
     failed = False
 
     def verdict(ok: bool, text: str) -> None:
