@@ -229,6 +229,11 @@ class Recorder:
         if not self._tracks:
             raise UsageError("nothing to record: no tracks")
         self.path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise MediaFileError(
+                f"cannot record to {self.path!r}: {folder} is not a writable folder"
+            )
         try:
             self._recorder: MediaRecorder | None = MediaRecorder(
                 self.path, format=format, options=options

@@ -71,17 +71,20 @@ async def test_audio_video_both_ways(pair: tuple[Peer, Peer]) -> None:
     streams: list[object] = []
     out, incoming = await dial(alice, bob, av_tracks(), av_tracks())
     incoming.on("stream", streams.append)
-    assert out.open and incoming.open
+    assert out.open
+    assert incoming.open
     assert out.connection_id.startswith("mc_")
     assert incoming.connection_id == out.connection_id
     assert incoming.metadata == {"room": 7}
-    assert out.data_channel is not None and out.data_channel.label == AUX_CHANNEL_LABEL
+    assert out.data_channel is not None
+    assert out.data_channel.label == AUX_CHANNEL_LABEL
     assert out.data_channel.ordered is False
     for call in (out, incoming):
         stream = await call.wait_stream()
         assert stream is call.remote_stream
         assert sorted(t.kind for t in stream.tracks) == ["audio", "video"]
-        assert stream.id is not None and stream.id == call.remote_stream.id
+        assert stream.id is not None
+        assert stream.id == call.remote_stream.id
     assert incoming.remote_stream is not None
     assert incoming.remote_stream.id == out.local_stream.id
     with anyio.fail_after(10):
@@ -106,8 +109,10 @@ async def test_hang_up_propagates_both_ways(pair: tuple[Peer, Peer]) -> None:
         await (out if hang_up_by_caller else incoming).close()
         with anyio.fail_after(10):
             await closed.wait()
-        assert out.closed and incoming.closed
-        assert alice.connections == [] and bob.connections == []
+        assert out.closed
+        assert incoming.closed
+        assert alice.connections == []
+        assert bob.connections == []
 
 
 async def test_receive_only_answer(pair: tuple[Peer, Peer]) -> None:
@@ -116,7 +121,8 @@ async def test_receive_only_answer(pair: tuple[Peer, Peer]) -> None:
     out, incoming = await dial(alice, bob, [PatternVideoTrack(**SMALL)], [])  # type: ignore[arg-type]
     assert len(await out.wait_stream()) == 0
     stream = await incoming.wait_stream()
-    assert stream.video is not None and stream.audio is None
+    assert stream.video is not None
+    assert stream.audio is None
     with anyio.fail_after(10):
         async with FrameCounter(stream) as counter:
             await counter.wait(video=3)
@@ -138,3 +144,163 @@ async def test_call_unknown_id(broker_url: str, peer_id: str) -> None:
         with anyio.fail_after(10), pytest.raises(PeerUnavailableError):
             await alice.call("nobody" + peer_id, [ToneAudioTrack()])
         assert alice.connections == []
+
+
+async def test_several_calls_at_once(pair: tuple[Peer, Peer]) -> None:
+    """Three simultaneous calls on one peer each carry their own media."""
+    alice, bob = pair
+
+    async def answer_all() -> None:
+        answered = 0
+        async for call in bob.calls():
+            await call.answer([PatternVideoTrack(**SMALL)])  # type: ignore[arg-type]
+            answered += 1
+            if answered == 3:
+                return
+
+    outs: list[MediaConnection] = []
+
+    async def place() -> None:
+        outs.append(await alice.call(bob.id or "", [ToneAudioTrack()], receive=["video"]))
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer_all)
+            for _ in range(3):
+                tg.start_soon(place)
+        assert len({call.connection_id for call in outs}) == 3
+        assert len(bob.connections) == 3
+        for call in outs:
+            async with FrameCounter(await call.wait_stream()) as counter:
+                await counter.wait(video=3)
+        for call in bob.connections:
+            assert isinstance(call, MediaConnection)
+            async with FrameCounter(await call.wait_stream()) as counter:
+                await counter.wait(audio=5)
+
+
+async def test_call_handler_and_answer_rules(broker_url: str, peer_id: str) -> None:
+    """A call handler gets the unanswered call; answering twice or as caller is refused."""
+    async with (
+        Peer(peer_id + "a", server=broker_url) as alice,
+        Peer(peer_id + "b", server=broker_url) as bob,
+    ):
+        received: list[MediaConnection] = []
+
+        async def on_call(call: MediaConnection) -> None:
+            received.append(call)
+            assert not call.open
+            assert not call.answered
+            assert call.remote_stream is None
+            with pytest.raises(UsageError, match="offered 0 video"):
+                await call.answer([PatternVideoTrack(**SMALL)])  # type: ignore[arg-type]
+            await call.answer([ToneAudioTrack()])
+
+        bob.on("call", on_call)
+        with anyio.fail_after(15):
+            out = await alice.call(bob.id or "", [ToneAudioTrack()])
+        with pytest.raises(UsageError, match="only the callee"):
+            await out.answer()
+        (incoming,) = received
+        assert incoming.answered
+        with pytest.raises(UsageError, match="already answered"):
+            await incoming.answer()
+        assert (await out.wait_stream()).audio is not None
+        await out.close()
+        assert (await out.wait_stream()) is out.remote_stream  # known before the close
+
+
+async def test_unanswered_incoming_call_expires(peer_id: str) -> None:
+    """The callee drops a call nobody answers after Timeouts.negotiation, with an error."""
+    from peerpy.config import Timeouts
+
+    from .brokers import peerpy_server
+
+    async with (
+        peerpy_server() as url,
+        Peer(peer_id + "a", server=url) as alice,
+        Peer(peer_id + "b", server=url, timeouts=Timeouts(negotiation=0.5)) as bob,
+    ):
+        async with anyio.create_task_group() as tg:
+
+            async def caller() -> None:
+                with pytest.raises(NegotiationFailedError):
+                    await alice.call(bob.id or "", [ToneAudioTrack()], timeout=1.5)
+
+            tg.start_soon(caller)
+            with anyio.fail_after(10):
+                call = await bob.accept_call()
+                await call.wait_closed()
+        assert isinstance(call.error, NegotiationFailedError)
+        with pytest.raises(ConnectionClosedError):
+            await call.answer()
+        with pytest.raises(NegotiationFailedError):
+            await call.wait_stream()
+
+
+async def test_record_then_play_file(pair: tuple[Peer, Peer], tmp_path: Path) -> None:
+    """What arrives records to a file, and that file plays into another call."""
+    alice, bob = pair
+    path = tmp_path / "call.mkv"
+    out, incoming = await dial(alice, bob, av_tracks(), [])
+    with anyio.fail_after(10):
+        async with Recorder(path, await incoming.wait_stream()):
+            await anyio.sleep(1.0)
+    await out.close()
+    with av.open(str(path)) as container:
+        kinds = sorted(stream.type for stream in container.streams)
+        frames = sum(1 for _ in container.decode(video=0))
+    assert kinds == ["audio", "video"]
+    assert frames >= 5
+    source = play_file(path)
+    assert sorted(t.kind for t in source.tracks) == ["audio", "video"]
+    try:
+        out, incoming = await dial(alice, bob, source.tracks, [])
+        with anyio.fail_after(10):
+            async with FrameCounter(await incoming.wait_stream()) as counter:
+                await counter.wait(audio=5, video=3)
+        assert counter.last["video"].width == 96
+    finally:
+        source.stop()
+
+
+async def test_bad_media_input(pair: tuple[Peer, Peer], tmp_path: Path) -> None:
+    """Bad tracks, kinds, sizes and files raise UsageError subclasses, before any traffic."""
+    alice, bob = pair
+    track = ToneAudioTrack()
+    target = bob.id or ""
+    with pytest.raises(UsageError, match="not a single track"):
+        await alice.call(target, track)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="twice"):
+        await alice.call(target, [track, track])
+    with pytest.raises(UsageError, match="needs tracks"):
+        await alice.call(target, [])
+    with pytest.raises(UsageError, match="receive takes"):
+        await alice.call(target, receive="video")
+    stopped = ToneAudioTrack()
+    stopped.stop()
+    with pytest.raises(UsageError, match="stopped"):
+        await alice.call(target, [stopped])
+    assert alice.connections == []
+    with pytest.raises(UsageError):
+        PatternVideoTrack(width=33, height=20)
+    with pytest.raises(UsageError):
+        ToneAudioTrack(frequency=30_000)
+    with pytest.raises(MediaFileError):
+        play_file(tmp_path / "missing.mp4")
+    with pytest.raises(MediaFileError):
+        Recorder(tmp_path / "no" / "dir" / "x.mkv", [track])
+
+
+async def test_unread_remote_track_is_bounded(pair: tuple[Peer, Peer]) -> None:
+    """Frames nobody reads are dropped beyond max_buffered_frames, oldest first."""
+    alice, bob = pair
+    _out, incoming = await dial(alice, bob, [ToneAudioTrack()], [])
+    audio = (await incoming.wait_stream()).audio
+    assert audio is not None
+    with anyio.fail_after(10):
+        while getattr(audio, "_queue").dropped < 5:  # noqa: B009, ASYNC110 - aiortc internals
+            await anyio.sleep(0.1)
+    assert getattr(audio, "_queue").qsize() <= MediaConnection.max_buffered_frames  # noqa: B009
+    async with FrameCounter([audio]) as counter:
+        await counter.wait(audio=MediaConnection.max_buffered_frames + 2)
