@@ -25,7 +25,7 @@ import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import playwright
 from playwright.async_api import BrowserContext, Page, async_playwright
@@ -62,7 +62,7 @@ FAKE_MEDIA_FLAGS = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-med
 class StaticServer:
     """Serve the harness page and the PeerJS files on 127.0.0.1, in a thread."""
 
-    ROUTES: dict[str, tuple[Path, str]] = {
+    ROUTES: ClassVar[dict[str, tuple[Path, str]]] = {
         "/": (PAGE_DIR / "index.html", "text/html; charset=utf-8"),
         "/index.html": (PAGE_DIR / "index.html", "text/html; charset=utf-8"),
         "/harness.js": (PAGE_DIR / "harness.js", "text/javascript; charset=utf-8"),
@@ -134,7 +134,9 @@ def playwright_disabled_features() -> tuple[str, ...] | None:
 def chromium_args(*, media: bool = False) -> tuple[list[str], list[str]]:
     """Return (args, ignore_default_args) for launching Chromium as the recipe says."""
     own = playwright_disabled_features()
-    features = list(dict.fromkeys([*(own or FALLBACK_PLAYWRIGHT_FEATURES), *EXTRA_DISABLED_FEATURES]))
+    features = list(
+        dict.fromkeys([*(own or FALLBACK_PLAYWRIGHT_FEATURES), *EXTRA_DISABLED_FEATURES])
+    )
     ignore = [f"--disable-features={','.join(own)}"] if own else []
     args = [
         "--no-sandbox",  # the suite runs as root in CI

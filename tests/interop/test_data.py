@@ -10,12 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
-from typing import Any
 
 import anyio
 import pytest
 
-from .conftest import Pair
+from .pairs import Pair
 from .values import (
     BROWSER_SEES,
     BROWSER_SENDS,
@@ -33,7 +32,9 @@ MB = 1 << 20
 
 
 @pytest.mark.parametrize("serialization", SERIALIZATIONS)
-async def test_values_round_trip(pair: Pair, direction: str, label: str, serialization: str) -> None:
+async def test_values_round_trip(
+    pair: Pair, direction: str, label: str, serialization: str
+) -> None:
     """Each value kind crosses both ways; label, metadata and reliable reach the other side."""
     reliable = RELIABLE[serialization]
     conn, info = await pair.open(
@@ -60,21 +61,16 @@ async def test_values_round_trip(pair: Pair, direction: str, label: str, seriali
         assert info.peer == pair.python_id
 
     # Python -> browser.
-    sent = PY_SENDS[serialization]
-    batch: list[Any] = sent if serialization == "raw" else [sent]
-    for value in batch:
+    for value in PY_SENDS[serialization]:
         await conn.send(value)
-    seen = await pair.page.recv(conn.connection_id, len(batch))
-    assert_same(seen, BROWSER_SEES[serialization] if serialization == "raw" else [BROWSER_SEES[serialization]])
+    seen = await pair.page.recv(conn.connection_id, len(PY_SENDS[serialization]))
+    assert_same(seen, BROWSER_SEES[serialization])
 
     # Browser -> Python.
-    sent_js = BROWSER_SENDS[serialization]
-    batch_js: list[Any] = sent_js if serialization == "raw" else [sent_js]
-    await pair.page.send(conn.connection_id, *batch_js)
+    await pair.page.send(conn.connection_id, *BROWSER_SENDS[serialization])
     with anyio.fail_after(10):
-        received = [await conn.recv() for _ in batch_js]
-    expected = PY_SEES[serialization]
-    assert_same(received, expected if serialization == "raw" else [expected])
+        received = [await conn.recv() for _ in BROWSER_SENDS[serialization]]
+    assert_same(received, PY_SEES[serialization])
     await conn.close()
 
 

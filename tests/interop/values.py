@@ -8,6 +8,9 @@ one message round trip:
 * ``BROWSER_SENDS[s]`` is the description the page builds and sends;
   ``PY_SEES[s]`` is what :meth:`DataConnection.recv` must return.
 
+Each entry is a list of messages: one map for every serialization but
+``raw``, which carries only ``str`` and binary, one frame each.
+
 Descriptions are the JSON form of ``page/harness.js``: plain JSON for plain
 values, ``{"$num": "-0"}`` for negative zero, ``{"$type": "ArrayBuffer",
 "$hex": ...}`` for binary, ``{"$undefined": true}`` for ``undefined``.
@@ -132,6 +135,11 @@ PY_SEES["MsgPack"] = _with(_common(), zero=0, neg_zero=0, u8=BYTES, ab={}, undef
 
 SERIALIZATIONS = ("binary", "binary-utf8", "json", "raw", "MsgPack")
 
+for _table in (PY_SENDS, BROWSER_SEES, BROWSER_SENDS, PY_SEES):
+    for _name in SERIALIZATIONS:
+        if _name != "raw":
+            _table[_name] = [_table[_name]]
+
 #: The ``reliable`` option each serialization's case uses: both values are
 #: covered, and raw (several frames) runs ordered.  MsgPack forces True.
 RELIABLE = {"binary": False, "binary-utf8": True, "json": False, "raw": True, "MsgPack": True}
@@ -151,11 +159,10 @@ def assert_same(actual: Any, expected: Any, path: str = "value") -> None:
             assert_same(actual[key], value, f"{path}[{key!r}]")
     elif isinstance(expected, list):
         assert len(actual) == len(expected), f"{path}: length {len(actual)} != {len(expected)}"
-        for i, (a, e) in enumerate(zip(actual, expected)):
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
             assert_same(a, e, f"{path}[{i}]")
     elif isinstance(expected, float):
-        assert actual == expected and math.copysign(1, actual) == math.copysign(1, expected), (
-            f"{path}: {actual!r} != {expected!r}"
-        )
+        assert actual == expected, f"{path}: {actual!r} != {expected!r}"
+        assert math.copysign(1, actual) == math.copysign(1, expected), f"{path}: sign of zero"
     else:
         assert actual == expected, f"{path}: {actual!r:.80} != {expected!r:.80}"
