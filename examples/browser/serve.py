@@ -15,6 +15,7 @@ or given with ``--peerjs``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.server
 import json
 import os
@@ -143,7 +144,5 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C quits quietly
         anyio.run(main, parse_args())
-    except KeyboardInterrupt:
-        pass

@@ -27,8 +27,8 @@ class Lines:
         self.stream = stream
         self.text = ""
 
-    async def until(self, needle: str, timeout: float = 15.0) -> str:
-        with anyio.fail_after(timeout):
+    async def until(self, needle: str, seconds: float = 15.0) -> str:
+        with anyio.fail_after(seconds):
             while needle not in self.text:
                 self.text += (await self.stream.receive()).decode()
         return self.text
