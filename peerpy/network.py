@@ -228,7 +228,7 @@ def address_allowed(host: str, networks: tuple[IPNetwork, ...] | None) -> bool:
         if address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         elif address.scope_id is not None:
-            address = ipaddress.IPv6Address(address.exploded.split("%")[0])
+            address = ipaddress.IPv6Address(int(address))  # drop the %scope
     return any(address in network for network in networks)
 
 

@@ -424,6 +424,21 @@ def test_remote_candidate_allowed_by_loopback(ip: str, allowed: bool) -> None:
     assert remote_candidate_allowed(candidate, OFF)
 
 
+@given(st.text(max_size=60))
+def test_any_remote_address_text_gets_a_verdict(ip: str) -> None:
+    """Whatever address a remote candidate claims, the check answers True/False, never raises."""
+    candidate = candidate_from_sdp("candidate:1 1 udp 2130706431 127.0.0.1 9 typ host")
+    candidate.ip = ip
+    assert remote_candidate_allowed(candidate, NetworkPolicy.loopback()) in (True, False)
+
+
+def test_scoped_ipv6_addresses_are_judged_without_their_scope() -> None:
+    """A link-local address with a %scope lies in fe80::/10 and nowhere else."""
+    candidate = candidate_from_sdp("candidate:1 1 udp 2130706431 fe80::1%eth0 9 typ host")
+    assert remote_candidate_allowed(candidate, NetworkPolicy(remote_networks=("fe80::/10",)))
+    assert not remote_candidate_allowed(candidate, NetworkPolicy.loopback())
+
+
 def test_unbindable_local_address_is_rejected_up_front() -> None:
     """A local address this host does not have is refused when creating the connection."""
     policy = NetworkPolicy(local_addresses=("203.0.113.7",))
