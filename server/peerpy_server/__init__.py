@@ -1,5 +1,21 @@
-"""peerpy's broker: a PeerJS-compatible signaling server."""
+"""peerpy's broker: a PeerJS-compatible signaling server (wire-compatible with ``peer`` 1.0.2).
+
+>>> from peerpy_server import Broker, BrokerConfig
+>>> async def main() -> None:                                   # doctest: +SKIP
+...     async with Broker(BrokerConfig(host="127.0.0.1", port=0)) as broker:
+...         print(broker.url)
+
+Modules: :mod:`~peerpy_server.config` (options), :mod:`~peerpy_server.realm`
+(the sans-I/O registry and relay rules), :mod:`~peerpy_server.http` (the HTTP
+API), :mod:`~peerpy_server.connection` (one socket), :mod:`~peerpy_server.broker`
+(listening, timers, shutdown) and :mod:`~peerpy_server.cli` (``peerpy-server``).
+"""
 
 from __future__ import annotations
+
+from .broker import Broker, serve
+from .config import BrokerConfig
+
+__all__ = ["Broker", "BrokerConfig", "__version__", "serve"]
 
 __version__ = "0.1.0"

@@ -1,0 +1,233 @@
+"""The embeddable broker: listening socket, timers and graceful shutdown.
+
+>>> async def main() -> None:                                  # doctest: +SKIP
+...     config = BrokerConfig(host="127.0.0.1", port=0, path="/myapp")
+...     async with Broker(config) as broker:     # returns once listening
+...         print(broker.url)                    # http://127.0.0.1:PORT/myapp/
+...         ...                                  # leaving the block shuts it down
+
+:class:`Broker` is asyncio-only (it is built on :class:`asyncio.Protocol`;
+uvloop works and is used by the CLI when installed).  It owns one background
+task, the timer loop, started in :meth:`Broker.start` and awaited in
+:meth:`Broker.aclose`.  Each tick sweeps the realm (queue expiry, alive
+timeout), drops connections that did not finish their request within
+``handshake_timeout`` and, every ``ping_interval``, pings every WebSocket and
+closes those that sent nothing since the previous ping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import TracebackType
+from typing import Final
+
+from .config import BrokerConfig
+from .connection import Connection
+from .realm import Realm
+
+__all__ = ["Broker", "serve"]
+
+logger: Final = logging.getLogger("peerpy_server.broker")
+
+#: How often the timer loop runs (``peer`` checks liveness every 300 ms).
+TICK: Final = 0.25
+#: How long a closing WebSocket may take to answer our close frame.
+CLOSE_TIMEOUT: Final = 5.0
+#: How long :meth:`Broker.aclose` waits for clients to close before cutting them.
+SHUTDOWN_GRACE: Final = 2.0
+_BACKLOG: Final = 1024
+
+
+class Broker:
+    """A running PeerJS-compatible broker (see the module docstring).
+
+    ``async with Broker(config) as broker`` starts it and returns once it is
+    listening; :attr:`port` and :attr:`url` then tell where.  Leaving the
+    block (or :meth:`aclose`) shuts it down gracefully.
+    """
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.realm = Realm(config)
+        self._connections: dict[Connection, None] = {}
+        self._pending: dict[Connection, None] = {}  # no request yet, oldest first
+        self._server: asyncio.Server | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._port = 0
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind and start listening; return once connections are accepted.
+
+        Raise :class:`OSError` if the address cannot be bound.  Cancelling it
+        leaves nothing running.
+        """
+        if self._server is not None:
+            raise RuntimeError("the broker is already started")
+        self._loop = loop = asyncio.get_running_loop()
+        config = self.config
+        self._server = await loop.create_server(
+            lambda: Connection(self),
+            host=config.host,
+            port=config.port,
+            ssl=config.make_ssl_context(),
+            backlog=_BACKLOG,
+            reuse_address=True,
+        )
+        sockets = self._server.sockets
+        self._port = sockets[0].getsockname()[1] if sockets else config.port
+        self._timer = loop.create_task(self._run_timers(), name="peerpy_server timers")
+        logger.info("Broker listening on %s", self.url)
+
+    async def aclose(self) -> None:
+        """Stop listening, close every WebSocket with 1001 and wait (briefly) until they are gone.
+
+        Clients get :data:`SHUTDOWN_GRACE` seconds to finish the closing
+        handshake; the rest are cut.  Idempotent.  Cancelling it cuts every
+        remaining connection at once.
+        """
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        try:
+            for connection in list(self._connections):
+                if connection.is_websocket:
+                    connection.close(1001, "server shutting down")
+                else:
+                    connection.abort()
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._drained(), SHUTDOWN_GRACE)
+        finally:
+            for connection in list(self._connections):
+                connection.abort()
+            if self._timer is not None:
+                self._timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._timer
+            await server.wait_closed()
+            logger.info("Broker stopped")
+
+    async def _drained(self) -> None:
+        while self._connections:  # noqa: ASYNC110 - polled only during shutdown
+            await asyncio.sleep(0.02)
+
+    async def __aenter__(self) -> Broker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- where -------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with ``port=0``)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP API, ending in ``/``: ``http://127.0.0.1:PORT/myapp/``."""
+        host = self.config.host
+        if host in (None, "", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "[::1]"
+        elif ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if self.config.tls else "http"
+        path = self.config.path.rstrip("/") + "/"
+        return f"{scheme}://{host}:{self._port}{path}"
+
+    @property
+    def connections(self) -> int:
+        """How many TCP connections are open."""
+        return len(self._connections)
+
+    # -- used by Connection ------------------------------------------------
+
+    def now(self) -> float:
+        """The monotonic clock the realm runs on."""
+        assert self._loop is not None
+        return self._loop.time()
+
+    def admit(self, connection: Connection) -> bool:
+        """Track a new connection; ``False`` if the connection limit is reached."""
+        if self._server is None or len(self._connections) >= self.config.connection_limit:
+            return False
+        self._connections[connection] = None
+        self._pending[connection] = None
+        return True
+
+    def settled(self, connection: Connection) -> None:
+        """The connection's request arrived: the handshake timeout no longer applies."""
+        self._pending.pop(connection, None)
+
+    def forget(self, connection: Connection) -> None:
+        """The connection is gone."""
+        self._connections.pop(connection, None)
+        self._pending.pop(connection, None)
+
+    def close_later(self, connection: Connection) -> None:
+        """Cut ``connection`` if its closing handshake is not done within :data:`CLOSE_TIMEOUT`."""
+        assert self._loop is not None
+        self._loop.call_later(CLOSE_TIMEOUT, connection.abort)
+
+    # -- timers ------------------------------------------------------------
+
+    async def _run_timers(self) -> None:
+        """Run the sweeps forever; cancelling stops them."""
+        ping_interval = self.config.ping_interval
+        next_ping = self.now() + ping_interval if ping_interval is not None else None
+        while True:
+            await asyncio.sleep(TICK)
+            now = self.now()
+            try:
+                self.realm.sweep(now)
+                self._sweep_pending(now)
+                if next_ping is not None and ping_interval is not None and now >= next_ping:
+                    next_ping = now + ping_interval
+                    self._ping_all()
+            except Exception:  # a bug must not stop the timers
+                logger.exception("Timer sweep failed")
+
+    def _sweep_pending(self, now: float) -> None:
+        deadline = now - self.config.handshake_timeout
+        while self._pending:
+            connection = next(iter(self._pending))
+            if connection.opened_at > deadline:
+                break
+            del self._pending[connection]
+            logger.warning("No request within handshake_timeout; closing a connection")
+            connection.abort()
+
+    def _ping_all(self) -> None:
+        for connection in list(self._connections):
+            if not connection.is_websocket:
+                continue
+            if connection.active:
+                connection.active = False
+                connection.ping()
+            else:
+                logger.warning("No answer to ping; closing a connection")
+                connection.abort()
+
+
+async def serve(config: BrokerConfig) -> None:
+    """Run a broker until cancelled (what the CLI does).
+
+    Cancelling it shuts the broker down gracefully, then re-raises
+    :class:`asyncio.CancelledError`.
+    """
+    async with Broker(config):
+        await asyncio.get_running_loop().create_future()

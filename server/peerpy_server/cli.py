@@ -1,0 +1,199 @@
+"""``peerpy-server``: run the broker from the command line, with ``peer``'s flags.
+
+The flags, their aliases, defaults and units (milliseconds) are those of
+``peer`` 1.0.2's ``peerjs`` command, including the ``PORT`` and
+``PEERSERVER_PATH`` environment variables; a few extra flags expose our
+improvements.  SIGTERM and SIGINT shut the broker down gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from .broker import Broker
+from .config import BrokerConfig
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+_DESCRIPTION = """\
+A PeerJS-compatible signaling server (wire-compatible with peer 1.0.2).
+Clients connect with `new Peer(id, {host, port, path, key})`.
+Times are in milliseconds, as with peer's `peerjs` command."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (``-h`` explains each flag)."""
+    parser = argparse.ArgumentParser(prog="peerpy-server", description=_DESCRIPTION)
+    add = parser.add_argument
+    add("-p", "--port", type=int, help="port to listen on (default: env PORT; required otherwise)")
+    add("-H", "--host", help="address to listen on (default: every interface)")
+    add(
+        "--path",
+        default=os.environ.get("PEERSERVER_PATH", "/"),
+        help="mount path of the API; WebSocket at PATH/peerjs (default: env PEERSERVER_PATH or /)",
+    )
+    add("-k", "--key", default="peerjs", help="API key clients must send (default: peerjs)")
+    add(
+        "-t",
+        "--expire_timeout",
+        type=int,
+        default=5000,
+        metavar="MS",
+        help="ms a message for an offline peer waits before its sender gets EXPIRE (default: 5000)",
+    )
+    add(
+        "--alive_timeout",
+        type=int,
+        default=60000,
+        metavar="MS",
+        help="ms without HEARTBEAT after which a client is dropped (default: 60000)",
+    )
+    add(
+        "-c",
+        "--concurrent_limit",
+        type=int,
+        default=5000,
+        help="most peers registered at once (default: 5000)",
+    )
+    add(
+        "--allow_discovery",
+        action="store_true",
+        help="serve the list of connected ids at PATH/KEY/peers (default: off, 401)",
+    )
+    add("--proxied", action="store_true", help="behind a reverse proxy (accepted; changes nothing)")
+    add("--sslkey", metavar="FILE", help="TLS private key (PEM); needs --sslcert")
+    add("--sslcert", metavar="FILE", help="TLS certificate chain (PEM); needs --sslkey")
+    add(
+        "--cors",
+        nargs="+",
+        action="extend",
+        metavar="ORIGIN",
+        help="allowed CORS origins (default: reflect any Origin)",
+    )
+    extra = parser.add_argument_group("peerpy extras")
+    extra.add_argument(
+        "--any-id",
+        action="store_true",
+        help="accept any non-empty id, as peer does (default: the PeerJS client's id rule)",
+    )
+    extra.add_argument(
+        "--silent-takeover",
+        action="store_true",
+        help="on a same-token reconnect, send no OPEN and keep the old socket, as peer does",
+    )
+    extra.add_argument(
+        "--ping-interval",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="seconds between WebSocket pings; 0 disables (default: 20)",
+    )
+    extra.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level on stderr (default: INFO)",
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> BrokerConfig:
+    """Turn parsed flags into a :class:`BrokerConfig` (ms become seconds).
+
+    Raise :class:`ValueError` for a missing port or a lone TLS file.
+    """
+    port = args.port
+    if port is None:
+        env_port = os.environ.get("PORT")
+        if not env_port:
+            raise ValueError("--port is required (or set the PORT environment variable)")
+        port = int(env_port)
+    if (args.sslkey is None) != (args.sslcert is None):
+        raise ValueError(
+            "Warning: PeerServer will not run because either the key "
+            "or the certificate has not been provided."
+        )
+    defaults = BrokerConfig()
+    return BrokerConfig(
+        host=args.host,
+        port=port,
+        path=args.path,
+        key=args.key,
+        expire_timeout=args.expire_timeout / 1000,
+        alive_timeout=args.alive_timeout / 1000,
+        concurrent_limit=args.concurrent_limit,
+        allow_discovery=args.allow_discovery,
+        proxied=args.proxied,
+        ssl_keyfile=args.sslkey,
+        ssl_certfile=args.sslcert,
+        cors_origins=args.cors,
+        id_pattern=None if args.any_id else defaults.id_pattern,
+        open_on_takeover=not args.silent_takeover,
+        ping_interval=args.ping_interval or None,
+    )
+
+
+async def _run(config: BrokerConfig) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with Broker(config) as broker:
+            print(
+                f"Started PeerServer on {config.host or '::'}, port: {broker.port}, "
+                f"path: {config.path} ({broker.url})",
+                flush=True,
+            )
+            await stop.wait()
+            print("Shutting down", flush=True)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _run_loop(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` on uvloop when it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coro)
+    else:  # pragma: no cover - Python 3.10
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        asyncio.run(coro)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``peerpy-server``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    try:
+        _run_loop(_run(config))
+    except OSError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The broker's configuration: one frozen attrs class, seconds as floats.
+
+The first group of options mirrors ``peer`` 1.0.2 (same names, same defaults
+except that times are seconds rather than milliseconds).  The second group
+holds the limits that ``peer`` does not have; each one is a documented
+difference (see ``docs/broker.md``).  ``None`` turns an optional limit off.
+
+>>> BrokerConfig(port=0, path="myapp/").path
+'/myapp'
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from typing import Any
+
+import attrs
+
+from peerpy.ids import ID_PATTERN
+
+__all__ = ["BrokerConfig", "normalize_path"]
+
+
+def normalize_path(path: str) -> str:
+    """Return ``path`` with one leading ``/`` and no trailing ``/`` (``"/"`` stays ``"/"``).
+
+    ``peer`` accepts ``myapp``, ``/myapp`` and ``/myapp/`` for the same mount
+    point; so do we.
+    """
+    stripped = path.strip("/")
+    return "/" + stripped if stripped else "/"
+
+
+def _optional_positive(instance: Any, attribute: Any, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0 or None, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class BrokerConfig:
+    """Everything the broker needs to know to run.
+
+    ``peer`` 1.0.2 options:
+
+    * ``host``: address to listen on; ``None`` means every interface (``peer``'s default).
+    * ``port``: TCP port; ``0`` picks a free one (read it back from ``Broker.port``).
+    * ``path``: mount path of the HTTP API; the WebSocket endpoint is ``{path}/peerjs``.
+    * ``key``: the API key checked on the WebSocket handshake.
+    * ``expire_timeout``: seconds a message for an offline id waits before its sender gets EXPIRE.
+    * ``alive_timeout``: seconds without HEARTBEAT after which a client is dropped.
+    * ``concurrent_limit``: the most ids registered at once.
+    * ``allow_discovery``: serve the list of ids at ``GET {path}/{key}/peers``.
+    * ``proxied``: accepted for parity; like ``peer`` 1.0.2 it changes nothing.
+    * ``ssl_certfile`` / ``ssl_keyfile``: PEM files; both given means HTTPS/WSS.
+      ``ssl_context`` may be given instead.
+    * ``cors_origins``: ``None`` reflects any ``Origin`` (``peer``'s default);
+      a tuple allows only those origins.
+
+    Improvements over ``peer`` (each documented in ``docs/broker.md``):
+
+    * ``id_pattern``: ids must match it (PeerJS's client rule by default);
+      ``None`` accepts any non-empty id as ``peer`` does.
+    * ``open_on_takeover``: send OPEN when a same-token reconnect takes an id over,
+      and close the superseded socket.
+    * ``max_queue_messages`` / ``max_queue_bytes``: bound each offline id's queue;
+      ``max_queued_bytes``: bound all queues together.
+    * ``max_message_size``: the largest WebSocket message accepted (bytes).
+    * ``max_write_buffer``: a client whose unsent output exceeds this is cut off.
+    * ``ping_interval``: WebSocket ping period; a socket that sent nothing for two
+      periods is closed.  ``None`` disables pings.
+    * ``handshake_timeout``: seconds a TCP connection may take to finish its request.
+    * ``max_connections``: the most TCP connections at once (``None``:
+      ``concurrent_limit + 1024``).
+    """
+
+    host: str | None = None
+    port: int = attrs.field(
+        default=9000, validator=[attrs.validators.ge(0), attrs.validators.le(65535)]
+    )
+    path: str = attrs.field(default="/", converter=normalize_path)
+    key: str = "peerjs"
+    expire_timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
+    alive_timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+    concurrent_limit: int = attrs.field(default=5000, validator=attrs.validators.gt(0))
+    allow_discovery: bool = False
+    proxied: bool = False
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)
+    cors_origins: tuple[str, ...] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(tuple)
+    )
+
+    id_pattern: re.Pattern[str] | None = ID_PATTERN
+    open_on_takeover: bool = True
+    max_queue_messages: int = attrs.field(default=256, validator=attrs.validators.gt(0))
+    max_queue_bytes: int = attrs.field(default=1 << 20, validator=attrs.validators.gt(0))
+    max_queued_bytes: int = attrs.field(default=64 << 20, validator=attrs.validators.gt(0))
+    max_message_size: int = attrs.field(default=1 << 20, validator=attrs.validators.gt(0))
+    max_write_buffer: int = attrs.field(default=1 << 20, validator=attrs.validators.gt(0))
+    ping_interval: float | None = attrs.field(default=20.0, validator=_optional_positive)
+    handshake_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    max_connections: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile must be given together")
+
+    @property
+    def websocket_path(self) -> str:
+        """The path of the WebSocket endpoint: ``{path}/peerjs``."""
+        return self.path.rstrip("/") + "/peerjs"
+
+    @property
+    def connection_limit(self) -> int:
+        """The effective cap on simultaneous TCP connections."""
+        if self.max_connections is not None:
+            return self.max_connections
+        return self.concurrent_limit + 1024
+
+    @property
+    def tls(self) -> bool:
+        """Whether the broker serves HTTPS/WSS."""
+        return self.ssl_context is not None or self.ssl_certfile is not None
+
+    def make_ssl_context(self) -> ssl.SSLContext | None:
+        """Build the server TLS context from the PEM files (or return ``ssl_context``).
+
+        Raise :class:`OSError` or :class:`ssl.SSLError` if the files cannot be loaded.
+        """
+        if self.ssl_context is not None:
+            return self.ssl_context
+        if self.ssl_certfile is None or self.ssl_keyfile is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        return context

@@ -1,0 +1,259 @@
+"""One TCP connection: the thin I/O layer between asyncio and the realm.
+
+Each accepted socket gets a :class:`Connection`, an :class:`asyncio.Protocol`
+that feeds bytes to a websockets sans-I/O :class:`~websockets.server.ServerProtocol`
+and writes what it produces.  There is no task per connection: everything
+happens in ``data_received`` callbacks, which keeps an idle connection at a
+few KiB and the relay path short (see ``docs/broker.md`` for the figures
+that led to this choice over websockets' asyncio server).
+
+The first request decides what the connection is: a WebSocket handshake on
+``{path}/peerjs`` (then :meth:`Realm.connect`), a WebSocket upgrade elsewhere
+(400), or a plain HTTP request answered by :mod:`peerpy_server.http`.
+
+Limits enforced here: request size and time before the handshake, message
+size (websockets fails the connection with 1009), and the outgoing buffer: a
+client that does not read is cut off when its buffer passes
+``max_write_buffer`` (asyncio's ``pause_writing`` fires synchronously inside
+``write``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from typing import TYPE_CHECKING, Final, cast
+from urllib.parse import parse_qs
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.typing import BytesLike
+
+from . import http
+from .realm import Client, truncate
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+__all__ = ["Connection"]
+
+logger: Final = logging.getLogger("peerpy_server.connection")
+_ws_logger: Final = logging.getLogger("peerpy_server.websocket")
+
+_MAX_REQUEST: Final = 16 * 1024
+_TEXT: Final = Opcode.TEXT
+_BINARY: Final = Opcode.BINARY
+_CONT: Final = Opcode.CONT
+_OPEN: Final = State.OPEN
+_CONNECTING: Final = State.CONNECTING
+_HEADER16: Final = struct.Struct("!BBH")
+_HEADER64: Final = struct.Struct("!BBQ")
+
+
+def _text_header(length: int) -> bytes:
+    """RFC 6455 header of an unmasked, final text frame of ``length`` bytes."""
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 65536:
+        return _HEADER16.pack(0x81, 126, length)
+    return _HEADER64.pack(0x81, 127, length)
+
+
+class Connection(asyncio.Protocol):
+    """An accepted TCP connection (HTTP request or WebSocket); also the realm's link."""
+
+    __slots__ = (
+        "_broker",
+        "_client",
+        "_cut",
+        "_fragments",
+        "_received",
+        "_transport",
+        "_ws",
+        "active",
+        "opened_at",
+    )
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._ws = ServerProtocol(max_size=broker.config.max_message_size, logger=_ws_logger)
+        self._transport: asyncio.Transport | None = None
+        self._client: Client | None = None
+        self._cut = False
+        self._fragments: list[bytes] | None = None
+        self._received = 0
+        #: Set by every read; the broker's ping timer clears it.
+        self.active = True
+        self.opened_at = broker.now()
+
+    # -- asyncio callbacks ---------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses; same API.
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        if not self._broker.admit(self):
+            logger.warning("Too many connections; refused one")
+            transport.abort()
+            return
+        transport.set_write_buffer_limits(high=self._broker.config.max_write_buffer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._broker.forget(self)
+        client = self._client
+        if client is not None:
+            self._client = None
+            self._broker.realm.disconnect(client)
+
+    def pause_writing(self) -> None:
+        # The peer is not reading: cut it off rather than buffer more.
+        if not self._cut:
+            self._cut = True
+            logger.warning("Cut off %s: it does not read what it is sent", self._name())
+            assert self._transport is not None
+            self._transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        self.active = True
+        ws = self._ws
+        if ws.state is _CONNECTING:
+            self._received += len(data)
+            if self._received > _MAX_REQUEST:
+                logger.warning("Request too large from %s; closed", self._peername())
+                self.abort()
+                return
+        ws.receive_data(data)
+        for event in ws.events_received():
+            if not isinstance(event, Frame):
+                self._handshake(cast(Request, event))
+                continue
+            opcode = event.opcode
+            if opcode is _TEXT or opcode is _BINARY:
+                if event.fin:
+                    self._message(event.data)
+                else:
+                    self._fragments = [bytes(event.data)]
+            elif opcode is _CONT and self._fragments is not None:
+                self._fragments.append(bytes(event.data))
+                if event.fin:
+                    data, self._fragments = b"".join(self._fragments), None
+                    self._message(data)
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        self._ws.receive_eof()
+        self._flush()
+        return None
+
+    # -- realm Link ------------------------------------------------------
+
+    def send(self, frame: str) -> bool:
+        """Send one text frame; ``False`` if this client got cut off (see module doc)."""
+        if self._cut:
+            return False
+        if self._ws.state is not _OPEN:
+            return True  # closing: nothing more to deliver, nothing to report
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return True
+        # Hot path: a server frame is unmasked and never fragmented here, so
+        # build it directly instead of going through ServerProtocol.send_text
+        # (which holds no state for outgoing data frames).
+        payload = frame.encode()
+        transport.write(_text_header(len(payload)) + payload)
+        return not self._cut
+
+    def close(self, code: int | None = None, reason: str = "") -> None:
+        """Start the closing handshake (``code=None``: a close frame with no status)."""
+        ws = self._ws
+        if ws.state is _OPEN:
+            if code is None:
+                ws.send_close()
+            else:
+                ws.send_close(code, reason)
+            self._flush()
+            self._broker.close_later(self)
+
+    # -- helpers -----------------------------------------------------------
+
+    def ping(self) -> None:
+        """Send a WebSocket ping (the broker's timer calls this)."""
+        if self._ws.state is _OPEN:
+            self._ws.send_ping(b"")
+            self._flush()
+
+    @property
+    def is_websocket(self) -> bool:
+        """Whether the WebSocket handshake completed."""
+        return self._ws.state is not State.CONNECTING
+
+    def abort(self) -> None:
+        """Drop the TCP connection now."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _message(self, data: BytesLike) -> None:
+        client = self._client
+        if client is None:
+            return  # refused or left: the socket is closing
+        self._broker.realm.receive(client, cast(bytes, data), self._broker.now())
+
+    def _flush(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        for chunk in self._ws.data_to_send():
+            if chunk:
+                transport.write(chunk)
+            else:
+                # websockets signals "close the TCP connection" (server side
+                # closes first once the closing handshake is done).
+                transport.close()
+                return
+
+    def _handshake(self, request: Request) -> None:
+        broker = self._broker
+        config = broker.config
+        path, _, query = request.path.partition("?")
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if not upgrade:
+            broker.settled(self)
+            response = http.respond(request, config, broker.realm.ids, broker.realm.__contains__)
+            self._ws.send_response(response)
+            return
+        if path != config.websocket_path or request.method != "GET":
+            broker.settled(self)
+            logger.info("WebSocket upgrade on %s refused", truncate(request.path))
+            self._ws.send_response(http.bad_request())
+            return
+        broker.settled(self)
+        response = self._ws.accept(request)
+        self._ws.send_response(response)
+        if response.status_code != 101:
+            return
+        self._flush()
+        params = parse_qs(query, keep_blank_values=True)
+
+        def first(name: str) -> str:
+            values = params.get(name)
+            return values[0] if values else ""
+
+        self._client = broker.realm.connect(
+            self,
+            key=first("key"),
+            peer_id=first("id"),
+            token=first("token"),
+            now=broker.now(),
+        )
+
+    def _peername(self) -> str:
+        if self._transport is None:
+            return "?"
+        return str(self._transport.get_extra_info("peername"))
+
+    def _name(self) -> str:
+        client = self._client
+        return client.id if client is not None else self._peername()
