@@ -1,0 +1,219 @@
+"""Transfer codes, and end-to-end verification a malicious broker cannot break.
+
+A code such as ``7-purple-sausage`` is a *nameplate* (``7``: the sender
+registers ``peerpy-xfer-7`` on the broker) and words (the secret).  The whole
+code is the password of a SPAKE2 exchange (the ``spake2`` package, symmetric
+mode): both sides get the same 256-bit key only if they typed the same code,
+and an eavesdropper, the broker included, learns nothing it could test
+offline.  One wrong guess ends the transfer, so the two words (16 bits) are
+enough, as in magic-wormhole.
+
+The key then authenticates the WebRTC connection itself.  Each side sends
+
+* ``key_mac``: HMAC(key, role), proving it knows the code, and
+* ``fingerprint_mac``: HMAC(key, role, own DTLS fingerprints, peer's DTLS
+  fingerprints), with the fingerprints read from the local and remote SDP.
+
+A broker that swaps the SDP to put itself in the middle of DTLS can relay the
+SPAKE2 messages untouched, so both sides still agree on the key, but each
+side then sees the broker's certificate as "the peer's": the fingerprint MACs
+differ and both sides refuse (:class:`ManInTheMiddleError`).  aiortc checks
+the remote certificate against the remote SDP fingerprint during the DTLS
+handshake; :func:`connection_fingerprints` checks again that the transport's
+certificates are the ones in the SDP.  Nothing here does I/O except reading
+those attributes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from typing import Any, Final, Literal
+
+import attrs
+from spake2 import SPAKE2_Symmetric  # type: ignore[import-untyped]
+from spake2.spake2 import SPAKEError  # type: ignore[import-untyped]
+
+from .errors import AuthenticationError, BadCodeError, ManInTheMiddleError
+from .protocol import PROTOCOL, Confirm, Pake
+from .words import WORDS
+
+__all__ = [
+    "NAMEPLATE_PREFIX",
+    "Code",
+    "Handshake",
+    "Role",
+    "connection_fingerprints",
+    "make_code",
+    "parse_code",
+    "sdp_fingerprints",
+]
+
+#: The broker id of a sender is this prefix followed by the nameplate.
+NAMEPLATE_PREFIX: Final = "peerpy-xfer-"
+Role = Literal["sender", "receiver"]
+_CODE_RE: Final = re.compile(r"^(\d{1,9})((?:-[a-z0-9]+){1,8})$")
+_FINGERPRINT_RE: Final = re.compile(r"^a=fingerprint:(\S+)\s+([0-9A-Fa-f:]+)\s*$", re.MULTILINE)
+
+
+@attrs.frozen
+class Code:
+    """A transfer code: the nameplate and the secret words."""
+
+    nameplate: int
+    words: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return "-".join((str(self.nameplate), *self.words))
+
+    @property
+    def peer_id(self) -> str:
+        """The id the sender registers on the broker."""
+        return f"{NAMEPLATE_PREFIX}{self.nameplate}"
+
+    @property
+    def password(self) -> bytes:
+        """What both sides feed to SPAKE2: the whole code."""
+        return str(self).encode()
+
+
+def make_code(nameplate: int, *, words: int = 2) -> Code:
+    """A fresh code for ``nameplate`` with ``words`` random words (8 bits each)."""
+    if nameplate < 0 or not 1 <= words <= 8:
+        raise BadCodeError("a code needs a nameplate >= 0 and 1 to 8 words")
+    return Code(nameplate, tuple(secrets.choice(WORDS) for _ in range(words)))
+
+
+def parse_code(text: str) -> Code:
+    """Parse ``7-purple-sausage`` (case and spaces forgiven); raise BadCodeError."""
+    normal = "-".join(text.strip().lower().replace(" ", "-").split("-"))
+    normal = re.sub("-+", "-", normal)
+    match = _CODE_RE.match(normal)
+    if match is None:
+        raise BadCodeError(
+            f"{text!r} is not a transfer code: expected a number and words, like 7-purple-sausage"
+        )
+    return Code(int(match.group(1)), tuple(match.group(2).strip("-").split("-")))
+
+
+def sdp_fingerprints(sdp: str) -> tuple[str, ...]:
+    """Every ``a=fingerprint`` of an SDP, normalized (``sha-256 AB:CD:…``) and sorted."""
+    found = {f"{alg.lower()} {value.upper()}" for alg, value in _FINGERPRINT_RE.findall(sdp)}
+    if not found:
+        raise AuthenticationError("the session description carries no DTLS fingerprint")
+    return tuple(sorted(found))
+
+
+def _digest(certificate: Any, algorithm: str) -> str:
+    from cryptography.hazmat.primitives import hashes
+
+    algorithms = {
+        "sha-256": hashes.SHA256(),
+        "sha-384": hashes.SHA384(),
+        "sha-512": hashes.SHA512(),
+    }
+    raw = certificate.fingerprint(algorithms[algorithm]).hex().upper()
+    return ":".join(raw[i : i + 2] for i in range(0, len(raw), 2))
+
+
+def connection_fingerprints(pc: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(local, remote)`` DTLS fingerprints of an open aiortc peer connection.
+
+    Read from the SDP, then checked against the DTLS transport: our advertised
+    fingerprints must be our certificate's, and the certificate the remote
+    presented must match the remote SDP (aiortc checks this too).  Raise
+    :class:`AuthenticationError` if anything disagrees.
+    """
+    if pc.localDescription is None or pc.remoteDescription is None:
+        raise AuthenticationError("the connection has no local or remote description yet")
+    local = sdp_fingerprints(pc.localDescription.sdp)
+    remote = sdp_fingerprints(pc.remoteDescription.sdp)
+    sctp = getattr(pc, "sctp", None)
+    dtls = getattr(sctp, "transport", None)
+    if dtls is None:
+        raise AuthenticationError("the connection has no DTLS transport")
+    mine = {
+        f"{f.algorithm.lower()} {f.value.upper()}" for f in dtls.getLocalParameters().fingerprints
+    }
+    if not set(local) <= mine:
+        raise AuthenticationError(
+            "our SDP advertises a certificate our DTLS transport does not use"
+        )
+    ssl = getattr(dtls, "_ssl", None)  # aiortc's pyOpenSSL connection, private
+    if ssl is not None:
+        cert = ssl.get_peer_certificate(as_cryptography=True)
+        if cert is None:
+            raise AuthenticationError("the remote presented no DTLS certificate")
+        for line in remote:
+            algorithm, _, value = line.partition(" ")
+            if algorithm in ("sha-256", "sha-384", "sha-512") and _digest(cert, algorithm) != value:
+                raise AuthenticationError("the remote DTLS certificate does not match its SDP")
+    return local, remote
+
+
+def _mac(key: bytes, *parts: bytes) -> bytes:
+    return hmac.new(key, b"\0".join(parts), hashlib.sha256).digest()
+
+
+class Handshake:
+    """One side's SPAKE2 + fingerprint confirmation, sans I/O.
+
+    ``start()`` gives our :class:`Pake` message; ``on_pake()`` takes the
+    peer's and gives our :class:`Confirm`; ``on_confirm()`` checks the peer's
+    and raises :class:`AuthenticationError` (wrong code) or
+    :class:`ManInTheMiddleError` (same code, other certificates).
+    """
+
+    def __init__(
+        self, code: Code, role: Role, local: tuple[str, ...], remote: tuple[str, ...]
+    ) -> None:
+        self._role = role
+        self._peer_role: Role = "receiver" if role == "sender" else "sender"
+        self._local = "\n".join(local).encode()
+        self._remote = "\n".join(remote).encode()
+        self._spake = SPAKE2_Symmetric(code.password, idSymmetric=PROTOCOL.encode())
+        self._key: bytes | None = None
+        self.verified = False
+
+    def start(self) -> Pake:
+        """Our SPAKE2 message."""
+        return Pake(bytes(self._spake.start()))
+
+    def _macs(self, role: Role, own: bytes, peer: bytes) -> Confirm:
+        assert self._key is not None
+        confirm_key = _mac(self._key, PROTOCOL.encode(), b"key-confirmation")
+        fingerprint_key = _mac(self._key, PROTOCOL.encode(), b"dtls-fingerprints")
+        return Confirm(
+            _mac(confirm_key, role.encode()),
+            _mac(fingerprint_key, role.encode(), own, peer),
+        )
+
+    def on_pake(self, message: Pake) -> Confirm:
+        """Finish SPAKE2 with the peer's message; return our confirmation."""
+        if self._key is not None:
+            raise AuthenticationError("the other side sent a second PAKE message")
+        try:
+            self._key = bytes(self._spake.finish(message.message))
+        except (SPAKEError, ValueError, TypeError) as exc:
+            raise AuthenticationError(f"the other side sent a bad PAKE message: {exc}") from None
+        return self._macs(self._role, self._local, self._remote)
+
+    def on_confirm(self, message: Confirm) -> None:
+        """Check the peer's confirmation; raise if the code or the certificates differ."""
+        if self._key is None:
+            raise AuthenticationError("the other side confirmed before the PAKE exchange")
+        expected = self._macs(self._peer_role, self._remote, self._local)
+        if not hmac.compare_digest(expected.key_mac, message.key_mac):
+            raise AuthenticationError(
+                "the other side does not know the code: wrong code (or a guessing attempt); "
+                "nothing was sent"
+            )
+        if not hmac.compare_digest(expected.fingerprint_mac, message.fingerprint_mac):
+            raise ManInTheMiddleError(
+                "the code matches but the encrypted connection does not end at the other side: "
+                "its DTLS certificate is not the one it saw (a man in the middle, such as a "
+                "hostile broker); nothing was sent"
+            )
+        self.verified = True

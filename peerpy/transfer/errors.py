@@ -1,0 +1,126 @@
+"""The exceptions of file transfers, under peerpy's one exception tree.
+
+::
+
+    PeerError
+    ├── UsageError
+    │   └── TransferUsageError          bad paths, bad code, conflicting options
+    │       └── BadCodeError                a code that does not parse
+    └── TransferError               a transfer failed (root of the rest)
+        ├── AuthenticationError         the code or the DTLS fingerprints do not match
+        │   └── ManInTheMiddleError         same code, different DTLS fingerprints
+        ├── TransferProtocolError       the other side broke the transfer protocol
+        │   └── UnsafePathError             a name that would escape the target
+        ├── IntegrityError              a file's hash or a resume prefix differs
+        ├── TargetExistsError           a file exists and neither overwrite nor rename
+        ├── DiskFullError               no room left on the receiving disk
+        ├── PeerVanishedError           the other side went away mid-transfer
+        ├── RejectedError               the receiver declined the offer
+        ├── NoSenderError               no sender waits under that code
+        └── RemoteError                 the other side reported a failure
+"""
+
+from __future__ import annotations
+
+from ..exceptions import PeerError, ProtocolError, UsageError
+
+__all__ = [
+    "AuthenticationError",
+    "BadCodeError",
+    "DiskFullError",
+    "IntegrityError",
+    "ManInTheMiddleError",
+    "NoSenderError",
+    "PeerVanishedError",
+    "RejectedError",
+    "RemoteError",
+    "TargetExistsError",
+    "TransferError",
+    "TransferProtocolError",
+    "TransferUsageError",
+    "UnsafePathError",
+]
+
+
+class TransferUsageError(UsageError, ValueError):
+    """A transfer was asked for with bad arguments (missing path, bad option)."""
+
+    type = "transfer-usage"
+
+
+class BadCodeError(TransferUsageError):
+    """A transfer code that does not look like ``7-purple-sausage``."""
+
+    type = "bad-code"
+
+
+class TransferError(PeerError):
+    """A file transfer failed; the message says why and what to do."""
+
+    type = "transfer"
+
+
+class AuthenticationError(TransferError):
+    """The other side could not prove it knows the code (wrong code, or tampering)."""
+
+    type = "authentication"
+
+
+class ManInTheMiddleError(AuthenticationError):
+    """Both sides know the code but see different DTLS certificates: someone is in between."""
+
+    type = "man-in-the-middle"
+
+
+class TransferProtocolError(TransferError, ProtocolError):
+    """The other side sent a message the transfer protocol does not allow here."""
+
+    type = "transfer-protocol"
+
+
+class UnsafePathError(TransferProtocolError):
+    """An offered name is absolute, climbs with ``..``, crosses a link or names a device."""
+
+    type = "unsafe-path"
+
+
+class IntegrityError(TransferError):
+    """Received bytes do not hash to what the sender read."""
+
+    type = "integrity"
+
+
+class TargetExistsError(TransferError):
+    """A received file would replace an existing one."""
+
+    type = "target-exists"
+
+
+class DiskFullError(TransferError):
+    """The receiving disk has no room for the rest of the transfer."""
+
+    type = "disk-full"
+
+
+class PeerVanishedError(TransferError):
+    """The other side closed or stopped answering before the transfer finished."""
+
+    type = "peer-vanished"
+
+
+class RejectedError(TransferError):
+    """The receiver declined the offer."""
+
+    type = "rejected"
+
+
+class RemoteError(TransferError):
+    """The other side reported an error and stopped."""
+
+    type = "remote-error"
+
+
+class NoSenderError(TransferError):
+    """Nobody waits on the broker under the code's nameplate."""
+
+    type = "no-sender"

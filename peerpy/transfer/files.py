@@ -1,0 +1,318 @@
+"""File I/O for transfers: manifests, safe names, partial files and resume.
+
+Sender side: :func:`build_manifest` walks the paths to send into an
+:class:`~peerpy.transfer.protocol.Offer` plus the local source of each file.
+
+Receiver side: :func:`safe_relative_path` refuses names that could land
+outside the output folder; :class:`Target` plans where each file goes (refusing
+or renaming around existing files); :class:`PartialFile` writes
+``NAME.peerpy-partial`` next to the destination with a small
+``NAME.peerpy-state`` JSON file, and only renames it to ``NAME`` once its
+SHA-256 matched the sender's.  An interrupted transfer leaves both, and the
+next one resumes after the bytes already there once both sides hashed that
+prefix to the same value.
+
+Everything is streamed in bounded blocks: no file is ever held in memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import hashlib
+import json
+import os
+import re
+import stat
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any, Final, Literal
+
+import attrs
+
+from .errors import (
+    DiskFullError,
+    TargetExistsError,
+    TransferError,
+    TransferUsageError,
+    UnsafePathError,
+)
+from .protocol import HASH_NAME, EntryKind, FileEntry, Offer
+
+__all__ = [
+    "PARTIAL_SUFFIX",
+    "STATE_SUFFIX",
+    "Conflict",
+    "PartialFile",
+    "Source",
+    "Target",
+    "build_manifest",
+    "hash_prefix",
+    "safe_relative_path",
+]
+
+PARTIAL_SUFFIX: Final = ".peerpy-partial"
+STATE_SUFFIX: Final = ".peerpy-state"
+#: Block size for hashing existing prefixes.
+HASH_BLOCK: Final = 1024 * 1024
+Conflict = Literal["refuse", "rename", "overwrite"]
+
+_WINDOWS_DEVICES: Final = re.compile(
+    r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]|conin\$|conout\$)$"
+)
+_FORBIDDEN_CHARS: Final = re.compile(r'[\x00-\x1f\x7f\\:*?"<>|]')
+
+
+def safe_relative_path(name: str) -> PurePosixPath:
+    """Check an offered name; return it as a relative POSIX path.
+
+    Refuse (:class:`UnsafePathError`) absolute paths, drive letters, ``..``
+    and ``.`` components, empty components, backslashes, control characters,
+    characters Windows forbids, Windows device names (``CON``, ``nul.txt``...),
+    components over 255 bytes and our own partial/state suffixes.
+    """
+    if name.startswith("/") or _FORBIDDEN_CHARS.search(name):
+        raise UnsafePathError(f"refusing unsafe name {name!r}: absolute or forbidden characters")
+    parts = name.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise UnsafePathError(f"refusing unsafe name {name!r}: empty, '.' or '..' component")
+        if _WINDOWS_DEVICES.match(part.split(".")[0].rstrip(" ").lower()):
+            raise UnsafePathError(f"refusing unsafe name {name!r}: {part!r} is a device name")
+        if part.endswith((" ", ".")) or len(part.encode()) > 255:
+            raise UnsafePathError(f"refusing unsafe name {name!r}: bad component {part!r}")
+    if name.endswith((PARTIAL_SUFFIX, STATE_SUFFIX)):
+        raise UnsafePathError(f"refusing name {name!r}: peerpy uses that suffix itself")
+    return PurePosixPath(*parts)
+
+
+# -- sender side --------------------------------------------------------------
+
+
+@attrs.frozen
+class Source:
+    """Where an offered file's bytes come from."""
+
+    entry: FileEntry
+    path: Path | None  # None for directories
+
+
+def _entry(rel: PurePosixPath, path: Path, st: os.stat_result) -> FileEntry:
+    if stat.S_ISDIR(st.st_mode):
+        return FileEntry(str(rel), EntryKind.DIR, 0, st.st_mtime)
+    return FileEntry(
+        str(rel), EntryKind.FILE, st.st_size, st.st_mtime, bool(st.st_mode & stat.S_IXUSR)
+    )
+
+
+def build_manifest(paths: Iterable[str | os.PathLike[str]]) -> tuple[Offer, list[Source]]:
+    """Walk files and folders to send; return the offer and each entry's source.
+
+    Folders are sent with their tree (sorted, so both sides agree); symbolic
+    links and special files inside folders are skipped; top-level names must be
+    distinct.  Raise :class:`TransferUsageError` for missing or unreadable paths.
+    """
+    sources: list[Source] = []
+    seen: set[str] = set()
+    for raw in paths:
+        path = Path(raw)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise TransferUsageError(f"cannot send {str(raw)!r}: {exc.strerror}") from None
+        name = path.resolve().name
+        if not name:
+            raise TransferUsageError(f"cannot send {str(raw)!r}: it has no name")
+        if name in seen:
+            raise TransferUsageError(f"two paths to send are both named {name!r}")
+        seen.add(name)
+        if stat.S_ISREG(st.st_mode):
+            sources.append(Source(_entry(PurePosixPath(name), path, st), path))
+        elif stat.S_ISDIR(st.st_mode):
+            sources.extend(_walk(path, PurePosixPath(name), st))
+        else:
+            raise TransferUsageError(f"cannot send {str(raw)!r}: not a file or folder")
+    for source in sources:
+        safe_relative_path(source.entry.path)  # refuse locally what the peer would refuse
+    return Offer(tuple(s.entry for s in sources)), sources
+
+
+def _walk(root: Path, rel: PurePosixPath, st: os.stat_result) -> list[Source]:
+    found = [Source(_entry(rel, root, st), None)]
+    try:
+        children = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        raise TransferUsageError(f"cannot read folder {str(root)!r}: {exc.strerror}") from None
+    for child in children:
+        if child.is_symlink():
+            continue
+        child_st = child.stat()
+        child_rel = rel / child.name
+        if stat.S_ISDIR(child_st.st_mode):
+            found.extend(_walk(Path(child.path), child_rel, child_st))
+        elif stat.S_ISREG(child_st.st_mode):
+            found.append(Source(_entry(child_rel, Path(child.path), child_st), Path(child.path)))
+    return found
+
+
+def hash_prefix(path: Path, length: int) -> Any:
+    """A SHA-256 object fed the first ``length`` bytes of ``path`` (read in blocks).
+
+    Raise :class:`IntegrityError`-free ``OSError`` as is; the caller decides.
+    """
+    hasher = hashlib.new(HASH_NAME)
+    remaining = length
+    with path.open("rb") as f:
+        while remaining:
+            block = f.read(min(HASH_BLOCK, remaining))
+            if not block:
+                raise TransferError(f"{path} is shorter than {length} bytes")
+            hasher.update(block)
+            remaining -= len(block)
+    return hasher
+
+
+# -- receiver side ------------------------------------------------------------
+
+
+class Target:
+    """The output folder, and where each offered entry will be written."""
+
+    def __init__(self, root: Path, conflict: Conflict = "refuse") -> None:
+        self.root = root.resolve()
+        self.conflict = conflict
+
+    def destination(self, entry: FileEntry) -> Path:
+        """The checked destination of ``entry`` inside the root.
+
+        Raise :class:`UnsafePathError` if the name is unsafe, or an existing
+        folder on the way is a link leading out of the root.
+        """
+        rel = safe_relative_path(entry.path)
+        path = self.root.joinpath(*rel.parts)
+        parent = path.parent.resolve()
+        if parent != self.root and self.root not in parent.parents:
+            raise UnsafePathError(f"refusing {entry.path!r}: a link on the way leaves {self.root}")
+        if path.is_symlink():
+            raise UnsafePathError(f"refusing {entry.path!r}: the destination is a symbolic link")
+        return path
+
+    def conflicts(self, offer: Offer) -> list[str]:
+        """Offered files whose destination already exists (and is not our partial)."""
+        return [
+            e.path
+            for e in offer.entries
+            if e.kind is EntryKind.FILE and self.destination(e).exists()
+        ]
+
+    def final_name(self, path: Path) -> Path:
+        """Where a verified file goes, applying the conflict policy."""
+        if not path.exists() or self.conflict == "overwrite":
+            return path
+        if self.conflict == "refuse":
+            raise TargetExistsError(f"{path} exists: use --overwrite or --rename")
+        for n in range(1, 10_000):
+            candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
+            if not candidate.exists():
+                return candidate
+        raise TargetExistsError(f"{path} exists and no free name was found next to it")
+
+
+def _disk_error(exc: OSError, path: Path) -> TransferError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(
+            f"the disk is full while writing {path.name}; the partial file "
+            f"{path.name}{PARTIAL_SUFFIX} is kept: free some space and receive again to resume"
+        )
+    return TransferError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+class PartialFile:
+    """One file being received: ``NAME.peerpy-partial`` plus ``NAME.peerpy-state``."""
+
+    def __init__(self, destination: Path, entry: FileEntry) -> None:
+        self.destination = destination
+        self.entry = entry
+        self.partial = destination.with_name(destination.name + PARTIAL_SUFFIX)
+        self.state = destination.with_name(destination.name + STATE_SUFFIX)
+        self._fd: int | None = None
+        self.hasher: Any = None
+        self.written = 0
+
+    def _state_value(self) -> dict[str, Any]:
+        return {"v": 1, "path": self.entry.path, "size": self.entry.size, "mtime": self.entry.mtime}
+
+    def resumable(self) -> int:
+        """Bytes of a previous partial copy of this very file (0 if none or stale)."""
+        try:
+            state = json.loads(self.state.read_text())
+            size = self.partial.lstat()
+        except (OSError, ValueError):
+            return 0
+        if state != self._state_value() or not stat.S_ISREG(size.st_mode):
+            return 0
+        return min(size.st_size, self.entry.size)
+
+    def open(self, offset: int) -> None:
+        """Open for writing at ``offset`` (truncating beyond it); record the state file."""
+        try:
+            self.destination.parent.mkdir(parents=True, exist_ok=True)
+            self.state.write_text(json.dumps(self._state_value()))
+            flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+            self._fd = os.open(self.partial, flags, 0o600)
+            os.ftruncate(self._fd, offset)
+            os.lseek(self._fd, offset, os.SEEK_SET)
+        except OSError as exc:
+            self.close()
+            raise _disk_error(exc, self.destination) from None
+        self.written = offset
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``; raise DiskFullError or TransferError on failure."""
+        assert self._fd is not None
+        if self.written + len(data) > self.entry.size:
+            raise TransferError(f"{self.entry.path}: more bytes than the offered {self.entry.size}")
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError as exc:
+            raise _disk_error(exc, self.destination) from None
+        self.written += len(data)
+
+    def close(self) -> None:
+        """Close the partial file (it stays on disk)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def discard(self) -> None:
+        """Remove the partial copy and its state (after a hash mismatch)."""
+        self.close()
+        for path in (self.partial, self.state):
+            path.unlink(missing_ok=True)
+
+    def commit(self, target: Target) -> Path:
+        """Flush, then rename the verified partial file to its final name."""
+        assert self._fd is not None
+        try:
+            os.fsync(self._fd)
+            mode = 0o755 if self.entry.executable else 0o644
+            os.fchmod(self._fd, mode & ~_umask())
+        except OSError as exc:
+            raise _disk_error(exc, self.destination) from None
+        self.close()
+        final = target.final_name(self.destination)
+        os.replace(self.partial, final)
+        os.utime(final, (self.entry.mtime, self.entry.mtime))
+        self.state.unlink(missing_ok=True)
+        return final
+
+
+@functools.cache
+def _umask() -> int:
+    """The process umask, read once (reading it means setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,513 @@
+"""The async sender and receiver of one transfer over an open DataConnection.
+
+:func:`send_over` and :func:`receive_over` run the protocol of
+:mod:`peerpy.transfer.protocol` on a reliable (ordered) data connection:
+authenticate (:mod:`peerpy.transfer.auth`) before any file byte, then offer,
+accept (with resume offsets), file data and verification.
+
+Memory stays flat on both sides: the sender reads one chunk at a time and may
+run at most ``TransferOptions.window`` bytes ahead of what the receiver
+acknowledged as written (the data connection's own backpressure bounds the
+send buffer; the window bounds the receiver's buffer, which aiortc cannot);
+the receiver writes each chunk to disk as it arrives.
+
+:mod:`peerpy.transfer.endpoints` wraps these in Peers for the code-based UX.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import anyio
+import attrs
+
+from ..dataconnection import DataConnection
+from ..exceptions import ConnectionClosedError, PeerError
+from . import errors
+from .auth import Code, Handshake, Role, connection_fingerprints
+from .errors import (
+    DiskFullError,
+    IntegrityError,
+    PeerVanishedError,
+    RejectedError,
+    RemoteError,
+    TargetExistsError,
+    TransferError,
+    TransferProtocolError,
+)
+from .files import PartialFile, Source, Target, hash_prefix
+from .protocol import (
+    HASH_NAME,
+    Accept,
+    Ack,
+    Confirm,
+    Done,
+    EntryKind,
+    Error,
+    FileDone,
+    FileEntry,
+    FileStart,
+    Message,
+    Offer,
+    Pake,
+    Reject,
+    Resume,
+    parse,
+)
+
+__all__ = [
+    "Confirmer",
+    "NullProgress",
+    "Progress",
+    "TransferOptions",
+    "TransferStats",
+    "receive_over",
+    "send_over",
+]
+
+M = TypeVar("M")
+
+
+@attrs.frozen
+class TransferOptions:
+    """Tuning of a transfer (both sides may differ)."""
+
+    #: File bytes per data message.
+    chunk_size: int = 64 * 1024
+    #: The sender stays at most this many bytes ahead of the receiver's acks.
+    window: int = 8 * 1024 * 1024
+    #: The receiver acknowledges after this many bytes written.
+    ack_every: int = 1024 * 1024
+    #: Silence (no message) after which the other side counts as gone, in seconds.
+    idle_timeout: float = 30.0
+    #: How long the sender waits for the receiver's person to accept.
+    decision_timeout: float = 600.0
+
+
+class Progress(Protocol):
+    """Receives progress reports (the CLI draws bars with rich)."""
+
+    def begin(self, offer: Offer, already: int) -> None:
+        """The transfer starts; ``already`` bytes were there from an earlier run."""
+
+    def file(self, entry: FileEntry, offset: int) -> None:
+        """``entry`` starts at ``offset``."""
+
+    def advance(self, nbytes: int) -> None:
+        """``nbytes`` more bytes went through."""
+
+    def end(self) -> None:
+        """The transfer ended (successfully or not)."""
+
+
+class NullProgress:
+    """Progress that shows nothing."""
+
+    def begin(self, offer: Offer, already: int) -> None:
+        """Nothing."""
+
+    def file(self, entry: FileEntry, offset: int) -> None:
+        """Nothing."""
+
+    def advance(self, nbytes: int) -> None:
+        """Nothing."""
+
+    def end(self) -> None:
+        """Nothing."""
+
+
+@attrs.define
+class TransferStats:
+    """What a finished transfer moved."""
+
+    files: int = 0
+    total_bytes: int = 0
+    #: File bytes that crossed the connection in this run.
+    transferred_bytes: int = 0
+    #: Bytes kept from an earlier interrupted run.
+    resumed_bytes: int = 0
+    seconds: float = 0.0
+    #: Where the received files went (receiver only).
+    paths: list[Path] = attrs.Factory(list)
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second over the connection in this run."""
+        return self.transferred_bytes / self.seconds if self.seconds > 0 else 0.0
+
+
+_REMOTE_ERRORS: dict[str, type[TransferError]] = {
+    cls.type: cls
+    for cls in (
+        errors.AuthenticationError,
+        errors.ManInTheMiddleError,
+        errors.IntegrityError,
+        errors.DiskFullError,
+        errors.TargetExistsError,
+        errors.UnsafePathError,
+        errors.TransferProtocolError,
+    )
+}
+
+
+class _Channel:
+    """Messages over a DataConnection, with an idle timeout and clear errors."""
+
+    def __init__(self, conn: DataConnection, options: TransferOptions) -> None:
+        self.conn = conn
+        self.options = options
+
+    async def send(self, message: Message) -> None:
+        """Send one message.  Cancelling may leave a message half sent."""
+        value: Any = message if isinstance(message, bytes) else message.to_wire()
+        try:
+            await self.conn.send(value)
+        except PeerError as exc:
+            raise PeerVanishedError(f"the other side went away: {exc}") from None
+
+    async def recv(self, limit: float | None = None) -> Message:
+        """The next message; raise on silence, close or an ``error`` message.
+
+        Cancelling loses nothing.
+        """
+        limit = self.options.idle_timeout if limit is None else limit
+        try:
+            with anyio.fail_after(limit):
+                value = await self.conn.recv()
+        except TimeoutError:
+            raise PeerVanishedError(f"the other side sent nothing for {limit:g} s") from None
+        except ConnectionClosedError:
+            raise PeerVanishedError(
+                "the other side closed the connection before the transfer finished"
+            ) from None
+        message = parse(value)
+        if isinstance(message, Error):
+            cls = _REMOTE_ERRORS.get(message.code, RemoteError)
+            raise cls(f"the other side stopped: {message.message}")
+        return message
+
+    async def expect(self, kind: type[M], limit: float | None = None) -> M:
+        """The next message, which must be a ``kind``.  Cancelling loses nothing."""
+        message = await self.recv(limit)
+        if not isinstance(message, kind):
+            name = type(message).__name__
+            raise TransferProtocolError(f"expected {kind.__name__}, the other side sent {name}")
+        return message
+
+    async def report(self, exc: BaseException) -> None:
+        """Tell the other side why we stop (best effort, bounded).  Not cancellable."""
+        if not isinstance(exc, TransferError) or isinstance(exc, PeerVanishedError):
+            return
+        if isinstance(exc, RemoteError | RejectedError):
+            return
+        with anyio.move_on_after(2, shield=True):
+            with contextlib.suppress(PeerError):
+                await self.conn.send(Error(exc.type, str(exc)).to_wire())
+
+
+async def _authenticate(ch: _Channel, code: Code, role: Role) -> None:
+    """PAKE + fingerprint confirmation; raise AuthenticationError on mismatch."""
+    local, remote = connection_fingerprints(ch.conn.peer_connection)
+    handshake = Handshake(code, role, local, remote)
+    await ch.send(handshake.start())
+    confirm = handshake.on_pake(await ch.expect(Pake))
+    await ch.send(confirm)
+    handshake.on_confirm(await ch.expect(Confirm))
+
+
+async def _guarded(ch: _Channel, body: Callable[[], Awaitable[M]]) -> M:
+    """Run ``body``; on a transfer error, tell the other side, then raise it."""
+    try:
+        return await body()
+    except TransferError as exc:
+        await ch.report(exc)
+        raise
+
+
+# -- sender -----------------------------------------------------------------------
+
+
+async def send_over(
+    conn: DataConnection,
+    code: Code,
+    sources: list[Source],
+    *,
+    progress: Progress | None = None,
+    options: TransferOptions | None = None,
+) -> TransferStats:
+    """Send ``sources`` (from :func:`~peerpy.transfer.files.build_manifest`) over ``conn``.
+
+    Returns once the receiver verified every file.  Raise
+    :class:`AuthenticationError` before any file byte if the receiver does not
+    know ``code`` or the connection is intercepted, :class:`RejectedError` if
+    it declines, :class:`PeerVanishedError` if it goes away.  Cancelling
+    stops the transfer; the receiver keeps its partial files.
+    """
+    ch = _Channel(conn, options or TransferOptions())
+    progress = progress or NullProgress()
+    sender = _Sender(ch, sources, progress)
+    try:
+        return await _guarded(ch, lambda: sender.run(code))
+    finally:
+        progress.end()
+
+
+class _Sender:
+    def __init__(self, ch: _Channel, sources: list[Source], progress: Progress) -> None:
+        self.ch = ch
+        self.sources = sources
+        self.progress = progress
+        self.offer = Offer(tuple(s.entry for s in sources))
+        self.sent = 0
+        self.acked = 0
+        self.acked_event = anyio.Event()
+        self.done = anyio.Event()
+        self.error: PeerError | None = None
+        self.stats = TransferStats(len(self.offer.files), self.offer.total_bytes)
+
+    async def run(self, code: Code) -> TransferStats:
+        await _authenticate(self.ch, code, "sender")
+        await self.ch.send(self.offer)
+        reply = await self.ch.recv(self.ch.options.decision_timeout)
+        if isinstance(reply, Reject):
+            raise RejectedError(f"the receiver declined: {reply.reason}")
+        if not isinstance(reply, Accept):
+            raise TransferProtocolError(f"expected accept, got {type(reply).__name__}")
+        resume = {r.index: r for r in reply.resume}
+        started = time.monotonic()
+        self.progress.begin(self.offer, sum(r.offset for r in reply.resume))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._read_acks)
+            try:
+                for index, source in enumerate(self.sources):
+                    if source.entry.kind is EntryKind.FILE:
+                        await self._send_file(index, source, resume.get(index))
+                with anyio.move_on_after(self.ch.options.idle_timeout):
+                    await self.done.wait()
+            except PeerVanishedError:
+                # The receiver may have said why before closing: prefer that.
+                with anyio.move_on_after(1):
+                    await self.done.wait()
+                raise self.error or PeerVanishedError("the receiver went away") from None
+            self._check()
+            if not self.done.is_set():
+                raise PeerVanishedError("the receiver never confirmed the last file")
+            tg.cancel_scope.cancel()
+        self.stats.transferred_bytes = self.sent
+        self.stats.seconds = time.monotonic() - started
+        return self.stats
+
+    async def _read_acks(self) -> None:
+        """Take acks and the final done; keep an error for the sending task."""
+        try:
+            while not self.done.is_set():
+                message = await self.ch.recv(float("inf"))
+                if isinstance(message, Ack):
+                    self.acked = max(self.acked, message.received)
+                    self.acked_event.set()
+                elif isinstance(message, Done):
+                    self.done.set()
+                else:
+                    name = type(message).__name__
+                    raise TransferProtocolError(f"unexpected {name} from the receiver")
+        except PeerError as exc:
+            self.error = exc
+            self.acked_event.set()
+            self.done.set()
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    async def _room(self, nbytes: int) -> None:
+        """Wait until sending ``nbytes`` more keeps us within the window."""
+        window = self.ch.options.window
+        while self.sent + nbytes - self.acked > window:
+            self._check()
+            self.acked_event = anyio.Event()
+            try:
+                with anyio.fail_after(self.ch.options.idle_timeout):
+                    await self.acked_event.wait()
+            except TimeoutError:
+                raise PeerVanishedError(
+                    f"the receiver acknowledged nothing for {self.ch.options.idle_timeout:g} s"
+                ) from None
+
+    async def _send_file(self, index: int, source: Source, resume: Resume | None) -> None:
+        entry, path = source.entry, source.path
+        assert path is not None
+        offset, hasher = 0, hashlib.new(HASH_NAME)
+        if resume is not None and 0 < resume.offset <= entry.size:
+            prefix = await anyio.to_thread.run_sync(hash_prefix, path, resume.offset)
+            if prefix.digest() == resume.prefix_hash:
+                offset, hasher = resume.offset, prefix
+                self.stats.resumed_bytes += offset
+            else:
+                self.progress.advance(-resume.offset)  # restart this file from zero
+        await self.ch.send(FileStart(index, offset))
+        self.progress.file(entry, offset)
+        size = self.ch.options.chunk_size
+        remaining = entry.size - offset
+        with path.open("rb") as f:
+            f.seek(offset)
+            while remaining:
+                block = f.read(min(size, remaining))
+                if not block:
+                    raise TransferError(f"{path} shrank while it was being sent")
+                hasher.update(block)
+                await self._room(len(block))
+                self._check()
+                await self.ch.send(block)
+                self.sent += len(block)
+                remaining -= len(block)
+                self.progress.advance(len(block))
+        await self.ch.send(FileDone(index, hasher.digest()))
+
+
+# -- receiver ---------------------------------------------------------------------
+
+Confirmer = Callable[[Offer, int], Awaitable[bool]]
+
+
+async def _yes(offer: Offer, already: int) -> bool:
+    return True
+
+
+async def receive_over(
+    conn: DataConnection,
+    code: Code,
+    target: Target,
+    *,
+    confirm: Confirmer = _yes,
+    progress: Progress | None = None,
+    options: TransferOptions | None = None,
+) -> TransferStats:
+    """Receive an offer over ``conn`` into ``target``.
+
+    ``confirm(offer, resumable_bytes)`` decides whether to accept (ask the
+    person).  Raise :class:`AuthenticationError` if the sender does not know
+    ``code`` or the connection is intercepted, :class:`UnsafePathError` for
+    a name that would escape the target, :class:`TargetExistsError`,
+    :class:`DiskFullError`, :class:`IntegrityError` for a hash mismatch and
+    :class:`PeerVanishedError` if the sender goes away; partial files then
+    keep their ``.peerpy-partial`` suffix for a later resume.  Cancelling
+    stops the transfer the same way.
+    """
+    ch = _Channel(conn, options or TransferOptions())
+    progress = progress or NullProgress()
+    try:
+        return await _guarded(ch, lambda: _Receiver(ch, target, progress).run(code, confirm))
+    finally:
+        progress.end()
+
+
+class _Receiver:
+    def __init__(self, ch: _Channel, target: Target, progress: Progress) -> None:
+        self.ch = ch
+        self.target = target
+        self.progress = progress
+        self.received = 0
+        self.acked = 0
+
+    async def run(self, code: Code, confirm: Confirmer) -> TransferStats:
+        await _authenticate(self.ch, code, "receiver")
+        offer = await self.ch.expect(Offer)
+        partials = self._plan(offer)
+        resume, hashers = await self._resumable(partials)
+        already = sum(r.offset for r in resume)
+        self._check_space(offer.total_bytes - already)
+        if not await confirm(offer, already):
+            await self.ch.send(Reject("the receiver declined"))
+            raise RejectedError("you declined the offer")
+        for entry in offer.entries:
+            if entry.kind is EntryKind.DIR:
+                self.target.destination(entry).mkdir(parents=True, exist_ok=True)
+        await self.ch.send(Accept(tuple(resume)))
+        stats = TransferStats(len(partials), offer.total_bytes)
+        started = time.monotonic()
+        self.progress.begin(offer, already)
+        for index, partial in partials.items():
+            stats.paths.append(await self._receive_file(index, partial, hashers.get(index)))
+        await self.ch.send(Done())
+        stats.transferred_bytes = self.received
+        stats.resumed_bytes = offer.total_bytes - self.received
+        stats.seconds = time.monotonic() - started
+        return stats
+
+    def _plan(self, offer: Offer) -> dict[int, PartialFile]:
+        partials = {i: PartialFile(self.target.destination(e), e) for i, e in offer.files}
+        for entry in offer.entries:
+            self.target.destination(entry)  # refuse unsafe names before anything
+        if self.target.conflict == "refuse":
+            existing = self.target.conflicts(offer)
+            if existing:
+                shown = ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else "")
+                raise TargetExistsError(
+                    f"would overwrite {len(existing)} existing file(s): {shown}; "
+                    "use --overwrite or --rename"
+                )
+        return partials
+
+    async def _resumable(
+        self, partials: dict[int, PartialFile]
+    ) -> tuple[list[Resume], dict[int, tuple[int, Any]]]:
+        """Hash the partial copies from earlier runs: what we offer to resume."""
+        resume, prefixes = [], {}
+        for index, partial in partials.items():
+            offset = partial.resumable()
+            if offset:
+                hasher = await anyio.to_thread.run_sync(hash_prefix, partial.partial, offset)
+                resume.append(Resume(index, offset, hasher.digest()))
+                prefixes[index] = (offset, hasher)
+        return resume, prefixes
+
+    def _check_space(self, needed: int) -> None:
+        root = self.target.root
+        while not root.exists():
+            root = root.parent
+        free = shutil.disk_usage(root).free
+        if needed > free:
+            raise DiskFullError(f"the transfer needs {needed} bytes but {root} has {free} free")
+
+    async def _receive_file(
+        self, index: int, partial: PartialFile, prefix: tuple[int, Any] | None
+    ) -> Path:
+        start = await self.ch.expect(FileStart)
+        if start.index != index:
+            raise TransferProtocolError(f"expected file {index}, the sender started {start.index}")
+        kept = prefix[0] if prefix is not None else 0
+        if start.offset not in (0, kept):
+            raise TransferProtocolError(f"the sender resumes {partial.entry.path} at a bad offset")
+        hasher = prefix[1] if prefix is not None and start.offset else hashlib.new(HASH_NAME)
+        partial.open(start.offset)
+        if kept and not start.offset:
+            self.progress.advance(-kept)  # the sender's copy differs: start over
+        self.progress.file(partial.entry, start.offset)
+        try:
+            while partial.written < partial.entry.size:
+                data = await self.ch.expect(bytes)
+                hasher.update(data)
+                partial.write(data)
+                self.received += len(data)
+                self.progress.advance(len(data))
+                if self.received - self.acked >= self.ch.options.ack_every:
+                    self.acked = self.received
+                    await self.ch.send(Ack(self.received))
+            done = await self.ch.expect(FileDone)
+            if done.index != index:
+                raise TransferProtocolError(f"file-done for {done.index} while receiving {index}")
+            if done.digest != hasher.digest():
+                partial.discard()
+                raise IntegrityError(
+                    f"{partial.entry.path}: the received bytes do not match the sender's "
+                    f"{HASH_NAME}; the partial copy was deleted, receive again"
+                )
+            return partial.commit(self.target)
+        finally:
+            partial.close()
