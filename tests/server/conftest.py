@@ -1,0 +1,224 @@
+"""Fixtures for the broker tests: start our broker or the real ``peer`` 1.0.2, talk to it.
+
+``start_broker`` is parametrized over both implementations by the
+conformance tests (``target`` fixture); the other tests use ours only.
+Everything listens on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+import pytest
+from peerpy_server import Broker, BrokerConfig
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+ROOT = Path(__file__).resolve().parents[2]
+PEER_BIN = ROOT / "tests/support/node_modules/peer/dist/bin/peerjs.js"
+
+
+@attrs.frozen
+class Target:
+    """A running broker: which implementation, where, and (ours only) the object."""
+
+    name: str
+    port: int
+    path: str
+    broker: Broker | None = None
+
+    @property
+    def is_peer(self) -> bool:
+        return self.name == "peer"
+
+    def ws_url(
+        self,
+        *,
+        key: str | None = "peerjs",
+        id: str | None = None,
+        token: str | None = None,
+        path: str | None = None,
+    ) -> str:
+        base = (self.path.rstrip("/") + "/peerjs") if path is None else path
+        query = "&".join(
+            f"{name}={quote(value)}"
+            for name, value in (("key", key), ("id", id), ("token", token))
+            if value is not None
+        )
+        return f"ws://127.0.0.1:{self.port}{base}?{query}&version=1.5.5"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def http_request(
+    port: int, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 request on a fresh connection; returns status, lower-cased headers, body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    raw = await asyncio.wait_for(reader.read(-1), 5)
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parsed = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        parsed[name.strip().lower()] = value.strip()
+    if parsed.get("transfer-encoding") == "chunked":
+        body = _dechunk(body)
+    return int(status_line.split()[1]), parsed, body
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return out
+
+
+_PEER_FLAGS = {
+    "key": "--key",
+    "expire_timeout": "--expire_timeout",
+    "alive_timeout": "--alive_timeout",
+    "concurrent_limit": "--concurrent_limit",
+}
+
+
+@contextlib.asynccontextmanager
+async def run_peer(path: str = "/myapp", **options: Any) -> AsyncIterator[Target]:
+    """Run the real ``peer`` 1.0.2 CLI on a free loopback port; stop it by PID."""
+    port = free_port()
+    argv = ["node", str(PEER_BIN), "--host", "127.0.0.1", "--port", str(port), "--path", path]
+    for name, value in options.items():
+        if name == "allow_discovery":
+            if value:
+                argv.append("--allow_discovery")
+        elif name in ("expire_timeout", "alive_timeout"):
+            argv += [_PEER_FLAGS[name], str(int(value * 1000))]
+        else:
+            argv += [_PEER_FLAGS[name], str(value)]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                status, _, _ = await http_request(port, "GET", path)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or proc.returncode is not None:
+                raise RuntimeError("peer 1.0.2 did not start")
+            await asyncio.sleep(0.05)
+        yield Target("peer", port, path)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()  # by PID: this process only
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def run_ours(path: str = "/myapp", **options: Any) -> AsyncIterator[Target]:
+    """Run our broker in-process on a free loopback port."""
+    config = BrokerConfig(host="127.0.0.1", port=0, path=path, **options)
+    async with Broker(config) as broker:
+        yield Target("peerpy", broker.port, path, broker)
+
+
+StartBroker = Callable[..., contextlib.AbstractAsyncContextManager[Target]]
+
+
+@pytest.fixture(params=["peerpy", "peer"])
+def start_broker(request: pytest.FixtureRequest) -> StartBroker:
+    """Start a broker of each implementation (differential tests)."""
+    if request.param == "peer" and not PEER_BIN.exists():
+        pytest.fail("tests/support/node_modules is missing: run npm ci in tests/support")
+    return run_peer if request.param == "peer" else run_ours
+
+
+class Client:
+    """A raw PeerJS signaling client: JSON frames over a WebSocket, no logic."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    async def send(self, message: dict[str, Any] | str | bytes) -> None:
+        await self.ws.send(json.dumps(message) if isinstance(message, dict) else message)
+
+    async def recv_raw(self, timeout: float = 3.0) -> str | bytes:
+        return await asyncio.wait_for(self.ws.recv(), timeout)
+
+    async def recv(self, timeout: float = 3.0) -> dict[str, Any]:
+        raw = await self.recv_raw(timeout)
+        result: dict[str, Any] = json.loads(raw)
+        return result
+
+    async def silent(self, duration: float = 0.4) -> bool:
+        """True if nothing arrives (and the socket stays open) for ``duration`` seconds."""
+        try:
+            await asyncio.wait_for(self.ws.recv(), duration)
+        except TimeoutError:
+            return True
+        except ConnectionClosed:
+            return False
+        return False
+
+    async def closed(self, timeout: float = 3.0) -> int | None:
+        """Wait until the socket closes, skipping messages; return the close code."""
+
+        async def drain() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await self.ws.recv()
+
+        await asyncio.wait_for(drain(), timeout)
+        await self.ws.wait_closed()
+        return self.ws.close_code
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+@contextlib.asynccontextmanager
+async def client(url: str) -> AsyncIterator[Client]:
+    """Connect a raw client (no compression, websockets' own pings off)."""
+    ws = await connect(url, compression=None, ping_interval=None, open_timeout=5, close_timeout=2)
+    try:
+        yield Client(ws)
+    finally:
+        await ws.close()
+
+
+@contextlib.asynccontextmanager
+async def peer_client(target: Target, peer_id: str, token: str = "tok") -> AsyncIterator[Client]:
+    """A client registered as ``peer_id``; its OPEN is already consumed."""
+    async with client(target.ws_url(id=peer_id, token=token)) as c:
+        assert await c.recv() == {"type": "OPEN"}
+        yield c
