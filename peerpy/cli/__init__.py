@@ -1,0 +1,228 @@
+"""The ``peerpy`` command line: send, receive, chat, demo.
+
+::
+
+    peerpy send PATH...          print a code, send files/folders to whoever types it
+    peerpy receive CODE          receive them (asks first unless --yes)
+    peerpy chat ID [REMOTE]      line-based chat
+    peerpy demo [--size 64MiB]   embedded broker + two peers on 127.0.0.1: a rate
+
+Every command takes ``--server``, ``--ice-servers`` and ``--ice-addresses``;
+without them, ``PEERPY_SERVER``, ``PEERPY_ICE_SERVERS`` and
+``PEERPY_ICE_ADDRESSES`` apply, as for :class:`peerpy.Peer`.  Built on
+argparse (standard library: no dependency for a secondary interface, and
+``main(argv)`` returns exit codes instead of exiting).  Exit status: 0 done,
+1 the transfer or connection failed, 2 bad usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from ..exceptions import PeerError, UsageError
+from ..transfer import Code, receive_files, send_files
+from ..transfer.files import Conflict
+from ..transfer.protocol import Offer
+from .progress import RichProgress, describe, format_size, parse_size, stderr_console
+
+__all__ = ["build_parser", "main"]
+
+DEFAULT_DEMO_SIZE = "64MiB"
+
+
+def _list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``peerpy`` (exposed for docs and tests)."""
+    common = argparse.ArgumentParser(add_help=False)
+    net = common.add_argument_group("network (flags win over the environment)")
+    net.add_argument("--server", help="broker URL (else PEERPY_SERVER)")
+    net.add_argument(
+        "--ice-servers",
+        type=_list,
+        metavar="URLS",
+        help="comma-separated stun:/turn: URLs, '' for none (else PEERPY_ICE_SERVERS)",
+    )
+    net.add_argument(
+        "--ice-addresses",
+        type=_list,
+        metavar="ADDRS",
+        help="comma-separated local addresses ICE may use (else PEERPY_ICE_ADDRESSES)",
+    )
+    common.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+
+    parser = argparse.ArgumentParser(
+        prog="peerpy", description="Peer-to-peer files and chat over WebRTC, PeerJS-compatible."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    send = sub.add_parser("send", parents=[common], help="send files and folders with a code")
+    send.add_argument("paths", nargs="+", metavar="PATH")
+    send.add_argument("--code", help="use this code (number-words) instead of a random one")
+    send.add_argument("--words", type=int, default=2, help="words in a random code (default 2)")
+
+    receive = sub.add_parser("receive", parents=[common], help="receive with a code")
+    receive.add_argument("code", metavar="CODE")
+    receive.add_argument("-o", "--output", default=".", metavar="DIR", help="where to put files")
+    receive.add_argument("-y", "--yes", action="store_true", help="accept without asking")
+    clash = receive.add_mutually_exclusive_group()
+    clash.add_argument("--overwrite", action="store_true", help="replace existing files")
+    clash.add_argument("--rename", action="store_true", help="save as 'name (1).ext' instead")
+
+    chat = sub.add_parser("chat", parents=[common], help="line-based chat")
+    chat.add_argument("id", metavar="ID", help="your peer id")
+    chat.add_argument("remote", nargs="?", metavar="REMOTE", help="peer to connect to")
+
+    demo = sub.add_parser("demo", parents=[common], help="local transfer demo with a rate")
+    demo.add_argument("--size", default=DEFAULT_DEMO_SIZE, help="bytes to send (default 64MiB)")
+    return parser
+
+
+def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "server": args.server,
+        "ice_servers": args.ice_servers,
+        "ice_addresses": args.ice_addresses,
+    }
+
+
+async def _send(args: argparse.Namespace) -> int:
+    console = stderr_console()
+
+    def on_code(code: Code) -> None:
+        print(f"Code: {code}", flush=True)
+        console.print(f"On the other machine run:  peerpy receive {code}")
+
+    stats = await send_files(
+        args.paths,
+        on_code=on_code,
+        code=args.code,
+        words=args.words,
+        progress=RichProgress(console, verb="Sending"),
+        **_peer_options(args),
+    )
+    console.print(
+        f"sent {stats.files} file(s), {format_size(stats.transferred_bytes)} in "
+        f"{stats.seconds:.1f} s ({format_size(stats.rate)}/s), verified by the receiver"
+    )
+    return 0
+
+
+async def _ask(offer: Offer, already: int) -> bool:
+    prompt = f"Receive {describe(offer)}? [y/N] "
+    line = await anyio.to_thread.run_sync(_read_answer, prompt, abandon_on_cancel=True)
+    return line.strip().lower() in ("y", "yes")
+
+
+def _read_answer(prompt: str) -> str:
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    return sys.stdin.readline()
+
+
+async def _receive(args: argparse.Namespace) -> int:
+    console = stderr_console()
+    conflict: Conflict = "overwrite" if args.overwrite else "rename" if args.rename else "refuse"
+
+    async def confirm(offer: Offer, already: int) -> bool:
+        if args.yes:
+            console.print(f"receiving {describe(offer)}")
+            return True
+        return await _ask(offer, already)
+
+    stats = await receive_files(
+        args.code,
+        output=args.output,
+        conflict=conflict,
+        confirm=confirm,
+        progress=RichProgress(console, verb="Receiving"),
+        **_peer_options(args),
+    )
+    for path in stats.paths:
+        print(path)
+    console.print(
+        f"received {stats.files} file(s), {format_size(stats.transferred_bytes)} in "
+        f"{stats.seconds:.1f} s ({format_size(stats.rate)}/s)"
+        + (f", {format_size(stats.resumed_bytes)} resumed" if stats.resumed_bytes else "")
+        + ", SHA-256 verified"
+    )
+    return 0
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    from .chat import run_chat
+
+    async def read_line() -> str | None:
+        line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+        return line or None
+
+    def write(text: str) -> None:
+        print(text, flush=True)
+
+    await run_chat(args.id, args.remote, read_line=read_line, write=write, **_peer_options(args))
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    options = _peer_options(args)
+    if options["ice_addresses"] is None and not os.environ.get("PEERPY_ICE_ADDRESSES"):
+        options["ice_addresses"] = ["127.0.0.1"]  # by itself the demo stays on loopback
+    # Without --server or PEERPY_SERVER the demo embeds its own broker.
+    options["server"] = options["server"] or os.environ.get("PEERPY_SERVER") or None
+    await run_demo(parse_size(args.size), console=stderr_console(), **options)
+    return 0
+
+
+_COMMANDS = {"send": _send, "receive": _receive, "chat": _chat, "demo": _demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``peerpy`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help or a usage error: argparse already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.verbose:
+        level = logging.DEBUG if args.verbose > 1 else logging.INFO
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return anyio.run(_COMMANDS[args.command], args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        error = _peer_error(exc)
+        if error is None:
+            raise
+        if isinstance(error, UsageError):
+            print(f"peerpy {args.command}: {error}", file=sys.stderr)
+            return 2
+        print(f"peerpy {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _peer_error(exc: BaseException) -> PeerError | None:
+    """The PeerError in ``exc``, looking inside exception groups of task groups."""
+    if isinstance(exc, PeerError):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        found = _peer_error(inner)
+        if found is not None:
+            return found
+    return None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
