@@ -13,9 +13,23 @@ API), :mod:`~peerpy_server.connection` (one socket), :mod:`~peerpy_server.broker
 
 from __future__ import annotations
 
-from .broker import Broker, serve
+from typing import TYPE_CHECKING, Any
+
 from .config import BrokerConfig
+
+if TYPE_CHECKING:
+    from .broker import Broker, serve
 
 __all__ = ["Broker", "BrokerConfig", "__version__", "serve"]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Imported lazily so that ``peerpy_server.realm`` (sans-I/O) can be
+    # imported without pulling in websockets.
+    if name in ("Broker", "serve"):
+        from . import broker
+
+        return getattr(broker, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
