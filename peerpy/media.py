@@ -209,12 +209,31 @@ def _as_tracks(tracks: Iterable[MediaStreamTrack]) -> tuple[MediaStreamTrack, ..
     return result
 
 
+class _PrimedTrack(MediaStreamTrack):
+    """A track whose first frame is read ahead (:meth:`prime`), then replayed."""
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self._source = source
+        self._first: Any = None
+
+    async def prime(self) -> None:
+        if self._first is None:
+            with contextlib.suppress(MediaStreamError):
+                self._first = await self._source.recv()
+
+    async def recv(self) -> Any:
+        frame, self._first = self._first, None
+        return frame if frame is not None else await self._source.recv()
+
+
 class Recorder:
     """Write ``tracks`` (e.g. a call's ``remote_stream``) to a file while in ``async with``.
 
     The container comes from the file name (``.mp4``, ``.mkv``, ``.webm``,
     ``.wav``...) or ``format``; aiortc picks the codecs (H.264/AAC, VP8/Opus
-    for webm, PCM for wav).
+    for webm, PCM for wav).  The video size is the first frame's.
     """
 
     def __init__(
@@ -225,8 +244,8 @@ class Recorder:
         format: str | None = None,
         options: dict[str, str] | None = None,
     ) -> None:
-        self._tracks = _as_tracks(tracks)
-        if not self._tracks:
+        given = _as_tracks(tracks)
+        if not given:
             raise UsageError("nothing to record: no tracks")
         self.path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(self.path))
@@ -240,13 +259,23 @@ class Recorder:
             )
         except (OSError, ValueError, av.FFmpegError) as exc:
             raise MediaFileError(f"cannot record to {self.path!r}: {exc}") from None
-        for track in self._tracks:
+        # MediaRecorder sizes a video stream from its first frame, but the
+        # first packet muxed (often audio) opens every codec: then the size can
+        # no longer be set and the video is lost.  So video goes first, and its
+        # first frame is read before recording starts (see start()).
+        self._video = [_PrimedTrack(t) for t in given if t.kind == "video"]
+        for track in [*self._video, *(t for t in given if t.kind != "video")]:
             self._recorder.addTrack(track)
 
     async def start(self) -> None:
-        """Start writing.  Cancelling it has no effect (it does not wait)."""
+        """Wait for the first frame of each video track, then start writing.
+
+        Cancelling leaves the recorder unstarted (:meth:`stop` still closes the file).
+        """
         if self._recorder is None:
             raise UsageError("the recorder is stopped")
+        for track in self._video:
+            await track.prime()
         await self._recorder.start()
 
     async def stop(self) -> None:
@@ -255,9 +284,15 @@ class Recorder:
         if recorder is not None:
             with anyio.CancelScope(shield=True):
                 await recorder.stop()
+            for track in self._video:
+                track.stop()
 
     async def __aenter__(self) -> Recorder:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

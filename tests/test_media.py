@@ -10,6 +10,7 @@ import av
 import pytest
 from aiortc import MediaStreamTrack
 
+from peerpy.config import Timeouts
 from peerpy.exceptions import (
     ConnectionClosedError,
     NegotiationFailedError,
@@ -26,6 +27,8 @@ from peerpy.media import (
 )
 from peerpy.mediaconnection import AUX_CHANNEL_LABEL, MediaConnection
 from peerpy.peer import Peer
+
+from .brokers import peerpy_server
 
 pytestmark = pytest.mark.anyio
 
@@ -212,10 +215,6 @@ async def test_call_handler_and_answer_rules(broker_url: str, peer_id: str) -> N
 
 async def test_unanswered_incoming_call_expires(peer_id: str) -> None:
     """The callee drops a call nobody answers after Timeouts.negotiation, with an error."""
-    from peerpy.config import Timeouts
-
-    from .brokers import peerpy_server
-
     async with (
         peerpy_server() as url,
         Peer(peer_id + "a", server=url) as alice,
@@ -262,6 +261,33 @@ async def test_record_then_play_file(pair: tuple[Peer, Peer], tmp_path: Path) ->
         assert counter.last["video"].width == 96
     finally:
         source.stop()
+
+
+class LateVideo(PatternVideoTrack):
+    """A test pattern whose first frame comes late, after audio has started."""
+
+    async def recv(self) -> av.VideoFrame:
+        if self._start is None:
+            await anyio.sleep(0.3)
+        return await super().recv()
+
+
+async def test_recorder_keeps_video_that_starts_late(tmp_path: Path) -> None:
+    """Video whose first frame comes after audio packets is still recorded, at its size."""
+    path = tmp_path / "late.mkv"
+    tracks = [ToneAudioTrack(), LateVideo(width=64, height=48, fps=30)]
+    with anyio.fail_after(10):
+        async with Recorder(path, tracks):
+            await anyio.sleep(0.8)
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height) == (64, 48)
+        counts = {"audio": 0, "video": 0}
+        for packet in container.demux():
+            if packet.size:
+                counts[packet.stream.type] += 1
+    assert counts["video"] >= 5
+    assert counts["audio"] >= 5
 
 
 async def test_bad_media_input(pair: tuple[Peer, Peer], tmp_path: Path) -> None:

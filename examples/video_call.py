@@ -1,0 +1,81 @@
+"""A video call: send a test pattern and tone (or a file), record what the other side sends.
+
+Start a broker (``peerpy-server``), then in two terminals::
+
+    python examples/video_call.py alice --record alice.mkv
+    python examples/video_call.py bob --call alice --send movie.mp4 --seconds 10
+
+``alice`` waits for a call and answers it; ``bob`` calls.  Each side sends a
+generated colour-bar video and a 440 Hz tone unless ``--send FILE`` is given,
+records the remote media to ``--record FILE`` (else just counts frames), and
+hangs up after ``--seconds`` (the other side then closes too).  A PeerJS page
+can take either role: ``peer.call("alice", stream)`` or answer bob's call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import AsyncIterator
+
+import anyio
+from aiortc import MediaStreamTrack
+
+from peerpy import MediaConnection, MediaStream, Peer
+from peerpy.media import FrameCounter, PatternVideoTrack, Recorder, ToneAudioTrack, play_file
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("id", help="our peer id")
+    parser.add_argument("--call", metavar="ID", help="call this peer (default: wait for a call)")
+    parser.add_argument("--send", metavar="FILE", help="a media file to send instead of a pattern")
+    parser.add_argument("--record", metavar="FILE", help="record the remote media (.mkv, .mp4...)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="hang up after this long")
+    parser.add_argument("--server", help="broker URL (default: PEERPY_SERVER or local)")
+    return parser.parse_args(argv)
+
+
+@contextlib.asynccontextmanager
+async def sink(stream: MediaStream, path: str | None) -> AsyncIterator[None]:
+    """Record ``stream`` to ``path``, or count its frames, while inside."""
+    if path:
+        async with Recorder(path, stream):
+            yield
+        print(f"recorded {len(stream)} track(s) to {path}")
+    else:
+        async with FrameCounter(stream) as counter:
+            yield
+        print(f"received {counter.counts}")
+
+
+async def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    source = play_file(args.send, loop=True) if args.send else None
+    tracks: list[MediaStreamTrack] = (
+        source.tracks if source else [ToneAudioTrack(), PatternVideoTrack(640, 480, fps=30)]
+    )
+    try:
+        async with Peer(args.id, server=args.server) as peer:
+            call: MediaConnection
+            if args.call:
+                call = await peer.call(args.call, tracks, metadata={"from": "video_call.py"})
+            else:
+                print(f"{peer.id} is waiting for a call")
+                call = await peer.accept_call()
+                print(f"{call.peer} calls (metadata {call.metadata!r}); answering")
+                await call.answer(tracks)
+            stream = await call.wait_stream()
+            print(f"in a call with {call.peer}: receiving {stream}")
+            async with call, sink(stream, args.record):
+                with anyio.move_on_after(args.seconds):
+                    await call.wait_closed()
+                remote_hung_up = call.closed
+            print("the other side hung up" if remote_hung_up else f"hung up after {args.seconds:g} s")
+    finally:
+        if source is not None:
+            source.stop()
+
+
+if __name__ == "__main__":
+    anyio.run(main)
