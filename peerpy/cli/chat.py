@@ -37,11 +37,17 @@ async def run_chat(
         else:
             conn = await peer.connect(remote, reliable=True)
         write(f"* connected to {conn.peer}; type lines, end with Ctrl-D")
+        failure: PeerError | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(_show, conn, write, tg.cancel_scope)
-            await _type(conn, read_line)
+            try:
+                await _type(conn, read_line)
+            except PeerError as exc:  # raised after the group, not wrapped in a group
+                failure = exc
             tg.cancel_scope.cancel()
         await conn.close(flush=True)
+        if failure is not None:
+            raise failure
 
 
 async def _show(

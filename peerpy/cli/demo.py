@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 from rich.console import Console
 
+from ..exceptions import PeerError
 from ..transfer import Code, receive_files, send_files
 from ..transfer.errors import IntegrityError, TransferUsageError
 from .progress import RichProgress, format_size
@@ -96,16 +97,33 @@ async def run_demo(
                 codes.append(code)
                 ready.set()
 
+            failures: list[PeerError] = []
+
+            async def sender() -> None:
+                try:
+                    await send_files([source], on_code=on_code, **peer)
+                except PeerError as exc:  # the receiver reports the same failure
+                    failures.append(exc)
+                    ready.set()
+
+            stats = None
             async with anyio.create_task_group() as tg:
-                tg.start_soon(lambda: send_files([source], on_code=on_code, **peer))
+                tg.start_soon(sender)
                 await ready.wait()
-                console.print(f"code: {codes[0]}")
-                stats = await receive_files(
-                    codes[0],
-                    output=Path(tmp) / "received",
-                    progress=RichProgress(console, verb="Receiving"),
-                    **peer,
-                )
+                if not failures:
+                    console.print(f"code: {codes[0]}")
+                    try:
+                        stats = await receive_files(
+                            codes[0],
+                            output=Path(tmp) / "received",
+                            progress=RichProgress(console, verb="Receiving"),
+                            **peer,
+                        )
+                    except PeerError as exc:  # raised below, outside the task group
+                        failures.insert(0, exc)
+                        tg.cancel_scope.cancel()
+            if stats is None:
+                raise failures[0]
         received = Path(tmp) / "received" / "demo.bin"
         if await anyio.to_thread.run_sync(_hash_file, received) != digest:
             raise IntegrityError("the demo file arrived different")  # pragma: no cover

@@ -175,10 +175,12 @@ class Handshake:
         self._remote = "\n".join(remote).encode()
         self._spake = SPAKE2_Symmetric(code.password, idSymmetric=PROTOCOL.encode())
         self._key: bytes | None = None
+        self._started = False
         self.verified = False
 
     def start(self) -> Pake:
         """Our SPAKE2 message."""
+        self._started = True
         return Pake(bytes(self._spake.start()))
 
     def _macs(self, role: Role, own: bytes, peer: bytes) -> Confirm:
@@ -192,8 +194,8 @@ class Handshake:
 
     def on_pake(self, message: Pake) -> Confirm:
         """Finish SPAKE2 with the peer's message; return our confirmation."""
-        if self._key is not None:
-            raise AuthenticationError("the other side sent a second PAKE message")
+        if self._key is not None or not self._started:
+            raise AuthenticationError("a PAKE message arrived out of order")
         try:
             self._key = bytes(self._spake.finish(message.message))
         except (SPAKEError, ValueError, TypeError) as exc:

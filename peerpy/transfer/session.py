@@ -282,26 +282,38 @@ class _Sender:
         resume = {r.index: r for r in reply.resume}
         started = time.monotonic()
         self.progress.begin(self.offer, sum(r.offset for r in reply.resume))
+        # anyio wraps anything raised inside a task group in an ExceptionGroup:
+        # keep the failure and raise it once the group is left.
+        failure: PeerError | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._read_acks)
             try:
-                for index, source in enumerate(self.sources):
-                    if source.entry.kind is EntryKind.FILE:
-                        await self._send_file(index, source, resume.get(index))
-                with anyio.move_on_after(self.ch.options.idle_timeout):
-                    await self.done.wait()
-            except PeerVanishedError:
-                # The receiver may have said why before closing: prefer that.
-                with anyio.move_on_after(1):
-                    await self.done.wait()
-                raise self.error or PeerVanishedError("the receiver went away") from None
-            self._check()
-            if not self.done.is_set():
-                raise PeerVanishedError("the receiver never confirmed the last file")
+                await self._send_all(resume)
+            except PeerError as exc:
+                failure = exc
             tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         self.stats.transferred_bytes = self.sent
         self.stats.seconds = time.monotonic() - started
         return self.stats
+
+    async def _send_all(self, resume: dict[int, Resume]) -> None:
+        """Send every file, then wait for the receiver's final done."""
+        try:
+            for index, source in enumerate(self.sources):
+                if source.entry.kind is EntryKind.FILE:
+                    await self._send_file(index, source, resume.get(index))
+            with anyio.move_on_after(self.ch.options.idle_timeout):
+                await self.done.wait()
+        except PeerVanishedError:
+            # The receiver may have said why before closing: prefer that.
+            with anyio.move_on_after(1):
+                await self.done.wait()
+            raise self.error or PeerVanishedError("the receiver went away") from None
+        self._check()
+        if not self.done.is_set():
+            raise PeerVanishedError("the receiver never confirmed the last file")
 
     async def _read_acks(self) -> None:
         """Take acks and the final done; keep an error for the sending task."""

@@ -1,0 +1,548 @@
+"""File transfer: protocol, codes, auth, safe names, round trips, resume, attacks."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+import pytest
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from hypothesis import given
+from hypothesis import strategies as st
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.server import ServerConnection, serve
+
+from peerpy.dataconnection import DataConnection
+from peerpy.ids import random_token
+from peerpy.network import NetworkPolicy, create_peer_connection
+from peerpy.payloads import AnswerPayload, ConnectionType, OfferPayload, SessionDescription
+from peerpy.peer import Peer
+from peerpy.transfer import (
+    AuthenticationError,
+    BadCodeError,
+    DiskFullError,
+    IntegrityError,
+    ManInTheMiddleError,
+    NoSenderError,
+    PeerVanishedError,
+    TargetExistsError,
+    TransferOptions,
+    TransferProtocolError,
+    UnsafePathError,
+    build_manifest,
+    make_code,
+    parse_code,
+    receive_files,
+    send_files,
+)
+from peerpy.transfer import files as files_module
+from peerpy.transfer.auth import Code, Handshake, sdp_fingerprints
+from peerpy.transfer.files import PARTIAL_SUFFIX, STATE_SUFFIX, Target, safe_relative_path
+from peerpy.transfer.protocol import PROTOCOL, EntryKind, FileEntry, Offer, parse
+from peerpy.transfer.session import NullProgress, _authenticate, _Channel, receive_over, send_over
+from peerpy.transfer.words import WORDS
+
+from .brokers import peerpy_server
+
+FAST = TransferOptions(
+    chunk_size=16 * 1024, window=256 * 1024, ack_every=64 * 1024, idle_timeout=10
+)
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): sha(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+async def both(*funcs: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Run the coroutines concurrently; return each result or the exception it raised."""
+    results: list[Any] = [None] * len(funcs)
+
+    async def run(i: int) -> None:
+        try:
+            results[i] = await funcs[i]()
+        except Exception as exc:
+            results[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(funcs)):
+            tg.start_soon(run, i)
+    return results
+
+
+async def transfer(url: str, paths: list[Path], out: Path, code: str, **receive: Any) -> list[Any]:
+    """Run send_files and receive_files (once the sender is registered) together."""
+    ready = anyio.Event()
+    peer = {"server": url}
+
+    async def sender() -> Any:
+        return await send_files(
+            paths, code=code, on_code=lambda c: ready.set(), options=FAST, **peer
+        )
+
+    async def receiver() -> Any:
+        await ready.wait()
+        return await receive_files(code, output=out, options=FAST, **peer, **receive)
+
+    return await both(sender, receiver)
+
+
+@contextlib.asynccontextmanager
+async def pair(url: str) -> AsyncIterator[tuple[DataConnection, DataConnection]]:
+    """(sender side, receiver side) of one transfer-style data connection."""
+    tok = random_token()
+    async with Peer("s" + tok, server=url) as s, Peer("r" + tok, server=url) as r:
+        conn = await r.connect(
+            s.id or "", serialization="MsgPack", reliable=True, metadata={"protocol": PROTOCOL}
+        )
+        yield await s.accept(), conn
+
+
+# -- pure pieces --------------------------------------------------------------------
+
+
+def test_word_list_and_codes() -> None:
+    """256 distinct words; codes print as number-words and parse back, forgivingly."""
+    assert len(WORDS) == 256 == len(set(WORDS))
+    code = make_code(7)
+    assert str(code).startswith("7-")
+    assert len(code.words) == 2
+    assert parse_code(str(code)) == code
+    assert parse_code("  7 Purple  sausage ") == Code(7, ("purple", "sausage"))
+    assert parse_code("7-purple-sausage").peer_id == "peerpy-xfer-7"
+    for bad in ("", "purple-sausage", "7", "7-", "x-purple", "7-pur ple!"):
+        with pytest.raises(BadCodeError):
+            parse_code(bad)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["/etc/passwd", "../up", "a/../../b", "a//b", "./a", "a/.", "C:evil", "a\\b", "CON",
+     "nul.txt", "lpt1", "a/aux.tar.gz", "bad\x00", "tab\tname", "x" * 256, "trail.",
+     "f" + PARTIAL_SUFFIX, "f" + STATE_SUFFIX, ""],
+)  # fmt: skip
+def test_unsafe_names_refused(name: str) -> None:
+    """Absolute paths, '..', device names, control characters... raise UnsafePathError."""
+    with pytest.raises(UnsafePathError):
+        safe_relative_path(name)
+
+
+def test_safe_names_accepted() -> None:
+    """Ordinary nested names, unicode and dots inside names are fine."""
+    assert str(safe_relative_path("photos/été 2024/a.b.jpg")) == "photos/été 2024/a.b.jpg"
+    assert str(safe_relative_path("console.log")) == "console.log"
+
+
+def test_link_escaping_target_refused(tmp_path: Path) -> None:
+    """A folder on the way that links outside the output folder is refused."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").symlink_to(tmp_path)
+    with pytest.raises(UnsafePathError):
+        Target(out).destination(FileEntry("sub/x"))
+    (out / "f").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UnsafePathError):
+        Target(out).destination(FileEntry("f"))
+
+
+@given(st.one_of(st.binary(), st.dictionaries(st.text(max_size=5), st.integers() | st.text())))
+def test_parse_garbage_raises_protocol_error(value: object) -> None:
+    """parse() returns bytes as file data and raises only TransferProtocolError otherwise."""
+    try:
+        message = parse(value)
+    except TransferProtocolError:
+        return
+    assert isinstance(value, bytes)
+    assert message == value
+
+
+def test_handshake_detects_wrong_code_and_swapped_fingerprints() -> None:
+    """Same code and fingerprints verify; another code or certificate is refused."""
+    fa, fb, fm = ("sha-256 AA",), ("sha-256 BB",), ("sha-256 CC",)
+
+    def run(code_b: Code, b_remote: tuple[str, ...]) -> None:
+        a = Handshake(Code(1, ("x", "y")), "sender", fa, fb)
+        b = Handshake(code_b, "receiver", fb, b_remote)
+        pa, pb = a.start(), b.start()
+        ca, cb = a.on_pake(pb), b.on_pake(pa)
+        a.on_confirm(cb)
+        b.on_confirm(ca)
+
+    run(Code(1, ("x", "y")), fa)
+    with pytest.raises(AuthenticationError) as info:
+        run(Code(1, ("x", "z")), fa)
+    assert not isinstance(info.value, ManInTheMiddleError)
+    with pytest.raises(ManInTheMiddleError):
+        run(Code(1, ("x", "y")), fm)
+
+
+def test_sdp_fingerprints_normalized() -> None:
+    """Fingerprint lines are collected, lowercased algorithm, uppercased value, sorted."""
+    sdp = "v=0\r\na=fingerprint:SHA-256 ab:cd\r\nm=application\r\na=fingerprint:sha-512 01\r\n"
+    assert sdp_fingerprints(sdp) == ("sha-256 AB:CD", "sha-512 01")
+    with pytest.raises(AuthenticationError):
+        sdp_fingerprints("v=0\r\n")
+
+
+# -- over real peers ------------------------------------------------------------------
+
+
+def make_tree(root: Path) -> Path:
+    folder = root / "folder"
+    (folder / "sub" / "deeper").mkdir(parents=True)
+    (folder / "empty").mkdir()
+    (folder / "a.bin").write_bytes(os.urandom(300_000))
+    (folder / "sub" / "b.txt").write_text("hello\n")
+    (folder / "sub" / "deeper" / "zero").write_bytes(b"")
+    (folder / "sub" / "link").symlink_to("/etc/passwd")
+    return folder
+
+
+@pytest.mark.anyio
+async def test_folder_round_trip(broker_url: str, tmp_path: Path) -> None:
+    """A folder tree arrives with identical hashes, empty dirs, no links, no leftovers."""
+    folder = make_tree(tmp_path)
+    single = tmp_path / "single.dat"
+    single.write_bytes(os.urandom(50_000))
+    out = tmp_path / "out"
+    code = f"{secrets.randbelow(10**6) + 1000}-folder-trip"
+    sent, got = await transfer(broker_url, [folder, single], out, code)
+    assert not isinstance(sent, Exception), sent
+    assert not isinstance(got, Exception), got
+    expected = {k: v for k, v in tree_hashes(tmp_path).items() if not k.startswith("out")}
+    expected = {k: v for k, v in expected.items() if "link" not in k}
+    assert tree_hashes(out) == expected
+    assert (out / "folder" / "empty").is_dir()
+    assert not (out / "folder" / "sub" / "link").exists()
+    assert not list(out.rglob("*.peerpy-*"))
+    assert got.transferred_bytes == sent.transferred_bytes == 350_006
+
+
+@pytest.mark.anyio
+async def test_resume_after_sender_killed(tmp_path: Path) -> None:
+    """A transfer cut mid-way resumes: the second run receives only the missing bytes."""
+    source = tmp_path / "big.bin"
+    size = 1_500_000
+    source.write_bytes(os.urandom(size))
+    out = tmp_path / "out"
+    async with peerpy_server() as url:
+        ready = anyio.Event()
+
+        scope = anyio.CancelScope()
+
+        class Killer(NullProgress):
+            seen = 0
+
+            def advance(self, nbytes: int) -> None:
+                self.seen += nbytes
+                if self.seen >= 600_000:
+                    scope.cancel()  # the sender dies mid-way
+
+        async def sender() -> None:
+            with scope:
+                await send_files(
+                    [source], code="41-x-y", on_code=lambda c: ready.set(), progress=Killer(),
+                    options=FAST, server=url,
+                )  # fmt: skip
+
+        async def receiver() -> Any:
+            await ready.wait()
+            return await receive_files("41-x-y", output=out, options=FAST, server=url)
+
+        results = await both(sender, receiver)
+        assert isinstance(results[1], PeerVanishedError), results
+        partial = out / ("big.bin" + PARTIAL_SUFFIX)
+        kept = partial.stat().st_size
+        assert 0 < kept < size
+        assert not (out / "big.bin").exists()
+        assert json.loads((out / ("big.bin" + STATE_SUFFIX)).read_text())["size"] == size
+
+        sent, got = await transfer(url, [source], out, "42-x-y")
+    assert not isinstance(got, Exception), got
+    assert got.resumed_bytes == kept
+    assert got.transferred_bytes == sent.transferred_bytes == size - kept
+    assert sha(out / "big.bin") == sha(source)
+    assert not partial.exists()
+
+
+@pytest.mark.anyio
+async def test_resume_with_changed_prefix_restarts(tmp_path: Path) -> None:
+    """A partial copy whose prefix hash differs from the sender's file is resent whole."""
+    source = tmp_path / "f.bin"
+    source.write_bytes(os.urandom(200_000))
+    out = tmp_path / "out"
+    out.mkdir()
+    entry = build_manifest([source])[0].entries[0]
+    (out / ("f.bin" + PARTIAL_SUFFIX)).write_bytes(b"\xff" * 50_000)  # wrong bytes
+    (out / ("f.bin" + STATE_SUFFIX)).write_text(
+        json.dumps({"v": 1, "path": "f.bin", "size": entry.size, "mtime": entry.mtime})
+    )
+    async with peerpy_server() as url:
+        _, got = await transfer(url, [source], out, "43-x-y")
+    assert not isinstance(got, Exception), got
+    assert got.transferred_bytes == 200_000
+    assert sha(out / "f.bin") == sha(source)
+
+
+@pytest.mark.anyio
+async def test_corrupted_chunk_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flipped bit in one chunk fails the SHA-256 check; no file poses as complete."""
+    source = tmp_path / "f.bin"
+    source.write_bytes(os.urandom(100_000))
+    _, sources = build_manifest([source])
+    code = Code(5, ("c", "d"))
+    async with peerpy_server() as url, pair(url) as (s, r):
+        original = s.send
+        count = 0
+
+        async def corrupting(value: Any) -> None:
+            nonlocal count
+            if isinstance(value, bytes):
+                count += 1
+                if count == 3:
+                    value = bytes([value[0] ^ 1]) + value[1:]
+            await original(value)
+
+        monkeypatch.setattr(s, "send", corrupting)
+        sent, got = await both(
+            lambda: send_over(s, code, sources, options=FAST),
+            lambda: receive_over(r, code, Target(tmp_path / "out"), options=FAST),
+        )
+    assert isinstance(got, IntegrityError), got
+    assert isinstance(sent, IntegrityError), sent
+    assert not (tmp_path / "out" / "f.bin").exists()
+    assert not (tmp_path / "out" / ("f.bin" + PARTIAL_SUFFIX)).exists()
+
+
+@pytest.mark.anyio
+async def test_wrong_code_refused(tmp_path: Path) -> None:
+    """Different codes on the two sides: both refuse before any file byte."""
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"secret")
+    _, sources = build_manifest([source])
+    async with peerpy_server() as url, pair(url) as (s, r):
+        sent, got = await both(
+            lambda: send_over(s, Code(5, ("a", "b")), sources, options=FAST),
+            lambda: receive_over(r, Code(5, ("a", "c")), Target(tmp_path / "out"), options=FAST),
+        )
+    assert isinstance(sent, AuthenticationError)
+    assert isinstance(got, AuthenticationError)
+    assert "wrong code" in str(sent)
+    assert "wrong code" in str(got)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.anyio
+async def test_traversal_offer_refused(tmp_path: Path) -> None:
+    """An authenticated but hostile sender offering '../evil' gets refused; nothing written."""
+    code = Code(6, ("e", "f"))
+    out = tmp_path / "out"
+
+    async def hostile(s: DataConnection) -> None:
+        ch = _Channel(s, FAST)
+        await _authenticate(ch, code, "sender")
+        await ch.send(Offer((FileEntry("../evil", EntryKind.FILE, 4),)))
+        await ch.expect(bytes)  # waits for the receiver's refusal
+
+    async with peerpy_server() as url, pair(url) as (s, r):
+        sent, got = await both(
+            lambda: hostile(s), lambda: receive_over(r, code, Target(out), options=FAST)
+        )
+    assert isinstance(got, UnsafePathError), got
+    assert isinstance(sent, UnsafePathError), sent
+    assert not (tmp_path / "evil").exists()
+
+
+@pytest.mark.anyio
+async def test_existing_files_refused_or_renamed(tmp_path: Path) -> None:
+    """An existing file is never silently replaced: refuse by default, rename on request."""
+    source = tmp_path / "f.txt"
+    source.write_text("new")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "f.txt").write_text("old")
+    async with peerpy_server() as url:
+        sent, got = await transfer(url, [source], out, "44-x-y")
+        assert isinstance(got, TargetExistsError), got
+        assert isinstance(sent, TargetExistsError), sent
+        assert (out / "f.txt").read_text() == "old"
+        _, got = await transfer(url, [source], out, "45-x-y", conflict="rename")
+        assert not isinstance(got, Exception), got
+    assert (out / "f.txt").read_text() == "old"
+    assert (out / "f (1).txt").read_text() == "new"
+
+
+@pytest.mark.anyio
+async def test_disk_full_keeps_partial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while writing gives DiskFullError on both sides and keeps only the partial."""
+    source = tmp_path / "f.bin"
+    source.write_bytes(os.urandom(200_000))
+    out = tmp_path / "out"
+    real_write = os.write
+    written = 0
+
+    def filling(fd: int, data: Any) -> int:
+        nonlocal written
+        if written > 100_000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written += len(data)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(files_module.os, "write", filling)
+    async with peerpy_server() as url:
+        sent, got = await transfer(url, [source], out, "46-x-y")
+    assert isinstance(got, DiskFullError), got
+    assert "resume" in str(got)
+    assert isinstance(sent, DiskFullError), sent
+    assert not (out / "f.bin").exists()
+    assert (out / ("f.bin" + PARTIAL_SUFFIX)).stat().st_size > 0
+
+
+@pytest.mark.anyio
+async def test_no_sender_for_code(tmp_path: Path) -> None:
+    """A code nobody serves gives NoSenderError, not a hang."""
+    async with peerpy_server(expire_timeout=0.5) as url:
+        with anyio.fail_after(20), pytest.raises(NoSenderError):
+            await receive_files("999-no-one", output=tmp_path, server=url)
+
+
+# -- a hostile broker -------------------------------------------------------------
+
+
+def _loopback_pc() -> RTCPeerConnection:
+    return create_peer_connection(RTCConfiguration(iceServers=[]), NetworkPolicy.loopback())
+
+
+@attrs.define
+class MitmProxy:
+    """A signaling proxy that terminates every data connection's DTLS itself.
+
+    Each OFFER is answered by the proxy's own peer connection, and the proxy
+    sends its own OFFER to the callee; data-channel messages are relayed
+    between the two legs untouched, so the PAKE messages get through.
+    """
+
+    upstream: str
+    pcs: list[RTCPeerConnection] = attrs.Factory(list)
+    hijacked: dict[str, RTCPeerConnection] = attrs.Factory(dict)
+    relayed: int = 0
+
+    async def handler(self, client: ServerConnection) -> None:
+        assert client.request is not None
+        me = client.request.path.split("id=")[1].split("&")[0]
+        async with (
+            ws_connect(self.upstream + client.request.path.lstrip("/")) as up,
+            anyio.create_task_group() as tg,
+        ):
+
+            async def down() -> None:
+                async for raw in up:
+                    msg = json.loads(raw)
+                    cid = (msg.get("payload") or {}).get("connectionId")
+                    if msg.get("type") == "ANSWER" and cid in self.hijacked:
+                        sdp = msg["payload"]["sdp"]
+                        await self.hijacked[cid].setRemoteDescription(
+                            RTCSessionDescription(sdp["sdp"], sdp["type"])
+                        )
+                    elif msg.get("type") != "CANDIDATE":
+                        await client.send(raw)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(down)
+            async for raw in client:
+                msg = json.loads(raw)
+                if msg.get("type") == "OFFER":
+                    await self.hijack(msg, me, client, up)
+                elif msg.get("type") != "CANDIDATE":
+                    await up.send(raw)
+            tg.cancel_scope.cancel()
+
+    async def hijack(self, msg: dict[str, Any], me: str, client: Any, up: Any) -> None:
+        offer = OfferPayload.from_json(msg["payload"])
+        leg_a, leg_b = _loopback_pc(), _loopback_pc()
+        self.pcs += [leg_a, leg_b]
+        channel_b = leg_b.createDataChannel(offer.label or "", ordered=bool(offer.reliable))
+        self._bridge(leg_a, channel_b)
+        await leg_a.setRemoteDescription(RTCSessionDescription(offer.sdp.sdp, "offer"))
+        await leg_a.setLocalDescription(await leg_a.createAnswer())
+        answer = AnswerPayload(
+            SessionDescription("answer", leg_a.localDescription.sdp),
+            ConnectionType.DATA,
+            offer.connection_id,
+        )
+        await client.send(
+            json.dumps(
+                {"type": "ANSWER", "src": msg["dst"], "dst": me, "payload": answer.to_json()}
+            )
+        )
+        await leg_b.setLocalDescription(await leg_b.createOffer())
+        forged = attrs.evolve(offer, sdp=SessionDescription("offer", leg_b.localDescription.sdp))
+        self.hijacked[offer.connection_id] = leg_b
+        await up.send(json.dumps({"type": "OFFER", "dst": msg["dst"], "payload": forged.to_json()}))
+
+    def _bridge(self, leg_a: RTCPeerConnection, channel_b: RTCDataChannel) -> None:
+        pending: dict[int, list[Any]] = {id(channel_b): []}
+
+        def relay(target: RTCDataChannel, message: Any) -> None:
+            self.relayed += 1
+            if target.readyState == "open":
+                target.send(message)
+            else:
+                pending.setdefault(id(target), []).append(message)
+
+        def flush(channel: RTCDataChannel) -> None:
+            for message in pending.pop(id(channel), []):
+                channel.send(message)
+
+        def on_channel(channel_a: RTCDataChannel) -> None:
+            channel_a.on("message", lambda m: relay(channel_b, m))
+            channel_b.on("message", lambda m: relay(channel_a, m))
+            channel_b.on("open", lambda: flush(channel_b))
+            if channel_a.readyState == "open":
+                flush(channel_a)
+
+        leg_a.on("datachannel", on_channel)
+
+    async def aclose(self) -> None:
+        for pc in self.pcs:
+            await pc.close()
+
+
+@pytest.mark.anyio
+async def test_man_in_the_middle_broker_refused(tmp_path: Path) -> None:
+    """A broker that terminates DTLS on both sides is caught by the fingerprint MACs."""
+    source = tmp_path / "secret.txt"
+    source.write_text("top secret")
+    out = tmp_path / "out"
+    async with peerpy_server(path="/") as real:
+        proxy = MitmProxy("ws" + real[4:])
+
+        def process_request(connection: ServerConnection, request: Any) -> Any:
+            if request.path.startswith("/peerjs/id"):
+                return connection.respond(200, "mitmvictim" + random_token())
+            return None
+
+        try:
+            async with serve(proxy.handler, "127.0.0.1", 0, process_request=process_request) as srv:
+                port = srv.sockets[0].getsockname()[1]
+                with anyio.fail_after(40):
+                    sent, got = await transfer(f"http://127.0.0.1:{port}/", [source], out, "47-x-y")
+        finally:
+            await proxy.aclose()
+    assert proxy.hijacked, "the proxy did not sit in the middle"
+    assert proxy.relayed >= 2
+    assert isinstance(got, ManInTheMiddleError), got
+    assert isinstance(sent, ManInTheMiddleError), sent
+    assert not out.exists() or not list(out.iterdir())
