@@ -38,20 +38,25 @@ async def run_chat(
             conn = await peer.connect(remote, reliable=True)
         write(f"* connected to {conn.peer}; type lines, end with Ctrl-D")
         failure: PeerError | None = None
+        leaving = anyio.Event()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_show, conn, write, tg.cancel_scope)
+            tg.start_soon(_show, conn, write, leaving, tg.cancel_scope)
             try:
                 await _type(conn, read_line)
             except PeerError as exc:  # raised after the group, not wrapped in a group
                 failure = exc
-            tg.cancel_scope.cancel()
-        await conn.close(flush=True)
+            leaving.set()
+            # Close politely; what the other side sent before still gets shown.
+            await conn.close(flush=True)
         if failure is not None:
             raise failure
 
 
 async def _show(
-    conn: DataConnection, write: Callable[[str], None], scope: anyio.CancelScope
+    conn: DataConnection,
+    write: Callable[[str], None],
+    leaving: anyio.Event,
+    scope: anyio.CancelScope,
 ) -> None:
     """Print what arrives; end the chat when the other side leaves."""
     try:
@@ -60,8 +65,9 @@ async def _show(
             write(f"{conn.peer}: {text}")
     except PeerError as exc:
         write(f"* connection failed: {exc}")
-    write(f"* {conn.peer} left")
-    scope.cancel()
+    if not leaving.is_set():
+        write(f"* {conn.peer} left")
+        scope.cancel()
 
 
 async def _type(conn: DataConnection, read_line: ReadLine) -> None:
