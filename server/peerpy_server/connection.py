@@ -32,6 +32,11 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import BytesLike
 
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask
+
 from . import http
 from .realm import Client, truncate
 
@@ -70,6 +75,7 @@ class Connection(asyncio.Protocol):
         "_client",
         "_cut",
         "_fragments",
+        "_partial",
         "_received",
         "_transport",
         "_ws",
@@ -84,6 +90,7 @@ class Connection(asyncio.Protocol):
         self._client: Client | None = None
         self._cut = False
         self._fragments: list[bytes] | None = None
+        self._partial = b""
         self._received = 0
         #: Set by every read; the broker's ping timer clears it.
         self.active = True
@@ -119,12 +126,62 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.active = True
         ws = self._ws
+        if ws.state is _OPEN and not ws.reader.buffer and self._fragments is None:
+            self._fast_frames(data)
+            return
         if ws.state is _CONNECTING:
             self._received += len(data)
             if self._received > _MAX_REQUEST:
                 logger.warning("Request too large from %s; closed", self._peername())
                 self.abort()
                 return
+        self._slow_frames(data)
+
+    def _fast_frames(self, data: bytes) -> None:
+        """Parse complete, masked, unfragmented text/binary frames here.
+
+        This is the relay's hot path: websockets' generator-based parser costs
+        about as much as everything else together.  Anything else (control
+        frames, fragments, oversized or invalid frames) and everything after it
+        in ``data`` goes to websockets, which then sees whole frames only, so
+        its parser stays at a frame boundary.  An incomplete frame waits in
+        ``_partial`` (bounded by ``max_message_size``).
+        """
+        buffer = self._partial + data if self._partial else data
+        self._partial = b""
+        size = len(buffer)
+        limit = self._broker.config.max_message_size
+        pos = 0
+        while size - pos >= 2:
+            first, second = buffer[pos], buffer[pos + 1]
+            if (first != 0x81 and first != 0x82) or second < 0x80:
+                break  # not a final masked data frame: websockets' business
+            length = second & 0x7F
+            start = pos + 6
+            if length == 126:
+                start = pos + 8
+                length = int.from_bytes(buffer[pos + 2 : pos + 4], "big")
+            elif length == 127:
+                start = pos + 14
+                length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
+            if length > limit:
+                break  # websockets fails the connection with 1009
+            end = start + length
+            if end > size:
+                self._partial = buffer[pos:]
+                return
+            payload = apply_mask(buffer[start:end], buffer[start - 4 : start])
+            self._message(payload)
+            pos = end
+        if pos < size:
+            if size - pos < 2:
+                self._partial = buffer[pos:]
+                return
+            self._slow_frames(buffer[pos:])
+
+    def _slow_frames(self, data: bytes) -> None:
+        """Feed websockets' sans-I/O protocol and handle what it parsed."""
+        ws = self._ws
         ws.receive_data(data)
         for event in ws.events_received():
             if not isinstance(event, Frame):

@@ -202,3 +202,38 @@ async def test_invalid_id_is_refused_by_default() -> None:
         client(target.ws_url(id="we!rd", token="t")) as c,
     ):
         assert await c.recv() == {"type": "OPEN"}
+
+
+def _masked(opcode: int, payload: bytes, mask: bytes = b"\x01\x02\x03\x04") -> bytes:
+    """A client frame (masked, final) as RFC 6455 lays it out."""
+    length = len(payload)
+    if length < 126:
+        header = bytes((0x80 | opcode, 0x80 | length))
+    elif length < 65536:
+        header = bytes((0x80 | opcode, 0x80 | 126)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((0x80 | opcode, 0x80 | 127)) + length.to_bytes(8, "big")
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 1000])
+async def test_frames_split_anywhere_are_parsed(chunk: int) -> None:
+    """Frames cut at any byte boundary, mixed with a ping, all arrive in order."""
+    async with run_ours() as target, peer_client(target, "bob") as bob:
+        loop = asyncio.get_running_loop()
+        async with deaf_client(target, "alice") as sock:
+            stream = b"".join(
+                [
+                    _masked(1, b'{"type":"ANSWER","dst":"bob","payload":1}'),
+                    _masked(9, b"ping"),
+                    _masked(2, b'{"type":"ANSWER","dst":"bob","payload":"' + b"z" * 300 + b'"}'),
+                    _masked(1, b'{"type":"ANSWER","dst":"bob","payload":'),  # bad JSON
+                    _masked(1, b'{"type":"ANSWER","dst":"bob","payload":3}'),
+                ]
+            )
+            for i in range(0, len(stream), chunk):
+                await loop.sock_sendall(sock, stream[i : i + chunk])
+                await asyncio.sleep(0)
+            assert (await bob.recv())["payload"] == 1
+            assert (await bob.recv())["payload"] == "z" * 300
+            assert (await bob.recv())["payload"] == 3
