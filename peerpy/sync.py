@@ -14,20 +14,32 @@ dispatcher thread of the peer, so a handler may call blocking methods.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from . import connection as _connection
 from . import dataconnection as _dataconnection
+from . import mediaconnection as _mediaconnection
 from . import peer as _peer
 from .exceptions import ConnectionClosedError, DisconnectedError
 
-__all__ = ["DataConnection", "Peer"]
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # pragma: no cover
+    from typing_extensions import Self
+
+__all__ = ["DataConnection", "MediaConnection", "Peer"]
+
+T = TypeVar("T")
+_log = logging.getLogger("peerpy.sync")
 
 
 class _Dispatcher:
@@ -40,7 +52,10 @@ class _Dispatcher:
 
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:
-            job()
+            try:
+                job()
+            except Exception:
+                _log.exception("event handler failed")
 
     def submit(self, job: Callable[[], None]) -> None:
         self._queue.put(job)
@@ -51,10 +66,10 @@ class _Dispatcher:
             self._thread.join(timeout=10)
 
 
-class DataConnection:
-    """Blocking twin of :class:`peerpy.DataConnection`."""
+class _Connection:
+    """What the blocking data and media connections share."""
 
-    def __init__(self, conn: _dataconnection.DataConnection, owner: Peer) -> None:
+    def __init__(self, conn: _connection.Connection, owner: Peer) -> None:
         self._conn = conn
         self._owner = owner
 
@@ -62,9 +77,39 @@ class DataConnection:
         return repr(self._conn).replace("<", "<sync ", 1)
 
     def __getattr__(self, name: str) -> Any:
-        # Plain attributes: peer, connection_id, label, metadata, serialization,
-        # reliable, open, closed, error, buffered_amount, peer_connection...
+        # Plain attributes: peer, connection_id, metadata, open, closed, error,
+        # peer_connection, and each kind's own (label, remote_stream...).
         return getattr(self._conn, name)
+
+    def wait_closed(self, timeout: float | None = None) -> None:
+        """Block until the connection is closed."""
+
+        async def wait() -> None:
+            with anyio.fail_after(timeout):
+                await self._conn.wait_closed()
+
+        self._owner._call(wait)
+
+    def on(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``handler`` on the peer's dispatcher thread each time ``event`` happens."""
+        self._conn.on(event, self._owner._dispatching(handler))
+        return handler
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection."""
+        raise NotImplementedError
+
+
+class DataConnection(_Connection):
+    """Blocking twin of :class:`peerpy.DataConnection`."""
+
+    _conn: _dataconnection.DataConnection
 
     def send(self, value: Any) -> None:
         """Send ``value``; blocks while the channel is over its high-water mark."""
@@ -90,25 +135,28 @@ class DataConnection:
         """Close the connection (see :meth:`peerpy.DataConnection.close`)."""
         self._owner._call(lambda: self._conn.close(flush=flush))
 
-    def wait_closed(self, timeout: float | None = None) -> None:
-        """Block until the connection is closed."""
 
-        async def wait() -> None:
+class MediaConnection(_Connection):
+    """Blocking twin of :class:`peerpy.MediaConnection`."""
+
+    _conn: _mediaconnection.MediaConnection
+
+    def answer(self, tracks: Any = None, **options: Any) -> None:
+        """Answer an incoming call (see :meth:`peerpy.MediaConnection.answer`)."""
+        self._owner._call(lambda: self._conn.answer(tracks, **options))
+
+    def wait_stream(self, timeout: float | None = None) -> _mediaconnection.MediaStream:
+        """Block until the remote stream with all its tracks is known."""
+
+        async def wait() -> _mediaconnection.MediaStream:
             with anyio.fail_after(timeout):
-                await self._conn.wait_closed()
+                return await self._conn.wait_stream()
 
-        self._owner._call(wait)
+        return self._owner._call(wait)
 
-    def on(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """Call ``handler`` on the peer's dispatcher thread each time ``event`` happens."""
-        self._conn.on(event, self._owner._dispatching(handler))
-        return handler
-
-    def __enter__(self) -> DataConnection:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def close(self) -> None:
+        """Hang up."""
+        self._owner._call(self._conn.close)
 
 
 class Peer:
@@ -121,7 +169,7 @@ class Peer:
         self._portal: BlockingPortal | None = None
         self._peer: _peer.Peer | None = None
         self._dispatcher: _Dispatcher | None = None
-        self._wrappers: dict[int, DataConnection] = {}
+        self._wrappers: dict[int, _Connection] = {}
 
     def __enter__(self) -> Peer:
         self.start()
@@ -158,22 +206,36 @@ class Peer:
 
     destroy = close
 
-    def _call(self, func: Callable[..., Any], *args: Any) -> Any:
+    def _call(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
         if self._portal is None:
             raise DisconnectedError("the peer is not started (use `with Peer(...) as peer`)")
         return self._portal.call(func, *args)
 
-    def _wrap(self, conn: _dataconnection.DataConnection) -> DataConnection:
+    def _async_peer(self) -> _peer.Peer:
+        if self._peer is None:
+            raise DisconnectedError("the peer is not started (use `with Peer(...) as peer`)")
+        return self._peer
+
+    @overload
+    def _wrap(self, conn: _dataconnection.DataConnection) -> DataConnection: ...
+    @overload
+    def _wrap(self, conn: _mediaconnection.MediaConnection) -> MediaConnection: ...
+    @overload
+    def _wrap(self, conn: _connection.Connection) -> _Connection: ...
+    def _wrap(self, conn: _connection.Connection) -> _Connection:
         wrapper = self._wrappers.get(id(conn))
         if wrapper is None or wrapper._conn is not conn:
-            wrapper = self._wrappers[id(conn)] = DataConnection(conn, self)
+            kind = (
+                MediaConnection
+                if isinstance(conn, _mediaconnection.MediaConnection)
+                else DataConnection
+            )
+            wrapper = self._wrappers[id(conn)] = kind(conn, self)
         return wrapper
 
     def _dispatching(self, handler: Callable[..., Any]) -> Callable[..., None]:
         def forward(*args: Any) -> None:
-            wrapped = [
-                self._wrap(a) if isinstance(a, _dataconnection.DataConnection) else a for a in args
-            ]
+            wrapped = [self._wrap(a) if isinstance(a, _connection.Connection) else a for a in args]
             assert self._dispatcher is not None
             self._dispatcher.submit(lambda: handler(*wrapped))
 
@@ -195,17 +257,17 @@ class Peer:
 
     def connect(self, peer: str, **options: Any) -> DataConnection:
         """Open a data connection (see :meth:`peerpy.Peer.connect`)."""
-        assert self._peer is not None or self._portal is None
-        conn = self._call(lambda: self._peer.connect(peer, **options))  # type: ignore[union-attr]
-        return self._wrap(conn)
+        async_peer = self._async_peer()
+        return self._wrap(self._call(lambda: async_peer.connect(peer, **options)))
 
     def accept(self, timeout: float | None = None) -> DataConnection:
         """Wait for the next incoming data connection."""
 
+        async_peer = self._async_peer()
+
         async def accept() -> _dataconnection.DataConnection:
-            assert self._peer is not None
             with anyio.fail_after(timeout):
-                return await self._peer.accept()
+                return await async_peer.accept()
 
         return self._wrap(self._call(accept))
 
@@ -216,21 +278,43 @@ class Peer:
             except DisconnectedError:
                 return
 
+    def call(self, peer: str, tracks: Any = None, **options: Any) -> MediaConnection:
+        """Call ``peer`` with aiortc tracks (see :meth:`peerpy.Peer.call`)."""
+        async_peer = self._async_peer()
+        return self._wrap(self._call(lambda: async_peer.call(peer, tracks, **options)))
+
+    def accept_call(self, timeout: float | None = None) -> MediaConnection:
+        """Wait for the next incoming call, not yet answered."""
+
+        async_peer = self._async_peer()
+
+        async def accept() -> _mediaconnection.MediaConnection:
+            with anyio.fail_after(timeout):
+                return await async_peer.accept_call()
+
+        return self._wrap(self._call(accept))
+
+    def calls(self) -> Iterator[MediaConnection]:
+        """Incoming calls, until the peer is destroyed."""
+        while True:
+            try:
+                yield self.accept_call()
+            except DisconnectedError:
+                return
+
     def list_peers(self) -> list[str]:
         """Ids registered on the broker (needs discovery on)."""
-        return list(self._call(lambda: self._peer.list_peers()))  # type: ignore[union-attr]
+        return self._call(self._async_peer().list_peers)
 
     def disconnect(self) -> None:
         """Close the broker session; connections stay up."""
-        self._call(lambda: self._peer.disconnect())  # type: ignore[union-attr]
+        self._call(self._async_peer().disconnect)
 
     def reconnect(self) -> None:
         """Register again with the same id and token."""
-        self._call(lambda: self._peer.reconnect())  # type: ignore[union-attr]
+        self._call(self._async_peer().reconnect)
 
     def on(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
         """Call ``handler`` on the dispatcher thread each time ``event`` happens."""
-        if self._peer is None:
-            raise DisconnectedError("the peer is not started (use `with Peer(...) as peer`)")
-        self._peer.on(event, self._dispatching(handler))
+        self._async_peer().on(event, self._dispatching(handler))
         return handler

@@ -69,3 +69,16 @@ def test_sync_iteration_ends_on_close(url: str, peer_id: str) -> None:
             conn.send(i)
         conn.close(flush=True)
         assert list(incoming) == [0, 1, 2]
+
+
+def test_sync_call(url: str, peer_id: str) -> None:
+    """A blocking call: the callee answers, both see the other's stream, hang-up propagates."""
+    from peerpy.media import PatternVideoTrack, ToneAudioTrack
+
+    with Peer(peer_id + "a", server=url) as alice, Peer(peer_id + "b", server=url) as bob:
+        bob.on("call", lambda call: call.answer([PatternVideoTrack(width=64, height=48)]))
+        call = alice.call(bob.id or "", [ToneAudioTrack()], receive=["video"])
+        stream = call.wait_stream(timeout=15)
+        assert stream.video is not None
+        call.close()
+        assert call.closed
