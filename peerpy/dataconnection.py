@@ -68,8 +68,9 @@ class DataConnection(Connection):
         )
         #: The channel label (the connection id unless the caller chose one).
         self.label = label
-        #: The serialization option (``"binary"``, ``"json"``, ``"raw"``, ...).
-        self.serialization = serializer.name
+        #: The serialization's wire name, as PeerJS reports it: ``"binary"``
+        #: (also for the ``binary-utf8`` option), ``"json"``, ``"raw"``, ``"MsgPack"``.
+        self.serialization = serializer.wire_name
         #: Whether the channel is ordered (PeerJS's ``reliable``).
         self.reliable = reliable
         self._serializer = serializer

@@ -74,6 +74,7 @@ async def test_values_round_trip(
     async with pair(url, peer_id, serialization=serialization) as (conn, incoming):
         expected = "binary" if serialization == "binary-utf8" else serialization
         assert incoming.serialization == expected
+        assert conn.serialization == expected
         for sender, receiver in ((conn, incoming), (incoming, conn)):
             for value in values:
                 await sender.send(value)
