@@ -16,8 +16,8 @@
 //                | {"$type": ..., "$b64": "..."}                      (sent only)
 //                | {"$date": "ISO string"}                            (received only)
 //
-// Media hooks (calls with the fake camera and microphone) can be added to
-// `harness` the same way: `harness.peers[name]` is the PeerJS Peer.
+// Media calls (with Chromium's fake camera and microphone) are reached the
+// same way; see "media calls" below and `harness.media`.
 
 import { MsgPack } from "/serializer.msgpack.mjs";
 
@@ -206,6 +206,8 @@ window.harness = {
       const rec = track(conn);
       conn.on("open", () => state.incoming.put(rec));
     });
+    state.incomingCalls = new Queue();
+    peer.on("call", (call) => state.incomingCalls.put(trackCall(call)));
     peer.on("error", (err) => {
       log(`peer error [${name}]`, err.type, err.message);
       state.errors.push({ type: err.type, message: err.message });
