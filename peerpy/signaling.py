@@ -208,7 +208,11 @@ class Signaling:
                 continue
             if isinstance(message, messages.Relay):
                 self._log.debug("<- %s", _truncate(str(frame)))
-                await on_relay(message)
+                try:
+                    await on_relay(message)
+                except Exception:
+                    # One bad message must not end the session for every connection.
+                    self._log.exception("handling %s failed", _truncate(str(frame)))
             elif isinstance(message, messages.Open):
                 self._log.debug("extra OPEN from the broker")
             else:
