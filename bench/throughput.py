@@ -579,6 +579,13 @@ def main(argv: list[str] | None = None) -> int:
         "udp_buffer_bytes=None | 4 MiB)) (aioice skips 127.0.0.1 otherwise); "
         f"flow control {args.high_water}/{args.low_water} bytes high/low water."
     )
+    load = float(_loadavg().split()[0]) if _loadavg() != "unknown" else 0.0
+    if load > (os.cpu_count() or 1) / 2:
+        print(
+            f"WARNING: load average {load:.1f} on {os.cpu_count()} CPUs: other processes compete "
+            "with the two benchmark processes, so wall-clock MB/s will vary from run to run; "
+            "trust the paired ratios and the CPU columns more."
+        )
     cases = build_cases(args)
     rows: dict[str, tuple[Case, list[dict[str, Any]]]]
     latency: dict[str, Any] = {}
@@ -610,6 +617,18 @@ def _loadavg() -> str:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         return "unknown"
+
+
+def paired_ratio(
+    rows: dict[str, tuple[Case, list[dict[str, Any]]]], key: str, base: str, field: str
+) -> float:
+    """Median of ``key``/``base`` over the repeats where both runs succeeded.
+
+    The cases are interleaved, so each pair ran under similar load elsewhere:
+    this is steadier than the ratio of the two medians.
+    """
+    pairs = zip(rows[key][1], rows[base][1], strict=False)
+    return median([run[field] / ref[field] for run, ref in pairs if field in run and field in ref])
 
 
 def report(rows: dict[str, tuple[Case, list[dict[str, Any]]]], latency: dict[str, Any]) -> int:
@@ -648,11 +667,25 @@ def report(rows: dict[str, tuple[Case, list[dict[str, Any]]]], latency: dict[str
         failed |= not ok
         print(f"{'PASS' if ok else 'FAIL'}  {text}")
 
+    paired: dict[tuple[str, str], float] = {}
+    print("\npaired ratios (median over repeats of case/baseline run in the same repeat):")
+    for key in rows:
+        parts = []
+        for base in ("a", "b"):
+            if key == base or base not in rows:
+                continue
+            wall, cpu = (paired_ratio(rows, key, base, f) for f in ("mbps", "cpu_mbps"))
+            paired[key, base] = wall
+            parts.append(f"x ({base}) {wall:.2f} wall, {cpu:.2f} CPU")
+        if parts:
+            print(f"  ({key}) " + "; ".join(parts))
     print()
-    if "c" in speed and "a" in speed:
-        verdict(speed["c"] >= 1.5 * base_a, f"(c) >= 1.5 x (a): {speed['c'] / base_a:.2f} x")
-    if "c" in speed and "b" in speed:
-        verdict(speed["c"] >= 0.95 * base_b, f"(c) >= 0.95 x (b): {speed['c'] / base_b:.2f} x")
+    if ("c", "a") in paired:
+        ratio = paired["c", "a"]
+        verdict(ratio >= 1.5, f"(c) >= 1.5 x (a), paired wall ratio: {ratio:.2f} x")
+    if ("c", "b") in paired:
+        ratio = paired["c", "b"]
+        verdict(ratio >= 0.95, f"(c) >= 0.95 x (b), paired wall ratio: {ratio:.2f} x")
     if latency.get("raw") and latency.get("peerpy"):
         raw_ms, peerpy_ms = 1000 * median(latency["raw"]), 1000 * median(latency["peerpy"])
         print(
