@@ -12,7 +12,9 @@ Three pieces, each usable on its own:
   microphone.  It never downloads a browser.
 * :class:`BrowserPage` wraps one loaded harness page with typed async methods
   (start a Peer, connect, accept, send, recv, close) that exchange value
-  descriptions with ``page/harness.js`` (see :mod:`tests.interop.values`).
+  descriptions with ``page/harness.js`` (see :mod:`tests.interop.values`),
+  and media calls with the fake camera and microphone (call, answer, check
+  that the remote media decodes, hang up).
 """
 
 from __future__ import annotations
@@ -223,6 +225,34 @@ class ConnInfo:
         )
 
 
+@dataclass(frozen=True)
+class CallInfo:
+    """What the page's PeerJS says about one of its MediaConnections."""
+
+    connection_id: str
+    peer: str
+    metadata: Any
+    open: bool
+    type: str
+    #: One ``{"id", "audio", "video"}`` per ``stream`` event (track counts).
+    streams: list[dict[str, Any]]
+    errors: list[dict[str, str]]
+    closed: bool
+
+    @classmethod
+    def from_js(cls, raw: dict[str, Any]) -> CallInfo:
+        return cls(
+            connection_id=raw["connectionId"],
+            peer=raw["peer"],
+            metadata=raw["metadata"],
+            open=raw["open"],
+            type=raw["type"],
+            streams=list(raw["streams"]),
+            errors=list(raw["errors"]),
+            closed=raw["closed"],
+        )
+
+
 class BrowserPage:
     """One loaded harness page; each method calls ``window.harness`` in it."""
 
@@ -287,6 +317,30 @@ class BrowserPage:
 
     async def log(self) -> list[str]:
         return list(await self._call("log"))
+
+    # -- media calls (see "media calls" in page/harness.js) ------------------
+
+    async def call(self, name: str, remote: str, **options: Any) -> str:
+        """``peer.call(remote, fakeCameraAndMic, options)``; return the connectionId at once."""
+        return str(await self._call("call", name, remote, options))
+
+    async def answer_call(self, name: str, connection_id: str, *, send: bool = True) -> CallInfo:
+        """Answer incoming call ``connection_id`` with the fake devices (or receive only)."""
+        return CallInfo.from_js(await self._call("answerCall", name, connection_id, send))
+
+    async def call_info(self, connection_id: str) -> CallInfo:
+        return CallInfo.from_js(await self._call("callInfo", connection_id))
+
+    async def check_media(self, connection_id: str, frames: int = 10) -> dict[str, Any]:
+        """Play the call's remote stream until ``frames`` frames show; report what decoded."""
+        return dict(await self._call("checkMedia", connection_id, frames))
+
+    async def hang_up(self, connection_id: str) -> None:
+        await self._call("hangUp", connection_id)
+
+    async def wait_call_closed(self, connection_id: str, timeout: float = 10.0) -> bool:
+        """True once the page's call emitted ``close``; False after ``timeout``."""
+        return bool(await self._call("waitCallClosed", connection_id, int(timeout * 1000)))
 
 
 def split_broker_url(url: str) -> tuple[str, int, str]:

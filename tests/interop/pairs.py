@@ -1,15 +1,17 @@
-"""A browser peer and a Python peer on one broker, and opening connections between them."""
+"""A browser peer and a Python peer on one broker; opening connections and calls between them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from aiortc import MediaStreamTrack
 
-from peerpy import DataConnection, Peer
+from peerpy import DataConnection, MediaConnection, Peer
 
-from .browser import BrowserPage, ConnInfo
+from .browser import BrowserPage, CallInfo, ConnInfo
 
 #: Bound for opening one connection, both sides.
 OPEN_TIMEOUT = 20.0
@@ -78,3 +80,52 @@ class Pair:
             if conn.label == label:
                 return conn
             await conn.close()
+
+    async def call_browser(
+        self,
+        tracks: Sequence[MediaStreamTrack],
+        *,
+        send: bool = True,
+        metadata: Any = None,
+        receive: Sequence[str] = (),
+    ) -> tuple[MediaConnection, CallInfo]:
+        """Python calls the browser, which answers with its fake devices (or none).
+
+        Returns Python's call once media flows and the page's view of its side.
+        """
+        before = set(map(id, self.python.connections))
+        result: list[MediaConnection] = []
+
+        async def dial() -> None:
+            call = await self.python.call(
+                self.browser_id, tracks, metadata=metadata, receive=receive
+            )
+            result.append(call)
+
+        with anyio.fail_after(OPEN_TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(dial)
+                # call() returns only once answered: find its id among the new connections.
+                while True:
+                    new = [
+                        c
+                        for c in self.python.connections
+                        if isinstance(c, MediaConnection) and id(c) not in before
+                    ]
+                    if new:
+                        break
+                    await anyio.sleep(0.01)
+                info = await self.page.answer_call("main", new[0].connection_id, send=send)
+        assert result[0] is new[0]
+        return result[0], info
+
+    async def browser_calls(self, *, metadata: Any = None) -> MediaConnection:
+        """The browser calls Python with its fake devices; return Python's unanswered call."""
+        options = {} if metadata is None else {"metadata": metadata}
+        with anyio.fail_after(OPEN_TIMEOUT):
+            connection_id = await self.page.call("main", self.python_id, **options)
+            while True:
+                call = await self.python.accept_call()
+                if call.connection_id == connection_id:
+                    return call
+                await call.close()  # left over by a failed test

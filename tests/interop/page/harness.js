@@ -16,8 +16,8 @@
 //                | {"$type": ..., "$b64": "..."}                      (sent only)
 //                | {"$date": "ISO string"}                            (received only)
 //
-// Media calls (with Chromium's fake camera and microphone) are reached the
-// same way; see "media calls" below and `harness.media`.
+// Media calls (Chromium's fake camera and microphone) use the same Peers; see
+// "media calls" at the end.  Each call is known by its connectionId.
 
 import { MsgPack } from "/serializer.msgpack.mjs";
 
@@ -313,5 +313,222 @@ window.harness = {
     }
   },
 };
+
+// ------------------------------------------------------------ media calls
+
+const calls = new Map(); // connectionId -> call record
+
+// Follow one MediaConnection: every `stream` event, close and errors.
+function trackCall(call) {
+  let closed;
+  let streamed;
+  const rec = {
+    call,
+    streams: [], // one entry per `stream` event
+    firstStream: new Promise((resolve) => (streamed = resolve)),
+    errors: [],
+    closed: new Promise((resolve) => (closed = resolve)),
+    isClosed: false,
+    local: null,
+  };
+  calls.set(call.connectionId, rec);
+  call.on("stream", (stream) => {
+    rec.streams.push({
+      id: stream ? stream.id : null,
+      audio: stream ? stream.getAudioTracks().length : 0,
+      video: stream ? stream.getVideoTracks().length : 0,
+    });
+    log("stream", call.connectionId, rec.streams.length, stream && stream.id);
+    streamed(stream);
+  });
+  call.on("close", () => {
+    rec.isClosed = true;
+    log("call close", call.connectionId);
+    if (rec.local) rec.local.getTracks().forEach((t) => t.stop());
+    closed();
+  });
+  call.on("error", (err) => {
+    log("call error", call.connectionId, err.type, err.message);
+    rec.errors.push({ type: err.type, message: err.message });
+  });
+  return rec;
+}
+
+function callRecord(connectionId) {
+  const found = calls.get(connectionId);
+  if (!found) throw new Error(`no call ${connectionId}`);
+  return found;
+}
+
+function callInfo(rec) {
+  const call = rec.call;
+  return {
+    connectionId: call.connectionId,
+    peer: call.peer,
+    metadata: call.metadata === undefined ? null : call.metadata,
+    open: call.open,
+    type: call.type,
+    streams: rec.streams.slice(),
+    errors: rec.errors.slice(),
+    closed: rec.isClosed,
+  };
+}
+
+// The fake camera (small, to spare the CPU) and microphone.
+function userMedia() {
+  return navigator.mediaDevices.getUserMedia({
+    audio: true,
+    video: { width: 320, height: 240, frameRate: 15 },
+  });
+}
+
+// inbound-rtp statistics by kind (the fields a media check needs).
+async function inboundStats(pc) {
+  const out = {};
+  const report = await pc.getStats();
+  report.forEach((s) => {
+    if (s.type !== "inbound-rtp") return;
+    out[s.kind] = {
+      packetsReceived: s.packetsReceived || 0,
+      framesDecoded: s.framesDecoded || 0,
+      frameWidth: s.frameWidth || 0,
+      frameHeight: s.frameHeight || 0,
+      totalSamplesReceived: s.totalSamplesReceived || 0,
+      concealedSamples: s.concealedSamples || 0,
+      totalAudioEnergy: s.totalAudioEnergy || 0,
+      codec: s.codecId ? report.get(s.codecId).mimeType : null,
+    };
+  });
+  return out;
+}
+
+// Coarse colours along the middle row of the video's current frame.
+function sampleColours(video, samples = 64) {
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(video, 0, 0);
+  const row = ctx.getImageData(0, Math.floor(canvas.height / 2), canvas.width, 1).data;
+  const seen = new Set();
+  for (let i = 0; i < samples; i++) {
+    const x = Math.floor(((i + 0.5) * canvas.width) / samples);
+    const [r, g, b] = row.slice(4 * x, 4 * x + 3);
+    seen.add([r, g, b].map((c) => (c > 96 ? 1 : 0)).join(""));
+  }
+  return Array.from(seen).sort();
+}
+
+// The loudest frequency (Hz) of an audio track, through an AnalyserNode.
+async function dominantFrequency(stream, ms = 400) {
+  const ctx = new AudioContext();
+  try {
+    await ctx.resume();
+    const source = ctx.createMediaStreamSource(stream);
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 4096;
+    source.connect(analyser);
+    await new Promise((r) => setTimeout(r, ms));
+    const bins = new Float32Array(analyser.frequencyBinCount);
+    analyser.getFloatFrequencyData(bins);
+    let best = 0;
+    for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+    return { hz: (best * ctx.sampleRate) / analyser.fftSize, db: bins[best], state: ctx.state };
+  } finally {
+    await ctx.close();
+  }
+}
+
+Object.assign(window.harness, {
+  // Call `remote` from peer `name` with the fake camera and microphone;
+  // return the call's connectionId at once (before it is answered).
+  async call(name, remote, options = {}) {
+    const stream = await userMedia();
+    const call = peers[name].peer.call(remote, stream, options);
+    const rec = trackCall(call);
+    rec.local = stream;
+    return call.connectionId;
+  },
+
+  // Answer peer `name`'s incoming call `connectionId` with the fake camera
+  // and microphone, or receive only if `send` is false.  Calls that rang
+  // before it (left over by a failed test) are closed.
+  async answerCall(name, connectionId, send = true, timeoutMs = 15000) {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const left = Math.max(0, deadline - performance.now());
+      const rec = await withTimeout(peers[name].incomingCalls.get(), left, "incoming call");
+      if (rec.call.connectionId !== connectionId) {
+        log("answerCall: closing stray", rec.call.connectionId);
+        rec.call.close();
+        continue;
+      }
+      if (send) rec.local = await userMedia();
+      rec.call.answer(rec.local || undefined);
+      return callInfo(rec);
+    }
+  },
+
+  callInfo: (connectionId) => callInfo(callRecord(connectionId)),
+
+  // Check that the remote media of call `connectionId` decodes: play it in a
+  // <video> until `frames` frames were presented, sample the picture, find
+  // the audio's loudest frequency, and report inbound-rtp statistics taken
+  // `intervalMs` apart.
+  async checkMedia(connectionId, frames = 10, intervalMs = 500, timeoutMs = 15000) {
+    const rec = callRecord(connectionId);
+    const stream = await withTimeout(rec.firstStream, timeoutMs, "stream event");
+    const video = document.createElement("video");
+    video.muted = true;
+    video.playsInline = true;
+    video.srcObject = stream;
+    document.body.appendChild(video);
+    try {
+      await withTimeout(video.play(), timeoutMs, "video.play()");
+      const presented = [];
+      await withTimeout(
+        new Promise((resolve) => {
+          const onFrame = (now, meta) => {
+            presented.push(meta.mediaTime);
+            if (presented.length >= frames) resolve();
+            else video.requestVideoFrameCallback(onFrame);
+          };
+          video.requestVideoFrameCallback(onFrame);
+        }),
+        timeoutMs,
+        `${frames} video frames`,
+      );
+      const before = await inboundStats(rec.call.peerConnection);
+      const tone = await dominantFrequency(stream, intervalMs);
+      const after = await inboundStats(rec.call.peerConnection);
+      return {
+        videoWidth: video.videoWidth,
+        videoHeight: video.videoHeight,
+        mediaTimes: [presented[0], presented[presented.length - 1]],
+        colours: sampleColours(video),
+        tone,
+        before,
+        after,
+      };
+    } finally {
+      video.srcObject = null;
+      video.remove();
+    }
+  },
+
+  hangUp(connectionId) {
+    callRecord(connectionId).call.close();
+  },
+
+  // Resolve true once call `connectionId` emitted `close`, false after the timeout.
+  async waitCallClosed(connectionId, timeoutMs = 10000) {
+    try {
+      await withTimeout(callRecord(connectionId).closed, timeoutMs, "call close");
+      return true;
+    } catch {
+      return false;
+    }
+  },
+});
 
 log("harness ready");
