@@ -68,6 +68,7 @@ from typing import Any, Final
 import attrs
 from aioice import Candidate, Connection
 from aioice.ice import StunProtocol
+from aioice.stun import Message
 from aiortc import RTCConfiguration, RTCDtlsTransport, RTCIceCandidate, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
@@ -371,13 +372,43 @@ def _check_gathered(addresses: tuple[str, ...], candidates: list[Candidate]) -> 
 
 
 class _PolicyStunProtocol(StunProtocol):
-    """An aioice ``StunProtocol`` that drops datagrams from disallowed addresses."""
+    """An aioice ``StunProtocol`` with our rules.
 
-    _peerpy_networks: tuple[IPNetwork, ...]
+    It drops datagrams from disallowed addresses (when networks are set), and
+    gives consent checks a longer window: aioice sends each RFC 7675 consent
+    check once with a 0.5 s timeout and closes after 6 misses, but a receiver
+    working through a full socket buffer (4 MiB is about 0.3 s of data at
+    15 MB/s, far more on a slow CPU) answers later than that, and a healthy
+    transfer would die after 30 s.  With two retransmissions a check may take
+    3.5 s.
+    """
+
+    _peerpy_networks: tuple[IPNetwork, ...] | None
     _peerpy_verdicts: dict[str, bool]
     _peerpy_dropped: int
 
+    async def request(
+        self,
+        request: Message,
+        addr: tuple[str, int],
+        integrity_key: bytes | None = None,
+        retransmissions: int | None = None,
+    ) -> tuple[Message, tuple[str, int]]:
+        """Run a STUN transaction; consent checks (sent without retransmission) get two.
+
+        Cancelling cancels the transaction.
+        """
+        if retransmissions == 0:
+            retransmissions = _CONSENT_RETRANSMISSIONS
+        result: tuple[Message, tuple[str, int]] = await super().request(
+            request, addr, integrity_key=integrity_key, retransmissions=retransmissions
+        )
+        return result
+
     def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        if self._peerpy_networks is None:
+            super().datagram_received(data, addr)
+            return
         host = addr[0]
         allowed = self._peerpy_verdicts.get(host)
         if allowed is None:
@@ -397,6 +428,8 @@ class _PolicyStunProtocol(StunProtocol):
             )
 
 
+#: Retransmissions given to a consent check (timeouts 0.5 + 1 + 2 s).
+_CONSENT_RETRANSMISSIONS: Final = 2
 #: Addresses whose verdict one socket remembers (bounds memory under spoofing).
 _MAX_VERDICTS: Final = 64
 
@@ -407,12 +440,11 @@ def _police_protocol(protocol: StunProtocol, rules: _Rules) -> None:
         sock = protocol.transport.get_extra_info("socket")
         if sock is not None:
             _set_buffers(sock, rules.buffer_bytes)
-    if rules.networks is not None:
-        _adopt(protocol, StunProtocol, _PolicyStunProtocol)
-        assert isinstance(protocol, _PolicyStunProtocol)
-        protocol._peerpy_networks = rules.networks
-        protocol._peerpy_verdicts = {}
-        protocol._peerpy_dropped = 0
+    _adopt(protocol, StunProtocol, _PolicyStunProtocol)
+    assert isinstance(protocol, _PolicyStunProtocol)
+    protocol._peerpy_networks = rules.networks
+    protocol._peerpy_verdicts = {}
+    protocol._peerpy_dropped = 0
 
 
 #: Linux reports (and accounts) twice the buffer size it grants.

@@ -468,3 +468,44 @@ def test_policy_must_be_a_network_policy() -> None:
     """Passing something else as the policy is a UsageError."""
     with pytest.raises(UsageError, match="must be a NetworkPolicy"):
         create_peer_connection(None, "loopback")  # type: ignore[arg-type]
+
+
+async def test_consent_checks_are_retransmitted(make_peer: PeerFactory) -> None:
+    """A consent check (sent by aioice without retransmission) survives one lost or late reply.
+
+    aioice gives each RFC 7675 check a single 0.5 s try; a receiver working
+    through a full socket buffer answers later, and 6 misses close a healthy
+    connection.  The responder here ignores the first request.
+    """
+    pc = make_peer(NetworkPolicy.loopback())
+    await offer(pc)
+    connection = pc.sctp.transport.transport.iceGatherer._connection  # type: ignore[union-attr]
+    (protocol,) = connection._protocols
+    requests: list[bytes] = []
+
+    async with await anyio.create_udp_socket(local_host="127.0.0.1") as responder:
+        address = responder.extra(anyio.abc.SocketAttribute.local_address)
+
+        async def respond() -> None:
+            while True:
+                data, (host, port) = await responder.receive()
+                requests.append(data)
+                if len(requests) > 1:  # drop the first, answer the retransmission
+                    asked = stun.parse_message(data)
+                    reply = stun.Message(
+                        message_method=stun.Method.BINDING,
+                        message_class=stun.Class.RESPONSE,
+                        transaction_id=asked.transaction_id,
+                    )
+                    await responder.sendto(bytes(reply), host, port)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(respond)
+            request = stun.Message(
+                message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST
+            )
+            with anyio.fail_after(5):
+                response, _ = await protocol.request(request, address, retransmissions=0)
+            tg.cancel_scope.cancel()
+    assert response.message_class == stun.Class.RESPONSE
+    assert len(requests) == 2
