@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 from aiortc import RTCConfiguration, RTCIceServer
 
-from .exceptions import UsageError
+from .exceptions import ConfigurationError
 from .network import NetworkPolicy
 from .serialization import Limits as DecodingLimits
 
@@ -47,12 +47,6 @@ __all__ = [
 
 #: The broker peers use when neither ``host=``, ``server=`` nor PEERPY_SERVER says.
 DEFAULT_SERVER = "http://127.0.0.1:9000/"
-
-
-class ConfigurationError(UsageError, ValueError):
-    """A setting (keyword or environment variable) is malformed."""
-
-    type = "configuration"
 
 
 @attrs.frozen

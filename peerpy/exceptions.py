@@ -13,7 +13,10 @@ side misbehaved" (:class:`ProtocolError`), as h11 does::
     │   ├── NotOpenError               not-open-yet
     │   ├── DisconnectedError          disconnected
     │   ├── MessageTooBigError         message-too-big
-    │   └── EncodeError                a value the serialization cannot carry
+    │   ├── EncodeError                a value the serialization cannot carry
+    │   ├── ConfigurationError         a malformed setting (keyword or PEERPY_* variable)
+    │   ├── InvalidAddressError        a bad address or network in a NetworkPolicy
+    │   └── MediaFileError             a media file or device that cannot be opened
     ├── ProtocolError              the remote side sent something invalid
     │   └── DecodeError                bytes that do not decode (or reassemble)
     ├── ServerError                server-error: the broker refused us
@@ -22,8 +25,12 @@ side misbehaved" (:class:`ProtocolError`), as h11 does::
     ├── NetworkError               network: the broker is unreachable or lost
     ├── PeerUnavailableError       peer-unavailable: no such peer on the broker
     ├── WebRTCError                webrtc: SDP or ICE plumbing failed
-    │   └── NegotiationFailedError     negotiation-failed: ICE failed / timed out
+    │   ├── NegotiationFailedError     negotiation-failed: ICE failed / timed out
+    │   └── BackendVersionError        aiortc/aioice versions the network hooks do not know
     └── ConnectionClosedError      connection-closed
+
+File transfers add their own branch (``TransferError`` and friends), drawn in
+:mod:`peerpy.transfer.errors`.
 """
 
 from __future__ import annotations
@@ -31,12 +38,16 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "BackendVersionError",
+    "ConfigurationError",
     "ConnectionClosedError",
     "DecodeError",
     "DisconnectedError",
     "EncodeError",
+    "InvalidAddressError",
     "InvalidIdError",
     "InvalidKeyError",
+    "MediaFileError",
     "MessageTooBigError",
     "NegotiationFailedError",
     "NetworkError",
@@ -97,6 +108,20 @@ class EncodeError(UsageError, TypeError):
     type = "serialization"
 
 
+class ConfigurationError(UsageError, ValueError):
+    """A setting (keyword or environment variable) is malformed."""
+
+    type = "configuration"
+
+
+class InvalidAddressError(UsageError, ValueError):
+    """An address, network or buffer size given to a ``NetworkPolicy`` is invalid."""
+
+
+class MediaFileError(UsageError, OSError):
+    """A media file or device cannot be opened for reading or writing."""
+
+
 class ProtocolError(PeerError):
     """The remote side (broker or peer) sent something that breaks the protocol."""
 
@@ -149,6 +174,10 @@ class NegotiationFailedError(WebRTCError):
     """ICE or DTLS did not complete (failed, or timed out)."""
 
     type = "negotiation-failed"
+
+
+class BackendVersionError(WebRTCError, RuntimeError):
+    """The installed aiortc/aioice are not the versions the network hooks support."""
 
 
 class ConnectionClosedError(PeerError):

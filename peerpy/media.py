@@ -34,7 +34,7 @@ from aiortc import MediaStreamTrack
 from aiortc.contrib.media import MediaPlayer, MediaRecorder
 from aiortc.mediastreams import MediaStreamError
 
-from .exceptions import ConnectionClosedError, UsageError
+from .exceptions import ConnectionClosedError, MediaFileError, UsageError
 
 __all__ = [
     "FileSource",
@@ -47,10 +47,6 @@ __all__ = [
 ]
 
 _VIDEO_CLOCK = 90_000
-
-
-class MediaFileError(UsageError, OSError):
-    """A media file or device cannot be opened for reading or writing."""
 
 
 class _PacedTrack(MediaStreamTrack):

@@ -72,7 +72,7 @@ from aioice.stun import Message
 from aiortc import RTCConfiguration, RTCDtlsTransport, RTCIceCandidate, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
-from peerpy.exceptions import UsageError, WebRTCError
+from peerpy.exceptions import BackendVersionError, InvalidAddressError, UsageError, WebRTCError
 
 __all__ = [
     "TESTED_AIOICE",
@@ -98,10 +98,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_UDP_BUFFER_BYTES: Final = 1 << 30
 #: Smallest one (below it the kernel silently rounds up anyway).
 MIN_UDP_BUFFER_BYTES: Final = 4096
-
-
-class InvalidAddressError(UsageError, ValueError):
-    """An address, network or buffer size given to :class:`NetworkPolicy` is invalid."""
 
 
 def _as_strings(value: object, field: str) -> tuple[str, ...] | None:
@@ -246,10 +242,6 @@ def remote_candidate_allowed(candidate: RTCIceCandidate, policy: NetworkPolicy) 
 # --- The hooks into aiortc and aioice (the only such code in peerpy) -------------
 
 _CREATE_TRANSPORT: Final = "_RTCPeerConnection__createDtlsTransport"
-
-
-class BackendVersionError(WebRTCError, RuntimeError):
-    """The installed aiortc/aioice are not the versions the policy hooks support."""
 
 
 def _installed_version(distribution: str) -> str:
