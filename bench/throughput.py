@@ -67,6 +67,7 @@ class Case:
     low_water: int = MIB
     max_seconds: float = 60.0
     profile_dir: str | None = None
+    uvloop: bool = False
 
 
 def build_cases(args: argparse.Namespace) -> list[Case]:
@@ -78,6 +79,7 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
         "total_bytes": total,
         "value_size": size,
         "max_seconds": args.max_seconds,
+        "uvloop": args.uvloop,
     }
     marks: dict[str, Any] = {"high_water": args.high_water, "low_water": args.low_water}
     cases = [
@@ -143,6 +145,10 @@ def run_worker(
 
     profiler = cProfile.Profile() if case.profile_dir else None
     try:
+        if case.uvloop:
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         if profiler is not None:
             profiler.enable()
         result = asyncio.run(bounded())
@@ -564,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--udp-buffer", type=int, default=TUNED_BUFFER, help="peerpy UDP buffers (0: OS default)"
     )
+    parser.add_argument("--uvloop", action="store_true", help="run every process on uvloop")
     parser.add_argument("--profile", action="store_true", help="also profile case (c)")
     parser.add_argument("--top", type=int, default=25, help="functions shown per profile")
     args = parser.parse_args(argv)
@@ -573,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     print_versions()
     print(
         f"{args.megabytes:g} MB per run, {args.message_size}-byte messages, median of "
-        f"{args.repeat}; sender and receiver in two processes on {LOOPBACK}.\n"
+        f"{args.repeat}; sender and receiver in two processes on {LOOPBACK}"
+        f"{', on uvloop' if args.uvloop else ''}.\n"
         "Raw baselines: RTCPeerConnection(RTCConfiguration(iceServers=[])) via "
         "peerpy.network.create_peer_connection(NetworkPolicy(local_addresses=('127.0.0.1',), "
         "udp_buffer_bytes=None | 4 MiB)) (aioice skips 127.0.0.1 otherwise); "
