@@ -143,7 +143,9 @@ def run_worker(
     async def bounded() -> dict[str, Any]:
         return await asyncio.wait_for(main(case, *args), case.max_seconds)
 
-    profiler = cProfile.Profile() if case.profile_dir else None
+    # CPU time, not wall time: time spent descheduled (other load, or the
+    # receiver running after a loopback sendto) must not count as work.
+    profiler = cProfile.Profile(time.process_time) if case.profile_dir else None
     try:
         if case.uvloop:
             import uvloop
@@ -496,9 +498,18 @@ def print_profile(path: str, title: str, top: int) -> None:
     for (filename, _line, function), entry in raw_stats.items():
         key = _bucket(filename, function)
         buckets[key] = buckets.get(key, 0.0) + entry[2]
-    print(f"\n--- profile of the {title} process: {total:.2f} s of own time ---")
+    print(f"\n--- profile of the {title} process: {total:.2f} s of CPU time ---")
     for key, seconds in sorted(buckets.items(), key=lambda item: -item[1]):
         print(f"  {seconds:7.2f} s {100 * seconds / total:5.1f} %  {key}")
+    others = sorted(
+        (
+            (entry[2], f"{os.path.basename(filename)}:{function}")
+            for (filename, _line, function), entry in raw_stats.items()
+            if _bucket(filename, function) == "other"
+        ),
+        reverse=True,
+    )
+    print("  largest in 'other': " + ", ".join(f"{name} {sec:.2f} s" for sec, name in others[:8]))
     out = io.StringIO()
     pstats.Stats(path, stream=out).sort_stats("tottime").print_stats(top)
     lines = out.getvalue().splitlines()
