@@ -22,6 +22,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from peerpy.dataconnection import DataConnection
+from peerpy.exceptions import ConnectionClosedError
 from peerpy.ids import random_token
 from peerpy.network import NetworkPolicy, create_peer_connection
 from peerpy.payloads import AnswerPayload, ConnectionType, OfferPayload, SessionDescription
@@ -39,6 +40,7 @@ from peerpy.transfer import (
     TransferProtocolError,
     UnsafePathError,
     build_manifest,
+    endpoints,
     make_code,
     parse_code,
     receive_files,
@@ -275,6 +277,43 @@ async def test_resume_after_sender_killed(tmp_path: Path) -> None:
     assert got.transferred_bytes == sent.transferred_bytes == size - kept
     assert sha(out / "big.bin") == sha(source)
     assert not partial.exists()
+
+
+@pytest.mark.anyio
+async def test_lost_connection_reconnects_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection cut after auth reconnects under the same code; verified files are kept."""
+    folder = tmp_path / "two"
+    folder.mkdir()
+    (folder / "a.small").write_bytes(os.urandom(20_000))
+    (folder / "b.big").write_bytes(os.urandom(800_000))
+    out = tmp_path / "out"
+    conns: list[DataConnection] = []
+    real_connect = endpoints._connect
+
+    async def recording(peer: Peer, code: Code) -> DataConnection:
+        conns.append(await real_connect(peer, code))
+        return conns[-1]
+
+    monkeypatch.setattr(endpoints, "_connect", recording)
+
+    class Cutter(NullProgress):
+        seen = 0
+
+        def advance(self, nbytes: int) -> None:
+            self.seen += nbytes
+            if self.seen >= 300_000 and len(conns) == 1 and not conns[0].closed:
+                conns[0]._fail(ConnectionClosedError("cut by the test"))
+
+    async with peerpy_server() as url:
+        sent, got = await transfer(url, [folder], out, "48-x-y", progress=Cutter())
+    assert not isinstance(got, Exception), got
+    assert not isinstance(sent, Exception), sent
+    assert len(conns) == 2
+    assert tree_hashes(out / "two") == tree_hashes(folder)
+    assert 0 < got.transferred_bytes < 800_000  # the second connection sent only the rest
+    assert got.resumed_bytes == 820_000 - got.transferred_bytes
 
 
 @pytest.mark.anyio

@@ -8,12 +8,19 @@ the environment fills in what is not given, as for :class:`peerpy.Peer`).
 
 The sender gives each code exactly one authentication attempt, as
 magic-wormhole does: a wrong code ends the transfer on both sides, so a
-guesser gets one try per code.
+guesser gets one try per code.  Once both sides proved the code, a lost
+connection (say, ICE consent expiring on a saturated link) is not fatal: the
+receiver reconnects under the same code, both sides authenticate again, and
+the transfer resumes from the verified partial files (up to
+:data:`MAX_RECONNECTS` times).  A connection that drops *before* the proof
+ends the transfer, so aborting mid-handshake earns a guesser nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import os
 import secrets
 from collections.abc import Callable, Sequence
@@ -22,13 +29,15 @@ from typing import Any
 
 import anyio
 
+from ..dataconnection import DataConnection
 from ..exceptions import PeerUnavailableError, UnavailableIdError
 from ..peer import Peer
 from .auth import Code, make_code, parse_code
-from .errors import NoSenderError, TransferError
+from .errors import NoSenderError, PeerVanishedError, TransferError
 from .files import Conflict, Target, build_manifest
 from .protocol import PROTOCOL
 from .session import (
+    Completed,
     Confirmer,
     Progress,
     TransferOptions,
@@ -38,12 +47,16 @@ from .session import (
     send_over,
 )
 
-__all__ = ["SERIALIZATION", "receive_files", "send_files"]
+__all__ = ["MAX_RECONNECTS", "SERIALIZATION", "receive_files", "send_files"]
 
 #: Transfers use MsgPack: PeerJS-compatible, reliable (ordered), binary-clean.
 SERIALIZATION = "MsgPack"
 #: Nameplates tried before giving up on finding a free one.
 _NAMEPLATE_TRIES = 20
+#: Times a transfer reconnects (same code, re-authenticated) after a lost
+#: connection, resuming where it stopped.
+MAX_RECONNECTS = 5
+_log = logging.getLogger("peerpy.transfer")
 
 
 def _peer_kwargs(
@@ -100,16 +113,35 @@ async def send_files(
     async with contextlib.AsyncExitStack() as stack:
         peer, chosen = await _register(stack, fixed, words, kwargs)
         on_code(chosen)
-        while True:
-            conn = await peer.accept()
-            if not isinstance(conn.metadata, dict) or conn.metadata.get("protocol") != PROTOCOL:
-                await conn.close()  # not a transfer receiver: ignore it
-                continue
+        lost: PeerVanishedError | None = None
+        for _ in range(MAX_RECONNECTS + 1):
+            conn = await _next_receiver(peer, lost, options or TransferOptions())
             try:
                 return await send_over(conn, chosen, sources, progress=progress, options=options)
+            except PeerVanishedError as exc:
+                if not exc.after_auth:
+                    raise
+                lost = exc
+                _log.warning("connection lost (%s); waiting for the receiver to resume", exc)
             finally:
                 await conn.close(flush=True)
-    raise AssertionError("unreachable")  # pragma: no cover
+        assert lost is not None
+        raise lost
+
+
+async def _next_receiver(
+    peer: Peer, lost: PeerVanishedError | None, options: TransferOptions
+) -> DataConnection:
+    """The next incoming transfer connection; after a loss, wait a bounded time."""
+    limit = math.inf if lost is None else options.idle_timeout * 2
+    with anyio.move_on_after(limit):
+        while True:
+            conn = await peer.accept()
+            if isinstance(conn.metadata, dict) and conn.metadata.get("protocol") == PROTOCOL:
+                return conn
+            await conn.close()  # not a transfer receiver: ignore it
+    assert lost is not None
+    raise lost
 
 
 async def receive_files(
@@ -135,23 +167,49 @@ async def receive_files(
     """
     parsed = parse_code(code) if isinstance(code, str) else code
     target = Target(Path(output), conflict)
+    completed: Completed = {}
     async with Peer(**_peer_kwargs(server, ice_servers, ice_addresses)) as peer:
-        try:
-            conn = await peer.connect(
-                parsed.peer_id,
-                serialization=SERIALIZATION,
-                reliable=True,
-                metadata={"protocol": PROTOCOL},
-            )
-        except PeerUnavailableError:
-            raise NoSenderError(
-                f"no sender waits under code {parsed}: check the code, and that the "
-                "sender still runs and uses the same broker"
-            ) from None
-        try:
-            return await receive_over(
-                conn, parsed, target, confirm=confirm, progress=progress, options=options
-            )
-        finally:
-            with anyio.CancelScope(shield=True):
-                await conn.close(flush=True)
+        lost: PeerVanishedError | None = None
+        for attempt in range(MAX_RECONNECTS + 1):
+            try:
+                conn = await _connect(peer, parsed)
+            except NoSenderError:
+                if lost is not None:
+                    raise lost from None  # the sender is gone for good: say so
+                raise
+            try:
+                return await receive_over(
+                    conn,
+                    parsed,
+                    target,
+                    confirm=confirm if not attempt else _yes,  # the person said yes already
+                    progress=progress,
+                    options=options,
+                    completed=completed,
+                )
+            except PeerVanishedError as exc:
+                if not exc.after_auth or attempt == MAX_RECONNECTS:
+                    raise
+                lost = exc
+                _log.warning("connection lost (%s); reconnecting to resume", exc)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await conn.close(flush=True)
+            await anyio.sleep(1)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _connect(peer: Peer, code: Code) -> DataConnection:
+    """Open the transfer connection to the sender of ``code``."""
+    try:
+        return await peer.connect(
+            code.peer_id,
+            serialization=SERIALIZATION,
+            reliable=True,
+            metadata={"protocol": PROTOCOL},
+        )
+    except PeerUnavailableError:
+        raise NoSenderError(
+            f"no sender waits under code {code}: check the code, and that the "
+            "sender still runs and uses the same broker"
+        ) from None

@@ -106,6 +106,9 @@ class PeerVanishedError(TransferError):
     """The other side closed or stopped answering before the transfer finished."""
 
     type = "peer-vanished"
+    #: Whether both sides had proved the code on that connection: only then may
+    #: the same code reconnect to resume.
+    after_auth: bool = False
 
 
 class RejectedError(TransferError):

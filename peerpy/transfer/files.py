@@ -48,6 +48,7 @@ __all__ = [
     "Target",
     "build_manifest",
     "hash_prefix",
+    "make_folder",
     "safe_relative_path",
 ]
 
@@ -218,6 +219,14 @@ class Target:
         raise TargetExistsError(f"{path} exists and no free name was found next to it")
 
 
+def make_folder(path: Path) -> None:
+    """Create ``path`` and its parents; raise TransferError if a file is in the way."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _disk_error(exc, path) from None
+
+
 def _disk_error(exc: OSError, path: Path) -> TransferError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFullError(
@@ -256,7 +265,7 @@ class PartialFile:
     def open(self, offset: int) -> None:
         """Open for writing at ``offset`` (truncating beyond it); record the state file."""
         try:
-            self.destination.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(self.destination.parent)
             self.state.write_text(json.dumps(self._state_value()))
             flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
             self._fd = os.open(self.partial, flags, 0o600)
@@ -304,9 +313,12 @@ class PartialFile:
             raise _disk_error(exc, self.destination) from None
         self.close()
         final = target.final_name(self.destination)
-        os.replace(self.partial, final)
-        os.utime(final, (self.entry.mtime, self.entry.mtime))
-        self.state.unlink(missing_ok=True)
+        try:
+            os.replace(self.partial, final)
+            os.utime(final, (self.entry.mtime, self.entry.mtime))
+            self.state.unlink(missing_ok=True)
+        except OSError as exc:
+            raise _disk_error(exc, final) from None
         return final
 
 

@@ -41,7 +41,7 @@ from .errors import (
     TransferError,
     TransferProtocolError,
 )
-from .files import PartialFile, Source, Target, hash_prefix
+from .files import PartialFile, Source, Target, hash_prefix, make_folder
 from .protocol import (
     HASH_NAME,
     Accept,
@@ -62,6 +62,7 @@ from .protocol import (
 )
 
 __all__ = [
+    "Completed",
     "Confirmer",
     "NullProgress",
     "Progress",
@@ -162,6 +163,7 @@ class _Channel:
     def __init__(self, conn: DataConnection, options: TransferOptions) -> None:
         self.conn = conn
         self.options = options
+        self.authenticated = False
 
     async def send(self, message: Message) -> None:
         """Send one message.  Cancelling may leave a message half sent."""
@@ -219,12 +221,16 @@ async def _authenticate(ch: _Channel, code: Code, role: Role) -> None:
     confirm = handshake.on_pake(await ch.expect(Pake))
     await ch.send(confirm)
     handshake.on_confirm(await ch.expect(Confirm))
+    ch.authenticated = True
 
 
 async def _guarded(ch: _Channel, body: Callable[[], Awaitable[M]]) -> M:
     """Run ``body``; on a transfer error, tell the other side, then raise it."""
     try:
         return await body()
+    except PeerVanishedError as exc:
+        exc.after_auth = ch.authenticated
+        raise
     except TransferError as exc:
         await ch.report(exc)
         raise
@@ -385,6 +391,8 @@ class _Sender:
 # -- receiver ---------------------------------------------------------------------
 
 Confirmer = Callable[[Offer, int], Awaitable[bool]]
+#: Files verified on earlier connections of one transfer: path -> (size, SHA-256, where).
+Completed = dict[str, tuple[int, bytes, Path]]
 
 
 async def _yes(offer: Offer, already: int) -> bool:
@@ -399,6 +407,7 @@ async def receive_over(
     confirm: Confirmer = _yes,
     progress: Progress | None = None,
     options: TransferOptions | None = None,
+    completed: Completed | None = None,
 ) -> TransferStats:
     """Receive an offer over ``conn`` into ``target``.
 
@@ -408,30 +417,42 @@ async def receive_over(
     a name that would escape the target, :class:`TargetExistsError`,
     :class:`DiskFullError`, :class:`IntegrityError` for a hash mismatch and
     :class:`PeerVanishedError` if the sender goes away; partial files then
-    keep their ``.peerpy-partial`` suffix for a later resume.  Cancelling
-    stops the transfer the same way.
+    keep their ``.peerpy-partial`` suffix for a later resume.  ``completed``
+    remembers the files verified so far, so that a reconnection after a lost
+    connection skips them (pass the same dict again).  Cancelling stops the
+    transfer the same way.
     """
     ch = _Channel(conn, options or TransferOptions())
     progress = progress or NullProgress()
+    receiver = _Receiver(ch, target, progress, {} if completed is None else completed)
     try:
-        return await _guarded(ch, lambda: _Receiver(ch, target, progress).run(code, confirm))
+        return await _guarded(ch, lambda: receiver.run(code, confirm))
     finally:
         progress.end()
 
 
 class _Receiver:
-    def __init__(self, ch: _Channel, target: Target, progress: Progress) -> None:
+    def __init__(
+        self, ch: _Channel, target: Target, progress: Progress, completed: Completed
+    ) -> None:
         self.ch = ch
         self.target = target
         self.progress = progress
+        self.completed = completed
         self.received = 0
         self.acked = 0
 
     async def run(self, code: Code, confirm: Confirmer) -> TransferStats:
         await _authenticate(self.ch, code, "receiver")
         offer = await self.ch.expect(Offer)
-        partials = self._plan(offer)
+        done = {
+            i: self.completed[e.path]
+            for i, e in offer.files
+            if e.path in self.completed and self.completed[e.path][0] == e.size
+        }
+        partials = self._plan(offer, done)
         resume, hashers = await self._resumable(partials)
+        resume += [Resume(i, size, digest) for i, (size, digest, _) in done.items()]
         already = sum(r.offset for r in resume)
         self._check_space(offer.total_bytes - already)
         if not await confirm(offer, already):
@@ -439,25 +460,36 @@ class _Receiver:
             raise RejectedError("you declined the offer")
         for entry in offer.entries:
             if entry.kind is EntryKind.DIR:
-                self.target.destination(entry).mkdir(parents=True, exist_ok=True)
+                make_folder(self.target.destination(entry))
         await self.ch.send(Accept(tuple(resume)))
-        stats = TransferStats(len(partials), offer.total_bytes)
+        stats = TransferStats(len(offer.files), offer.total_bytes)
         started = time.monotonic()
         self.progress.begin(offer, already)
-        for index, partial in partials.items():
-            stats.paths.append(await self._receive_file(index, partial, hashers.get(index)))
+        for index, entry in offer.files:
+            if index in done:
+                stats.paths.append(await self._skip_file(index, entry, done[index]))
+            else:
+                partial = partials[index]
+                stats.paths.append(await self._receive_file(index, partial, hashers.get(index)))
         await self.ch.send(Done())
         stats.transferred_bytes = self.received
         stats.resumed_bytes = offer.total_bytes - self.received
         stats.seconds = time.monotonic() - started
         return stats
 
-    def _plan(self, offer: Offer) -> dict[int, PartialFile]:
-        partials = {i: PartialFile(self.target.destination(e), e) for i, e in offer.files}
+    def _plan(self, offer: Offer, done: Completed | dict[int, Any]) -> dict[int, PartialFile]:
+        partials = {
+            i: PartialFile(self.target.destination(e), e) for i, e in offer.files if i not in done
+        }
+        seen: set[str] = set()
         for entry in offer.entries:
             self.target.destination(entry)  # refuse unsafe names before anything
+            if entry.path in seen:
+                raise TransferProtocolError(f"the offer lists {entry.path!r} twice")
+            seen.add(entry.path)
         if self.target.conflict == "refuse":
-            existing = self.target.conflicts(offer)
+            mine = {e.path for i, e in offer.files if i in done}
+            existing = [path for path in self.target.conflicts(offer) if path not in mine]
             if existing:
                 shown = ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else "")
                 raise TargetExistsError(
@@ -490,7 +522,8 @@ class _Receiver:
     async def _receive_file(
         self, index: int, partial: PartialFile, prefix: tuple[int, Any] | None
     ) -> Path:
-        start = await self.ch.expect(FileStart)
+        # The sender may first hash a long prefix to check a resume: be patient.
+        start = await self.ch.expect(FileStart, self.ch.options.decision_timeout)
         if start.index != index:
             raise TransferProtocolError(f"expected file {index}, the sender started {start.index}")
         kept = prefix[0] if prefix is not None else 0
@@ -520,6 +553,18 @@ class _Receiver:
                     f"{partial.entry.path}: the received bytes do not match the sender's "
                     f"{HASH_NAME}; the partial copy was deleted, receive again"
                 )
-            return partial.commit(self.target)
+            final = partial.commit(self.target)
+            self.completed[partial.entry.path] = (partial.entry.size, done.digest, final)
+            return final
         finally:
             partial.close()
+
+    async def _skip_file(self, index: int, entry: FileEntry, done: tuple[int, bytes, Path]) -> Path:
+        """A file verified on an earlier connection of this transfer: check it is the same."""
+        start = await self.ch.expect(FileStart, self.ch.options.decision_timeout)
+        end = await self.ch.expect(FileDone)
+        if (start.index, end.index, start.offset) != (index, index, entry.size):
+            raise TransferProtocolError(f"the sender resent {entry.path}, received already")
+        if end.digest != done[1]:
+            raise IntegrityError(f"{entry.path} changed on the sender since it was received")
+        return done[2]
