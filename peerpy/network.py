@@ -28,10 +28,17 @@ module or class:
    ``datagram_received`` drops datagrams from disallowed addresses.
 
 These hooks depend on aiortc and aioice internals, so :func:`create_peer_connection`
-checks the installed versions against the tested ones (:data:`TESTED_AIORTC`,
-:data:`TESTED_AIOICE`) and the internals it needs, and raises
-:class:`BackendVersionError` rather than silently ignoring the policy. A policy
-with every field ``None`` needs no hook and works with any version.
+checks the installed versions against the supported pairs
+(:data:`SUPPORTED_BACKENDS`: aiortc 1.16 with aioice 0.13 on Python >= 3.11,
+aiortc 1.15 with aioice 0.10 on Python 3.10) and the internals it needs, and
+raises :class:`BackendVersionError` rather than silently ignoring the policy. A
+policy with every field ``None`` needs no hook and works with any version.
+
+The internals used are the same in both pairs (the mangled method name, the
+signatures of ``get_component_candidates``, ``add_remote_candidate`` and
+``StunProtocol.request``, the ``_protocols`` list, consent checks sent with
+``retransmissions=0``); the one difference handled here is that aiortc 1.15
+has no ``RTCConfiguration.iceTransportPolicy``, so no relay-only policy.
 
 mDNS (``.local``) remote candidates
 -----------------------------------
@@ -62,6 +69,7 @@ import logging
 import socket
 import sys
 from asyncio.trsock import TransportSocket
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -70,13 +78,11 @@ from aioice import Candidate, Connection
 from aioice.ice import StunProtocol
 from aioice.stun import Message
 from aiortc import RTCConfiguration, RTCDtlsTransport, RTCIceCandidate, RTCPeerConnection
-from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from peerpy.exceptions import BackendVersionError, InvalidAddressError, UsageError, WebRTCError
 
 __all__ = [
-    "TESTED_AIOICE",
-    "TESTED_AIORTC",
+    "SUPPORTED_BACKENDS",
     "BackendVersionError",
     "InvalidAddressError",
     "NetworkPolicy",
@@ -87,9 +93,9 @@ __all__ = [
 
 logger = logging.getLogger("peerpy.network")
 
-#: The aiortc and aioice release series whose internals the hooks were written for.
-TESTED_AIORTC: Final = "1.16"
-TESTED_AIOICE: Final = "0.13"
+#: The (aiortc, aioice) release series pairs whose internals the hooks were tested
+#: with: 1.16/0.13 need Python >= 3.11, 1.15/0.10 is what Python 3.10 gets.
+SUPPORTED_BACKENDS: Final = frozenset({("1.16", "0.13"), ("1.15", "0.10")})
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -251,20 +257,29 @@ def _installed_version(distribution: str) -> str:
 def _check_backend() -> None:
     """Raise :class:`BackendVersionError` unless the hooks fit aiortc and aioice."""
     problems = []
-    for distribution, tested in (("aiortc", TESTED_AIORTC), ("aioice", TESTED_AIOICE)):
-        version = _installed_version(distribution)
-        if version.split(".")[:2] != tested.split("."):
-            problems.append(f"{distribution} {version} is installed, tested: {tested}.x")
+    versions = {name: _installed_version(name) for name in ("aiortc", "aioice")}
+    series = tuple(".".join(versions[name].split(".")[:2]) for name in ("aiortc", "aioice"))
+    if series not in SUPPORTED_BACKENDS:
+        supported = ", ".join(
+            f"aiortc {r}.x with aioice {i}.x" for r, i in sorted(SUPPORTED_BACKENDS)
+        )
+        problems.append(
+            f"aiortc {versions['aiortc']} with aioice {versions['aioice']} is installed, "
+            f"supported: {supported}"
+        )
     if not callable(getattr(RTCPeerConnection, _CREATE_TRANSPORT, None)):
         problems.append(f"RTCPeerConnection has no {_CREATE_TRANSPORT}()")
     parameters = inspect.signature(Connection.get_component_candidates).parameters
     if list(parameters)[:3] != ["self", "component", "addresses"]:
         problems.append("aioice Connection.get_component_candidates() changed signature")
+    parameters = inspect.signature(StunProtocol.request).parameters
+    if "retransmissions" not in parameters:
+        problems.append("aioice StunProtocol.request() has no retransmissions parameter")
     if problems:
         raise BackendVersionError(
             "NetworkPolicy hooks into aiortc and aioice internals and cannot be applied: "
             + "; ".join(problems)
-            + ". Install the tested versions, or use a NetworkPolicy whose fields are all None."
+            + ". Install a supported pair, or use a NetworkPolicy whose fields are all None."
         )
 
 
@@ -310,6 +325,10 @@ class _PolicyPeerConnection(RTCPeerConnection):
         _adopt(connection, Connection, _PolicyConnection)
         assert isinstance(connection, _PolicyConnection)
         connection._peerpy_rules = self._peerpy_rules
+        if not _AIOICE_AUTHENTICATES:
+            # aioice 0.10 keeps every check received before connect() in an
+            # unbounded list; 0.13 keeps the last 100, as this deque does.
+            connection._early_checks = deque(maxlen=_MAX_EARLY_CHECKS)
         return dtls
 
 
@@ -338,6 +357,21 @@ class _PolicyConnection(Connection):
             _check_gathered(rules.local_addresses, candidates)
         return candidates
 
+    def request_received(
+        self, message: Message, addr: tuple[str, int], protocol: StunProtocol, *raw: bytes
+    ) -> None:
+        """Answer 400 to a request aioice 0.10 would take as authenticated; else defer.
+
+        aioice 0.10 (which adds a ``raw`` argument) checks MESSAGE-INTEGRITY only
+        when present, and USERNAME only once the remote description is set, so
+        it answers success to, and starts a check towards, the sender of any bare
+        binding request.  aioice 0.13 requires both attributes itself.
+        """
+        if _AIOICE_AUTHENTICATES or _names_us(message, self.local_username):
+            super().request_received(message, addr, protocol, *raw)
+        else:
+            self.respond_error(message, addr, protocol, (400, "Bad Request"))
+
     async def add_remote_candidate(self, remote_candidate: Candidate | None) -> None:
         """Add the candidate unless its address is outside the allowed networks.
 
@@ -349,6 +383,25 @@ class _PolicyConnection(Connection):
             logger.info("ignoring remote candidate %s: outside remote_networks", remote_candidate)
             return
         await super().add_remote_candidate(remote_candidate)
+
+
+#: Whether aioice authenticates incoming checks itself (0.13 does, 0.10 does not).
+_AIOICE_AUTHENTICATES: Final = hasattr(Message, "check_message_integrity")
+#: Checks an aioice 0.10 connection keeps until connect() (aioice 0.13's own bound).
+_MAX_EARLY_CHECKS: Final = 100
+
+
+def _names_us(message: Message, local_username: str) -> bool:
+    """Whether a request carries MESSAGE-INTEGRITY and a USERNAME for ``local_username``.
+
+    aioice 0.10 then verifies the integrity with the local password itself.
+    """
+    username = message.attributes.get("USERNAME")
+    return (
+        "MESSAGE-INTEGRITY" in message.attributes
+        and isinstance(username, str)
+        and username.startswith(f"{local_username}:")
+    )
 
 
 def _check_gathered(addresses: tuple[str, ...], candidates: list[Candidate]) -> None:
@@ -502,10 +555,10 @@ def create_peer_connection(
     _check_backend()
     if policy.local_addresses is not None:
         _check_bindable(policy.local_addresses)
-    relay_only = (
-        configuration is not None
-        and configuration.iceTransportPolicy == RTCIceTransportPolicy.RELAY
-    )
+    # aiortc 1.16 has RTCConfiguration.iceTransportPolicy; 1.15 has no such
+    # field and always gathers host candidates.
+    transport_policy = getattr(configuration, "iceTransportPolicy", None)
+    relay_only = getattr(transport_policy, "value", None) == "relay"
     rules = _Rules(
         local_addresses=None if relay_only else policy.local_addresses,
         networks=_networks(policy),

@@ -273,6 +273,70 @@ async def test_datagrams_from_outside_remote_networks_are_dropped(make_peer: Pee
     assert reply.attributes["ERROR-CODE"][0] == 400
 
 
+async def stun_exchange(
+    pc: RTCPeerConnection, requests: list[stun.Message], wait: float = 0.5
+) -> list[stun.Message]:
+    """Send ``requests`` to ``pc``'s one ICE socket from 127.0.0.1; return the replies."""
+    (ice_socket,) = ice_sockets(pc)
+    host, port = ice_socket.getsockname()[:2]
+    replies: list[stun.Message] = []
+    async with await anyio.create_udp_socket(local_host="127.0.0.1") as udp:
+        for request in requests:
+            await udp.sendto(bytes(request), host, port)
+        with anyio.move_on_after(wait):
+            while len(replies) < len(requests):
+                data, _ = await udp.receive()
+                replies.append(stun.parse_message(data))
+    return replies
+
+
+def binding_request(username: str | None, password: str | None) -> stun.Message:
+    """A binding request with USERNAME and MESSAGE-INTEGRITY when given."""
+    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+    if username is not None:
+        request.attributes["USERNAME"] = username
+    request.attributes["PRIORITY"] = 1
+    if password is not None:
+        request.add_message_integrity(password.encode())
+    return request
+
+
+async def test_unauthenticated_checks_are_refused(make_peer: PeerFactory) -> None:
+    """Checks lacking MESSAGE-INTEGRITY, or naming another ufrag, get a 400; signed ones a 200.
+
+    aioice 0.10 alone would answer success to the first two (peerpy refuses them there).
+    """
+    pc = make_peer(NetworkPolicy.loopback())
+    await offer(pc)
+    connection = pc.sctp.transport.transport.iceGatherer._connection  # type: ignore[union-attr]
+    ufrag, password = connection.local_username, connection.local_password
+    replies = await stun_exchange(pc, [binding_request(f"{ufrag}:them", None)])
+    replies += await stun_exchange(pc, [binding_request(f"other{ufrag}:them", password)])
+    replies += await stun_exchange(pc, [binding_request(f"{ufrag}:them", password)])
+    assert [r.message_class for r in replies] == [
+        stun.Class.ERROR,
+        stun.Class.ERROR,
+        stun.Class.RESPONSE,
+    ]
+    assert [r.attributes.get("ERROR-CODE", (None,))[0] for r in replies[:2]] != [None, None]
+    assert replies[2].attributes["XOR-MAPPED-ADDRESS"][0] == "127.0.0.1"
+
+
+async def test_checks_before_the_answer_are_kept_boundedly(make_peer: PeerFactory) -> None:
+    """At most 100 checks received before connect() are kept, however many arrive."""
+    pc = make_peer(NetworkPolicy.loopback())
+    await offer(pc)
+    connection = pc.sctp.transport.transport.iceGatherer._connection  # type: ignore[union-attr]
+    ufrag, password = connection.local_username, connection.local_password
+    replies: list[stun.Message] = []
+    for _ in range(3):  # in batches, so that the replies fit our socket's buffer
+        requests = [binding_request(f"{ufrag}:them", password) for _ in range(50)]
+        replies += await stun_exchange(pc, requests, wait=2)
+    assert len(replies) == 150
+    assert all(r.message_class == stun.Class.RESPONSE for r in replies)
+    assert len(connection._early_checks) == 100
+
+
 async def test_policies_in_one_process_are_independent(make_peer: PeerFactory) -> None:
     """Peers with different policies, and a plain aiortc peer, gather independently."""
     first = make_peer(NetworkPolicy.loopback())
@@ -456,12 +520,36 @@ async def test_no_bindable_address_at_gathering_raises(
         await offer(pc)
 
 
-def test_untested_backend_version_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With an untested aiortc, a hooking policy raises; an all-None policy still works."""
-    monkeypatch.setattr(network, "_installed_version", lambda distribution: "9.0.0")
-    with pytest.raises(BackendVersionError, match=r"aiortc 9\.0\.0 is installed, tested: 1\.16\.x"):
+def fake_versions(aiortc: str, aioice: str) -> Callable[[str], str]:
+    """A stand-in for ``_installed_version`` reporting the given versions."""
+    return {"aiortc": aiortc, "aioice": aioice}.__getitem__
+
+
+@pytest.mark.parametrize(
+    ("aiortc", "aioice"),
+    [("9.0.0", "9.0.0"), ("1.17.0", "0.13.0"), ("1.15.0", "0.13.0"), ("1.16.0", "0.10.2")],
+)
+def test_unsupported_backend_versions_fail_loudly(
+    monkeypatch: pytest.MonkeyPatch, aiortc: str, aioice: str
+) -> None:
+    """An unsupported aiortc/aioice pair (mixed ones too) makes a hooking policy raise."""
+    monkeypatch.setattr(network, "_installed_version", fake_versions(aiortc, aioice))
+    with pytest.raises(BackendVersionError) as raised:
         create_peer_connection(RTCConfiguration(iceServers=[]), NetworkPolicy.loopback())
+    message = str(raised.value)
+    assert f"aiortc {aiortc} with aioice {aioice} is installed" in message
+    assert "aiortc 1.15.x with aioice 0.10.x, aiortc 1.16.x with aioice 0.13.x" in message
+    # A policy needing no hook works with any version.
     assert type(create_peer_connection(RTCConfiguration(iceServers=[]), OFF)) is RTCPeerConnection
+
+
+@pytest.mark.parametrize(("aiortc", "aioice"), [("1.15.1", "0.10.2"), ("1.16.0", "0.13.4")])
+def test_supported_backend_pairs_pass_the_version_check(
+    monkeypatch: pytest.MonkeyPatch, aiortc: str, aioice: str
+) -> None:
+    """Both supported pairs, at any patch release, pass the check."""
+    monkeypatch.setattr(network, "_installed_version", fake_versions(aiortc, aioice))
+    network._check_backend()
 
 
 def test_policy_must_be_a_network_policy() -> None:
