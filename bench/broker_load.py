@@ -390,10 +390,13 @@ class BrokerProcess:
         ]
         if name == "peerpy":
             argv = [sys.executable, "-m", "peerpy_server.cli", *common]
+        elif name == "peerpy-asyncio":  # the same CLI with uvloop hidden: asyncio's own loop
+            code = "import sys; sys.modules['uvloop'] = None; from peerpy_server.cli import main; "
+            argv = [sys.executable, "-c", code + "sys.exit(main())", *common]
         elif name == "peer":
             argv = ["node", str(PEER_BIN), *common]
         else:
-            raise ValueError(f"unknown broker {name!r} (peerpy or peer)")
+            raise ValueError(f"unknown broker {name!r} (peerpy, peerpy-asyncio or peer)")
         self.log = log_dir / f"{name}-{clients}.log"
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
@@ -573,12 +576,12 @@ def print_tables(rows: list[Row], args: argparse.Namespace) -> None:
     """The memory table, the load table and the ours/peer ratios."""
     print("\nMemory (VmRSS of the broker process)")
     print(
-        f"{'broker':<7} {'N':>6} {'connect s':>9} {'RSS 0':>8} {'RSS idle':>9} "
+        f"{'broker':<14} {'N':>6} {'connect s':>9} {'RSS 0':>8} {'RSS idle':>9} "
         f"{'KiB/conn':>8} {'RSS load':>9} {'idle CPU%':>9}"
     )
     for r in rows:
         print(
-            f"{r.broker:<7} {r.clients:>6} {r.connect_s:>9.1f} {r.rss0 / MIB:>6.1f}Mi "
+            f"{r.broker:<14} {r.clients:>6} {r.connect_s:>9.1f} {r.rss0 / MIB:>6.1f}Mi "
             f"{r.rss_idle / MIB:>7.1f}Mi {r.per_connection / 1024:>8.2f} "
             f"{r.rss_load / MIB:>7.1f}Mi {100 * r.idle_cpu_s / args.settle:>8.1f}%"
         )
@@ -587,35 +590,37 @@ def print_tables(rows: list[Row], args: argparse.Namespace) -> None:
         f"saturated = closed loop, {args.inflight} in flight or 1 per client)"
     )
     print(
-        f"{'broker':<7} {'N':>6} {'phase':<9} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'broker':<14} {'N':>6} {'phase':<9} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'brk CPU-s':>9} {'brk %':>6} {'msg/CPU-s':>9} {'gen CPU-s':>9}"
     )
     for r in rows:
         for phase, p in r.phases.items():
             print(
-                f"{r.broker:<7} {r.clients:>6} {phase:<9} {p['rate']:>8.0f} {p['p50']:>8.2f} "
+                f"{r.broker:<14} {r.clients:>6} {phase:<9} {p['rate']:>8.0f} {p['p50']:>8.2f} "
                 f"{p['p99']:>8.2f} {p['cpu']:>9.2f} {100 * p['util']:>5.0f}% "
                 f"{p['per_cpu']:>9.0f} {p['gen_cpu']:>9.2f}"
                 + (f"  (lost {p['lost']:.0f} clients)" if p["lost"] else "")
             )
     by_key = {(r.broker, r.clients): r for r in rows}
     ratios = [
-        (by_key[("peerpy", n)], by_key[("peer", n)])
+        (by_key[(name, n)], by_key[("peer", n)])
+        for name in args.brokers
+        if name != "peer"
         for n in args.clients
-        if ("peerpy", n) in by_key and ("peer", n) in by_key
+        if (name, n) in by_key and ("peer", n) in by_key
     ]
     if not ratios:
         return
     print("\nRatios ours/peer (msg/CPU-s: higher is better; memory and latency: lower is better)")
     print(
-        f"{'N':>6} {'msg/CPU-s sat':>13} {'msg/CPU-s paced':>15} {'sat msg/s':>9} "
+        f"{'broker':<14} {'N':>6} {'msg/CPU-s sat':>13} {'msg/CPU-s paced':>15} {'sat msg/s':>9} "
         f"{'KiB/conn':>8} {'RSS idle':>8} {'RSS load':>8} {'paced p99':>9}"
     )
     for ours, peer in ratios:
         os_, ps = ours.phases["saturate"], peer.phases["saturate"]
         op, pp = ours.phases["paced"], peer.phases["paced"]
         print(
-            f"{ours.clients:>6} {os_['per_cpu'] / ps['per_cpu']:>13.2f} "
+            f"{ours.broker:<14} {ours.clients:>6} {os_['per_cpu'] / ps['per_cpu']:>13.2f} "
             f"{op['per_cpu'] / pp['per_cpu']:>15.2f} {os_['rate'] / ps['rate']:>9.2f} "
             f"{ours.per_connection / peer.per_connection:>8.2f} "
             f"{ours.rss_idle / peer.rss_idle:>8.2f} {ours.rss_load / peer.rss_load:>8.2f} "
@@ -626,7 +631,7 @@ def print_tables(rows: list[Row], args: argparse.Namespace) -> None:
         fast = ours.phases["saturate"]["per_cpu"] >= peer.phases["saturate"]["per_cpu"]
         small = ours.per_connection <= 8 * 1024
         print(
-            f"  N={ours.clients:<6} msg/CPU-s {'PASS' if fast else 'FAIL'}   "
+            f"  {ours.broker:<14} N={ours.clients:<6} msg/CPU-s {'PASS' if fast else 'FAIL'}   "
             f"KiB/conn {'PASS' if small else 'FAIL'} ({ours.per_connection / 1024:.2f})"
         )
 
@@ -642,7 +647,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--seconds", type=float, default=10.0, help="measured seconds per phase (default: 10)"
     )
-    parser.add_argument("--brokers", default="peerpy,peer", help="default: peerpy,peer")
+    parser.add_argument(
+        "--brokers",
+        default="peerpy,peer",
+        help="peerpy (CLI, uvloop when installed), peerpy-asyncio, peer (default: peerpy,peer)",
+    )
     parser.add_argument(
         "--rate",
         type=float,
@@ -670,6 +679,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("client counts must be even and at least 2")
     if not 1 <= args.workers <= 16 or args.seconds <= 0 or args.seconds > 600:
         parser.error("--workers must be 1..16 and --seconds in (0, 600]")
+    unknown = set(args.brokers) - {"peerpy", "peerpy-asyncio", "peer"}
+    if unknown:
+        parser.error(f"unknown brokers {sorted(unknown)} (peerpy, peerpy-asyncio, peer)")
     if "peer" in args.brokers and not PEER_BIN.exists():
         parser.error(f"peer 1.0.2 not found at {PEER_BIN}")
     return args
@@ -683,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     if max(args.clients) + 100 > soft:
         print(f"warning: fd limit {soft} is below {max(args.clients)} clients", file=sys.stderr)
     rows: list[Row] = []
+    print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)", flush=True)
     gen = Generator(args.workers)
     try:
         with tempfile.TemporaryDirectory(prefix="broker_load-") as tmp:
@@ -696,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         gen.stop()
     if rows:
         print_tables(rows, args)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
 
