@@ -122,11 +122,15 @@ def run_pair(
         started = time.perf_counter()
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             receiver = spawn(receive, profile, f"{tag}-receiver", stdout=out, stderr=err)
-            receiver_rss = reap(receiver, 1800)
+            try:
+                receiver_rss = reap(receiver, 1800)
+            finally:
+                out.seek(0)
+                err.seek(0)
+                text, errors = out.read().decode(), err.read().decode()
+                if receiver.returncode:
+                    print(errors[-2000:], file=sys.stderr)
             wall = time.perf_counter() - started
-            out.seek(0)
-            err.seek(0)
-            text, errors = out.read().decode(), err.read().decode()
         sender_rss = reap(sender, 60)
     except BaseException:
         sender.kill()
