@@ -8,6 +8,8 @@ import hashlib
 import json
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -113,6 +115,16 @@ async def pair(url: str) -> AsyncIterator[tuple[DataConnection, DataConnection]]
 
 
 # -- pure pieces --------------------------------------------------------------------
+
+
+def test_protocol_and_auth_import_no_io_library() -> None:
+    """The sans-I/O core (protocol, auth, errors) pulls in neither anyio, aiortc nor websockets."""
+    code = (
+        "import sys, peerpy.transfer.protocol, peerpy.transfer.auth; "
+        "print([m for m in ('anyio', 'aiortc', 'websockets') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_word_list_and_codes() -> None:

@@ -14,24 +14,43 @@ The pieces, from the bottom up:
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .auth import Code, make_code, parse_code
-from .endpoints import receive_files, send_files
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
-from .files import Target, build_manifest
-from .session import NullProgress, Progress, TransferOptions, TransferStats
 
-__all__ = [
-    "Code",
-    "NullProgress",
-    "Progress",
-    "Target",
-    "TransferOptions",
-    "TransferStats",
-    "build_manifest",
-    "make_code",
-    "parse_code",
-    "receive_files",
-    "send_files",
-    *_errors_all,
-]
+if TYPE_CHECKING:
+    from .endpoints import receive_files as receive_files
+    from .endpoints import send_files as send_files
+    from .files import Target as Target
+    from .files import build_manifest as build_manifest
+    from .session import NullProgress as NullProgress
+    from .session import Progress as Progress
+    from .session import TransferOptions as TransferOptions
+    from .session import TransferStats as TransferStats
+
+# The protocol, auth and errors modules import no I/O library; the names
+# below need anyio and aiortc and load on first use.
+_LAZY = {
+    "NullProgress": "session",
+    "Progress": "session",
+    "Target": "files",
+    "TransferOptions": "session",
+    "TransferStats": "session",
+    "build_manifest": "files",
+    "receive_files": "endpoints",
+    "send_files": "endpoints",
+}
+
+__all__ = ["Code", "make_code", "parse_code", *_LAZY, *_errors_all]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'peerpy.transfer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
