@@ -71,7 +71,8 @@ async def main(argv: list[str] | None = None) -> None:
                 with anyio.move_on_after(args.seconds):
                     await call.wait_closed()
                 remote_hung_up = call.closed
-            print("the other side hung up" if remote_hung_up else f"hung up after {args.seconds:g} s")
+            ending = f"hung up after {args.seconds:g} s"
+            print("the other side hung up" if remote_hung_up else ending)
     finally:
         if source is not None:
             source.stop()
