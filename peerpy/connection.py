@@ -150,17 +150,24 @@ class Connection:
 
         Cancelling stops waiting; the connection is unaffected.
         """
-        async with anyio.create_task_group() as tg:
-
-            async def closed() -> None:
-                await self._closed.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(closed)
-            await self._opened.wait()
-            tg.cancel_scope.cancel()
-        if not self._opened.is_set() or (self.closed and self._error is not None):
+        if not await self._wait_unless_closed(self._opened):
             raise self._error or ConnectionClosedError(f"Connection to {self.peer} closed.")
+
+    async def _wait_unless_closed(self, event: anyio.Event) -> bool:
+        """Wait until ``event`` is set or the connection closes; tell whether ``event`` won.
+
+        Cancelling stops waiting.
+        """
+        if not event.is_set() and not self._closed.is_set():
+            async with anyio.create_task_group() as tg:
+
+                async def wait_for(other: anyio.Event) -> None:
+                    await other.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(wait_for, self._closed)
+                await wait_for(event)
+        return event.is_set()
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed.  Cancelling stops waiting."""

@@ -236,15 +236,7 @@ class MediaConnection(Connection):
         call ended if it ends first.  Cancelling stops waiting; the call is
         unaffected.
         """
-        async with anyio.create_task_group() as tg:
-
-            async def closed() -> None:
-                await self._closed.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(closed)
-            await self._stream_known.wait()
-            tg.cancel_scope.cancel()
+        await self._wait_unless_closed(self._stream_known)
         if self._remote_stream is None:
             raise self._error or ConnectionClosedError(f"Call with {self.peer} closed.")
         return self._remote_stream
@@ -366,15 +358,7 @@ class MediaConnection(Connection):
                 await self._close()
                 return
             with anyio.move_on_after(limit):
-                async with anyio.create_task_group() as tg:
-
-                    async def closed() -> None:
-                        await self._closed.wait()
-                        tg.cancel_scope.cancel()
-
-                    tg.start_soon(closed)
-                    await self._handled.wait()
-                    tg.cancel_scope.cancel()
+                await self._wait_unless_closed(self._handled)
                 return
         except BaseException:
             await self._close()
