@@ -533,7 +533,7 @@ def run_phase(
         "util": broker_cpu / wall,
         "per_cpu": count / broker_cpu if broker_cpu > 0 else float("nan"),
         "gen_cpu": gen1 - gen0,
-        "lost": max(r["lost"] for r in results),
+        "lost": sum(r["lost"] for r in results),
         "other": sum(r["other"] for r in results),
     }
 
