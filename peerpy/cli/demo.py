@@ -1,7 +1,8 @@
 """``peerpy demo``: an embedded broker, two peers, one file, the achieved rate.
 
 Everything stays on this machine: the broker listens on a free port of
-127.0.0.1, ICE gathers on 127.0.0.1 only and uses no ICE server (unless the
+127.0.0.1, the sender is a ``peerpy send`` child process and the receiver is
+this one; ICE gathers on 127.0.0.1 only and uses no ICE server (unless the
 environment or flags say otherwise).
 """
 
@@ -10,17 +11,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Final
 
 import anyio
+from anyio.abc import Process
 from rich.console import Console
 
-from ..exceptions import PeerError
-from ..transfer import Code, receive_files, send_files
-from ..transfer.errors import IntegrityError, TransferUsageError
+from ..transfer import receive_files
+from ..transfer.errors import IntegrityError, TransferError, TransferUsageError
 from .progress import RichProgress, format_size
 
 __all__ = ["run_demo"]
@@ -73,9 +76,11 @@ async def run_demo(
     ice_servers: Sequence[str] | None = None,
     ice_addresses: Sequence[str] | None = None,
 ) -> float:
-    """Send a generated ``size``-byte file between two in-process peers; return bytes/s.
+    """Send a generated ``size``-byte file from a sender process to this one; return bytes/s.
 
-    Cancelling stops the demo and removes its files.
+    The sender runs ``peerpy send`` in a child process, as it would on another
+    machine, so each peer has a CPU of its own.  Cancelling stops the demo,
+    stops the child and removes the files.
     """
     if size < 0:
         raise TransferUsageError("--size must be positive")
@@ -85,45 +90,32 @@ async def run_demo(
         digest = await anyio.to_thread.run_sync(_make_file, source, size)
         async with _broker(server) as url:
             console.print(f"broker: {url}")
-            peer: dict[str, Any] = {
-                "server": url,
-                "ice_servers": ice_servers,
-                "ice_addresses": ice_addresses,
-            }
-            codes: list[Code] = []
-            ready = anyio.Event()
-
-            def on_code(code: Code) -> None:
-                codes.append(code)
-                ready.set()
-
-            failures: list[PeerError] = []
-
-            async def sender() -> None:
+            command = [sys.executable, "-m", "peerpy.cli", "send", "--server", url]
+            if ice_servers is not None:
+                command += ["--ice-servers", ",".join(ice_servers)]
+            if ice_addresses is not None:
+                command += ["--ice-addresses", ",".join(ice_addresses)]
+            async with await anyio.open_process(
+                [*command, str(source)], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+            ) as sender:
                 try:
-                    await send_files([source], on_code=on_code, **peer)
-                except PeerError as exc:  # the receiver reports the same failure
-                    failures.append(exc)
-                    ready.set()
-
-            stats = None
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(sender)
-                await ready.wait()
-                if not failures:
-                    console.print(f"code: {codes[0]}")
-                    try:
-                        stats = await receive_files(
-                            codes[0],
-                            output=Path(tmp) / "received",
-                            progress=RichProgress(console, verb="Receiving"),
-                            **peer,
-                        )
-                    except PeerError as exc:  # raised below, outside the task group
-                        failures.insert(0, exc)
-                        tg.cancel_scope.cancel()
-            if stats is None:
-                raise failures[0]
+                    code = await _read_code(sender)
+                    console.print(f"code: {code} (sender: process {sender.pid})")
+                    stats = await receive_files(
+                        code,
+                        output=Path(tmp) / "received",
+                        progress=RichProgress(console, verb="Receiving"),
+                        server=url,
+                        ice_servers=ice_servers,
+                        ice_addresses=ice_addresses,
+                    )
+                    with anyio.fail_after(_SENDER_EXIT):
+                        status = await sender.wait()
+                finally:
+                    if sender.returncode is None:
+                        sender.terminate()
+                if status != 0:
+                    raise TransferError(f"the sender process failed (exit status {status})")
         received = Path(tmp) / "received" / "demo.bin"
         if await anyio.to_thread.run_sync(_hash_file, received) != digest:
             raise IntegrityError("the demo file arrived different")  # pragma: no cover
@@ -133,3 +125,27 @@ async def run_demo(
         f"{format_size(rate)}/s ({rate / 1e6:.1f} MB/s), SHA-256 verified"
     )
     return rate
+
+
+#: Seconds the sender may take to register, and to exit once done.
+_SENDER_START: Final = 30.0
+_SENDER_EXIT: Final = 30.0
+
+
+async def _read_code(sender: Process) -> str:
+    """Wait for the ``Code: ...`` line the sender prints once it is reachable."""
+    assert sender.stdout is not None
+    seen = b""
+    with anyio.move_on_after(_SENDER_START):
+        async for chunk in sender.stdout:
+            seen += chunk
+            for line in seen.decode(errors="replace").splitlines():
+                if line.startswith("Code: "):
+                    return line.removeprefix("Code: ").strip()
+    errors = b""
+    if sender.stderr is not None:
+        with anyio.move_on_after(1):
+            async for chunk in sender.stderr:
+                errors += chunk
+    detail = errors.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    raise TransferError(f"the sender process did not start: {detail[0]}")
