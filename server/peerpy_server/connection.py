@@ -281,7 +281,7 @@ class Connection(asyncio.Protocol):
             response = http.respond(request, config, broker.realm.ids, broker.realm.__contains__)
             self._ws.send_response(response)
             return
-        if path != config.websocket_path or request.method != "GET":
+        if path != config.websocket_path or http.request_method(request) != "GET":
             broker.settled(self)
             logger.info("WebSocket upgrade on %s refused", truncate(request.path))
             self._ws.send_response(http.bad_request())

@@ -25,7 +25,7 @@ from websockets.http11 import Request, Response
 
 from .config import BrokerConfig
 
-__all__ = ["INFO", "bad_request", "respond"]
+__all__ = ["INFO", "bad_request", "request_method", "respond"]
 
 #: ``peer`` 1.0.2's banner, byte for byte.
 INFO: Final = (
@@ -36,6 +36,17 @@ _JSON: Final = "application/json; charset=utf-8"
 _HTML: Final = "text/html; charset=utf-8"
 _TEXT: Final = "text/plain; charset=utf-8"
 _METHODS: Final = "GET,HEAD,PUT,PATCH,POST,DELETE"
+
+
+def request_method(request: Request) -> str:
+    """The request's method.
+
+    websockets 17 parses any method; websockets 16 (the newest on Python 3.10)
+    has no ``Request.method`` and refuses anything but GET while parsing, so
+    there only GET reaches the broker (no HEAD, no CORS preflight).
+    """
+    method: str = getattr(request, "method", "GET")
+    return method
 
 
 def _response(status: int, body: bytes, content_type: str | None, extra: Headers) -> Response:
@@ -93,9 +104,9 @@ def respond(
     path = request.path.partition("?")[0]
     relative = _relative(path, config.path)
     if relative is None:
-        return _response(404, f"Cannot {request.method} {path}".encode(), _HTML, Headers())
+        return _response(404, f"Cannot {request_method(request)} {path}".encode(), _HTML, Headers())
     cors = _cors(request, config)
-    method = request.method
+    method = request_method(request)
     if method == "OPTIONS":
         cors["Access-Control-Allow-Methods"] = _METHODS
         requested = request.headers.get("Access-Control-Request-Headers")
