@@ -39,10 +39,12 @@ __all__ = [
     "Message",
     "Open",
     "Relay",
+    "RelayFrame",
     "RelayType",
     "ServerErrorMessage",
     "Unknown",
     "parse",
+    "parse_for_relay",
     "serialize",
     "serialize_relay",
 ]
@@ -139,7 +141,7 @@ def _dumps(envelope: dict[str, JSON]) -> str:
             return orjson.dumps(envelope).decode()
         except TypeError:  # e.g. an int beyond 64 bits or a lone surrogate
             pass
-    return _dumps(envelope)
+    return _encoder.encode(envelope)
 
 
 def _optional_str(envelope: dict[str, JSON], field: str) -> str | None:
@@ -156,14 +158,8 @@ def _msg(envelope: dict[str, JSON], default: str) -> str:
     return default
 
 
-def parse(frame: str | bytes) -> Message:
-    """Parse one WebSocket frame into a message.
-
-    Raise :class:`~peerpy.exceptions.ProtocolError` if the frame is not a JSON
-    object with a string ``type``, or if ``src``/``dst`` are not strings.  An
-    unknown ``type`` gives :class:`Unknown` rather than an error: PeerJS
-    ignores those, and so may the caller.
-    """
+def _envelope(frame: str | bytes) -> tuple[dict[str, JSON], str]:
+    """Decode ``frame`` into a JSON object and its string ``type`` (see :func:`parse`)."""
     try:
         envelope = _loads(frame)
     except ValueError as exc:  # UnicodeDecodeError and orjson's errors included
@@ -173,18 +169,11 @@ def parse(frame: str | bytes) -> Message:
     kind = envelope.get("type")
     if not isinstance(kind, str):
         raise ProtocolError("frame has no string 'type'")
-    relay_type = _RELAY_TYPES.get(kind)
-    if relay_type is not None:
-        src = envelope.get("src")
-        dst = envelope.get("dst")
-        if (src is None or type(src) is str) and (dst is None or type(dst) is str):
-            return Relay(relay_type, src, dst, envelope.get("payload"))
-        return Relay(
-            relay_type,
-            _optional_str(envelope, "src"),
-            _optional_str(envelope, "dst"),
-            envelope.get("payload"),
-        )
+    return envelope, kind
+
+
+def _not_relayed(envelope: dict[str, JSON], kind: str) -> Message:
+    """The message for an envelope whose ``type`` is not a relayed one."""
     simple = _SIMPLE.get(kind)
     if simple is not None:
         return simple
@@ -193,6 +182,62 @@ def parse(frame: str | bytes) -> Message:
     if kind == "ERROR":
         return ServerErrorMessage(_msg(envelope, ""))
     return Unknown(kind, envelope)
+
+
+def parse(frame: str | bytes) -> Message:
+    """Parse one WebSocket frame into a message.
+
+    Raise :class:`~peerpy.exceptions.ProtocolError` if the frame is not a JSON
+    object with a string ``type``, or if ``src``/``dst`` are not strings.  An
+    unknown ``type`` gives :class:`Unknown` rather than an error: PeerJS
+    ignores those, and so may the caller.
+    """
+    envelope, kind = _envelope(frame)
+    relay_type = _RELAY_TYPES.get(kind)
+    if relay_type is None:
+        return _not_relayed(envelope, kind)
+    src = envelope.get("src")
+    dst = envelope.get("dst")
+    if (src is None or type(src) is str) and (dst is None or type(dst) is str):
+        return Relay(relay_type, src, dst, envelope.get("payload"))
+    return Relay(
+        relay_type,
+        _optional_str(envelope, "src"),
+        _optional_str(envelope, "dst"),
+        envelope.get("payload"),
+    )
+
+
+#: What :func:`parse_for_relay` gives for a relayed message: its type, its
+#: ``dst`` and the frame to forward.
+RelayFrame: TypeAlias = tuple[RelayType, "str | None", str]
+
+
+def parse_for_relay(frame: str | bytes, src: str) -> Message | RelayFrame:
+    """:func:`parse` for the broker, which forwards relayed messages with ``src`` forced.
+
+    A relayed message (OFFER, ANSWER, CANDIDATE, LEAVE, EXPIRE) comes back as
+    ``(type, dst, forward)`` where ``forward`` is
+    ``serialize_relay(type, src, dst, payload)``; anything else as
+    :func:`parse` returns it.  Errors are :func:`parse`'s, raised for the same
+    frames with the same texts.  It skips building a :class:`Relay` only to
+    serialize it again, which is most of the broker's per-message Python work.
+    """
+    envelope, kind = _envelope(frame)
+    relay_type = _RELAY_TYPES.get(kind)
+    if relay_type is None:
+        return _not_relayed(envelope, kind)
+    sent_src = envelope.get("src")
+    dst = envelope.get("dst")
+    payload = envelope.get("payload")
+    if sent_src is not None and type(sent_src) is not str:
+        _optional_str(envelope, "src")  # raises the same error as parse()
+    if type(dst) is str and payload is not None:
+        # The usual case: every field present, so build peer's envelope directly
+        # (``kind`` is the JSON's own string, equal to ``relay_type.value``).
+        return relay_type, dst, _dumps({"type": kind, "src": src, "dst": dst, "payload": payload})
+    dst = _optional_str(envelope, "dst")  # raises the same error as parse() if not a string
+    return relay_type, dst, serialize_relay(relay_type, src, dst, payload)
 
 
 def serialize_relay(kind: RelayType, src: str | None, dst: str | None, payload: JSON = None) -> str:

@@ -38,6 +38,8 @@ CLOSE_TIMEOUT: Final = 5.0
 #: How long :meth:`Broker.aclose` waits for clients to close before cutting them.
 SHUTDOWN_GRACE: Final = 2.0
 _BACKLOG: Final = 1024
+#: Most bytes of frames gathered for one connection before they are written.
+GATHER_LIMIT: Final = 64 * 1024
 
 
 class Broker:
@@ -57,6 +59,10 @@ class Broker:
         self._timer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._port = 0
+        #: Connections holding frames gathered by :meth:`Connection.send`.
+        self.unwritten: list[Connection] = []
+        #: At most this many bytes are gathered per connection (see Connection.send).
+        self.gather_limit = min(GATHER_LIMIT, config.max_write_buffer)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -178,6 +184,13 @@ class Broker:
         self._connections.pop(connection, None)
         self._pending.pop(connection, None)
 
+    def write_gathered(self) -> None:
+        """Write the frames gathered for each connection (see :meth:`Connection.send`)."""
+        while self.unwritten:
+            unwritten, self.unwritten = self.unwritten, []
+            for connection in unwritten:
+                connection.write_out()
+
     def close_later(self, connection: Connection) -> None:
         """Cut ``connection`` if its closing handshake is not done within :data:`CLOSE_TIMEOUT`."""
         assert self._loop is not None
@@ -198,6 +211,7 @@ class Broker:
                 if next_ping is not None and ping_interval is not None and now >= next_ping:
                     next_ping = now + ping_interval
                     self._ping_all()
+                self.write_gathered()  # the sweep's EXPIREs
             except Exception:  # a bug must not stop the timers
                 logger.exception("Timer sweep failed")
 

@@ -32,10 +32,9 @@ from peerpy.messages import (
     Heartbeat,
     IdTaken,
     Open,
-    Relay,
     RelayType,
     ServerErrorMessage,
-    parse,
+    parse_for_relay,
     serialize,
     serialize_relay,
 )
@@ -54,7 +53,6 @@ _OPEN: Final = serialize(Open())
 _ID_TAKEN: Final = serialize(IdTaken())
 _LEAVE: Final = RelayType.LEAVE
 _EXPIRE: Final = RelayType.EXPIRE
-_NOT_QUEUED: Final = frozenset({RelayType.LEAVE, RelayType.EXPIRE})
 
 
 def truncate(data: str | bytes, limit: int = 120) -> str:
@@ -233,36 +231,37 @@ class Realm:
         client after its first bad frame, we do not).
         """
         try:
-            message = parse(frame)
+            message = parse_for_relay(frame, client.id)
         except ProtocolError as exc:
             logger.warning("Ignored a bad frame from %s (%s): %s", client.id, exc, truncate(frame))
             return
-        kind = type(message)
-        if kind is Relay:
-            self._relay(client, message, now)  # type: ignore[arg-type]
-        elif kind is Heartbeat:
+        if type(message) is tuple:
+            kind, dst, forward = message
+            self._relay(client, kind, dst, forward, now)
+        elif type(message) is Heartbeat:
             if self._clients.get(client.id) is client:
                 client.last_ping = now
                 # Keep the registry ordered by last HEARTBEAT.
                 del self._clients[client.id]
                 self._clients[client.id] = client
         else:
-            logger.debug("Ignored a %s message from %s", kind.__name__, client.id)
+            logger.debug("Ignored a %s message from %s", type(message).__name__, client.id)
 
-    def _relay(self, client: Client, message: Relay, now: float) -> None:
-        dst = message.dst
-        frame = serialize_relay(message.type, client.id, dst, message.payload)
+    def _relay(
+        self, client: Client, kind: RelayType, dst: str | None, frame: str, now: float
+    ) -> None:
+        """Forward ``frame`` (already rewritten with ``src`` = the sender) to ``dst``."""
         target = self._clients.get(dst) if dst else None
         if target is not None:
             self._deliver(target, frame, client)
-        elif dst and message.type not in _NOT_QUEUED:
+        elif dst and kind is not _LEAVE and kind is not _EXPIRE:
             self._enqueue(client.id, dst, frame, now)
-        elif message.type is _LEAVE and not dst:
+        elif kind is _LEAVE and not dst:
             if self._clients.get(client.id) is client:
                 del self._clients[client.id]
                 logger.info("Client left: %s", truncate(client.id))
         else:
-            logger.debug("Dropped %s for offline %s", message.type.value, dst)
+            logger.debug("Dropped %s for offline %s", kind.value, dst)
 
     def _deliver(self, target: Client, frame: str, sender: Client | None) -> None:
         """Send ``frame`` to ``target``; if that cuts it off, tell ``sender`` with LEAVE."""
