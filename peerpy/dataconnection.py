@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import anyio
 from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc.sdp import SessionDescription as ParsedSdp
 
 from .connection import Connection, Owner
 from .exceptions import (
@@ -78,6 +79,7 @@ class DataConnection(Connection):
         self._writable = anyio.Event()
         self._inbox: Mailbox[Any] = Mailbox(max_bytes=owner.limits.receive_buffer_bytes)
         self._close_requested = False
+        self._send_limit: int | None = None  # the remote's max-message-size, once known
 
     @property
     def data_channel(self) -> RTCDataChannel | None:
@@ -219,6 +221,14 @@ class DataConnection(Connection):
                 raise self._closed_error()
         if not self.open:
             raise self._closed_error()
+        if self._send_limit is None:
+            self._send_limit = remote_max_message_size(self.peer_connection)
+        # aiortc 1.16 enforces the limit too; aiortc 1.15 (Python 3.10) does not.
+        if self._send_limit and _wire_size(frame, self._send_limit) > self._send_limit:
+            raise MessageTooBigError(
+                f"a message of {_wire_size(frame, 0)} bytes exceeds the remote's "
+                f"max-message-size of {self._send_limit} bytes"
+            )
         try:
             channel.send(frame)
         except ValueError as exc:
@@ -280,3 +290,28 @@ class DataConnection(Connection):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def remote_max_message_size(pc: RTCPeerConnection) -> int:
+    """The largest message the remote accepts, from its SDP (RFC 8841 §6).
+
+    Its ``a=max-message-size``, 65536 when absent, 0 (no limit) when it says 0
+    or there is no remote data section yet.
+    """
+    description = pc.remoteDescription
+    if description is None:
+        return 0
+    for media in ParsedSdp.parse(description.sdp).media:
+        if media.kind == "application":
+            capabilities = media.sctpCapabilities
+            return 65536 if capabilities is None else int(capabilities.maxMessageSize)
+    return 0
+
+
+def _wire_size(frame: bytes | str, limit: int) -> int:
+    """The size of ``frame`` on the wire; a short str is not encoded to tell."""
+    if isinstance(frame, bytes):
+        return len(frame)
+    if len(frame) * 4 <= limit:  # UTF-8 takes at most 4 bytes a character
+        return len(frame)
+    return len(frame.encode())

@@ -139,7 +139,7 @@ async def run_peer(path: str = "/myapp", **options: Any) -> AsyncIterator[Target
             proc.terminate()  # by PID: this process only
         try:
             await asyncio.wait_for(proc.wait(), 5)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # distinct classes on Python 3.10
             proc.kill()
             await proc.wait()
 
@@ -184,7 +184,7 @@ class Client:
         """True if nothing arrives (and the socket stays open) for ``duration`` seconds."""
         try:
             await asyncio.wait_for(self.ws.recv(), duration)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # distinct classes on Python 3.10
             return True
         except ConnectionClosed:
             return False
