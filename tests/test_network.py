@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aioice.ice
+import aiortc
 import anyio
 import pytest
 from aioice import Connection, stun
@@ -172,6 +173,20 @@ async def test_ipv6_loopback_peers_connect(make_peer: PeerFactory) -> None:
     assert await round_trip(offerer, answerer) == "echo:ping"
     assert candidate_hosts(offerer.localDescription.sdp) == {("::1", "host")}
     assert remote_ips(answerer) == {"::1"}
+
+
+@pytest.mark.skipif(
+    not hasattr(aiortc, "RTCIceTransportPolicy"), reason="aiortc 1.15 has no relay-only policy"
+)
+async def test_relay_only_configuration_gathers_no_host_candidate() -> None:
+    """With iceTransportPolicy="relay" local_addresses is not applied: no host candidate."""
+    relay = aiortc.RTCIceTransportPolicy.RELAY
+    config = RTCConfiguration(iceServers=[], iceTransportPolicy=relay)
+    pc = create_peer_connection(config, NetworkPolicy.loopback())
+    try:
+        assert candidate_lines((await offer(pc)).sdp) == []
+    finally:
+        await pc.close()
 
 
 async def test_sdp_candidates_outside_remote_networks_are_ignored(make_peer: PeerFactory) -> None:
