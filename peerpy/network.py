@@ -23,7 +23,8 @@ module or class:
    overrides the (name-mangled) method creating each ICE/DTLS transport pair;
 2. the aioice ``Connection`` of each new transport gets its class switched to a
    subclass that overrides ``get_component_candidates`` (to pick the addresses
-   and size the buffers) and ``add_remote_candidate`` (to filter candidates);
+   and size the buffers), ``add_remote_candidate`` (to filter candidates) and,
+   for aioice 0.10 only, ``request_received`` (to refuse unauthenticated checks);
 3. each ``StunProtocol`` it gathers gets its class switched to a subclass whose
    ``datagram_received`` drops datagrams from disallowed addresses.
 
@@ -37,8 +38,12 @@ policy with every field ``None`` needs no hook and works with any version.
 The internals used are the same in both pairs (the mangled method name, the
 signatures of ``get_component_candidates``, ``add_remote_candidate`` and
 ``StunProtocol.request``, the ``_protocols`` list, consent checks sent with
-``retransmissions=0``); the one difference handled here is that aiortc 1.15
-has no ``RTCConfiguration.iceTransportPolicy``, so no relay-only policy.
+``retransmissions=0``). The differences handled here, each commented where it
+is: aiortc 1.15 has no ``RTCConfiguration.iceTransportPolicy`` (so no
+relay-only policy); aioice 0.10 takes a binding request lacking
+MESSAGE-INTEGRITY or USERNAME as authenticated (the connection subclass answers
+it 400, as 0.13 does) and keeps checks received before ``connect()`` in an
+unbounded list (bounded here to 0.13's 100).
 
 mDNS (``.local``) remote candidates
 -----------------------------------
