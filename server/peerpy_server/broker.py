@@ -38,6 +38,8 @@ CLOSE_TIMEOUT: Final = 5.0
 #: How long :meth:`Broker.aclose` waits for clients to close before cutting them.
 SHUTDOWN_GRACE: Final = 2.0
 _BACKLOG: Final = 1024
+#: Size of the read buffer shared by all connections (asyncio reads this much at most).
+READ_BUFFER: Final = 256 * 1024
 #: Most bytes of frames gathered for one connection before they are written.
 GATHER_LIMIT: Final = 64 * 1024
 
@@ -59,6 +61,8 @@ class Broker:
         self._timer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._port = 0
+        #: Where every connection reads (see :meth:`Connection.get_buffer`).
+        self.read_buffer = memoryview(bytearray(READ_BUFFER))
         #: Connections holding frames gathered by :meth:`Connection.send`.
         self.unwritten: list[Connection] = []
         #: At most this many bytes are gathered per connection (see Connection.send).

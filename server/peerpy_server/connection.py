@@ -67,7 +67,7 @@ def _text_header(length: int) -> bytes:
     return _HEADER64.pack(0x81, 127, length)
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """An accepted TCP connection (HTTP request or WebSocket); also the realm's link."""
 
     __slots__ = (
@@ -127,7 +127,19 @@ class Connection(asyncio.Protocol):
             assert self._transport is not None
             self._transport.abort()
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # A buffered protocol so that asyncio's own loop reads into one
+        # buffer shared by all connections: with a plain Protocol it
+        # allocates 256 KiB per read (mmap, mremap, munmap: three system
+        # calls per read, a sixth of its CPU time at 10 000 clients).
+        return self._broker.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # Copy what was read out of the shared buffer before anything else.
+        self.data_received(self._broker.read_buffer[:nbytes].tobytes())
+
     def data_received(self, data: bytes) -> None:
+        """Handle bytes read from the socket."""
         self.active = True
         ws = self._ws
         if ws.state is _OPEN and not ws.reader.buffer and self._fragments is None:
@@ -176,7 +188,7 @@ class Connection(asyncio.Protocol):
             start = pos + 6
             if length == 126:
                 start = pos + 8
-                length = int.from_bytes(buffer[pos + 2 : pos + 4], "big")
+                length = (buffer[pos + 2] << 8) | buffer[pos + 3]
             elif length == 127:
                 start = pos + 14
                 length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
