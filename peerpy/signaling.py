@@ -173,6 +173,9 @@ class Signaling:
             self._socket = None
             with anyio.CancelScope(shield=True):
                 await socket.close()
+            # After a close the broker started, Python 3.10's SSL transport can
+            # stay open until collected (a ResourceWarning); close it for sure.
+            socket.transport.close()
             self._ended.set()
 
     async def _wait_open(self, socket: ClientConnection, peer_id: str) -> None:
