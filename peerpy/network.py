@@ -67,6 +67,7 @@ the sysctl to raise. This module never changes sysctls.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import inspect
 import ipaddress
@@ -255,7 +256,9 @@ def remote_candidate_allowed(candidate: RTCIceCandidate, policy: NetworkPolicy) 
 _CREATE_TRANSPORT: Final = "_RTCPeerConnection__createDtlsTransport"
 
 
+@functools.cache
 def _installed_version(distribution: str) -> str:
+    # Cached: reading package metadata costs ~1 ms, twice on every connect().
     return importlib.metadata.version(distribution)
 
 
