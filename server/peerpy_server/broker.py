@@ -6,7 +6,7 @@
 ...         print(broker.url)                    # http://127.0.0.1:PORT/myapp/
 ...         ...                                  # leaving the block shuts it down
 
-:class:`Broker` is asyncio-only (it is built on :class:`asyncio.Protocol`;
+:class:`Broker` is asyncio-only (it is built on :class:`asyncio.BufferedProtocol`;
 uvloop works and is used by the CLI when installed).  It owns one background
 task, the timer loop, started in :meth:`Broker.start` and awaited in
 :meth:`Broker.aclose`.  Each tick sweeps the realm (queue expiry, alive

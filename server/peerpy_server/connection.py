@@ -1,11 +1,13 @@
 """One TCP connection: the thin I/O layer between asyncio and the realm.
 
-Each accepted socket gets a :class:`Connection`, an :class:`asyncio.Protocol`
-that feeds bytes to a websockets sans-I/O :class:`~websockets.server.ServerProtocol`
-and writes what it produces.  There is no task per connection: everything
-happens in ``data_received`` callbacks, which keeps an idle connection at a
-few KiB and the relay path short (see ``docs/broker.md`` for the figures
-that led to this choice over websockets' asyncio server).
+Each accepted socket gets a :class:`Connection`, an
+:class:`asyncio.BufferedProtocol` that feeds bytes to a websockets sans-I/O
+:class:`~websockets.server.ServerProtocol` and writes what it produces.  There
+is no task per connection: everything happens in read callbacks, which keeps
+an idle connection at a few KiB and the relay path short (see
+``docs/broker.md`` for the figures that led to this choice over websockets'
+asyncio server).  Complete data frames are parsed here directly, and the
+frames sent while one read is handled are written once per connection.
 
 The first request decides what the connection is: a WebSocket handshake on
 ``{path}/peerjs`` (then :meth:`Realm.connect`), a WebSocket upgrade elsewhere
