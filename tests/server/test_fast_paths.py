@@ -188,28 +188,40 @@ def read(connection: Connection, data: bytes) -> None:
         connection.buffer_updated(len(chunk))
 
 
+class Harness:
+    """A started broker (its own socket unused) and Connections on fake transports."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.connections: list[Connection] = []
+
+    def connect(self, peer_id: str) -> tuple[Connection, FakeTransport]:
+        """A Connection through the handshake, its writes so far cleared."""
+        connection = Connection(self.broker)
+        self.connections.append(connection)
+        transport = FakeTransport()
+        transport.protocol = connection
+        connection.connection_made(transport)  # type: ignore[arg-type]
+        request = (
+            f"GET /peerjs?key=peerjs&id={peer_id}&token=t HTTP/1.1\r\nHost: x\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        read(connection, request.encode())
+        assert transport.writes[-1] == server_frame('{"type":"OPEN"}')
+        transport.writes.clear()
+        return connection, transport
+
+
 @pytest.fixture
-async def broker() -> AsyncIterator[Broker]:
-    """A started broker on 127.0.0.1 (its own socket is not used)."""
-    async with Broker(BrokerConfig(host="127.0.0.1", port=0, max_write_buffer=64 * 1024)) as b:
-        yield b
-
-
-def connect(broker: Broker, peer_id: str) -> tuple[Connection, FakeTransport]:
-    """A Connection on a fake transport, through the handshake, its writes so far cleared."""
-    connection = Connection(broker)
-    transport = FakeTransport()
-    transport.protocol = connection
-    connection.connection_made(transport)  # type: ignore[arg-type]
-    request = (
-        f"GET /peerjs?key=peerjs&id={peer_id}&token=t HTTP/1.1\r\nHost: x\r\n"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    read(connection, request.encode())
-    assert transport.writes[-1] == server_frame('{"type":"OPEN"}')
-    transport.writes.clear()
-    return connection, transport
+async def harness() -> AsyncIterator[Harness]:
+    """A harness whose fake connections are gone before the broker shuts down."""
+    config = BrokerConfig(host="127.0.0.1", port=0, max_write_buffer=64 * 1024)
+    async with Broker(config) as broker:
+        h = Harness(broker)
+        yield h
+        for connection in h.connections:
+            connection.connection_lost(None)
 
 
 def candidate(dst: str, index: int) -> dict[str, Any]:
@@ -221,21 +233,21 @@ def forwarded(src: str, message: dict[str, Any]) -> str:
 
 
 @pytest.mark.anyio
-async def test_one_read_gives_one_write_per_destination(broker: Broker) -> None:
+async def test_one_read_gives_one_write_per_destination(harness: Harness) -> None:
     """Twenty frames in one read reach the partner in one write, bytes as if sent one by one."""
-    _, b_out = connect(broker, "b")
-    a, a_out = connect(broker, "a")
+    _, b_out = harness.connect("b")
+    a, a_out = harness.connect("a")
     messages = [candidate("b", i) for i in range(20)]
     read(a, b"".join(client_frame(m) for m in messages))
     assert b_out.writes == [b"".join(server_frame(forwarded("a", m)) for m in messages)]
     assert a_out.writes == []
-    assert not broker.unwritten
+    assert not harness.broker.unwritten
 
 
 @pytest.mark.anyio
-async def test_big_frames_and_close_keep_their_order(broker: Broker) -> None:
+async def test_big_frames_and_close_keep_their_order(harness: Harness) -> None:
     """A frame past the gathering limit and a close frame come after what was gathered."""
-    b, b_out = connect(broker, "b")
+    b, b_out = harness.connect("b")
     small = candidate("b", 1)
     big = {"type": "OFFER", "dst": "b", "payload": "x" * (70 * 1024)}
     assert b.send(forwarded("a", small))
@@ -246,19 +258,19 @@ async def test_big_frames_and_close_keep_their_order(broker: Broker) -> None:
     b.close(1001, "bye")
     assert b_out.writes[2] == server_frame(forwarded("a", small))
     assert b_out.writes[3][:2] == b"\x88\x05"  # the close frame, last
-    broker.write_gathered()
+    harness.broker.write_gathered()
     assert len(b_out.writes) == 4
 
 
 @pytest.mark.anyio
-async def test_client_behind_is_still_cut_off_at_once(broker: Broker) -> None:
+async def test_client_behind_is_still_cut_off_at_once(harness: Harness) -> None:
     """With unsent bytes already buffered, frames are written at once and the cut is reported."""
-    a, a_out = connect(broker, "a")
-    _, b_out = connect(broker, "b")
+    a, a_out = harness.connect("a")
+    _, b_out = harness.connect("b")
     b_out.backlog = 60 * 1024  # the 64 KiB limit is 4 KiB away
     frames = [candidate("b", i) for i in range(30)]
     read(a, b"".join(client_frame(m) for m in frames))
-    assert "b" not in broker.realm
+    assert "b" not in harness.broker.realm
     assert b_out.closing
     # Written one by one until the limit passed (about 4 KiB of ~300-byte frames).
     assert 10 <= len(b_out.writes) <= 16
@@ -267,11 +279,11 @@ async def test_client_behind_is_still_cut_off_at_once(broker: Broker) -> None:
 
 
 @pytest.mark.anyio
-async def test_shared_read_buffer_keeps_partial_frames_apart(broker: Broker) -> None:
+async def test_shared_read_buffer_keeps_partial_frames_apart(harness: Harness) -> None:
     """A frame split across reads survives other connections reusing the read buffer."""
-    a, _ = connect(broker, "a")
-    c, _ = connect(broker, "c")
-    _, b_out = connect(broker, "b")
+    a, _ = harness.connect("a")
+    c, _ = harness.connect("c")
+    _, b_out = harness.connect("b")
     from_a = client_frame(candidate("b", 1))
     from_c = client_frame(candidate("b", 2))
     read(a, from_a[:100])
@@ -285,10 +297,10 @@ async def test_shared_read_buffer_keeps_partial_frames_apart(broker: Broker) -> 
 
 
 @pytest.mark.anyio
-async def test_bad_frames_on_the_fast_path_are_ignored(broker: Broker) -> None:
+async def test_bad_frames_on_the_fast_path_are_ignored(harness: Harness) -> None:
     """Bad JSON or a bad dst among good frames is skipped; the good ones still go out, in order."""
-    a, a_out = connect(broker, "a")
-    _, b_out = connect(broker, "b")
+    a, a_out = harness.connect("a")
+    _, b_out = harness.connect("b")
     good = [candidate("b", i) for i in range(3)]
     data = [
         client_frame(good[0]),
@@ -301,4 +313,4 @@ async def test_bad_frames_on_the_fast_path_are_ignored(broker: Broker) -> None:
     read(a, b"".join(data))
     assert b_out.writes == [b"".join(server_frame(forwarded("a", m)) for m in good)]
     assert a_out.writes == []
-    assert "a" in broker.realm
+    assert "a" in harness.broker.realm
