@@ -41,6 +41,8 @@ from .exceptions import (
     NetworkError,
     PeerError,
     PeerUnavailableError,
+    ServerError,
+    UnavailableIdError,
     UsageError,
 )
 from .ids import connection_id, random_token, validate_id
@@ -71,6 +73,9 @@ class Peer:
     from ``ice_servers`` (or a full aiortc ``configuration``), else
     ``PEERPY_ICE_SERVERS``, else none.  The local addresses ICE gathers on come
     from ``network`` or ``ice_addresses``, else ``PEERPY_ICE_ADDRESSES``.
+    With ``auto_reconnect=True`` a lost broker session is registered again
+    (same id and token, backing off from 0.5 s to 30 s) once the broker is back;
+    PeerJS leaves that to the application.
 
     >>> async with Peer("alice") as peer:      # doctest: +SKIP
     ...     conn = await peer.connect("bob")
@@ -95,6 +100,7 @@ class Peer:
         timeouts: Timeouts | None = None,
         limits: Limits | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        auto_reconnect: bool = False,
         logger: logging.Logger | None = None,
     ) -> None:
         if id is not None:
@@ -121,6 +127,7 @@ class Peer:
         self._open = False
         self._destroyed = False
         self._leaving = False  # set while we close the broker session ourselves
+        self._auto_reconnect = auto_reconnect
 
     def __repr__(self) -> str:
         state = "destroyed" if self._destroyed else "open" if self._open else "disconnected"
@@ -234,6 +241,31 @@ class Peer:
         self._fail_pending(NetworkError(f"lost the broker session: {reason}"))
         self._events.emit("error", reason)
         self._events.emit("disconnected", self._id)
+        if self._auto_reconnect:
+            self._spawn(self._reconnect_until_open)
+
+    async def _reconnect_until_open(self) -> None:
+        """Register again after a lost session, backing off from 0.5 s to 30 s.
+
+        Stops when registered, when the peer is destroyed or disconnected on
+        purpose, or when the id is taken by someone else meanwhile.
+        """
+        delay = 0.5
+        while not (self._open or self._destroyed or self._leaving):
+            await anyio.sleep(delay)
+            if self._open or self._destroyed or self._leaving:
+                return
+            try:
+                await self.reconnect()
+            except UnavailableIdError as exc:
+                self._log.warning("cannot reclaim %r: %s", self._id, exc)
+                self._events.emit("error", exc)
+                return
+            except UsageError:  # reconnected (or destroyed) by someone else meanwhile
+                return
+            except (NetworkError, ServerError) as exc:
+                self._log.info("reconnecting in %.1f s: %s", delay, exc)
+                delay = min(delay * 2, 30.0)
 
     async def disconnect(self) -> None:
         """Close the broker session; open connections stay up.

@@ -206,3 +206,43 @@ async def test_offers_beyond_max_connections_are_refused(peer_id: str) -> None:
             await alice.connect(bob.id or "")
         await first.send("first still works")
         assert len(bob.connections) == 1
+
+
+async def test_auto_reconnect_after_broker_restart(peer_id: str) -> None:
+    """With auto_reconnect, a peer registers again by itself once the broker is back."""
+    from peerpy_server import Broker, BrokerConfig
+
+    config = BrokerConfig(host="127.0.0.1", port=free_port(), path="/")
+    broker = Broker(config)
+    await broker.__aenter__()
+    try:
+        async with Peer(peer_id + "a", server=broker.url, auto_reconnect=True) as alice:
+            lost, back = anyio.Event(), anyio.Event()
+            alice.on("disconnected", lambda _id: lost.set())
+            alice.on("open", lambda _id: back.set())
+            await broker.aclose()
+            with anyio.fail_after(10):
+                await lost.wait()
+            await anyio.sleep(1.5)  # a few failed attempts while the broker is down
+            assert not alice.open
+            broker = Broker(config)
+            await broker.__aenter__()
+            with anyio.fail_after(20):
+                await back.wait()
+            assert alice.open
+            async with Peer(peer_id + "b", server=broker.url) as bob:
+                conn = await bob.connect(alice.id or "")
+                await conn.send("found you again")
+                assert await (await alice.accept()).recv() == "found you again"
+    finally:
+        await broker.aclose()
+
+
+async def test_no_auto_reconnect_after_disconnect(peer_id: str) -> None:
+    """An explicit disconnect() is not undone by auto_reconnect."""
+    from .brokers import peerpy_server
+
+    async with peerpy_server() as url, Peer(peer_id, server=url, auto_reconnect=True) as peer:
+        await peer.disconnect()
+        await anyio.sleep(1.5)
+        assert not peer.open
