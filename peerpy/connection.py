@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import anyio
@@ -168,6 +168,31 @@ class Connection:
                 tg.start_soon(wait_for, self._closed)
                 await wait_for(event)
         return event.is_set()
+
+    async def _open_within(
+        self,
+        limit: float,
+        start: Callable[[], Awaitable[None]],
+        timed_out: Callable[[], str],
+    ) -> None:
+        """Run ``start`` then wait until open, all within ``limit`` seconds.
+
+        On time-out the connection fails and closes with a
+        :class:`NegotiationFailedError` saying ``timed_out()``; on any other
+        error (and on cancellation) it closes too, and the error propagates.
+        """
+        try:
+            with anyio.fail_after(limit):
+                await start()
+                await self.wait_open()
+        except TimeoutError:
+            error = NegotiationFailedError(timed_out())
+            self._fail(error)
+            await self._close()
+            raise error from None
+        except BaseException:
+            await self._close()
+            raise
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed.  Cancelling stops waiting."""

@@ -249,19 +249,12 @@ class MediaConnection(Connection):
         Raise :class:`NegotiationFailedError` after ``limit`` seconds.
         Cancelling closes the call.
         """
-        try:
-            with anyio.fail_after(limit):
-                await self._start_as_caller()
-                await self.wait_open()
-        except TimeoutError:
+
+        def timed_out() -> str:
             what = "was not answered" if not self._remote_set else "answered but did not connect"
-            error = NegotiationFailedError(f"call to {self.peer} {what} within {limit:g} s")
-            self._fail(error)
-            await self._close()
-            raise error from None
-        except BaseException:
-            await self._close()
-            raise
+            return f"call to {self.peer} {what} within {limit:g} s"
+
+        await self._open_within(limit, self._start_as_caller, timed_out)
 
     async def _start_as_caller(self) -> None:
         """Add the tracks, open the auxiliary channel (as PeerJS does), send the OFFER."""
@@ -305,18 +298,12 @@ class MediaConnection(Connection):
         self._local_tracks = local
         self._handled.set()
         limit = self._owner.timeouts.negotiation if timeout is None else timeout
-        try:
-            with anyio.fail_after(limit):
-                await self._accept_offer(self._offer.sdp)
-                await self.wait_open()
-        except TimeoutError:
-            error = NegotiationFailedError(f"call from {self.peer} did not connect in {limit:g} s")
-            self._fail(error)
-            await self._close()
-            raise error from None
-        except BaseException:
-            await self._close()
-            raise
+        offer = self._offer.sdp
+        await self._open_within(
+            limit,
+            lambda: self._accept_offer(offer),
+            lambda: f"call from {self.peer} did not connect in {limit:g} s",
+        )
 
     def _check_offered(self, tracks: Sequence[MediaStreamTrack], offer: SessionDescription) -> None:
         try:

@@ -37,7 +37,6 @@ from .events import EventEmitter
 from .exceptions import (
     ConnectionClosedError,
     DisconnectedError,
-    NegotiationFailedError,
     NetworkError,
     PeerError,
     PeerUnavailableError,
@@ -434,19 +433,10 @@ class Peer:
 
     async def _open_outgoing(self, conn: Connection, start: Callable[[], Awaitable[None]]) -> None:
         self._register(conn)
-        timeout = self.timeouts.negotiation
-        try:
-            with anyio.fail_after(timeout):
-                await start()
-                await conn.wait_open()
-        except TimeoutError:
-            await conn._close()
-            raise NegotiationFailedError(
-                f"connection to {conn.peer} not open after {timeout:g} s"
-            ) from None
-        except BaseException:
-            await conn._close()
-            raise
+        limit = self.timeouts.negotiation
+        await conn._open_within(
+            limit, start, lambda: f"connection to {conn.peer} not open after {limit:g} s"
+        )
 
     # -- incoming -----------------------------------------------------------
 

@@ -20,6 +20,8 @@ from peerpy.binarypack import DEFAULT_MAX_DEPTH, MAX_SAFE_INTEGER, pack, unpack
 from peerpy.chunking import Chunker
 from peerpy.exceptions import DecodeError, EncodeError
 
+from .equality import same
+
 # Every vector of spec §4.5, produced by the real js-binarypack 2.1.0.
 GOLDEN: list[tuple[str, object, str]] = [
     ("0", 0, "00"),
@@ -349,17 +351,6 @@ def expected(value: object) -> object:
     if isinstance(value, dict):
         return {k: expected(v) for k, v in value.items()}
     return value
-
-
-def same(a: object, b: object) -> bool:
-    """Equality that also compares types, recursively."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)  # type: ignore[attr-defined,index]
-    return a == b
 
 
 @given(values)

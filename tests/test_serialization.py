@@ -28,6 +28,8 @@ from peerpy.serialization import (
     serializer_for_wire_name,
 )
 
+from .equality import same
+
 BIG = 5_000_000
 
 
@@ -463,17 +465,6 @@ def normal(value: object, *, whole_floats_as_int: bool) -> object:
             str(k): normal(v, whole_floats_as_int=whole_floats_as_int) for k, v in value.items()
         }
     return value
-
-
-def same(a: object, b: object) -> bool:
-    """Equality that also compares types, recursively."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)  # type: ignore[attr-defined,index]
-    return a == b
 
 
 def unique_keys(value: object) -> bool:
