@@ -250,7 +250,6 @@ async def test_proxy_reset_keeps_connections_and_rejoins(peer_id: str) -> None:
 # -- a peer process stopped past the broker's ping interval -----------------
 
 
-@pytest.mark.slow
 @pytest.mark.anyio
 async def test_peer_process_stopped_past_ping_interval_survives(peer_id: str) -> None:
     """SIGSTOP a peer process until the broker (pinging every 1 s) dropped it, then
@@ -408,7 +407,6 @@ async def test_failed_heartbeat_ends_the_session_as_network_error(peer_id: str) 
 # -- the blocking facade ----------------------------------------------------
 
 
-@pytest.mark.slow
 def test_sync_peer_survives_broker_sigkill(peer_id: str) -> None:
     """peerpy.sync: the broker SIGKILLed under two blocking peers; handlers see
     error + disconnected, the connection carries on, and both come back."""
