@@ -186,6 +186,11 @@ def resolve_network(
     return NetworkPolicy(local_addresses=addresses, remote_networks=remote)
 
 
+def _positive_delay(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (isinstance(value, (int, float)) and value > 0):
+        raise ConfigurationError(f"Timeouts.{attribute.name} must be a positive number of seconds")
+
+
 @attrs.frozen
 class Timeouts:
     """How long each wait may last, in seconds."""
@@ -198,6 +203,12 @@ class Timeouts:
     close: float = 5.0
     #: Interval between HEARTBEAT messages to the broker (PeerJS: 5 s).
     heartbeat: float = 5.0
+    #: ``auto_reconnect``: the first wait after losing the broker, doubling on
+    #: each failed attempt up to ``reconnect_max`` (each wait shortened at
+    #: random by up to half), so a broker back after any outage is rejoined
+    #: within ``reconnect_max`` plus one attempt.
+    reconnect_initial: float = attrs.field(default=0.5, validator=_positive_delay)
+    reconnect_max: float = attrs.field(default=3.0, validator=_positive_delay)
 
 
 @attrs.frozen

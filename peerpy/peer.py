@@ -24,6 +24,7 @@ import anyio
 import anyio.abc
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection
 
+from .backoff import backoff_delays
 from .config import (
     Limits,
     Timeouts,
@@ -40,7 +41,6 @@ from .exceptions import (
     NetworkError,
     PeerError,
     PeerUnavailableError,
-    ServerError,
     UnavailableIdError,
     UsageError,
 )
@@ -73,8 +73,10 @@ class Peer:
     ``PEERPY_ICE_SERVERS``, else none.  The local addresses ICE gathers on come
     from ``network`` or ``ice_addresses``, else ``PEERPY_ICE_ADDRESSES``.
     With ``auto_reconnect=True`` a lost broker session is registered again
-    (same id and token, backing off from 0.5 s to 30 s) once the broker is back;
-    PeerJS leaves that to the application.
+    (same id and token, backing off from ``Timeouts.reconnect_initial`` to
+    ``Timeouts.reconnect_max``, with jitter) once the broker is back; PeerJS
+    leaves that to the application.  Losing the broker never ends the peer or
+    its open connections.
 
     >>> async with Peer("alice") as peer:      # doctest: +SKIP
     ...     conn = await peer.connect("bob")
@@ -232,6 +234,14 @@ class Peer:
             if not registered:
                 raise
             reason = exc
+        except Exception as exc:
+            # Signaling turns every way a socket ends into NetworkError; should
+            # anything else slip through, it must still not end the peer.
+            self._log.exception("the broker session failed")
+            error = NetworkError(f"the broker session failed: {type(exc).__name__}: {exc}")
+            if not registered:
+                raise error from exc
+            reason = error
         finally:
             self._open = False
         if self._leaving or self._destroyed:
@@ -244,14 +254,16 @@ class Peer:
             self._spawn(self._reconnect_until_open)
 
     async def _reconnect_until_open(self) -> None:
-        """Register again after a lost session, backing off from 0.5 s to 30 s.
+        """Register again after a lost session, backing off with jitter.
 
+        Waits :func:`~peerpy.backoff.backoff_delays` between attempts
+        (``Timeouts.reconnect_initial`` doubling up to ``reconnect_max``).
         Stops when registered, when the peer is destroyed or disconnected on
         purpose, or when the id is taken by someone else meanwhile.
         """
-        delay = 0.5
+        delays = backoff_delays(self.timeouts.reconnect_initial, self.timeouts.reconnect_max)
         while not (self._open or self._destroyed or self._leaving):
-            await anyio.sleep(delay)
+            await anyio.sleep(next(delays))
             if self._open or self._destroyed or self._leaving:
                 return
             try:
@@ -262,9 +274,8 @@ class Peer:
                 return
             except UsageError:  # reconnected (or destroyed) by someone else meanwhile
                 return
-            except (NetworkError, ServerError) as exc:
-                self._log.info("reconnecting in %.1f s: %s", delay, exc)
-                delay = min(delay * 2, 30.0)
+            except PeerError as exc:  # NetworkError, ServerError: the broker is not back yet
+                self._log.info("could not register again (will retry): %s", exc)
 
     async def disconnect(self) -> None:
         """Close the broker session; open connections stay up.

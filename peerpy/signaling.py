@@ -4,6 +4,11 @@
 broker's OPEN, then hands every relayed message to a callback in arrival
 order.  Unlike PeerJS (peerjs#55), nothing sent while the socket is not open is
 dropped: messages wait in a bounded queue and go out after the next OPEN.
+
+However the socket ends after OPEN -- a clean close, a reset, EOF, the broker
+killed, its ping time-out, a heartbeat that cannot be sent -- :meth:`Signaling.run`
+ends the same way, with :class:`~peerpy.exceptions.NetworkError` saying why.
+No websockets or OS exception escapes: the peer's connections outlive the broker.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 import anyio.abc
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from . import messages
 from .config import ServerAddress, Timeouts
@@ -41,6 +46,21 @@ MAX_QUEUED = 1024
 MAX_FRAME = 1 << 20
 
 RelayHandler = Callable[[messages.Relay], Awaitable[None]]
+
+#: How a WebSocket session can fail under us: websockets' own errors (closed,
+#: protocol violations, handshake) and the OS's (reset, unreachable, EOF).
+SOCKET_ERRORS: tuple[type[Exception], ...] = (WebSocketException, OSError, EOFError)
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line reason for a lost socket, for logs and NetworkError."""
+    if isinstance(exc, ConnectionClosed):
+        if exc.rcvd is None and exc.sent is None:
+            cause = exc.__cause__ or exc.__context__
+            detail = f": {type(cause).__name__}: {cause}" if cause else ""
+            return f"the connection to the broker dropped without a close frame{detail}"
+        return f"the broker closed the connection ({exc})"
+    return f"the connection to the broker failed: {type(exc).__name__}: {exc}"
 
 
 def _truncate(text: str, limit: int = 200) -> str:
@@ -66,6 +86,9 @@ class Signaling:
         self._open = False
         self._queue: deque[str] = deque()
         self._ended = anyio.Event()
+        #: Why the current session ended, and whether aclose() ended it.
+        self._lost: NetworkError | None = None
+        self._closing = False
 
     @property
     def open(self) -> bool:
@@ -135,8 +158,9 @@ class Signaling:
         ``task_status.started()`` is called once the broker said OPEN, so
         ``await tg.start(signaling.run, ...)`` returns only when registered, or
         raises :class:`ServerError`, :class:`UnavailableIdError` or
-        :class:`NetworkError`.  Returns when the socket closes after OPEN (the
-        caller decides whether that is an error).  Cancelling closes the socket.
+        :class:`NetworkError`.  After OPEN it returns only once :meth:`aclose`
+        closed the socket; every other end (close frame, EOF, reset, a failed
+        heartbeat...) raises :class:`NetworkError`.  Cancelling closes the socket.
         """
         url = self.address.websocket_url(peer_id, token, CLIENT_VERSION)
         self._ended = anyio.Event()
@@ -152,22 +176,28 @@ class Signaling:
                 )
         except TimeoutError:
             raise NetworkError(f"no answer from the broker at {self.address.base_url}") from None
-        except (OSError, InvalidHandshake, InvalidURI) as exc:
+        except SOCKET_ERRORS as exc:
             where = self.address.base_url
             raise NetworkError(f"cannot reach the broker at {where}: {exc}") from exc
         self._socket = socket
+        self._lost = None
+        self._closing = False
         try:
             with anyio.fail_after(self._timeouts.open):
                 await self._wait_open(socket, peer_id)
             self._open = True
             await self._flush()
             task_status.started()
+            # Neither task raises for a lost socket (a task group would wrap the
+            # error in an ExceptionGroup): they note why in self._lost and end.
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._heartbeat, socket)
                 await self._read(socket, on_relay)
                 tg.cancel_scope.cancel()
         except TimeoutError:
             raise NetworkError("the broker did not say OPEN in time") from None
+        except SOCKET_ERRORS as exc:  # lost while waiting for OPEN or flushing the queue
+            raise NetworkError(_describe(exc)) from exc
         finally:
             self._open = False
             self._socket = None
@@ -177,13 +207,15 @@ class Signaling:
             # stay open until collected (a ResourceWarning); close it for sure.
             socket.transport.close()
             self._ended.set()
+        if not self._closing:
+            raise self._lost or NetworkError("the broker closed the connection")
 
     async def _wait_open(self, socket: ClientConnection, peer_id: str) -> None:
         while True:
             try:
                 frame = await socket.recv()
-            except ConnectionClosed as exc:
-                raise NetworkError(f"the broker closed the connection: {exc}") from None
+            except SOCKET_ERRORS as exc:
+                raise NetworkError(_describe(exc)) from exc
             try:
                 message = messages.parse(frame)
             except ProtocolError as exc:
@@ -202,11 +234,22 @@ class Signaling:
                 raise ServerError(message.msg)
             self._log.debug("ignoring %r before OPEN", message)
 
+    def _note_lost(self, exc: BaseException) -> None:
+        if self._lost is None:
+            self._lost = NetworkError(_describe(exc))
+            self._lost.__cause__ = exc
+
     async def _read(self, socket: ClientConnection, on_relay: RelayHandler) -> None:
-        async for frame in socket:
+        """Hand relayed messages to ``on_relay`` until the socket ends, however it ends."""
+        while True:
+            try:
+                frame = await socket.recv()
+            except SOCKET_ERRORS as exc:  # ConnectionClosedOK included
+                self._note_lost(exc)
+                return
             try:
                 message = messages.parse(frame)
-            except ProtocolError as exc:
+            except (ProtocolError, RecursionError) as exc:
                 self._log.warning("ignoring a malformed frame from the broker: %s", exc)
                 continue
             if isinstance(message, messages.Relay):
@@ -222,12 +265,18 @@ class Signaling:
                 self._log.info("ignoring %r from the broker", message)
 
     async def _heartbeat(self, socket: ClientConnection) -> None:
+        """Send HEARTBEAT every ``Timeouts.heartbeat``; if one cannot be sent, drop the
+        socket so that :meth:`_read` ends too."""
         frame = messages.serialize(messages.Heartbeat())
         while True:
             await anyio.sleep(self._timeouts.heartbeat)
             try:
                 await socket.send(frame)
             except ConnectionClosed:
+                return  # the reader sees the same close
+            except SOCKET_ERRORS as exc:
+                self._note_lost(exc)
+                socket.transport.abort()
                 return
 
     async def send(self, message: messages.Relay) -> None:
@@ -244,7 +293,10 @@ class Signaling:
         self._log.debug("-> %s", _truncate(frame))
         try:
             await self._socket.send(frame)
-        except ConnectionClosed:
+        except SOCKET_ERRORS:
+            # The session is ending (run() reports why): send it after the next OPEN.
+            if len(self._queue) >= MAX_QUEUED:
+                raise NetworkError("lost the broker, and the send queue is full") from None
             self._queue.append(frame)
 
     async def _flush(self) -> None:
@@ -257,6 +309,7 @@ class Signaling:
         :meth:`run` has finished.  Not cancellable."""
         socket = self._socket
         if socket is not None:
+            self._closing = True
             with anyio.CancelScope(shield=True):
                 await socket.close()
                 await self._ended.wait()
