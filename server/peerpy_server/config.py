@@ -123,8 +123,8 @@ class BrokerConfig:
     max_queues_per_sender: int | None = attrs.field(default=256, validator=_optional_positive)
     max_connections_per_ip: int | None = attrs.field(default=1000, validator=_optional_positive)
     max_handshakes_per_ip: int | None = attrs.field(default=64, validator=_optional_positive)
-    rate_limit: float | None = attrs.field(default=200.0, validator=_optional_positive)
-    rate_burst: int = attrs.field(default=1000, validator=attrs.validators.gt(0))
+    rate_limit: float | None = attrs.field(default=500.0, validator=_optional_positive)
+    rate_burst: int = attrs.field(default=5000, validator=attrs.validators.gt(0))
     warning_interval: float | None = attrs.field(default=10.0, validator=_optional_positive)
 
     def __attrs_post_init__(self) -> None:

@@ -14,10 +14,13 @@ The first request decides what the connection is: a WebSocket handshake on
 (400), or a plain HTTP request answered by :mod:`peerpy_server.http`.
 
 Limits enforced here: request size and time before the handshake, message
-size (websockets fails the connection with 1009), and the outgoing buffer: a
+size (websockets fails the connection with 1009), the outgoing buffer (a
 client that does not read is cut off when its buffer passes
-``max_write_buffer`` (asyncio's ``pause_writing`` fires synchronously inside
-``write``).
+``max_write_buffer``; asyncio's ``pause_writing`` fires synchronously inside
+``write``) and the message rate: a token bucket of ``rate_burst`` messages
+refilled at ``rate_limit`` per second; a WebSocket that sends faster is closed
+with 1008 and unregistered.  The per-address limits are the broker's
+(:meth:`Broker.admit`).
 """
 
 from __future__ import annotations
@@ -81,9 +84,12 @@ class Connection(asyncio.BufferedProtocol):
         "_out_size",
         "_partial",
         "_received",
+        "_refilled",
+        "_tokens",
         "_transport",
         "_ws",
         "active",
+        "ip",
         "opened_at",
     )
 
@@ -101,6 +107,10 @@ class Connection(asyncio.BufferedProtocol):
         #: Set by every read; the broker's ping timer clears it.
         self.active = True
         self.opened_at = broker.now()
+        #: The remote address (per-address limits); set once connected.
+        self.ip = "?"
+        self._tokens = float(broker.config.rate_burst)  # messages allowed now (rate limit)
+        self._refilled = self.opened_at
 
     # -- asyncio callbacks ---------------------------------------------
 
@@ -108,8 +118,10 @@ class Connection(asyncio.BufferedProtocol):
         # uvloop's transports are not asyncio.Transport subclasses; same API.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
+        peername = transport.get_extra_info("peername")
+        if isinstance(peername, tuple) and peername:
+            self.ip = str(peername[0])
         if not self._broker.admit(self):
-            logger.warning("Too many connections; refused one")
             transport.abort()
             return
         transport.set_write_buffer_limits(high=self._broker.config.max_write_buffer)
@@ -125,7 +137,7 @@ class Connection(asyncio.BufferedProtocol):
         # The peer is not reading: cut it off rather than buffer more.
         if not self._cut:
             self._cut = True
-            logger.warning("Cut off %s: it does not read what it is sent", self._name())
+            self._warn("slow-reader", "Cut off %s: it does not read what it is sent", self._name())
             assert self._transport is not None
             self._transport.abort()
 
@@ -150,7 +162,7 @@ class Connection(asyncio.BufferedProtocol):
             if ws.state is _CONNECTING:
                 self._received += len(data)
                 if self._received > _MAX_REQUEST:
-                    logger.warning("Request too large from %s; closed", self._peername())
+                    self._warn("large-request", "Request too large from %s; closed", self.ip)
                     self.abort()
                     return
             self._slow_frames(data)
@@ -181,6 +193,7 @@ class Connection(asyncio.BufferedProtocol):
         client = self._client
         receive = broker.realm.receive
         now = broker.now()
+        limited = client is not None and self._refill(now)
         pos = 0
         while size - pos >= 2:
             first, second = buffer[pos], buffer[pos + 1]
@@ -201,6 +214,12 @@ class Connection(asyncio.BufferedProtocol):
                 self._partial = buffer[pos:]
                 return
             if client is not None:
+                if limited:
+                    self._tokens -= 1.0
+                    if self._tokens < 0.0:
+                        self._over_rate(client)
+                        self._slow_frames(buffer[pos:])  # websockets skips them, in step
+                        return
                 receive(client, apply_mask(buffer[start:end], buffer[start - 4 : start]), now)
             pos = end
         if pos < size:
@@ -322,7 +341,35 @@ class Connection(asyncio.BufferedProtocol):
         client = self._client
         if client is None:
             return  # refused or left: the socket is closing
-        self._broker.realm.receive(client, cast(bytes, data), self._broker.now())
+        now = self._broker.now()
+        if self._refill(now):
+            self._tokens -= 1.0
+            if self._tokens < 0.0:
+                self._over_rate(client)
+                return
+        self._broker.realm.receive(client, cast(bytes, data), now)
+
+    def _refill(self, now: float) -> bool:
+        """Refill the rate limit's token bucket; ``False`` if there is no rate limit."""
+        config = self._broker.config
+        rate = config.rate_limit
+        if rate is None:
+            return False
+        tokens = self._tokens + (now - self._refilled) * rate
+        self._tokens = min(tokens, float(config.rate_burst))
+        self._refilled = now
+        return True
+
+    def _over_rate(self, client: Client) -> None:
+        """Close a WebSocket that sends faster than the rate limit (1008) and unregister it."""
+        self._warn("rate-limit", "Closed %s (1008): it sent more than the rate limit", self._name())
+        self._client = None
+        self._broker.realm.disconnect(client)
+        self.close(1008, "message rate limit exceeded")
+
+    def _warn(self, key: str, msg: str, *args: object) -> None:
+        broker = self._broker
+        broker.warnings.warning(logger, key, broker.now(), msg, *args)
 
     def _flush(self) -> None:
         """Write what websockets has to send (after any gathered frames)."""
@@ -374,11 +421,6 @@ class Connection(asyncio.BufferedProtocol):
             now=broker.now(),
         )
 
-    def _peername(self) -> str:
-        if self._transport is None:
-            return "?"
-        return str(self._transport.get_extra_info("peername"))
-
     def _name(self) -> str:
         client = self._client
-        return client.id if client is not None else self._peername()
+        return truncate(client.id) if client is not None else self.ip
