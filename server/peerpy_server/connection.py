@@ -59,6 +59,11 @@ _BINARY: Final = Opcode.BINARY
 _CONT: Final = Opcode.CONT
 _OPEN: Final = State.OPEN
 _CONNECTING: Final = State.CONNECTING
+#: Most messages handled per read callback; the rest of the read waits for the
+#: next event-loop iteration, reading paused meanwhile.  uvloop (libuv) reads a
+#: socket up to 32 times per event, so without this one flooding client could
+#: hold the loop for a second (8 MiB of tiny frames) before anyone else is served.
+MESSAGES_PER_TURN: Final = 1000
 _HEADER16: Final = struct.Struct("!BBH")
 _HEADER64: Final = struct.Struct("!BBQ")
 
@@ -83,6 +88,7 @@ class Connection(asyncio.BufferedProtocol):
         "_out",
         "_out_size",
         "_partial",
+        "_paused",
         "_received",
         "_refilled",
         "_tokens",
@@ -103,6 +109,7 @@ class Connection(asyncio.BufferedProtocol):
         self._out: list[bytes] | None = None  # frames gathered by send(), not yet written
         self._out_size = 0
         self._partial = b""
+        self._paused = False  # reading paused to resume the backlog in _partial later
         self._received = 0
         #: Set by every read; the broker's ping timer clears it.
         self.active = True
@@ -159,6 +166,8 @@ class Connection(asyncio.BufferedProtocol):
         if ws.state is _OPEN and not ws.reader.buffer and self._fragments is None:
             self._fast_frames(data)
         else:
+            if self._partial:  # left by the fast path: keep websockets at a frame boundary
+                data, self._partial = self._partial + data, b""
             if ws.state is _CONNECTING:
                 self._received += len(data)
                 if self._received > _MAX_REQUEST:
@@ -195,7 +204,14 @@ class Connection(asyncio.BufferedProtocol):
         now = broker.now()
         limited = client is not None and self._refill(now)
         pos = 0
+        turn = MESSAGES_PER_TURN
         while size - pos >= 2:
+            if not turn:
+                # Enough for this turn: keep the rest and yield to other clients.
+                self._partial = buffer[pos:]
+                self._yield_turn()
+                return
+            turn -= 1
             first, second = buffer[pos], buffer[pos + 1]
             if (first != 0x81 and first != 0x82) or second < 0x80:
                 break  # not a final masked data frame: websockets' business
@@ -227,6 +243,25 @@ class Connection(asyncio.BufferedProtocol):
                 self._partial = buffer[pos:]
                 return
             self._slow_frames(buffer[pos:])
+
+    def _yield_turn(self) -> None:
+        """Pause reading and handle the backlog in ``_partial`` on the next loop iteration."""
+        transport = self._transport
+        if transport is None or self._paused:
+            return
+        self._paused = True
+        transport.pause_reading()
+        asyncio.get_running_loop().call_soon(self._resume_turn)
+
+    def _resume_turn(self) -> None:
+        """Handle more of the backlog, then resume reading once it is gone."""
+        self._paused = False
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self.data_received(b"")  # the backlog waits in _partial
+        if not self._paused:
+            transport.resume_reading()
 
     def _slow_frames(self, data: bytes) -> None:
         """Feed websockets' sans-I/O protocol and handle what it parsed."""
