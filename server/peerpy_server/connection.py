@@ -59,6 +59,7 @@ _BINARY: Final = Opcode.BINARY
 _CONT: Final = Opcode.CONT
 _OPEN: Final = State.OPEN
 _CONNECTING: Final = State.CONNECTING
+_CLOSING: Final = State.CLOSING
 #: Most messages handled per read callback; the rest of the read waits for the
 #: next event-loop iteration, reading paused meanwhile.  uvloop (libuv) reads a
 #: socket up to 32 times per event, so without this one flooding client could
@@ -163,7 +164,15 @@ class Connection(asyncio.BufferedProtocol):
         """Handle bytes read from the socket."""
         self.active = True
         ws = self._ws
-        if ws.state is _OPEN and not ws.reader.buffer and self._fragments is None:
+        state = ws.state
+        # Also while closing a socket that has no client any more: the frames it
+        # sends before its close frame are skipped here cheaply (a flood cut off
+        # by the rate limit), not parsed one by one by websockets.
+        if (
+            (state is _OPEN or (state is _CLOSING and self._client is None))
+            and not ws.reader.buffer
+            and self._fragments is None
+        ):
             self._fast_frames(data)
         else:
             if self._partial:  # left by the fast path: keep websockets at a frame boundary
@@ -229,13 +238,12 @@ class Connection(asyncio.BufferedProtocol):
             if end > size:
                 self._partial = buffer[pos:]
                 return
+            if client is not None and limited:
+                self._tokens -= 1.0
+                if self._tokens < 0.0:
+                    self._over_rate(client)
+                    client = None  # the rest is skipped, as after any close
             if client is not None:
-                if limited:
-                    self._tokens -= 1.0
-                    if self._tokens < 0.0:
-                        self._over_rate(client)
-                        self._slow_frames(buffer[pos:])  # websockets skips them, in step
-                        return
                 receive(client, apply_mask(buffer[start:end], buffer[start - 4 : start]), now)
             pos = end
         if pos < size:
