@@ -77,8 +77,9 @@ _sizeof: Final = sys.getsizeof
 
 #: Bytes one queue costs besides its strings: the ``_Queue`` object, its list of
 #: frames, its dict of senders (with its first entry), its slot in the queues
-#: dict and in the expiry deque (tracemalloc, CPython 3.11: about 410; rounded up).
-QUEUE_OVERHEAD: Final = 448
+#: dict and in the expiry deque (tracemalloc: about 440 bytes on CPython 3.10,
+#: 380-410 on 3.11; rounded up).
+QUEUE_OVERHEAD: Final = 480
 #: Bytes one queued message costs besides ``sys.getsizeof`` of its frame (its
 #: deque slot, amortized).
 MESSAGE_OVERHEAD: Final = 16

@@ -324,17 +324,58 @@ async def test_mass_expiry_does_not_stall_relaying() -> None:
     assert worst < 1.0, every[-10:]
 
 
-async def _count_expires(sock: socket.socket) -> int:
-    """How many EXPIREs the flooder has been sent (read what is there, briefly)."""
+async def test_default_limits_stop_a_flood_without_stalling() -> None:
+    """With the defaults, a client flooding 200k OFFERs is closed (1008); others barely notice."""
+    with broker_process() as (_, port):
+        target = Target("peerpy", port, "/")
+        async with (
+            peer_client(target, "watchA") as a,
+            peer_client(target, "watchB") as b,
+            raw_client(port, "flooder") as sock,
+        ):
+            flood = asyncio.ensure_future(_flood_ignoring_reset(sock, 200_000))
+            try:
+                trips = []
+                started = time.monotonic()
+                while time.monotonic() - started < 3.0:
+                    sent = time.monotonic()
+                    await a.send({"type": "CANDIDATE", "dst": "watchB", "payload": sent})
+                    assert (await b.recv(timeout=20))["payload"] == sent
+                    trips.append(time.monotonic() - sent)
+                    await asyncio.sleep(0.02)
+            finally:
+                await flood
+            received = await _read_what_is_there(sock)
+    assert b"\x88" in received, "no close frame"
+    assert received.count(b"message rate limit exceeded") == 1
+    # One EXPIRE at once for each id refused past max_queues_per_sender, until
+    # the rate limit (a burst of 5000, 500/s) cut the flooder off.
+    assert 0 < received.count(b'"EXPIRE"') <= 6000
+    trips.sort()
+    print(f"probe p99 {trips[int(len(trips) * 0.99)] * 1000:.1f} ms, max {trips[-1] * 1000:.1f} ms")
+    assert trips[int(len(trips) * 0.99)] < 0.25, trips[-10:]
+
+
+async def _flood_ignoring_reset(sock: socket.socket, n: int) -> None:
+    with contextlib.suppress(OSError, asyncio.TimeoutError, TimeoutError):
+        await flood_distinct_ids(sock, n)
+
+
+async def _read_what_is_there(sock: socket.socket) -> bytes:
     loop = asyncio.get_running_loop()
     data = b""
     with contextlib.suppress(asyncio.TimeoutError, TimeoutError, OSError):
         while True:
-            chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 0.3)
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 0.5)
             if not chunk:
                 break
             data += chunk
-    return data.count(b'"EXPIRE"')
+    return data
+
+
+async def _count_expires(sock: socket.socket) -> int:
+    """How many EXPIREs the flooder has been sent (read what is there, briefly)."""
+    return (await _read_what_is_there(sock)).count(b'"EXPIRE"')
 
 
 # -- per-source limits ----------------------------------------------------------
