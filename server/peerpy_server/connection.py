@@ -65,6 +65,9 @@ _CLOSING: Final = State.CLOSING
 #: socket up to 32 times per event, so without this one flooding client could
 #: hold the loop for a second (8 MiB of tiny frames) before anyone else is served.
 MESSAGES_PER_TURN: Final = 1000
+#: After a read of this many bytes handled by websockets' (slower) parser,
+#: reading pauses for one event-loop iteration.
+SLOW_TURN_BYTES: Final = 64 * 1024
 _HEADER16: Final = struct.Struct("!BBH")
 _HEADER64: Final = struct.Struct("!BBQ")
 
@@ -184,6 +187,8 @@ class Connection(asyncio.BufferedProtocol):
                     self.abort()
                     return
             self._slow_frames(data)
+            if len(data) >= SLOW_TURN_BYTES:
+                self._yield_turn()  # one large read per loop iteration, not 32
         # What the realm sent while handling this read was gathered per
         # connection (see send); write it now, one system call per connection.
         broker = self._broker
@@ -222,8 +227,19 @@ class Connection(asyncio.BufferedProtocol):
                 return
             turn -= 1
             first, second = buffer[pos], buffer[pos + 1]
-            if (first != 0x81 and first != 0x82) or second < 0x80:
-                break  # not a final masked data frame: websockets' business
+            if second < 0x80:
+                break  # unmasked: websockets fails the connection
+            control = first != 0x81 and first != 0x82
+            if control:
+                # Pings and pongs are handled here too (a ping flood then meets
+                # the rate limit and the turn budget); fragments of a closing
+                # socket are skipped.  Anything else goes to websockets.
+                opcode = first & 0x0F
+                if opcode >= 9:
+                    if opcode > 10 or first & 0x70 or first < 0x80 or second & 0x7F > 125:
+                        break
+                elif client is not None or opcode > 2 or first & 0x70:
+                    break
             length = second & 0x7F
             start = pos + 6
             if length == 126:
@@ -243,7 +259,10 @@ class Connection(asyncio.BufferedProtocol):
                 if self._tokens < 0.0:
                     self._over_rate(client)
                     client = None  # the rest is skipped, as after any close
-            if client is not None:
+            if control:
+                if first == 0x89 and self._ws.state is _OPEN:
+                    self._pong(apply_mask(buffer[start:end], buffer[start - 4 : start]))
+            elif client is not None:
                 receive(client, apply_mask(buffer[start:end], buffer[start - 4 : start]), now)
             pos = end
         if pos < size:
@@ -251,6 +270,13 @@ class Connection(asyncio.BufferedProtocol):
                 self._partial = buffer[pos:]
                 return
             self._slow_frames(buffer[pos:])
+
+    def _pong(self, payload: bytes) -> None:
+        """Answer a ping (what websockets does), after any gathered frames."""
+        self.write_out()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(bytes((0x8A, len(payload))) + payload)
 
     def _yield_turn(self) -> None:
         """Pause reading and handle the backlog in ``_partial`` on the next loop iteration."""
@@ -279,6 +305,12 @@ class Connection(asyncio.BufferedProtocol):
             if not isinstance(event, Frame):
                 self._handshake(cast(Request, event))
                 continue
+            client = self._client
+            if client is not None and self._refill(self._broker.now()):
+                self._tokens -= 1.0  # every frame counts, fragments and control frames too
+                if self._tokens < 0.0:
+                    self._over_rate(client)
+                    continue
             opcode = event.opcode
             if opcode is _TEXT or opcode is _BINARY:
                 if event.fin:
@@ -384,13 +416,7 @@ class Connection(asyncio.BufferedProtocol):
         client = self._client
         if client is None:
             return  # refused or left: the socket is closing
-        now = self._broker.now()
-        if self._refill(now):
-            self._tokens -= 1.0
-            if self._tokens < 0.0:
-                self._over_rate(client)
-                return
-        self._broker.realm.receive(client, cast(bytes, data), now)
+        self._broker.realm.receive(client, cast(bytes, data), self._broker.now())
 
     def _refill(self, now: float) -> bool:
         """Refill the rate limit's token bucket; ``False`` if there is no rate limit."""
@@ -407,6 +433,7 @@ class Connection(asyncio.BufferedProtocol):
         """Close a WebSocket that sends faster than the rate limit (1008) and unregister it."""
         self._warn("rate-limit", "Closed %s (1008): it sent more than the rate limit", self._name())
         self._client = None
+        self._fragments = None
         self._broker.realm.disconnect(client)
         self.close(1008, "message rate limit exceeded")
 

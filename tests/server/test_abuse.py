@@ -231,7 +231,7 @@ def masked(payload: bytes) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def raw_client(port: int, peer_id: str) -> AsyncIterator[socket.socket]:
+async def raw_client(port: int, peer_id: str, path: str = "") -> AsyncIterator[socket.socket]:
     """A registered client on a plain non-blocking socket (the flooder): OPEN consumed."""
     sock = socket.socket()
     sock.setblocking(False)
@@ -239,7 +239,7 @@ async def raw_client(port: int, peer_id: str) -> AsyncIterator[socket.socket]:
     try:
         await loop.sock_connect(sock, ("127.0.0.1", port))
         request = (
-            f"GET /peerjs?key=peerjs&id={peer_id}&token=t HTTP/1.1\r\nHost: x\r\n"
+            f"GET {path}/peerjs?key=peerjs&id={peer_id}&token=t HTTP/1.1\r\nHost: x\r\n"
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
@@ -468,6 +468,23 @@ async def test_message_rate_is_limited_per_connection() -> None:
         assert 45 <= received <= 60  # the burst, plus what the rate refilled meanwhile
         await calm.send({"type": "HEARTBEAT"})
         assert "calm" in target.broker.realm
+
+
+async def test_ping_flood_meets_the_rate_limit() -> None:
+    """Pings count as messages: 20 000 of them get ~5 000 pongs, then a 1008 close."""
+    async with run_ours() as target, raw_client(target.port, "pinger", "/myapp") as sock:
+        assert target.broker is not None
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(OSError):
+            ping = bytes((0x89, 0x82)) + b"\0\0\0\0hi"  # masked (all-zero mask) "hi"
+            await loop.sock_sendall(sock, ping * 20_000)
+        received = await _read_what_is_there(sock)
+        assert "pinger" not in target.broker.realm
+        async with peer_client(target, "other"):
+            pass
+    pongs = received.count(bytes((0x8A, 2)) + b"hi")
+    assert 4_900 <= pongs <= 5_500, pongs
+    assert b"message rate limit exceeded" in received
 
 
 # -- bad input and logs -----------------------------------------------------------
