@@ -287,7 +287,12 @@ class Realm:
         if self._clients.get(client.id) is client:
             del self._clients[client.id]
         self.warnings.warning(
-            logger, "dropped", self._now, "Dropped client %s: %s", truncate(client.id), reason
+            logger,
+            f"dropped: {reason}",
+            self._now,
+            "Dropped client %s: %s",
+            truncate(client.id),
+            reason,
         )
         client.link.close(None)
 
