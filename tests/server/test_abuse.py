@@ -325,6 +325,27 @@ async def test_mass_expiry_does_not_stall_relaying() -> None:
     assert worst < 1.0, every[-10:]
 
 
+async def test_sigterm_is_handled_during_mass_expiry() -> None:
+    """SIGTERM while 100k queues expire stops the broker in seconds (it once ignored SIGTERM)."""
+    with broker_process(*UNCAPPED, "--max-queued-bytes", str(1 << 30), "-t", "1000") as (
+        proc,
+        port,
+    ):
+        async with raw_client(port, "flooder") as sock:
+            await flood_distinct_ids(sock, 100_000)
+            async with peer_client(Target("peerpy", port, "/"), "probe") as probe:
+                await probe.send({"type": "HEARTBEAT"})
+            await asyncio.sleep(1.1)  # the first queues are due now
+            signalled = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(proc.wait, 10)
+            took = time.monotonic() - signalled
+    print(f"exited {took:.2f} s after SIGTERM")
+    assert proc.returncode == 0
+    assert took < 5.0
+
+
 async def test_default_limits_stop_a_flood_without_stalling() -> None:
     """With the defaults, a client flooding 200k OFFERs is closed (1008); others barely notice."""
     with broker_process() as (_, port):
