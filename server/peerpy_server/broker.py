@@ -278,6 +278,7 @@ class Broker:
                     next_ping = now + ping_interval
                     self._ping_all()
                 self.write_gathered()  # the sweep's EXPIREs
+                self.warnings.flush(now)
             except Exception:  # a bug must not stop the timers
                 logger.exception("Timer sweep failed")
 

@@ -565,6 +565,15 @@ def test_warning_limiter_reports_suppressed_count(caplog: pytest.LogCaptureFixtu
         "event 20 (and 9 similar suppressed in the last 10 s)",
         "another kind",
     ]
+    caplog.clear()
+    limiter.flush(29.0)  # the 4 held back since t=20 are not due yet
+    assert caplog.records == []
+    limiter.flush(30.0)
+    assert [r.getMessage() for r in caplog.records] == [
+        "4 more 'k' warnings suppressed in the last 10 s"
+    ]
+    limiter.flush(45.0)
+    assert len(caplog.records) == 1
 
 
 def test_cli_flags_turn_limits_off() -> None:
