@@ -4,7 +4,9 @@ Run ``python bench/broker_load.py`` (``--quick`` for 100 and 1 000 clients and
 short phases).  For each broker and each client count N it:
 
 1. starts the broker as a separate process (fd limit raised, ``--alive_timeout``
-   one hour so no HEARTBEAT is needed, ``--concurrent_limit`` above N) and reads
+   one hour so no HEARTBEAT is needed, ``--concurrent_limit`` above N; ours with
+   its per-address caps and rate limit off, since every client comes from
+   127.0.0.1 and the saturated phase sends far above the default rate) and reads
    its RSS with no client;
 2. connects N WebSocket clients (ids ``c0`` … ``cN-1``), waits for every
    ``OPEN``, lets the broker settle and reads its RSS again: the difference
@@ -388,11 +390,14 @@ class BrokerProcess:
             "--concurrent_limit",
             str(clients + 1000),
         ]
+        # One address, far above the default rate: turn those limits off.
+        ours = ["--max-connections-per-ip", "0", "--max-handshakes-per-ip", "0"]
+        ours += ["--rate-limit", "0"]
         if name == "peerpy":
-            argv = [sys.executable, "-m", "peerpy_server.cli", *common]
+            argv = [sys.executable, "-m", "peerpy_server.cli", *common, *ours]
         elif name == "peerpy-asyncio":  # the same CLI with uvloop hidden: asyncio's own loop
             code = "import sys; sys.modules['uvloop'] = None; from peerpy_server.cli import main; "
-            argv = [sys.executable, "-c", code + "sys.exit(main())", *common]
+            argv = [sys.executable, "-c", code + "sys.exit(main())", *common, *ours]
         elif name == "peer":
             argv = ["node", str(PEER_BIN), *common]
         else:

@@ -164,6 +164,8 @@ def _envelope(frame: str | bytes) -> tuple[dict[str, JSON], str]:
         envelope = _loads(frame)
     except ValueError as exc:  # UnicodeDecodeError and orjson's errors included
         raise ProtocolError(f"frame is not valid JSON: {exc}") from None
+    except RecursionError:  # the json module on deeply nested input
+        raise ProtocolError("frame is nested too deeply") from None
     if not isinstance(envelope, dict):
         raise ProtocolError(f"frame is a JSON {type(envelope).__name__}, not an object")
     kind = envelope.get("type")
@@ -220,7 +222,8 @@ def parse_for_relay(frame: str | bytes, src: str) -> Message | RelayFrame:
     ``(type, dst, forward)`` where ``forward`` is
     ``serialize_relay(type, src, dst, payload)``; anything else as
     :func:`parse` returns it.  Errors are :func:`parse`'s, raised for the same
-    frames with the same texts.  It skips building a :class:`Relay` only to
+    frames with the same texts, plus a :class:`~peerpy.exceptions.ProtocolError`
+    for a payload nested too deeply to encode again.  It skips building a :class:`Relay` only to
     serialize it again, which is most of the broker's per-message Python work.
     """
     envelope, kind = _envelope(frame)
@@ -232,12 +235,16 @@ def parse_for_relay(frame: str | bytes, src: str) -> Message | RelayFrame:
     payload = envelope.get("payload")
     if sent_src is not None and type(sent_src) is not str:
         _optional_str(envelope, "src")  # raises the same error as parse()
-    if type(dst) is str and payload is not None:
-        # The usual case: every field present, so build peer's envelope directly
-        # (``kind`` is the JSON's own string, equal to ``relay_type.value``).
-        return relay_type, dst, _dumps({"type": kind, "src": src, "dst": dst, "payload": payload})
-    dst = _optional_str(envelope, "dst")  # raises the same error as parse() if not a string
-    return relay_type, dst, serialize_relay(relay_type, src, dst, payload)
+    try:
+        if type(dst) is str and payload is not None:
+            # The usual case: every field present, so build peer's envelope directly
+            # (``kind`` is the JSON's own string, equal to ``relay_type.value``).
+            envelope = {"type": kind, "src": src, "dst": dst, "payload": payload}
+            return relay_type, dst, _dumps(envelope)
+        dst = _optional_str(envelope, "dst")  # raises the same error as parse() if not a string
+        return relay_type, dst, serialize_relay(relay_type, src, dst, payload)
+    except RecursionError:  # orjson decodes 1024 levels but encodes 254; json recurses
+        raise ProtocolError("payload is nested too deeply to forward") from None
 
 
 def serialize_relay(kind: RelayType, src: str | None, dst: str | None, payload: JSON = None) -> str:

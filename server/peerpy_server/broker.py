@@ -10,9 +10,17 @@
 uvloop works and is used by the CLI when installed).  It owns one background
 task, the timer loop, started in :meth:`Broker.start` and awaited in
 :meth:`Broker.aclose`.  Each tick sweeps the realm (queue expiry, alive
-timeout), drops connections that did not finish their request within
-``handshake_timeout`` and, every ``ping_interval``, pings every WebSocket and
-closes those that sent nothing since the previous ping.
+timeout) in slices of :data:`SWEEP_SLICE` entries, yielding to the event loop
+between slices so that a mass expiry never stalls relaying; drops connections
+that did not finish their request within ``handshake_timeout`` and, every
+``ping_interval``, pings every WebSocket and closes those that sent nothing
+since the previous ping.
+
+Per-source limits live here too: :meth:`Broker.admit` counts TCP connections
+and connections still in their handshake per remote address
+(``max_connections_per_ip``, ``max_handshakes_per_ip``) and, when the global
+``connection_limit`` is reached, closes the oldest connection still in its
+handshake to make room for the new one.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import Final
 
 from .config import BrokerConfig
 from .connection import Connection
+from .logs import WarningLimiter
 from .realm import Realm
 
 __all__ = ["Broker", "serve"]
@@ -42,6 +51,9 @@ _BACKLOG: Final = 1024
 READ_BUFFER: Final = 256 * 1024
 #: Most bytes of frames gathered for one connection before they are written.
 GATHER_LIMIT: Final = 64 * 1024
+#: Most queues and clients one slice of a sweep handles before yielding to the
+#: event loop (about 2-5 ms of work on a 2-core VM).
+SWEEP_SLICE: Final = 1000
 
 
 class Broker:
@@ -54,9 +66,13 @@ class Broker:
 
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
-        self.realm = Realm(config)
+        #: Repeated warnings of the broker, its connections and its realm go through this.
+        self.warnings = WarningLimiter(config.warning_interval)
+        self.realm = Realm(config, self.warnings)
         self._connections: dict[Connection, None] = {}
         self._pending: dict[Connection, None] = {}  # no request yet, oldest first
+        self._per_ip: dict[str, int] = {}  # open connections per remote address
+        self._pending_per_ip: dict[str, int] = {}  # of which still in their handshake
         self._server: asyncio.Server | None = None
         self._timer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -80,11 +96,14 @@ class Broker:
             raise RuntimeError("the broker is already started")
         self._loop = loop = asyncio.get_running_loop()
         config = self.config
+        ssl_context = config.make_ssl_context()
         self._server = await loop.create_server(
             lambda: Connection(self),
             host=config.host,
             port=config.port,
-            ssl=config.make_ssl_context(),
+            ssl=ssl_context,
+            # The TLS handshake happens before Connection sees the socket.
+            ssl_handshake_timeout=config.handshake_timeout if ssl_context else None,
             backlog=_BACKLOG,
             reuse_address=True,
         )
@@ -172,21 +191,61 @@ class Broker:
         return self._loop.time()
 
     def admit(self, connection: Connection) -> bool:
-        """Track a new connection; ``False`` if the connection limit is reached."""
-        if self._server is None or len(self._connections) >= self.config.connection_limit:
+        """Track a new connection from ``connection.ip``; ``False`` if a limit refuses it.
+
+        Per address: at most ``max_connections_per_ip`` connections, of which
+        ``max_handshakes_per_ip`` still in their handshake.  In total: at most
+        ``connection_limit``; when that is reached, the oldest connection still
+        in its handshake is closed to make room (a flood of silent sockets
+        cannot lock everyone out for ``handshake_timeout``).
+        """
+        if self._server is None:
             return False
+        config = self.config
+        ip = connection.ip
+        now = self.now()
+        cap = config.max_connections_per_ip
+        if cap is not None and self._per_ip.get(ip, 0) >= cap:
+            self.warnings.warning(
+                logger, "per-ip", now, "Too many connections from %s; refused one", ip
+            )
+            return False
+        cap = config.max_handshakes_per_ip
+        if cap is not None and self._pending_per_ip.get(ip, 0) >= cap:
+            self.warnings.warning(
+                logger, "handshakes-per-ip", now, "Too many handshakes from %s; refused one", ip
+            )
+            return False
+        if len(self._connections) >= config.connection_limit:
+            if not self._pending:
+                self.warnings.warning(logger, "full", now, "Too many connections; refused one")
+                return False
+            oldest = next(iter(self._pending))
+            self.warnings.warning(
+                logger, "evicted", now, "Too many connections; closed one still in its handshake"
+            )
+            self.forget(oldest)
+            oldest.abort()
         self._connections[connection] = None
         self._pending[connection] = None
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        self._pending_per_ip[ip] = self._pending_per_ip.get(ip, 0) + 1
         return True
 
     def settled(self, connection: Connection) -> None:
         """The connection's request arrived: the handshake timeout no longer applies."""
-        self._pending.pop(connection, None)
+        if self._pending.pop(connection, _ABSENT) is None:
+            _decrement(self._pending_per_ip, connection.ip)
 
     def forget(self, connection: Connection) -> None:
-        """The connection is gone."""
-        self._connections.pop(connection, None)
-        self._pending.pop(connection, None)
+        """The connection is gone (idempotent)."""
+        if self._connections.pop(connection, _ABSENT) is None:
+            _decrement(self._per_ip, connection.ip)
+        self.settled(connection)
+
+    def connections_from(self, ip: str) -> tuple[int, int]:
+        """How many connections ``ip`` has open, and how many of them are in their handshake."""
+        return self._per_ip.get(ip, 0), self._pending_per_ip.get(ip, 0)
 
     def write_gathered(self) -> None:
         """Write the frames gathered for each connection (see :meth:`Connection.send`)."""
@@ -210,12 +269,16 @@ class Broker:
             await asyncio.sleep(TICK)
             now = self.now()
             try:
-                self.realm.sweep(now)
+                # A mass expiry is handled in slices, other clients served in between.
+                while self.realm.sweep(now, SWEEP_SLICE):
+                    self.write_gathered()
+                    await asyncio.sleep(0)
                 self._sweep_pending(now)
                 if next_ping is not None and ping_interval is not None and now >= next_ping:
                     next_ping = now + ping_interval
                     self._ping_all()
                 self.write_gathered()  # the sweep's EXPIREs
+                self.warnings.flush(now)
             except Exception:  # a bug must not stop the timers
                 logger.exception("Timer sweep failed")
 
@@ -225,8 +288,14 @@ class Broker:
             connection = next(iter(self._pending))
             if connection.opened_at > deadline:
                 break
-            del self._pending[connection]
-            logger.warning("No request within handshake_timeout; closing a connection")
+            self.settled(connection)
+            self.warnings.warning(
+                logger,
+                "handshake-timeout",
+                now,
+                "No request within handshake_timeout from %s; closing it",
+                connection.ip,
+            )
             connection.abort()
 
     def _ping_all(self) -> None:
@@ -237,8 +306,21 @@ class Broker:
                 connection.active = False
                 connection.ping()
             else:
-                logger.warning("No answer to ping; closing a connection")
+                self.warnings.warning(
+                    logger, "ping", self.now(), "No answer to ping; closing a connection"
+                )
                 connection.abort()
+
+
+_ABSENT: Final = object()
+
+
+def _decrement(counts: dict[str, int], ip: str) -> None:
+    left = counts[ip] - 1
+    if left:
+        counts[ip] = left
+    else:
+        del counts[ip]
 
 
 async def serve(config: BrokerConfig) -> None:

@@ -95,6 +95,84 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds between WebSocket pings; 0 disables (default: 20)",
     )
+    limits = parser.add_argument_group(
+        "abuse limits (docs/broker.md, Limits); 0 turns a count cap or the rate limit off"
+    )
+    defaults = BrokerConfig()
+
+    def limit(flag: str, kind: type, default: object, metavar: str, text: str) -> None:
+        limits.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
+
+    limit(
+        "--max-connections-per-ip",
+        int,
+        defaults.max_connections_per_ip,
+        "N",
+        "most TCP connections from one address (default: %(default)s)",
+    )
+    limit(
+        "--max-handshakes-per-ip",
+        int,
+        defaults.max_handshakes_per_ip,
+        "N",
+        "most connections from one address still in their handshake (default: %(default)s)",
+    )
+    limit(
+        "--handshake-timeout",
+        float,
+        defaults.handshake_timeout,
+        "S",
+        "seconds a connection may take to send its request (default: %(default)s)",
+    )
+    limit(
+        "--max-connections",
+        int,
+        None,
+        "N",
+        "most TCP connections in total (default: concurrent_limit + 1024)",
+    )
+    limit(
+        "--rate-limit",
+        float,
+        defaults.rate_limit,
+        "MSG/S",
+        "messages per second one WebSocket may send on average (default: %(default)s)",
+    )
+    limit(
+        "--rate-burst",
+        int,
+        defaults.rate_burst,
+        "N",
+        "messages one WebSocket may send at once (default: %(default)s)",
+    )
+    limit(
+        "--max-queued-bytes",
+        int,
+        defaults.max_queued_bytes,
+        "BYTES",
+        "memory budget of all queues for offline ids (default: %(default)s)",
+    )
+    limit(
+        "--max-queues",
+        int,
+        defaults.max_queues,
+        "N",
+        "most offline ids with queued messages (default: %(default)s)",
+    )
+    limit(
+        "--max-queues-per-sender",
+        int,
+        defaults.max_queues_per_sender,
+        "N",
+        "most offline ids one sender may have messages queued for (default: %(default)s)",
+    )
+    limit(
+        "--warning-interval",
+        float,
+        defaults.warning_interval,
+        "S",
+        "log a repeated warning at most once per S seconds (default: %(default)s)",
+    )
     extra.add_argument(
         "--log-level",
         default="INFO",
@@ -137,6 +215,16 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         id_pattern=None if args.any_id else defaults.id_pattern,
         open_on_takeover=not args.silent_takeover,
         ping_interval=args.ping_interval or None,
+        handshake_timeout=args.handshake_timeout,
+        max_connections=args.max_connections or None,
+        max_connections_per_ip=args.max_connections_per_ip or None,
+        max_handshakes_per_ip=args.max_handshakes_per_ip or None,
+        rate_limit=args.rate_limit or None,
+        rate_burst=args.rate_burst,
+        max_queued_bytes=args.max_queued_bytes,
+        max_queues=args.max_queues or None,
+        max_queues_per_sender=args.max_queues_per_sender or None,
+        warning_interval=args.warning_interval or None,
     )
 
 

@@ -63,15 +63,29 @@ class BrokerConfig:
       ``None`` accepts any non-empty id as ``peer`` does.
     * ``open_on_takeover``: send OPEN when a same-token reconnect takes an id over,
       and close the superseded socket.
-    * ``max_queue_messages`` / ``max_queue_bytes``: bound each offline id's queue;
-      ``max_queued_bytes``: bound all queues together.
+    * ``max_queue_messages`` / ``max_queue_bytes``: bound each offline id's queue
+      (messages; characters of JSON).
+    * ``max_queued_bytes``: the memory budget of all queues together, counted as
+      the bytes they really take (see ``peerpy_server.realm``'s overhead constants).
+    * ``max_queues``: the most queued destinations at once (``None``: no cap but
+      ``max_queued_bytes``); ``max_queues_per_sender``: the most offline ids one
+      sender may have messages queued for.
     * ``max_message_size``: the largest WebSocket message accepted (bytes).
     * ``max_write_buffer``: a client whose unsent output exceeds this is cut off.
     * ``ping_interval``: WebSocket ping period; a socket that sent nothing for two
       periods is closed.  ``None`` disables pings.
     * ``handshake_timeout``: seconds a TCP connection may take to finish its request.
     * ``max_connections``: the most TCP connections at once (``None``:
-      ``concurrent_limit + 1024``).
+      ``concurrent_limit + 1024``); when full, the oldest connection still in its
+      handshake is closed to make room.
+    * ``max_connections_per_ip`` / ``max_handshakes_per_ip``: the most TCP
+      connections, and the most of them still in their handshake, from one
+      address (``None`` turns the cap off).
+    * ``rate_limit`` / ``rate_burst``: each WebSocket may send ``rate_limit``
+      messages per second on average and ``rate_burst`` at once (a token
+      bucket); past that it is closed with 1008 (``None``: no limit).
+    * ``warning_interval``: repeated warnings of one kind are logged at most once
+      per this many seconds, with a count of those suppressed (``None``: all).
     """
 
     host: str | None = None
@@ -100,10 +114,18 @@ class BrokerConfig:
     max_message_size: int = attrs.field(default=1 << 20, validator=attrs.validators.gt(0))
     max_write_buffer: int = attrs.field(default=1 << 20, validator=attrs.validators.gt(0))
     ping_interval: float | None = attrs.field(default=20.0, validator=_optional_positive)
-    handshake_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    handshake_timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
     max_connections: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
     )
+    # Abuse limits (docs/broker.md, "Limits"); None turns each one off.
+    max_queues: int | None = attrs.field(default=50_000, validator=_optional_positive)
+    max_queues_per_sender: int | None = attrs.field(default=256, validator=_optional_positive)
+    max_connections_per_ip: int | None = attrs.field(default=1000, validator=_optional_positive)
+    max_handshakes_per_ip: int | None = attrs.field(default=64, validator=_optional_positive)
+    rate_limit: float | None = attrs.field(default=500.0, validator=_optional_positive)
+    rate_burst: int = attrs.field(default=5000, validator=attrs.validators.gt(0))
+    warning_interval: float | None = attrs.field(default=10.0, validator=_optional_positive)
 
     def __attrs_post_init__(self) -> None:
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):

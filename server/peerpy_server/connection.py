@@ -14,10 +14,13 @@ The first request decides what the connection is: a WebSocket handshake on
 (400), or a plain HTTP request answered by :mod:`peerpy_server.http`.
 
 Limits enforced here: request size and time before the handshake, message
-size (websockets fails the connection with 1009), and the outgoing buffer: a
+size (websockets fails the connection with 1009), the outgoing buffer (a
 client that does not read is cut off when its buffer passes
-``max_write_buffer`` (asyncio's ``pause_writing`` fires synchronously inside
-``write``).
+``max_write_buffer``; asyncio's ``pause_writing`` fires synchronously inside
+``write``) and the message rate: a token bucket of ``rate_burst`` messages
+refilled at ``rate_limit`` per second; a WebSocket that sends faster is closed
+with 1008 and unregistered.  The per-address limits are the broker's
+(:meth:`Broker.admit`).
 """
 
 from __future__ import annotations
@@ -56,6 +59,15 @@ _BINARY: Final = Opcode.BINARY
 _CONT: Final = Opcode.CONT
 _OPEN: Final = State.OPEN
 _CONNECTING: Final = State.CONNECTING
+_CLOSING: Final = State.CLOSING
+#: Most messages handled per read callback; the rest of the read waits for the
+#: next event-loop iteration, reading paused meanwhile.  uvloop (libuv) reads a
+#: socket up to 32 times per event, so without this one flooding client could
+#: hold the loop for a second (8 MiB of tiny frames) before anyone else is served.
+MESSAGES_PER_TURN: Final = 1000
+#: After a read of this many bytes handled by websockets' (slower) parser,
+#: reading pauses for one event-loop iteration.
+SLOW_TURN_BYTES: Final = 64 * 1024
 _HEADER16: Final = struct.Struct("!BBH")
 _HEADER64: Final = struct.Struct("!BBQ")
 
@@ -80,10 +92,14 @@ class Connection(asyncio.BufferedProtocol):
         "_out",
         "_out_size",
         "_partial",
+        "_paused",
         "_received",
+        "_refilled",
+        "_tokens",
         "_transport",
         "_ws",
         "active",
+        "ip",
         "opened_at",
     )
 
@@ -97,10 +113,15 @@ class Connection(asyncio.BufferedProtocol):
         self._out: list[bytes] | None = None  # frames gathered by send(), not yet written
         self._out_size = 0
         self._partial = b""
+        self._paused = False  # reading paused to resume the backlog in _partial later
         self._received = 0
         #: Set by every read; the broker's ping timer clears it.
         self.active = True
         self.opened_at = broker.now()
+        #: The remote address (per-address limits); set once connected.
+        self.ip = "?"
+        self._tokens = float(broker.config.rate_burst)  # messages allowed now (rate limit)
+        self._refilled = self.opened_at
 
     # -- asyncio callbacks ---------------------------------------------
 
@@ -108,8 +129,10 @@ class Connection(asyncio.BufferedProtocol):
         # uvloop's transports are not asyncio.Transport subclasses; same API.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
+        peername = transport.get_extra_info("peername")
+        if isinstance(peername, tuple) and peername:
+            self.ip = str(peername[0])
         if not self._broker.admit(self):
-            logger.warning("Too many connections; refused one")
             transport.abort()
             return
         transport.set_write_buffer_limits(high=self._broker.config.max_write_buffer)
@@ -125,7 +148,7 @@ class Connection(asyncio.BufferedProtocol):
         # The peer is not reading: cut it off rather than buffer more.
         if not self._cut:
             self._cut = True
-            logger.warning("Cut off %s: it does not read what it is sent", self._name())
+            self._warn("slow-reader", "Cut off %s: it does not read what it is sent", self._name())
             assert self._transport is not None
             self._transport.abort()
 
@@ -144,16 +167,28 @@ class Connection(asyncio.BufferedProtocol):
         """Handle bytes read from the socket."""
         self.active = True
         ws = self._ws
-        if ws.state is _OPEN and not ws.reader.buffer and self._fragments is None:
+        state = ws.state
+        # Also while closing a socket that has no client any more: the frames it
+        # sends before its close frame are skipped here cheaply (a flood cut off
+        # by the rate limit), not parsed one by one by websockets.
+        if (
+            (state is _OPEN or (state is _CLOSING and self._client is None))
+            and not ws.reader.buffer
+            and self._fragments is None
+        ):
             self._fast_frames(data)
         else:
+            if self._partial:  # left by the fast path: keep websockets at a frame boundary
+                data, self._partial = self._partial + data, b""
             if ws.state is _CONNECTING:
                 self._received += len(data)
                 if self._received > _MAX_REQUEST:
-                    logger.warning("Request too large from %s; closed", self._peername())
+                    self._warn("large-request", "Request too large from %s; closed", self.ip)
                     self.abort()
                     return
             self._slow_frames(data)
+            if len(data) >= SLOW_TURN_BYTES:
+                self._yield_turn()  # one large read per loop iteration, not 32
         # What the realm sent while handling this read was gathered per
         # connection (see send); write it now, one system call per connection.
         broker = self._broker
@@ -181,11 +216,30 @@ class Connection(asyncio.BufferedProtocol):
         client = self._client
         receive = broker.realm.receive
         now = broker.now()
+        limited = client is not None and self._refill(now)
         pos = 0
+        turn = MESSAGES_PER_TURN
         while size - pos >= 2:
+            if not turn:
+                # Enough for this turn: keep the rest and yield to other clients.
+                self._partial = buffer[pos:]
+                self._yield_turn()
+                return
+            turn -= 1
             first, second = buffer[pos], buffer[pos + 1]
-            if (first != 0x81 and first != 0x82) or second < 0x80:
-                break  # not a final masked data frame: websockets' business
+            if second < 0x80:
+                break  # unmasked: websockets fails the connection
+            control = first != 0x81 and first != 0x82
+            if control:
+                # Pings and pongs are handled here too (a ping flood then meets
+                # the rate limit and the turn budget); fragments of a closing
+                # socket are skipped.  Anything else goes to websockets.
+                opcode = first & 0x0F
+                if opcode >= 9:
+                    if opcode > 10 or first & 0x70 or first < 0x80 or second & 0x7F > 125:
+                        break
+                elif client is not None or opcode > 2 or first & 0x70:
+                    break
             length = second & 0x7F
             start = pos + 6
             if length == 126:
@@ -200,7 +254,15 @@ class Connection(asyncio.BufferedProtocol):
             if end > size:
                 self._partial = buffer[pos:]
                 return
-            if client is not None:
+            if client is not None and limited:
+                self._tokens -= 1.0
+                if self._tokens < 0.0:
+                    self._over_rate(client)
+                    client = None  # the rest is skipped, as after any close
+            if control:
+                if first == 0x89 and self._ws.state is _OPEN:
+                    self._pong(apply_mask(buffer[start:end], buffer[start - 4 : start]))
+            elif client is not None:
                 receive(client, apply_mask(buffer[start:end], buffer[start - 4 : start]), now)
             pos = end
         if pos < size:
@@ -208,6 +270,32 @@ class Connection(asyncio.BufferedProtocol):
                 self._partial = buffer[pos:]
                 return
             self._slow_frames(buffer[pos:])
+
+    def _pong(self, payload: bytes) -> None:
+        """Answer a ping (what websockets does), after any gathered frames."""
+        self.write_out()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(bytes((0x8A, len(payload))) + payload)
+
+    def _yield_turn(self) -> None:
+        """Pause reading and handle the backlog in ``_partial`` on the next loop iteration."""
+        transport = self._transport
+        if transport is None or self._paused:
+            return
+        self._paused = True
+        transport.pause_reading()
+        asyncio.get_running_loop().call_soon(self._resume_turn)
+
+    def _resume_turn(self) -> None:
+        """Handle more of the backlog, then resume reading once it is gone."""
+        self._paused = False
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self.data_received(b"")  # the backlog waits in _partial
+        if not self._paused:
+            transport.resume_reading()
 
     def _slow_frames(self, data: bytes) -> None:
         """Feed websockets' sans-I/O protocol and handle what it parsed."""
@@ -217,6 +305,12 @@ class Connection(asyncio.BufferedProtocol):
             if not isinstance(event, Frame):
                 self._handshake(cast(Request, event))
                 continue
+            client = self._client
+            if client is not None and self._refill(self._broker.now()):
+                self._tokens -= 1.0  # every frame counts, fragments and control frames too
+                if self._tokens < 0.0:
+                    self._over_rate(client)
+                    continue
             opcode = event.opcode
             if opcode is _TEXT or opcode is _BINARY:
                 if event.fin:
@@ -324,6 +418,29 @@ class Connection(asyncio.BufferedProtocol):
             return  # refused or left: the socket is closing
         self._broker.realm.receive(client, cast(bytes, data), self._broker.now())
 
+    def _refill(self, now: float) -> bool:
+        """Refill the rate limit's token bucket; ``False`` if there is no rate limit."""
+        config = self._broker.config
+        rate = config.rate_limit
+        if rate is None:
+            return False
+        tokens = self._tokens + (now - self._refilled) * rate
+        self._tokens = min(tokens, float(config.rate_burst))
+        self._refilled = now
+        return True
+
+    def _over_rate(self, client: Client) -> None:
+        """Close a WebSocket that sends faster than the rate limit (1008) and unregister it."""
+        self._warn("rate-limit", "Closed %s (1008): it sent more than the rate limit", self._name())
+        self._client = None
+        self._fragments = None
+        self._broker.realm.disconnect(client)
+        self.close(1008, "message rate limit exceeded")
+
+    def _warn(self, key: str, msg: str, *args: object) -> None:
+        broker = self._broker
+        broker.warnings.warning(logger, key, broker.now(), msg, *args)
+
     def _flush(self) -> None:
         """Write what websockets has to send (after any gathered frames)."""
         self.write_out()
@@ -374,11 +491,6 @@ class Connection(asyncio.BufferedProtocol):
             now=broker.now(),
         )
 
-    def _peername(self) -> str:
-        if self._transport is None:
-            return "?"
-        return str(self._transport.get_extra_info("peername"))
-
     def _name(self) -> str:
         client = self._client
-        return client.id if client is not None else self._peername()
+        return truncate(client.id) if client is not None else self.ip

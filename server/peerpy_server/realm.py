@@ -16,14 +16,25 @@ The I/O layer calls, for each WebSocket:
 
 and :meth:`Realm.sweep` periodically (expiry and alive timeout).
 
-Both the registry and the queues are insertion-ordered dicts kept sorted by
-time (a HEARTBEAT moves its client to the end), so a sweep only looks at the
-entries that are actually due.
+The registry is an insertion-ordered dict kept sorted by time (a HEARTBEAT
+moves its client to the end); queues are found by id in a dict and expire
+through a deque of queues in creation order (lazy deletion: a queue flushed
+early stays in the deque, empty, until its time).  A sweep therefore costs
+time proportional to what is due, and takes a ``limit`` so the I/O layer can
+spread a large expiry over several slices and serve other clients in between.
+
+Memory of queues is accounted as what it really costs, not as characters of
+JSON: :data:`QUEUE_OVERHEAD`, :data:`MESSAGE_OVERHEAD` and
+:data:`SENDER_OVERHEAD` were measured with :mod:`tracemalloc`
+(``tests/server/test_abuse.py`` measures them again), and strings count as
+``sys.getsizeof``.  A queue's overhead stays charged until its deque entry
+is swept, so the budget covers flushed entries too.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections import deque
 from typing import Final, Protocol
 
@@ -40,8 +51,17 @@ from peerpy.messages import (
 )
 
 from .config import BrokerConfig
+from .logs import WarningLimiter
 
-__all__ = ["Client", "Link", "Realm", "truncate"]
+__all__ = [
+    "MESSAGE_OVERHEAD",
+    "QUEUE_OVERHEAD",
+    "SENDER_OVERHEAD",
+    "Client",
+    "Link",
+    "Realm",
+    "truncate",
+]
 
 logger: Final = logging.getLogger("peerpy_server.realm")
 
@@ -53,6 +73,19 @@ _OPEN: Final = serialize(Open())
 _ID_TAKEN: Final = serialize(IdTaken())
 _LEAVE: Final = RelayType.LEAVE
 _EXPIRE: Final = RelayType.EXPIRE
+_sizeof: Final = sys.getsizeof
+
+#: Bytes one queue costs besides its strings: the ``_Queue`` object, its list of
+#: frames, its dict of senders (with its first entry), its slot in the queues
+#: dict and in the expiry deque (tracemalloc: about 440 bytes on CPython 3.10,
+#: 380-410 on 3.11; rounded up).
+QUEUE_OVERHEAD: Final = 480
+#: Bytes one queued message costs besides ``sys.getsizeof`` of its frame (its
+#: deque slot, amortized).
+MESSAGE_OVERHEAD: Final = 16
+#: Bytes one recorded sender costs besides its id string (a dict entry, amortized;
+#: the id string itself is counted too, although it is usually shared).
+SENDER_OVERHEAD: Final = 48
 
 
 def truncate(data: str | bytes, limit: int = 120) -> str:
@@ -94,23 +127,32 @@ class Client:
 class _Queue:
     """Messages waiting for one offline id, and who sent them."""
 
-    __slots__ = ("created", "frames", "senders", "size")
+    __slots__ = ("charge", "created", "dst", "frames", "senders", "size")
 
-    def __init__(self, created: float) -> None:
+    def __init__(self, dst: str, created: float) -> None:
+        self.dst = dst
         self.created = created
-        self.frames: deque[str] = deque()
+        self.frames: list[str] = []  # appended, then sent in order: a list is smaller
         self.senders: dict[str, None] = {}  # ordered set of distinct srcs
-        self.size = 0
+        self.size = 0  # characters of JSON queued (max_queue_bytes)
+        self.charge = QUEUE_OVERHEAD + _sizeof(dst)  # bytes counted in Realm.queued_size
 
 
 class Realm:
     """Registry, queues and relay rules of one broker (see the module docstring)."""
 
-    def __init__(self, config: BrokerConfig) -> None:
+    def __init__(self, config: BrokerConfig, warnings: WarningLimiter | None = None) -> None:
         self._config = config
         self._clients: dict[str, Client] = {}
-        self._queues: dict[str, _Queue] = {}
+        self._queues: dict[str, _Queue] = {}  # live queues by destination
+        self._expiry: deque[_Queue] = deque()  # every queue not yet swept, oldest first
+        self._sender_queues: dict[str, int] = {}  # src -> live queues it is a sender of
         self._queued = 0
+        self._now = 0.0  # the time of the call being handled, for rate-limited warnings
+        #: Repeated warnings are logged through this (see :mod:`peerpy_server.logs`).
+        self.warnings = (
+            warnings if warnings is not None else WarningLimiter(config.warning_interval)
+        )
 
     # -- inspection -------------------------------------------------------
 
@@ -131,8 +173,13 @@ class Realm:
 
     @property
     def queued_size(self) -> int:
-        """Total size (characters of JSON) of every queued message."""
+        """Bytes that queues take now, as accounted against ``max_queued_bytes``."""
         return self._queued
+
+    @property
+    def queue_count(self) -> int:
+        """Queues not yet swept (live ones and flushed ones awaiting their expiry)."""
+        return len(self._expiry)
 
     # -- connection lifecycle --------------------------------------------
 
@@ -144,6 +191,7 @@ class Realm:
         Return the client record, or ``None`` after sending the refusal
         (ERROR or ID-TAKEN) and closing ``link``.
         """
+        self._now = now
         config = self._config
         if not (key and peer_id and token):
             self._refuse(link, serialize(ServerErrorMessage(NO_PARAMS)))
@@ -198,12 +246,32 @@ class Realm:
         queue = self._queues.pop(client.id, None)
         if queue is None:
             return
-        self._queued -= queue.size
+        frames = queue.frames
+        self._retire(queue)
         send = client.link.send
-        for frame in queue.frames:
+        for frame in frames:
             if not send(frame):
                 self._drop(client, "cut off while flushing its queue")
                 return
+
+    def _retire(self, queue: _Queue) -> None:
+        """Release what a queue removed from ``_queues`` holds, but its base overhead.
+
+        The base overhead stays charged until :meth:`sweep` pops its deque entry.
+        """
+        counts = self._sender_queues
+        for src in queue.senders:
+            left = counts[src] - 1
+            if left:
+                counts[src] = left
+            else:
+                del counts[src]
+        base = QUEUE_OVERHEAD + _sizeof(queue.dst)
+        self._queued -= queue.charge - base
+        queue.charge = base
+        queue.frames = []
+        queue.senders = {}
+        queue.size = 0
 
     def disconnect(self, client: Client) -> None:
         """Forget ``client`` after its socket closed (a no-op unless it is the registered one).
@@ -218,7 +286,14 @@ class Realm:
         """Unregister ``client`` (if current) and close its socket."""
         if self._clients.get(client.id) is client:
             del self._clients[client.id]
-        logger.warning("Dropped client %s: %s", truncate(client.id), reason)
+        self.warnings.warning(
+            logger,
+            f"dropped: {reason}",
+            self._now,
+            "Dropped client %s: %s",
+            truncate(client.id),
+            reason,
+        )
         client.link.close(None)
 
     # -- messages ----------------------------------------------------------
@@ -230,10 +305,19 @@ class Realm:
         ignored; the client stays connected (``peer`` stops relaying for a
         client after its first bad frame, we do not).
         """
+        self._now = now
         try:
             message = parse_for_relay(frame, client.id)
         except ProtocolError as exc:
-            logger.warning("Ignored a bad frame from %s (%s): %s", client.id, exc, truncate(frame))
+            self.warnings.warning(
+                logger,
+                "bad-frame",
+                now,
+                "Ignored a bad frame from %s (%s): %s",
+                truncate(client.id),
+                exc,
+                truncate(frame),
+            )
             return
         if type(message) is tuple:
             kind, dst, forward = message
@@ -255,7 +339,7 @@ class Realm:
         if target is not None:
             self._deliver(target, frame, client)
         elif dst and kind is not _LEAVE and kind is not _EXPIRE:
-            self._enqueue(client.id, dst, frame, now)
+            self._enqueue(client, dst, frame, now)
         elif kind is _LEAVE and not dst:
             if self._clients.get(client.id) is client:
                 del self._clients[client.id]
@@ -272,50 +356,123 @@ class Realm:
             leave = serialize_relay(_LEAVE, target.id, sender.id)
             self._deliver(sender, leave, None)
 
-    def _enqueue(self, src: str, dst: str, frame: str, now: float) -> None:
+    def _enqueue(self, client: Client, dst: str, frame: str, now: float) -> None:
+        """Queue ``frame`` for the offline ``dst``, within every bound.
+
+        A message that does not fit an existing queue is dropped and its sender
+        still gets that queue's one EXPIRE.  A message that would need a new
+        queue (or a new sender entry) beyond ``max_queues``,
+        ``max_queues_per_sender`` or ``max_queued_bytes`` is dropped and its
+        sender gets EXPIRE at once.
+        """
         config = self._config
+        src = client.id
         queue = self._queues.get(dst)
+        new_sender = queue is None or src not in queue.senders
+        per_sender = config.max_queues_per_sender
+        if new_sender and per_sender is not None and self._sender_queues.get(src, 0) >= per_sender:
+            self._refuse_queue(client, dst, now, "it has messages queued for too many ids")
+            return
         if queue is None:
-            queue = self._queues[dst] = _Queue(now)
+            queue = _Queue(dst, now)
+            max_queues = config.max_queues
+            if (max_queues is not None and len(self._expiry) >= max_queues) or (
+                self._queued + queue.charge > config.max_queued_bytes
+            ):
+                self._refuse_queue(client, dst, now, "the queues are full")
+                return
+            self._queues[dst] = queue
+            self._expiry.append(queue)
+            self._queued += queue.charge
         size = len(frame)
+        cost = MESSAGE_OVERHEAD + _sizeof(frame)
         if (
             len(queue.frames) >= config.max_queue_messages
             or queue.size + size > config.max_queue_bytes
-            or self._queued + size > config.max_queued_bytes
+            or self._queued + cost > config.max_queued_bytes
         ):
-            logger.warning("Queue for %s is full; dropped: %s", truncate(dst), truncate(frame))
+            self.warnings.warning(
+                logger, "queue-full", now, "Queue for %s is full; dropped: %s",
+                truncate(dst), truncate(frame),
+            )  # fmt: skip
         else:
             queue.frames.append(frame)
             queue.size += size
-            self._queued += size
+            queue.charge += cost
+            self._queued += cost
+        if not new_sender:
+            return
         # The sender still gets its EXPIRE, even for a dropped message.
-        if src not in queue.senders and len(queue.senders) < config.max_queue_messages:
+        cost = SENDER_OVERHEAD + _sizeof(src)
+        if (
+            len(queue.senders) < config.max_queue_messages
+            and self._queued + cost <= config.max_queued_bytes
+        ):
             queue.senders[src] = None
+            queue.charge += cost
+            self._queued += cost
+            self._sender_queues[src] = self._sender_queues.get(src, 0) + 1
+        elif not queue.frames:
+            self._refuse_queue(client, dst, now, "the queues are full")
+
+    def _refuse_queue(self, client: Client, dst: str, now: float, reason: str) -> None:
+        """Drop a message for the offline ``dst`` and answer EXPIRE at once."""
+        self.warnings.warning(
+            logger, "queue-refused", now, "Not queued for %s from %s: %s",
+            truncate(dst), truncate(client.id), reason,
+        )  # fmt: skip
+        self._deliver(client, serialize_relay(_EXPIRE, dst, client.id), None)
 
     # -- timers ------------------------------------------------------------
 
-    def sweep(self, now: float) -> None:
-        """Expire old queues (one EXPIRE per sender) and drop clients past ``alive_timeout``."""
+    def sweep(self, now: float, limit: int | None = None) -> bool:
+        """Expire old queues (one EXPIRE per sender) and drop clients past ``alive_timeout``.
+
+        At most ``limit`` queues and clients are handled (``None``: all that
+        are due); return ``True`` if more are due, so the caller can yield to
+        other work and call again.  Cost: proportional to what is handled.
+        """
+        self._now = now
+        budget = -1 if limit is None else limit
         expire_before = now - self._config.expire_timeout
+        expiry = self._expiry
         queues = self._queues
-        while queues:
-            dst, queue = next(iter(queues.items()))
+        clients = self._clients
+        while expiry and budget:
+            queue = expiry[0]
             if queue.created > expire_before:
                 break
-            del queues[dst]
-            self._queued -= queue.size
-            for src in queue.senders:
-                target = self._clients.get(src)
-                if target is not None:
-                    self._deliver(target, serialize_relay(_EXPIRE, dst, src), None)
+            expiry.popleft()
+            budget -= 1
+            dst = queue.dst
+            if queues.get(dst) is queue:
+                del queues[dst]
+                senders = queue.senders
+                self._retire(queue)
+                for src in senders:
+                    target = clients.get(src)
+                    if target is not None:
+                        self._deliver(target, serialize_relay(_EXPIRE, dst, src), None)
+            self._queued -= queue.charge
+            queue.charge = 0
 
         dead_before = now - self._config.alive_timeout
-        clients = self._clients
-        while clients:
-            client = next(iter(clients.values()))
-            if client.last_ping > dead_before:
-                break
+        dead: list[Client] = []
+        if budget:
+            # One pass over the front of the dict (not next(iter()) after each
+            # deletion, which rescans the deleted slots: quadratic).
+            for client in clients.values():
+                if client.last_ping > dead_before or len(dead) == budget:
+                    break
+                dead.append(client)
+        for client in dead:
             self._drop(client, "no HEARTBEAT within alive_timeout")
             dropped = queues.pop(client.id, None)
             if dropped is not None:
-                self._queued -= dropped.size
+                self._retire(dropped)
+        budget -= len(dead)
+        if budget:
+            return False
+        if expiry and expiry[0].created <= expire_before:
+            return True
+        return bool(clients) and next(iter(clients.values())).last_ping <= dead_before
