@@ -198,6 +198,9 @@ class Timeouts:
     close: float = 5.0
     #: Interval between HEARTBEAT messages to the broker (PeerJS: 5 s).
     heartbeat: float = 5.0
+    #: From an incoming OFFER to an open data connection; a half-open incoming
+    #: connection still negotiating after this is closed (see Limits.max_half_open).
+    half_open: float = 10.0
 
 
 @attrs.frozen
@@ -216,5 +219,11 @@ class Limits:
     #: Live connections (each is an RTCPeerConnection with its sockets);
     #: OFFERs beyond this are refused, so a flood of OFFERs cannot exhaust us.
     max_connections: int = 256
+    #: Half-open incoming connections (OFFER received, not yet open), in total
+    #: and from one remote id.  An OFFER beyond either closes the oldest
+    #: half-open one (of that id, or of all) to make room; open connections are
+    #: never closed for this.  See Timeouts.half_open.
+    max_half_open: int = 64
+    max_half_open_per_peer: int = 8
     #: Bounds on decoding received messages (sizes, chunks, nesting).
     decoding: DecodingLimits = attrs.field(factory=DecodingLimits)
