@@ -122,8 +122,8 @@ class Peer:
         self._connections: dict[tuple[str, str], Connection] = {}
         # Incoming connections not open yet, oldest first (see _make_room).
         self._half_open: dict[tuple[str, str], Connection] = {}
-        self._evicted = 0
-        self._evicted_logged = -math.inf
+        self._crowded = 0  # OFFERs refused and half-open connections closed for room
+        self._crowded_logged = -math.inf
         self._incoming: Mailbox[Connection] = Mailbox(self.limits.pending_connections)
         self._calls: Mailbox[MediaConnection] = Mailbox(self.limits.pending_connections)
         self._events = EventEmitter(_EVENTS, self._spawn, self._log)
@@ -574,10 +574,20 @@ class Peer:
         target.deliver(signal)
 
     def _on_offer(self, src: str, offer: OfferPayload) -> None:
-        # Decide before allocating anything: a refused OFFER costs no peer connection.
+        # Check the OFFER, then make room, then allocate: an OFFER refused at
+        # any step costs no peer connection, and a bad one closes nothing.
+        serializer = None
+        if offer.type is ConnectionType.DATA:
+            try:
+                serializer = serializer_for_wire_name(
+                    offer.serialization or "binary", limits=self.limits.decoding
+                )
+            except PeerError as exc:
+                self._log.warning("refusing %s from %s: %s", offer.connection_id, src, exc)
+                return
         if not self._make_room(src, offer.connection_id):
             return
-        if offer.type is ConnectionType.MEDIA:
+        if serializer is None:
             call = MediaConnection(
                 self,
                 self._new_pc(),
@@ -588,16 +598,8 @@ class Peer:
                 logger=self._log,
                 offer=offer,
             )
-            self._register(call)
-            self._half_open[(src, offer.connection_id)] = call
+            self._register_half_open(call)
             self._spawn(lambda: call._ring(self._deliver_call, self.timeouts.negotiation))
-            return
-        try:
-            serializer = serializer_for_wire_name(
-                offer.serialization or "binary", limits=self.limits.decoding
-            )
-        except PeerError as exc:
-            self._log.warning("refusing %s from %s: %s", offer.connection_id, src, exc)
             return
         conn = DataConnection(
             self,
@@ -611,8 +613,7 @@ class Peer:
             originator=False,
             logger=self._log,
         )
-        self._register(conn)
-        self._half_open[(src, offer.connection_id)] = conn
+        self._register_half_open(conn)
         conn.deliver(offer)
         self._spawn(lambda: self._welcome(conn))
 
@@ -632,6 +633,12 @@ class Peer:
         """Incoming connections whose OFFER arrived but which are not open yet, oldest first."""
         self._prune_half_open()
         return list(self._half_open.values())
+
+    def _register_half_open(self, conn: Connection) -> None:
+        self._register(conn)
+        key = (conn.peer, conn.connection_id)
+        self._half_open.pop(key, None)  # a repeated OFFER goes last
+        self._half_open[key] = conn
 
     def _prune_half_open(self) -> None:
         for key, conn in list(self._half_open.items()):
@@ -664,33 +671,31 @@ class Peer:
             why = "Limits.max_half_open or max_half_open_per_peer is 0"
         else:
             return True
-        self._log.warning("refusing %s from %s: %s", connection_id, src, why)
+        self._report_crowding(f"refusing {connection_id} from {src}: {why}")
         return False
 
     def _evict_oldest(self, candidates: list[Connection], count: int, why: str) -> None:
         for conn in candidates[: max(count, 0)]:
-            self._evict(conn, why)
+            del self._half_open[(conn.peer, conn.connection_id)]
+            self._forget(conn)  # gone from the table now; its task finishes the teardown
+            conn._fail(NegotiationFailedError(f"closed before it opened to make room: {why}"))
+            self._report_crowding(f"closing {conn.connection_id} from {conn.peer}: {why}")
 
-    def _evict(self, conn: Connection, why: str) -> None:
-        """Close a half-open incoming connection to make room for a newer one.
-
-        One warning per ``Timeouts.half_open`` at most, however many are closed.
-        """
-        del self._half_open[(conn.peer, conn.connection_id)]
-        self._forget(conn)  # gone from the table now; its task finishes the teardown
-        conn._fail(NegotiationFailedError(f"closed before it opened to make room: {why}"))
-        self._evicted += 1
+    def _report_crowding(self, what: str) -> None:
+        """Log a refused OFFER or a closed half-open connection: one warning per half_open s."""
+        self._crowded += 1
         now = anyio.current_time()
-        if now >= self._evicted_logged + self.timeouts.half_open:
-            self._evicted_logged = now
-            self._log.warning(
-                "an OFFER flood? closing the oldest half-open incoming connections to make "
-                "room (%s; %d closed so far; Limits.max_half_open=%d, max_half_open_per_peer=%d)",
-                why,
-                self._evicted,
-                self.limits.max_half_open,
-                self.limits.max_half_open_per_peer,
-            )
+        if now < self._crowded_logged + self.timeouts.half_open:
+            self._log.debug("too many incoming connections: %s", what)
+            return
+        self._crowded_logged = now
+        self._log.warning(
+            "too many incoming connections (an OFFER flood?): %s; %d OFFERs refused or "
+            "half-open connections closed so far, logged once per %g s",
+            what,
+            self._crowded,
+            self.timeouts.half_open,
+        )
 
     async def _welcome(self, conn: Connection) -> None:
         """Hand an incoming connection to the application once it is open.

@@ -10,8 +10,10 @@ but never starts DTLS, while a real caller connects.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from itertools import pairwise
 from typing import Any
 
 import anyio
@@ -147,7 +149,9 @@ async def wait_until(condition: Callable[[], bool], limit: float) -> None:
             await anyio.sleep(0.1)
 
 
-async def check_flood(url: str, peer_id: str, sdp: str, attackers: list[str]) -> None:
+async def check_flood(
+    url: str, peer_id: str, sdp: str, attackers: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
     limits = Limits()
     async with Peer(peer_id, server=url, timeouts=Timeouts(half_open=HALF_OPEN)) as target:
         watch = Watch(target)
@@ -159,6 +163,7 @@ async def check_flood(url: str, peer_id: str, sdp: str, attackers: list[str]) ->
             await wait_until(lambda: watch.offers >= FLOOD - 30, 30)
             elapsed.append(await legit_call(url, peer_id + "legit", target))
 
+        flood_started = time.monotonic()
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(flood, url, peer_id, sdp, attackers, 3.0)
@@ -169,6 +174,12 @@ async def check_flood(url: str, peer_id: str, sdp: str, attackers: list[str]) ->
         assert elapsed[0] < LEGIT_DEADLINE
         # The flood reached the target and filled what it could, never more.
         assert watch.offers >= FLOOD
+        # Hundreds of half-open connections closed, but one warning per HALF_OPEN s.
+        assert target._crowded >= FLOOD - limits.max_half_open
+        warnings = [r for r in caplog.records if "too many incoming" in r.getMessage()]
+        assert all(r.levelno == logging.WARNING for r in warnings)
+        assert 1 <= len(warnings) <= 1 + (time.monotonic() - flood_started) / HALF_OPEN
+        assert all(b.created - a.created > HALF_OPEN - 0.1 for a, b in pairwise(warnings))
         assert watch.max_half_open <= limits.max_half_open
         assert watch.max_from_one_id <= limits.max_half_open_per_peer
         if len(attackers) == 1:
@@ -181,21 +192,25 @@ async def check_flood(url: str, peer_id: str, sdp: str, attackers: list[str]) ->
         assert time.monotonic() - flood_over < HALF_OPEN + 5
         flooded = [c for c in watch.connections if c.peer != peer_id + "legit"]
         assert len(flooded) >= FLOOD
-        await wait_until(lambda: all(c.closed for c in flooded), 5)
+        await wait_until(lambda: all(c.closed for c in flooded) and len(target.connections) <= 1, 5)
         assert all(c.peer_connection.connectionState == "closed" for c in flooded)
-        assert [c for c in target.connections if c.peer != peer_id + "legit"] == []
+        assert [c.peer for c in target.connections] in ([], [peer_id + "legit"])
         # And the target still takes callers.
         assert await legit_call(url, peer_id + "later", target) < LEGIT_DEADLINE
 
 
-async def test_offer_flood_from_one_id(url: str, peer_id: str, flood_sdp: str) -> None:
+async def test_offer_flood_from_one_id(
+    url: str, peer_id: str, flood_sdp: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """300 never-completing OFFERs from one id: capped per id, and a caller connects within 5 s."""
-    await check_flood(url, peer_id, flood_sdp, [peer_id + "x"])
+    await check_flood(url, peer_id, flood_sdp, [peer_id + "x"], caplog)
 
 
-async def test_offer_flood_from_many_ids(url: str, peer_id: str, flood_sdp: str) -> None:
+async def test_offer_flood_from_many_ids(
+    url: str, peer_id: str, flood_sdp: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """300 never-completing OFFERs from 100 ids: capped in total, a caller connects within 5 s."""
-    await check_flood(url, peer_id, flood_sdp, [f"{peer_id}x{n}" for n in range(100)])
+    await check_flood(url, peer_id, flood_sdp, [f"{peer_id}x{n}" for n in range(100)], caplog)
 
 
 async def test_flood_never_closes_open_connections(url: str, peer_id: str, flood_sdp: str) -> None:
