@@ -216,8 +216,9 @@ class Limits:
     send_low_water: int = 1024 * 1024
     #: Incoming connections not yet taken with ``accept()``.
     pending_connections: int = 64
-    #: Live connections (each is an RTCPeerConnection with its sockets);
-    #: OFFERs beyond this are refused, so a flood of OFFERs cannot exhaust us.
+    #: Live connections (each is an RTCPeerConnection with its sockets); an
+    #: OFFER beyond this closes the oldest half-open one, or is refused if all
+    #: are open, so a flood of OFFERs cannot exhaust us.
     max_connections: int = 256
     #: Half-open incoming connections (OFFER received, not yet open), in total
     #: and from one remote id.  An OFFER beyond either closes the oldest
