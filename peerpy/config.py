@@ -209,6 +209,9 @@ class Timeouts:
     #: within ``reconnect_max`` plus one attempt.
     reconnect_initial: float = attrs.field(default=0.5, validator=_positive_delay)
     reconnect_max: float = attrs.field(default=3.0, validator=_positive_delay)
+    #: From an incoming OFFER to an open data connection; a half-open incoming
+    #: connection still negotiating after this is closed (see Limits.max_half_open).
+    half_open: float = 10.0
 
 
 @attrs.frozen
@@ -224,8 +227,15 @@ class Limits:
     send_low_water: int = 1024 * 1024
     #: Incoming connections not yet taken with ``accept()``.
     pending_connections: int = 64
-    #: Live connections (each is an RTCPeerConnection with its sockets);
-    #: OFFERs beyond this are refused, so a flood of OFFERs cannot exhaust us.
+    #: Live connections (each is an RTCPeerConnection with its sockets); an
+    #: OFFER beyond this closes the oldest half-open one, or is refused if all
+    #: are open, so a flood of OFFERs cannot exhaust us.
     max_connections: int = 256
+    #: Half-open incoming connections (OFFER received, not yet open), in total
+    #: and from one remote id.  An OFFER beyond either closes the oldest
+    #: half-open one (of that id, or of all) to make room; open connections are
+    #: never closed for this.  See Timeouts.half_open.
+    max_half_open: int = 64
+    max_half_open_per_peer: int = 8
     #: Bounds on decoding received messages (sizes, chunks, nesting).
     decoding: DecodingLimits = attrs.field(factory=DecodingLimits)

@@ -10,7 +10,7 @@ in a buffer bounded in bytes until the application reads them.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 import anyio
@@ -159,6 +159,21 @@ class DataConnection(Connection):
                 )
                 return
             size = 0  # a frame's size is counted once, on its first value
+
+    def on(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Register a PeerJS-style event handler (see :mod:`peerpy.events`).
+
+        Values go to ``data`` handlers if there are any, else to :meth:`recv`.
+        The first ``data`` handler is at once given, in order, the values that
+        arrived before it and were not read, so a handler registered late (in
+        a ``connection`` handler, after an ``await``) misses nothing.
+        """
+        first = event == "data" and not self._events.has("data")
+        self._events.on(event, handler)
+        if first:
+            for value in self._inbox.drain():
+                self._events.emit("data", value)
+        return handler
 
     async def recv(self) -> Any:
         """Return the next value the remote sent.

@@ -85,6 +85,12 @@ class Mailbox(Generic[T]):
         self._bytes -= size
         return item
 
+    def drain(self) -> list[T]:
+        """Take every held item, oldest first, without waiting."""
+        items = [item for item, _ in self._items]
+        self.clear()
+        return items
+
     def close(self) -> None:
         """Refuse new items and wake readers; held items stay readable."""
         self._closed = True

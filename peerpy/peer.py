@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -38,6 +39,7 @@ from .events import EventEmitter
 from .exceptions import (
     ConnectionClosedError,
     DisconnectedError,
+    NegotiationFailedError,
     NetworkError,
     PeerError,
     PeerUnavailableError,
@@ -120,6 +122,10 @@ class Peer:
             self.server, timeouts=self.timeouts, ssl_context=ssl_context, logger=self._log
         )
         self._connections: dict[tuple[str, str], Connection] = {}
+        # Incoming connections not open yet, oldest first (see _make_room).
+        self._half_open: dict[tuple[str, str], Connection] = {}
+        self._crowded = 0  # OFFERs refused and half-open connections closed for room
+        self._crowded_logged = -math.inf
         self._incoming: Mailbox[Connection] = Mailbox(self.limits.pending_connections)
         self._calls: Mailbox[MediaConnection] = Mailbox(self.limits.pending_connections)
         self._events = EventEmitter(_EVENTS, self._spawn, self._log)
@@ -498,6 +504,8 @@ class Peer:
 
     def _deliver_call(self, call: MediaConnection) -> bool:
         """Give an incoming call to the ``call`` handlers, else to accept_call()."""
+        if call.closed:  # closed to make room for newer OFFERs before it rang
+            return False
         if self._events.has("call"):
             self._events.emit("call", call)
             return True
@@ -577,15 +585,20 @@ class Peer:
         target.deliver(signal)
 
     def _on_offer(self, src: str, offer: OfferPayload) -> None:
-        if len(self._connections) >= self.limits.max_connections:
-            self._log.warning(
-                "refusing %s from %s: %d connections are open (Limits.max_connections)",
-                offer.connection_id,
-                src,
-                len(self._connections),
-            )
+        # Check the OFFER, then make room, then allocate: an OFFER refused at
+        # any step costs no peer connection, and a bad one closes nothing.
+        serializer = None
+        if offer.type is ConnectionType.DATA:
+            try:
+                serializer = serializer_for_wire_name(
+                    offer.serialization or "binary", limits=self.limits.decoding
+                )
+            except PeerError as exc:
+                self._log.warning("refusing %s from %s: %s", offer.connection_id, src, exc)
+                return
+        if not self._make_room(src, offer.connection_id):
             return
-        if offer.type is ConnectionType.MEDIA:
+        if serializer is None:
             call = MediaConnection(
                 self,
                 self._new_pc(),
@@ -596,15 +609,8 @@ class Peer:
                 logger=self._log,
                 offer=offer,
             )
-            self._register(call)
+            self._register_half_open(call)
             self._spawn(lambda: call._ring(self._deliver_call, self.timeouts.negotiation))
-            return
-        try:
-            serializer = serializer_for_wire_name(
-                offer.serialization or "binary", limits=self.limits.decoding
-            )
-        except PeerError as exc:
-            self._log.warning("refusing %s from %s: %s", offer.connection_id, src, exc)
             return
         conn = DataConnection(
             self,
@@ -618,21 +624,109 @@ class Peer:
             originator=False,
             logger=self._log,
         )
-        self._register(conn)
+        self._register_half_open(conn)
         conn.deliver(offer)
         self._spawn(lambda: self._welcome(conn))
 
+    # -- half-open incoming connections ---------------------------------------
+    #
+    # An OFFER costs us an RTCPeerConnection, a certificate, sockets and ICE
+    # and DTLS work, and anyone who knows our id can send OFFERs that never
+    # complete.  Incoming connections that are not open yet ("half-open") are
+    # kept in ``_half_open``, oldest first, bounded in total and per remote
+    # id: a new OFFER beyond a bound closes the oldest half-open entry (of that
+    # id, or of all), so the newest caller always gets a chance, and each
+    # entry lives at most ``Timeouts.half_open``.  Open connections are never
+    # closed to make room; when only they fill ``Limits.max_connections``, the
+    # OFFER is refused.
+
+    def half_open_connections(self) -> list[Connection]:
+        """Incoming connections whose OFFER arrived but which are not open yet, oldest first."""
+        self._prune_half_open()
+        return list(self._half_open.values())
+
+    def _register_half_open(self, conn: Connection) -> None:
+        self._register(conn)
+        key = (conn.peer, conn.connection_id)
+        self._half_open.pop(key, None)  # a repeated OFFER goes last
+        self._half_open[key] = conn
+
+    def _prune_half_open(self) -> None:
+        for key, conn in list(self._half_open.items()):
+            if conn.open or conn.closed:
+                del self._half_open[key]
+
+    def _make_room(self, src: str, connection_id: str) -> bool:
+        """Close half-open connections to make room for a new one; tell whether it fits."""
+        limits = self.limits
+        self._prune_half_open()
+        from_src = [conn for conn in self._half_open.values() if conn.peer == src]
+        self._evict_oldest(
+            from_src,
+            len(from_src) + 1 - limits.max_half_open_per_peer,
+            f"{src} has {len(from_src)} half-open (Limits.max_half_open_per_peer)",
+        )
+        self._evict_oldest(
+            list(self._half_open.values()),
+            len(self._half_open) + 1 - limits.max_half_open,
+            f"{len(self._half_open)} are half-open (Limits.max_half_open)",
+        )
+        self._evict_oldest(
+            list(self._half_open.values()),
+            len(self._connections) + 1 - limits.max_connections,
+            f"{len(self._connections)} connections in all (Limits.max_connections)",
+        )
+        if len(self._connections) >= limits.max_connections:
+            why = f"{len(self._connections)} connections are open (Limits.max_connections)"
+        elif limits.max_half_open <= 0 or limits.max_half_open_per_peer <= 0:
+            why = "Limits.max_half_open or max_half_open_per_peer is 0"
+        else:
+            return True
+        self._report_crowding(f"refusing {connection_id} from {src}: {why}")
+        return False
+
+    def _evict_oldest(self, candidates: list[Connection], count: int, why: str) -> None:
+        for conn in candidates[: max(count, 0)]:
+            del self._half_open[(conn.peer, conn.connection_id)]
+            self._forget(conn)  # gone from the table now; its task finishes the teardown
+            conn._fail(NegotiationFailedError(f"closed before it opened to make room: {why}"))
+            self._report_crowding(f"closing {conn.connection_id} from {conn.peer}: {why}")
+
+    def _report_crowding(self, what: str) -> None:
+        """Log a refused OFFER or a closed half-open connection: one warning per half_open s."""
+        self._crowded += 1
+        now = anyio.current_time()
+        if now < self._crowded_logged + self.timeouts.half_open:
+            self._log.debug("too many incoming connections: %s", what)
+            return
+        self._crowded_logged = now
+        self._log.warning(
+            "too many incoming connections (an OFFER flood?): %s; %d OFFERs refused or "
+            "half-open connections closed so far, logged once per %g s",
+            what,
+            self._crowded,
+            self.timeouts.half_open,
+        )
+
     async def _welcome(self, conn: Connection) -> None:
-        """Hand an incoming connection to the application once it is open."""
+        """Hand an incoming connection to the application once it is open.
+
+        A connection still not open after ``Timeouts.half_open`` is closed.
+        """
+        limit = self.timeouts.half_open
         try:
-            with anyio.fail_after(self.timeouts.negotiation):
+            with anyio.fail_after(limit):
                 await conn.wait_open()
         except (PeerError, TimeoutError) as exc:
-            self._log.info(
-                "incoming %s from %s did not open: %s", conn.connection_id, conn.peer, exc
-            )
+            if isinstance(exc, TimeoutError):  # _fail logs it
+                conn._fail(NegotiationFailedError(f"incoming connection not open in {limit:g} s"))
+            else:
+                self._log.debug("incoming %s from %s: %s", conn.connection_id, conn.peer, exc)
             await conn._close()
             return
+        finally:
+            if self._half_open.get((conn.peer, conn.connection_id)) is conn:
+                del self._half_open[(conn.peer, conn.connection_id)]
         if self._events.has("connection"):
             self._events.emit("connection", conn)
             return

@@ -91,8 +91,14 @@ class _Connection:
         self._owner._call(wait)
 
     def on(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """Call ``handler`` on the peer's dispatcher thread each time ``event`` happens."""
-        self._conn.on(event, self._owner._dispatching(handler))
+        """Call ``handler`` on the peer's dispatcher thread each time ``event`` happens.
+
+        A first ``data`` handler also gets the values received before it and
+        not read, in order, before any later one.
+        """
+        # Register on the event loop thread: there the connection hands the
+        # values it holds to the new handler with no message slipping between.
+        self._owner._call_sync(self._conn.on, event, self._owner._dispatching(handler))
         return handler
 
     def __enter__(self) -> Self:
@@ -207,6 +213,12 @@ class Peer:
     destroy = close
 
     def _call(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+        if self._portal is None:
+            raise DisconnectedError("the peer is not started (use `with Peer(...) as peer`)")
+        return self._portal.call(func, *args)
+
+    def _call_sync(self, func: Callable[..., T], *args: Any) -> T:
+        """Run a plain function on the event loop thread."""
         if self._portal is None:
             raise DisconnectedError("the peer is not started (use `with Peer(...) as peer`)")
         return self._portal.call(func, *args)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from anyio.from_thread import start_blocking_portal
 
 from peerpy.exceptions import PeerUnavailableError
-from peerpy.sync import Peer
+from peerpy.sync import DataConnection, Peer
 
 from .brokers import peerpy_server
 
@@ -82,3 +84,58 @@ def test_sync_call(url: str, peer_id: str) -> None:
         assert stream.video is not None
         call.close()
         assert call.closed
+
+
+def test_sync_data_handler_registered_late_misses_nothing(url: str, peer_id: str) -> None:
+    """A data handler registered inside a slow connection handler gets every message, in order."""
+    count = 200
+    with Peer(peer_id + "a", server=url) as alice, Peer(peer_id + "b", server=url) as bob:
+        got: list[int] = []
+        all_in = threading.Event()
+
+        def on_data(value: int) -> None:
+            got.append(value)
+            if len(got) == count:
+                all_in.set()
+
+        def on_connection(conn: DataConnection) -> None:
+            time.sleep(0.5)  # the messages arrive meanwhile
+            conn.on("data", on_data)
+
+        bob.on("connection", on_connection)
+        with alice.connect(bob.id or "", reliable=True) as conn:
+            for i in range(count):
+                conn.send(i)
+            assert all_in.wait(15), f"{len(got)} of {count} messages reached the handler"
+            time.sleep(0.2)
+            assert got == list(range(count))
+
+
+@pytest.mark.anyio
+async def test_async_data_handler_registered_late_misses_nothing(peer_id: str) -> None:
+    """The async API too: a data handler registered after an await in a connection handler."""
+    import anyio
+
+    from peerpy import Peer as AsyncPeer
+
+    count = 200
+    got: list[int] = []
+    async with (
+        peerpy_server() as broker_url,
+        AsyncPeer(peer_id + "a", server=broker_url) as alice,
+        AsyncPeer(peer_id + "b", server=broker_url) as bob,
+    ):
+
+        async def on_connection(conn: Any) -> None:
+            await anyio.sleep(0.5)  # the messages arrive meanwhile
+            conn.on("data", got.append)
+
+        bob.on("connection", on_connection)
+        conn = await alice.connect(bob.id or "", reliable=True)
+        for i in range(count):
+            await conn.send(i)
+        with anyio.fail_after(15):
+            while len(got) < count:  # noqa: ASYNC110 - the handler fills it
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.2)
+        assert got == list(range(count))
