@@ -27,11 +27,12 @@ import logging
 import math
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from ..config import Limits
 from ..dataconnection import DataConnection
@@ -39,8 +40,8 @@ from ..exceptions import PeerUnavailableError, UnavailableIdError
 from ..peer import Peer
 from ..serialization import Limits as DecodingLimits
 from .auth import Code, make_code, parse_code
-from .errors import NoSenderError, PeerVanishedError, TransferError
-from .files import Conflict, Target, build_manifest
+from .errors import NoSenderError, PeerVanishedError, StoppedError, TransferError
+from .files import Conflict, Source, Target, build_manifest
 from .protocol import MAX_FRAME, PROTOCOL
 from .session import (
     Completed,
@@ -65,10 +66,16 @@ __all__ = [
 #: Transfers frame their own messages (:mod:`peerpy.transfer.protocol`): the
 #: data channel carries them untouched, nothing is decoded before our checks.
 SERIALIZATION = "raw"
-#: The sender's Peer: frames of at most 64 KiB, and little held unread (the
-#: receiver sends only acks and heartbeats once the offer is accepted).
+#: The sender's Peer: frames of at most 64 KiB, little held unread (the
+#: receiver sends only acks and heartbeats once the offer is accepted), and a
+#: short send queue, so that a stop message queued behind file data still
+#: arrives within a second on a slow link (aiortc's SCTP, not this queue,
+#: bounds the rate).
 SENDER_LIMITS = Limits(
-    receive_buffer_bytes=1024 * 1024, decoding=DecodingLimits(max_message_bytes=MAX_FRAME)
+    receive_buffer_bytes=1024 * 1024,
+    send_high_water=512 * 1024,
+    send_low_water=128 * 1024,
+    decoding=DecodingLimits(max_message_bytes=MAX_FRAME),
 )
 #: The receiver's Peer: frames of at most 64 KiB (the sender's window bounds the rest).
 RECEIVER_LIMITS = Limits(decoding=DecodingLimits(max_message_bytes=MAX_FRAME))
@@ -145,28 +152,87 @@ async def send_files(
     options = options or TransferOptions()
     notice = on_notice or _log.warning
     kwargs = _peer_kwargs(server, ice_servers, ice_addresses, SENDER_LIMITS)
-    async with contextlib.AsyncExitStack() as stack:
-        peer, chosen = await _register(stack, fixed, words, kwargs)
-        on_code(chosen)
-        lost: PeerVanishedError | None = None
-        for _ in range(MAX_RECONNECTS + 1):
-            conn = await _next_receiver(peer, lost, options)
+
+    async def body(stop: anyio.CancelScope) -> TransferStats | None:
+        async with contextlib.AsyncExitStack() as stack:
+            peer, chosen = await _register(stack, fixed, words, kwargs)
+            on_code(chosen)
+            with stop:
+                return await _serve(peer, chosen, sources, progress, options, notice)
+        return None
+
+    return await _graceful(body, options)
+
+
+async def _serve(
+    peer: Peer,
+    code: Code,
+    sources: list[Source],
+    progress: Progress | None,
+    options: TransferOptions,
+    notice: Callable[[str], Any],
+) -> TransferStats:
+    """Serve receivers of ``code`` until one completes (reconnections resume)."""
+    lost: PeerVanishedError | None = None
+    for _ in range(MAX_RECONNECTS + 1):
+        conn = await _next_receiver(peer, lost, options)
+        try:
+            return await send_over(
+                conn, code, sources, progress=progress, options=options, on_notice=notice
+            )
+        except StoppedError as exc:
+            notice(str(exc))  # now, not once the Peer has closed
+            raise
+        except PeerVanishedError as exc:
+            if not exc.after_auth:
+                raise
+            lost = exc
+            notice(
+                f"{exc}; waiting {options.reconnect_wait:g} s for the receiver to run "
+                f"`peerpy receive {code}` again and resume"
+            )
+        finally:
+            await _close(conn)
+    assert lost is not None
+    raise lost
+
+
+async def _graceful(
+    body: Callable[[anyio.CancelScope], Awaitable[TransferStats | None]], options: TransferOptions
+) -> TransferStats:
+    """Run ``body(stop)`` so that cancelling the caller stops it gracefully.
+
+    Cancelling the caller first cancels only ``stop``, which ``body`` puts
+    around its transfer inside its Peer: the session then tells the other
+    side, while the Peer and its connection still run.  Everything else is
+    cancelled ``stop_grace + 2`` seconds later if it has not ended by then.
+    """
+    stop = anyio.CancelScope()
+    hard = anyio.CancelScope(shield=True)
+    result: list[TransferStats | None] = []
+    failure: list[Exception] = []
+
+    async def watch() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stop.cancel()
+            hard.deadline = anyio.current_time() + options.stop_grace + 2
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        with hard:
             try:
-                return await send_over(
-                    conn, chosen, sources, progress=progress, options=options, on_notice=notice
-                )
-            except PeerVanishedError as exc:
-                if not exc.after_auth:
-                    raise
-                lost = exc
-                notice(
-                    f"{exc}; waiting {options.reconnect_wait:g} s for the receiver to run "
-                    f"`peerpy receive {chosen}` again and resume"
-                )
-            finally:
-                await _close(conn)
-        assert lost is not None
-        raise lost
+                result.append(await body(stop))
+            except Exception as exc:
+                failure.append(exc)
+        tg.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+    if not result or result[0] is None:
+        await anyio.lowlevel.checkpoint()  # we were cancelled: let it show
+        raise anyio.get_cancelled_exc_class()()
+    return result[0]
 
 
 async def _close(conn: DataConnection) -> None:
@@ -226,37 +292,60 @@ async def receive_files(
     """
     parsed = parse_code(code) if isinstance(code, str) else code
     target = Target(Path(output), conflict)
-    completed: Completed = {}
+    options = options or TransferOptions()
     notice = on_notice or _log.warning
     kwargs = _peer_kwargs(server, ice_servers, ice_addresses, RECEIVER_LIMITS)
-    async with Peer(**kwargs) as peer:
-        lost: PeerVanishedError | None = None
-        for attempt in range(MAX_RECONNECTS + 1):
-            try:
-                conn = await _connect(peer, parsed)
-            except NoSenderError:
-                if lost is not None:
-                    raise lost from None  # the sender is gone for good: say so
+
+    async def body(stop: anyio.CancelScope) -> TransferStats | None:
+        async with Peer(**kwargs) as peer:
+            with stop:
+                return await _receive(peer, parsed, target, confirm, progress, options, notice)
+        return None
+
+    return await _graceful(body, options)
+
+
+async def _receive(
+    peer: Peer,
+    code: Code,
+    target: Target,
+    confirm: Confirmer,
+    progress: Progress | None,
+    options: TransferOptions,
+    notice: Callable[[str], Any],
+) -> TransferStats:
+    """Receive from the sender of ``code``; reconnect and resume after a loss."""
+    completed: Completed = {}
+    lost: PeerVanishedError | None = None
+    for attempt in range(MAX_RECONNECTS + 1):
+        try:
+            conn = await _connect(peer, code)
+        except NoSenderError:
+            if lost is not None:
+                raise lost from None  # the sender is gone for good: say so
+            raise
+        try:
+            return await receive_over(
+                conn,
+                code,
+                target,
+                confirm=confirm if not attempt else _yes,  # the person said yes already
+                progress=progress,
+                options=options,
+                completed=completed,
+                on_notice=notice,
+            )
+        except StoppedError as exc:
+            notice(str(exc))  # now, not once the Peer has closed
+            raise
+        except PeerVanishedError as exc:
+            if not exc.after_auth or attempt == MAX_RECONNECTS:
                 raise
-            try:
-                return await receive_over(
-                    conn,
-                    parsed,
-                    target,
-                    confirm=confirm if not attempt else _yes,  # the person said yes already
-                    progress=progress,
-                    options=options,
-                    completed=completed,
-                    on_notice=notice,
-                )
-            except PeerVanishedError as exc:
-                if not exc.after_auth or attempt == MAX_RECONNECTS:
-                    raise
-                lost = exc
-                notice(f"{exc}; reconnecting to resume")
-            finally:
-                await _close(conn)
-            await anyio.sleep(1)
+            lost = exc
+            notice(f"{exc}; reconnecting to resume")
+        finally:
+            await _close(conn)
+        await anyio.sleep(1)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

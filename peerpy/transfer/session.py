@@ -188,9 +188,13 @@ _REMOTE_ERRORS: dict[str, type[TransferError]] = {
 class _Channel:
     """Transfer messages over a DataConnection, with liveness and clear errors."""
 
-    def __init__(self, conn: DataConnection, options: TransferOptions) -> None:
+    def __init__(
+        self, conn: DataConnection, options: TransferOptions, other: str = "the other side"
+    ) -> None:
         self.conn = conn
         self.options = options
+        #: How messages name the peer: "the sender" or "the receiver".
+        self.other = other
         self.decoder = Decoder()
         self.authenticated = False
         self.last_sent = time.monotonic()
@@ -210,7 +214,7 @@ class _Channel:
             try:
                 await self.conn.send(frame)
             except PeerError as exc:
-                raise PeerVanishedError(f"the other side went away: {exc}") from None
+                raise PeerVanishedError(f"{self.other} went away: {exc}") from None
             self.last_sent = time.monotonic()
 
     async def recv(self, limit: float | None = None) -> Message:
@@ -227,10 +231,10 @@ class _Channel:
                     continue
                 if isinstance(message, Error):
                     cls = _REMOTE_ERRORS.get(message.code, RemoteError)
-                    raise cls(f"the other side stopped: {message.message}")
+                    raise cls(f"{self.other} stopped: {message.message}")
                 return message
         assert scope.cancelled_caught
-        raise TransferError(f"the other side did not answer within {limit:g} s")
+        raise TransferError(f"{self.other} did not answer within {limit:g} s")
 
     async def _frame(self) -> Any:
         idle = self.options.idle_timeout
@@ -239,11 +243,11 @@ class _Channel:
                 return await self.conn.recv()
         except TimeoutError:
             raise PeerVanishedError(
-                f"the other side sent nothing for {idle:g} s (killed, suspended or cut off)"
+                f"{self.other} sent nothing for {idle:g} s (killed, suspended or cut off)"
             ) from None
         except ConnectionClosedError:
             raise PeerVanishedError(
-                "the other side closed the connection before the transfer finished"
+                f"{self.other} closed the connection before the transfer finished"
             ) from None
 
     async def expect(self, kind: type[M], limit: float | None = None) -> M:
@@ -251,7 +255,7 @@ class _Channel:
         message = await self.recv(limit)
         if not isinstance(message, kind):
             name = type(message).__name__
-            raise TransferProtocolError(f"expected {kind.__name__}, the other side sent {name}")
+            raise TransferProtocolError(f"expected {kind.__name__}, {self.other} sent {name}")
         return message
 
     async def beat(self) -> None:
@@ -313,7 +317,7 @@ async def _with_heartbeat(ch: _Channel, body: Callable[[], Awaitable[M]]) -> M:
     return result[0]
 
 
-async def _guarded(ch: _Channel, body: Callable[[], Awaitable[M]], role: Role) -> M:
+async def _guarded(ch: _Channel, body: Callable[[], Awaitable[M]]) -> M:
     """Run ``body``; on a transfer error or cancellation, tell the other side, then raise."""
     try:
         return await _with_heartbeat(ch, body)
@@ -325,7 +329,7 @@ async def _guarded(ch: _Channel, body: Callable[[], Awaitable[M]], role: Role) -
         raise
     except anyio.get_cancelled_exc_class():
         # Stopped on purpose (Ctrl-C, SIGTERM, the caller's timeout): say so.
-        await ch.say_last(Error(StoppedError.type, f"the {role} stopped the transfer"))
+        await ch.say_last(Error(StoppedError.type, "it was interrupted (Ctrl-C or a signal)"))
         raise
 
 
@@ -352,11 +356,11 @@ async def send_over(
     file).  Cancelling tells the receiver the sender stopped (bounded by
     ``stop_grace``); the receiver keeps its partial files.
     """
-    ch = _Channel(conn, options or TransferOptions())
+    ch = _Channel(conn, options or TransferOptions(), "the receiver")
     progress = progress or NullProgress()
     sender = _Sender(ch, sources, progress, on_notice or _ignore)
     try:
-        return await _guarded(ch, lambda: sender.run(code), "sender")
+        return await _guarded(ch, lambda: sender.run(code))
     finally:
         progress.end()
 
@@ -534,11 +538,11 @@ async def receive_over(
     sender's file.  Cancelling tells the sender the receiver stopped (bounded
     by ``stop_grace``) and keeps the partial files.
     """
-    ch = _Channel(conn, options or TransferOptions())
+    ch = _Channel(conn, options or TransferOptions(), "the sender")
     progress = progress or NullProgress()
     receiver = _Receiver(ch, target, progress, {} if completed is None else completed)
     try:
-        return await _guarded(ch, lambda: receiver.run(code, confirm), "receiver")
+        return await _guarded(ch, lambda: receiver.run(code, confirm))
     finally:
         progress.end()
 
