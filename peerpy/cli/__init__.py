@@ -250,7 +250,7 @@ async def _run(command: Command, run: _Run) -> int:
     if not caught:
         return result[0]
     name = signal.Signals(caught[0]).name
-    if run.args.command in ("send", "receive"):
+    if run.args.command in ("send", "receive") and run.where():
         run.say(f"interrupted ({name}){run.where()}; {run.resume_hint()}")
     else:
         run.say(f"interrupted ({name})")

@@ -303,12 +303,12 @@ async def _authenticate(ch: _Channel, code: Code, role: Role) -> None:
 async def _with_heartbeat(ch: _Channel, body: Callable[[], Awaitable[M]]) -> M:
     """Run ``body`` while heartbeats go out; raise what it raised (no exception group)."""
     result: list[M] = []
-    failure: list[PeerError] = []
+    failure: list[Exception] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(ch.beat)
         try:
             result.append(await body())
-        except PeerError as exc:
+        except Exception as exc:
             failure.append(exc)
         finally:
             tg.cancel_scope.cancel()
