@@ -41,6 +41,7 @@ from peerpy.transfer import (
     TargetExistsError,
     TransferOptions,
     TransferProtocolError,
+    TransferUsageError,
     UnsafePathError,
     build_manifest,
     endpoints,
@@ -239,6 +240,15 @@ def test_long_offers_and_accepts_split_into_frames() -> None:
         results = [decoder.feed(frame) for frame in frames]
         assert results[:-1] == [None] * (len(frames) - 1)
         assert results[-1] == message
+
+
+def test_transfer_options_checked() -> None:
+    """A chunk that cannot fit one frame, or heartbeats slower than the silence
+    timeout, are usage errors."""
+    with pytest.raises(TransferUsageError):
+        TransferOptions(chunk_size=MAX_CHUNK + 1)
+    with pytest.raises(TransferUsageError):
+        TransferOptions(idle_timeout=1.0, heartbeat_interval=1.0)
 
 
 @pytest.mark.parametrize("mtime", [1e300, -1e300, float("inf"), float("nan"), 2.0**40])

@@ -50,6 +50,7 @@ from .errors import (
     TargetExistsError,
     TransferError,
     TransferProtocolError,
+    TransferUsageError,
 )
 from .files import PartialFile, Source, Target, hash_prefix, make_folder
 from .protocol import (
@@ -113,9 +114,9 @@ class TransferOptions:
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.chunk_size <= MAX_CHUNK:
-            raise ValueError(f"chunk_size must be 1..{MAX_CHUNK}, not {self.chunk_size}")
+            raise TransferUsageError(f"chunk_size must be 1..{MAX_CHUNK}, not {self.chunk_size}")
         if not 0 < self.heartbeat_interval < self.idle_timeout:
-            raise ValueError("heartbeat_interval must be positive and below idle_timeout")
+            raise TransferUsageError("heartbeat_interval must be positive and below idle_timeout")
 
 
 class Progress(Protocol):
