@@ -394,13 +394,15 @@ async def test_absurd_mtime_refused_before_anything_is_written(
 
 
 @pytest.mark.anyio
-async def test_state_file_symlink_not_followed(tmp_path: Path) -> None:
-    """A pre-existing NAME.peerpy-state symlink is refused, its target untouched."""
+@pytest.mark.parametrize("suffix", [STATE_SUFFIX, PARTIAL_SUFFIX])
+async def test_state_and_partial_symlinks_not_followed(tmp_path: Path, suffix: str) -> None:
+    """A pre-existing NAME.peerpy-state (or -partial) symlink is refused, its target
+    untouched."""
     victim = tmp_path / "victim.txt"
     victim.write_text("precious data\n")
     out = tmp_path / "out"
     out.mkdir()
-    (out / ("x" + STATE_SUFFIX)).symlink_to(victim)
+    (out / ("x" + suffix)).symlink_to(victim)
     source = tmp_path / "x"
     source.write_bytes(b"AAAA")
     _, sources = build_manifest([source])
