@@ -37,9 +37,11 @@ from peerpy.transfer import (
     ManInTheMiddleError,
     NoSenderError,
     PeerVanishedError,
+    StoppedError,
     TargetExistsError,
     TransferOptions,
     TransferProtocolError,
+    TransferUsageError,
     UnsafePathError,
     build_manifest,
     endpoints,
@@ -51,7 +53,23 @@ from peerpy.transfer import (
 from peerpy.transfer import files as files_module
 from peerpy.transfer.auth import Code, Handshake, sdp_fingerprints
 from peerpy.transfer.files import PARTIAL_SUFFIX, STATE_SUFFIX, Target, safe_relative_path
-from peerpy.transfer.protocol import PROTOCOL, EntryKind, FileEntry, Offer, parse
+from peerpy.transfer.protocol import (
+    MAX_CHUNK,
+    MAX_FRAME,
+    PRE_AUTH_MAX_FRAME,
+    PROTOCOL,
+    Accept,
+    Data,
+    Decoder,
+    EntryKind,
+    FileEntry,
+    FileStart,
+    Offer,
+    Pake,
+    Resume,
+    encode,
+    parse,
+)
 from peerpy.transfer.session import NullProgress, _authenticate, _Channel, receive_over, send_over
 from peerpy.transfer.words import WORDS
 
@@ -109,7 +127,7 @@ async def pair(url: str) -> AsyncIterator[tuple[DataConnection, DataConnection]]
     tok = random_token()
     async with Peer("s" + tok, server=url) as s, Peer("r" + tok, server=url) as r:
         conn = await r.connect(
-            s.id or "", serialization="MsgPack", reliable=True, metadata={"protocol": PROTOCOL}
+            s.id or "", serialization="raw", reliable=True, metadata={"protocol": PROTOCOL}
         )
         yield await s.accept(), conn
 
@@ -173,13 +191,74 @@ def test_link_escaping_target_refused(tmp_path: Path) -> None:
 
 @given(st.one_of(st.binary(), st.dictionaries(st.text(max_size=5), st.integers() | st.text())))
 def test_parse_garbage_raises_protocol_error(value: object) -> None:
-    """parse() returns bytes as file data and raises only TransferProtocolError otherwise."""
-    try:
-        message = parse(value)
-    except TransferProtocolError:
-        return
-    assert isinstance(value, bytes)
-    assert message == value
+    """parse() raises only TransferProtocolError on anything but a valid control map."""
+    with contextlib.suppress(TransferProtocolError):
+        parse(value)
+
+
+@given(st.binary(max_size=300), st.booleans())
+def test_decoder_garbage_raises_protocol_error(frame: bytes, authenticated: bool) -> None:
+    """Decoder.feed() raises only TransferProtocolError on garbage frames."""
+    decoder = Decoder()
+    if authenticated:
+        decoder.authenticated()
+    with contextlib.suppress(TransferProtocolError):
+        decoder.feed(frame)
+
+
+def test_decoder_refuses_big_frames_before_authentication() -> None:
+    """Before the code is proved, a frame over 4 KiB is refused without being decoded
+    (here a valid msgpack bomb of nested empty arrays); after, up to 64 KiB pass."""
+    bomb = b"M" + b"\xdc\x13\x00" + b"\x90" * 4864  # array16 of 4864 empty arrays
+    decoder = Decoder()
+    with pytest.raises(TransferProtocolError, match="before proving it knows the code"):
+        decoder.feed(bomb)
+    assert len(bomb) > PRE_AUTH_MAX_FRAME
+    decoder = Decoder()
+    assert decoder.feed(encode(Pake(b"x" * 33))[0]) == Pake(b"x" * 33)
+    decoder.authenticated()
+    data = Data(7, b"y" * MAX_CHUNK)
+    (frame,) = encode(data)
+    assert len(frame) == MAX_FRAME
+    got = decoder.feed(frame)
+    assert isinstance(got, Data)
+    assert (got.offset, bytes(got.data)) == (7, data.data)
+    with pytest.raises(TransferProtocolError, match="65537 bytes"):
+        decoder.feed(frame + b"z")
+
+
+def test_long_offers_and_accepts_split_into_frames() -> None:
+    """Offers and accepts longer than a frame travel in several frames and join back."""
+    entries = tuple(FileEntry(f"dir/{'n' * 200}-{i}", size=i, mtime=1.5) for i in range(2000))
+    resume = tuple(Resume(i, i * 10, bytes(32)) for i in range(5000))
+    for message in (Offer(entries), Accept(resume)):
+        frames = encode(message)
+        assert len(frames) > 2
+        assert all(len(frame) <= MAX_FRAME for frame in frames)
+        decoder = Decoder()
+        decoder.authenticated()
+        results = [decoder.feed(frame) for frame in frames]
+        assert results[:-1] == [None] * (len(frames) - 1)
+        assert results[-1] == message
+
+
+def test_transfer_options_checked() -> None:
+    """A chunk that cannot fit one frame, or heartbeats slower than the silence
+    timeout, are usage errors."""
+    with pytest.raises(TransferUsageError):
+        TransferOptions(chunk_size=MAX_CHUNK + 1)
+    with pytest.raises(TransferUsageError):
+        TransferOptions(idle_timeout=1.0, heartbeat_interval=1.0)
+
+
+@pytest.mark.parametrize("mtime", [1e300, -1e300, float("inf"), float("nan"), 2.0**40])
+def test_absurd_mtimes_are_protocol_errors(mtime: float) -> None:
+    """An mtime os.utime cannot take is refused when the offer is parsed."""
+    (frame,) = encode(Offer((FileEntry("x", size=1, mtime=mtime),)))
+    decoder = Decoder()
+    decoder.authenticated()
+    with pytest.raises(TransferProtocolError, match="mtime"):
+        decoder.feed(frame)
 
 
 def test_handshake_detects_wrong_code_and_swapped_fingerprints() -> None:
@@ -262,7 +341,7 @@ async def test_resume_after_sender_killed(tmp_path: Path) -> None:
             def advance(self, nbytes: int) -> None:
                 self.seen += nbytes
                 if self.seen >= 600_000:
-                    scope.cancel()  # the sender dies mid-way
+                    scope.cancel()  # the sender is stopped mid-way
 
         async def sender() -> None:
             with scope:
@@ -276,7 +355,8 @@ async def test_resume_after_sender_killed(tmp_path: Path) -> None:
             return await receive_files("41-x-y", output=out, options=FAST, server=url)
 
         results = await both(sender, receiver)
-        assert isinstance(results[1], PeerVanishedError), results
+        # Cancelling send_files is a deliberate stop: the receiver hears so.
+        assert isinstance(results[1], StoppedError), results
         partial = out / ("big.bin" + PARTIAL_SUFFIX)
         kept = partial.stat().st_size
         assert 0 < kept < size
@@ -360,10 +440,10 @@ async def test_corrupted_chunk_detected(tmp_path: Path, monkeypatch: pytest.Monk
 
         async def corrupting(value: Any) -> None:
             nonlocal count
-            if isinstance(value, bytes):
+            if isinstance(value, bytes) and value[:1] == b"D":  # a data frame
                 count += 1
                 if count == 3:
-                    value = bytes([value[0] ^ 1]) + value[1:]
+                    value = value[:-1] + bytes([value[-1] ^ 1])
             await original(value)
 
         monkeypatch.setattr(s, "send", corrupting)
@@ -405,7 +485,7 @@ async def test_traversal_offer_refused(tmp_path: Path) -> None:
         ch = _Channel(s, FAST)
         await _authenticate(ch, code, "sender")
         await ch.send(Offer((FileEntry("../evil", EntryKind.FILE, 4),)))
-        await ch.expect(bytes)  # waits for the receiver's refusal
+        await ch.expect(Data)  # waits for the receiver's refusal
 
     async with peerpy_server() as url, pair(url) as (s, r):
         sent, got = await both(
@@ -597,3 +677,88 @@ async def test_man_in_the_middle_broker_refused(tmp_path: Path) -> None:
     assert isinstance(got, ManInTheMiddleError), got
     assert isinstance(sent, ManInTheMiddleError), sent
     assert not out.exists() or not list(out.iterdir())
+
+
+@pytest.mark.anyio
+async def test_non_contiguous_data_refused_partial_stays_a_prefix(tmp_path: Path) -> None:
+    """Data at any offset but the next one is a protocol error; the partial file
+    holds only the contiguous prefix."""
+    code = Code(11, ("g", "h"))
+    out = tmp_path / "out"
+    first = os.urandom(1000)
+
+    async def hostile(s: DataConnection) -> None:
+        ch = _Channel(s, FAST)
+        await _authenticate(ch, code, "sender")
+        await ch.send(Offer((FileEntry("f.bin", EntryKind.FILE, 100_000),)))
+        await ch.expect(Accept)
+        await ch.send(FileStart(0, 0))
+        await ch.send(Data(0, first))
+        await ch.send(Data(5000, b"z" * 1000))  # a gap
+        await ch.expect(Data)  # waits for the receiver's refusal
+
+    async with peerpy_server() as url, pair(url) as (s, r):
+        sent, got = await both(
+            lambda: hostile(s), lambda: receive_over(r, code, Target(out), options=FAST)
+        )
+    assert isinstance(got, TransferProtocolError), got
+    assert "not contiguous" in str(got)
+    assert isinstance(sent, TransferProtocolError), sent
+    assert (out / ("f.bin" + PARTIAL_SUFFIX)).read_bytes() == first
+
+
+@pytest.mark.anyio
+async def test_heartbeats_keep_a_slow_decision_alive(tmp_path: Path) -> None:
+    """A person taking longer than idle_timeout to accept does not look like a dead
+    peer: heartbeats flow both ways while they think."""
+    source = tmp_path / "f.bin"
+    source.write_bytes(os.urandom(50_000))
+    _, sources = build_manifest([source])
+    code = Code(12, ("i", "j"))
+    quick = attrs.evolve(FAST, idle_timeout=1.0, heartbeat_interval=0.2)
+
+    async def slow_yes(offer: Offer, already: int) -> bool:
+        await anyio.sleep(3)
+        return True
+
+    async with peerpy_server() as url, pair(url) as (s, r):
+        sent, got = await both(
+            lambda: send_over(s, code, sources, options=quick),
+            lambda: receive_over(
+                r, code, Target(tmp_path / "out"), confirm=slow_yes, options=quick
+            ),
+        )
+    assert not isinstance(sent, Exception), sent
+    assert not isinstance(got, Exception), got
+    assert sha(tmp_path / "out" / "f.bin") == sha(source)
+
+
+@pytest.mark.anyio
+async def test_silent_sender_reported_within_idle_timeout(tmp_path: Path) -> None:
+    """A sender that stops sending anything (no heartbeats either) is reported as
+    gone after idle_timeout, not after the connection's own timeouts."""
+    code = Code(13, ("k", "l"))
+    quick = attrs.evolve(FAST, idle_timeout=1.5, heartbeat_interval=0.3)
+    elapsed: list[float] = []
+
+    async def frozen(s: DataConnection) -> None:
+        ch = _Channel(s, quick)
+        await _authenticate(ch, code, "sender")
+        await ch.send(Offer((FileEntry("f.bin", EntryKind.FILE, 10),)))
+        await anyio.sleep(8)  # alive, but silent: no data, no heartbeat
+
+    async with peerpy_server() as url, pair(url) as (s, r):
+
+        async def receiver() -> Any:
+            started = anyio.current_time()
+            try:
+                return await receive_over(r, code, Target(tmp_path / "out"), options=quick)
+            finally:
+                elapsed.append(anyio.current_time() - started)
+
+        with anyio.fail_after(20):
+            _, got = await both(lambda: frozen(s), receiver)
+    assert isinstance(got, PeerVanishedError), got
+    assert "sent nothing for 1.5 s" in str(got)
+    assert got.after_auth
+    assert elapsed[0] < 6  # handshake, then 1.5 s of silence

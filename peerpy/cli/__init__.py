@@ -12,7 +12,11 @@ without them, ``PEERPY_SERVER``, ``PEERPY_ICE_SERVERS`` and
 ``PEERPY_ICE_ADDRESSES`` apply, as for :class:`peerpy.Peer`.  Built on
 argparse (standard library: no dependency for a secondary interface, and
 ``main(argv)`` returns exit codes instead of exiting).  Exit status: 0 done,
-1 the transfer or connection failed, 2 bad usage, 130 interrupted.
+1 the transfer or connection failed, 2 bad usage, 130 interrupted (SIGINT),
+143 terminated (SIGTERM).
+
+SIGINT (Ctrl-C) and SIGTERM stop a transfer cleanly: the other side is told
+at once, partial files stay, and both sides print how to resume.
 """
 
 from __future__ import annotations
@@ -20,15 +24,21 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
+import anyio.abc
+import attrs
 
 from ..exceptions import PeerError, UsageError
 from ..transfer import Code, receive_files, send_files
-from ..transfer.files import Conflict
+from ..transfer.errors import PeerVanishedError, StoppedError
+from ..transfer.files import PARTIAL_SUFFIX, Conflict
 from ..transfer.protocol import Offer
 from .progress import RichProgress, describe, format_size, parse_size, stderr_console
 
@@ -95,19 +105,52 @@ def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def _send(args: argparse.Namespace) -> int:
+@attrs.define
+class _Run:
+    """What one command run knows when it has to say how to resume."""
+
+    args: argparse.Namespace
+    progress: RichProgress | None = None
+
+    def say(self, text: str) -> None:
+        print(f"peerpy {self.args.command}: {text}", file=sys.stderr, flush=True)
+
+    def resume_hint(self) -> str:
+        """How to pick up an interrupted transfer from this side."""
+        args = self.args
+        if args.command == "send":
+            paths = " ".join(shlex.quote(p) for p in args.paths)
+            return (
+                f"to resume, run `peerpy send {paths}` again and receive with the new code "
+                "into the same folder: what arrived is not sent again"
+            )
+        output = shlex.quote(args.output)
+        return (
+            f"the partial files (*{PARTIAL_SUFFIX}) stay in {output}; to resume, receive "
+            f"again into it (`peerpy receive CODE -o {output}` with a code from a new "
+            "`peerpy send`): what arrived is not received again"
+        )
+
+    def where(self) -> str:
+        position = self.progress.position() if self.progress is not None else ""
+        return f" at {position}" if position else ""
+
+
+async def _send(args: argparse.Namespace, run: _Run) -> int:
     console = stderr_console()
 
     def on_code(code: Code) -> None:
         print(f"Code: {code}", flush=True)
         console.print(f"On the other machine run:  peerpy receive {code}")
 
+    run.progress = RichProgress(console, verb="Sending")
     stats = await send_files(
         args.paths,
         on_code=on_code,
         code=args.code,
         words=args.words,
-        progress=RichProgress(console, verb="Sending"),
+        progress=run.progress,
+        on_notice=run.say,
         **_peer_options(args),
     )
     console.print(
@@ -129,7 +172,7 @@ def _read_answer(prompt: str) -> str:
     return sys.stdin.readline()
 
 
-async def _receive(args: argparse.Namespace) -> int:
+async def _receive(args: argparse.Namespace, run: _Run) -> int:
     console = stderr_console()
     conflict: Conflict = "overwrite" if args.overwrite else "rename" if args.rename else "refuse"
 
@@ -139,12 +182,14 @@ async def _receive(args: argparse.Namespace) -> int:
             return True
         return await _ask(offer, already)
 
+    run.progress = RichProgress(console, verb="Receiving")
     stats = await receive_files(
         args.code,
         output=args.output,
         conflict=conflict,
         confirm=confirm,
-        progress=RichProgress(console, verb="Receiving"),
+        progress=run.progress,
+        on_notice=run.say,
         **_peer_options(args),
     )
     for path in stats.paths:
@@ -158,7 +203,7 @@ async def _receive(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _chat(args: argparse.Namespace) -> int:
+async def _chat(args: argparse.Namespace, run: _Run) -> int:
     from .chat import run_chat
 
     async def read_line() -> str | None:
@@ -172,7 +217,7 @@ async def _chat(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _demo(args: argparse.Namespace) -> int:
+async def _demo(args: argparse.Namespace, run: _Run) -> int:
     from .demo import run_demo
 
     options = _peer_options(args)
@@ -184,7 +229,47 @@ async def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"send": _send, "receive": _receive, "chat": _chat, "demo": _demo}
+Command = Callable[[argparse.Namespace, _Run], Awaitable[int]]
+_COMMANDS: dict[str, Command] = {
+    "send": _send,
+    "receive": _receive,
+    "chat": _chat,
+    "demo": _demo,
+}
+
+
+async def _run(command: Command, run: _Run) -> int:
+    """Run ``command``; SIGINT/SIGTERM cancel it (it tells the other side) and say how to resume."""
+    caught: list[int] = []
+    result: list[int] = []
+    async with anyio.create_task_group() as tg:
+        if threading.current_thread() is threading.main_thread():
+            await tg.start(_watch_signals, tg.cancel_scope, caught)
+        result.append(await command(run.args, run))
+        tg.cancel_scope.cancel()
+    if not caught:
+        return result[0]
+    name = signal.Signals(caught[0]).name
+    if run.args.command in ("send", "receive") and run.where():
+        run.say(f"interrupted ({name}){run.where()}; {run.resume_hint()}")
+    else:
+        run.say(f"interrupted ({name})")
+    return 128 + caught[0]
+
+
+async def _watch_signals(
+    scope: anyio.CancelScope,
+    caught: list[int],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """On SIGINT or SIGTERM, cancel ``scope`` (once; a second signal acts as usual)."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            caught.append(signum)
+            scope.cancel()
+            return
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,8 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         level = logging.DEBUG if args.verbose > 1 else logging.INFO
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    run = _Run(args)
     try:
-        return anyio.run(_COMMANDS[args.command], args)
+        return anyio.run(_run, _COMMANDS[args.command], run)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -209,7 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, UsageError):
             print(f"peerpy {args.command}: {error}", file=sys.stderr)
             return 2
-        print(f"peerpy {args.command}: error: {error}", file=sys.stderr)
+        hint = ""
+        if isinstance(error, StoppedError | PeerVanishedError) and run.where():
+            hint = f" ({run.where().strip()}); {run.resume_hint()}"
+        print(f"peerpy {args.command}: error: {error}{hint}", file=sys.stderr)
         return 1
 
 

@@ -65,9 +65,19 @@ class RichProgress:
         self._verb = verb
         self._bar: Progress | None = None
         self._task: TaskID | None = None
+        #: Bytes of the offer (None before the transfer starts) and bytes done.
+        self.total: int | None = None
+        self.done = 0
+
+    def position(self) -> str:
+        """``12.0 MiB of 40.0 MiB``, or ``""`` before the transfer started."""
+        if self.total is None:
+            return ""
+        return f"{format_size(max(self.done, 0))} of {format_size(self.total)}"
 
     def begin(self, offer: Offer, already: int) -> None:
         """Start the bar at ``already`` of the offer's bytes."""
+        self.total, self.done = offer.total_bytes, already
         self._bar = Progress(
             TextColumn("{task.description}", markup=False),
             BarColumn(),
@@ -80,7 +90,7 @@ class RichProgress:
         self._bar.start()
         self._task = self._bar.add_task(self._verb, total=offer.total_bytes, completed=already)
         if already:
-            self._console.print(f"resuming: {format_size(already)} already received")
+            self._console.print(f"resuming at {self.position()}")
 
     def file(self, entry: FileEntry, offset: int) -> None:
         """Show the current file's name."""
@@ -90,6 +100,7 @@ class RichProgress:
 
     def advance(self, nbytes: int) -> None:
         """Move the bar."""
+        self.done += nbytes
         if self._bar is not None and self._task is not None:
             self._bar.advance(self._task, nbytes)
 

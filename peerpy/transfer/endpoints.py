@@ -14,6 +14,10 @@ receiver reconnects under the same code, both sides authenticate again, and
 the transfer resumes from the verified partial files (up to
 :data:`MAX_RECONNECTS` times).  A connection that drops *before* the proof
 ends the transfer, so aborting mid-handshake earns a guesser nothing.
+
+Memory against strangers: the transfer Peers decode nothing (``raw``
+serialization, frames of at most 64 KiB, :data:`SENDER_LIMITS`), and until
+the code is proved a frame over 4 KiB ends the attempt like a wrong code.
 """
 
 from __future__ import annotations
@@ -23,19 +27,22 @@ import logging
 import math
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
+from ..config import Limits
 from ..dataconnection import DataConnection
 from ..exceptions import PeerUnavailableError, UnavailableIdError
 from ..peer import Peer
+from ..serialization import Limits as DecodingLimits
 from .auth import Code, make_code, parse_code
-from .errors import NoSenderError, PeerVanishedError, TransferError
-from .files import Conflict, Target, build_manifest
-from .protocol import PROTOCOL
+from .errors import NoSenderError, PeerVanishedError, StoppedError, TransferError
+from .files import Conflict, Source, Target, build_manifest
+from .protocol import MAX_FRAME, PROTOCOL
 from .session import (
     Completed,
     Confirmer,
@@ -47,10 +54,31 @@ from .session import (
     send_over,
 )
 
-__all__ = ["MAX_RECONNECTS", "SERIALIZATION", "receive_files", "send_files"]
+__all__ = [
+    "MAX_RECONNECTS",
+    "RECEIVER_LIMITS",
+    "SENDER_LIMITS",
+    "SERIALIZATION",
+    "receive_files",
+    "send_files",
+]
 
-#: Transfers use MsgPack: PeerJS-compatible, reliable (ordered), binary-clean.
-SERIALIZATION = "MsgPack"
+#: Transfers frame their own messages (:mod:`peerpy.transfer.protocol`): the
+#: data channel carries them untouched, nothing is decoded before our checks.
+SERIALIZATION = "raw"
+#: The sender's Peer: frames of at most 64 KiB, little held unread (the
+#: receiver sends only acks and heartbeats once the offer is accepted), and a
+#: short send queue, so that a stop message queued behind file data still
+#: arrives within a second on a slow link (aiortc's SCTP, not this queue,
+#: bounds the rate).
+SENDER_LIMITS = Limits(
+    receive_buffer_bytes=1024 * 1024,
+    send_high_water=512 * 1024,
+    send_low_water=128 * 1024,
+    decoding=DecodingLimits(max_message_bytes=MAX_FRAME),
+)
+#: The receiver's Peer: frames of at most 64 KiB (the sender's window bounds the rest).
+RECEIVER_LIMITS = Limits(decoding=DecodingLimits(max_message_bytes=MAX_FRAME))
 #: Nameplates tried before giving up on finding a free one.
 _NAMEPLATE_TRIES = 20
 #: Times a transfer reconnects (same code, re-authenticated) after a lost
@@ -60,9 +88,17 @@ _log = logging.getLogger("peerpy.transfer")
 
 
 def _peer_kwargs(
-    server: str | None, ice_servers: Sequence[str] | None, ice_addresses: Sequence[str] | None
+    server: str | None,
+    ice_servers: Sequence[str] | None,
+    ice_addresses: Sequence[str] | None,
+    limits: Limits,
 ) -> dict[str, Any]:
-    return {"server": server, "ice_servers": ice_servers, "ice_addresses": ice_addresses}
+    return {
+        "server": server,
+        "ice_servers": ice_servers,
+        "ice_addresses": ice_addresses,
+        "limits": limits,
+    }
 
 
 async def _register(
@@ -98,48 +134,134 @@ async def send_files(
     server: str | None = None,
     ice_servers: Sequence[str] | None = None,
     ice_addresses: Sequence[str] | None = None,
+    on_notice: Callable[[str], Any] | None = None,
 ) -> TransferStats:
     """Offer ``paths`` (files and folders) under a fresh code and send them.
 
     ``on_code(code)`` is called once the sender is reachable; tell the code
     to the receiver.  Returns once the receiver verified every file.  Raise
     :class:`~peerpy.transfer.errors.TransferError` subclasses (wrong code,
-    man in the middle, rejected, receiver gone) or peerpy's broker errors.
-    Cancelling stops sending; the receiver keeps partial files to resume.
+    man in the middle, rejected, stopped, receiver gone) or peerpy's broker
+    errors.  ``on_notice`` hears one-line news as it happens (default: the
+    ``peerpy.transfer`` logger), such as a receiver gone silent.  Cancelling
+    tells the receiver the sender stopped; the receiver keeps partial files
+    to resume.
     """
     _offer, sources = build_manifest(paths)
     fixed = parse_code(code) if isinstance(code, str) else code
-    kwargs = _peer_kwargs(server, ice_servers, ice_addresses)
-    async with contextlib.AsyncExitStack() as stack:
-        peer, chosen = await _register(stack, fixed, words, kwargs)
-        on_code(chosen)
-        lost: PeerVanishedError | None = None
-        for _ in range(MAX_RECONNECTS + 1):
-            conn = await _next_receiver(peer, lost, options or TransferOptions())
+    options = options or TransferOptions()
+    notice = on_notice or _log.warning
+    kwargs = _peer_kwargs(server, ice_servers, ice_addresses, SENDER_LIMITS)
+
+    async def body(stop: anyio.CancelScope) -> TransferStats | None:
+        async with contextlib.AsyncExitStack() as stack:
+            peer, chosen = await _register(stack, fixed, words, kwargs)
+            on_code(chosen)
+            with stop:
+                return await _serve(peer, chosen, sources, progress, options, notice)
+        return None
+
+    return await _graceful(body, options)
+
+
+async def _serve(
+    peer: Peer,
+    code: Code,
+    sources: list[Source],
+    progress: Progress | None,
+    options: TransferOptions,
+    notice: Callable[[str], Any],
+) -> TransferStats:
+    """Serve receivers of ``code`` until one completes (reconnections resume)."""
+    lost: PeerVanishedError | None = None
+    for _ in range(MAX_RECONNECTS + 1):
+        conn = await _next_receiver(peer, lost, options)
+        try:
+            return await send_over(
+                conn, code, sources, progress=progress, options=options, on_notice=notice
+            )
+        except StoppedError as exc:
+            notice(str(exc))  # now, not once the Peer has closed
+            raise
+        except PeerVanishedError as exc:
+            if not exc.after_auth:
+                raise
+            lost = exc
+            notice(
+                f"{exc}; waiting {options.reconnect_wait:g} s for the receiver to run "
+                f"`peerpy receive {code}` again and resume"
+            )
+        finally:
+            await _close(conn)
+    assert lost is not None
+    raise lost
+
+
+async def _graceful(
+    body: Callable[[anyio.CancelScope], Awaitable[TransferStats | None]], options: TransferOptions
+) -> TransferStats:
+    """Run ``body(stop)`` so that cancelling the caller stops it gracefully.
+
+    Cancelling the caller first cancels only ``stop``, which ``body`` puts
+    around its transfer inside its Peer: the session then tells the other
+    side, while the Peer and its connection still run.  Everything else is
+    cancelled ``stop_grace + 2`` seconds later if it has not ended by then.
+    """
+    stop = anyio.CancelScope()
+    hard = anyio.CancelScope(shield=True)
+    result: list[TransferStats | None] = []
+    failure: list[Exception] = []
+
+    async def watch() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stop.cancel()
+            hard.deadline = anyio.current_time() + options.stop_grace + 2
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        with hard:
             try:
-                return await send_over(conn, chosen, sources, progress=progress, options=options)
-            except PeerVanishedError as exc:
-                if not exc.after_auth:
-                    raise
-                lost = exc
-                _log.warning("connection lost (%s); waiting for the receiver to resume", exc)
-            finally:
-                await conn.close(flush=True)
-        assert lost is not None
-        raise lost
+                result.append(await body(stop))
+            except Exception as exc:
+                failure.append(exc)
+        tg.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+    if not result or result[0] is None:
+        await anyio.lowlevel.checkpoint()  # we were cancelled: let it show
+        raise anyio.get_cancelled_exc_class()()
+    return result[0]
+
+
+async def _close(conn: DataConnection) -> None:
+    """Close ``conn``, even when cancelled (bounded by the connection's own timeouts)."""
+    with anyio.CancelScope(shield=True):
+        await conn.close()
 
 
 async def _next_receiver(
     peer: Peer, lost: PeerVanishedError | None, options: TransferOptions
 ) -> DataConnection:
     """The next incoming transfer connection; after a loss, wait a bounded time."""
-    limit = math.inf if lost is None else options.idle_timeout * 2
+    limit = math.inf if lost is None else options.reconnect_wait
     with anyio.move_on_after(limit):
         while True:
             conn = await peer.accept()
-            if isinstance(conn.metadata, dict) and conn.metadata.get("protocol") == PROTOCOL:
+            metadata = conn.metadata
+            if (
+                isinstance(metadata, dict)
+                and metadata.get("protocol") == PROTOCOL
+                and conn.serialization == SERIALIZATION
+            ):
                 return conn
-            await conn.close()  # not a transfer receiver: ignore it
+            # Not a receiver of this protocol (an older peerpy, or a stranger
+            # trying another serialization): its frames are never decoded here.
+            _log.warning(
+                "ignoring a connection from %s that is not a %s receiver", conn.peer, PROTOCOL
+            )
+            await _close(conn)
     assert lost is not None
     raise lost
 
@@ -155,6 +277,7 @@ async def receive_files(
     server: str | None = None,
     ice_servers: Sequence[str] | None = None,
     ice_addresses: Sequence[str] | None = None,
+    on_notice: Callable[[str], Any] | None = None,
 ) -> TransferStats:
     """Receive what the sender of ``code`` offers into the folder ``output``.
 
@@ -162,40 +285,67 @@ async def receive_files(
     files from an interrupted earlier run resume.  Raise
     :class:`~peerpy.transfer.errors.NoSenderError` if nobody waits under the
     code, other :class:`~peerpy.transfer.errors.TransferError` subclasses on
-    failure.  Cancelling stops; partial files keep their ``.peerpy-partial``
-    suffix.
+    failure.  ``on_notice`` hears one-line news as it happens (default: the
+    ``peerpy.transfer`` logger), such as a sender gone silent.  Cancelling
+    tells the sender the receiver stopped; partial files keep their
+    ``.peerpy-partial`` suffix for a resume.
     """
     parsed = parse_code(code) if isinstance(code, str) else code
     target = Target(Path(output), conflict)
+    options = options or TransferOptions()
+    notice = on_notice or _log.warning
+    kwargs = _peer_kwargs(server, ice_servers, ice_addresses, RECEIVER_LIMITS)
+
+    async def body(stop: anyio.CancelScope) -> TransferStats | None:
+        async with Peer(**kwargs) as peer:
+            with stop:
+                return await _receive(peer, parsed, target, confirm, progress, options, notice)
+        return None
+
+    return await _graceful(body, options)
+
+
+async def _receive(
+    peer: Peer,
+    code: Code,
+    target: Target,
+    confirm: Confirmer,
+    progress: Progress | None,
+    options: TransferOptions,
+    notice: Callable[[str], Any],
+) -> TransferStats:
+    """Receive from the sender of ``code``; reconnect and resume after a loss."""
     completed: Completed = {}
-    async with Peer(**_peer_kwargs(server, ice_servers, ice_addresses)) as peer:
-        lost: PeerVanishedError | None = None
-        for attempt in range(MAX_RECONNECTS + 1):
-            try:
-                conn = await _connect(peer, parsed)
-            except NoSenderError:
-                if lost is not None:
-                    raise lost from None  # the sender is gone for good: say so
+    lost: PeerVanishedError | None = None
+    for attempt in range(MAX_RECONNECTS + 1):
+        try:
+            conn = await _connect(peer, code)
+        except NoSenderError:
+            if lost is not None:
+                raise lost from None  # the sender is gone for good: say so
+            raise
+        try:
+            return await receive_over(
+                conn,
+                code,
+                target,
+                confirm=confirm if not attempt else _yes,  # the person said yes already
+                progress=progress,
+                options=options,
+                completed=completed,
+                on_notice=notice,
+            )
+        except StoppedError as exc:
+            notice(str(exc))  # now, not once the Peer has closed
+            raise
+        except PeerVanishedError as exc:
+            if not exc.after_auth or attempt == MAX_RECONNECTS:
                 raise
-            try:
-                return await receive_over(
-                    conn,
-                    parsed,
-                    target,
-                    confirm=confirm if not attempt else _yes,  # the person said yes already
-                    progress=progress,
-                    options=options,
-                    completed=completed,
-                )
-            except PeerVanishedError as exc:
-                if not exc.after_auth or attempt == MAX_RECONNECTS:
-                    raise
-                lost = exc
-                _log.warning("connection lost (%s); reconnecting to resume", exc)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await conn.close(flush=True)
-            await anyio.sleep(1)
+            lost = exc
+            notice(f"{exc}; reconnecting to resume")
+        finally:
+            await _close(conn)
+        await anyio.sleep(1)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

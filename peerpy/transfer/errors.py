@@ -16,6 +16,7 @@
         ├── DiskFullError               no room left on the receiving disk
         ├── PeerVanishedError           the other side went away mid-transfer
         ├── RejectedError               the receiver declined the offer
+        ├── StoppedError                the other side stopped on purpose (Ctrl-C, a signal)
         ├── NoSenderError               no sender waits under that code
         └── RemoteError                 the other side reported a failure
 """
@@ -34,6 +35,7 @@ __all__ = [
     "PeerVanishedError",
     "RejectedError",
     "RemoteError",
+    "StoppedError",
     "TargetExistsError",
     "TransferError",
     "TransferProtocolError",
@@ -115,6 +117,12 @@ class RejectedError(TransferError):
     """The receiver declined the offer."""
 
     type = "rejected"
+
+
+class StoppedError(TransferError):
+    """The other side stopped the transfer on purpose (Ctrl-C, SIGTERM); partial files stay."""
+
+    type = "stopped"
 
 
 class RemoteError(TransferError):

@@ -17,6 +17,7 @@ Everything is streamed in bounded blocks: no file is ever held in memory.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import hashlib
@@ -57,6 +58,7 @@ STATE_SUFFIX: Final = ".peerpy-state"
 #: Block size for hashing existing prefixes.
 HASH_BLOCK: Final = 1024 * 1024
 Conflict = Literal["refuse", "rename", "overwrite"]
+_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 
 _WINDOWS_DEVICES: Final = re.compile(
     r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]|conin\$|conout\$)$"
@@ -252,9 +254,14 @@ class PartialFile:
         return {"v": 1, "path": self.entry.path, "size": self.entry.size, "mtime": self.entry.mtime}
 
     def resumable(self) -> int:
-        """Bytes of a previous partial copy of this very file (0 if none or stale)."""
+        """Bytes of a previous partial copy of this very file (0 if none or stale).
+
+        Neither file is followed if it is a symbolic link.
+        """
         try:
-            state = json.loads(self.state.read_text())
+            fd = os.open(self.state, os.O_RDONLY | _NOFOLLOW)
+            with os.fdopen(fd, "rb") as f:
+                state = json.loads(f.read(64 * 1024))
             size = self.partial.lstat()
         except (OSError, ValueError):
             return 0
@@ -264,10 +271,15 @@ class PartialFile:
 
     def open(self, offset: int) -> None:
         """Open for writing at ``offset`` (truncating beyond it); record the state file."""
+        for path in (self.state, self.partial):
+            if path.is_symlink():
+                raise UnsafePathError(f"refusing to write through the symbolic link {path}")
         try:
             make_folder(self.destination.parent)
-            self.state.write_text(json.dumps(self._state_value()))
-            flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+            state = os.open(self.state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600)
+            with os.fdopen(state, "w") as f:
+                f.write(json.dumps(self._state_value()))
+            flags = os.O_WRONLY | os.O_CREAT | _NOFOLLOW
             self._fd = os.open(self.partial, flags, 0o600)
             os.ftruncate(self._fd, offset)
             os.lseek(self._fd, offset, os.SEEK_SET)
@@ -276,7 +288,7 @@ class PartialFile:
             raise _disk_error(exc, self.destination) from None
         self.written = offset
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         """Append ``data``; raise DiskFullError or TransferError on failure."""
         assert self._fd is not None
         if self.written + len(data) > self.entry.size:
@@ -315,10 +327,12 @@ class PartialFile:
         final = target.final_name(self.destination)
         try:
             os.replace(self.partial, final)
-            os.utime(final, (self.entry.mtime, self.entry.mtime))
             self.state.unlink(missing_ok=True)
         except OSError as exc:
             raise _disk_error(exc, final) from None
+        # The protocol bounds mtimes; a file system may still refuse one.
+        with contextlib.suppress(OSError, OverflowError, ValueError):
+            os.utime(final, (self.entry.mtime, self.entry.mtime))
         return final
 
 

@@ -1,8 +1,17 @@
 """The file-transfer protocol, without I/O: messages and their validation.
 
-A transfer runs over one reliable (ordered) data connection.  Every message is
-a map with a ``t`` (type) key, except file data, which travels as bare
-``bytes`` values to keep the hot path cheap::
+A transfer runs over one reliable (ordered) data connection with the ``raw``
+serialization.  Every transfer message is exactly one data-channel message
+(a *frame*) of at most :data:`MAX_FRAME` bytes, so a message can never be cut
+in half on the wire: cancelling a send either queued the whole frame or
+nothing.  The first byte says what the frame holds::
+
+    D  offset(8 bytes, big-endian)  file bytes   the bytes of the current file at offset
+    H                                            heartbeat: "still here" (every second when idle)
+    M  msgpack map with a ``t`` key              a control message, below
+
+Control messages (an offer or accept too long for one frame continues in more
+frames of the same type, with ``more: true`` on all but the last)::
 
     both        pake {m}            SPAKE2 message (see :mod:`peerpy.transfer.auth`)
     both        confirm {k, f}      key and fingerprint confirmation MACs
@@ -10,51 +19,64 @@ a map with a ``t`` (type) key, except file data, which travels as bare
     receiver    accept {resume}     per-file resume offsets + prefix hashes
     receiver    reject {reason}     the user declined
     sender      file {i, o}         file ``i`` follows from offset ``o``
-    sender      <bytes>             the next bytes of the current file
+    sender      <D frame>           the next bytes of the current file, at their offset
     sender      file-done {i, h}    file ``i`` is complete; its SHA-256
     receiver    ack {n}             total bytes written so far (flow control)
     receiver    done {}             every file verified and in place
-    either      error {code, msg}   stop; the other side says why
+    either      error {code, msg}   stop; the other side says why (``stopped``: on purpose)
 
-:func:`parse` turns a decoded value into a message object and raises
+:func:`encode` turns a message into its frames; a :class:`Decoder` turns
+received frames back into messages and raises
 :class:`~peerpy.transfer.errors.TransferProtocolError` on anything else, so
-the async session never inspects raw maps.
+the async session never inspects raw maps.  Until the peer proved it knows
+the code, the decoder refuses any frame over :data:`PRE_AUTH_MAX_FRAME`
+bytes *before* decoding it: a stranger who knows only the nameplate can make
+us hold a few KiB, not gigabytes.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+import struct
 from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
+import msgpack  # type: ignore[import-untyped]
 
 from .errors import TransferProtocolError
 
 __all__ = [
     "HASH_NAME",
+    "MAX_CHUNK",
     "MAX_FILES",
+    "MAX_FRAME",
+    "PRE_AUTH_MAX_FRAME",
     "PROTOCOL",
     "Accept",
     "Ack",
     "Confirm",
+    "Data",
+    "Decoder",
     "Done",
     "EntryKind",
     "Error",
     "FileDone",
     "FileEntry",
     "FileStart",
+    "Heartbeat",
     "Message",
     "Offer",
     "Pake",
     "Reject",
     "Resume",
+    "encode",
     "parse",
 ]
 
 #: Protocol name, in the connection metadata and mixed into the PAKE.
-PROTOCOL: Final = "peerpy-transfer/1"
+PROTOCOL: Final = "peerpy-transfer/2"
 #: The hash every file is verified with.
 HASH_NAME: Final = "sha256"
 #: The most entries an offer may list (bounds the receiver's memory).
@@ -62,6 +84,17 @@ MAX_FILES: Final = 100_000
 #: Longest accepted path in an offer, in characters.
 MAX_PATH_CHARS: Final = 4096
 _MAX_SIZE: Final = 2**62
+#: The largest frame (data-channel message): the SCTP default max-message-size.
+MAX_FRAME: Final = 65536
+#: The largest frame accepted before the peer proved it knows the code: the
+#: handshake's messages take under 200 bytes, an error message up to ~2 KiB.
+PRE_AUTH_MAX_FRAME: Final = 4096
+_DATA_HEADER: Final = struct.Struct(">cQ")
+#: The most file bytes one data frame carries.
+MAX_CHUNK: Final = MAX_FRAME - _DATA_HEADER.size
+#: Modification times are refused outside this many seconds around 1970
+#: (about 544 years): ``os.utime`` overflows on values such as 1e300.
+MAX_MTIME: Final = 2.0**34
 
 
 class EntryKind(enum.Enum):
@@ -138,8 +171,8 @@ class FileEntry:
         except ValueError:
             raise TransferProtocolError(f"unknown entry kind {value.get('k')!r}") from None
         mtime = _field(value, "m", (int, float))
-        if not math.isfinite(mtime):
-            raise TransferProtocolError(f"bad mtime {mtime!r}")
+        if not (math.isfinite(mtime) and -MAX_MTIME <= mtime <= MAX_MTIME):
+            raise TransferProtocolError(f"bad mtime {mtime!r} for {path[:80]!r}")
         return cls(path, kind, _count(value, "s"), float(mtime), bool(value.get("x")))
 
 
@@ -204,6 +237,19 @@ class FileStart:
 
 
 @attrs.frozen
+class Data:
+    """Bytes of the current file, from ``offset`` on."""
+
+    offset: int
+    data: bytes | memoryview
+
+
+@attrs.frozen
+class Heartbeat:
+    """Nothing but "still here": sent after a second without any other message."""
+
+
+@attrs.frozen
 class FileDone:
     """File ``index`` is complete; ``digest`` is the SHA-256 of all its bytes."""
 
@@ -244,35 +290,46 @@ class Error:
 
 
 Message = (
-    Pake | Confirm | Offer | Accept | Reject | FileStart | bytes | FileDone | Ack | Done | Error
+    Pake
+    | Confirm
+    | Offer
+    | Accept
+    | Reject
+    | FileStart
+    | Data
+    | Heartbeat
+    | FileDone
+    | Ack
+    | Done
+    | Error
 )
 
 
-def _parse_offer(value: Mapping[str, Any]) -> Offer:
-    if value.get("v") != PROTOCOL:
-        raise TransferProtocolError(f"unsupported transfer protocol {value.get('v')!r}")
+def _parse_entries(value: Mapping[str, Any]) -> list[FileEntry]:
     files = _field(value, "files", list)
     if len(files) > MAX_FILES:
         raise TransferProtocolError(f"an offer lists {len(files)} entries, over {MAX_FILES}")
-    return Offer(tuple(FileEntry.from_wire(item) for item in files))
+    return [FileEntry.from_wire(item) for item in files]
 
 
-def _parse_accept(value: Mapping[str, Any]) -> Accept:
+def _parse_resume(value: Mapping[str, Any]) -> list[Resume]:
     items = _field(value, "resume", list)
     resume = []
     for item in items:
         ok = isinstance(item, list) and len(item) == 3
         if not ok or not isinstance(item[2], bytes) or len(item[2]) != 32:
-            raise TransferProtocolError(f"bad resume entry {item!r}")
+            raise TransferProtocolError(f"bad resume entry {item!r}"[:200])
         index, offset = _count({"i": item[0]}, "i", MAX_FILES), _count({"o": item[1]}, "o")
         resume.append(Resume(index, offset, item[2]))
-    return Accept(tuple(resume))
+    return resume
 
 
 def parse(value: object) -> Message:
-    """Turn one received value into a message; raise TransferProtocolError otherwise."""
-    if isinstance(value, bytes):
-        return value
+    """Turn one decoded control map into a message; raise TransferProtocolError otherwise.
+
+    An offer or accept parsed here is one frame's part of it: :class:`Decoder`
+    joins the parts.
+    """
     if not isinstance(value, Mapping):
         raise TransferProtocolError(f"expected a transfer message, got {type(value).__name__}")
     kind = value.get("t")
@@ -281,9 +338,9 @@ def parse(value: object) -> Message:
     if kind == "confirm":
         return Confirm(_field(value, "k", bytes), _field(value, "f", bytes))
     if kind == "offer":
-        return _parse_offer(value)
+        return Offer(tuple(_parse_entries(value)))
     if kind == "accept":
-        return _parse_accept(value)
+        return Accept(tuple(_parse_resume(value)))
     if kind == "reject":
         return Reject(str(value.get("reason", ""))[:2000])
     if kind == "file":
@@ -299,4 +356,128 @@ def parse(value: object) -> Message:
         return Done()
     if kind == "error":
         return Error(str(value.get("code", "remote-error"))[:64], str(value.get("msg", ""))[:2000])
-    raise TransferProtocolError(f"unknown transfer message type {kind!r}")
+    raise TransferProtocolError(f"unknown transfer message type {kind!r}"[:200])
+
+
+# -- frames -------------------------------------------------------------------------
+
+_HEARTBEAT_FRAME: Final = b"H"
+#: Room left in a frame for an offer's or accept's own keys.
+_PART_SLACK: Final = 64
+
+
+def _control(value: dict[str, Any]) -> bytes:
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return b"M" + packed
+
+
+def _parts(head: dict[str, Any], key: str, items: list[Any]) -> list[bytes]:
+    """``head`` plus ``items`` under ``key``, split into frames of at most MAX_FRAME bytes."""
+    frames: list[bytes] = []
+    batch: list[Any] = []
+    size = len(_control(head)) + _PART_SLACK
+    for item in items:
+        item_size = len(msgpack.packb(item, use_bin_type=True))
+        if batch and size + item_size > MAX_FRAME:
+            frames.append(_control({**head, key: batch, "more": True}))
+            head, batch = {"t": head["t"]}, []
+            size = len(_control(head)) + _PART_SLACK
+        batch.append(item)
+        size += item_size
+    frames.append(_control({**head, key: batch, "more": False}))
+    for frame in frames:
+        if len(frame) > MAX_FRAME:
+            raise TransferProtocolError(f"an {head['t']} entry does not fit in one frame")
+    return frames
+
+
+def encode(message: Message) -> list[bytes]:
+    """The frames carrying ``message``: one, except for long offers and accepts."""
+    if isinstance(message, Data):
+        return [_DATA_HEADER.pack(b"D", message.offset) + message.data]
+    if isinstance(message, Heartbeat):
+        return [_HEARTBEAT_FRAME]
+    if isinstance(message, Offer):
+        head = {"t": "offer", "v": PROTOCOL}
+        return _parts(head, "files", [e.to_wire() for e in message.entries])
+    if isinstance(message, Accept):
+        items = [[r.index, r.offset, r.prefix_hash] for r in message.resume]
+        return _parts({"t": "accept"}, "resume", items)
+    return [_control(message.to_wire())]
+
+
+class Decoder:
+    """Received frames in, messages out; one per connection, sans I/O.
+
+    Until :meth:`authenticated` is called, frames over
+    :data:`PRE_AUTH_MAX_FRAME` bytes are refused before anything is decoded.
+    """
+
+    def __init__(self) -> None:
+        self.max_frame = PRE_AUTH_MAX_FRAME
+        self._entries: list[FileEntry] | None = None  # an offer being joined
+        self._resume: list[Resume] | None = None  # an accept being joined
+
+    def authenticated(self) -> None:
+        """The peer proved it knows the code: accept frames up to MAX_FRAME."""
+        self.max_frame = MAX_FRAME
+
+    def feed(self, frame: object) -> Message | None:
+        """One received frame: the message it completes, or None (a part of one)."""
+        if not isinstance(frame, bytes):
+            raise TransferProtocolError(
+                f"expected a binary transfer frame, got {type(frame).__name__}"
+            )
+        if len(frame) > self.max_frame:
+            when = "before proving it knows the code" if self.max_frame < MAX_FRAME else ""
+            raise TransferProtocolError(
+                f"the other side sent a message of {len(frame)} bytes {when}"
+                f" (at most {self.max_frame} allowed): closing"
+            )
+        kind = frame[:1]
+        if kind == b"D":
+            if len(frame) <= _DATA_HEADER.size:
+                raise TransferProtocolError("a data frame without data")
+            _, offset = _DATA_HEADER.unpack_from(frame)
+            return Data(offset, memoryview(frame)[_DATA_HEADER.size :])
+        if kind == _HEARTBEAT_FRAME and len(frame) == 1:
+            return Heartbeat()
+        if kind != b"M":
+            raise TransferProtocolError(f"unknown transfer frame type {kind!r}")
+        try:
+            value = msgpack.unpackb(memoryview(frame)[1:], raw=False, use_list=True)
+        except Exception as exc:  # msgpack raises several unrelated types on garbage
+            raise TransferProtocolError(f"a control message does not decode: {exc}") from None
+        message = parse(value)
+        more = isinstance(value, Mapping) and value.get("more") is True
+        if isinstance(message, Offer):
+            return self._join_offer(value, message, more)
+        if isinstance(message, Accept):
+            return self._join_accept(message, more)
+        if self._entries is not None or self._resume is not None:
+            raise TransferProtocolError(f"{type(message).__name__} inside an unfinished list")
+        return message
+
+    def _join_offer(self, value: Mapping[str, Any], part: Offer, more: bool) -> Offer | None:
+        if self._entries is None:
+            if value.get("v") != PROTOCOL:
+                raise TransferProtocolError(
+                    f"unsupported transfer protocol {value.get('v')!r}"[:200]
+                )
+            self._entries = []
+        self._entries.extend(part.entries)
+        if len(self._entries) > MAX_FILES:
+            raise TransferProtocolError(f"an offer lists over {MAX_FILES} entries")
+        if more:
+            return None
+        entries, self._entries = self._entries, None
+        return Offer(tuple(entries))
+
+    def _join_accept(self, part: Accept, more: bool) -> Accept | None:
+        self._resume = [*(self._resume or ()), *part.resume]
+        if len(self._resume) > MAX_FILES:
+            raise TransferProtocolError(f"an accept lists over {MAX_FILES} entries")
+        if more:
+            return None
+        resume, self._resume = self._resume, None
+        return Accept(tuple(resume))

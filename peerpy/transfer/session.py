@@ -9,7 +9,15 @@ Memory stays flat on both sides: the sender reads one chunk at a time and may
 run at most ``TransferOptions.window`` bytes ahead of what the receiver
 acknowledged as written (the data connection's own backpressure bounds the
 send buffer; the window bounds the receiver's buffer, which aiortc cannot);
-the receiver writes each chunk to disk as it arrives.
+the receiver writes each chunk to disk as it arrives, only at the offset it
+expects, so a partial file is always a prefix of the sender's file.
+
+Liveness: each side sends a heartbeat after ``heartbeat_interval`` seconds
+without sending anything, and counts the other side as gone after
+``idle_timeout`` seconds without receiving anything (killed, frozen or cut
+off).  Cancelling either side (Ctrl-C) sends an ``error`` message with code
+``stopped`` before returning, so the other side learns at once that it was on
+purpose (:class:`~peerpy.transfer.errors.StoppedError`).
 
 :mod:`peerpy.transfer.endpoints` wraps these in Peers for the code-based UX.
 """
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -37,28 +46,34 @@ from .errors import (
     PeerVanishedError,
     RejectedError,
     RemoteError,
+    StoppedError,
     TargetExistsError,
     TransferError,
     TransferProtocolError,
+    TransferUsageError,
 )
 from .files import PartialFile, Source, Target, hash_prefix, make_folder
 from .protocol import (
     HASH_NAME,
+    MAX_CHUNK,
     Accept,
     Ack,
     Confirm,
+    Data,
+    Decoder,
     Done,
     EntryKind,
     Error,
     FileDone,
     FileEntry,
     FileStart,
+    Heartbeat,
     Message,
     Offer,
     Pake,
     Reject,
     Resume,
-    parse,
+    encode,
 )
 
 __all__ = [
@@ -79,16 +94,29 @@ M = TypeVar("M")
 class TransferOptions:
     """Tuning of a transfer (both sides may differ)."""
 
-    #: File bytes per data message.
-    chunk_size: int = 64 * 1024
+    #: File bytes per data message (at most :data:`~peerpy.transfer.protocol.MAX_CHUNK`).
+    chunk_size: int = MAX_CHUNK
     #: The sender stays at most this many bytes ahead of the receiver's acks.
     window: int = 8 * 1024 * 1024
     #: The receiver acknowledges after this many bytes written.
     ack_every: int = 1024 * 1024
     #: Silence (no message) after which the other side counts as gone, in seconds.
-    idle_timeout: float = 30.0
+    idle_timeout: float = 4.0
+    #: A heartbeat goes out after this long without sending anything, in seconds.
+    heartbeat_interval: float = 1.0
     #: How long the sender waits for the receiver's person to accept.
     decision_timeout: float = 600.0
+    #: After a lost connection, how long the sender waits for the receiver to
+    #: come back (same code) to resume, in seconds.
+    reconnect_wait: float = 30.0
+    #: How long a side that stops waits for its last message to reach the other.
+    stop_grace: float = 1.5
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 < self.chunk_size <= MAX_CHUNK:
+            raise TransferUsageError(f"chunk_size must be 1..{MAX_CHUNK}, not {self.chunk_size}")
+        if not 0 < self.heartbeat_interval < self.idle_timeout:
+            raise TransferUsageError("heartbeat_interval must be positive and below idle_timeout")
 
 
 class Progress(Protocol):
@@ -153,64 +181,113 @@ _REMOTE_ERRORS: dict[str, type[TransferError]] = {
         errors.TargetExistsError,
         errors.UnsafePathError,
         errors.TransferProtocolError,
+        errors.StoppedError,
     )
 }
 
 
 class _Channel:
-    """Messages over a DataConnection, with an idle timeout and clear errors."""
+    """Transfer messages over a DataConnection, with liveness and clear errors."""
 
-    def __init__(self, conn: DataConnection, options: TransferOptions) -> None:
+    def __init__(
+        self, conn: DataConnection, options: TransferOptions, other: str = "the other side"
+    ) -> None:
         self.conn = conn
         self.options = options
+        #: How messages name the peer: "the sender" or "the receiver".
+        self.other = other
+        self.decoder = Decoder()
         self.authenticated = False
+        self.last_sent = time.monotonic()
+
+    def set_authenticated(self) -> None:
+        """The peer proved the code: lift the pre-authentication frame limit."""
+        self.authenticated = True
+        self.decoder.authenticated()
 
     async def send(self, message: Message) -> None:
-        """Send one message.  Cancelling may leave a message half sent."""
-        value: Any = message if isinstance(message, bytes) else message.to_wire()
-        try:
-            await self.conn.send(value)
-        except PeerError as exc:
-            raise PeerVanishedError(f"the other side went away: {exc}") from None
+        """Send one message.
+
+        Each frame is one data-channel message, queued whole or not at all:
+        cancelling never leaves a message half sent.
+        """
+        for frame in encode(message):
+            try:
+                await self.conn.send(frame)
+            except PeerError as exc:
+                raise PeerVanishedError(f"{self.other} went away: {exc}") from None
+            self.last_sent = time.monotonic()
 
     async def recv(self, limit: float | None = None) -> Message:
-        """The next message; raise on silence, close or an ``error`` message.
+        """The next message other than a heartbeat; raise on silence, close or ``error``.
 
+        Each wait for a frame is bounded by ``idle_timeout``; ``limit`` bounds
+        the whole wait (heartbeats keep a waiting peer alive, not forever).
         Cancelling loses nothing.
         """
-        limit = self.options.idle_timeout if limit is None else limit
+        with anyio.move_on_after(math.inf if limit is None else limit) as scope:
+            while True:
+                message = self.decoder.feed(await self._frame())
+                if message is None or isinstance(message, Heartbeat):
+                    continue
+                if isinstance(message, Error):
+                    cls = _REMOTE_ERRORS.get(message.code, RemoteError)
+                    raise cls(f"{self.other} stopped: {message.message}")
+                return message
+        assert scope.cancelled_caught
+        raise TransferError(f"{self.other} did not answer within {limit:g} s")
+
+    async def _frame(self) -> Any:
+        idle = self.options.idle_timeout
         try:
-            with anyio.fail_after(limit):
-                value = await self.conn.recv()
+            with anyio.fail_after(idle):
+                return await self.conn.recv()
         except TimeoutError:
-            raise PeerVanishedError(f"the other side sent nothing for {limit:g} s") from None
+            raise PeerVanishedError(
+                f"{self.other} sent nothing for {idle:g} s (killed, suspended or cut off)"
+            ) from None
         except ConnectionClosedError:
             raise PeerVanishedError(
-                "the other side closed the connection before the transfer finished"
+                f"{self.other} closed the connection before the transfer finished"
             ) from None
-        message = parse(value)
-        if isinstance(message, Error):
-            cls = _REMOTE_ERRORS.get(message.code, RemoteError)
-            raise cls(f"the other side stopped: {message.message}")
-        return message
 
     async def expect(self, kind: type[M], limit: float | None = None) -> M:
         """The next message, which must be a ``kind``.  Cancelling loses nothing."""
         message = await self.recv(limit)
         if not isinstance(message, kind):
             name = type(message).__name__
-            raise TransferProtocolError(f"expected {kind.__name__}, the other side sent {name}")
+            raise TransferProtocolError(f"expected {kind.__name__}, {self.other} sent {name}")
         return message
+
+    async def beat(self) -> None:
+        """Send a heartbeat whenever nothing else went out for ``heartbeat_interval``."""
+        interval = self.options.heartbeat_interval
+        while True:
+            await anyio.sleep(max(0.0, self.last_sent + interval - time.monotonic()))
+            if time.monotonic() - self.last_sent >= interval:
+                try:
+                    await self.send(Heartbeat())
+                except PeerVanishedError:
+                    return  # the receiving side reports it
 
     async def report(self, exc: BaseException) -> None:
         """Tell the other side why we stop (best effort, bounded).  Not cancellable."""
         if not isinstance(exc, TransferError) or isinstance(exc, PeerVanishedError):
             return
-        if isinstance(exc, RemoteError | RejectedError):
+        if isinstance(exc, RemoteError | RejectedError | StoppedError):
             return
-        with anyio.move_on_after(2, shield=True):
+        await self.say_last(Error(exc.type, str(exc)))
+
+    async def say_last(self, message: Message) -> None:
+        """Send a last message and give it ``stop_grace`` seconds to arrive.
+
+        The other side closes once it has read it; closing ours first could
+        drop it.  Shielded from cancellation, bounded in time.
+        """
+        with anyio.move_on_after(self.options.stop_grace, shield=True):
             with contextlib.suppress(PeerError):
-                await self.conn.send(Error(exc.type, str(exc)).to_wire())
+                await self.send(message)
+                await self.conn.wait_closed()
 
 
 async def _authenticate(ch: _Channel, code: Code, role: Role) -> None:
@@ -221,18 +298,39 @@ async def _authenticate(ch: _Channel, code: Code, role: Role) -> None:
     confirm = handshake.on_pake(await ch.expect(Pake))
     await ch.send(confirm)
     handshake.on_confirm(await ch.expect(Confirm))
-    ch.authenticated = True
+    ch.set_authenticated()
+
+
+async def _with_heartbeat(ch: _Channel, body: Callable[[], Awaitable[M]]) -> M:
+    """Run ``body`` while heartbeats go out; raise what it raised (no exception group)."""
+    result: list[M] = []
+    failure: list[Exception] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ch.beat)
+        try:
+            result.append(await body())
+        except Exception as exc:
+            failure.append(exc)
+        finally:
+            tg.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 async def _guarded(ch: _Channel, body: Callable[[], Awaitable[M]]) -> M:
-    """Run ``body``; on a transfer error, tell the other side, then raise it."""
+    """Run ``body``; on a transfer error or cancellation, tell the other side, then raise."""
     try:
-        return await body()
+        return await _with_heartbeat(ch, body)
     except PeerVanishedError as exc:
         exc.after_auth = ch.authenticated
         raise
     except TransferError as exc:
         await ch.report(exc)
+        raise
+    except anyio.get_cancelled_exc_class():
+        # Stopped on purpose (Ctrl-C, SIGTERM, the caller's timeout): say so.
+        await ch.say_last(Error(StoppedError.type, "it was interrupted (Ctrl-C or a signal)"))
         raise
 
 
@@ -246,34 +344,50 @@ async def send_over(
     *,
     progress: Progress | None = None,
     options: TransferOptions | None = None,
+    on_notice: Callable[[str], Any] | None = None,
 ) -> TransferStats:
     """Send ``sources`` (from :func:`~peerpy.transfer.files.build_manifest`) over ``conn``.
 
     Returns once the receiver verified every file.  Raise
     :class:`AuthenticationError` before any file byte if the receiver does not
     know ``code`` or the connection is intercepted, :class:`RejectedError` if
-    it declines, :class:`PeerVanishedError` if it goes away.  Cancelling
-    stops the transfer; the receiver keeps its partial files.
+    it declines, :class:`StoppedError` if it stops on purpose,
+    :class:`PeerVanishedError` if it goes away or stays silent for
+    ``idle_timeout``.  ``on_notice`` hears one-line news (a resume, a restarted
+    file).  Cancelling tells the receiver the sender stopped (bounded by
+    ``stop_grace``); the receiver keeps its partial files.
     """
-    ch = _Channel(conn, options or TransferOptions())
+    ch = _Channel(conn, options or TransferOptions(), "the receiver")
     progress = progress or NullProgress()
-    sender = _Sender(ch, sources, progress)
+    sender = _Sender(ch, sources, progress, on_notice or _ignore)
     try:
         return await _guarded(ch, lambda: sender.run(code))
     finally:
         progress.end()
 
 
+def _ignore(text: str) -> None:
+    """Drop a notice."""
+
+
 class _Sender:
-    def __init__(self, ch: _Channel, sources: list[Source], progress: Progress) -> None:
+    def __init__(
+        self,
+        ch: _Channel,
+        sources: list[Source],
+        progress: Progress,
+        notice: Callable[[str], Any],
+    ) -> None:
         self.ch = ch
         self.sources = sources
         self.progress = progress
+        self.notice = notice
         self.offer = Offer(tuple(s.entry for s in sources))
         self.sent = 0
         self.acked = 0
         self.acked_event = anyio.Event()
         self.done = anyio.Event()
+        self.watching = anyio.Event()
         self.error: PeerError | None = None
         self.stats = TransferStats(len(self.offer.files), self.offer.total_bytes)
 
@@ -288,16 +402,18 @@ class _Sender:
         resume = {r.index: r for r in reply.resume}
         started = time.monotonic()
         self.progress.begin(self.offer, sum(r.offset for r in reply.resume))
-        # anyio wraps anything raised inside a task group in an ExceptionGroup:
-        # keep the failure and raise it once the group is left.
+        # The watcher reads acks, done and errors; on a failure or silence it
+        # cancels the sending, which may be waiting for room in the channel.
         failure: PeerError | None = None
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._read_acks)
+            tg.start_soon(self._watch, tg.cancel_scope)
             try:
                 await self._send_all(resume)
             except PeerError as exc:
                 failure = exc
             tg.cancel_scope.cancel()
+        if self.error is not None and (failure is None or isinstance(failure, PeerVanishedError)):
+            raise self.error  # the receiver said why, or went silent first
         if failure is not None:
             raise failure
         self.stats.transferred_bytes = self.sent
@@ -310,52 +426,47 @@ class _Sender:
             for index, source in enumerate(self.sources):
                 if source.entry.kind is EntryKind.FILE:
                     await self._send_file(index, source, resume.get(index))
-            with anyio.move_on_after(self.ch.options.idle_timeout):
-                await self.done.wait()
+            await self.done.wait()
         except PeerVanishedError:
-            # The receiver may have said why before closing: prefer that.
+            # The receiver may have said why before closing: let the watcher read it.
             with anyio.move_on_after(1):
-                await self.done.wait()
-            raise self.error or PeerVanishedError("the receiver went away") from None
+                await self.watching.wait()
+            raise
         self._check()
-        if not self.done.is_set():
-            raise PeerVanishedError("the receiver never confirmed the last file")
 
-    async def _read_acks(self) -> None:
-        """Take acks and the final done; keep an error for the sending task."""
+    async def _watch(self, scope: anyio.CancelScope) -> None:
+        """Take acks and the final done; on an error keep it and stop the sending."""
         try:
-            while not self.done.is_set():
-                message = await self.ch.recv(float("inf"))
+            while True:
+                message = await self.ch.recv()
                 if isinstance(message, Ack):
                     self.acked = max(self.acked, message.received)
                     self.acked_event.set()
                 elif isinstance(message, Done):
                     self.done.set()
+                    return
                 else:
                     name = type(message).__name__
                     raise TransferProtocolError(f"unexpected {name} from the receiver")
         except PeerError as exc:
             self.error = exc
-            self.acked_event.set()
-            self.done.set()
+            scope.cancel()
+        finally:
+            self.watching.set()
 
     def _check(self) -> None:
         if self.error is not None:
             raise self.error
 
     async def _room(self, nbytes: int) -> None:
-        """Wait until sending ``nbytes`` more keeps us within the window."""
+        """Wait until sending ``nbytes`` more keeps us within the window.
+
+        The watcher cancels this wait if the receiver fails or goes silent.
+        """
         window = self.ch.options.window
         while self.sent + nbytes - self.acked > window:
-            self._check()
             self.acked_event = anyio.Event()
-            try:
-                with anyio.fail_after(self.ch.options.idle_timeout):
-                    await self.acked_event.wait()
-            except TimeoutError:
-                raise PeerVanishedError(
-                    f"the receiver acknowledged nothing for {self.ch.options.idle_timeout:g} s"
-                ) from None
+            await self.acked_event.wait()
 
     async def _send_file(self, index: int, source: Source, resume: Resume | None) -> None:
         entry, path = source.entry, source.path
@@ -367,23 +478,26 @@ class _Sender:
                 offset, hasher = resume.offset, prefix
                 self.stats.resumed_bytes += offset
             else:
+                self.notice(
+                    f"the receiver's partial copy of {entry.path} differs from this file: "
+                    "sending it again from the start"
+                )
                 self.progress.advance(-resume.offset)  # restart this file from zero
         await self.ch.send(FileStart(index, offset))
         self.progress.file(entry, offset)
         size = self.ch.options.chunk_size
-        remaining = entry.size - offset
+        position = offset
         with path.open("rb") as f:
             f.seek(offset)
-            while remaining:
-                block = f.read(min(size, remaining))
+            while position < entry.size:
+                block = f.read(min(size, entry.size - position))
                 if not block:
                     raise TransferError(f"{path} shrank while it was being sent")
                 hasher.update(block)
                 await self._room(len(block))
-                self._check()
-                await self.ch.send(block)
+                await self.ch.send(Data(position, block))
+                position += len(block)
                 self.sent += len(block)
-                remaining -= len(block)
                 self.progress.advance(len(block))
         await self.ch.send(FileDone(index, hasher.digest()))
 
@@ -408,6 +522,7 @@ async def receive_over(
     progress: Progress | None = None,
     options: TransferOptions | None = None,
     completed: Completed | None = None,
+    on_notice: Callable[[str], Any] | None = None,
 ) -> TransferStats:
     """Receive an offer over ``conn`` into ``target``.
 
@@ -419,10 +534,12 @@ async def receive_over(
     :class:`PeerVanishedError` if the sender goes away; partial files then
     keep their ``.peerpy-partial`` suffix for a later resume.  ``completed``
     remembers the files verified so far, so that a reconnection after a lost
-    connection skips them (pass the same dict again).  Cancelling stops the
-    transfer the same way.
+    connection skips them (pass the same dict again).  Data is written only
+    at the offset expected next, so a partial file is always a prefix of the
+    sender's file.  Cancelling tells the sender the receiver stopped (bounded
+    by ``stop_grace``) and keeps the partial files.
     """
-    ch = _Channel(conn, options or TransferOptions())
+    ch = _Channel(conn, options or TransferOptions(), "the sender")
     progress = progress or NullProgress()
     receiver = _Receiver(ch, target, progress, {} if completed is None else completed)
     try:
@@ -471,7 +588,7 @@ class _Receiver:
             else:
                 partial = partials[index]
                 stats.paths.append(await self._receive_file(index, partial, hashers.get(index)))
-        await self.ch.send(Done())
+        await self.ch.say_last(Done())
         stats.transferred_bytes = self.received
         stats.resumed_bytes = offer.total_bytes - self.received
         stats.seconds = time.monotonic() - started
@@ -522,8 +639,9 @@ class _Receiver:
     async def _receive_file(
         self, index: int, partial: PartialFile, prefix: tuple[int, Any] | None
     ) -> Path:
-        # The sender may first hash a long prefix to check a resume: be patient.
-        start = await self.ch.expect(FileStart, self.ch.options.decision_timeout)
+        # The sender may first hash a long prefix to check a resume: its
+        # heartbeats keep the wait alive.
+        start = await self.ch.expect(FileStart)
         if start.index != index:
             raise TransferProtocolError(f"expected file {index}, the sender started {start.index}")
         kept = prefix[0] if prefix is not None else 0
@@ -536,11 +654,16 @@ class _Receiver:
         self.progress.file(partial.entry, start.offset)
         try:
             while partial.written < partial.entry.size:
-                data = await self.ch.expect(bytes)
-                hasher.update(data)
-                partial.write(data)
-                self.received += len(data)
-                self.progress.advance(len(data))
+                data = await self.ch.expect(Data)
+                if data.offset != partial.written:
+                    raise TransferProtocolError(
+                        f"{partial.entry.path}: data at offset {data.offset}, expected "
+                        f"{partial.written}: not contiguous"
+                    )
+                partial.write(data.data)
+                hasher.update(data.data)
+                self.received += len(data.data)
+                self.progress.advance(len(data.data))
                 if self.received - self.acked >= self.ch.options.ack_every:
                     self.acked = self.received
                     await self.ch.send(Ack(self.received))
@@ -553,7 +676,7 @@ class _Receiver:
                     f"{partial.entry.path}: the received bytes do not match the sender's "
                     f"{HASH_NAME}; the partial copy was deleted, receive again"
                 )
-            final = partial.commit(self.target)
+            final = await anyio.to_thread.run_sync(partial.commit, self.target)
             self.completed[partial.entry.path] = (partial.entry.size, done.digest, final)
             return final
         finally:
@@ -561,7 +684,7 @@ class _Receiver:
 
     async def _skip_file(self, index: int, entry: FileEntry, done: tuple[int, bytes, Path]) -> Path:
         """A file verified on an earlier connection of this transfer: check it is the same."""
-        start = await self.ch.expect(FileStart, self.ch.options.decision_timeout)
+        start = await self.ch.expect(FileStart)
         end = await self.ch.expect(FileDone)
         if (start.index, end.index, start.offset) != (index, index, entry.size):
             raise TransferProtocolError(f"the sender resent {entry.path}, received already")
