@@ -101,7 +101,7 @@ class TransferOptions:
     #: The receiver acknowledges after this many bytes written.
     ack_every: int = 1024 * 1024
     #: Silence (no message) after which the other side counts as gone, in seconds.
-    idle_timeout: float = 4.0
+    idle_timeout: float = 3.0
     #: A heartbeat goes out after this long without sending anything, in seconds.
     heartbeat_interval: float = 1.0
     #: How long the sender waits for the receiver's person to accept.
