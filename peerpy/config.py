@@ -30,8 +30,8 @@ from collections.abc import Mapping, Sequence
 import attrs
 from aiortc import RTCConfiguration, RTCIceServer
 
-from .exceptions import ConfigurationError
-from .network import NetworkPolicy
+from .exceptions import ConfigurationError, UsageError
+from .network import NetworkPolicy, check_remote_gone
 from .serialization import Limits as DecodingLimits
 
 __all__ = [
@@ -186,6 +186,13 @@ def resolve_network(
     return NetworkPolicy(local_addresses=addresses, remote_networks=remote)
 
 
+def _check_remote_gone(instance: object, attribute: object, value: object) -> None:
+    try:
+        check_remote_gone(value)
+    except UsageError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
 @attrs.frozen
 class Timeouts:
     """How long each wait may last, in seconds."""
@@ -198,6 +205,10 @@ class Timeouts:
     close: float = 5.0
     #: Interval between HEARTBEAT messages to the broker (PeerJS: 5 s).
     heartbeat: float = 5.0
+    #: An open connection whose remote answered no ICE consent check for this
+    #: long closes with :class:`~peerpy.exceptions.RemoteGoneError` (checks run
+    #: about every second).  ``None``: aioice's own checks (47-50 s).
+    remote_gone: float | None = attrs.field(default=8.0, validator=_check_remote_gone)
 
 
 @attrs.frozen
