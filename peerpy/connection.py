@@ -325,8 +325,7 @@ class Connection:
         # the channel closing or ICE failing that follow.
         self._fail(
             RemoteGoneError(
-                f"remote peer {self.peer} stopped answering "
-                f"(no ICE consent for {silent:.1f} s)"
+                f"remote peer {self.peer} stopped answering (no ICE consent for {silent:.1f} s)"
             )
         )
 

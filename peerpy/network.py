@@ -465,8 +465,9 @@ async def _await_silence(connection: Connection, limit: float) -> float:
     """Send consent checks until none was answered for ``limit`` s; return the silence.
 
     A check goes to every nominated pair about every ``interval`` seconds; each
-    has two retransmissions, but never outlasts the deadline by more than one
-    retransmission timeout.  Cancelling stops the checks.
+    has two retransmissions, but waits no longer than half the limit, nor past
+    the deadline by more than one retransmission timeout.  Cancelling stops
+    the checks.
     """
     loop = asyncio.get_running_loop()
     interval = min(_CONSENT_INTERVAL, limit / 4)
@@ -480,7 +481,10 @@ async def _await_silence(connection: Connection, limit: float) -> float:
         await asyncio.sleep(interval * (0.8 + 0.4 * random.random()))
         for pair in list(connection._nominated.values()):
             request = connection.build_request(pair, nominate=False)
-            window = max(last_answer + limit - loop.time(), _MIN_CHECK_WINDOW)
+            # Leave room for a second check before the deadline when the
+            # limit is short (a check takes at most 3.5 s anyway).
+            deadline = last_answer + limit - loop.time()
+            window = max(min(deadline, limit / 2), _MIN_CHECK_WINDOW)
             try:
                 await asyncio.wait_for(
                     pair.protocol.request(
