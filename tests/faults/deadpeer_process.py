@@ -12,8 +12,12 @@ test can read them from a pipe.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import anyio
+
+# This checkout's peerpy, whatever is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from peerpy import Peer
 from peerpy.media import PatternVideoTrack, ToneAudioTrack
