@@ -485,24 +485,42 @@ async def _await_silence(connection: Connection, limit: float) -> float:
             # limit is short (a check takes at most 3.5 s anyway).
             deadline = last_answer + limit - loop.time()
             window = max(min(deadline, limit / 2), _MIN_CHECK_WINDOW)
-            try:
-                await asyncio.wait_for(
-                    pair.protocol.request(
-                        request,
-                        pair.remote_addr,
-                        integrity_key=key,
-                        retransmissions=_CONSENT_RETRANSMISSIONS,
-                    ),
-                    window,
-                )
-            except (TransactionError, asyncio.TimeoutError):
-                misses += 1
-            else:
+            if await _consent_check(pair.protocol, request, pair.remote_addr, key, window):
                 last_answer = loop.time()
                 misses = 0
+            else:
+                misses += 1
         silent = loop.time() - last_answer
         if misses >= _MIN_CONSENT_MISSES and silent >= limit:
             return silent
+
+
+async def _consent_check(
+    protocol: StunProtocol, request: Message, addr: tuple[str, int], key: bytes, window: float
+) -> bool:
+    """Send one consent check; tell whether it was answered within ``window`` s.
+
+    Not ``wait_for``: an answer that arrived in the same loop iteration as the
+    time-out (after a stall of our own event loop) still counts here.
+    Cancelling cancels the check.
+    """
+    check = asyncio.ensure_future(
+        protocol.request(request, addr, integrity_key=key, retransmissions=_CONSENT_RETRANSMISSIONS)
+    )
+    try:
+        await asyncio.wait({check}, timeout=window)
+    finally:
+        if not check.done():
+            check.cancel()
+            await asyncio.wait({check})
+    if check.cancelled():
+        return False
+    error = check.exception()
+    if isinstance(error, TransactionError):
+        return False
+    if error is not None:
+        raise error
+    return True
 
 
 #: Seconds between consent checks with ``remote_gone`` set (aioice: 5).

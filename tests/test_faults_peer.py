@@ -230,6 +230,27 @@ async def test_remote_frozen_briefly_is_not_gone(broker: str, peer_id: str) -> N
             assert await conn.recv() == "back"
 
 
+@pytest.mark.slow
+async def test_local_stall_does_not_condemn_a_healthy_remote(broker: str, peer_id: str) -> None:
+    """Our own event loop blocked for twice remote_gone: the remote's queued answers count."""
+    async with (
+        remote_peer(broker, peer_id + "r", "data") as remote,
+        Peer(peer_id, server=broker, timeouts=Timeouts(remote_gone=2.0)) as me,
+    ):
+        conn = await open_to(remote, me, "data")
+        assert isinstance(conn, DataConnection)
+        errors: list[PeerError] = []
+        conn.on("error", errors.append)
+        await anyio.sleep(1.0)
+        time.sleep(4.0)  # noqa: ASYNC251 - the stall under test
+        await anyio.sleep(3.0)  # a gone remote would be noticed by now
+        assert conn.open
+        assert errors == []
+        await conn.send("awake")
+        with anyio.fail_after(10):
+            assert await conn.recv() == "awake"
+
+
 @pytest.mark.parametrize("value", [0, -1.0, math.inf, math.nan, "8", True])
 def test_remote_gone_must_be_positive_seconds(value: object) -> None:
     """Timeouts(remote_gone=) takes positive seconds or None; anything else is refused."""
