@@ -28,9 +28,9 @@ module or class:
    overrides the (name-mangled) method creating each ICE/DTLS transport pair;
 2. the aioice ``Connection`` of each new transport gets its class switched to a
    subclass that overrides ``get_component_candidates`` (to pick the addresses
-   and size the buffers), ``add_remote_candidate`` (to filter candidates) and,
-   for aioice 0.10 only, ``request_received`` (to refuse unauthenticated checks),
-   and ``query_consent`` (to check consent every second, see below);
+   and size the buffers), ``add_remote_candidate`` (to filter candidates),
+   ``query_consent`` (to notice a dead remote, see below) and, for aioice 0.10
+   only, ``request_received`` (to refuse unauthenticated checks);
 3. each ``StunProtocol`` it gathers gets its class switched to a subclass whose
    ``datagram_received`` drops datagrams from disallowed addresses.
 
@@ -65,17 +65,18 @@ they are passed to aioice unchanged.
 Noticing a dead remote
 ----------------------
 aioice checks consent about every 5 s and gives up after six misses in a row;
-with the retransmissions given below, a killed or frozen remote was noticed
-after 47-50 s. With ``remote_gone`` set, the connection's ``query_consent``
-is replaced (per object; aioice's module constants are untouched): a check
-about every second (``remote_gone / 4`` when smaller), each one retransmitted
-twice (up to 3.5 s for an answer), and the remote is declared gone once
-``remote_gone`` seconds passed without an answer *and* at least two checks in a
-row went unanswered. The second condition keeps a stalled local event loop
-from condemning a healthy remote: answers that queued meanwhile are read
-before any check times out. The callback given to :func:`watch_remote` runs
-first and should close the peer connection; if that has not happened 2 s
-later, the aioice connection closes itself, as on aioice's own expiry.
+with the two retransmissions ``_PolicyStunProtocol`` gives each check, a killed
+or frozen remote was noticed after 47-50 s. With ``remote_gone`` set, the
+connection's ``query_consent`` is replaced (per object; aioice's module
+constants are untouched): a check about every second (``remote_gone / 4`` when
+smaller), each one retransmitted twice (up to 3.5 s for an answer), and the
+remote is declared gone once ``remote_gone`` seconds passed without an answer
+*and* at least two checks in a row went unanswered. The second condition keeps
+a stalled local event loop from condemning a healthy remote: answers that
+queued meanwhile are read before any check times out. The callback given to
+:func:`watch_remote` runs first and should close the peer connection; if that
+has not happened 2 s later, the aioice connection closes itself, as on aioice's
+own expiry.
 
 Socket buffers
 --------------
