@@ -41,16 +41,16 @@ async def measure(mode: str, signum: int, remote_gone: str | None) -> None:
         process = await anyio.open_process(
             [sys.executable, str(REMOTE), broker.url, remote_id, mode], stdout=subprocess.PIPE
         )
-        assert process.stdout is not None
-        lines = TextReceiveStream(process.stdout)
-        text = ""
-        while text.count("\n") < 1:
-            text += await lines.receive()
         kwargs = {}
         if remote_gone is not None:
             seconds = None if remote_gone == "none" else float(remote_gone)
             kwargs["timeouts"] = Timeouts(remote_gone=seconds)
         try:
+            assert process.stdout is not None
+            lines = TextReceiveStream(process.stdout)
+            text = ""
+            while text.count("\n") < 1:
+                text += await lines.receive()
             async with Peer(server=broker.url, **kwargs) as me:
                 if mode == "data":
                     conn = await me.connect(remote_id)
