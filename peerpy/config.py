@@ -30,8 +30,8 @@ from collections.abc import Mapping, Sequence
 import attrs
 from aiortc import RTCConfiguration, RTCIceServer
 
-from .exceptions import ConfigurationError
-from .network import NetworkPolicy
+from .exceptions import ConfigurationError, UsageError
+from .network import NetworkPolicy, check_remote_gone
 from .serialization import Limits as DecodingLimits
 
 __all__ = [
@@ -189,6 +189,11 @@ def resolve_network(
 def _positive_delay(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not (isinstance(value, (int, float)) and value > 0):
         raise ConfigurationError(f"Timeouts.{attribute.name} must be a positive number of seconds")
+def _check_remote_gone(instance: object, attribute: object, value: object) -> None:
+    try:
+        check_remote_gone(value)
+    except UsageError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 @attrs.frozen
@@ -212,6 +217,10 @@ class Timeouts:
     #: From an incoming OFFER to an open data connection; a half-open incoming
     #: connection still negotiating after this is closed (see Limits.max_half_open).
     half_open: float = 10.0
+    #: An open connection whose remote answered no ICE consent check for this
+    #: long closes with :class:`~peerpy.exceptions.RemoteGoneError` (checks run
+    #: about every second).  ``None``: aioice's own checks (47-50 s).
+    remote_gone: float | None = attrs.field(default=8.0, validator=_check_remote_gone)
 
 
 @attrs.frozen

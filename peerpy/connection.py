@@ -30,11 +30,12 @@ from .exceptions import (
     NegotiationFailedError,
     PeerError,
     ProtocolError,
+    RemoteGoneError,
     WebRTCError,
 )
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
 from .messages import Relay, RelayType
-from .network import NetworkPolicy, remote_candidate_allowed
+from .network import NetworkPolicy, remote_candidate_allowed, watch_remote
 from .payloads import (
     AnswerPayload,
     CandidatePayload,
@@ -116,6 +117,7 @@ class Connection:
         self._signals: Mailbox[Signal] = Mailbox(MAX_PENDING_SIGNALS)
         self._events = EventEmitter(self._EVENTS, owner._spawn, logger)
         pc.on("iceconnectionstatechange", self._on_ice_state)
+        watch_remote(pc, self._on_remote_gone)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.connection_id} to {self.peer!r} {self._state.value}>"
@@ -317,6 +319,15 @@ class Connection:
             self._fail(NegotiationFailedError(f"Negotiation of connection to {self.peer} failed."))
         elif state == "closed" and not self.closed:
             self._close_soon()
+
+    def _on_remote_gone(self, silent: float) -> None:
+        # Called before ICE closes, so this error is the one reported, not
+        # the channel closing or ICE failing that follow.
+        self._fail(
+            RemoteGoneError(
+                f"remote peer {self.peer} stopped answering (no ICE consent for {silent:.1f} s)"
+            )
+        )
 
     def _set_open(self) -> None:
         if self._state is ConnectionState.NEGOTIATING:

@@ -26,6 +26,7 @@ side misbehaved" (:class:`ProtocolError`), as h11 does::
     ├── PeerUnavailableError       peer-unavailable: no such peer on the broker
     ├── WebRTCError                webrtc: SDP or ICE plumbing failed
     │   ├── NegotiationFailedError     negotiation-failed: ICE failed / timed out
+    │   │   └── RemoteGoneError            the remote stopped answering (killed, frozen, cut off)
     │   └── BackendVersionError        aiortc/aioice versions the network hooks do not know
     └── ConnectionClosedError      connection-closed
 
@@ -55,6 +56,7 @@ __all__ = [
     "PeerError",
     "PeerUnavailableError",
     "ProtocolError",
+    "RemoteGoneError",
     "ServerError",
     "UnavailableIdError",
     "UsageError",
@@ -174,6 +176,15 @@ class NegotiationFailedError(WebRTCError):
     """ICE or DTLS did not complete (failed, or timed out)."""
 
     type = "negotiation-failed"
+
+
+class RemoteGoneError(NegotiationFailedError):
+    """An open connection's remote stopped answering ICE consent checks.
+
+    Its process was killed or frozen, or the network between us went away.
+    The ``type`` stays ``negotiation-failed``, the error PeerJS reports when
+    ICE fails.
+    """
 
 
 class BackendVersionError(WebRTCError, RuntimeError):

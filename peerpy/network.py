@@ -9,6 +9,11 @@ A :class:`NetworkPolicy` says, for one :class:`~aiortc.RTCPeerConnection`:
   from outside them (STUN checks and data alike) are dropped;
 - how large the UDP socket buffers of the ICE sockets are.
 
+Separately, :func:`create_peer_connection` can tighten ICE consent freshness
+(RFC 7675) for that connection alone, so that a remote that was killed, frozen
+or cut off is noticed in seconds (``remote_gone``), and :func:`watch_remote`
+tells the caller why the connection is ending before aiortc tears it down.
+
 :func:`create_peer_connection` builds an ``RTCPeerConnection`` that applies one
 policy to its own ICE connections only; other connections in the process keep
 aioice's behaviour.
@@ -23,8 +28,9 @@ module or class:
    overrides the (name-mangled) method creating each ICE/DTLS transport pair;
 2. the aioice ``Connection`` of each new transport gets its class switched to a
    subclass that overrides ``get_component_candidates`` (to pick the addresses
-   and size the buffers), ``add_remote_candidate`` (to filter candidates) and,
-   for aioice 0.10 only, ``request_received`` (to refuse unauthenticated checks);
+   and size the buffers), ``add_remote_candidate`` (to filter candidates),
+   ``query_consent`` (to notice a dead remote, see below) and, for aioice 0.10
+   only, ``request_received`` (to refuse unauthenticated checks);
 3. each ``StunProtocol`` it gathers gets its class switched to a subclass whose
    ``datagram_received`` drops datagrams from disallowed addresses.
 
@@ -38,7 +44,9 @@ policy with every field ``None`` needs no hook and works with any version.
 The internals used are the same in both pairs (the mangled method name, the
 signatures of ``get_component_candidates``, ``add_remote_candidate`` and
 ``StunProtocol.request``, the ``_protocols`` list, consent checks sent with
-``retransmissions=0``). The differences handled here, each commented where it
+``retransmissions=0``, ``query_consent`` started as one task once ICE
+completes, ``build_request``, ``_nominated``, ``remote_password`` and
+``_query_consent_task``). The differences handled here, each commented where it
 is: aiortc 1.15 has no ``RTCConfiguration.iceTransportPolicy`` (so no
 relay-only policy); aioice 0.10 takes a binding request lacking
 MESSAGE-INTEGRITY or USERNAME as authenticated (the connection subclass answers
@@ -54,6 +62,22 @@ their address is unknown until resolved, and resolving them already sends
 multicast traffic outside the allowed networks. With ``remote_networks=None``
 they are passed to aioice unchanged.
 
+Noticing a dead remote
+----------------------
+aioice checks consent about every 5 s and gives up after six misses in a row;
+with the two retransmissions ``_PolicyStunProtocol`` gives each check, a killed
+or frozen remote was noticed after 47-50 s. With ``remote_gone`` set, the
+connection's ``query_consent`` is replaced (per object; aioice's module
+constants are untouched): a check about every second (``remote_gone / 4`` when
+smaller), each one retransmitted twice (up to 3.5 s for an answer), and the
+remote is declared gone once ``remote_gone`` seconds passed without an answer
+*and* at least two checks in a row went unanswered. The second condition keeps
+a stalled local event loop from condemning a healthy remote: answers that
+queued meanwhile are read before any check times out. The callback given to
+:func:`watch_remote` runs first and should close the peer connection; if that
+has not happened 2 s later, the aioice connection closes itself, as on aioice's
+own expiry.
+
 Socket buffers
 --------------
 The buffers are requested with ``SO_RCVBUF``/``SO_SNDBUF``; Linux caps the
@@ -67,22 +91,25 @@ the sysctl to raise. This module never changes sysctls.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib.metadata
 import inspect
 import ipaddress
 import logging
+import math
+import random
 import socket
 import sys
 from asyncio.trsock import TransportSocket
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import attrs
 from aioice import Candidate, Connection
 from aioice.ice import StunProtocol
-from aioice.stun import Message
+from aioice.stun import Message, TransactionError
 from aiortc import RTCConfiguration, RTCDtlsTransport, RTCIceCandidate, RTCPeerConnection
 
 from peerpy.exceptions import BackendVersionError, InvalidAddressError, UsageError, WebRTCError
@@ -95,6 +122,7 @@ __all__ = [
     "create_peer_connection",
     "ice_sockets",
     "remote_candidate_allowed",
+    "watch_remote",
 ]
 
 logger = logging.getLogger("peerpy.network")
@@ -283,11 +311,15 @@ def _check_backend() -> None:
     parameters = inspect.signature(StunProtocol.request).parameters
     if "retransmissions" not in parameters:
         problems.append("aioice StunProtocol.request() has no retransmissions parameter")
+    for method in ("query_consent", "build_request", "close"):
+        if not callable(getattr(Connection, method, None)):
+            problems.append(f"aioice Connection has no {method}()")
     if problems:
         raise BackendVersionError(
             "NetworkPolicy hooks into aiortc and aioice internals and cannot be applied: "
             + "; ".join(problems)
-            + ". Install a supported pair, or use a NetworkPolicy whose fields are all None."
+            + ". Install a supported pair, or use a NetworkPolicy whose fields are all None"
+            " and Timeouts(remote_gone=None)."
         )
 
 
@@ -298,6 +330,8 @@ class _Rules:
     local_addresses: tuple[str, ...] | None
     networks: tuple[IPNetwork, ...] | None
     buffer_bytes: int | None
+    #: Seconds without a consent answer before the remote is gone; None: aioice's way.
+    remote_gone: float | None = None
 
 
 def _adopt(obj: object, base: type, subclass: type) -> None:
@@ -323,7 +357,17 @@ class _PolicyPeerConnection(RTCPeerConnection):
 
     def __init__(self, configuration: RTCConfiguration | None, rules: _Rules) -> None:
         self._peerpy_rules = rules
+        self._peerpy_on_remote_gone: Callable[[float], None] | None = None
         super().__init__(configuration)
+
+    def _peerpy_remote_gone(self, silent: float) -> bool:
+        """Called by an ICE connection whose remote is gone; tell whether anyone heard."""
+        callback = self._peerpy_on_remote_gone
+        if callback is None:
+            return False
+        self._peerpy_on_remote_gone = None  # once, for the first transport
+        callback(silent)
+        return True
 
     def _RTCPeerConnection__createDtlsTransport(self) -> RTCDtlsTransport:
         # aiortc calls this (as self.__createDtlsTransport) for every transport it
@@ -333,6 +377,7 @@ class _PolicyPeerConnection(RTCPeerConnection):
         _adopt(connection, Connection, _PolicyConnection)
         assert isinstance(connection, _PolicyConnection)
         connection._peerpy_rules = self._peerpy_rules
+        connection._peerpy_report_gone = self._peerpy_remote_gone
         if not _AIOICE_AUTHENTICATES:
             # aioice 0.10 keeps every check received before connect() in an
             # unbounded list; 0.13 keeps the last 100, as this deque does.
@@ -344,6 +389,7 @@ class _PolicyConnection(Connection):
     """An aioice ``Connection`` that gathers, filters and sizes sockets by its rules."""
 
     _peerpy_rules: _Rules
+    _peerpy_report_gone: Callable[[float], bool]
 
     async def get_component_candidates(
         self, component: int, addresses: list[str], timeout: int = 5
@@ -391,6 +437,101 @@ class _PolicyConnection(Connection):
             logger.info("ignoring remote candidate %s: outside remote_networks", remote_candidate)
             return
         await super().add_remote_candidate(remote_candidate)
+
+    async def query_consent(self) -> None:
+        """Check consent until the remote is gone, then close (aioice starts it).
+
+        With ``remote_gone`` unset this is aioice's own loop.  Cancelled by
+        ``close()``; cancelling it stops the checks and nothing else.
+        """
+        limit = self._peerpy_rules.remote_gone
+        if limit is None:
+            await super().query_consent()
+            return
+        silent = await _await_silence(self, limit)
+        logger.info(
+            "no answer to ICE consent checks for %.1f s: the remote is gone, closing", silent
+        )
+        if self._peerpy_report_gone(silent):
+            # Give the owner time to close the whole peer connection (which
+            # cancels this task): closing ICE under a live SCTP association
+            # leaves aiortc tasks failing with "not connected".
+            await asyncio.sleep(_OWNER_CLOSE_GRACE)
+        # As aioice does on expiry: close() must not cancel the task running it.
+        self._query_consent_task = None
+        await self.close()
+
+
+async def _await_silence(connection: Connection, limit: float) -> float:
+    """Send consent checks until none was answered for ``limit`` s; return the silence.
+
+    A check goes to every nominated pair about every ``interval`` seconds; each
+    has two retransmissions, but waits no longer than half the limit, nor past
+    the deadline by more than one retransmission timeout.  Cancelling stops
+    the checks.
+    """
+    loop = asyncio.get_running_loop()
+    interval = min(_CONSENT_INTERVAL, limit / 4)
+    password = connection.remote_password
+    assert password is not None, "consent checks start once the remote password is known"
+    key = password.encode("utf8")
+    last_answer = loop.time()
+    misses = 0
+    while True:
+        # Randomised between 0.8 and 1.2 times the interval, as RFC 7675 asks.
+        await asyncio.sleep(interval * (0.8 + 0.4 * random.random()))
+        for pair in list(connection._nominated.values()):
+            request = connection.build_request(pair, nominate=False)
+            # Leave room for a second check before the deadline when the
+            # limit is short (a check takes at most 3.5 s anyway).
+            deadline = last_answer + limit - loop.time()
+            window = max(min(deadline, limit / 2), _MIN_CHECK_WINDOW)
+            if await _consent_check(pair.protocol, request, pair.remote_addr, key, window):
+                last_answer = loop.time()
+                misses = 0
+            else:
+                misses += 1
+        silent = loop.time() - last_answer
+        if misses >= _MIN_CONSENT_MISSES and silent >= limit:
+            return silent
+
+
+async def _consent_check(
+    protocol: StunProtocol, request: Message, addr: tuple[str, int], key: bytes, window: float
+) -> bool:
+    """Send one consent check; tell whether it was answered within ``window`` s.
+
+    Not ``wait_for``: an answer that arrived in the same loop iteration as the
+    time-out (after a stall of our own event loop) still counts here.
+    Cancelling cancels the check.
+    """
+    check = asyncio.ensure_future(
+        protocol.request(request, addr, integrity_key=key, retransmissions=_CONSENT_RETRANSMISSIONS)
+    )
+    try:
+        await asyncio.wait({check}, timeout=window)
+    finally:
+        if not check.done():
+            check.cancel()
+            await asyncio.wait({check})
+    if check.cancelled():
+        return False
+    error = check.exception()
+    if isinstance(error, TransactionError):
+        return False
+    if error is not None:
+        raise error
+    return True
+
+
+#: Seconds between consent checks with ``remote_gone`` set (aioice: 5).
+_CONSENT_INTERVAL: Final = 1.0
+#: Unanswered checks in a row needed, besides the silence, to declare a remote gone.
+_MIN_CONSENT_MISSES: Final = 2
+#: Shortest wait for the answer to one check (aioice's first retransmission timeout).
+_MIN_CHECK_WINDOW: Final = 0.5
+#: How long a watcher told of a gone remote has to close the peer connection itself.
+_OWNER_CLOSE_GRACE: Final = 2.0
 
 
 #: Whether aioice authenticates incoming checks itself (0.13 does, 0.10 does not).
@@ -539,9 +680,17 @@ def _check_bindable(addresses: tuple[str, ...]) -> None:
 
 
 def create_peer_connection(
-    configuration: RTCConfiguration | None, policy: NetworkPolicy
+    configuration: RTCConfiguration | None,
+    policy: NetworkPolicy,
+    *,
+    remote_gone: float | None = None,
 ) -> RTCPeerConnection:
     """Create an ``RTCPeerConnection`` whose ICE follows ``policy``.
+
+    With ``remote_gone`` (seconds), ICE closes once the remote has answered no
+    consent check for that long (see the module docstring); ``None`` keeps
+    aioice's consent checks (about 30 s, 47-50 s with a policy's
+    retransmissions). Register with :func:`watch_remote` to learn it first.
 
     ``configuration`` is passed to aiortc unchanged; ``None`` means aiortc's
     default, which names a public STUN server, so pass
@@ -558,7 +707,8 @@ def create_peer_connection(
     """
     if not isinstance(policy, NetworkPolicy):
         raise UsageError(f"policy must be a NetworkPolicy, got {policy!r}")
-    if not policy.needs_hooks:
+    check_remote_gone(remote_gone)
+    if not policy.needs_hooks and remote_gone is None:
         return RTCPeerConnection(configuration)
     _check_backend()
     if policy.local_addresses is not None:
@@ -571,8 +721,36 @@ def create_peer_connection(
         local_addresses=None if relay_only else policy.local_addresses,
         networks=_networks(policy),
         buffer_bytes=policy.udp_buffer_bytes,
+        remote_gone=remote_gone,
     )
     return _PolicyPeerConnection(configuration, rules)
+
+
+def check_remote_gone(value: object) -> None:
+    """Raise :class:`UsageError` unless ``value`` is ``None`` or a positive number of seconds."""
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise UsageError(f"remote_gone must be a positive number of seconds or None, got {value!r}")
+
+
+def watch_remote(pc: RTCPeerConnection, callback: Callable[[float], None]) -> bool:
+    """Call ``callback(seconds)`` when ``pc``'s remote stops answering consent checks.
+
+    It runs once, just before ICE closes (then aiortc reports the ICE
+    connection ``"failed"``), with how long the remote has been silent. Return
+    whether ``pc`` watches its remote at all: ``False`` unless it was made by
+    :func:`create_peer_connection` with ``remote_gone`` set.
+    """
+    if not isinstance(pc, _PolicyPeerConnection) or pc._peerpy_rules.remote_gone is None:
+        return False
+    pc._peerpy_on_remote_gone = callback
+    return True
 
 
 def ice_sockets(pc: RTCPeerConnection) -> list[TransportSocket]:

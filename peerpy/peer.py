@@ -368,7 +368,9 @@ class Peer:
             raise DisconnectedError("Cannot connect to new Peer after disconnecting from server.")
 
     def _new_pc(self) -> RTCPeerConnection:
-        return create_peer_connection(self.configuration, self.network)
+        return create_peer_connection(
+            self.configuration, self.network, remote_gone=self.timeouts.remote_gone
+        )
 
     async def connect(
         self,
