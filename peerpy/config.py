@@ -189,6 +189,8 @@ def resolve_network(
 def _positive_delay(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not (isinstance(value, (int, float)) and value > 0):
         raise ConfigurationError(f"Timeouts.{attribute.name} must be a positive number of seconds")
+
+
 def _check_remote_gone(instance: object, attribute: object, value: object) -> None:
     try:
         check_remote_gone(value)
