@@ -43,6 +43,7 @@ from .payloads import (
     OfferPayload,
     SessionDescription,
 )
+from .route import Route, route_of
 
 if TYPE_CHECKING:
     from .config import Limits, Timeouts
@@ -82,6 +83,7 @@ class Connection:
     """One PeerJS connection to a remote peer: base of data and media connections."""
 
     type: ClassVar[ConnectionType]
+    _route: Route | None = None
     _EVENTS: ClassVar[tuple[str, ...]] = ("open", "close", "error", "iceStateChanged")
 
     def __init__(
@@ -131,6 +133,17 @@ class Connection:
     def closed(self) -> bool:
         """Whether the connection is closed (it never reopens)."""
         return self._state is ConnectionState.CLOSED
+
+    @property
+    def route(self) -> Route | None:
+        """The candidate pair ICE selected (see :mod:`peerpy.route`); ``None`` until open.
+
+        Read while open, it follows ICE (a later nomination shows); once closed
+        it keeps the last route seen.
+        """
+        if self.open:
+            self._route = route_of(self.peer_connection) or self._route
+        return self._route
 
     @property
     def error(self) -> PeerError | None:

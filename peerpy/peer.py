@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -113,6 +114,10 @@ class Peer:
             server=server, host=host, port=port, path=path, secure=secure, key=key
         )
         self.configuration = configuration or resolve_rtc_configuration(ice_servers)
+        # No ICE servers configured anywhere: ask the broker once registered.
+        self._ice_from_broker = (
+            configuration is None and ice_servers is None and "PEERPY_ICE_SERVERS" not in os.environ
+        )
         self.network = network or resolve_network(ice_addresses)
         self._signaling = Signaling(
             self.server, timeouts=self.timeouts, ssl_context=ssl_context, logger=self._log
@@ -188,6 +193,9 @@ class Peer:
             if self._id is None:
                 self._id = validate_id(await self._signaling.fetch_id())
             await self._tg.start(self._session)
+            if self._ice_from_broker:
+                servers = await self._signaling.fetch_ice_servers(self._id, self._token)
+                self.configuration = RTCConfiguration(iceServers=servers)
         except BaseException:
             # Leave the task group cleanly, then raise the error itself rather
             # than the group wrapping it.

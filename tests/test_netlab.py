@@ -1,0 +1,169 @@
+"""Between machines for real: peers behind simulated NATs (see tests/lab).
+
+Each case runs two peers (tests/lab/peer.py, as subprocesses in two lab
+namespaces) through the broker in ``pub``, echoes 1 MiB over a DataConnection
+and asserts the route ICE selected, as each side reports it.  The lab needs
+root and nftables (and coturn for the TURN cases): outside CI it is skipped
+without them; under ``CI=true`` it must run, so a lab that cannot be built
+fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .lab.fixture import (
+    PROBE,
+    STUN_PORT,
+    RunningLab,
+    running_lab,
+    stun_server,
+    turn_credentials,
+    turn_server,
+)
+from .lab.netlab import PUB_ADDRESS, lab_unavailable_reason
+
+pytestmark = [pytest.mark.netlab, pytest.mark.timeout(90)]
+
+
+def _unavailable() -> str | None:
+    reason = lab_unavailable_reason()
+    if reason is None and shutil.which("turnserver") is None:
+        reason = "the NAT lab needs coturn's `turnserver` (scripts/setup installs it as root)"
+    return reason
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[RunningLab]:
+    """One lab for the module: a NAT of each kind, coturn and the broker in pub."""
+    reason = _unavailable()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the NAT lab cannot run: {reason}")
+        pytest.skip(reason)
+    with running_lab() as running:
+        yield running
+
+
+def _direct(route: dict[str, Any]) -> None:
+    assert route["relayed"] is False, route
+    assert route["local_type"] == "host", route
+    assert route["text"].startswith("direct, "), route
+
+
+def test_same_lan_goes_host_to_host(lab: RunningLab) -> None:
+    outcome = lab.pair("lan1", "lan2", listener_ice=[], caller_ice=[])
+    listener, caller = outcome.routes
+    for route in (listener, caller):
+        _direct(route)
+        assert route["remote_type"] == "host", route
+    assert caller["local_address"][0] == lab.addresses["lan2"]
+    assert caller["remote_address"][0] == lab.addresses["lan1"]
+    assert listener["remote_address"][0] == lab.addresses["lan2"]
+
+
+def test_cone_nats_connect_directly_with_the_brokers_stun(lab: RunningLab) -> None:
+    outcome = lab.pair("cone1", "cone2", listener_ice=[stun_server()], caller_ice=[stun_server()])
+    listener, caller = outcome.routes
+    for route in (listener, caller):
+        _direct(route)
+        # The other side's address as its NAT maps it: learnt from the broker's
+        # STUN (srflx) or from its checks (prflx), never its private host address.
+        assert route["remote_type"] in ("srflx", "prflx"), route
+    assert caller["remote_address"][0] == lab.public["cone1"]
+    assert listener["remote_address"][0] == lab.public["cone2"]
+    assert caller["local_address"][0] == lab.addresses["cone2"]
+
+
+def test_symmetric_nats_relay_through_turn_with_broker_credentials(lab: RunningLab) -> None:
+    # "broker": the peers configure no ICE servers and ask the broker, which
+    # hands out its STUN and coturn credentials it minted.
+    outcome = lab.pair("sym1", "sym2", listener_ice="broker", caller_ice="broker")
+    offered = outcome.caller_registered["ice"]
+    assert offered == [[f"stun:{PUB_ADDRESS}:{STUN_PORT}"], [f"turn:{PUB_ADDRESS}:3478"]]
+    listener, caller = outcome.routes
+    assert listener["relayed"] is True, listener
+    assert caller["relayed"] is True, caller
+    relay_sides = [r for r in (listener, caller) if r["local_type"] == "relay"]
+    assert relay_sides, (listener, caller)
+    for route in relay_sides:
+        assert route["local_address"][0] == PUB_ADDRESS
+        assert route["relay_protocol"] == "udp"
+        assert route["relay_server"] == [PUB_ADDRESS, 3478]
+        assert route["text"] == f"relayed via TURN {PUB_ADDRESS}:3478 (udp)"
+    for route in (listener, caller):
+        # Never the other side's NAT directly: its mapping changes per destination.
+        if route["local_type"] != "relay":
+            assert route["remote_address"][0] == PUB_ADDRESS, route
+
+
+def test_udp_blocked_relays_through_turn_over_tcp(lab: RunningLab) -> None:
+    outcome = lab.pair(
+        "cone1",
+        "noudp",
+        listener_ice=[stun_server()],
+        caller_ice=[turn_server("noudp", transport="tcp")],
+    )
+    listener, caller = outcome.routes
+    assert caller["local_type"] == "relay", caller
+    assert caller["relay_protocol"] == "tcp", caller
+    assert caller["text"] == f"relayed via TURN {PUB_ADDRESS}:3478 (tcp)"
+    assert listener["relayed"] is True, listener
+    assert listener["remote_address"][0] == PUB_ADDRESS, listener
+
+
+def test_cone_to_symmetric_needs_turn(lab: RunningLab) -> None:
+    # With STUN only, a port-restricted cone NAT drops the symmetric side's
+    # checks (they come from a port it never sent to): ICE fails.
+    failed = lab.pair(
+        "cone1", "sym1", listener_ice=[stun_server()], caller_ice=[stun_server()], negotiation=6
+    )
+    assert failed.caller_result["event"] == "error", failed
+    assert "NegotiationFailedError" in failed.caller_result["error"], failed
+    # With TURN offered, ICE relays.
+    outcome = lab.pair(
+        "cone1",
+        "sym1",
+        listener_ice=[stun_server(), turn_server("cone1")],
+        caller_ice=[stun_server(), turn_server("sym1")],
+    )
+    listener, caller = outcome.routes
+    assert listener["relayed"] is True, listener
+    assert caller["relayed"] is True, caller
+
+
+def _probe(lab: RunningLab, host: str, *args: str) -> dict[str, Any]:
+    output = lab.lab.exec(host, [sys.executable, str(PROBE), *args], timeout=30)
+    result: dict[str, Any] = json.loads(output)
+    return result
+
+
+def test_brokers_stun_reports_the_nat_mapping(lab: RunningLab) -> None:
+    for host in ("cone1", "sym1", "lan1"):
+        result = _probe(lab, host, "stun", PUB_ADDRESS, str(STUN_PORT))
+        assert result["ok"] is True, result
+        assert result["local"][0] == lab.addresses[host]
+        assert result["mapped"][0] == lab.public[host], result
+
+
+def test_coturn_takes_minted_credentials_and_refuses_expired_or_forged(lab: RunningLab) -> None:
+    valid = turn_credentials("sym1")
+    expired = turn_credentials("sym1", ttl=-60)
+    forged = (valid[0], turn_credentials("sym1", secret="not-the-secret")[1])
+    turn = (PUB_ADDRESS, "3478")
+    result = _probe(lab, "sym1", "turn", *turn, *valid)
+    assert result["ok"] is True, result
+    assert result["relayed"][0] == PUB_ADDRESS
+    result = _probe(lab, "noudp", "turn", *turn, *valid, "tcp")
+    assert result["ok"] is True, result
+    for bad in (expired, forged):
+        result = _probe(lab, "sym1", "turn", *turn, *bad)
+        assert result["ok"] is False, (bad, result)
+        assert "401" in result["error"], result
