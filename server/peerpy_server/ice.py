@@ -32,17 +32,16 @@ def turn_credentials(secret: str, peer_id: str, ttl: float, now: float) -> tuple
 
 
 def _host_of(host_header: str) -> str:
-    """The host part of an HTTP ``Host`` header (brackets kept for IPv6)."""
+    """The host part of an HTTP ``Host`` header (IPv6 literals in brackets)."""
     host = host_header.strip()
     if host.startswith("["):
         return host.partition("]")[0] + "]"
-    name, _, _ = host.partition(":")
     try:
-        if isinstance(ipaddress.ip_address(name), ipaddress.IPv6Address):
-            return f"[{name}]"
+        if isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
+            return f"[{host}]"  # a bare IPv6 literal (not valid HTTP, but unambiguous)
     except ValueError:
         pass
-    return name
+    return host.partition(":")[0]
 
 
 def ice_servers(
