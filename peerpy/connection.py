@@ -138,8 +138,8 @@ class Connection:
     def route(self) -> Route | None:
         """The candidate pair ICE selected (see :mod:`peerpy.route`); ``None`` until open.
 
-        Read while open, it follows ICE (a later nomination shows); once closed
-        it keeps the last route seen.
+        Taken when the connection opens and refreshed on each read while open
+        (a later nomination shows); once closed it keeps the last route seen.
         """
         if self.open:
             self._route = route_of(self.peer_connection) or self._route
@@ -333,6 +333,7 @@ class Connection:
 
     def _set_open(self) -> None:
         if self._state is ConnectionState.NEGOTIATING:
+            self._route = route_of(self.peer_connection)
             self._state = ConnectionState.OPEN
             self._opened.set()
             self._events.emit("open")

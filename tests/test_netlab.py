@@ -10,11 +10,13 @@ fails the run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,12 +25,13 @@ from .lab.fixture import (
     PROBE,
     STUN_PORT,
     RunningLab,
+    read_line,
     running_lab,
     stun_server,
     turn_credentials,
     turn_server,
 )
-from .lab.netlab import PUB_ADDRESS, lab_unavailable_reason
+from .lab.netlab import PUB_ADDRESS, Lab, lab_unavailable_reason
 
 pytestmark = [pytest.mark.netlab, pytest.mark.timeout(90)]
 
@@ -167,3 +170,45 @@ def test_coturn_takes_minted_credentials_and_refuses_expired_or_forged(lab: Runn
         result = _probe(lab, "sym1", "turn", *turn, *bad)
         assert result["ok"] is False, (bad, result)
         assert "401" in result["error"], result
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_cli_sends_a_folder_between_symmetric_nats(lab: RunningLab, tmp_path: Path) -> None:
+    """`peerpy send`/`receive` across symmetric NATs: relayed, hash-verified, route printed."""
+    folder = tmp_path / "album"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.bin").write_bytes(os.urandom(300_000))
+    (folder / "sub" / "b.txt").write_text("hello from behind a symmetric NAT\n")
+    output = tmp_path / "out"
+    output.mkdir()
+    env = dict(lab.env, PEERPY_SERVER=lab.broker_url)  # no ICE servers: ask the broker
+    cli = [sys.executable, "-m", "peerpy.cli"]
+    sender = lab.lab.spawn("sym1", [*cli, "send", str(folder)], env=env)
+    try:
+        line = read_line(sender, 20)
+        assert line.startswith("Code: "), line
+        code = line.removeprefix("Code: ").strip()
+        receiver = lab.lab.spawn(
+            "sym2", [*cli, "receive", code, "--yes", "-o", str(output)], env=env
+        )
+        try:
+            _, receiver_err = receiver.communicate(timeout=60)
+            assert receiver.returncode == 0, receiver_err.decode()
+            _, sender_err = sender.communicate(timeout=20)
+            assert sender.returncode == 0, sender_err.decode()
+        finally:
+            Lab.stop(receiver)
+    finally:
+        Lab.stop(sender)
+    assert _tree(output / "album") == _tree(folder)
+    for err in (receiver_err.decode(), sender_err.decode()):
+        routes = [line for line in err.splitlines() if line.startswith("route: ")]
+        assert len(routes) == 1, err
+        assert routes[0].startswith("route: relayed via "), routes

@@ -114,6 +114,8 @@ async def _send(args: argparse.Namespace) -> int:
         f"sent {stats.files} file(s), {format_size(stats.transferred_bytes)} in "
         f"{stats.seconds:.1f} s ({format_size(stats.rate)}/s), verified by the receiver"
     )
+    if stats.route is not None:
+        console.print(f"route: {stats.route}")
     return 0
 
 
@@ -155,6 +157,8 @@ async def _receive(args: argparse.Namespace) -> int:
         + (f", {format_size(stats.resumed_bytes)} resumed" if stats.resumed_bytes else "")
         + ", SHA-256 verified"
     )
+    if stats.route is not None:
+        console.print(f"route: {stats.route}")
     return 0
 
 

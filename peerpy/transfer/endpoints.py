@@ -117,7 +117,9 @@ async def send_files(
         for _ in range(MAX_RECONNECTS + 1):
             conn = await _next_receiver(peer, lost, options or TransferOptions())
             try:
-                return await send_over(conn, chosen, sources, progress=progress, options=options)
+                stats = await send_over(conn, chosen, sources, progress=progress, options=options)
+                stats.route = conn.route
+                return stats
             except PeerVanishedError as exc:
                 if not exc.after_auth:
                     raise
@@ -178,7 +180,7 @@ async def receive_files(
                     raise lost from None  # the sender is gone for good: say so
                 raise
             try:
-                return await receive_over(
+                stats = await receive_over(
                     conn,
                     parsed,
                     target,
@@ -187,6 +189,8 @@ async def receive_files(
                     options=options,
                     completed=completed,
                 )
+                stats.route = conn.route
+                return stats
             except PeerVanishedError as exc:
                 if not exc.after_auth or attempt == MAX_RECONNECTS:
                     raise

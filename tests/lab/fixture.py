@@ -94,8 +94,8 @@ def turn_server(name: str, transport: str = "udp") -> dict[str, str]:
     }
 
 
-def read_event(process: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
-    """The next JSON line ``process`` prints, within ``timeout`` seconds."""
+def read_line(process: subprocess.Popen[bytes], timeout: float) -> str:
+    """The next line ``process`` prints on stdout, within ``timeout`` seconds."""
     assert process.stdout is not None
     deadline = time.monotonic() + timeout
     line = b""
@@ -104,12 +104,17 @@ def read_event(process: subprocess.Popen[bytes], timeout: float) -> dict[str, An
         while not line.endswith(b"\n"):
             left = deadline - time.monotonic()
             if left <= 0 or not selector.select(left):
-                raise TimeoutError(f"no report from pid {process.pid} within {timeout} s")
+                raise TimeoutError(f"no line from pid {process.pid} within {timeout} s")
             chunk = os.read(process.stdout.fileno(), 1)
             if not chunk:
-                raise EOFError(f"pid {process.pid} exited ({process.poll()}) without a report")
+                raise EOFError(f"pid {process.pid} exited ({process.poll()}) without a line")
             line += chunk
-    event: dict[str, Any] = json.loads(line)
+    return line.decode()
+
+
+def read_event(process: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
+    """The next JSON line ``process`` prints, within ``timeout`` seconds."""
+    event: dict[str, Any] = json.loads(read_line(process, timeout))
     return event
 
 
