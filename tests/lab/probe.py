@@ -34,7 +34,8 @@ async def probe_stun(host: str, port: int) -> dict[str, object]:
     transport, client = await loop.create_datagram_endpoint(_Client, remote_addr=(host, port))
     try:
         request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
-        request.add_fingerprint()
+        if hasattr(request, "add_fingerprint"):  # aioice >= 0.13
+            request.add_fingerprint()
         for _ in range(3):
             transport.sendto(bytes(request))
             try:

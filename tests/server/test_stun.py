@@ -66,7 +66,6 @@ def test_answers_with_the_rfc5769_xor_mapped_address() -> None:
 )
 def test_aioice_reads_the_response(host: str, expected: str) -> None:
     request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
-    request.add_fingerprint()
     reply = respond(bytes(request), (host, 40000))
     assert reply is not None
     response = stun.parse_message(reply)  # checks our FINGERPRINT too
@@ -121,16 +120,16 @@ async def test_broker_answers_stun_on_udp() -> None:
     config = BrokerConfig(host="127.0.0.1", port=0, stun_port=0)
     async with Broker(config) as broker:
         assert broker.stun_port
-        loop = asyncio.get_running_loop()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind(("127.0.0.1", 0))
-            sock.setblocking(False)
+            sock.settimeout(5)
             request = stun.Message(
                 message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST
             )
-            await loop.sock_sendto(sock, bytes(request), ("127.0.0.1", broker.stun_port))
-            data = await asyncio.wait_for(loop.sock_recv(sock, 2048), 5)
+            sock.sendto(bytes(request), ("127.0.0.1", broker.stun_port))
+            data = await asyncio.to_thread(sock.recv, 2048)
             response = stun.parse_message(data)
+            assert response.transaction_id == request.transaction_id
             assert response.attributes["XOR-MAPPED-ADDRESS"] == sock.getsockname()
     assert broker.stun_port is None  # closed with the broker
 
