@@ -71,8 +71,10 @@ class Peer:
     is ``server`` (a URL) or ``host``/``port``/``path``/``secure`` as in PeerJS,
     else ``PEERPY_SERVER``, else ``http://127.0.0.1:9000/``.  ICE servers come
     from ``ice_servers`` (or a full aiortc ``configuration``), else
-    ``PEERPY_ICE_SERVERS``, else none.  The local addresses ICE gathers on come
-    from ``network`` or ``ice_addresses``, else ``PEERPY_ICE_ADDRESSES``.
+    ``PEERPY_ICE_SERVERS``, else whatever the broker offers at ``GET
+    {path}{key}/ice`` once registered (none from a broker without it).  The
+    local addresses ICE gathers on come from ``network`` or ``ice_addresses``,
+    else ``PEERPY_ICE_ADDRESSES``.
     With ``auto_reconnect=True`` a lost broker session is registered again
     (same id and token, backing off from 0.5 s to 30 s) once the broker is back;
     PeerJS leaves that to the application.

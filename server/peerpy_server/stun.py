@@ -28,7 +28,7 @@ import attrs
 
 __all__ = ["StunProtocol", "parse_request", "respond", "serve_stun"]
 
-logger = logging.getLogger("server.stun")
+logger = logging.getLogger("peerpy_server.stun")
 
 MAGIC_COOKIE: Final = 0x2112A442
 HEADER: Final = struct.Struct("!HHI12s")
