@@ -107,6 +107,16 @@ def test_symmetric_nats_relay_through_turn_with_broker_credentials(lab: RunningL
             assert route["remote_address"][0] == PUB_ADDRESS, route
 
 
+def test_media_call_between_symmetric_nats_is_relayed_and_decoded(lab: RunningLab) -> None:
+    at_answerer, at_caller = lab.media_call("sym1", "sym2")
+    for report in (at_answerer, at_caller):
+        assert report["event"] == "media", report
+        assert report["counts"]["audio"] >= 10, report
+        assert report["counts"]["video"] >= 5, report
+        assert report["size"] == [96, 64], report
+        assert report["route"]["relayed"] is True, report
+
+
 def test_udp_blocked_relays_through_turn_over_tcp(lab: RunningLab) -> None:
     outcome = lab.pair(
         "cone1",

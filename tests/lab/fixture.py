@@ -213,6 +213,36 @@ class RunningLab:
         finally:
             Lab.stop(server)
 
+    def media_call(
+        self, answerer: str, caller: str, *, ice: str = "broker", deadline: float = 40.0
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A media call both ways; return each side's ``media`` report (answerer's first)."""
+        answer_id, call_id = self.fresh_id("a"), self.fresh_id("m")
+        bounds = ("--ice", ice, "--deadline", str(deadline))
+        server = self.peer(answerer, "answer", answer_id, *bounds)
+        try:
+            assert read_event(server, 15)["event"] == "registered"
+            client = self.lab.spawn(
+                caller,
+                [sys.executable, str(PEER_SCRIPT), "call", call_id, answer_id, *bounds,
+                 "--server", self.broker_url],
+                env=self.env, stderr=subprocess.DEVNULL, stdin=subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                assert read_event(client, 15)["event"] == "registered"
+                at_caller = read_event(client, deadline)
+                at_answerer = read_event(server, deadline)
+                assert client.stdin is not None
+                client.stdin.write(b"bye\n")  # hang up
+                client.stdin.flush()
+                assert client.wait(timeout=15) == 0
+                assert server.wait(timeout=15) == 0
+                return at_answerer, at_caller
+            finally:
+                Lab.stop(client)
+        finally:
+            Lab.stop(server)
+
 
 @attrs.frozen
 class Outcome:

@@ -3,6 +3,9 @@
 ``listen ID``: register as ID, accept one data connection, echo every message
 back until the other side closes.  ``connect ID TARGET``: register as ID,
 connect to TARGET, send ``--size`` random bytes, check the echo is identical.
+``answer ID`` / ``call ID TARGET``: a media call with a tone and a test
+pattern both ways; each side reports ``{"event": "media"}`` once it decoded
+frames, and the caller hangs up when a line arrives on its stdin.
 
 Both print ``{"event": "open", "route": ...}`` once the connection is open and
 the caller prints ``{"event": "done", ...}`` with the round trip's time.  ICE
@@ -22,9 +25,10 @@ import time
 from typing import Any
 
 import anyio
-from aiortc import RTCIceServer
+from aiortc import MediaStreamTrack, RTCIceServer
 
-from peerpy import Peer, Timeouts
+from peerpy import MediaConnection, Peer, Timeouts
+from peerpy.media import FrameCounter, PatternVideoTrack, ToneAudioTrack
 from peerpy.route import Route
 
 
@@ -82,9 +86,36 @@ async def connect(peer: Peer, target: str, size: int) -> None:
     await conn.close(flush=True)
 
 
+async def count_frames(call: MediaConnection) -> None:
+    stream = await call.wait_stream()
+    async with FrameCounter(stream) as counter:
+        await counter.wait(audio=10, video=5)
+    video = counter.last["video"]
+    emit(event="media", counts=counter.counts, size=[video.width, video.height],
+         route=route_json(call.route))  # fmt: skip
+
+
+def tracks() -> list[MediaStreamTrack]:
+    return [ToneAudioTrack(), PatternVideoTrack(width=96, height=64, fps=20.0)]
+
+
+async def answer(peer: Peer) -> None:
+    call = await peer.accept_call()
+    await call.answer(tracks())
+    await count_frames(call)
+    await call.wait_closed()
+
+
+async def call(peer: Peer, target: str) -> None:
+    call = await peer.call(target, tracks())
+    await count_frames(call)
+    await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+    await call.close()
+
+
 async def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("role", choices=["listen", "connect"])
+    parser.add_argument("role", choices=["listen", "connect", "answer", "call"])
     parser.add_argument("id")
     parser.add_argument("target", nargs="?")
     parser.add_argument("--server", required=True)
@@ -105,8 +136,12 @@ async def main(argv: list[str]) -> int:
             emit(event="registered", ice=[s.urls for s in peer.configuration.iceServers or []])
             if args.role == "listen":
                 await listen(peer)
-            else:
+            elif args.role == "connect":
                 await connect(peer, args.target, args.size)
+            elif args.role == "answer":
+                await answer(peer)
+            else:
+                await call(peer, args.target)
     return 0
 
 
