@@ -24,6 +24,7 @@ import anyio
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
+from .diagnosis import failure_message
 from .events import EventEmitter
 from .exceptions import (
     ConnectionClosedError,
@@ -199,7 +200,7 @@ class Connection:
                 await start()
                 await self.wait_open()
         except TimeoutError:
-            error = NegotiationFailedError(timed_out())
+            error = NegotiationFailedError(failure_message(timed_out(), self.peer_connection))
             self._fail(error)
             await self._close()
             raise error from None
@@ -327,7 +328,8 @@ class Connection:
         state = self.peer_connection.iceConnectionState
         self._events.emit("iceStateChanged", state)
         if state == "failed":
-            self._fail(NegotiationFailedError(f"Negotiation of connection to {self.peer} failed."))
+            failed = f"Negotiation of connection to {self.peer} failed."
+            self._fail(NegotiationFailedError(failure_message(failed, self.peer_connection)))
         elif state == "closed" and not self.closed:
             self._close_soon()
 

@@ -132,6 +132,15 @@ def test_udp_blocked_relays_through_turn_over_tcp(lab: RunningLab) -> None:
     assert listener["remote_address"][0] == PUB_ADDRESS, listener
 
 
+def test_no_ice_servers_across_nats_fails_with_an_explanation(lab: RunningLab) -> None:
+    failed = lab.pair("cone1", "cone2", listener_ice=[], caller_ice=[], negotiation=5)
+    assert failed.caller_result["event"] == "error", failed
+    error = failed.caller_result["error"]
+    assert "NegotiationFailedError" in error, error
+    assert "ICE candidates here: 1 host; from the other side: 1 host; ICE servers: none." in error
+    assert "No STUN or TURN server is configured" in error, error
+
+
 def test_cone_to_symmetric_needs_turn(lab: RunningLab) -> None:
     # With STUN only, a port-restricted cone NAT drops the symmetric side's
     # checks (they come from a port it never sent to): ICE fails.
@@ -140,6 +149,11 @@ def test_cone_to_symmetric_needs_turn(lab: RunningLab) -> None:
     )
     assert failed.caller_result["event"] == "error", failed
     assert "NegotiationFailedError" in failed.caller_result["error"], failed
+    error = failed.caller_result["error"]
+    assert "ICE servers: STUN." in error, error
+    assert "srflx" in error, error
+    assert "no direct path works" in error, error
+    assert "configure a TURN server" in error, error
     # With TURN offered, ICE relays.
     outcome = lab.pair(
         "cone1",
