@@ -20,13 +20,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import anyio
 
-from ..exceptions import PeerError, UsageError
+from ..exceptions import NegotiationFailedError, PeerError, UsageError
 from ..transfer import Code, receive_files, send_files
 from ..transfer.files import Conflict
 from ..transfer.protocol import Offer
@@ -213,8 +214,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, UsageError):
             print(f"peerpy {args.command}: {error}", file=sys.stderr)
             return 2
-        print(f"peerpy {args.command}: error: {error}", file=sys.stderr)
+        print(f"peerpy {args.command}: error: {describe_error(error)}", file=sys.stderr)
         return 1
+
+
+_NEGOTIATION = re.compile(
+    r"^(?:connection to \S+ not open after (?P<limit>[\d.]+ s)"
+    r"|Negotiation of connection to \S+ failed)"
+)
+
+
+def describe_error(error: PeerError) -> str:
+    """The error's text for a person: ICE failures name no internal peer id."""
+    text = str(error)
+    if isinstance(error, NegotiationFailedError):
+
+        def plain(match: re.Match[str]) -> str:
+            limit = match["limit"]
+            return "could not connect to the other side" + (f" within {limit}" if limit else "")
+
+        text = _NEGOTIATION.sub(plain, text)
+    return text
 
 
 def _peer_error(exc: BaseException) -> PeerError | None:
