@@ -165,9 +165,11 @@ class Signaling:
         self._ended = anyio.Event()
         try:
             with anyio.fail_after(self._timeouts.open):
+                # websockets refuses ssl=None with wss://; True is asyncio's
+                # default context (system CAs, SSL_CERT_FILE).
                 socket = await connect(
                     url,
-                    ssl=self._ssl if self.address.secure else None,
+                    ssl=(self._ssl or True) if self.address.secure else None,
                     compression=None,
                     max_size=MAX_FRAME,
                     open_timeout=None,

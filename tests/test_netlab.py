@@ -117,6 +117,15 @@ def test_media_call_between_symmetric_nats_is_relayed_and_decoded(lab: RunningLa
         assert report["route"]["relayed"] is True, report
 
 
+def test_tls_broker_hands_out_turn_over_https(lab: RunningLab) -> None:
+    """A broker serving HTTPS/WSS (--sslkey/--sslcert): signaling and /ice over TLS."""
+    outcome = lab.pair("sym1", "sym2", listener_ice="broker", caller_ice="broker", tls=True)
+    assert outcome.caller_registered["ice"] == [[f"turn:{PUB_ADDRESS}:3478"]]
+    listener, caller = outcome.routes
+    assert listener["relayed"] is True, listener
+    assert caller["relayed"] is True, caller
+
+
 def test_udp_blocked_relays_through_turn_over_tcp(lab: RunningLab) -> None:
     outcome = lab.pair(
         "cone1",

@@ -31,6 +31,7 @@ from .netlab import PUB_ADDRESS, Lab, NatKind
 PEER_SCRIPT = Path(__file__).with_name("peer.py")
 PROBE = Path(__file__).with_name("probe.py")
 BROKER_PORT = 9000
+TLS_BROKER_PORT = 9443
 TURN_PORT = 3478
 STUN_PORT = 3479
 TURN_SECRET = "lab-secret-" + os.urandom(8).hex()
@@ -127,6 +128,8 @@ class RunningLab:
         self.addresses: dict[str, str] = {}
         self.public: dict[str, str] = {}
         self.broker_url = f"http://{PUB_ADDRESS}:{BROKER_PORT}/"
+        self.tls_broker_url = f"https://{PUB_ADDRESS}:{TLS_BROKER_PORT}/"
+        self.certificate = workdir / "broker.crt"
         self.env = dict(os.environ)
         for name in ("PEERPY_ICE_SERVERS", "PEERPY_ICE_ADDRESSES", "PEERPY_SERVER"):
             self.env.pop(name, None)
@@ -162,15 +165,37 @@ class RunningLab:
         self.wait_listening(f"-ltn:{TURN_PORT}")
         self.wait_listening(f"-ltn:{BROKER_PORT}")
 
+    def start_tls_broker(self, broker_args: tuple[str, ...]) -> None:
+        """A second broker, serving HTTPS/WSS with a self-signed certificate for pub."""
+        key = self.workdir / "broker.key"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "1", "-subj", f"/CN={PUB_ADDRESS}",
+             "-addext", f"subjectAltName=IP:{PUB_ADDRESS}",
+             "-keyout", str(key), "-out", str(self.certificate)],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        self.lab.spawn(
+            "pub",
+            [sys.executable, "-m", "peerpy_server.cli", "--host", PUB_ADDRESS,
+             "--port", str(TLS_BROKER_PORT), "--sslkey", str(key), "--sslcert",
+             str(self.certificate), "--log-level", "WARNING", *broker_args],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.wait_listening(f"-ltn:{TLS_BROKER_PORT}")
+
     def fresh_id(self, role: str) -> str:
         self._ids += 1
         return f"{role}{self._ids}x{os.getpid()}"
 
-    def peer(self, host: str, *args: str) -> subprocess.Popen[bytes]:
+    def peer(self, host: str, *args: str, tls: bool = False) -> subprocess.Popen[bytes]:
+        """Run tests/lab/peer.py in ``host`` against the broker (``tls``: the HTTPS one)."""
+        env = dict(self.env, SSL_CERT_FILE=str(self.certificate)) if tls else self.env
+        server = self.tls_broker_url if tls else self.broker_url
         return self.lab.spawn(
             host,
-            [sys.executable, str(PEER_SCRIPT), *args, "--server", self.broker_url],
-            env=self.env,
+            [sys.executable, str(PEER_SCRIPT), *args, "--server", server],
+            env=env,
             stderr=subprocess.DEVNULL,
         )
 
@@ -182,6 +207,7 @@ class RunningLab:
         listener_ice: list[dict[str, str]] | str,
         caller_ice: list[dict[str, str]] | str,
         negotiation: float = 30.0,
+        tls: bool = False,
     ) -> Outcome:
         """Run one 1 MiB echo from ``caller`` to ``listener`` (two lab hosts)."""
         listen_id, call_id = self.fresh_id("l"), self.fresh_id("c")
@@ -191,13 +217,13 @@ class RunningLab:
 
         limit = negotiation + 20
         server = self.peer(listener, "listen", listen_id, "--ice", ice(listener_ice),
-                           "--deadline", str(limit + 10))  # fmt: skip
+                           "--deadline", str(limit + 10), tls=tls)  # fmt: skip
         try:
             registered = read_event(server, 15)
             assert registered["event"] == "registered", registered
             client = self.peer(caller, "connect", call_id, listen_id, "--ice", ice(caller_ice),
                                "--deadline", str(limit),
-                               "--negotiation", str(negotiation))  # fmt: skip
+                               "--negotiation", str(negotiation), tls=tls)  # fmt: skip
             try:
                 caller_registered = read_event(client, 15)
                 assert caller_registered["event"] == "registered", caller_registered
@@ -284,6 +310,9 @@ def running_lab() -> Iterator[RunningLab]:
                  "--turn-url", f"turn:{PUB_ADDRESS}:{TURN_PORT}", "--turn-secret", TURN_SECRET)
             )  # fmt: skip
             running.wait_listening(f"-lun:{STUN_PORT}")
+            running.start_tls_broker(
+                ("--turn-url", f"turn:{PUB_ADDRESS}:{TURN_PORT}", "--turn-secret", TURN_SECRET)
+            )
             yield running
     finally:
         lab.close()
