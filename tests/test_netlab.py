@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ from .lab.fixture import (
     turn_credentials,
     turn_server,
 )
-from .lab.netlab import PUB_ADDRESS, Lab, lab_unavailable_reason
+from .lab.netlab import PUB_ADDRESS, Lab, lab_unavailable_reason, reap_stale_namespaces
 
 pytestmark = [pytest.mark.netlab, pytest.mark.timeout(90)]
 
@@ -142,7 +143,7 @@ def test_udp_blocked_relays_through_turn_over_tcp(lab: RunningLab) -> None:
 
 
 def test_no_ice_servers_across_nats_fails_with_an_explanation(lab: RunningLab) -> None:
-    failed = lab.pair("cone1", "cone2", listener_ice=[], caller_ice=[], negotiation=5)
+    failed = lab.pair("cone1", "cone2", listener_ice=[], caller_ice=[], negotiation=4)
     assert failed.caller_result["event"] == "error", failed
     error = failed.caller_result["error"]
     assert "NegotiationFailedError" in error, error
@@ -154,7 +155,7 @@ def test_cone_to_symmetric_needs_turn(lab: RunningLab) -> None:
     # With STUN only, a port-restricted cone NAT drops the symmetric side's
     # checks (they come from a port it never sent to): ICE fails.
     failed = lab.pair(
-        "cone1", "sym1", listener_ice=[stun_server()], caller_ice=[stun_server()], negotiation=6
+        "cone1", "sym1", listener_ice=[stun_server()], caller_ice=[stun_server()], negotiation=4
     )
     assert failed.caller_result["event"] == "error", failed
     assert "NegotiationFailedError" in failed.caller_result["error"], failed
@@ -245,3 +246,16 @@ def test_cli_sends_a_folder_between_symmetric_nats(lab: RunningLab, tmp_path: Pa
         routes = [line for line in err.splitlines() if line.startswith("route: ")]
         assert len(routes) == 1, err
         assert routes[0].startswith("route: relayed via "), routes
+
+
+def test_namespaces_of_a_killed_run_are_reaped(lab: RunningLab) -> None:
+    dead = subprocess.Popen(["true"])  # a pid that is gone once waited for
+    dead.wait()
+    stale = f"pp{dead.pid}x0-pub"
+    subprocess.run(["ip", "netns", "add", stale], check=True)
+    try:
+        assert stale in reap_stale_namespaces()
+        assert not Path(f"/run/netns/{stale}").exists()
+        assert lab.lab.namespaces[0] not in reap_stale_namespaces()  # ours: alive
+    finally:
+        subprocess.run(["ip", "netns", "del", stale], capture_output=True, check=False)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import itertools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -97,10 +98,47 @@ table ip filter {{
 """
 
 
+#: Names of lab namespaces: ``pp<pid>x<n>-<name>``.
+_LAB_NAMESPACE = re.compile(r"pp(?P<pid>\d+)x\d+-[A-Za-z0-9]+")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale_namespaces() -> list[str]:
+    """Delete lab namespaces left by a test run that was killed (SIGKILL skips teardown).
+
+    Only names of our own pattern whose creating process is gone, and that no
+    process runs in any more, are deleted; returns them.
+    """
+    reaped = []
+    netns = Path("/run/netns")
+    names = sorted(p.name for p in netns.iterdir()) if netns.is_dir() else []
+    for name in names:
+        match = _LAB_NAMESPACE.fullmatch(name)
+        if match is None or _alive(int(match["pid"])):
+            continue
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
+                              timeout=10, check=False)  # fmt: skip
+        if pids.returncode == 0 and not pids.stdout.strip():
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10,
+                           check=False)  # fmt: skip
+            reaped.append(name)
+    return reaped
+
+
 class Lab:
     """Namespaces, links and processes of one lab; :meth:`close` removes them all."""
 
     def __init__(self) -> None:
+        reap_stale_namespaces()
         self.prefix = f"pp{os.getpid()}x{next(_counter)}"
         self.namespaces: list[str] = []
         self.processes: list[subprocess.Popen[bytes]] = []
