@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .mediaconnection import MediaStream as MediaStream
     from .network import NetworkPolicy as NetworkPolicy
     from .peer import Peer as Peer
+    from .route import Route as Route
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ _LAZY = {
     "Limits": "config",
     "Timeouts": "config",
     "NetworkPolicy": "network",
+    "Route": "route",
 }
 
 __all__ = ["__version__", *_exceptions_all, *_LAZY]

@@ -24,6 +24,7 @@ import anyio
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
+from .diagnosis import failure_message
 from .events import EventEmitter
 from .exceptions import (
     ConnectionClosedError,
@@ -44,6 +45,7 @@ from .payloads import (
     OfferPayload,
     SessionDescription,
 )
+from .route import Route, route_of
 
 if TYPE_CHECKING:
     from .config import Limits, Timeouts
@@ -83,6 +85,7 @@ class Connection:
     """One PeerJS connection to a remote peer: base of data and media connections."""
 
     type: ClassVar[ConnectionType]
+    _route: Route | None = None
     _EVENTS: ClassVar[tuple[str, ...]] = ("open", "close", "error", "iceStateChanged")
 
     def __init__(
@@ -133,6 +136,17 @@ class Connection:
     def closed(self) -> bool:
         """Whether the connection is closed (it never reopens)."""
         return self._state is ConnectionState.CLOSED
+
+    @property
+    def route(self) -> Route | None:
+        """The candidate pair ICE selected (see :mod:`peerpy.route`); ``None`` until open.
+
+        Taken when the connection opens and refreshed on each read while open
+        (a later nomination shows); once closed it keeps the last route seen.
+        """
+        if self.open:
+            self._route = route_of(self.peer_connection) or self._route
+        return self._route
 
     @property
     def error(self) -> PeerError | None:
@@ -188,7 +202,7 @@ class Connection:
                 await start()
                 await self.wait_open()
         except TimeoutError:
-            error = NegotiationFailedError(timed_out())
+            error = NegotiationFailedError(failure_message(timed_out(), self.peer_connection))
             self._fail(error)
             await self._close()
             raise error from None
@@ -316,7 +330,8 @@ class Connection:
         state = self.peer_connection.iceConnectionState
         self._events.emit("iceStateChanged", state)
         if state == "failed":
-            self._fail(NegotiationFailedError(f"Negotiation of connection to {self.peer} failed."))
+            failed = f"Negotiation of connection to {self.peer} failed."
+            self._fail(NegotiationFailedError(failure_message(failed, self.peer_connection)))
         elif state == "closed" and not self.closed:
             self._close_soon()
 
@@ -331,6 +346,7 @@ class Connection:
 
     def _set_open(self) -> None:
         if self._state is ConnectionState.NEGOTIATING:
+            self._route = route_of(self.peer_connection)
             self._state = ConnectionState.OPEN
             self._opened.set()
             self._events.emit("open")

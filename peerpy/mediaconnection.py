@@ -35,6 +35,7 @@ from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 from aiortc.sdp import SessionDescription as ParsedSdp
 
 from .connection import Connection, Owner
+from .diagnosis import failure_message
 from .exceptions import (
     ConnectionClosedError,
     NegotiationFailedError,
@@ -378,7 +379,8 @@ class MediaConnection(Connection):
         if state == "connected":
             self._set_open()
         elif state == "failed":
-            self._fail(NegotiationFailedError(f"Negotiation of connection to {self.peer} failed."))
+            failed = f"Negotiation of connection to {self.peer} failed."
+            self._fail(NegotiationFailedError(failure_message(failed, self.peer_connection)))
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if self._channel is not None:

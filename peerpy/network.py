@@ -3,7 +3,8 @@
 A :class:`NetworkPolicy` says, for one :class:`~aiortc.RTCPeerConnection`:
 
 - on which local addresses ICE gathers host candidates (aioice's default is every
-  interface address except ``127.0.0.1`` and ``::1``);
+  interface address except ``127.0.0.1`` and ``::1``; with no other interface
+  up, peerpy gathers on ``127.0.0.1`` instead of nothing);
 - which remote networks it may talk to: remote candidates outside them, whether
   embedded in the remote SDP or trickled, are ignored, and datagrams arriving
   from outside them (STUN checks and data alike) are dropped;
@@ -332,6 +333,8 @@ class _Rules:
     buffer_bytes: int | None
     #: Seconds without a consent answer before the remote is gone; None: aioice's way.
     remote_gone: float | None = None
+    #: Whether host candidates are gathered at all (not with a relay-only policy).
+    gathers_hosts: bool = True
 
 
 def _adopt(obj: object, base: type, subclass: type) -> None:
@@ -401,6 +404,12 @@ class _PolicyConnection(Connection):
         rules = self._peerpy_rules
         if rules.local_addresses is not None:
             addresses = list(rules.local_addresses)
+        elif not addresses and rules.gathers_hosts:
+            # No interface but loopback is up (an offline machine): aioice would
+            # gather nothing and every connection would time out; gather on
+            # loopback, which peers on this machine can reach.
+            logger.info("no network interface is up but loopback: gathering on 127.0.0.1")
+            addresses = [_LOOPBACK_FALLBACK]
         candidates = await super().get_component_candidates(
             component=component, addresses=addresses, timeout=timeout
         )
@@ -534,6 +543,8 @@ _MIN_CHECK_WINDOW: Final = 0.5
 _OWNER_CLOSE_GRACE: Final = 2.0
 
 
+#: Where a policy without local_addresses gathers when only loopback is up.
+_LOOPBACK_FALLBACK: Final = "127.0.0.1"
 #: Whether aioice authenticates incoming checks itself (0.13 does, 0.10 does not).
 _AIOICE_AUTHENTICATES: Final = hasattr(Message, "check_message_integrity")
 #: Checks an aioice 0.10 connection keeps until connect() (aioice 0.13's own bound).
@@ -722,6 +733,7 @@ def create_peer_connection(
         networks=_networks(policy),
         buffer_bytes=policy.udp_buffer_bytes,
         remote_gone=remote_gone,
+        gathers_hosts=not relay_only,
     )
     return _PolicyPeerConnection(configuration, rules)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -72,8 +73,10 @@ class Peer:
     is ``server`` (a URL) or ``host``/``port``/``path``/``secure`` as in PeerJS,
     else ``PEERPY_SERVER``, else ``http://127.0.0.1:9000/``.  ICE servers come
     from ``ice_servers`` (or a full aiortc ``configuration``), else
-    ``PEERPY_ICE_SERVERS``, else none.  The local addresses ICE gathers on come
-    from ``network`` or ``ice_addresses``, else ``PEERPY_ICE_ADDRESSES``.
+    ``PEERPY_ICE_SERVERS``, else whatever the broker offers at ``GET
+    {path}{key}/ice`` once registered (none from a broker without it).  The
+    local addresses ICE gathers on come from ``network`` or ``ice_addresses``,
+    else ``PEERPY_ICE_ADDRESSES``.
     With ``auto_reconnect=True`` a lost broker session is registered again
     (same id and token, backing off from ``Timeouts.reconnect_initial`` to
     ``Timeouts.reconnect_max``, with jitter) once the broker is back; PeerJS
@@ -117,6 +120,10 @@ class Peer:
             server=server, host=host, port=port, path=path, secure=secure, key=key
         )
         self.configuration = configuration or resolve_rtc_configuration(ice_servers)
+        # No ICE servers configured anywhere: ask the broker once registered.
+        self._ice_from_broker = (
+            configuration is None and ice_servers is None and "PEERPY_ICE_SERVERS" not in os.environ
+        )
         self.network = network or resolve_network(ice_addresses)
         self._signaling = Signaling(
             self.server, timeouts=self.timeouts, ssl_context=ssl_context, logger=self._log
@@ -196,6 +203,9 @@ class Peer:
             if self._id is None:
                 self._id = validate_id(await self._signaling.fetch_id())
             await self._tg.start(self._session)
+            if self._ice_from_broker:
+                servers = await self._signaling.fetch_ice_servers(self._id, self._token)
+                self.configuration = RTCConfiguration(iceServers=servers)
         except BaseException:
             # Leave the task group cleanly, then raise the error itself rather
             # than the group wrapping it.

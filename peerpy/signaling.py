@@ -17,12 +17,14 @@ import json
 import logging
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
+from aiortc import RTCIceServer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
@@ -143,6 +145,27 @@ class Signaling:
             raise ServerError(f"Could not get the list of peers (HTTP {status}).")
         return peers
 
+    async def fetch_ice_servers(self, peer_id: str, token: str) -> list[RTCIceServer]:
+        """The ICE servers the broker offers this registered peer (``GET {key}/ice``).
+
+        A broker without the endpoint (``peer`` 1.0.2 answers 404), a refusal
+        or a malformed answer gives ``[]``, logged.  Cancelling abandons the request.
+        """
+        query = urllib.parse.urlencode({"id": peer_id, "token": token})
+        try:
+            status, body = await self._get(f"ice?{query}")
+        except NetworkError as exc:
+            self._log.info("no ICE servers from the broker: %s", exc)
+            return []
+        if status != 200:
+            self._log.debug("the broker offers no ICE servers (HTTP %d)", status)
+            return []
+        try:
+            return ice_servers_from_json(json.loads(body))
+        except (ValueError, TypeError) as exc:
+            self._log.warning("ignoring the broker's malformed ICE servers: %s", exc)
+            return []
+
     # -- WebSocket session --------------------------------------------------
 
     async def run(
@@ -166,9 +189,11 @@ class Signaling:
         self._ended = anyio.Event()
         try:
             with anyio.fail_after(self._timeouts.open):
+                # websockets refuses ssl=None with wss://; True is asyncio's
+                # default context (system CAs, SSL_CERT_FILE).
                 socket = await connect(
                     url,
-                    ssl=self._ssl if self.address.secure else None,
+                    ssl=(self._ssl or True) if self.address.secure else None,
                     compression=None,
                     max_size=MAX_FRAME,
                     open_timeout=None,
@@ -313,3 +338,39 @@ class Signaling:
             with anyio.CancelScope(shield=True):
                 await socket.close()
                 await self._ended.wait()
+
+
+#: Most ICE servers taken from a broker's answer.
+MAX_ICE_SERVERS = 8
+
+
+def ice_servers_from_json(value: object) -> list[RTCIceServer]:
+    """Validate a JSON list of ``{urls, username, credential}`` into ``RTCIceServer`` s.
+
+    Raise :class:`ValueError` unless each entry is an object whose ``urls`` is
+    a ``stun:``/``turn:`` URL string or a list of them, with string credentials.
+    """
+    if not isinstance(value, list) or len(value) > MAX_ICE_SERVERS:
+        raise ValueError(f"expected a list of at most {MAX_ICE_SERVERS} ICE servers")
+    servers = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise ValueError(f"an ICE server is an object, got {entry!r:.80}")
+        urls = entry.get("urls")
+        url_list = [urls] if isinstance(urls, str) else urls
+        if (
+            not isinstance(url_list, list)
+            or not url_list
+            or not all(
+                isinstance(u, str) and u.startswith(("stun:", "stuns:", "turn:", "turns:"))
+                for u in url_list
+            )
+        ):
+            raise ValueError(f"bad ICE server urls {urls!r:.80}")
+        username, credential = entry.get("username"), entry.get("credential")
+        if not isinstance(username, (str, type(None))) or not isinstance(
+            credential, (str, type(None))
+        ):
+            raise ValueError("ICE server username and credential must be strings")
+        servers.append(RTCIceServer(urls=url_list, username=username, credential=credential))
+    return servers

@@ -194,3 +194,21 @@ def test_demo_end_to_end(
     assert "broker: http://127.0.0.1:" in err
     assert "SHA-256 verified" in err
     assert "MB/s" in err
+
+
+def test_ice_failures_name_no_internal_peer_id() -> None:
+    from peerpy.cli import describe_error
+    from peerpy.exceptions import NegotiationFailedError, NetworkError
+
+    timed_out = NegotiationFailedError(
+        "connection to peerpy-7f3a9c not open after 30 s. ICE candidates here: 1 host; "
+        "from the other side: 1 host; ICE servers: none. No STUN or TURN server is configured"
+    )
+    assert describe_error(timed_out) == (
+        "could not connect to the other side within 30 s. ICE candidates here: 1 host; "
+        "from the other side: 1 host; ICE servers: none. No STUN or TURN server is configured"
+    )
+    failed = NegotiationFailedError("Negotiation of connection to peerpy-7f3a9c failed. ICE x.")
+    assert describe_error(failed) == "could not connect to the other side. ICE x."
+    other = NetworkError("connection to peerpy-7f3a9c not open after 30 s")
+    assert describe_error(other) == str(other)  # only ICE failures are rephrased

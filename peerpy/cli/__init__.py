@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -35,7 +36,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from ..exceptions import PeerError, UsageError
+from ..exceptions import NegotiationFailedError, PeerError, UsageError
 from ..transfer import Code, receive_files, send_files
 from ..transfer.errors import PeerVanishedError, StoppedError
 from ..transfer.files import PARTIAL_SUFFIX, Conflict
@@ -157,6 +158,8 @@ async def _send(args: argparse.Namespace, run: _Run) -> int:
         f"sent {stats.files} file(s), {format_size(stats.transferred_bytes)} in "
         f"{stats.seconds:.1f} s ({format_size(stats.rate)}/s), verified by the receiver"
     )
+    if stats.route is not None:
+        console.print(f"route: {stats.route}")
     return 0
 
 
@@ -200,6 +203,8 @@ async def _receive(args: argparse.Namespace, run: _Run) -> int:
         + (f", {format_size(stats.resumed_bytes)} resumed" if stats.resumed_bytes else "")
         + ", SHA-256 verified"
     )
+    if stats.route is not None:
+        console.print(f"route: {stats.route}")
     return 0
 
 
@@ -298,8 +303,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = ""
         if isinstance(error, StoppedError | PeerVanishedError) and run.where():
             hint = f" ({run.where().strip()}); {run.resume_hint()}"
-        print(f"peerpy {args.command}: error: {error}{hint}", file=sys.stderr)
+        print(f"peerpy {args.command}: error: {describe_error(error)}{hint}", file=sys.stderr)
         return 1
+
+
+_NEGOTIATION = re.compile(
+    r"^(?:connection to \S+ not open after (?P<limit>[\d.]+ s)"
+    r"|Negotiation of connection to \S+ failed)"
+)
+
+
+def describe_error(error: PeerError) -> str:
+    """The error's text for a person: ICE failures name no internal peer id."""
+    text = str(error)
+    if isinstance(error, NegotiationFailedError):
+
+        def plain(match: re.Match[str]) -> str:
+            limit = match["limit"]
+            return "could not connect to the other side" + (f" within {limit}" if limit else "")
+
+        text = _NEGOTIATION.sub(plain, text)
+    return text
 
 
 def _peer_error(exc: BaseException) -> PeerError | None:

@@ -177,9 +177,11 @@ async def _serve(
     for _ in range(MAX_RECONNECTS + 1):
         conn = await _next_receiver(peer, lost, options)
         try:
-            return await send_over(
+            stats = await send_over(
                 conn, code, sources, progress=progress, options=options, on_notice=notice
             )
+            stats.route = conn.route
+            return stats
         except StoppedError as exc:
             notice(str(exc))  # now, not once the Peer has closed
             raise
@@ -325,7 +327,7 @@ async def _receive(
                 raise lost from None  # the sender is gone for good: say so
             raise
         try:
-            return await receive_over(
+            stats = await receive_over(
                 conn,
                 code,
                 target,
@@ -335,6 +337,8 @@ async def _receive(
                 completed=completed,
                 on_notice=notice,
             )
+            stats.route = conn.route
+            return stats
         except StoppedError as exc:
             notice(str(exc))  # now, not once the Peer has closed
             raise

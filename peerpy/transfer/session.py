@@ -38,6 +38,7 @@ import attrs
 
 from ..dataconnection import DataConnection
 from ..exceptions import ConnectionClosedError, PeerError
+from ..route import Route
 from . import errors
 from .auth import Code, Handshake, Role, connection_fingerprints
 from .errors import (
@@ -164,6 +165,8 @@ class TransferStats:
     seconds: float = 0.0
     #: Where the received files went (receiver only).
     paths: list[Path] = attrs.Factory(list)
+    #: The route the connection took (see :mod:`peerpy.route`).
+    route: Route | None = None
 
     @property
     def rate(self) -> float:

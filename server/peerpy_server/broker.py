@@ -27,14 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
+import time
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 from .config import BrokerConfig
 from .connection import Connection
 from .logs import WarningLimiter
+from .ice import ice_servers
 from .realm import Realm
+from .stun import serve_stun
 
 __all__ = ["Broker", "serve"]
 
@@ -77,6 +81,7 @@ class Broker:
         self._timer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._port = 0
+        self._stun: asyncio.DatagramTransport | None = None  # --stun's socket
         #: Where every connection reads (see :meth:`Connection.get_buffer`).
         self.read_buffer = memoryview(bytearray(READ_BUFFER))
         #: Connections holding frames gathered by :meth:`Connection.send`.
@@ -109,6 +114,13 @@ class Broker:
         )
         sockets = self._server.sockets
         self._port = sockets[0].getsockname()[1] if sockets else config.port
+        if config.stun_port is not None:
+            try:
+                self._stun = await serve_stun(config.host, config.stun_port)
+            except BaseException:
+                self._server.close()
+                self._server = None
+                raise
         self._timer = loop.create_task(self._run_timers(), name="peerpy_server timers")
         logger.info("Broker listening on %s", self.url)
 
@@ -122,6 +134,9 @@ class Broker:
         server, self._server = self._server, None
         if server is None:
             return
+        if self._stun is not None:
+            self._stun.close()
+            self._stun = None
         server.close()
         try:
             for connection in list(self._connections):
@@ -177,6 +192,32 @@ class Broker:
         scheme = "https" if self.config.tls else "http"
         path = self.config.path.rstrip("/") + "/"
         return f"{scheme}://{host}:{self._port}{path}"
+
+    @property
+    def stun_port(self) -> int | None:
+        """The UDP port the STUN responder is bound to (``None``: no ``--stun``)."""
+        return None if self._stun is None else int(self._stun.get_extra_info("sockname")[1])
+
+    def ice_servers(
+        self, peer_id: str, token: str, host: str | None
+    ) -> list[dict[str, Any]] | None:
+        """The ICE servers for registered peer ``peer_id``; ``None`` if id/token do not match.
+
+        ``host`` is the request's ``Host`` header, used to name our STUN server.
+        """
+        client = self.realm._clients.get(peer_id)  # the realm's registrations, read only
+        if client is None or not hmac.compare_digest(client.token.encode(), token.encode()):
+            return None
+        config = self.config
+        return ice_servers(
+            peer_id=peer_id,
+            now=time.time(),
+            host_header=host,
+            stun_port=self.stun_port,
+            turn_urls=config.turn_urls,
+            turn_secret=config.turn_secret,
+            turn_ttl=config.turn_ttl,
+        )
 
     @property
     def connections(self) -> int:

@@ -173,6 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
         "S",
         "log a repeated warning at most once per S seconds (default: %(default)s)",
     )
+    ice = parser.add_argument_group("ICE servers for peers (served at PATH/KEY/ice)")
+    ice.add_argument("--stun", action="store_true", help="answer STUN binding requests on UDP")
+    ice.add_argument("--stun-port", type=int, default=3478, help="UDP port of --stun (3478)")
+    ice.add_argument("--turn-url", metavar="URL[,URL...]", help="TURN URL(s) to hand out")
+    ice.add_argument(
+        "--turn-secret",
+        default=os.environ.get("PEERPY_TURN_SECRET"),
+        help="coturn's static-auth-secret (default: env PEERPY_TURN_SECRET)",
+    )
+    ice.add_argument("--turn-ttl", type=float, default=86400.0, help="TURN credential life (s)")
     extra.add_argument(
         "--log-level",
         default="INFO",
@@ -198,6 +208,8 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
             "Warning: PeerServer will not run because either the key "
             "or the certificate has not been provided."
         )
+    if args.turn_url and not args.turn_secret:
+        raise ValueError("--turn-url needs --turn-secret (or PEERPY_TURN_SECRET)")
     defaults = BrokerConfig()
     return BrokerConfig(
         host=args.host,
@@ -225,6 +237,10 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         max_queues=args.max_queues or None,
         max_queues_per_sender=args.max_queues_per_sender or None,
         warning_interval=args.warning_interval or None,
+        stun_port=args.stun_port if args.stun else None,
+        turn_urls=[url.strip() for url in str(args.turn_url or "").split(",") if url.strip()],
+        turn_secret=args.turn_secret if args.turn_url else None,
+        turn_ttl=args.turn_ttl,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import ssl
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -35,6 +36,10 @@ def normalize_path(path: str) -> str:
 def _optional_positive(instance: Any, attribute: Any, value: float | None) -> None:
     if value is not None and not value > 0:
         raise ValueError(f"{attribute.name} must be > 0 or None, got {value!r}")
+
+
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -126,10 +131,25 @@ class BrokerConfig:
     rate_limit: float | None = attrs.field(default=500.0, validator=_optional_positive)
     rate_burst: int = attrs.field(default=5000, validator=attrs.validators.gt(0))
     warning_interval: float | None = attrs.field(default=10.0, validator=_optional_positive)
+    # ICE servers for peers (docs/broker.md "STUN and TURN"): UDP port of the
+    # built-in STUN responder (None: off); TURN URLs and the secret shared with
+    # coturn's static-auth-secret; seconds minted TURN credentials stay valid.
+    stun_port: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional([attrs.validators.ge(0), attrs.validators.le(65535)]),
+    )
+    turn_urls: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    turn_secret: str | None = attrs.field(default=None, repr=False)
+    turn_ttl: float = attrs.field(default=86400.0, validator=attrs.validators.gt(0))
 
     def __attrs_post_init__(self) -> None:
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile must be given together")
+        if bool(self.turn_urls) != bool(self.turn_secret):
+            raise ValueError("turn_urls and turn_secret must be given together")
+        for url in self.turn_urls:
+            if not url.startswith(("turn:", "turns:")):
+                raise ValueError(f"a TURN URL starts with turn: or turns:, got {url!r}")
 
     @property
     def websocket_path(self) -> str:

@@ -463,7 +463,9 @@ class Connection(asyncio.BufferedProtocol):
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         if not upgrade:
             broker.settled(self)
-            response = http.respond(request, config, broker.realm.ids, broker.realm.__contains__)
+            response = http.respond(
+                request, config, broker.realm.ids, broker.realm.__contains__, broker.ice_servers
+            )
             self._ws.send_response(response)
             return
         if path != config.websocket_path or http.request_method(request) != "GET":

@@ -5,6 +5,8 @@ Pure functions from a parsed request to a :class:`websockets.http11.Response`:
 * ``GET {path}``: the JSON banner;
 * ``GET {path}/{key}/id``: a fresh unused UUID, bare text (``{key}`` is not checked);
 * ``GET {path}/{key}/peers``: the registered ids if discovery is on, else 401;
+* ``GET {path}/{key}/ice?id=ID&token=TOKEN``: the ICE servers for that
+  registered peer (a peerpy extra, see :mod:`peerpy_server.ice`), else 401;
 * ``OPTIONS`` under ``{path}``: a CORS preflight answered with 204;
 * anything else: 404.
 
@@ -16,9 +18,10 @@ from __future__ import annotations
 
 import http
 import json
+import urllib.parse
 import uuid
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -95,11 +98,13 @@ def respond(
     config: BrokerConfig,
     ids: Callable[[], list[str]],
     is_taken: Callable[[str], bool],
+    ice: Callable[[str, str, str | None], list[dict[str, Any]] | None] | None = None,
 ) -> Response:
     """Answer a plain (non-upgrade) HTTP request.
 
     ``ids`` lists the registered ids (for discovery); ``is_taken`` tells
-    whether an id is registered (for ``/id``).
+    whether an id is registered (for ``/id``); ``ice(id, token, host)`` gives
+    a registered peer's ICE servers, ``None`` for a wrong id or token (for ``/ice``).
     """
     path = request.path.partition("?")[0]
     relative = _relative(path, config.path)
@@ -127,6 +132,15 @@ def respond(
             response = _response(200, body, _JSON, cors)
         else:
             response = _response(401, b"Unauthorized", _TEXT, cors)
+    elif len(parts) == 2 and parts[1] == "ice" and ice is not None:
+        query = urllib.parse.parse_qs(request.path.partition("?")[2])
+        peer_id, token = query.get("id", [""])[0], query.get("token", [""])[0]
+        servers = ice(peer_id, token, request.headers.get("Host")) if peer_id else None
+        if servers is None:
+            response = _response(401, b"Unauthorized", _TEXT, cors)
+        else:
+            body = json.dumps(servers, ensure_ascii=False, separators=(",", ":")).encode()
+            response = _response(200, body, _JSON, cors)
     else:
         response = _response(404, f"Cannot {method} {path}".encode(), _HTML, cors)
     if method == "HEAD":
