@@ -35,8 +35,8 @@ from typing import Any, Final
 
 from .config import BrokerConfig
 from .connection import Connection
-from .logs import WarningLimiter
 from .ice import ice_servers
+from .logs import WarningLimiter
 from .realm import Realm
 from .stun import serve_stun
 
