@@ -521,6 +521,7 @@ class MsgPackSerializer:
         self._fed = 0  # bytes fed to the unpacker since the start
         self._start = 0  # stream offset of the value being decoded
         self._objects = 0  # objects inside it so far, counted by the hooks
+        self._max_objects = self.limits.max_objects
         self._broken: str | None = None
 
     @property
@@ -528,18 +529,19 @@ class MsgPackSerializer:
         """The bytes and objects of the stream's value not complete yet."""
         return self._fed - self._start + OBJECT_COST * self._objects
 
-    def _count(self, slots: int) -> None:
-        """Count a completed container's slots against the value's budget."""
-        self._objects += slots
-        if self._objects >= self.limits.max_objects:  # the value itself is one more
-            raise _over_objects(self.limits.max_objects)
-
+    # The hooks run once per container on the hot path: kept flat on purpose.
     def _count_list(self, items: list[object]) -> list[object]:
-        self._count(len(items))
+        """Count a completed array's items against the value's object budget."""
+        self._objects += len(items)
+        if self._objects >= self._max_objects:  # the value itself is one more
+            raise _over_objects(self._max_objects)
         return items
 
     def _count_map(self, pairs: list[tuple[object, object]]) -> dict[str, object]:
-        self._count(2 * len(pairs))
+        """Count a completed map's keys and values; build it with ``str`` keys."""
+        self._objects += 2 * len(pairs)
+        if self._objects >= self._max_objects:
+            raise _over_objects(self._max_objects)
         return _msgpack_map(pairs)
 
     def encode(self, value: object) -> list[bytes | str]:
