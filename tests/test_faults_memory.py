@@ -9,6 +9,8 @@ stream. Decoding bombs stop at ``Limits.decoding.max_objects``.
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -166,3 +168,43 @@ async def test_decoding_bomb_closes_the_connection(url: str, peer_id: str, name:
         assert isinstance(incoming.error, DecodeError)
         assert "max_objects" in str(incoming.error) or "object budget" in str(incoming.error)
         assert incoming.received_bytes_held < 50_000 * 64 + len(bomb)
+
+
+BOMB_IN_SUBPROCESS = """
+import resource, sys
+from peerpy.chunking import Chunker
+from peerpy.exceptions import DecodeError
+from peerpy.serialization import MSGPACK_SLICE_BYTES, create_serializer
+name = sys.argv[1]
+bomb = b"\\x90"
+for _ in range(6):
+    bomb = b"\\x9f" + bomb * 15  # 12.2 MB, 12.2 M empty lists: ~780 MiB unbounded
+if name == "binary":
+    frames = Chunker().chunk(bomb)
+else:
+    frames = [bomb[i : i + MSGPACK_SLICE_BYTES] for i in range(0, len(bomb), MSGPACK_SLICE_BYTES)]
+del bomb
+serializer = create_serializer(name)  # the default limits
+try:
+    for frame in frames:
+        serializer.decode(frame)
+    print("decoded")
+except DecodeError as exc:
+    print("DecodeError", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, exc)
+"""
+
+
+@pytest.mark.parametrize("name", ["binary", "MsgPack"])
+def test_default_limits_bound_a_bomb_in_rss(name: str) -> None:
+    """With the default limits, a 12 MB bomb (~780 MiB if decoded) stops with DecodeError
+    and the decoding process's peak RSS stays under 300 MiB."""
+    done = subprocess.run(
+        [sys.executable, "-c", BOMB_IN_SUBPROCESS, name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    verdict, peak_mib, _ = done.stdout.split(" ", 2)
+    assert verdict == "DecodeError"
+    assert int(peak_mib) < 300
