@@ -21,7 +21,7 @@ from peerpy import serialization
 from peerpy.chunking import Chunker
 from peerpy.config import Limits
 from peerpy.dataconnection import DataConnection
-from peerpy.exceptions import DecodeError, PeerError, ProtocolError
+from peerpy.exceptions import DecodeError, PeerError, ProtocolError, UsageError
 from peerpy.peer import Peer
 from peerpy.serialization import MSGPACK_SLICE_BYTES, create_serializer
 
@@ -208,3 +208,23 @@ def test_default_limits_bound_a_bomb_in_rss(name: str) -> None:
     verdict, peak_mib, _ = done.stdout.split(" ", 2)
     assert verdict == "DecodeError"
     assert int(peak_mib) < 300
+
+
+@pytest.mark.parametrize("name", ["binary", "MsgPack"])
+async def test_max_message_bytes_can_be_lowered_on_a_live_connection(
+    url: str, peer_id: str, name: str
+) -> None:
+    """A protocol can accept only small messages for a while (say, before a handshake):
+    a larger value then closes the connection with DecodeError."""
+    async with pair(url, peer_id, Limits(), name) as (conn, incoming):
+        with pytest.raises(UsageError):
+            incoming.max_message_bytes = 0
+        incoming.max_message_bytes = 4096
+        assert incoming.max_message_bytes == 4096
+        with anyio.fail_after(30):
+            await conn.send(b"small")
+            assert await incoming.recv() == b"small"
+            await send_quietly(conn, [bytes(100_000)])
+            await incoming.wait_closed()
+        assert isinstance(incoming.error, DecodeError)
+        assert "exceeds" in str(incoming.error) or "outside" in str(incoming.error)
