@@ -231,7 +231,9 @@ class Limits:
 
     #: Received values held for the application before it reads them; beyond
     #: this the connection is closed with an error instead of growing memory.
-    receive_buffer_bytes: int = 64 * 1024 * 1024
+    #: Twice ``decoding.max_message_bytes``, so the largest value a peer may
+    #: send always fits, with room for the next one arriving.
+    receive_buffer_bytes: int = 128 * 1024 * 1024
     #: ``send()`` waits while the data channel buffers more than this...
     send_high_water: int = 4 * 1024 * 1024
     #: ...until it drains below this.
