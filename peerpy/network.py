@@ -112,6 +112,7 @@ from aioice import Candidate, Connection
 from aioice.ice import StunProtocol
 from aioice.stun import Message, TransactionError
 from aiortc import RTCConfiguration, RTCDtlsTransport, RTCIceCandidate, RTCPeerConnection
+from aiortc.exceptions import InvalidStateError
 
 from peerpy.exceptions import BackendVersionError, InvalidAddressError, UsageError, WebRTCError
 
@@ -283,6 +284,8 @@ def remote_candidate_allowed(candidate: RTCIceCandidate, policy: NetworkPolicy) 
 # --- The hooks into aiortc and aioice (the only such code in peerpy) -------------
 
 _CREATE_TRANSPORT: Final = "_RTCPeerConnection__createDtlsTransport"
+#: The task aiortc starts after each setRemoteDescription() (see _PolicyPeerConnection).
+_CONNECT: Final = "_RTCPeerConnection__connect"
 
 
 @functools.cache
@@ -371,6 +374,19 @@ class _PolicyPeerConnection(RTCPeerConnection):
         self._peerpy_on_remote_gone = None  # once, for the first transport
         callback(silent)
         return True
+
+    async def _RTCPeerConnection__connect(self) -> None:
+        # aiortc runs this in a task of its own after each setRemoteDescription().
+        # aiortc 1.15 does not look whether the connection was closed meanwhile
+        # (1.16 does), so closing a connection right after its OFFER (a half-open
+        # one evicted in a flood) failed that orphan task with InvalidStateError.
+        if getattr(self, "_RTCPeerConnection__isClosed", None) is not None:
+            return
+        try:
+            await getattr(super(), _CONNECT)()
+        except InvalidStateError:
+            if getattr(self, "_RTCPeerConnection__isClosed", None) is None:
+                raise  # not a connection closed under the task: aiortc's own error
 
     def _RTCPeerConnection__createDtlsTransport(self) -> RTCDtlsTransport:
         # aiortc calls this (as self.__createDtlsTransport) for every transport it
