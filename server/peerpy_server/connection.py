@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from time import perf_counter
 from typing import TYPE_CHECKING, Final, cast
 from urllib.parse import parse_qs
 
@@ -148,6 +149,7 @@ class Connection(asyncio.BufferedProtocol):
         # The peer is not reading: cut it off rather than buffer more.
         if not self._cut:
             self._cut = True
+            self._broker.stats.refuse("slow-reader")
             self._warn("slow-reader", "Cut off %s: it does not read what it is sent", self._name())
             assert self._transport is not None
             self._transport.abort()
@@ -165,6 +167,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes) -> None:
         """Handle bytes read from the socket."""
+        start = perf_counter()
         self.active = True
         ws = self._ws
         state = ws.state
@@ -194,6 +197,7 @@ class Connection(asyncio.BufferedProtocol):
         broker = self._broker
         if broker.unwritten:
             broker.write_gathered()
+            broker.stats.observe(perf_counter() - start)
 
     def _fast_frames(self, data: bytes) -> None:
         """Parse complete, masked, unfragmented text/binary frames here.
@@ -431,6 +435,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _over_rate(self, client: Client) -> None:
         """Close a WebSocket that sends faster than the rate limit (1008) and unregister it."""
+        self._broker.stats.refuse("rate-limit")
         self._warn("rate-limit", "Closed %s (1008): it sent more than the rate limit", self._name())
         self._client = None
         self._fragments = None
@@ -464,7 +469,13 @@ class Connection(asyncio.BufferedProtocol):
         if not upgrade:
             broker.settled(self)
             response = http.respond(
-                request, config, broker.realm.ids, broker.realm.__contains__, broker.ice_servers
+                request,
+                config,
+                broker.realm.ids,
+                broker.realm.__contains__,
+                broker.ice_servers,
+                broker.health,
+                broker.metrics,
             )
             self._ws.send_response(response)
             return

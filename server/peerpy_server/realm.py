@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections import deque
+from collections.abc import Callable
 from typing import Final, Protocol
 
 from peerpy.exceptions import ProtocolError
@@ -52,6 +53,7 @@ from peerpy.messages import (
 
 from .config import BrokerConfig
 from .logs import WarningLimiter
+from .metrics import Stats
 
 __all__ = [
     "MESSAGE_OVERHEAD",
@@ -141,8 +143,19 @@ class _Queue:
 class Realm:
     """Registry, queues and relay rules of one broker (see the module docstring)."""
 
-    def __init__(self, config: BrokerConfig, warnings: WarningLimiter | None = None) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        warnings: WarningLimiter | None = None,
+        *,
+        stats: Stats | None = None,
+        authorize: Callable[[str, str], str | None] | None = None,
+    ) -> None:
         self._config = config
+        #: Counters for ``GET <path>metrics`` (see :mod:`peerpy_server.metrics`).
+        self.stats = stats if stats is not None else Stats()
+        # authorize(id, token) -> None, or the reason to refuse (--jwt-secret).
+        self._authorize = authorize
         self._clients: dict[str, Client] = {}
         self._queues: dict[str, _Queue] = {}  # live queues by destination
         self._expiry: deque[_Queue] = deque()  # every queue not yet swept, oldest first
@@ -177,6 +190,11 @@ class Realm:
         return self._queued
 
     @property
+    def queued_messages(self) -> int:
+        """Messages waiting for offline ids (costs one step per queue)."""
+        return sum(len(queue.frames) for queue in self._queues.values())
+
+    @property
     def queue_count(self) -> int:
         """Queues not yet swept (live ones and flushed ones awaiting their expiry)."""
         return len(self._expiry)
@@ -194,21 +212,27 @@ class Realm:
         self._now = now
         config = self._config
         if not (key and peer_id and token):
-            self._refuse(link, serialize(ServerErrorMessage(NO_PARAMS)))
+            self._refuse(link, serialize(ServerErrorMessage(NO_PARAMS)), "no-params")
             return None
         if key != config.key:
-            self._refuse(link, serialize(ServerErrorMessage(INVALID_KEY)))
+            self._refuse(link, serialize(ServerErrorMessage(INVALID_KEY)), "invalid-key")
             return None
+        if self._authorize is not None:
+            problem = self._authorize(peer_id, token)
+            if problem is not None:
+                self._refuse(link, serialize(ServerErrorMessage(problem)), "invalid-token")
+                return None
         pattern = config.id_pattern
         if pattern is not None and pattern.fullmatch(peer_id) is None:
-            self._refuse(link, serialize(ServerErrorMessage(f'ID "{peer_id}" is invalid')))
+            message = ServerErrorMessage(f'ID "{peer_id}" is invalid')
+            self._refuse(link, serialize(message), "invalid-id")
             return None
         current = self._clients.get(peer_id)
         if current is not None and current.token != token:
-            self._refuse(link, _ID_TAKEN)
+            self._refuse(link, _ID_TAKEN, "id-taken")
             return None
         if current is None and len(self._clients) >= config.concurrent_limit:
-            self._refuse(link, serialize(ServerErrorMessage(LIMIT_REACHED)))
+            self._refuse(link, serialize(ServerErrorMessage(LIMIT_REACHED)), "limit-reached")
             return None
 
         if current is None:
@@ -237,8 +261,9 @@ class Realm:
         self._flush(client)
         return client
 
-    def _refuse(self, link: Link, frame: str) -> None:
+    def _refuse(self, link: Link, frame: str, reason: str) -> None:
         logger.info("Refused a connection: %s", frame)
+        self.stats.refuse(reason)
         link.send(frame)
         link.close(None)
 
@@ -335,6 +360,7 @@ class Realm:
         self, client: Client, kind: RelayType, dst: str | None, frame: str, now: float
     ) -> None:
         """Forward ``frame`` (already rewritten with ``src`` = the sender) to ``dst``."""
+        self.stats.relayed[kind] += 1
         target = self._clients.get(dst) if dst else None
         if target is not None:
             self._deliver(target, frame, client)
@@ -421,6 +447,8 @@ class Realm:
             logger, "queue-refused", now, "Not queued for %s from %s: %s",
             truncate(dst), truncate(client.id), reason,
         )  # fmt: skip
+        self.stats.refuse("queue-full")
+        self.stats.expired += 1
         self._deliver(client, serialize_relay(_EXPIRE, dst, client.id), None)
 
     # -- timers ------------------------------------------------------------
@@ -452,6 +480,7 @@ class Realm:
                 for src in senders:
                     target = clients.get(src)
                     if target is not None:
+                        self.stats.expired += 1
                         self._deliver(target, serialize_relay(_EXPIRE, dst, src), None)
             self._queued -= queue.charge
             queue.charge = 0
