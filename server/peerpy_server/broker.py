@@ -32,15 +32,18 @@ import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .config import BrokerConfig
 from .connection import Connection
 from .ice import ice_servers
 from .logs import WarningLimiter
 from .metrics import BrokerCollector, Stats, render
-from .realm import Realm
+from .realm import Client, Realm
 from .stun import serve_stun
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 
 __all__ = ["Broker", "serve"]
 
@@ -76,7 +79,26 @@ class Broker:
         self.warnings = WarningLimiter(config.warning_interval)
         #: Counters behind ``GET <path>metrics``.
         self.stats = Stats()
-        self.realm = Realm(config, self.warnings, stats=self.stats, authorize=_authorizer(config))
+        #: Cluster mode's link to Redis (``config.redis_url``), else ``None``.
+        self.cluster: Cluster | None = None
+        remote = released = None
+        if config.redis_url is not None:
+            from .cluster import Cluster
+
+            self.cluster = cluster = Cluster(self, config.redis_url)
+            remote = cluster.route
+
+            def released(client: Client) -> None:
+                cluster.release(client.id, client.token)
+
+        self.realm = Realm(
+            config,
+            self.warnings,
+            stats=self.stats,
+            authorize=_authorizer(config),
+            remote=remote,
+            released=released,
+        )
         self._collector = BrokerCollector(self.stats, self.realm, lambda: len(self.realm))
         self._connections: dict[Connection, None] = {}
         self._pending: dict[Connection, None] = {}  # no request yet, oldest first
@@ -127,6 +149,8 @@ class Broker:
                 self._server = None
                 raise
         self._timer = loop.create_task(self._run_timers(), name="peerpy_server timers")
+        if self.cluster is not None:
+            await self.cluster.start()
         logger.info("Broker listening on %s", self.url)
 
     async def aclose(self) -> None:
@@ -159,6 +183,8 @@ class Broker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._timer
             await server.wait_closed()
+            if self.cluster is not None:
+                await self.cluster.aclose()
             logger.info("Broker stopped")
 
     async def _drained(self) -> None:
@@ -227,14 +253,18 @@ class Broker:
     def health(self) -> tuple[int, dict[str, Any]]:
         """``GET <path>health``: 200 and a JSON report, or 503 when the broker cannot serve.
 
-        It cannot serve while shutting down and when ``concurrent_limit`` ids
-        are registered (a load balancer should then send clients elsewhere).
+        It cannot serve while shutting down, when ``concurrent_limit`` ids
+        are registered and, in cluster mode, while Redis is unreachable (a
+        load balancer should then send clients elsewhere).
         """
         realm = self.realm
+        redis = "off" if self.cluster is None else self.cluster.state
         if self._server is None:
             status = "stopping"
         elif len(realm) >= self.config.concurrent_limit:
             status = "full"
+        elif redis == "down":
+            status = "redis-down"
         else:
             status = "ok"
         report: dict[str, Any] = {
@@ -243,7 +273,7 @@ class Broker:
             "connections": len(self._connections),
             "queued_messages": realm.queued_messages,
             "queued_bytes": realm.queued_size,
-            "redis": "off",
+            "redis": redis,
         }
         return (200 if status == "ok" else 503), report
 

@@ -94,6 +94,8 @@ class BrokerConfig:
     * ``jwt_secret`` / ``jwt_public_key``: the ``token`` of a WebSocket must be a
       JWT signed with this HS256 secret / verified by this PEM public key (RS256,
       ES256) whose ``sub`` is the id or ``*`` (see :mod:`peerpy_server.auth`).
+    * ``redis_url`` / ``redis_prefix``: cluster mode, every broker on the same
+      Redis and prefix shares one realm (see :mod:`peerpy_server.cluster`).
     """
 
     host: str | None = None
@@ -148,6 +150,10 @@ class BrokerConfig:
     # HS256 with jwt_secret or RS256/ES256 with jwt_public_key (PEM text).
     jwt_secret: str | None = attrs.field(default=None, repr=False)
     jwt_public_key: str | None = attrs.field(default=None, repr=False)
+    # Cluster mode (peerpy_server.cluster): the Redis URL (None: in-memory
+    # realm) and the prefix of every key and channel, so realms can share a Redis.
+    redis_url: str | None = attrs.field(default=None, repr=False)
+    redis_prefix: str = "peerpy:"
 
     def __attrs_post_init__(self) -> None:
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):

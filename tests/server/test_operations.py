@@ -54,20 +54,23 @@ async def test_health_reports_clients_and_queues_then_503_when_full() -> None:
 
 
 async def test_metrics_count_relays_refusals_expires_and_latency() -> None:
-    async with run_ours(expire_timeout=0.3) as target:
-        async with peer_client(target, "alice") as alice, peer_client(target, "bob") as bob:
-            for _ in range(3):
-                await alice.send({"type": "CANDIDATE", "dst": "bob", "payload": {"c": 1}})
-                assert (await bob.recv())["type"] == "CANDIDATE"
-            await alice.send({"type": "OFFER", "dst": "bob", "payload": {"sdp": "x"}})
-            assert (await bob.recv())["type"] == "OFFER"
-            await alice.send({"type": "OFFER", "dst": "ghost", "payload": {"sdp": "x"}})
-            assert await alice.recv(5) == {"type": "EXPIRE", "src": "ghost", "dst": "alice"}
-            async with client(target.ws_url(id="alice", token="other")) as thief:
-                assert (await thief.recv())["type"] == "ID-TAKEN"
-            async with client(target.ws_url(key="wrong", id="carol", token="t")) as bad:
-                assert (await bad.recv())["type"] == "ERROR"
-            status, headers, body = await http_request(target.port, "GET", "/myapp/metrics")
+    async with (
+        run_ours(expire_timeout=0.3) as target,
+        peer_client(target, "alice") as alice,
+        peer_client(target, "bob") as bob,
+    ):
+        for _ in range(3):
+            await alice.send({"type": "CANDIDATE", "dst": "bob", "payload": {"c": 1}})
+            assert (await bob.recv())["type"] == "CANDIDATE"
+        await alice.send({"type": "OFFER", "dst": "bob", "payload": {"sdp": "x"}})
+        assert (await bob.recv())["type"] == "OFFER"
+        await alice.send({"type": "OFFER", "dst": "ghost", "payload": {"sdp": "x"}})
+        assert await alice.recv(5) == {"type": "EXPIRE", "src": "ghost", "dst": "alice"}
+        async with client(target.ws_url(id="alice", token="other")) as thief:
+            assert (await thief.recv())["type"] == "ID-TAKEN"
+        async with client(target.ws_url(key="wrong", id="carol", token="t")) as bad:
+            assert (await bad.recv())["type"] == "ERROR"
+        status, headers, body = await http_request(target.port, "GET", "/myapp/metrics")
     assert status == 200
     assert headers["content-type"].startswith("text/plain; version=0.0.4")
     text = body.decode()
@@ -95,10 +98,12 @@ async def test_jwt_secret_admits_matching_sub_and_refuses_the_rest() -> None:
     later = int(time.time()) + 600
     async with run_ours(jwt_secret=SECRET) as target:
         # sub == id, and sub == "*": registered.
-        async with peer_client(target, "alice", _token("alice", exp=later)) as alice:
-            async with peer_client(target, "bob", _token("*")) as bob:
-                await alice.send({"type": "OFFER", "dst": "bob", "payload": {"sdp": "x"}})
-                assert (await bob.recv())["src"] == "alice"
+        async with (
+            peer_client(target, "alice", _token("alice", exp=later)) as alice,
+            peer_client(target, "bob", _token("*")) as bob,
+        ):
+            await alice.send({"type": "OFFER", "dst": "bob", "payload": {"sdp": "x"}})
+            assert (await bob.recv())["src"] == "alice"
         refusals = {
             "missing": "not-a-jwt",
             "other sub": _token("mallory"),
@@ -118,9 +123,11 @@ async def test_jwt_secret_admits_matching_sub_and_refuses_the_rest() -> None:
             assert (await c.recv())["payload"]["msg"] == "Invalid token: expired"
         # A same-token takeover still works with the JWT as token.
         token = _token("alice", exp=later)
-        async with peer_client(target, "alice", token) as first:
-            async with peer_client(target, "alice", token):
-                assert await first.closed() == 1000
+        async with (
+            peer_client(target, "alice", token) as first,
+            peer_client(target, "alice", token),
+        ):
+            assert await first.closed() == 1000
         assert target.broker is not None
         assert target.broker.stats.refused["invalid-token"] == len(refusals) + 1
 
@@ -179,7 +186,8 @@ async def test_cli_logs_json_lines() -> None:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
         rest = (await proc.stderr.read()).decode().splitlines()
-        assert rest and all(json.loads(line)["logger"] for line in rest)
+        assert rest
+        assert all(json.loads(line)["logger"] for line in rest)
     finally:
         if proc.returncode is None:
             proc.kill()

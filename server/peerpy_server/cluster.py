@@ -1,0 +1,499 @@
+"""Cluster mode: brokers sharing one realm through Redis (``--redis URL``).
+
+Each broker process (an *instance*, named by a random hex string) keeps its
+own clients in its in-memory :class:`~peerpy_server.realm.Realm`, as without
+Redis; Redis holds what must be shared, under ``redis_prefix``:
+
+* ``id:<id>`` = ``"<instance> <token>"``, with a time to live of
+  ``alive_timeout``, refreshed by its instance every third of it: the
+  cluster-wide registry.  A claim (:data:`CLAIM`) is atomic: a free id or the
+  same token wins (a same-token takeover works across instances; the previous
+  instance is told to close its socket), another token gets ``ID-TAKEN``.  An
+  instance that dies stops refreshing, so its ids are free again within
+  ``alive_timeout``.
+* ``q:<id>``, ``qs:<id>``, ``qb:<id>`` and the sorted set ``expiry``: the
+  offline queues (frames, senders, bytes, creation time from Redis' clock),
+  bounded by ``max_queue_messages`` and ``max_queue_bytes`` per id.  Expiry
+  (:data:`SWEEP`) pops due queues atomically, whichever instance runs it, so
+  each sender gets exactly one EXPIRE per destination.
+* the channel ``inst:<instance>``: messages relayed to a client that instance
+  holds.  :data:`ROUTE` publishes to the owner, or queues when the id has no
+  owner or its owner is gone (no subscriber).
+
+Every operation of one instance goes through one ordered outbox, written to
+Redis in pipelines by one task: a relay, a claim and a release are applied in
+the order the broker saw them (a client that leaves and comes back with
+another token is not refused by its own stale claim), and messages from one
+sender keep their order.  When Redis is unreachable the broker keeps serving
+its own clients; a message it cannot route gets EXPIRE back to its sender, a
+new registration gets an ERROR, and ``GET <path>health`` says 503 until Redis
+is back.  After a Redis restart the next refresh claims the instance's ids
+again (queued messages are lost unless Redis persists them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from peerpy.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
+
+from .realm import LIMIT_REACHED, Client, Link
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+__all__ = ["CLAIM", "ROUTE", "SWEEP", "Cluster"]
+
+logger: Final = logging.getLogger("peerpy_server.cluster")
+
+UNAVAILABLE: Final = "Server is unavailable: its cluster store cannot be reached"
+#: Most operations written to Redis in one pipeline.
+BATCH: Final = 1000
+#: Most ids refreshed by one script call.
+REFRESH_CHUNK: Final = 500
+#: Seconds between two attempts to reach Redis again.
+RETRY: Final = 0.5
+
+#: KEYS: id, q, qs, qb, expiry, ids; ARGV: instance, token, ttl ms, id, limit.
+#: Returns {"taken"}, {"full"} or {"ok", previous instance or "", queued frames}.
+CLAIM: Final = """
+local cur = redis.call('GET', KEYS[1])
+local prev = ''
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+if cur then
+  local sp = string.find(cur, ' ', 1, true)
+  if string.sub(cur, sp + 1) ~= ARGV[2] then return {'taken'} end
+  prev = string.sub(cur, 1, sp - 1)
+else
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+  if redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[5]) then return {'full'} end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[6], now + tonumber(ARGV[3]), ARGV[4])
+local frames = redis.call('LRANGE', KEYS[2], 0, -1)
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('ZREM', KEYS[5], ARGV[4])
+return {'ok', prev, frames}
+"""
+
+#: KEYS: id, ids; ARGV: instance, token, id.  Deletes the id if it is still ours.
+RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] .. ' ' .. ARGV[2] then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+#: KEYS: ids.  The registered ids (entries past their time to live dropped).
+PEERS: Final = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+#: KEYS: the ids set, then id keys; ARGV: instance, ttl ms, then one token
+#: per id, then the ids.  Extends our ids, claims again those that vanished
+#: (Redis restart); returns the indexes (1-based) of ids held by someone else.
+REFRESH: Final = """
+local lost = {}
+local mine = ARGV[1] .. ' '
+local n = #KEYS - 1
+local t = redis.call('TIME')
+local until_ = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2])
+for i = 1, n do
+  local key = KEYS[i + 1]
+  local value = mine .. ARGV[i + 2]
+  local cur = redis.call('GET', key)
+  if cur == value or not cur then
+    redis.call('SET', key, value, 'PX', ARGV[2])
+    redis.call('ZADD', KEYS[1], until_, ARGV[i + 2 + n])
+  else
+    table.insert(lost, i)
+  end
+end
+return lost
+"""
+
+#: KEYS: id, q, qs, qb, expiry; ARGV: dst, frame, src, mode, max messages,
+#: max bytes, channel prefix, this instance.  mode "r": route, queue if
+#: offline; "n": route, drop if offline (LEAVE, EXPIRE); "q": queue only.
+#: Returns 1 (published), 2 (queued), 3 (queue full, sender recorded), 0 (dropped).
+ROUTE: Final = """
+if ARGV[4] ~= 'q' then
+  local cur = redis.call('GET', KEYS[1])
+  if cur then
+    local owner = string.sub(cur, 1, string.find(cur, ' ', 1, true) - 1)
+    if redis.call('PUBLISH', ARGV[7] .. owner, ARGV[4] .. ARGV[1] .. '\\n' .. ARGV[2]) > 0 then
+      return 1
+    end
+  end
+  if ARGV[4] == 'n' then return 0 end
+end
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[5], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])
+end
+redis.call('SADD', KEYS[3], ARGV[3])
+local size = tonumber(redis.call('GET', KEYS[4]) or '0')
+if redis.call('LLEN', KEYS[2]) < tonumber(ARGV[5]) and size + #ARGV[2] <= tonumber(ARGV[6]) then
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  redis.call('INCRBY', KEYS[4], #ARGV[2])
+  return 2
+end
+return 3
+"""
+
+#: KEYS: expiry; ARGV: expire ms, limit, key prefix.  Pops the queues older
+#: than expire ms (Redis' clock); returns {dst, {senders}, dst, {senders}, ...}.
+SWEEP: Final = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]),
+                       'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, dst in ipairs(due) do
+  local p = ARGV[3]
+  table.insert(out, dst)
+  table.insert(out, redis.call('SMEMBERS', p .. 'qs:' .. dst))
+  redis.call('DEL', p .. 'q:' .. dst, p .. 'qs:' .. dst, p .. 'qb:' .. dst)
+  redis.call('ZREM', KEYS[1], dst)
+end
+return out
+"""
+
+_Callback = Callable[[Any], None]
+_Failure = Callable[[], None]
+
+
+class Cluster:
+    """One broker's side of the cluster (see the module docstring)."""
+
+    def __init__(self, broker: Broker, url: str) -> None:
+        config = broker.config
+        self._broker = broker
+        self._redis = aioredis.from_url(
+            url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=5.0
+        )
+        self._prefix = config.redis_prefix
+        self._channels = self._prefix + "inst:"
+        #: This instance's name in Redis.
+        self.instance = secrets.token_hex(8)
+        self._ttl_ms = str(int(config.alive_timeout * 1000))
+        self._claim = self._redis.register_script(CLAIM)
+        self._release = self._redis.register_script(RELEASE)
+        self._refresh = self._redis.register_script(REFRESH)
+        self._route = self._redis.register_script(ROUTE)
+        self._sweep = self._redis.register_script(SWEEP)
+        self._peers = self._redis.register_script(PEERS)
+        self._ids = self._prefix + "ids"
+        # Ordered operations: (script, keys, args, on result, on failure).
+        self._outbox: list[tuple[Any, list[str], list[str], _Callback | None, _Failure | None]]
+        self._outbox = []
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._helpers: set[asyncio.Task[None]] = set()  # /peers answers, awaited on close
+        self._subscribed = False
+        self._reachable = False
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the writer, subscriber and timer tasks (Redis may still be down)."""
+        loop = asyncio.get_running_loop()
+        subscribed = loop.create_future()
+        for coro, name in (
+            (self._write_loop(), "writer"),
+            (self._subscribe_loop(subscribed), "subscriber"),
+            (self._timer_loop(), "timers"),
+        ):
+            self._tasks.append(loop.create_task(coro, name=f"peerpy_server cluster {name}"))
+        # Serve once subscribed, or after a short wait if Redis is down (health says 503).
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(subscribed), 3.0)
+        logger.info("Cluster instance %s on Redis (%s)", self.instance, self.state)
+
+    async def aclose(self) -> None:
+        """Release this instance's ids, stop the tasks and close the Redis client."""
+        realm = self._broker.realm
+        pending = [(client.id, client.token) for client in realm._clients.values()]
+        for task in [*self._tasks, *self._helpers]:
+            task.cancel()
+        for task in [*self._tasks, *self._helpers]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if pending and self._reachable:
+            with contextlib.suppress(RedisError, OSError, TimeoutError, asyncio.TimeoutError):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for peer_id, token in pending:
+                        keys = [self._prefix + "id:" + peer_id, self._ids]
+                        args = [self.instance, token, peer_id]
+                        await self._release(keys=keys, args=args, client=pipe)
+                    await asyncio.wait_for(pipe.execute(), 2.0)
+        await self._redis.aclose()
+
+    @property
+    def state(self) -> str:
+        """``"up"`` when Redis answers and our channel is subscribed, else ``"down"``."""
+        return "up" if self._reachable and self._subscribed else "down"
+
+    # -- used by the connection and the realm --------------------------------
+
+    def claim(
+        self,
+        link: Link,
+        *,
+        key: str,
+        peer_id: str,
+        token: str,
+        done: Callable[[Client | None], None],
+    ) -> None:
+        """Register ``peer_id`` cluster-wide, then locally; ``done(client or None)`` after.
+
+        The realm's own checks (params, key, token, id pattern) come first and
+        refuse without asking Redis.
+        """
+        broker = self._broker
+        realm = broker.realm
+        if not realm.precheck(link, key=key, peer_id=peer_id, token=token):
+            done(None)
+            return
+        keys = [*self._queue_keys(peer_id), self._ids]
+
+        def claimed(result: Any) -> None:
+            if result[0] == "full":
+                realm.refuse(link, serialize(ServerErrorMessage(LIMIT_REACHED)), "limit-reached")
+                done(None)
+                return
+            if result[0] != "ok":
+                realm.refuse_taken(link)
+                done(None)
+                return
+            previous, frames = result[1], result[2]
+            if previous and previous != self.instance:
+                # The id moves here: its old socket elsewhere is closed.
+                self._publish(previous, "s" + peer_id + "\n" + token)
+            client = realm.connect(link, key=key, peer_id=peer_id, token=token, now=broker.now())
+            done(client)
+            if client is None:
+                self.release(peer_id, token)
+                return
+            for frame in frames:
+                if not link.send(frame):
+                    break
+            broker.write_gathered()
+
+        def failed() -> None:
+            realm.refuse(link, serialize(ServerErrorMessage(UNAVAILABLE)), "cluster-unavailable")
+            done(None)
+            broker.write_gathered()
+
+        limit = str(broker.config.concurrent_limit)
+        args = [self.instance, token, self._ttl_ms, peer_id, limit]
+        self._push(self._claim, keys, args, claimed, failed)
+
+    def release(self, peer_id: str, token: str) -> None:
+        """Free ``peer_id`` in Redis if this instance still holds it with ``token``."""
+        keys = [self._prefix + "id:" + peer_id, self._ids]
+        self._push(self._release, keys, [self.instance, token, peer_id])
+
+    def route(self, client: Client, kind: RelayType, dst: str, frame: str) -> None:
+        """Relay ``frame`` to ``dst``, which is not connected here (the realm's remote hook)."""
+        mode = "n" if kind is RelayType.LEAVE or kind is RelayType.EXPIRE else "r"
+        self._route_frame(client.id, dst, frame, mode)
+
+    def _route_frame(self, src: str, dst: str, frame: str, mode: str) -> None:
+        config = self._broker.config
+        args = [
+            dst, frame, src, mode, str(config.max_queue_messages), str(config.max_queue_bytes),
+            self._channels, self.instance,
+        ]  # fmt: skip
+
+        def failed() -> None:
+            # Never a silent loss: the sender hears EXPIRE for what was not routed.
+            if mode != "n":
+                self._broker.stats.expired += 1
+                self._broker.realm.deliver_local(src, serialize_relay(RelayType.EXPIRE, dst, src))
+
+        self._push(self._route, self._queue_keys(dst), args, None, failed)
+
+    def respond_later(self, respond: Callable[[list[str]], None]) -> None:
+        """Call ``respond(ids)`` with the ids registered in the whole cluster (``/peers``)."""
+
+        async def answer() -> None:
+            try:
+                ids = list(await self._peers(keys=[self._ids]))
+                self._broker.stats.redis_round_trips += 1
+            except (RedisError, OSError):
+                ids = self._broker.realm.ids()  # what this instance knows
+            respond(ids)
+
+        task = asyncio.get_running_loop().create_task(answer())
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
+
+    # -- internals ---------------------------------------------------------------
+
+    def _queue_keys(self, peer_id: str) -> list[str]:
+        p = self._prefix
+        return [p + "id:" + peer_id, p + "q:" + peer_id, p + "qs:" + peer_id, p + "qb:" + peer_id,
+                p + "expiry"]  # fmt: skip
+
+    def _publish(self, instance: str, payload: str) -> None:
+        self._outbox.append((None, [self._channels + instance], [payload], None, None))
+        self._wake.set()
+
+    def _push(
+        self,
+        script: Any,
+        keys: list[str],
+        args: list[str],
+        callback: _Callback | None = None,
+        failure: _Failure | None = None,
+    ) -> None:
+        self._outbox.append((script, keys, args, callback, failure))
+        self._wake.set()
+
+    async def _write_loop(self) -> None:
+        """Write the outbox to Redis in order, one pipeline per batch."""
+        broker = self._broker
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outbox:
+                batch = self._outbox[:BATCH]
+                del self._outbox[:BATCH]
+                try:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for script, keys, args, _, _ in batch:
+                            if script is None:
+                                pipe.publish(keys[0], args[0])
+                            else:
+                                await script(keys=keys, args=args, client=pipe)
+                        results = await pipe.execute(raise_on_error=False)
+                    broker.stats.redis_round_trips += 1
+                    self._reachable = True
+                except (RedisError, OSError) as exc:
+                    self._reachable = False
+                    broker.warnings.warning(
+                        logger, "redis", broker.now(), "Redis unreachable: %s", exc
+                    )
+                    results = [exc] * len(batch)
+                for (_, _, _, callback, failure), result in zip(batch, results, strict=True):
+                    try:
+                        if isinstance(result, Exception):
+                            if failure is not None:
+                                failure()
+                        elif callback is not None:
+                            callback(result)
+                    except Exception:  # a bug in one callback must not stop the writer
+                        logger.exception("Cluster callback failed")
+                broker.write_gathered()
+                if not self._reachable:
+                    await asyncio.sleep(RETRY)
+
+    async def _subscribe_loop(self, subscribed: asyncio.Future[None]) -> None:
+        """Receive what other instances relay to our clients; reconnect when Redis goes."""
+        broker = self._broker
+        channel = self._channels + self.instance
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(channel)
+                    self._subscribed = self._reachable = True
+                    if not subscribed.done():
+                        subscribed.set_result(None)
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=1.0
+                        )
+                        if message is not None and message["type"] == "message":
+                            self._received(message["data"])
+                            broker.write_gathered()
+            except (RedisError, OSError) as exc:
+                if self._subscribed:
+                    logger.warning("Lost the Redis subscription (%s); retrying", exc)
+                self._subscribed = False
+            await asyncio.sleep(RETRY)
+
+    def _received(self, data: str) -> None:
+        mode, rest = data[0], data[1:]
+        dst, _, frame = rest.partition("\n")
+        realm = self._broker.realm
+        if mode == "s":
+            realm.supersede(dst, frame)  # frame is the new token
+        elif not realm.deliver_local(dst, frame) and mode == "r":
+            # Its client left meanwhile: queue it like any message for an offline id.
+            self._route_frame(_source(frame), dst, frame, "q")
+
+    async def _timer_loop(self) -> None:
+        """Refresh our ids every third of ``alive_timeout``; expire queues every tick."""
+        broker = self._broker
+        config = broker.config
+        from .broker import TICK
+
+        refresh_every = config.alive_timeout / 3
+        next_refresh = 0.0
+        while True:
+            now = broker.now()
+            if now >= next_refresh:
+                next_refresh = now + refresh_every
+                self._push_refresh()
+            try:
+                await self._expire()
+            except (RedisError, OSError):
+                self._reachable = False
+            except Exception:  # a bug must not stop the timers
+                logger.exception("Cluster sweep failed")
+            await asyncio.sleep(TICK)
+
+    def _push_refresh(self) -> None:
+        clients = list(self._broker.realm._clients.values())
+        for start in range(0, len(clients), REFRESH_CHUNK):
+            chunk = clients[start : start + REFRESH_CHUNK]
+            keys = [self._ids, *(self._prefix + "id:" + client.id for client in chunk)]
+            args = [self.instance, self._ttl_ms, *(client.token for client in chunk)]
+            args += [client.id for client in chunk]
+
+            def refreshed(lost: Any, chunk: list[Client] = chunk) -> None:
+                for index in lost:
+                    client = chunk[int(index) - 1]
+                    self._broker.realm.supersede(client.id, None)
+
+            self._push(self._refresh, keys, args, refreshed)
+
+    async def _expire(self) -> None:
+        broker = self._broker
+        config = broker.config
+        args = [str(int(config.expire_timeout * 1000)), "1000", self._prefix]
+        result = await self._sweep(keys=[self._prefix + "expiry"], args=args)
+        broker.stats.redis_round_trips += 1
+        self._reachable = True
+        for index in range(0, len(result), 2):
+            dst, senders = result[index], result[index + 1]
+            for src in senders:
+                frame = serialize_relay(RelayType.EXPIRE, dst, src)
+                broker.stats.expired += 1
+                if not broker.realm.deliver_local(src, frame):
+                    self._route_frame(dst, src, frame, "n")
+        broker.write_gathered()
+
+
+def _source(frame: str) -> str:
+    """The ``src`` of a relayed frame (the broker wrote it; ``""`` if absent)."""
+    try:
+        value = json.loads(frame).get("src", "")
+    except ValueError:
+        return ""
+    return value if isinstance(value, str) else ""
