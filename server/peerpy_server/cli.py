@@ -197,6 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="require a JWT (RS256/ES256) verified by this PEM public key as token",
     )
     prod.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("PEERPY_REDIS_URL"),
+        help="cluster mode: share ids, relays and queues with every broker on this Redis "
+        "(redis://host:port/db; default: env PEERPY_REDIS_URL, else in memory)",
+    )
+    prod.add_argument(
+        "--redis-prefix",
+        default="peerpy:",
+        help="prefix of the cluster's Redis keys and channels (default: peerpy:)",
+    )
+    prod.add_argument(
         "--log-format",
         default="text",
         choices=["text", "json"],
@@ -275,6 +287,8 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         turn_ttl=args.turn_ttl,
         jwt_secret=args.jwt_secret,
         jwt_public_key=public_key,
+        redis_url=args.redis or None,
+        redis_prefix=args.redis_prefix,
     )
 
 
