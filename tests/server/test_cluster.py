@@ -121,28 +121,28 @@ async def test_redis_restart_keeps_brokers_serving_and_recovers(own_redis: Redis
         run_cluster(own_redis.url, size=2, alive_timeout=3) as target,
         peer_client(target, "alice") as alice,  # instance 1
         peer_client(target, "bob") as bob,  # instance 2
+        peer_client(target, "carol") as carol,  # instance 1 again
     ):
-        async with peer_client(target, "carol") as carol:  # instance 1 again
-            own_redis.stop()
-            assert (await wait_health(target, 503))["redis"] == "down"
-            await alice.send({**OFFER, "dst": "carol"})  # same instance: still relayed
-            assert (await carol.recv())["src"] == "alice"
-            await alice.send({**OFFER, "dst": "bob"})  # other instance: EXPIRE, not silence
-            assert await alice.recv(10) == {"type": "EXPIRE", "src": "bob", "dst": "alice"}
-            async with client(target.ws_url(id="dave", token="t")) as dave:
-                message = await dave.recv(10)
-                assert message["type"] == "ERROR"
-                assert "unavailable" in message["payload"]["msg"]
+        own_redis.stop()
+        assert (await wait_health(target, 503))["redis"] == "down"
+        await alice.send({**OFFER, "dst": "carol"})  # same instance: still relayed
+        assert (await carol.recv())["src"] == "alice"
+        await alice.send({**OFFER, "dst": "bob"})  # other instance: EXPIRE, not silence
+        assert await alice.recv(10) == {"type": "EXPIRE", "src": "bob", "dst": "alice"}
+        async with client(target.ws_url(id="dave", token="t")) as dave:
+            message = await dave.recv(10)
+            assert message["type"] == "ERROR"
+            assert "unavailable" in message["payload"]["msg"]
 
-            own_redis.start()  # same port, empty: ids must be claimed again
-            assert (await wait_health(target, 200))["redis"] == "up"
-            deadline = time.monotonic() + 10
-            while True:  # the next refresh (alive_timeout / 3) claims the ids again
-                await alice.send({**OFFER, "dst": "bob"})
-                got = await drain(bob, 0.5)
-                if got:
-                    assert got[0]["src"] == "alice"
-                    break
-                assert time.monotonic() < deadline, "cross-instance relay did not come back"
-            async with client(target.ws_url(id="bob", token="other")) as thief:
-                assert (await thief.recv())["type"] == "ID-TAKEN"
+        own_redis.start()  # same port, empty: ids must be claimed again
+        assert (await wait_health(target, 200))["redis"] == "up"
+        deadline = time.monotonic() + 10
+        while True:  # the next refresh (alive_timeout / 3) claims the ids again
+            await alice.send({**OFFER, "dst": "bob"})
+            got = await drain(bob, 0.5)
+            if got:
+                assert got[0]["src"] == "alice"
+                break
+            assert time.monotonic() < deadline, "cross-instance relay did not come back"
+        async with client(target.ws_url(id="bob", token="other")) as thief:
+            assert (await thief.recv())["type"] == "ID-TAKEN"
