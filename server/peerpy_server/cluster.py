@@ -62,6 +62,11 @@ BATCH: Final = 1000
 REFRESH_CHUNK: Final = 500
 #: Seconds between two attempts to reach Redis again.
 RETRY: Final = 0.5
+#: Most operations waiting for Redis; past that (Redis slow or unreachable) a
+#: new one fails at once: its sender gets EXPIRE, a registration an ERROR.
+OUTBOX_LIMIT: Final = 100_000
+#: Seconds :meth:`Cluster.aclose` waits for the outbox (the last releases) to be written.
+CLOSE_GRACE: Final = 2.0
 
 #: KEYS: id, q, qs, qb, expiry, ids; ARGV: instance, token, ttl ms, id, limit.
 #: Returns {"taken"}, {"full"} or {"ok", previous instance or "", queued frames}.
@@ -206,6 +211,7 @@ class Cluster:
         self._helpers: set[asyncio.Task[None]] = set()  # /peers answers, awaited on close
         self._subscribed = False
         self._reachable = False
+        self._writing = False  # the writer holds a batch not yet answered
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -226,6 +232,12 @@ class Cluster:
 
     async def aclose(self) -> None:
         """Release this instance's ids, stop the tasks and close the Redis client."""
+        # Write what is queued (the releases of the clients just closed) first.
+        deadline = asyncio.get_running_loop().time() + CLOSE_GRACE
+        while (self._outbox or self._writing) and self._reachable:
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.01)
         realm = self._broker.realm
         pending = [(client.id, client.token) for client in realm._clients.values()]
         for task in [*self._tasks, *self._helpers]:
@@ -362,6 +374,11 @@ class Cluster:
         callback: _Callback | None = None,
         failure: _Failure | None = None,
     ) -> None:
+        if len(self._outbox) >= OUTBOX_LIMIT:
+            self._broker.stats.refuse("cluster-backlog")
+            if failure is not None:
+                failure()
+            return
         self._outbox.append((script, keys, args, callback, failure))
         self._wake.set()
 
@@ -374,6 +391,7 @@ class Cluster:
             while self._outbox:
                 batch = self._outbox[:BATCH]
                 del self._outbox[:BATCH]
+                self._writing = True
                 try:
                     async with self._redis.pipeline(transaction=False) as pipe:
                         for script, keys, args, _, _ in batch:
@@ -390,6 +408,8 @@ class Cluster:
                         logger, "redis", broker.now(), "Redis unreachable: %s", exc
                     )
                     results = [exc] * len(batch)
+                finally:
+                    self._writing = False
                 for (_, _, _, callback, failure), result in zip(batch, results, strict=True):
                     try:
                         if isinstance(result, Exception):

@@ -146,3 +146,13 @@ async def test_redis_restart_keeps_brokers_serving_and_recovers(own_redis: Redis
             assert time.monotonic() < deadline, "cross-instance relay did not come back"
         async with client(target.ws_url(id="bob", token="other")) as thief:
             assert (await thief.recv())["type"] == "ID-TAKEN"
+
+
+async def test_graceful_stop_releases_ids_at_once(redis_server: RedisServer) -> None:
+    """A broker shut down gracefully frees its ids in Redis: no wait for alive_timeout."""
+    async with run_cluster(redis_server.url, size=2) as target:
+        async with peer_client(target, "x", "one") as x:  # instance 1
+            await target.brokers[0].aclose()
+            assert await x.closed() == 1001
+        async with peer_client(target, "x", "two"):  # instance 2, another token: OPEN
+            pass
