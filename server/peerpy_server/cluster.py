@@ -17,8 +17,9 @@ Redis; Redis holds what must be shared, under ``redis_prefix``:
   (:data:`SWEEP`) pops due queues atomically, whichever instance runs it, so
   each sender gets exactly one EXPIRE per destination.
 * the channel ``inst:<instance>``: messages relayed to a client that instance
-  holds.  :data:`ROUTE` publishes to the owner, or queues when the id has no
-  owner or its owner is gone (no subscriber).
+  holds.  :data:`ROUTE` handles a run of messages in one call: it publishes
+  them to their owners (one PUBLISH per instance), or queues them when the id
+  has no owner or its owner is gone (no subscriber).
 
 Every operation of one instance goes through one ordered outbox, written to
 Redis in pipelines by one task: a relay, a claim and a release are applied in
@@ -131,33 +132,75 @@ end
 return lost
 """
 
-#: KEYS: id, q, qs, qb, expiry; ARGV: dst, frame, src, mode, max messages,
-#: max bytes, channel prefix, this instance.  mode "r": route, queue if
-#: offline; "n": route, drop if offline (LEAVE, EXPIRE); "q": queue only.
-#: Returns 1 (published), 2 (queued), 3 (queue full, sender recorded), 0 (dropped).
+#: KEYS: expiry; ARGV: key prefix, channel prefix, max messages, max bytes,
+#: count, then dst, frame, src, mode for each message.  mode "r": relay,
+#: queue if offline; "n": relay, drop if offline (LEAVE, EXPIRE); "q": queue
+#: only.  The messages for one instance go out as one PUBLISH of entries
+#: ``<mode><len>:<dst><len>:<frame>`` (lengths in bytes); those for a dead
+#: instance (no subscriber) are queued.  Returns one code per message:
+#: 1 published, 2 queued, 3 queue full (sender recorded), 0 dropped.
 ROUTE: Final = """
-if ARGV[4] ~= 'q' then
-  local cur = redis.call('GET', KEYS[1])
-  if cur then
-    local owner = string.sub(cur, 1, string.find(cur, ' ', 1, true) - 1)
-    if redis.call('PUBLISH', ARGV[7] .. owner, ARGV[4] .. ARGV[1] .. '\\n' .. ARGV[2]) > 0 then
-      return 1
+local p, chan = ARGV[1], ARGV[2]
+local maxm, maxb = tonumber(ARGV[3]), tonumber(ARGV[4])
+local n = tonumber(ARGV[5])
+local results, groups, order = {}, {}, {}
+local now = nil
+local function enqueue(i, dst, frame, src)
+  local q, qs, qb = p .. 'q:' .. dst, p .. 'qs:' .. dst, p .. 'qb:' .. dst
+  if redis.call('EXISTS', qs) == 0 then
+    if not now then
+      local t = redis.call('TIME')
+      now = t[1] * 1000 + math.floor(t[2] / 1000)
+    end
+    redis.call('ZADD', KEYS[1], 'NX', now, dst)
+  end
+  redis.call('SADD', qs, src)
+  local size = tonumber(redis.call('GET', qb) or '0')
+  if redis.call('LLEN', q) < maxm and size + #frame <= maxb then
+    redis.call('RPUSH', q, frame)
+    redis.call('INCRBY', qb, #frame)
+    results[i] = 2
+  else
+    results[i] = 3
+  end
+end
+for i = 1, n do
+  local b = 5 + (i - 1) * 4
+  local dst, frame, src, mode = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+  results[i] = 0
+  local owner = nil
+  if mode ~= 'q' then
+    local cur = redis.call('GET', p .. 'id:' .. dst)
+    if cur then owner = string.sub(cur, 1, string.find(cur, ' ', 1, true) - 1) end
+  end
+  if owner then
+    local g = groups[owner]
+    if not g then
+      g = {entries = {}, idx = {}}
+      groups[owner] = g
+      table.insert(order, owner)
+    end
+    table.insert(g.entries, mode .. #dst .. ':' .. dst .. #frame .. ':' .. frame)
+    table.insert(g.idx, i)
+    results[i] = 1
+  elseif mode ~= 'n' then
+    enqueue(i, dst, frame, src)
+  end
+end
+for _, owner in ipairs(order) do
+  local g = groups[owner]
+  if redis.call('PUBLISH', chan .. owner, table.concat(g.entries)) == 0 then
+    for _, i in ipairs(g.idx) do
+      local b = 5 + (i - 1) * 4
+      if ARGV[b + 4] == 'r' then
+        enqueue(i, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3])
+      else
+        results[i] = 0
+      end
     end
   end
-  if ARGV[4] == 'n' then return 0 end
 end
-if redis.call('EXISTS', KEYS[3]) == 0 then
-  local t = redis.call('TIME')
-  redis.call('ZADD', KEYS[5], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])
-end
-redis.call('SADD', KEYS[3], ARGV[3])
-local size = tonumber(redis.call('GET', KEYS[4]) or '0')
-if redis.call('LLEN', KEYS[2]) < tonumber(ARGV[5]) and size + #ARGV[2] <= tonumber(ARGV[6]) then
-  redis.call('RPUSH', KEYS[2], ARGV[2])
-  redis.call('INCRBY', KEYS[4], #ARGV[2])
-  return 2
-end
-return 3
+return results
 """
 
 #: KEYS: expiry; ARGV: expire ms, limit, key prefix.  Pops the queues older
@@ -188,9 +231,10 @@ class Cluster:
     def __init__(self, broker: Broker, url: str) -> None:
         config = broker.config
         self._broker = broker
-        self._redis = aioredis.from_url(
-            url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=5.0
-        )
+        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
+        self._redis = aioredis.from_url(url, decode_responses=True, **options)
+        # Relayed batches are parsed by byte lengths: the subscriber reads bytes.
+        self._bytes = aioredis.from_url(url, decode_responses=False, **options)
         self._prefix = config.redis_prefix
         self._channels = self._prefix + "inst:"
         #: This instance's name in Redis.
@@ -254,6 +298,7 @@ class Cluster:
                         await self._release(keys=keys, args=args, client=pipe)
                     await asyncio.wait_for(pipe.execute(), 2.0)
         await self._redis.aclose()
+        await self._bytes.aclose()
 
     @property
     def state(self) -> str:
@@ -295,7 +340,7 @@ class Cluster:
             previous, frames = result[1], result[2]
             if previous and previous != self.instance:
                 # The id moves here: its old socket elsewhere is closed.
-                self._publish(previous, "s" + peer_id + "\n" + token)
+                self._publish(previous, _entry("s", peer_id, token))
             client = realm.connect(link, key=key, peer_id=peer_id, token=token, now=broker.now())
             done(client)
             if client is None:
@@ -326,11 +371,6 @@ class Cluster:
         self._route_frame(client.id, dst, frame, mode)
 
     def _route_frame(self, src: str, dst: str, frame: str, mode: str) -> None:
-        config = self._broker.config
-        args = [
-            dst, frame, src, mode, str(config.max_queue_messages), str(config.max_queue_bytes),
-            self._channels, self.instance,
-        ]  # fmt: skip
 
         def failed() -> None:
             # Never a silent loss: the sender hears EXPIRE for what was not routed.
@@ -338,7 +378,8 @@ class Cluster:
                 self._broker.stats.expired += 1
                 self._broker.realm.deliver_local(src, serialize_relay(RelayType.EXPIRE, dst, src))
 
-        self._push(self._route, self._queue_keys(dst), args, None, failed)
+        # Consecutive routes are merged into one ROUTE call by the writer.
+        self._push(_ROUTE, [], [dst, frame, src, mode], None, failed)
 
     def respond_later(self, respond: Callable[[list[str]], None]) -> None:
         """Call ``respond(ids)`` with the ids registered in the whole cluster (``/peers``)."""
@@ -362,8 +403,8 @@ class Cluster:
         return [p + "id:" + peer_id, p + "q:" + peer_id, p + "qs:" + peer_id, p + "qb:" + peer_id,
                 p + "expiry"]  # fmt: skip
 
-    def _publish(self, instance: str, payload: str) -> None:
-        self._outbox.append((None, [self._channels + instance], [payload], None, None))
+    def _publish(self, instance: str, payload: bytes) -> None:
+        self._outbox.append((None, [self._channels + instance], [payload], None, None))  # type: ignore[list-item]
         self._wake.set()
 
     def _push(
@@ -393,14 +434,21 @@ class Cluster:
                 del self._outbox[:BATCH]
                 self._writing = True
                 try:
+                    calls = self._calls(batch)
                     async with self._redis.pipeline(transaction=False) as pipe:
-                        for script, keys, args, _, _ in batch:
+                        for script, keys, args, _ in calls:
                             if script is None:
                                 pipe.publish(keys[0], args[0])
                             else:
                                 await script(keys=keys, args=args, client=pipe)
-                        results = await pipe.execute(raise_on_error=False)
+                        replies = await pipe.execute(raise_on_error=False)
                     broker.stats.redis_round_trips += 1
+                    results = []
+                    for (script, _, _, count), reply in zip(calls, replies, strict=True):
+                        if script is self._route and not isinstance(reply, Exception):
+                            results += reply
+                        else:
+                            results += [reply] * count
                     self._reachable = True
                 except (RedisError, OSError) as exc:
                     self._reachable = False
@@ -423,13 +471,40 @@ class Cluster:
                 if not self._reachable:
                     await asyncio.sleep(RETRY)
 
+    def _calls(
+        self, batch: list[tuple[Any, list[str], list[str], _Callback | None, _Failure | None]]
+    ) -> list[tuple[Any, list[str], list[Any], int]]:
+        """The Redis calls for ``batch``: runs of routes merged into one ROUTE each."""
+        config = self._broker.config
+        calls: list[tuple[Any, list[str], list[Any], int]] = []
+        routes: list[str] = []
+        count = 0
+
+        def flush() -> None:
+            nonlocal routes, count
+            if count:
+                head = [self._prefix, self._channels, str(config.max_queue_messages),
+                        str(config.max_queue_bytes), str(count)]  # fmt: skip
+                calls.append((self._route, [self._prefix + "expiry"], head + routes, count))
+                routes, count = [], 0
+
+        for script, keys, args, _, _ in batch:
+            if script is _ROUTE:
+                routes += args
+                count += 1
+                continue
+            flush()
+            calls.append((script, keys, args, 1))
+        flush()
+        return calls
+
     async def _subscribe_loop(self, subscribed: asyncio.Future[None]) -> None:
         """Receive what other instances relay to our clients; reconnect when Redis goes."""
         broker = self._broker
         channel = self._channels + self.instance
         while True:
             try:
-                async with self._redis.pubsub() as pubsub:
+                async with self._bytes.pubsub() as pubsub:
                     await pubsub.subscribe(channel)
                     self._subscribed = self._reachable = True
                     if not subscribed.done():
@@ -447,15 +522,14 @@ class Cluster:
                 self._subscribed = False
             await asyncio.sleep(RETRY)
 
-    def _received(self, data: str) -> None:
-        mode, rest = data[0], data[1:]
-        dst, _, frame = rest.partition("\n")
+    def _received(self, data: bytes) -> None:
         realm = self._broker.realm
-        if mode == "s":
-            realm.supersede(dst, frame)  # frame is the new token
-        elif not realm.deliver_local(dst, frame) and mode == "r":
-            # Its client left meanwhile: queue it like any message for an offline id.
-            self._route_frame(_source(frame), dst, frame, "q")
+        for mode, dst, frame in _entries(data):
+            if mode == "s":
+                realm.supersede(dst, frame)  # frame is the new token
+            elif not realm.deliver_local(dst, frame) and mode == "r":
+                # Its client left meanwhile: queue it like any message for an offline id.
+                self._route_frame(_source(frame), dst, frame, "q")
 
     async def _timer_loop(self) -> None:
         """Refresh our ids every third of ``alive_timeout``; expire queues every tick."""
@@ -508,6 +582,37 @@ class Cluster:
                 if not broker.realm.deliver_local(src, frame):
                     self._route_frame(dst, src, frame, "n")
         broker.write_gathered()
+
+
+#: Marks a route in the outbox (merged into ROUTE calls by the writer).
+_ROUTE: Final = object()
+
+
+def _entry(mode: str, dst: str, frame: str) -> bytes:
+    """One entry of a relayed batch (what ROUTE builds in Lua)."""
+    dst_bytes, frame_bytes = dst.encode(), frame.encode()
+    return b"%s%d:%s%d:%s" % (
+        mode.encode(),
+        len(dst_bytes),
+        dst_bytes,
+        len(frame_bytes),
+        frame_bytes,
+    )
+
+
+def _entries(data: bytes) -> list[tuple[str, str, str]]:
+    """Split a relayed batch into ``(mode, dst, frame)`` (see :data:`ROUTE`)."""
+    out = []
+    pos, size = 0, len(data)
+    while pos < size:
+        mode = chr(data[pos])
+        colon = data.index(b":", pos + 1)
+        end = colon + 1 + int(data[pos + 1 : colon])
+        dst = data[colon + 1 : end].decode()
+        colon = data.index(b":", end)
+        pos = colon + 1 + int(data[end:colon])
+        out.append((mode, dst, data[colon + 1 : pos].decode()))
+    return out
 
 
 def _source(frame: str) -> str:
