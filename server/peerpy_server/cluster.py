@@ -428,6 +428,7 @@ class Cluster:
         broker = self._broker
         while True:
             await self._wake.wait()
+            await asyncio.sleep(0)  # let the reads already due add to this batch
             self._wake.clear()
             while self._outbox:
                 batch = self._outbox[:BATCH]
@@ -509,11 +510,8 @@ class Cluster:
                     self._subscribed = self._reachable = True
                     if not subscribed.done():
                         subscribed.set_result(None)
-                    while True:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=1.0
-                        )
-                        if message is not None and message["type"] == "message":
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
                             self._received(message["data"])
                             broker.write_gathered()
             except (RedisError, OSError) as exc:
