@@ -43,7 +43,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from peerpy.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
 
@@ -436,14 +436,15 @@ class Cluster:
                 self._writing = True
                 try:
                     calls = self._calls(batch)
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for script, keys, args, _ in calls:
-                            if script is None:
-                                pipe.publish(keys[0], args[0])
-                            else:
-                                await script(keys=keys, args=args, client=pipe)
-                        replies = await pipe.execute(raise_on_error=False)
-                    broker.stats.redis_round_trips += 1
+                    replies = await self._execute(calls)
+                    missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+                    if missing:
+                        # Redis (re)started without our scripts: load them, redo those calls.
+                        for script in (self._claim, self._release, self._refresh, self._route):
+                            await self._redis.script_load(script.script)
+                        again = await self._execute([calls[i] for i in missing])
+                        for i, reply in zip(missing, again, strict=True):
+                            replies[i] = reply
                     results = []
                     for (script, _, _, count), reply in zip(calls, replies, strict=True):
                         if script is self._route and not isinstance(reply, Exception):
@@ -471,6 +472,18 @@ class Cluster:
                 broker.write_gathered()
                 if not self._reachable:
                     await asyncio.sleep(RETRY)
+
+    async def _execute(self, calls: list[tuple[Any, list[str], list[Any], int]]) -> list[Any]:
+        """Send ``calls`` in one pipeline (scripts by SHA: no SCRIPT EXISTS per batch)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for script, keys, args, _ in calls:
+                if script is None:
+                    pipe.publish(keys[0], args[0])
+                else:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        self._broker.stats.redis_round_trips += 1
+        return replies
 
     def _calls(
         self, batch: list[tuple[Any, list[str], list[str], _Callback | None, _Failure | None]]
