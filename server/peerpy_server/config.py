@@ -158,6 +158,10 @@ class BrokerConfig:
     def __attrs_post_init__(self) -> None:
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile must be given together")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("the Redis URL must start with redis://, rediss:// or unix://")
         if self.jwt_secret is not None and self.jwt_public_key is not None:
             raise ValueError("give jwt_secret or jwt_public_key, not both")
         if bool(self.turn_urls) != bool(self.turn_secret):

@@ -14,9 +14,19 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from peerpy_server.cli import build_parser, config_from_args
 
 from ..redis_support import RedisServer
-from .conftest import Client, Target, client, http_request, peer_client, run_cluster
+from .conftest import (
+    Client,
+    Target,
+    client,
+    free_port,
+    http_request,
+    peer_client,
+    run_cluster,
+    run_ours,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -156,3 +166,22 @@ async def test_graceful_stop_releases_ids_at_once(redis_server: RedisServer) -> 
             assert await x.closed() == 1001
         async with peer_client(target, "x", "two"):  # instance 2, another token: OPEN
             pass
+
+
+async def test_unreachable_redis_at_start_serves_errors_not_crashes() -> None:
+    """No Redis at all: the broker starts, says 503, and refuses registrations with ERROR."""
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    async with run_ours(redis_url=url) as target:
+        status, _, body = await http_request(target.port, "GET", "/myapp/health")
+        assert status == 503
+        assert json.loads(body)["status"] == "redis-down"
+        async with client(target.ws_url(id="a", token="t")) as c:
+            message = await c.recv(10)
+            assert message["type"] == "ERROR"
+            assert "unavailable" in message["payload"]["msg"]
+            assert await c.closed() is not None
+
+
+def test_bad_redis_url_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="must start with redis://"):
+        config_from_args(build_parser().parse_args(["-p", "0", "--redis", "localhost:6379"]))
