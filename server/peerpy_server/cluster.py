@@ -256,6 +256,7 @@ class Cluster:
         self._subscribed = False
         self._reachable = False
         self._writing = False  # the writer holds a batch not yet answered
+        self._expired: set[tuple[str, str]] = set()  # EXPIREs sent for the failed batch
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -373,8 +374,10 @@ class Cluster:
     def _route_frame(self, src: str, dst: str, frame: str, mode: str) -> None:
 
         def failed() -> None:
-            # Never a silent loss: the sender hears EXPIRE for what was not routed.
-            if mode != "n":
+            # Never a silent loss: the sender hears EXPIRE for what was not routed
+            # (once per destination in a failed batch).
+            if mode != "n" and (src, dst) not in self._expired:
+                self._expired.add((src, dst))
                 self._broker.stats.expired += 1
                 self._broker.realm.deliver_local(src, serialize_relay(RelayType.EXPIRE, dst, src))
 
@@ -460,6 +463,7 @@ class Cluster:
                     results = [exc] * len(batch)
                 finally:
                     self._writing = False
+                self._expired.clear()
                 for (_, _, _, callback, failure), result in zip(batch, results, strict=True):
                     try:
                         if isinstance(result, Exception):
