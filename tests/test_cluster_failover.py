@@ -111,4 +111,5 @@ async def test_dead_brokers_ids_are_released_within_alive_timeout(
             assert message["type"] == "ID-TAKEN"
             await anyio.sleep(0.2)
     released = time.monotonic() - killed
-    assert released <= 3.0 + 0.5, f"released {released:.1f} s after the kill"
+    # Redis expires the key 3 s after the last refresh at most; 1 s for our polling.
+    assert released <= 3.0 + 1.0, f"released {released:.1f} s after the kill"
