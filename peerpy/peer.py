@@ -32,7 +32,7 @@ from .config import (
     Timeouts,
     resolve_network,
     resolve_rtc_configuration,
-    resolve_server,
+    resolve_servers,
 )
 from .connection import Connection
 from .dataconnection import DataConnection
@@ -70,7 +70,8 @@ class Peer:
     """A peer registered with a PeerJS broker.
 
     ``id`` is the id to register; ``None`` asks the broker for one.  The broker
-    is ``server`` (a URL) or ``host``/``port``/``path``/``secure`` as in PeerJS,
+    is ``server`` (a URL, or a list of a cluster's brokers: ``auto_reconnect``
+    moves to the next one) or ``host``/``port``/``path``/``secure`` as in PeerJS,
     else ``PEERPY_SERVER``, else ``http://127.0.0.1:9000/``.  ICE servers come
     from ``ice_servers`` (or a full aiortc ``configuration``), else
     ``PEERPY_ICE_SERVERS``, else whatever the broker offers at ``GET
@@ -92,7 +93,7 @@ class Peer:
         self,
         id: str | None = None,
         *,
-        server: str | None = None,
+        server: str | Sequence[str] | None = None,
         host: str | None = None,
         port: int | None = None,
         path: str | None = None,
@@ -116,9 +117,11 @@ class Peer:
         self._log = logger or logging.getLogger("peerpy.peer")
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
-        self.server = resolve_server(
-            server=server, host=host, port=port, path=path, secure=secure, key=key
+        #: Every broker of the cluster (``server=[...]``); ``server`` is the one in use.
+        self.servers = resolve_servers(
+            server, host=host, port=port, path=path, secure=secure, key=key
         )
+        self.server = self.servers[0]
         self.configuration = configuration or resolve_rtc_configuration(ice_servers)
         # No ICE servers configured anywhere: ask the broker once registered.
         self._ice_from_broker = (
@@ -282,6 +285,9 @@ class Peer:
             await anyio.sleep(next(delays))
             if self._open or self._destroyed or self._leaving:
                 return
+            if len(self.servers) > 1:  # this broker may be gone: try the next one
+                index = (self.servers.index(self.server) + 1) % len(self.servers)
+                self.server = self._signaling.address = self.servers[index]
             try:
                 await self.reconnect()
             except UnavailableIdError as exc:
