@@ -110,7 +110,7 @@ from typing import Any, Final
 import attrs
 from aioice import Candidate, Connection
 from aioice.ice import StunProtocol
-from aioice.stun import Message, TransactionError
+from aioice.stun import Message, TransactionError, TransactionTimeout
 from aiortc import RTCConfiguration, RTCDtlsTransport, RTCIceCandidate, RTCPeerConnection
 from aiortc.exceptions import InvalidStateError
 
@@ -409,6 +409,20 @@ class _PolicyConnection(Connection):
 
     _peerpy_rules: _Rules
     _peerpy_report_gone: Callable[[float], bool]
+
+    async def close(self) -> None:
+        if not _AIOICE_AUTHENTICATES:
+            # aioice 0.10 closes its sockets while connectivity checks still
+            # retransmit, and on Python 3.10 each later retransmission fails inside
+            # asyncio (a closed transport's sendto). End those transactions first,
+            # as timeouts, which the checks handle: a connection closed during ICE
+            # (a half-open one evicted in an OFFER flood) then ends quietly.
+            for protocol in _protocols_of(self):
+                for transaction in list(getattr(protocol, "transactions", {}).values()):
+                    future = getattr(transaction, "_Transaction__future", None)
+                    if future is not None and not future.done():
+                        future.set_exception(TransactionTimeout())
+        await super().close()
 
     async def get_component_candidates(
         self, component: int, addresses: list[str], timeout: int = 5
