@@ -63,7 +63,7 @@ def prompt_code(read: Callable[[str], str] = input) -> str:
             readline.set_completer(_completer)
             readline.parse_and_bind("tab: complete")
     try:
-        code = read(PROMPT).strip()
+        code = read(PROMPT).strip().rstrip("-")  # completion leaves a trailing -
     except EOFError:
         code = ""
     if not code:
