@@ -116,16 +116,24 @@ def sender(
 
 def test_version_flags() -> None:
     """``peerpy --version`` and ``peerpy-server --version`` print their versions."""
-    import peerpy
     import peerpy_server
 
+    import peerpy
+
     cli = subprocess.run(
-        [sys.executable, "-m", "peerpy.cli", "--version"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "peerpy.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert (cli.returncode, cli.stdout.strip()) == (0, f"peerpy {peerpy.__version__}")
     server = subprocess.run(
-        [sys.executable, "-c", "import sys; from peerpy_server.cli import main; sys.exit(main())"]
-        + ["--version"],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from peerpy_server.cli import main; sys.exit(main())",
+            "--version",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -220,7 +228,7 @@ def test_wrong_code_is_worded_for_each_side(broker: str, tmp_path: Path, clis: l
 def test_sender_is_not_told_to_use_receiver_flags(
     broker: str, tmp_path: Path, clis: list[Cli]
 ) -> None:
-    """A file in the way: the receiver is told its flags; the sender learns they are the receiver's."""
+    """A file in the way: the receiver is told its flags, the sender that they are its flags."""
     (tmp_path / "f.txt").write_text("new")
     out = tmp_path / "out"
     out.mkdir()
@@ -241,9 +249,7 @@ def test_sender_is_not_told_to_use_receiver_flags(
 # -- text, pipes --------------------------------------------------------------------
 
 
-def test_send_text_is_printed_by_the_receiver(
-    broker: str, tmp_path: Path, clis: list[Cli]
-) -> None:
+def test_send_text_is_printed_by_the_receiver(broker: str, tmp_path: Path, clis: list[Cli]) -> None:
     """``send --text``: the receiver prints the text on stdout and writes no file."""
     text = "meet at the café — 8 pm\nsecond line"
     code = f"{nameplate()}-apple-acorn"
