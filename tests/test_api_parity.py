@@ -133,6 +133,10 @@ async def test_call_and_answer_sdp_transform(url: str, peer_id: str) -> None:
             return made[0] if made else None
 
         out = await dial(on_answer)
+        incoming_call = next(c for c in bob.connections if isinstance(c, MediaConnection))
+        with pytest.raises(UsageError) as info:  # a user-facing message: no internal id
+            await incoming_call.answer()
+        assert incoming_call.connection_id not in str(info.value)
         assert out is not None
         assert out.open
         assert len(offers) == 1

@@ -6,6 +6,7 @@ broker on 127.0.0.1; the children are stopped by PID.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -371,3 +372,13 @@ def test_receive_prompts_for_the_code_with_tab_completion(
         os.close(master)
         err.close()
     assert send.wait() == 0
+
+
+def test_receive_without_code_off_a_terminal_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No code and no terminal to ask on: a usage error that says to pass the code."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["receive", "--server", f"http://127.0.0.1:{free_port()}/"]) == 2
+    err = capsys.readouterr().err
+    assert "no code given and standard input is not a terminal" in err
