@@ -382,3 +382,23 @@ def test_receive_without_code_off_a_terminal_says_so(
     assert main(["receive", "--server", f"http://127.0.0.1:{free_port()}/"]) == 2
     err = capsys.readouterr().err
     assert "no code given and standard input is not a terminal" in err
+
+
+@pytest.mark.anyio
+async def test_texts_are_bounded_in_memory(tmp_path: Path) -> None:
+    """A text over 1 MiB, or several texts in one offer, are refused at the offer."""
+    from peerpy.transfer import TransferProtocolError
+    from peerpy.transfer.protocol import MAX_TEXT, EntryKind, FileEntry
+
+    from .test_faults_transfer import _hostile_offer
+
+    (tmp_path / "out").mkdir()
+    many = [FileEntry(f"t{n}", EntryKind.TEXT, MAX_TEXT, 0.0) for n in range(3)]
+    error = await _hostile_offer(tmp_path, many)
+    assert isinstance(error, TransferProtocolError), error
+    assert "only entry" in str(error)
+    huge = [FileEntry("t", EntryKind.TEXT, MAX_TEXT + 1, 0.0)]
+    error = await _hostile_offer(tmp_path, huge)
+    assert isinstance(error, TransferProtocolError), error
+    assert "text over" in str(error)
+    assert list((tmp_path / "out").iterdir()) == []

@@ -622,6 +622,10 @@ class _Receiver:
         return stats
 
     def _plan(self, offer: Offer, done: Completed | dict[int, Any]) -> dict[int, _Sink]:
+        texts = sum(1 for e in offer.entries if e.kind is EntryKind.TEXT)
+        if texts and len(offer.entries) != 1:
+            # A text is held in memory: one per offer keeps that to MAX_TEXT.
+            raise TransferProtocolError("a text must be the only entry of its offer")
         stdout = self.target.stdout
         count = sum(1 for _, e in offer.files if e.kind is EntryKind.FILE)
         if stdout is not None and count != 1:
