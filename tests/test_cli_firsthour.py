@@ -402,3 +402,13 @@ async def test_texts_are_bounded_in_memory(tmp_path: Path) -> None:
     assert isinstance(error, TransferProtocolError), error
     assert "text over" in str(error)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_send_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing to send, paths with --text, or - beside paths: exit 2 with the reason."""
+    assert main(["send"]) == 2
+    assert "nothing to send" in capsys.readouterr().err
+    assert main(["send", "x", "--text", "hi"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["send", "-", "x"]) == 2
+    assert "must be the only thing sent" in capsys.readouterr().err
