@@ -88,6 +88,7 @@ class DataConnection(Connection):
         self._inbox: Mailbox[Any] = Mailbox(max_bytes=owner.limits.receive_buffer_bytes)
         self._close_requested = False
         self._send_limit: int | None = None  # the remote's max-message-size, once known
+        self._waiting_frames = 0  # see buffer_size
 
     @property
     def data_channel(self) -> RTCDataChannel | None:
@@ -122,6 +123,17 @@ class DataConnection(Connection):
     def buffered_amount(self) -> int:
         """Bytes queued in the data channel, not yet sent."""
         return self._channel.bufferedAmount if self._channel is not None else 0
+
+    @property
+    def buffer_size(self) -> int:
+        """Messages waiting to enter the data channel (PeerJS's ``bufferSize``).
+
+        A :meth:`send` waits while the channel holds more than
+        ``Limits.send_high_water`` bytes; this counts the data-channel messages
+        (chunks) that sends in progress have not handed to the channel yet,
+        beside :attr:`buffered_amount`, the bytes already in the channel.
+        """
+        return self._waiting_frames
 
     # -- negotiation --------------------------------------------------------
 
@@ -262,8 +274,16 @@ class DataConnection(Connection):
                 if not self.closed
                 else f"Connection to {self.peer} is closed: cannot send."
             )
-        for frame in self._serializer.encode(value):
-            await self._send_frame(frame)
+        frames = self._serializer.encode(value)
+        left = len(frames)
+        self._waiting_frames += left
+        try:
+            for frame in frames:
+                await self._send_frame(frame)
+                left -= 1
+                self._waiting_frames -= 1
+        finally:
+            self._waiting_frames -= left
 
     async def _send_frame(self, frame: bytes | str) -> None:
         channel = self._channel

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final, Protocol, cast
 
 import attrs
@@ -69,6 +69,8 @@ __all__ = [
     "MsgPackSerializer",
     "RawSerializer",
     "Serializer",
+    "SerializerFactory",
+    "check_factories",
     "create_serializer",
     "serializer_for_wire_name",
 ]
@@ -649,8 +651,61 @@ SERIALIZATIONS: Final[tuple[str, ...]] = (
 )
 
 
-def create_serializer(name: str, *, limits: Limits | None = None) -> Serializer:
-    """Return a new serializer for the option ``name`` (``"default"`` is ``"binary"``)."""
+#: Makes a serializer, called as ``factory(limits=limits)`` like the built-in
+#: classes (:class:`JsonSerializer` is one); custom ones go in ``Peer(serializers=...)``.
+SerializerFactory = Callable[..., Serializer]
+_MEMBERS: Final = (
+    "name",
+    "wire_name",
+    "reliable_required",
+    "max_message_bytes",
+    "held_bytes",
+    "encode",
+    "encode_close",
+    "decode",
+    "decode_sized",
+    "finish",
+)
+
+
+def check_factories(
+    factories: Mapping[str, SerializerFactory] | None,
+) -> dict[str, SerializerFactory]:
+    """Check the custom serializer names of ``Peer(serializers=...)``; return a copy."""
+    checked: dict[str, SerializerFactory] = {}
+    for name, factory in (factories or {}).items():
+        if type(name) is not str or not name or len(name) > 64:
+            raise UsageError(f"a serialization name must be a short string, not {name!r:.60}")
+        if not callable(factory):
+            raise UsageError(f"serializers[{name!r}] must make a serializer, not {factory!r:.60}")
+        checked[name] = factory
+    return checked
+
+
+def _checked(serializer: object, name: str) -> Serializer:
+    """``serializer`` if it has every member of :class:`Serializer`, else a UsageError."""
+    missing = [member for member in _MEMBERS if not hasattr(serializer, member)]
+    if missing:
+        raise UsageError(
+            f"the custom serializer {name!r} lacks {', '.join(missing)} "
+            "(see peerpy.serialization.Serializer)"
+        )
+    return cast(Serializer, serializer)
+
+
+def create_serializer(
+    name: str,
+    *,
+    limits: Limits | None = None,
+    custom: Mapping[str, SerializerFactory] | None = None,
+) -> Serializer:
+    """Return a new serializer for the option ``name`` (``"default"`` is ``"binary"``).
+
+    A name in ``custom`` (``Peer(serializers=...)``) calls that factory with
+    ``limits=`` and checks the result has the :class:`Serializer` members.
+    """
+    if custom and name in custom:
+        return _checked(custom[name](limits=limits or Limits()), name)
     if name in ("default", "binary", "binary-utf8"):
         return BinarySerializer("binary" if name == "default" else name, limits=limits)
     if name == "json":
@@ -662,8 +717,14 @@ def create_serializer(name: str, *, limits: Limits | None = None) -> Serializer:
     raise UsageError(f"unknown serialization {name!r}; valid: {', '.join(SERIALIZATIONS)}")
 
 
-def serializer_for_wire_name(wire_name: str, *, limits: Limits | None = None) -> Serializer:
+def serializer_for_wire_name(
+    wire_name: str,
+    *,
+    limits: Limits | None = None,
+    custom: Mapping[str, SerializerFactory] | None = None,
+) -> Serializer:
     """Return a serializer for the ``serialization`` field of a received OFFER."""
-    if type(wire_name) is not str or wire_name not in SERIALIZATIONS:
+    known = type(wire_name) is str and (wire_name in SERIALIZATIONS or wire_name in (custom or {}))
+    if not known:
         raise DecodeError(f"OFFER asks for unknown serialization {wire_name!r:.60}")
-    return create_serializer(wire_name, limits=limits)
+    return create_serializer(wire_name, limits=limits, custom=custom)

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from . import __version__
 from .broker import Broker
 from .config import BrokerConfig
 from .logs import JsonFormatter
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (``-h`` explains each flag)."""
     parser = argparse.ArgumentParser(prog="peerpy-server", description=_DESCRIPTION)
     add = parser.add_argument
+    add("--version", action="version", version=f"peerpy-server {__version__}")
     add("-p", "--port", type=int, help="port to listen on (default: env PORT; required otherwise)")
     add("-H", "--host", help="address to listen on (default: every interface)")
     add(
