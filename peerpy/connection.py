@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import anyio
-from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.sdp import candidate_from_sdp
+from aiortc import RTCPeerConnection
 
+from . import backend
 from .diagnosis import failure_message
 from .events import EventEmitter
 from .exceptions import (
@@ -36,7 +36,7 @@ from .exceptions import (
 )
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
 from .messages import Relay, RelayType
-from .network import NetworkPolicy, remote_candidate_allowed, watch_remote
+from .network import NetworkPolicy, remote_candidate_allowed
 from .payloads import (
     AnswerPayload,
     CandidatePayload,
@@ -45,7 +45,7 @@ from .payloads import (
     OfferPayload,
     SessionDescription,
 )
-from .route import Route, route_of
+from .route import Route
 
 if TYPE_CHECKING:
     from .config import Limits, Timeouts
@@ -107,8 +107,11 @@ class Connection:
         self.metadata = metadata
         #: Whether this side called ``connect()``/``call()``.
         self.originator = originator
-        #: aiortc's peer connection, for advanced use.
+        #: The peer connection, for advanced use: aiortc's, or on the wrtc
+        #: backend ``webrtc.aiortc``'s, which has aiortc's API (see :mod:`peerpy.backend`).
         self.peer_connection = pc
+        #: The WebRTC backend carrying this connection: ``"aiortc"`` or ``"wrtc"``.
+        self.backend = backend.backend_of(pc)
         self._owner = owner
         self._log = logger
         self._state = ConnectionState.NEGOTIATING
@@ -120,7 +123,7 @@ class Connection:
         self._signals: Mailbox[Signal] = Mailbox(MAX_PENDING_SIGNALS)
         self._events = EventEmitter(self._EVENTS, owner._spawn, logger)
         pc.on("iceconnectionstatechange", self._on_ice_state)
-        watch_remote(pc, self._on_remote_gone)
+        backend.watch_remote(pc, self._on_remote_gone)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.connection_id} to {self.peer!r} {self._state.value}>"
@@ -145,7 +148,7 @@ class Connection:
         (a later nomination shows); once closed it keeps the last route seen.
         """
         if self.open:
-            self._route = route_of(self.peer_connection) or self._route
+            self._route = backend.route_of(self.peer_connection) or self._route
         return self._route
 
     @property
@@ -265,9 +268,9 @@ class Connection:
             await self._answer(signal)
 
     async def _set_remote(self, description: SessionDescription) -> None:
-        await self.peer_connection.setRemoteDescription(
-            RTCSessionDescription(sdp=description.sdp, type=description.type)
-        )
+        pc = self.peer_connection
+        sdp = backend.remote_sdp(pc, description.sdp, self._owner.network)
+        await pc.setRemoteDescription(backend.description(pc, sdp, description.type))
         self._remote_set = True
         pending, self._pending_candidates = self._pending_candidates, []
         for candidate in pending:
@@ -278,7 +281,7 @@ class Connection:
         if not line:
             return  # end-of-candidates; aioice needs no signal for it
         try:
-            candidate = candidate_from_sdp(line)
+            candidate = backend.candidate_from_line(self.peer_connection, line)
         except (ValueError, IndexError) as exc:
             self._log.warning("ignoring malformed candidate %r: %s", init.candidate, exc)
             return
@@ -295,7 +298,7 @@ class Connection:
         await pc.setLocalDescription(await pc.createOffer())
         local = pc.localDescription
         payload = OfferPayload(
-            sdp=SessionDescription(local.type, local.sdp),
+            sdp=SessionDescription(local.type, self._local_sdp(local.sdp)),
             type=self.type,
             connection_id=self.connection_id,
             metadata=self.metadata,
@@ -310,11 +313,14 @@ class Connection:
         pc = self.peer_connection
         await pc.setLocalDescription(await pc.createAnswer())
         local = pc.localDescription
-        sdp = SessionDescription(local.type, local.sdp)
+        sdp = SessionDescription(local.type, self._local_sdp(local.sdp))
         payload = AnswerPayload(sdp, self.type, self.connection_id)
         await self._owner._send_relay(
             Relay(RelayType.ANSWER, dst=self.peer, payload=payload.to_json())
         )
+
+    def _local_sdp(self, sdp: str) -> str:
+        return backend.local_sdp(self.peer_connection, sdp, self._owner.network)
 
     async def _answer(self, offer: OfferPayload) -> None:
         """Callee side: apply the OFFER and answer it (subclasses may defer this)."""
@@ -346,7 +352,7 @@ class Connection:
 
     def _set_open(self) -> None:
         if self._state is ConnectionState.NEGOTIATING:
-            self._route = route_of(self.peer_connection)
+            self._route = backend.route_of(self.peer_connection)
             self._state = ConnectionState.OPEN
             self._opened.set()
             self._events.emit("open")
