@@ -11,7 +11,15 @@ sender and the receiver in two separate processes:
     with message-size values and with 1 MiB values;
 (e) ``connect()`` -> open latency: peerpy through the in-process broker against a
     raw aiortc offer/answer exchanged directly (both in one process), plus the
-    same in the two-process throughput runs.
+    same in the two-process throughput runs;
+(f) raw wrtc (``webrtc.aiortc``, libwebrtc), same flow control as (b);
+(g) peerpy on wrtc, ``raw`` serialization (as (c));
+(h) peerpy on wrtc, ``binary`` with 1 MiB values (as (d2));
+(i) peerpy on aiortc on uvloop (as (c)).
+
+(f), (g) and (h) need wrtc (``pip install 'peerpy-sdk[wrtc]'``) and are skipped
+without it; they run on uvloop when installed, as peerpy's CLI does; (a)-(d)
+run on plain asyncio unless ``--uvloop``.
 
 The raw baselines are plain ``RTCPeerConnection``s built by
 ``peerpy.network.create_peer_connection`` with only ``local_addresses`` and
@@ -68,6 +76,7 @@ class Case:
     max_seconds: float = 60.0
     profile_dir: str | None = None
     uvloop: bool = False
+    backend: str = "aiortc"
 
 
 def build_cases(args: argparse.Namespace) -> list[Case]:
@@ -97,6 +106,26 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
             **marks,
         ),
     ]
+    from peerpy.backend import uvloop_installed, wrtc_installed
+
+    fast: dict[str, Any] = {**common, "uvloop": uvloop_installed() or args.uvloop}
+    if wrtc_installed():
+        wrtc: dict[str, Any] = {**fast, "backend": "wrtc"}
+        cases += [
+            Case("f", "raw wrtc", "raw", None, **wrtc),
+            Case("g", "peerpy wrtc raw, reliable", "peerpy", peerpy_buffer, **wrtc, **marks),
+            Case(
+                "h",
+                "peerpy wrtc binary, 1 MiB values",
+                "peerpy",
+                peerpy_buffer,
+                "binary",
+                **{**wrtc, "value_size": MIB},
+                **marks,
+            ),
+        ]
+    if uvloop_installed():
+        cases.append(Case("i", "peerpy aiortc on uvloop", "peerpy", peerpy_buffer, **fast, **marks))
     if args.only:
         cases = [case for case in cases if case.key in args.only]
     return cases
@@ -172,12 +201,13 @@ def raw_policy(udp_buffer: int | None) -> Any:
 
 async def raw_sender(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     """Offer over the pipe, then send ``total_bytes`` with bufferedAmount flow control."""
-    from aiortc import RTCConfiguration, RTCSessionDescription
+    from aiortc import RTCConfiguration
 
-    from peerpy.network import create_peer_connection
+    from peerpy.backend import create_peer_connection, description
 
     t0 = time.monotonic()
-    pc = create_peer_connection(RTCConfiguration(iceServers=[]), raw_policy(case.udp_buffer))
+    config = RTCConfiguration(iceServers=[])
+    pc = create_peer_connection(case.backend, config, raw_policy(case.udp_buffer))
     channel = pc.createDataChannel("bench", ordered=True)
     opened, writable = asyncio.Event(), asyncio.Event()
     channel.on("open", opened.set)
@@ -185,7 +215,7 @@ async def raw_sender(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     channel.bufferedAmountLowThreshold = case.low_water
     await pc.setLocalDescription(await pc.createOffer())
     peer.send(pc.localDescription.sdp)
-    await pc.setRemoteDescription(RTCSessionDescription(await pipe_recv(peer), "answer"))
+    await pc.setRemoteDescription(description(pc, await pipe_recv(peer), "answer"))
     await opened.wait()
     negotiation = time.monotonic() - t0
     payload = os.urandom(case.value_size)
@@ -212,11 +242,12 @@ async def raw_sender(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
 
 async def raw_receiver(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     """Answer over the pipe, then count bytes until ``total_bytes`` arrived."""
-    from aiortc import RTCConfiguration, RTCSessionDescription
+    from aiortc import RTCConfiguration
 
-    from peerpy.network import create_peer_connection
+    from peerpy.backend import create_peer_connection, description
 
-    pc = create_peer_connection(RTCConfiguration(iceServers=[]), raw_policy(case.udp_buffer))
+    config = RTCConfiguration(iceServers=[])
+    pc = create_peer_connection(case.backend, config, raw_policy(case.udp_buffer))
     done = asyncio.Event()
     state = {"bytes": 0, "t_end": 0.0, "cpu_start": 0.0, "cpu": 0.0}
 
@@ -230,7 +261,7 @@ async def raw_receiver(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
             done.set()
 
     pc.on("datachannel", lambda channel: channel.on("message", on_message))
-    await pc.setRemoteDescription(RTCSessionDescription(await pipe_recv(peer), "offer"))
+    await pc.setRemoteDescription(description(pc, await pipe_recv(peer), "offer"))
     await pc.setLocalDescription(await pc.createAnswer())
     peer.send(pc.localDescription.sdp)
     await done.wait()
@@ -253,6 +284,7 @@ def _peer_kwargs(case: Case, url: str) -> dict[str, Any]:
             udp_buffer_bytes=case.udp_buffer,
         ),
         "limits": Limits(send_high_water=case.high_water, send_low_water=case.low_water),
+        "backend": case.backend,
     }
 
 
@@ -575,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15, help="connect latency samples")
     parser.add_argument("--quick", action="store_true", help="8 MB, 1 run, 5 latency samples")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="bound per process")
-    parser.add_argument("--only", nargs="*", help="cases to run: a b c d1 d2 e")
+    parser.add_argument("--only", nargs="*", help="cases to run: a b c d1 d2 e f g h i")
     parser.add_argument("--high-water", type=int, default=4 * MIB, help="peerpy send_high_water")
     parser.add_argument("--low-water", type=int, default=MIB, help="peerpy send_low_water")
     parser.add_argument(
@@ -690,7 +722,7 @@ def report(rows: dict[str, tuple[Case, list[dict[str, Any]]]], latency: dict[str
     print("\npaired ratios (median over repeats of case/baseline run in the same repeat):")
     for key in rows:
         parts = []
-        for base in ("a", "b"):
+        for base in ("a", "b", "f"):
             if key == base or base not in rows:
                 continue
             wall, cpu = (paired_ratio(rows, key, base, f) for f in ("mbps", "cpu_mbps"))
@@ -705,6 +737,13 @@ def report(rows: dict[str, tuple[Case, list[dict[str, Any]]]], latency: dict[str
     if ("c", "b") in paired:
         ratio = paired["c", "b"]
         verdict(ratio >= 0.95, f"(c) >= 0.95 x (b), paired wall ratio: {ratio:.2f} x")
+    targets = (("g", "f", 0.9), ("g", "b", 4.0), ("i", "b", 1.3))
+    for key, base, target in targets:
+        if key in rows and base in rows:
+            ratio = paired_ratio(rows, key, base, "mbps")
+            verdict(
+                ratio >= target, f"({key}) >= {target} x ({base}), paired wall ratio: {ratio:.2f} x"
+            )
     if latency.get("raw") and latency.get("peerpy"):
         raw_ms, peerpy_ms = 1000 * median(latency["raw"]), 1000 * median(latency["peerpy"])
         print(

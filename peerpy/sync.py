@@ -29,6 +29,7 @@ from . import connection as _connection
 from . import dataconnection as _dataconnection
 from . import mediaconnection as _mediaconnection
 from . import peer as _peer
+from .backend import loop_options
 from .exceptions import ConnectionClosedError, DisconnectedError
 
 if sys.version_info >= (3, 11):
@@ -194,7 +195,9 @@ class Peer:
         if self._portal is not None:
             return
         try:
-            self._portal = self._stack.enter_context(start_blocking_portal("asyncio"))
+            self._portal = self._stack.enter_context(
+                start_blocking_portal("asyncio", loop_options())
+            )
             self._peer = self._portal.call(self._make_peer)
             self._stack.enter_context(self._portal.wrap_async_context_manager(self._peer))
         except BaseException:

@@ -35,7 +35,10 @@ from typing import Any
 import anyio
 import anyio.abc
 import attrs
+from rich.console import Console
 
+from .. import backend
+from ..config import resolve_network, resolve_rtc_configuration
 from ..exceptions import NegotiationFailedError, PeerError, UsageError
 from ..transfer import Code, receive_files, send_files
 from ..transfer.errors import PeerVanishedError, StoppedError
@@ -106,6 +109,17 @@ def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _say_backend(console: Console, args: argparse.Namespace) -> None:
+    """Print the WebRTC backend and event loop this run uses (the fastest installed)."""
+    name = backend.choose_backend(
+        backend.resolve_backend(),
+        resolve_rtc_configuration(args.ice_servers),
+        resolve_network(args.ice_addresses),
+    )
+    loop = "uvloop" if backend.use_uvloop() else "asyncio"
+    console.print(f"backend: {name} on {loop}")
+
+
 @attrs.define
 class _Run:
     """What one command run knows when it has to say how to resume."""
@@ -144,6 +158,7 @@ async def _send(args: argparse.Namespace, run: _Run) -> int:
         print(f"Code: {code}", flush=True)
         console.print(f"On the other machine run:  peerpy receive {code}")
 
+    _say_backend(console, args)
     run.progress = RichProgress(console, verb="Sending")
     stats = await send_files(
         args.paths,
@@ -185,6 +200,7 @@ async def _receive(args: argparse.Namespace, run: _Run) -> int:
             return True
         return await _ask(offer, already)
 
+    _say_backend(console, args)
     run.progress = RichProgress(console, verb="Receiving")
     stats = await receive_files(
         args.code,
@@ -230,7 +246,9 @@ async def _demo(args: argparse.Namespace, run: _Run) -> int:
         options["ice_addresses"] = ["127.0.0.1"]  # by itself the demo stays on loopback
     # Without --server or PEERPY_SERVER the demo embeds its own broker.
     options["server"] = options["server"] or os.environ.get("PEERPY_SERVER") or None
-    await run_demo(parse_size(args.size), console=stderr_console(), **options)
+    console = stderr_console()
+    _say_backend(console, argparse.Namespace(**{**vars(args), **options}))
+    await run_demo(parse_size(args.size), console=console, **options)
     return 0
 
 
@@ -289,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     run = _Run(args)
     try:
-        return anyio.run(_run, _COMMANDS[args.command], run)
+        return backend.run(_run, _COMMANDS[args.command], run)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
