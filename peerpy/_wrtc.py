@@ -13,10 +13,12 @@ What peerpy adds on top:
   ``local_addresses`` is ``None``, as with aiortc).
 - ``Timeouts.remote_gone``: libwebrtc checks consent itself on its network
   thread (so a stalled Python event loop never condemns a healthy remote), and
-  reports the ICE connection ``"disconnected"`` once the remote has not been
-  heard for about 2.5 s, ``"failed"`` 30 s later. peerpy times
-  ``remote_gone`` from that ``"disconnected"`` (counting the 2.5 s already
-  silent) and reports the remote gone when ICE has not recovered by then.
+  reports its ICE connection ``"disconnected"`` (which ``webrtc.aiortc``
+  shows as ``"completed"``, like aiortc) once the remote has not been
+  heard for about 5 s, ``"failed"`` 30 s later. peerpy times ``remote_gone``
+  from that ``"disconnected"`` (counting the 5 s already silent) and reports
+  the remote gone when ICE has not recovered by then; so on wrtc a
+  ``remote_gone`` below 5 s acts as about 5 s.
 - ``conn.route``: the selected pair of the data transport, from libwebrtc's
   ``RTCIceTransport.getSelectedCandidatePair()``.
 - The 16 MiB send queue: libwebrtc refuses sends beyond 16 MiB buffered;
@@ -43,8 +45,9 @@ from .route import Route
 if TYPE_CHECKING:
     from aiortc import RTCConfiguration, RTCPeerConnection
 
-#: Seconds libwebrtc waits without hearing the remote before ICE is "disconnected".
-DISCONNECT_AFTER: Final = 2.5
+#: Seconds libwebrtc takes, without hearing the remote, to report ICE "disconnected"
+#: (measured: 5.0-5.2 s after the remote froze, libwebrtc M152 defaults).
+DISCONNECT_AFTER: Final = 5.0
 #: libwebrtc refuses a send when this many bytes are buffered in a channel.
 SEND_QUEUE_LIMIT: Final = 16 * 1024 * 1024
 
@@ -74,10 +77,21 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
         self._peerpy_timer: asyncio.TimerHandle | None = None
         self._peerpy_since = 0.0
         if remote_gone is not None:
-            self.on("iceconnectionstatechange", self._peerpy_ice_changed)
+            # Binds the layer to libwebrtc's ICE state events (see _emit_ice_state).
+            self.on("iceconnectionstatechange", _ignore)
+
+    def _emit_ice_state(self) -> None:
+        # The layer runs this on each of libwebrtc's ICE state changes; it
+        # reports "disconnected" as "completed", as aiortc has no such state.
+        super()._emit_ice_state()
+        if self._peerpy_remote_gone is not None:
+            self._peerpy_ice_changed()
+
+    def _native_ice_state(self) -> str:
+        return _text(self._native.ice_connection_state)
 
     def _peerpy_ice_changed(self) -> None:
-        state = self.iceConnectionState
+        state = self._native_ice_state()
         if state == "disconnected" and self._peerpy_timer is None:
             assert self._peerpy_remote_gone is not None
             self._peerpy_since = time.monotonic() - DISCONNECT_AFTER
@@ -89,7 +103,7 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
 
     def _peerpy_gone(self) -> None:
         self._peerpy_timer = None
-        if self._peerpy_on_gone is not None and self.iceConnectionState == "disconnected":
+        if self._peerpy_on_gone is not None and self._native_ice_state() == "disconnected":
             self._peerpy_on_gone(time.monotonic() - self._peerpy_since)
 
     async def close(self) -> None:
@@ -97,6 +111,10 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
             self._peerpy_timer.cancel()
             self._peerpy_timer = None
         await super().close()
+
+
+def _ignore() -> None:
+    pass
 
 
 def create_peer_connection(
