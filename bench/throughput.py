@@ -414,6 +414,10 @@ def run_pair(case: Case, broker_url: str) -> dict[str, Any]:
         # What the busier process would reach alone on a core: robust to load elsewhere.
         results["cpu_mbps"] = results["received"] / max(results["cpu_tx"], results["cpu_rx"]) / 1e6
         results["cpu_pct"] = (100 * results["cpu_tx"] / wall, 100 * results["cpu_rx"] / wall)
+        # CPU milliseconds per MB, sender and receiver together.
+        results["cpu_ms_mb"] = (
+            1000 * (results["cpu_tx"] + results["cpu_rx"]) / (results["received"] / 1e6)
+        )
     return results
 
 
@@ -504,6 +508,8 @@ _BUCKETS: tuple[tuple[str, str], ...] = (
     ("aiortc/rtcdtlstransport", "aiortc DTLS (Python)"),
     ("aiortc/rtcdatachannel", "aiortc data channel"),
     ("aiortc/", "aiortc other"),
+    ("webrtc/", "wrtc (libwebrtc via webrtc.aiortc; native threads not profiled)"),
+    ("wrtc", "wrtc (libwebrtc via webrtc.aiortc; native threads not profiled)"),
     ("aioice/", "aioice (ICE/STUN)"),
     ("peerpy/", "peerpy"),
     ("anyio/", "anyio"),
@@ -614,7 +620,9 @@ def main(argv: list[str] | None = None) -> int:
         "--udp-buffer", type=int, default=TUNED_BUFFER, help="peerpy UDP buffers (0: OS default)"
     )
     parser.add_argument("--uvloop", action="store_true", help="run every process on uvloop")
-    parser.add_argument("--profile", action="store_true", help="also profile case (c)")
+    parser.add_argument(
+        "--profile", nargs="?", const="c", metavar="CASE", help="also profile a case (default c)"
+    )
     parser.add_argument("--top", type=int, default=25, help="functions shown per profile")
     args = parser.parse_args(argv)
     if args.quick:
@@ -654,10 +662,8 @@ def main(argv: list[str] | None = None) -> int:
                 replace(latency_case, udp_buffer=TUNED_BUFFER), broker.url, args.rounds
             )
         if args.profile:
-            profiled = next((c for c in build_cases(args) if c.key == "c"), None)
-            if profiled is None:
-                args_c = argparse.Namespace(**{**vars(args), "only": ["c"]})
-                profiled = build_cases(args_c)[0]
+            args_p = argparse.Namespace(**{**vars(args), "only": [args.profile]})
+            profiled = build_cases(args_p)[0]
             run_profile(profiled, broker.url, args.top)
     print(f"load average at the end: {_loadavg()}")
     return report(rows, latency)
@@ -695,21 +701,23 @@ def report(rows: dict[str, tuple[Case, list[dict[str, Any]]]], latency: dict[str
     ceil_b = ceiling.get("b", float("nan"))
     print(
         f"\n{'case':<5}{'what':<34}{'value B':>9}{'MB/s':>8}{'x (a)':>7}{'x (b)':>7}"
-        f"{'drops':>7}{'CPU MB/s':>9}{'x (b)':>7}{'negot. ms':>10}"
+        f"{'drops':>7}{'CPU MB/s':>9}{'x (b)':>7}{'negot. ms':>10}{'CPU ms/MB':>10}"
     )
     for key, (case, runs) in rows.items():
         drops = median([r["drops"] for r in runs if "drops" in r])
         negotiation = median([1000 * r["negotiation"] for r in runs if "negotiation" in r])
+        cpu_ms = median([r["cpu_ms_mb"] for r in runs if "cpu_ms_mb" in r])
         print(
             f"{'(' + key + ')':<5}{case.title:<34}{case.value_size:>9}{speed[key]:>8.2f}"
             f"{speed[key] / base_a:>7.2f}{speed[key] / base_b:>7.2f}{drops:>7.0f}"
-            f"{ceiling[key]:>9.2f}{ceiling[key] / ceil_b:>7.2f}{negotiation:>10.1f}"
+            f"{ceiling[key]:>9.2f}{ceiling[key] / ceil_b:>7.2f}{negotiation:>10.1f}{cpu_ms:>10.1f}"
         )
     print(
         "MB/s: wall clock, first send to last byte received.  CPU MB/s: bytes per CPU second "
         "of the busier process\n(what it would reach alone on a core; robust to other load). "
-        "drops: kernel UDP RcvbufErrors.\nnegot. ms: two processes, raw = pc creation to open "
-        "over a pipe, peerpy = connect() through the broker."
+        "drops: kernel UDP RcvbufErrors.\nCPU ms/MB: sender + receiver CPU per MB. "
+        "negot. ms: two processes, raw = pc creation to open over a pipe,\n"
+        "peerpy = connect() through the broker."
     )
     failed = False
 
