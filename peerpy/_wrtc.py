@@ -51,6 +51,9 @@ DISCONNECT_AFTER: Final = 5.0
 #: libwebrtc refuses a send when this many bytes are buffered in a channel.
 SEND_QUEUE_LIMIT: Final = 16 * 1024 * 1024
 
+#: The host of a remote address libwebrtc does not disclose (peer-reflexive candidates).
+HIDDEN: Final = "?"
+
 _loopback: bool | None = None  # whether allow_loopback() succeeded, once tried
 
 
@@ -174,7 +177,11 @@ def route_of(pc: RTCPeerConnection) -> Route | None:
         local_type=_text(local.type),
         remote_type=_text(remote.type),
         local_address=(str(local.address), int(local.port)),
-        remote_address=(str(remote.address), int(remote.port)),
+        # libwebrtc hides a peer-reflexive remote's address (as browsers do).
+        remote_address=(
+            HIDDEN if remote.address is None else str(remote.address),
+            int(remote.port),
+        ),
         protocol=_text(local.protocol),
         relay_protocol=relay_protocol,
         relay_server=relay_server,

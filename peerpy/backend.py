@@ -265,6 +265,31 @@ def local_sdp(pc: RTCPeerConnection, sdp: str, policy: NetworkPolicy) -> str:
     return _filter_candidates(sdp, lambda protocol, host: protocol == "udp" and host in allowed)
 
 
+def route_refused(pc: RTCPeerConnection, policy: NetworkPolicy) -> str | None:
+    """Why ``pc``'s route breaks ``policy.remote_networks``; ``None`` if it does not.
+
+    Only wrtc needs this check: aiortc's hooks drop packets from outside the
+    networks, libwebrtc may pair with a peer-reflexive candidate (learnt from
+    a check the remote sent), whose address it does not even disclose.
+    """
+    if not _is_wrtc(pc) or policy.remote_networks is None:
+        return None
+    route = route_of(pc)
+    if route is None:
+        return None
+    import ipaddress
+
+    networks = tuple(ipaddress.ip_network(n) for n in policy.remote_networks)
+    host = route.remote_address[0]
+    if address_allowed(host, networks):
+        return None
+    shown = "an undisclosed peer-reflexive address" if host == "?" else host
+    return (
+        f"the route goes to {shown}, outside NetworkPolicy.remote_networks "
+        "(on wrtc, peerpy can only check the route once selected)"
+    )
+
+
 def watch_remote(pc: RTCPeerConnection, callback: Callable[[float], None]) -> bool:
     """Call ``callback(seconds_silent)`` once ``pc``'s remote is gone (``Timeouts.remote_gone``)."""
     if _is_wrtc(pc):

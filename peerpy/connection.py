@@ -351,6 +351,10 @@ class Connection:
         )
 
     def _set_open(self) -> None:
+        refused = backend.route_refused(self.peer_connection, self._owner.network)
+        if refused is not None:
+            self._fail(NegotiationFailedError(f"Connection to {self.peer} refused: {refused}"))
+            return
         if self._state is ConnectionState.NEGOTIATING:
             self._route = backend.route_of(self.peer_connection)
             self._state = ConnectionState.OPEN

@@ -22,7 +22,12 @@ import pytest
 
 from peerpy import backend
 from peerpy.config import Limits, Timeouts
-from peerpy.exceptions import ConfigurationError, RemoteGoneError
+from peerpy.exceptions import (
+    ConfigurationError,
+    NegotiationFailedError,
+    PeerError,
+    RemoteGoneError,
+)
 from peerpy.network import NetworkPolicy
 from peerpy.peer import Peer
 
@@ -190,6 +195,47 @@ async def test_route_on_wrtc(url: str, peer_id: str, backends: tuple[str, str]) 
         assert conn.route.local_address == incoming.route.remote_address
         await conn.close()
         assert conn.route is not None  # the last route seen stays
+
+
+@needs_wrtc
+@pytest.mark.parametrize("wrtc_offers", [True, False], ids=["wrtc-offers", "wrtc-answers"])
+async def test_wrtc_refuses_a_route_outside_remote_networks(
+    url: str, peer_id: str, wrtc_offers: bool
+) -> None:
+    """remote_networks on wrtc: a peer-reflexive route to elsewhere is refused, not used."""
+    policy = NetworkPolicy(local_addresses=("127.0.0.1",), remote_networks=("10.0.0.0/8",))
+    timeouts = Timeouts(negotiation=8.0)
+    async with (
+        Peer(peer_id + "w", server=url, backend="wrtc", network=policy, timeouts=timeouts) as w,
+        Peer(peer_id + "a", server=url, backend="aiortc", timeouts=timeouts) as a,
+    ):
+        if wrtc_offers:
+            with (
+                anyio.fail_after(15),
+                pytest.raises(NegotiationFailedError, match="remote_networks"),
+            ):
+                await w.connect(peer_id + "a")
+        else:
+            outcome: list[object] = []
+            done = anyio.Event()
+
+            async def call() -> None:
+                try:
+                    conn = await a.connect(peer_id + "w")
+                    await conn.wait_closed()  # the wrtc side refuses it
+                    outcome.append("closed")
+                except PeerError as exc:
+                    outcome.append(exc)
+                done.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                with anyio.move_on_after(10) as waited:
+                    await w.accept()
+                assert waited.cancelled_caught  # never handed out
+                with anyio.fail_after(15):
+                    await done.wait()  # the aiortc side ended too
+        assert w.connections == []
 
 
 @needs_wrtc
