@@ -137,6 +137,14 @@ def wrtc_unsupported(configuration: RTCConfiguration, policy: NetworkPolicy) -> 
     return None
 
 
+def _is_loopback_literal(host: str) -> bool:
+    """Whether ``host`` is a loopback address literal (a hostname is not)."""
+    try:
+        return _is_loopback(host)
+    except ValueError:
+        return False
+
+
 def _is_loopback(address: str) -> bool:
     import ipaddress
 
@@ -256,10 +264,19 @@ def local_sdp(pc: RTCPeerConnection, sdp: str, policy: NetworkPolicy) -> str:
     """The local SDP to send: on wrtc, only candidates on ``local_addresses`` (loopback ones).
 
     libwebrtc also gathers ``::1`` and TCP candidates; the remote learns only
-    the addresses the policy names, so only those carry traffic.
+    the addresses the policy names, so only those carry traffic. With
+    ``local_addresses=None``, loopback candidates are left out as aioice does
+    (unless there is nothing else).
     """
-    if not _is_wrtc(pc) or policy.local_addresses is None:
+    if not _is_wrtc(pc):
         return sdp
+    if policy.local_addresses is None:
+        # Like aioice: no loopback candidates, unless loopback is all there is
+        # (an offline machine).
+        hosts = [m.group(2) for m in map(_CANDIDATE.match, sdp.splitlines()) if m is not None]
+        if all(_is_loopback_literal(h) for h in hosts):
+            return sdp
+        return _filter_candidates(sdp, lambda _protocol, host: not _is_loopback_literal(host))
     allowed = set(policy.local_addresses)
     # UDP only: libwebrtc's active TCP candidates (port 9) would lead nowhere here.
     return _filter_candidates(sdp, lambda protocol, host: protocol == "udp" and host in allowed)

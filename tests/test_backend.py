@@ -129,6 +129,12 @@ def test_candidate_filtering_in_sdp() -> None:
     assert [line.split()[0] for line in remote.split("\r\n") if "candidate:" in line] == [
         "a=candidate:4"
     ]
+    anywhere = backend.local_sdp(pc, sdp, NetworkPolicy())  # type: ignore[arg-type]
+    assert [line.split()[0] for line in anywhere.split("\r\n") if "candidate:" in line] == [
+        "a=candidate:4"
+    ]
+    offline = "\r\n".join(line for line in sdp.split("\r\n") if "192.0.2.7" not in line)
+    assert backend.local_sdp(pc, offline, NetworkPolicy()) == offline  # type: ignore[arg-type]
     aiortc_pc = object()
     assert backend.local_sdp(aiortc_pc, sdp, NetworkPolicy.loopback()) == sdp  # type: ignore[arg-type]
 
