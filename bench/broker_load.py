@@ -241,8 +241,11 @@ class Worker:
         elif now >= self.window_end:
             self.late += 1
 
-    async def connect(self, port: int, first: int, count: int, path: str) -> float:
+    async def connect(self, port: int | list[int], first: int, count: int, path: str) -> float:
         """Open clients ``first`` … ``first+count-1`` and wait for every OPEN.
+
+        With several ports (a cluster), client i connects to ``port[i % len]``:
+        client i and its partner i^1 then sit on different brokers.
 
         Cancelling it leaves the clients opened so far in ``self.clients``.
         """
@@ -250,7 +253,10 @@ class Worker:
         gate = asyncio.Semaphore(HANDSHAKES_IN_FLIGHT)
         began = time.monotonic()
 
+        ports = port if isinstance(port, list) else [port]
+
         async def one(index: int) -> None:
+            port = ports[index % len(ports)]
             request = (
                 f"GET {path}peerjs?key=peerjs&id=c{index}&token=t{index} HTTP/1.1\r\n"
                 f"Host: {HOST}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -375,7 +381,9 @@ def free_port() -> int:
 class BrokerProcess:
     """One broker run as a child process; stopped by PID."""
 
-    def __init__(self, name: str, clients: int, log_dir: Path) -> None:
+    def __init__(
+        self, name: str, clients: int, log_dir: Path, extra: list[str] | None = None
+    ) -> None:
         self.name = name
         self.port = free_port()
         common = [
@@ -392,7 +400,7 @@ class BrokerProcess:
         ]
         # One address, far above the default rate: turn those limits off.
         ours = ["--max-connections-per-ip", "0", "--max-handshakes-per-ip", "0"]
-        ours += ["--rate-limit", "0"]
+        ours += ["--rate-limit", "0", *(extra or [])]
         if name == "peerpy":
             argv = [sys.executable, "-m", "peerpy_server.cli", *common, *ours]
         elif name == "peerpy-asyncio":  # the same CLI with uvloop hidden: asyncio's own loop
@@ -402,7 +410,7 @@ class BrokerProcess:
             argv = ["node", str(PEER_BIN), *common]
         else:
             raise ValueError(f"unknown broker {name!r} (peerpy, peerpy-asyncio or peer)")
-        self.log = log_dir / f"{name}-{clients}.log"
+        self.log = log_dir / f"{name}-{clients}-{self.port}.log"
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 argv,
@@ -413,6 +421,8 @@ class BrokerProcess:
                 cwd=ROOT,
             )
         self.pid = self.process.pid
+        self.pids = [self.pid]
+        self.ports: int | list[int] = self.port
 
     def wait_listening(self, timeout: float = 20.0) -> None:
         """Return once the broker accepts TCP connections."""
@@ -434,6 +444,39 @@ class BrokerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+
+class ClusterProcesses:
+    """``--brokers cluster``: a redis-server and two ``peerpy-server --redis`` processes.
+
+    Clients alternate between the brokers, so every message crosses instances;
+    CPU and RSS are those of the brokers plus Redis.
+    """
+
+    def __init__(self, name: str, clients: int, log_dir: Path) -> None:
+        self.name = name
+        self.redis_port = free_port()
+        argv = ["redis-server", "--bind", HOST, "--port", str(self.redis_port), "--save", "",
+                "--appendonly", "no"]  # fmt: skip
+        self.redis = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"redis://{HOST}:{self.redis_port}/0"
+        time.sleep(0.3)
+        self.brokers = [
+            BrokerProcess("peerpy", clients, log_dir, ["--redis", url]) for _ in range(2)
+        ]
+        self.pids = [self.redis.pid, *(b.pid for b in self.brokers)]
+        self.ports: int | list[int] = [b.port for b in self.brokers]
+
+    def wait_listening(self, timeout: float = 20.0) -> None:
+        for broker in self.brokers:
+            broker.wait_listening(timeout)
+
+    def stop(self) -> None:
+        for broker in self.brokers:
+            broker.stop()
+        if self.redis.poll() is None:
+            self.redis.kill()  # by PID
+            self.redis.wait(5)
 
 
 # --- Parent side: generator processes and phases ------------------------------------
@@ -501,8 +544,21 @@ class Row:
         return (self.rss_idle - self.rss0) / self.clients
 
 
+def cpu_of(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def rss_of(pids: list[int]) -> int:
+    return sum(rss_bytes(pid) for pid in pids)
+
+
 def run_phase(
-    gen: Generator, broker: BrokerProcess, mode: str, load: float, seconds: float, row: Row
+    gen: Generator,
+    broker: BrokerProcess | ClusterProcesses,
+    mode: str,
+    load: float,
+    seconds: float,
+    row: Row,
 ) -> dict[str, float]:
     """Run one phase on all workers; measure broker and generator CPU over its window."""
     start_at = time.monotonic() + 0.3
@@ -510,13 +566,13 @@ def run_phase(
     for pipe in gen.pipes:
         pipe.send(("run", mode, start_at, seconds, per_worker))
     time.sleep(max(0.0, start_at + WARMUP - time.monotonic()))
-    cpu0, gen0 = cpu_seconds(broker.pid), sum(cpu_seconds(p) for p in gen.pids)
+    cpu0, gen0 = cpu_of(broker.pids), sum(cpu_seconds(p) for p in gen.pids)
     t0 = time.monotonic()
     end = t0 + seconds
     while (left := end - time.monotonic()) > 0:  # sample RSS during the load
-        row.rss_load = max(row.rss_load, rss_bytes(broker.pid))
+        row.rss_load = max(row.rss_load, rss_of(broker.pids))
         time.sleep(min(0.25, left))
-    cpu1, gen1 = cpu_seconds(broker.pid), sum(cpu_seconds(p) for p in gen.pids)
+    cpu1, gen1 = cpu_of(broker.pids), sum(cpu_seconds(p) for p in gen.pids)
     wall = time.monotonic() - t0
     results = []
     for pipe in gen.pipes:
@@ -546,25 +602,29 @@ def run_phase(
 def measure(name: str, clients: int, args: argparse.Namespace, gen: Generator, logs: Path) -> Row:
     """All phases of one broker at one client count; the broker is always stopped."""
     row = Row(name, clients)
-    broker = BrokerProcess(name, clients, logs)
+    broker: BrokerProcess | ClusterProcesses
+    if name == "cluster":
+        broker = ClusterProcesses(name, clients, logs)
+    else:
+        broker = BrokerProcess(name, clients, logs)
     try:
         broker.wait_listening()
         time.sleep(1.0)
-        row.rss0 = rss_bytes(broker.pid)
+        row.rss0 = rss_of(broker.pids)
         workers = len(gen.pipes)
         # Even slices, so that client i and its partner i^1 live in the same worker.
         pairs = clients // 2
         bounds = [2 * (pairs * k // workers) for k in range(workers + 1)]
         bounds[-1] = clients
         commands = [
-            ("connect", broker.port, bounds[k], bounds[k + 1] - bounds[k], "/")
+            ("connect", broker.ports, bounds[k], bounds[k + 1] - bounds[k], "/")
             for k in range(workers)
         ]
         row.connect_s = max(gen.call(commands, CONNECT_TIMEOUT + 10))
-        cpu0 = cpu_seconds(broker.pid)
+        cpu0 = cpu_of(broker.pids)
         time.sleep(args.settle)
-        row.idle_cpu_s = cpu_seconds(broker.pid) - cpu0
-        row.rss_idle = rss_bytes(broker.pid)
+        row.idle_cpu_s = cpu_of(broker.pids) - cpu0
+        row.rss_idle = rss_of(broker.pids)
         row.phases["paced"] = run_phase(gen, broker, "paced", args.rate, args.seconds, row)
         window = max(1, args.inflight // clients)
         row.phases["saturate"] = run_phase(gen, broker, "saturate", window, args.seconds, row)
@@ -655,7 +715,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--brokers",
         default="peerpy,peer",
-        help="peerpy (CLI, uvloop when installed), peerpy-asyncio, peer (default: peerpy,peer)",
+        help="peerpy (CLI, uvloop when installed), peerpy-asyncio, peer, cluster (2 peerpy "
+        "brokers on redis-server, every message crossing instances) (default: peerpy,peer)",
     )
     parser.add_argument(
         "--rate",
@@ -684,7 +745,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("client counts must be even and at least 2")
     if not 1 <= args.workers <= 16 or args.seconds <= 0 or args.seconds > 600:
         parser.error("--workers must be 1..16 and --seconds in (0, 600]")
-    unknown = set(args.brokers) - {"peerpy", "peerpy-asyncio", "peer"}
+    unknown = set(args.brokers) - {"peerpy", "peerpy-asyncio", "peer", "cluster"}
     if unknown:
         parser.error(f"unknown brokers {sorted(unknown)} (peerpy, peerpy-asyncio, peer)")
     if "peer" in args.brokers and not PEER_BIN.exists():

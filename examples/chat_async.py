@@ -13,7 +13,7 @@ from peerpy import Peer
 
 async def main(me: str, them: str | None) -> None:
     async with Peer(me) as peer:
-        conn = await peer.connect(them) if them else await peer.accept()
+        conn = await peer.connect(them, reliable=True) if them else await peer.accept()
         print(f"connected to {conn.peer}; type lines, Ctrl-D to quit", flush=True)
         async with conn, anyio.create_task_group() as tg:
 

@@ -39,12 +39,22 @@ from typing import Final
 
 from peerpy.exceptions import DecodeError, EncodeError
 
-__all__ = ["DEFAULT_MAX_DEPTH", "MAX_SAFE_INTEGER", "binary_header", "pack", "unpack"]
+__all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_OBJECTS",
+    "MAX_SAFE_INTEGER",
+    "binary_header",
+    "pack",
+    "unpack",
+    "unpack_counted",
+]
 
 #: ``Number.MAX_SAFE_INTEGER``: the largest integer every JS peer can hold exactly.
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 #: How many containers (arrays, maps) may nest inside each other by default.
 DEFAULT_MAX_DEPTH: Final = 256
+#: How many objects a decoded value may hold by default (see :func:`unpack_counted`).
+DEFAULT_MAX_OBJECTS: Final = 1024 * 1024
 
 _U8 = struct.Struct(">B")
 _U16 = struct.Struct(">H")
@@ -246,22 +256,49 @@ def unpack(
     *,
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_items: int | None = None,
+    max_objects: int | None = DEFAULT_MAX_OBJECTS,
 ) -> object:
     """Decode one BinaryPack value that fills ``data`` exactly.
 
     Raises :class:`~peerpy.exceptions.DecodeError` on truncated input, trailing
     bytes, undefined type bytes, invalid UTF-8, unsupported map keys, nesting
-    deeper than ``max_depth`` or an array/map of more than ``max_items`` items.
+    deeper than ``max_depth``, an array/map of more than ``max_items`` items, or
+    a value of more than ``max_objects`` objects in all (see :func:`unpack_counted`).
+    """
+    return unpack_counted(data, max_depth=max_depth, max_items=max_items, max_objects=max_objects)[
+        0
+    ]
+
+
+def unpack_counted(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_items: int | None = None,
+    max_objects: int | None = DEFAULT_MAX_OBJECTS,
+) -> tuple[object, int]:
+    """Like :func:`unpack`; also return how many objects the value holds.
+
+    Objects are the value itself and every array item, map key and map value at
+    any depth, counted across the whole value. Each container's items are
+    counted from its header *before* they are decoded, so a value declaring
+    more than ``max_objects`` raises at once instead of after allocating them.
+    ``None`` leaves only the bound every value has: one object per byte.
     """
     buf = data if type(data) is bytes else bytes(data)
     limit = len(buf) if max_items is None else max_items
+    budget = [len(buf) if max_objects is None else max_objects]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise DecodeError(f"BinaryPack value exceeds max_objects={max_objects}")
     try:
-        value, pos = _unpack(buf, 0, 0, max_depth, limit)
+        value, pos = _unpack(buf, 0, 0, max_depth, limit, budget)
     except RecursionError:
         raise DecodeError("BinaryPack value nests too deeply for the Python stack") from None
     if pos != len(buf):
         raise DecodeError(f"{len(buf) - pos} trailing bytes after the BinaryPack value")
-    return value
+    total = len(buf) if max_objects is None else max_objects
+    return value, total - budget[0]
 
 
 def _need(buf: bytes, pos: int, n: int) -> None:
@@ -269,8 +306,14 @@ def _need(buf: bytes, pos: int, n: int) -> None:
         raise DecodeError(f"BinaryPack data truncated: needs {n} bytes at offset {pos}")
 
 
-def _unpack(buf: bytes, pos: int, depth: int, max_depth: int, max_items: int) -> tuple[object, int]:
-    """Decode the value at ``pos``; return it and the offset just after it."""
+def _unpack(
+    buf: bytes, pos: int, depth: int, max_depth: int, max_items: int, budget: list[int]
+) -> tuple[object, int]:
+    """Decode the value at ``pos``; return it and the offset just after it.
+
+    ``budget[0]`` is how many more objects the whole value may hold; containers
+    take their items from it before decoding them.
+    """
     if pos >= len(buf):
         raise DecodeError(f"BinaryPack data truncated at offset {pos}")
     b = buf[pos]
@@ -280,9 +323,9 @@ def _unpack(buf: bytes, pos: int, depth: int, max_depth: int, max_items: int) ->
     if b >= 0xE0:
         return b - 0x100, pos
     if b <= 0x8F:
-        return _unpack_map(buf, pos, b & 0x0F, depth, max_depth, max_items)
+        return _unpack_map(buf, pos, b & 0x0F, depth, max_depth, max_items, budget)
     if b <= 0x9F:
-        return _unpack_array(buf, pos, b & 0x0F, depth, max_depth, max_items)
+        return _unpack_array(buf, pos, b & 0x0F, depth, max_depth, max_items, budget)
     if b <= 0xAF:
         return _take_bytes(buf, pos, b & 0x0F)
     if b <= 0xBF:
@@ -315,8 +358,8 @@ def _unpack(buf: bytes, pos: int, depth: int, max_depth: int, max_items: int) ->
     if kind == "raw":
         return _take_bytes(buf, pos, n)
     if kind == "array":
-        return _unpack_array(buf, pos, n, depth, max_depth, max_items)
-    return _unpack_map(buf, pos, n, depth, max_depth, max_items)
+        return _unpack_array(buf, pos, n, depth, max_depth, max_items, budget)
+    return _unpack_map(buf, pos, n, depth, max_depth, max_items, budget)
 
 
 _SIMPLE: Final = (None, None, False, True)  # c0 nil, c1 JS undefined, c2, c3
@@ -363,8 +406,15 @@ def _take_str(buf: bytes, pos: int, n: int) -> tuple[str, int]:
         raise DecodeError(f"BinaryPack string at offset {pos} is not UTF-8: {exc}") from None
 
 
+def _over_budget(kind: str, n: int) -> DecodeError:
+    return DecodeError(
+        f"BinaryPack {kind} of {n} items goes past the value's object budget"
+        " (Limits.max_objects counts items across the whole value)"
+    )
+
+
 def _unpack_array(
-    buf: bytes, pos: int, n: int, depth: int, max_depth: int, max_items: int
+    buf: bytes, pos: int, n: int, depth: int, max_depth: int, max_items: int, budget: list[int]
 ) -> tuple[object, int]:
     if depth >= max_depth:
         raise DecodeError(f"BinaryPack value nests deeper than {max_depth} arrays/maps")
@@ -372,16 +422,19 @@ def _unpack_array(
         raise DecodeError(f"BinaryPack array of {n} items does not fit in the data")
     if n > max_items:
         raise DecodeError(f"BinaryPack array of {n} items exceeds max_items={max_items}")
+    budget[0] -= n
+    if budget[0] < 0:
+        raise _over_budget("array", n)
     items: list[object] = []
     append = items.append
     for _ in range(n):
-        item, pos = _unpack(buf, pos, depth + 1, max_depth, max_items)
+        item, pos = _unpack(buf, pos, depth + 1, max_depth, max_items, budget)
         append(item)
     return items, pos
 
 
 def _unpack_map(
-    buf: bytes, pos: int, n: int, depth: int, max_depth: int, max_items: int
+    buf: bytes, pos: int, n: int, depth: int, max_depth: int, max_items: int, budget: list[int]
 ) -> tuple[object, int]:
     if depth >= max_depth:
         raise DecodeError(f"BinaryPack value nests deeper than {max_depth} arrays/maps")
@@ -389,13 +442,16 @@ def _unpack_map(
         raise DecodeError(f"BinaryPack map of {n} pairs does not fit in the data")
     if n > max_items:
         raise DecodeError(f"BinaryPack map of {n} pairs exceeds max_items={max_items}")
+    budget[0] -= 2 * n
+    if budget[0] < 0:
+        raise _over_budget("map", n)
     result: dict[str, object] = {}
     for _ in range(n):
-        key, pos = _unpack(buf, pos, depth + 1, max_depth, max_items)
+        key, pos = _unpack(buf, pos, depth + 1, max_depth, max_items, budget)
         if type(key) is not str:
             if type(key) is not int:
                 raise DecodeError(f"BinaryPack map key of type {type(key).__qualname__}")
             key = str(key)
-        value, pos = _unpack(buf, pos, depth + 1, max_depth, max_items)
+        value, pos = _unpack(buf, pos, depth + 1, max_depth, max_items, budget)
         result[key] = value
     return result, pos

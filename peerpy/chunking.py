@@ -122,14 +122,25 @@ class Reassembler:
         max_buffered_bytes: int,
     ) -> None:
         self.chunk_size: Final = chunk_size
-        self.max_message_bytes: Final = max_message_bytes
         self.max_partial_messages: Final = max_partial_messages
         self.max_buffered_bytes: Final = max_buffered_bytes
-        self._max_total = max(1, -(-max_message_bytes // chunk_size))
+        self.max_message_bytes = max_message_bytes
         self._partials: dict[int, _Partial] = {}
         self._buffered = 0
         self._done: deque[int] = deque(maxlen=_REMEMBERED_IDS)
         self._done_set: set[int] = set()
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest message accepted; lowering it also applies to messages in progress."""
+        return self._max_message_bytes
+
+    @max_message_bytes.setter
+    def max_message_bytes(self, value: int) -> None:
+        if type(value) is not int or value < 1:
+            raise ValueError(f"max_message_bytes must be a positive int, not {value!r}")
+        self._max_message_bytes = value
+        self._max_total = max(1, -(-value // self.chunk_size))
 
     @property
     def pending_messages(self) -> int:

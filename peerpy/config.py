@@ -6,7 +6,9 @@ the keyword wins:
 ``PEERPY_SERVER``
     The broker URL, e.g. ``http://127.0.0.1:9000/`` or ``https://broker.example/myapp/``.
     Without it (and without ``host=``) peers use :data:`DEFAULT_SERVER`, the
-    bundled broker's default address on this machine.
+    bundled broker's default address on this machine.  Several comma-separated
+    URLs name brokers of one cluster (``peerpy-server --redis``): a peer starts
+    on the first and ``auto_reconnect`` moves to the next when one is gone.
 ``PEERPY_ICE_SERVERS``
     Comma-separated ICE server URLs (``stun:host:port``,
     ``turn:user:secret@host:port``); empty means none.  Default: none.
@@ -26,6 +28,7 @@ import ipaddress
 import os
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 from aiortc import RTCConfiguration, RTCIceServer
@@ -43,6 +46,7 @@ __all__ = [
     "resolve_network",
     "resolve_rtc_configuration",
     "resolve_server",
+    "resolve_servers",
 ]
 
 #: The broker peers use when neither ``host=``, ``server=`` nor PEERPY_SERVER says.
@@ -96,6 +100,20 @@ def normalize_path(path: str) -> str:
     if not path.endswith("/"):
         path += "/"
     return path
+
+
+def resolve_servers(
+    server: str | Sequence[str] | None = None,
+    environ: Mapping[str, str] = os.environ,
+    **options: Any,
+) -> tuple[ServerAddress, ...]:
+    """Every broker of a cluster: ``server`` (a list or comma-separated URLs), else
+    ``PEERPY_SERVER`` (comma-separated), each resolved by :func:`resolve_server`."""
+    if server is None:
+        server = environ.get("PEERPY_SERVER") or DEFAULT_SERVER
+    urls = server.split(",") if isinstance(server, str) else list(server)
+    urls = [url.strip() for url in urls if url.strip()] or [DEFAULT_SERVER]
+    return tuple(resolve_server(server=url, environ=environ, **options) for url in urls)
 
 
 def resolve_server(
@@ -231,7 +249,9 @@ class Limits:
 
     #: Received values held for the application before it reads them; beyond
     #: this the connection is closed with an error instead of growing memory.
-    receive_buffer_bytes: int = 64 * 1024 * 1024
+    #: Twice ``decoding.max_message_bytes``, so the largest value a peer may
+    #: send always fits, with room for the next one arriving.
+    receive_buffer_bytes: int = 128 * 1024 * 1024
     #: ``send()`` waits while the data channel buffers more than this...
     send_high_water: int = 4 * 1024 * 1024
     #: ...until it drains below this.

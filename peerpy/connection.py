@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import anyio
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from . import backend
 from .diagnosis import failure_message
@@ -32,6 +32,7 @@ from .exceptions import (
     PeerError,
     ProtocolError,
     RemoteGoneError,
+    UsageError,
     WebRTCError,
 )
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
@@ -50,7 +51,10 @@ from .route import Route
 if TYPE_CHECKING:
     from .config import Limits, Timeouts
 
-__all__ = ["Connection", "ConnectionState", "Owner"]
+__all__ = ["Connection", "ConnectionState", "Owner", "SdpTransform"]
+
+#: PeerJS's ``sdpTransform``: takes our SDP, returns the SDP to send.
+SdpTransform = Callable[[str], str]
 
 #: Signaling messages held for one connection before it is considered hostile.
 MAX_PENDING_SIGNALS = 512
@@ -124,6 +128,19 @@ class Connection:
         self._events = EventEmitter(self._EVENTS, owner._spawn, logger)
         pc.on("iceconnectionstatechange", self._on_ice_state)
         backend.watch_remote(pc, self._on_remote_gone)
+
+    #: PeerJS's ``sdpTransform``: rewrites our offer or answer SDP before it
+    #: is sent (set by ``connect``/``call``/``answer``).
+    sdp_transform: SdpTransform | None = None
+
+    def _local_sdp(self, local: RTCSessionDescription) -> SessionDescription:
+        """Our description as sent: filtered by the backend, then :attr:`sdp_transform`."""
+        sdp = backend.local_sdp(self.peer_connection, local.sdp, self._owner.network)
+        if self.sdp_transform is not None:
+            sdp = self.sdp_transform(sdp)
+            if type(sdp) is not str:
+                raise UsageError(f"sdp_transform must return the SDP as str, not {sdp!r:.60}")
+        return SessionDescription(local.type, sdp)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.connection_id} to {self.peer!r} {self._state.value}>"
@@ -298,7 +315,7 @@ class Connection:
         await pc.setLocalDescription(await pc.createOffer())
         local = pc.localDescription
         payload = OfferPayload(
-            sdp=SessionDescription(local.type, self._local_sdp(local.sdp)),
+            sdp=self._local_sdp(local),
             type=self.type,
             connection_id=self.connection_id,
             metadata=self.metadata,
@@ -312,15 +329,11 @@ class Connection:
         """Create the answer (gathering candidates) and send it through the broker."""
         pc = self.peer_connection
         await pc.setLocalDescription(await pc.createAnswer())
-        local = pc.localDescription
-        sdp = SessionDescription(local.type, self._local_sdp(local.sdp))
+        sdp = self._local_sdp(pc.localDescription)
         payload = AnswerPayload(sdp, self.type, self.connection_id)
         await self._owner._send_relay(
             Relay(RelayType.ANSWER, dst=self.peer, payload=payload.to_json())
         )
-
-    def _local_sdp(self, sdp: str) -> str:
-        return backend.local_sdp(self.peer_connection, sdp, self._owner.network)
 
     async def _answer(self, offer: OfferPayload) -> None:
         """Callee side: apply the OFFER and answer it (subclasses may defer this)."""

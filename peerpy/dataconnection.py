@@ -5,6 +5,13 @@ by the caller (``ordered = reliable``, label = the connection's label), as
 PeerJS 1.5 does it (spec §3.3).  Values pass through the connection's
 serializer (:mod:`peerpy.serialization`); the receive side keeps decoded values
 in a buffer bounded in bytes until the application reads them.
+
+The bound, ``Limits.receive_buffer_bytes``, covers everything received and not
+yet read: values waiting in the buffer (each counted by the serializer's
+estimate of its decoded size, not by the frame that completed it) plus what the
+serializer holds for values not complete yet (chunks of a chunked message, the
+partial value of a MsgPack stream). Past it the connection fails with
+:class:`~peerpy.exceptions.ProtocolError`.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from .exceptions import (
     NotOpenError,
     PeerError,
     ProtocolError,
+    UsageError,
 )
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
 from .payloads import ConnectionType, OfferPayload
@@ -87,6 +95,7 @@ class DataConnection(Connection):
         if self.backend == "wrtc":
             # libwebrtc refuses sends beyond 16 MiB buffered: wait well before.
             self._high_water = min(self._high_water, WRTC_HIGH_WATER)
+        self._waiting_frames = 0  # see buffer_size
 
     @property
     def data_channel(self) -> RTCDataChannel | None:
@@ -94,9 +103,44 @@ class DataConnection(Connection):
         return self._channel
 
     @property
+    def max_message_bytes(self) -> int:
+        """The largest message (or chunked/streamed value) accepted from the remote.
+
+        Starts at ``Limits.decoding.max_message_bytes``. Lowering it applies at
+        once, also to a value in progress: a protocol can accept only small
+        messages until the remote is authenticated, then raise it again.
+        """
+        return self._serializer.max_message_bytes
+
+    @max_message_bytes.setter
+    def max_message_bytes(self, value: int) -> None:
+        if type(value) is not int or value < 1:
+            raise UsageError(f"max_message_bytes must be a positive int, not {value!r}")
+        self._serializer.max_message_bytes = value
+
+    @property
+    def received_bytes_held(self) -> int:
+        """Bytes received and not read yet, as counted against ``receive_buffer_bytes``.
+
+        Values waiting for :meth:`recv` plus incomplete chunked/streamed values.
+        """
+        return self._inbox.bytes + self._serializer.held_bytes
+
+    @property
     def buffered_amount(self) -> int:
         """Bytes queued in the data channel, not yet sent."""
         return self._channel.bufferedAmount if self._channel is not None else 0
+
+    @property
+    def buffer_size(self) -> int:
+        """Messages waiting to enter the data channel (PeerJS's ``bufferSize``).
+
+        A :meth:`send` waits while the channel holds more than
+        ``Limits.send_high_water`` bytes; this counts the data-channel messages
+        (chunks) that sends in progress have not handed to the channel yet,
+        beside :attr:`buffered_amount`, the bytes already in the channel.
+        """
+        return self._waiting_frames
 
     # -- negotiation --------------------------------------------------------
 
@@ -139,15 +183,14 @@ class DataConnection(Connection):
     # -- receiving ----------------------------------------------------------
 
     def _on_message(self, message: bytes | str) -> None:
-        if self.closed:
+        if self.closed or self._error is not None:  # failed: decode nothing more
             return
         try:
-            values = self._serializer.decode(message)
+            values = self._serializer.decode_sized(message)
         except DecodeError as exc:
             self._fail(exc)
             return
-        size = len(message)
-        for value in values:
+        for value, size in values:
             if value is CLOSE:
                 self._close_requested = True
                 self._close_soon()
@@ -158,14 +201,23 @@ class DataConnection(Connection):
             try:
                 self._inbox.put_nowait(value, size)
             except MailboxFull:
-                self._fail(
-                    ProtocolError(
-                        f"more than {self._inbox.max_bytes} bytes received and not read; "
-                        "read faster or raise Limits.receive_buffer_bytes"
-                    )
-                )
+                self._fail_unread(self._inbox.bytes + size)
                 return
-            size = 0  # a frame's size is counted once, on its first value
+        if self.received_bytes_held > self._inbox.max_bytes:
+            self._fail_unread(self.received_bytes_held)
+
+    def _fail_unread(self, held: int) -> None:
+        """Fail the connection: more than the receive buffer is received and unread.
+
+        Values already queued stay readable; nothing more is decoded.
+        """
+        self._fail(
+            ProtocolError(
+                f"{held} bytes received and not read (partial values included) exceed "
+                f"Limits.receive_buffer_bytes={self._inbox.max_bytes}; "
+                "read faster or raise Limits.receive_buffer_bytes"
+            )
+        )
 
     def on(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
         """Register a PeerJS-style event handler (see :mod:`peerpy.events`).
@@ -229,8 +281,16 @@ class DataConnection(Connection):
                 if not self.closed
                 else f"Connection to {self.peer} is closed: cannot send."
             )
-        for frame in self._serializer.encode(value):
-            await self._send_frame(frame)
+        frames = self._serializer.encode(value)
+        left = len(frames)
+        self._waiting_frames += left
+        try:
+            for frame in frames:
+                await self._send_frame(frame)
+                left -= 1
+                self._waiting_frames -= 1
+        finally:
+            self._waiting_frames -= left
 
     async def _send_frame(self, frame: bytes | str) -> None:
         channel = self._channel

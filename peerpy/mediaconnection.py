@@ -34,7 +34,7 @@ import anyio
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 from aiortc.sdp import SessionDescription as ParsedSdp
 
-from .connection import Connection, Owner
+from .connection import Connection, Owner, SdpTransform
 from .diagnosis import failure_message
 from .exceptions import (
     ConnectionClosedError,
@@ -276,8 +276,12 @@ class MediaConnection(Connection):
         tracks: Iterable[MediaStreamTrack] | None = None,
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - a per-call deadline
+        sdp_transform: SdpTransform | None = None,
     ) -> None:
         """Accept the call, sending ``tracks`` (none: receive only); return once media flows.
+
+        ``sdp_transform(sdp) -> sdp`` rewrites the SDP answer before it is
+        sent (PeerJS's ``sdpTransform``).
 
         Raise :class:`UsageError` if the call was already answered, we made it,
         or the caller offered no section for one of the tracks' kinds;
@@ -289,13 +293,14 @@ class MediaConnection(Connection):
         if self.originator:
             raise UsageError("only the callee answers a call")
         if self._answering:
-            raise UsageError(f"call {self.connection_id} is already answered")
+            raise UsageError(f"this call from {self.peer} is already answered")
         if self.closed:
             raise ConnectionClosedError(f"Call from {self.peer} is closed: cannot answer.")
         assert self._offer is not None
         local = check_tracks(tracks)
         self._check_offered(local, self._offer.sdp)
         self._answering = True
+        self.sdp_transform = sdp_transform
         self._local_tracks = local
         self._handled.set()
         limit = self._owner.timeouts.negotiation if timeout is None else timeout

@@ -110,8 +110,9 @@ from typing import Any, Final
 import attrs
 from aioice import Candidate, Connection
 from aioice.ice import StunProtocol
-from aioice.stun import Message, TransactionError
+from aioice.stun import Message, TransactionError, TransactionTimeout
 from aiortc import RTCConfiguration, RTCDtlsTransport, RTCIceCandidate, RTCPeerConnection
+from aiortc.exceptions import InvalidStateError
 
 from peerpy.exceptions import BackendVersionError, InvalidAddressError, UsageError, WebRTCError
 
@@ -289,6 +290,8 @@ def remote_candidate_allowed(candidate: RTCIceCandidate, policy: NetworkPolicy) 
 # --- The hooks into aiortc and aioice (the only such code in peerpy) -------------
 
 _CREATE_TRANSPORT: Final = "_RTCPeerConnection__createDtlsTransport"
+#: The task aiortc starts after each setRemoteDescription() (see _PolicyPeerConnection).
+_CONNECT: Final = "_RTCPeerConnection__connect"
 
 
 @functools.cache
@@ -378,6 +381,19 @@ class _PolicyPeerConnection(RTCPeerConnection):
         callback(silent)
         return True
 
+    async def _RTCPeerConnection__connect(self) -> None:
+        # aiortc runs this in a task of its own after each setRemoteDescription().
+        # aiortc 1.15 does not look whether the connection was closed meanwhile
+        # (1.16 does), so closing a connection right after its OFFER (a half-open
+        # one evicted in a flood) failed that orphan task with InvalidStateError.
+        if getattr(self, "_RTCPeerConnection__isClosed", None) is not None:
+            return
+        try:
+            await getattr(super(), _CONNECT)()
+        except InvalidStateError:
+            if getattr(self, "_RTCPeerConnection__isClosed", None) is None:
+                raise  # not a connection closed under the task: aiortc's own error
+
     def _RTCPeerConnection__createDtlsTransport(self) -> RTCDtlsTransport:
         # aiortc calls this (as self.__createDtlsTransport) for every transport it
         # creates, before gathering and before adding any remote candidate.
@@ -399,6 +415,20 @@ class _PolicyConnection(Connection):
 
     _peerpy_rules: _Rules
     _peerpy_report_gone: Callable[[float], bool]
+
+    async def close(self) -> None:
+        if not _AIOICE_AUTHENTICATES:
+            # aioice 0.10 closes its sockets while connectivity checks still
+            # retransmit, and on Python 3.10 each later retransmission fails inside
+            # asyncio (a closed transport's sendto). End those transactions first,
+            # as timeouts, which the checks handle: a connection closed during ICE
+            # (a half-open one evicted in an OFFER flood) then ends quietly.
+            for protocol in _protocols_of(self):
+                for transaction in list(getattr(protocol, "transactions", {}).values()):
+                    future = getattr(transaction, "_Transaction__future", None)
+                    if future is not None and not future.done():
+                        future.set_exception(TransactionTimeout())
+        await super().close()
 
     async def get_component_candidates(
         self, component: int, addresses: list[str], timeout: int = 5

@@ -18,9 +18,17 @@ import math
 import os
 import ssl
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 import anyio
 import anyio.abc
@@ -33,9 +41,9 @@ from .config import (
     Timeouts,
     resolve_network,
     resolve_rtc_configuration,
-    resolve_server,
+    resolve_servers,
 )
-from .connection import Connection
+from .connection import Connection, SdpTransform
 from .dataconnection import DataConnection
 from .events import EventEmitter
 from .exceptions import (
@@ -54,7 +62,12 @@ from .mediaconnection import MediaConnection, check_tracks
 from .messages import Relay, RelayType
 from .network import NetworkPolicy
 from .payloads import AnswerPayload, CandidatePayload, ConnectionType, OfferPayload
-from .serialization import create_serializer, serializer_for_wire_name
+from .serialization import (
+    SerializerFactory,
+    check_factories,
+    create_serializer,
+    serializer_for_wire_name,
+)
 from .signaling import Signaling
 
 if sys.version_info >= (3, 11):
@@ -65,13 +78,22 @@ else:  # pragma: no cover
 __all__ = ["Peer"]
 
 _EVENTS = ("open", "connection", "call", "disconnected", "close", "error")
+#: The events of :meth:`Peer.on` (typed, so that a misspelt name is a type error).
+PeerEvent = Literal["open", "connection", "call", "disconnected", "close", "error"]
+
+
+def _check_event(event: str) -> None:
+    """Raise UsageError unless ``event`` is one of :data:`PeerEvent`."""
+    if event not in _EVENTS:
+        raise UsageError(f"unknown event {event!r}; events are: {', '.join(sorted(_EVENTS))}")
 
 
 class Peer:
     """A peer registered with a PeerJS broker.
 
     ``id`` is the id to register; ``None`` asks the broker for one.  The broker
-    is ``server`` (a URL) or ``host``/``port``/``path``/``secure`` as in PeerJS,
+    is ``server`` (a URL, or a list of a cluster's brokers: ``auto_reconnect``
+    moves to the next one) or ``host``/``port``/``path``/``secure`` as in PeerJS,
     else ``PEERPY_SERVER``, else ``http://127.0.0.1:9000/``.  ICE servers come
     from ``ice_servers`` (or a full aiortc ``configuration``), else
     ``PEERPY_ICE_SERVERS``, else whatever the broker offers at ``GET
@@ -95,7 +117,7 @@ class Peer:
         self,
         id: str | None = None,
         *,
-        server: str | None = None,
+        server: str | Sequence[str] | None = None,
         host: str | None = None,
         port: int | None = None,
         path: str | None = None,
@@ -112,6 +134,7 @@ class Peer:
         auto_reconnect: bool = False,
         logger: logging.Logger | None = None,
         backend: str | None = None,
+        serializers: Mapping[str, SerializerFactory] | None = None,
     ) -> None:
         if id is not None:
             validate_id(id)
@@ -120,9 +143,11 @@ class Peer:
         self._log = logger or logging.getLogger("peerpy.peer")
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
-        self.server = resolve_server(
-            server=server, host=host, port=port, path=path, secure=secure, key=key
+        #: Every broker of the cluster (``server=[...]``); ``server`` is the one in use.
+        self.servers = resolve_servers(
+            server, host=host, port=port, path=path, secure=secure, key=key
         )
+        self.server = self.servers[0]
         self.configuration = configuration or resolve_rtc_configuration(ice_servers)
         # No ICE servers configured anywhere: ask the broker once registered.
         self._ice_from_broker = (
@@ -152,6 +177,7 @@ class Peer:
         self._destroyed = False
         self._leaving = False  # set while we close the broker session ourselves
         self._auto_reconnect = auto_reconnect
+        self._serializers = check_factories(serializers)
 
     def __repr__(self) -> str:
         state = "destroyed" if self._destroyed else "open" if self._open else "disconnected"
@@ -216,6 +242,7 @@ class Peer:
             if self._ice_from_broker:
                 servers = await self._signaling.fetch_ice_servers(self._id, self._token)
                 self.configuration = RTCConfiguration(iceServers=servers)
+            self._events.emit("open", self._id)  # as PeerJS, on the first registration too
         except BaseException:
             # Leave the task group cleanly, then raise the error itself rather
             # than the group wrapping it.
@@ -292,6 +319,9 @@ class Peer:
             await anyio.sleep(next(delays))
             if self._open or self._destroyed or self._leaving:
                 return
+            if len(self.servers) > 1:  # this broker may be gone: try the next one
+                index = (self.servers.index(self.server) + 1) % len(self.servers)
+                self.server = self._signaling.address = self.servers[index]
             try:
                 await self.reconnect()
             except UnavailableIdError as exc:
@@ -367,15 +397,27 @@ class Peer:
 
     # -- events -------------------------------------------------------------
 
-    def on(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+    @overload
+    def on(self, event: Literal["open", "disconnected"], handler: Callable[[str], Any]) -> Any: ...
+    @overload
+    def on(self, event: Literal["connection"], handler: Callable[[DataConnection], Any]) -> Any: ...
+    @overload
+    def on(self, event: Literal["call"], handler: Callable[[MediaConnection], Any]) -> Any: ...
+    @overload
+    def on(self, event: Literal["close"], handler: Callable[[], Any]) -> Any: ...
+    @overload
+    def on(self, event: Literal["error"], handler: Callable[[PeerError], Any]) -> Any: ...
+    def on(self, event: PeerEvent, handler: Callable[..., Any]) -> Callable[..., Any]:
         """Register a PeerJS-style handler: open, connection, call, disconnected, close, error.
 
-        With a ``connection`` handler, incoming connections go to it instead of
-        :meth:`accept`.
+        ``open`` fires once registered (the first time, and after each
+        :meth:`reconnect`) with our id.  With a ``connection`` handler,
+        incoming connections go to it instead of :meth:`accept`.  Event names
+        are typed: a type checker flags ``peer.on("conection", ...)``.
         """
         return self._events.on(event, handler)
 
-    def off(self, event: str, handler: Callable[..., Any]) -> None:
+    def off(self, event: PeerEvent, handler: Callable[..., Any]) -> None:
         """Remove an event handler."""
         self._events.off(event, handler)
 
@@ -403,20 +445,27 @@ class Peer:
         metadata: Any = None,
         serialization: str = "binary",
         reliable: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 - a per-call deadline, as call()'s
+        sdp_transform: SdpTransform | None = None,
     ) -> DataConnection:
         """Open a data connection to ``peer`` and return it once open.
 
         ``serialization`` is one of ``binary`` (PeerJS's default),
         ``binary-utf8``, ``json``, ``raw`` or ``MsgPack`` (which forces
         ``reliable``).  ``reliable=False`` gives PeerJS's default unordered (but
-        fully reliable) channel.  Raise :class:`PeerUnavailableError` if the
-        broker does not know ``peer``, :class:`NegotiationFailedError` if ICE
-        fails or ``Timeouts.negotiation`` passes.  Cancelling closes the
-        half-made connection.
+        fully reliable) channel.  A name given in ``Peer(serializers=...)``
+        picks that custom serializer.  ``sdp_transform(sdp) -> sdp`` rewrites
+        the SDP offer before it is sent (PeerJS's ``sdpTransform``).  Raise
+        :class:`PeerUnavailableError` if the broker does not know ``peer``,
+        :class:`NegotiationFailedError` if ICE fails or the connection is not
+        open within ``timeout`` seconds (default ``Timeouts.negotiation``).
+        Cancelling closes the half-made connection.
         """
         self._check_usable()
         validate_id(peer)
-        serializer = create_serializer(serialization, limits=self.limits.decoding)
+        serializer = create_serializer(
+            serialization, limits=self.limits.decoding, custom=self._serializers
+        )
         cid = connection_id("data")
         conn = DataConnection(
             self,
@@ -430,7 +479,8 @@ class Peer:
             originator=True,
             logger=self._log,
         )
-        await self._open_outgoing(conn, conn._start_as_caller)
+        conn.sdp_transform = sdp_transform
+        await self._open_outgoing(conn, conn._start_as_caller, timeout)
         return conn
 
     async def call(
@@ -441,15 +491,17 @@ class Peer:
         metadata: Any = None,
         receive: Sequence[str] = (),
         timeout: float | None = None,  # noqa: ASYNC109 - a per-call deadline, as asked
+        sdp_transform: SdpTransform | None = None,
     ) -> MediaConnection:
         """Call ``peer`` with ``tracks`` and return the call once media flows.
 
         ``receive`` names kinds (``"audio"``, ``"video"``) to receive without
-        sending a track of that kind.  Raise :class:`PeerUnavailableError` if
-        the broker does not know ``peer``, :class:`NegotiationFailedError` if
-        the call is not answered and connected within ``timeout`` seconds
-        (default ``Timeouts.negotiation``) or ICE fails.  Cancelling closes
-        the half-made call.
+        sending a track of that kind.  ``sdp_transform(sdp) -> sdp`` rewrites
+        the SDP offer before it is sent (PeerJS's ``sdpTransform``).  Raise
+        :class:`PeerUnavailableError` if the broker does not know ``peer``,
+        :class:`NegotiationFailedError` if the call is not answered and
+        connected within ``timeout`` seconds (default ``Timeouts.negotiation``)
+        or ICE fails.  Cancelling closes the half-made call.
         """
         self._check_usable()
         validate_id(peer)
@@ -469,13 +521,16 @@ class Peer:
             tracks=local,
             receive=receive,
         )
+        call.sdp_transform = sdp_transform
         self._register(call)
         await call._dial(self.timeouts.negotiation if timeout is None else timeout)
         return call
 
-    async def _open_outgoing(self, conn: Connection, start: Callable[[], Awaitable[None]]) -> None:
+    async def _open_outgoing(
+        self, conn: Connection, start: Callable[[], Awaitable[None]], within: float | None = None
+    ) -> None:
         self._register(conn)
-        limit = self.timeouts.negotiation
+        limit = self.timeouts.negotiation if within is None else within
         await conn._open_within(
             limit, start, lambda: f"connection to {conn.peer} not open after {limit:g} s"
         )
@@ -561,7 +616,7 @@ class Peer:
     def _register(self, conn: Connection) -> None:
         old = self._connections.get((conn.peer, conn.connection_id))
         if old is not None:
-            old._fail(ConnectionClosedError(f"{conn.peer} replaced {conn.connection_id}"))
+            old._fail(ConnectionClosedError(f"{conn.peer} opened the same connection again"))
         self._connections[(conn.peer, conn.connection_id)] = conn
         self._spawn(conn.run)
 
@@ -616,7 +671,9 @@ class Peer:
         if offer.type is ConnectionType.DATA:
             try:
                 serializer = serializer_for_wire_name(
-                    offer.serialization or "binary", limits=self.limits.decoding
+                    offer.serialization or "binary",
+                    limits=self.limits.decoding,
+                    custom=self._serializers,
                 )
             except PeerError as exc:
                 self._log.warning("refusing %s from %s: %s", offer.connection_id, src, exc)

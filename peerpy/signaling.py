@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import ssl
 import urllib.error
 import urllib.parse
@@ -115,7 +116,7 @@ class Signaling:
         try:
             return await anyio.to_thread.run_sync(fetch, abandon_on_cancel=True)
         except (OSError, ValueError) as exc:
-            raise NetworkError(f"cannot reach the broker at {url}: {exc}") from exc
+            raise _unreachable(self.address.base_url, exc) from exc
 
     async def fetch_id(self) -> str:
         """Ask the broker for a fresh id (``GET {path}{key}/id``).
@@ -202,8 +203,7 @@ class Signaling:
         except TimeoutError:
             raise NetworkError(f"no answer from the broker at {self.address.base_url}") from None
         except SOCKET_ERRORS as exc:
-            where = self.address.base_url
-            raise NetworkError(f"cannot reach the broker at {where}: {exc}") from exc
+            raise _unreachable(self.address.base_url, exc) from exc
         self._socket = socket
         self._lost = None
         self._closing = False
@@ -374,3 +374,11 @@ def ice_servers_from_json(value: object) -> list[RTCIceServer]:
             raise ValueError("ICE server username and credential must be strings")
         servers.append(RTCIceServer(urls=url_list, username=username, credential=credential))
     return servers
+
+
+def _unreachable(where: str, exc: BaseException) -> NetworkError:
+    """One wording for a broker that cannot be reached, whichever request found it."""
+    reason: object = getattr(exc, "reason", None) or exc  # urllib wraps the OSError
+    errno = getattr(reason, "errno", None)
+    text = os.strerror(errno) if isinstance(errno, int) else str(reason)
+    return NetworkError(f"cannot reach the broker at {where}: {text}")

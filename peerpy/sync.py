@@ -14,6 +14,8 @@ dispatcher thread of the peer, so a handler may call blocking methods.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 import queue
 import sys
@@ -79,8 +81,12 @@ class _Connection:
 
     def __getattr__(self, name: str) -> Any:
         # Plain attributes: peer, connection_id, metadata, open, closed, error,
-        # peer_connection, and each kind's own (label, remote_stream...).
-        return getattr(self._conn, name)
+        # peer_connection, and each kind's own (label, remote_stream...).  An
+        # async method becomes a blocking one, never an un-awaited coroutine.
+        value = getattr(self._conn, name)
+        if inspect.iscoroutinefunction(value):
+            return _blocking(self._owner, value)
+        return value
 
     def wait_closed(self, timeout: float | None = None) -> None:
         """Block until the connection is closed."""
@@ -99,8 +105,15 @@ class _Connection:
         """
         # Register on the event loop thread: there the connection hands the
         # values it holds to the new handler with no message slipping between.
-        self._owner._call_sync(self._conn.on, event, self._owner._dispatching(handler))
+        forward = self._owner._forwarder(self._conn, event, handler)
+        self._owner._call_sync(self._conn.on, event, forward)
         return handler
+
+    def off(self, event: str, handler: Callable[..., Any]) -> None:
+        """Stop calling ``handler`` for ``event``."""
+        forward = self._owner._forwarders.pop((id(self._conn), event, handler), None)
+        if forward is not None:
+            self._owner._call_sync(self._conn.off, event, forward)
 
     def __enter__(self) -> Self:
         return self
@@ -166,8 +179,22 @@ class MediaConnection(_Connection):
         self._owner._call(self._conn.close)
 
 
+def _blocking(owner: Peer, method: Callable[..., Awaitable[T]]) -> Callable[..., T]:
+    """``method`` (async) as a blocking call on ``owner``'s event loop thread."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> T:
+        return owner._call(lambda: method(*args, **kwargs))
+
+    return call
+
+
 class Peer:
-    """Blocking twin of :class:`peerpy.Peer`; takes the same arguments."""
+    """Blocking twin of :class:`peerpy.Peer`; takes the same arguments.
+
+    Handlers may be registered with :meth:`on` before :meth:`start` (they
+    then hear the first ``open``).
+    """
 
     def __init__(self, id: str | None = None, **options: Any) -> None:
         self._id_arg = id
@@ -177,6 +204,9 @@ class Peer:
         self._peer: _peer.Peer | None = None
         self._dispatcher: _Dispatcher | None = None
         self._wrappers: dict[int, _Connection] = {}
+        # (id of the async object, event, handler) -> what was registered there.
+        self._forwarders: dict[tuple[int, str, Callable[..., Any]], Callable[..., None]] = {}
+        self._early: list[tuple[str, Callable[..., None]]] = []  # on() before start()
 
     def __enter__(self) -> Peer:
         self.start()
@@ -194,17 +224,19 @@ class Peer:
         """Start the event loop thread and register with the broker."""
         if self._portal is not None:
             return
+        self._dispatcher = _Dispatcher(f"peerpy-events-{self._id_arg or 'peer'}")
+        self._stack.callback(self._dispatcher.stop)
         try:
-            self._portal = self._stack.enter_context(
-                start_blocking_portal("asyncio", loop_options())
-            )
-            self._peer = self._portal.call(self._make_peer)
-            self._stack.enter_context(self._portal.wrap_async_context_manager(self._peer))
+            portal = start_blocking_portal("asyncio", loop_options())
+            self._portal = self._stack.enter_context(portal)
+            self._peer = peer = self._portal.call(self._make_peer)
+            for event, forward in self._early:  # before registering: they hear "open"
+                peer.on(event, forward)  # type: ignore[call-overload]
+            self._stack.enter_context(self._portal.wrap_async_context_manager(peer))
         except BaseException:
             self._stack.close()
+            self._portal = self._peer = None
             raise
-        self._dispatcher = _Dispatcher(f"peerpy-events-{self._peer.id}")
-        self._stack.callback(self._dispatcher.stop)
 
     async def _make_peer(self) -> _peer.Peer:
         return _peer.Peer(self._id_arg, **self._options)
@@ -256,6 +288,12 @@ class Peer:
 
         return forward
 
+    def _forwarder(self, target: object, event: str, handler: Callable[..., Any]) -> Any:
+        """The dispatching twin of ``handler``, remembered for :meth:`off`."""
+        forward = self._dispatching(handler)
+        self._forwarders[(id(target), event, handler)] = forward
+        return forward
+
     # -- forwarded API ------------------------------------------------------
 
     @property
@@ -263,8 +301,34 @@ class Peer:
         return self._peer.id if self._peer else self._id_arg
 
     @property
+    def token(self) -> str | None:
+        """The secret owning our id on the broker (``None`` before :meth:`start`)."""
+        return self._peer.token if self._peer else None
+
+    @property
     def open(self) -> bool:
         return bool(self._peer and self._peer.open)
+
+    @property
+    def disconnected(self) -> bool:
+        """Whether the broker session is closed (also before :meth:`start`)."""
+        return not self.open
+
+    @property
+    def connections(self) -> list[_Connection]:
+        """The live connections, data and media (blocking twins)."""
+        if self._peer is None:
+            return []
+        return [
+            self._wrap(conn) for conn in self._call_sync(lambda: self._async_peer().connections)
+        ]
+
+    def get_connection(self, peer: str, connection_id: str) -> _Connection | None:
+        """The connection with ``peer`` whose id is ``connection_id``, if any."""
+        if self._peer is None:
+            return None
+        conn = self._call_sync(self._peer.get_connection, peer, connection_id)
+        return None if conn is None else self._wrap(conn)
 
     @property
     def destroyed(self) -> bool:
@@ -329,7 +393,25 @@ class Peer:
         """Register again with the same id and token."""
         self._call(self._async_peer().reconnect)
 
-    def on(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """Call ``handler`` on the dispatcher thread each time ``event`` happens."""
-        self._async_peer().on(event, self._dispatching(handler))
+    def on(self, event: _peer.PeerEvent, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``handler`` on the dispatcher thread each time ``event`` happens.
+
+        Works before :meth:`start` too: the handler then hears the first ``open``.
+        """
+        forward = self._forwarder(self, event, handler)
+        if self._peer is None:
+            _peer._check_event(event)
+            self._early.append((event, forward))
+        else:
+            self._call_sync(self._peer.on, event, forward)
         return handler
+
+    def off(self, event: _peer.PeerEvent, handler: Callable[..., Any]) -> None:
+        """Stop calling ``handler`` for ``event``."""
+        forward = self._forwarders.pop((id(self), event, handler), None)
+        if forward is None:
+            return
+        if self._peer is None:
+            self._early.remove((event, forward))
+        else:
+            self._call_sync(self._peer.off, event, forward)

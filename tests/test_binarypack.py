@@ -9,6 +9,8 @@ import math
 import shutil
 import struct
 import subprocess
+import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peerpy.binarypack import DEFAULT_MAX_DEPTH, MAX_SAFE_INTEGER, pack, unpack
+from peerpy.binarypack import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_OBJECTS,
+    MAX_SAFE_INTEGER,
+    pack,
+    unpack,
+    unpack_counted,
+)
 from peerpy.chunking import Chunker
 from peerpy.exceptions import DecodeError, EncodeError
 
@@ -378,6 +387,103 @@ def test_unpack_corrupted_value_raises_only_decode_error(
     cut = data.draw(st.integers(0, len(packed)))
     with contextlib.suppress(DecodeError):
         unpack(bytes(packed[:cut]))
+
+
+# ------------------------------------------------------------ bombs: whole-value budget
+
+
+def nested_empty_arrays(items: int) -> bytes:
+    """The repro's bomb: an array32 of fixarrays of 15 empty arrays (16 bytes per item)."""
+    return b"\xdd" + struct.pack(">I", items) + (b"\x9f" + b"\x90" * 15) * items
+
+
+def tree_of_arrays(levels: int) -> bytes:
+    """Fixarrays of 15 nested ``levels`` deep: no header declares more than 15 items."""
+    packed = b"\x90"
+    for _ in range(levels):
+        packed = b"\x9f" + packed * 15
+    return packed
+
+
+def objects_in(value: object) -> int:
+    """The value itself plus every array item, map key and map value at any depth."""
+    if isinstance(value, list):
+        return 1 + sum(objects_in(item) for item in value)
+    if isinstance(value, dict):
+        return 1 + sum(1 + objects_in(item) for item in value.values())
+    return 1
+
+
+def peak_while(function: Any) -> tuple[int, float]:
+    """Run ``function`` expecting DecodeError; return (tracemalloc peak bytes, seconds)."""
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(DecodeError, match=r"object budget|max_objects"):
+            function()
+        return tracemalloc.get_traced_memory()[1], time.monotonic() - started
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    ("value", "objects"),
+    [(1, 1), (b"x" * 100, 1), ([], 1), ([1, [2]], 4), ({"a": [1]}, 4), ({"a": {}, "b": 2}, 5)],
+)
+def test_unpack_counted_counts_every_object(value: object, objects: int) -> None:
+    """The count is the value plus every item, key and value at any depth."""
+    assert unpack_counted(pack(value)) == (value, objects)
+
+
+@given(values)
+def test_object_budget_is_exact(value: object) -> None:
+    """A value of N objects decodes with max_objects=N and raises with N - 1."""
+    packed = pack(value)
+    decoded, objects = unpack_counted(packed, max_objects=None)
+    assert objects == objects_in(decoded)
+    assert unpack_counted(packed, max_objects=objects)[1] == objects
+    if objects > 1:
+        with pytest.raises(DecodeError):
+            unpack(packed, max_objects=objects - 1)
+
+
+def test_nested_empty_arrays_bomb_raises_at_the_header() -> None:
+    """The repro's 4 MiB bomb (262144 x 16 objects) raises before decoding an item."""
+    bomb = nested_empty_arrays(262_144)
+    peak, seconds = peak_while(lambda: unpack(bomb, max_objects=200_000))
+    assert peak < 1024 * 1024  # the header's count is checked before anything is built
+    assert seconds < 1.0
+
+
+def test_tree_bomb_is_bounded_across_the_whole_value() -> None:
+    """No container is large, yet the whole value's budget stops a 0.8 MB tree early.
+
+    Unbounded, it decodes into 813616 lists (~60 MiB). With max_objects=50_000
+    decoding stops after ~50k objects, holding a few MiB.
+    """
+    bomb = tree_of_arrays(5)  # 813616 arrays in 813616 bytes
+    assert len(bomb) > 800_000
+    peak, seconds = peak_while(lambda: unpack(bomb, max_objects=50_000))
+    assert peak < 50_000 * 100 + 1024 * 1024  # at most ~100 bytes per object counted
+    assert seconds < 5.0
+
+
+def test_default_budget_stops_a_bomb() -> None:
+    """Even without arguments, unpack() stops a 12 MiB tree at DEFAULT_MAX_OBJECTS."""
+    bomb = tree_of_arrays(6)  # 12.2 M empty lists unbounded: ~780 MiB
+    started = time.monotonic()
+    with pytest.raises(DecodeError, match="object budget"):
+        unpack(bomb)
+    assert time.monotonic() - started < 20.0  # ~1 s idle; bounded by the budget, not the input
+    assert len(bomb) > DEFAULT_MAX_OBJECTS
+
+
+def test_many_tiny_items_count_too() -> None:
+    """A flat array of one-byte items is refused from its header once over budget."""
+    flat = b"\xdc" + struct.pack(">H", 60_000) + b"\x00" * 60_000
+    assert len(unpack(flat, max_objects=60_001)) == 60_000  # type: ignore[arg-type]
+    with pytest.raises(DecodeError, match="object budget"):
+        unpack(flat, max_objects=60_000)
 
 
 # ------------------------------------------------------------ the real JS package

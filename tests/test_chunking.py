@@ -331,3 +331,28 @@ def test_reassembler_accepts_other_key_orders() -> None:
     reassembler = make_reassembler()
     reassembler.add(unpack(pack({"total": 2, "data": FULL, "n": 0, "__peerData": 9})))  # type: ignore[arg-type]
     assert reassembler.add({"data": b"!", "total": 2, "__peerData": 9, "n": 1}) == FULL + b"!"
+
+
+def test_buffered_bytes_count_every_chunk_held() -> None:
+    """buffered_bytes is the sum of the slices held (what the receive buffer counts)."""
+    reassembler = make_reassembler()
+    for n in range(5):
+        reassembler.add(chunk(1, n, 6, FULL))
+        assert reassembler.buffered_bytes == (n + 1) * CHUNK_MTU
+    reassembler.add(chunk(2, 0, 2, FULL))
+    assert reassembler.buffered_bytes == 6 * CHUNK_MTU
+    assert reassembler.add(chunk(1, 5, 6, b"end")) == FULL * 5 + b"end"
+    assert reassembler.buffered_bytes == CHUNK_MTU  # message 1 handed over, 2 still held
+
+
+def test_max_message_bytes_can_be_lowered_mid_message() -> None:
+    """Lowering max_message_bytes refuses the rest of a message that no longer fits."""
+    reassembler = make_reassembler()
+    reassembler.add(chunk(1, 0, 4, FULL))
+    reassembler.max_message_bytes = 2 * CHUNK_MTU
+    with pytest.raises(DecodeError, match="outside"):
+        reassembler.add(chunk(1, 1, 4, FULL))
+    assert reassembler.buffered_bytes == 0  # the message was dropped
+    assert reassembler.add(chunk(2, 0, 1, b"small")) == b"small"
+    with pytest.raises(ValueError, match="positive"):
+        reassembler.max_message_bytes = 0

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import math
 import os
 import subprocess
 import sys
+import tracemalloc
+from collections.abc import Callable
 
 import msgpack  # type: ignore[import-untyped]
 import pytest
@@ -21,6 +24,7 @@ from peerpy.serialization import (
     CLOSE,
     JSON_MAX_BYTES,
     MSGPACK_SLICE_BYTES,
+    OBJECT_COST,
     SERIALIZATIONS,
     Limits,
     Serializer,
@@ -560,3 +564,156 @@ def test_binary_hostile_chunk_maps_raise_only_decode_error(chunk: dict[str, obje
     receiver = create_serializer("binary")
     with contextlib.suppress(DecodeError):
         receiver.decode(pack(chunk))
+
+
+# ------------------------------------------------------------ memory: whole-value budget
+
+
+def tree_of_arrays(levels: int) -> bytes:
+    """Fixarrays of 15 nested ``levels`` deep (valid msgpack and BinaryPack)."""
+    packed = b"\x90"
+    for _ in range(levels):
+        packed = b"\x9f" + packed * 15
+    return packed
+
+
+def decode_all(serializer: Serializer, messages: list[bytes] | list[bytes | str]) -> None:
+    """Feed every message to ``serializer``."""
+    for message in messages:
+        serializer.decode(message)
+
+
+def traced_peak(function: Callable[[], object]) -> int:
+    """Run ``function``, which must raise DecodeError; return its tracemalloc peak."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError, match=r"object budget|max_objects|max_array_len"):
+            function()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+MEMORY_LIMITS = Limits(max_objects=50_000)
+#: A 0.8 MB tree of 813616 empty lists: ~60 MiB decoded without the budget.
+TREE = tree_of_arrays(5)
+#: What 50_000 objects may take, with slack for the decoder's own state.
+BOUND = 50_000 * 100 + 2 * 1024 * 1024
+
+
+def test_binary_chunked_bomb_is_bounded() -> None:
+    """A nested-arrays bomb sent in PeerJS chunks stops at Limits.max_objects."""
+    messages = Chunker().chunk(TREE)
+    serializer = create_serializer("binary", limits=MEMORY_LIMITS)
+    assert traced_peak(lambda: decode_all(serializer, messages)) < BOUND + 2 * len(TREE)
+
+
+def test_msgpack_stream_bomb_is_bounded() -> None:
+    """The same bomb as a MsgPack stream in 32 KiB slices stops at Limits.max_objects."""
+    slices = [TREE[i : i + MSGPACK_SLICE_BYTES] for i in range(0, len(TREE), MSGPACK_SLICE_BYTES)]
+    serializer = create_serializer("MsgPack", limits=MEMORY_LIMITS)
+    assert traced_peak(lambda: decode_all(serializer, slices)) < BOUND
+    with pytest.raises(DecodeError, match="broken"):
+        serializer.decode(msgpack.packb(1))  # the stream cannot resync
+
+
+def test_msgpack_header_beyond_the_budget_is_refused_at_once() -> None:
+    """An array declaring more items than the value may hold is refused before msgpack
+    preallocates it (the repro's array32 of 4 M items)."""
+    bomb = b"\xdd" + (60_000).to_bytes(4, "big") + b"\x90" * 60_000
+    serializer = create_serializer("MsgPack", limits=MEMORY_LIMITS)
+    assert traced_peak(lambda: serializer.decode(bomb)) < 1024 * 1024
+
+
+def test_json_bomb_is_refused_before_parsing() -> None:
+    """A JSON text whose punctuation allows more than max_objects is not parsed."""
+    bomb = b"[" + b"[]," * 60_000 + b"[]]"
+    serializer = create_serializer("json", limits=MEMORY_LIMITS)
+    assert traced_peak(lambda: serializer.decode(bomb)) < len(bomb) + 1024 * 1024
+
+
+@pytest.mark.parametrize("name", ["binary", "MsgPack", "json"])
+def test_many_tiny_items_count(name: str) -> None:
+    """A flat list of small ints is counted item by item, across the whole value."""
+    value = [[0] * 30_000, [1] * 30_000]
+    # PeerJS never sends JSON this big, but a hostile remote may.
+    messages = [json.dumps(value).encode()] if name == "json" else pair(name)[0].encode(value)
+    receiver = create_serializer(name, limits=Limits(max_objects=60_003))  # 1 + 2 + 60_000
+    assert [v for m in messages for v in receiver.decode(m)] == [value]
+    tight = create_serializer(name, limits=Limits(max_objects=60_002))
+    with pytest.raises(DecodeError, match=r"object budget|max_objects"):
+        decode_all(tight, messages)
+
+
+def test_msgpack_streamed_value_is_capped_by_max_message_bytes() -> None:
+    """A value spread over many messages counts all its bytes, not the last message's."""
+    limits = Limits(max_message_bytes=100_000)
+    sender, receiver = create_serializer("MsgPack"), create_serializer("MsgPack", limits=limits)
+    with pytest.raises(DecodeError, match="max_message_bytes"):
+        transfer(sender, receiver, [12345] * 50_000)  # 150 kB of 3-byte items
+
+
+@pytest.mark.parametrize("name", ["binary", "MsgPack", "json", "raw"])
+def test_max_message_bytes_can_be_lowered_at_any_time(name: str) -> None:
+    """Lowering max_message_bytes on a live serializer refuses larger messages from then on."""
+    sender, receiver = create_serializer(name), create_serializer(name)
+    assert transfer(sender, receiver, "x" * 3000) == ["x" * 3000]
+    receiver.max_message_bytes = 1000
+    assert transfer(sender, receiver, "y" * 500) == ["y" * 500]
+    with pytest.raises(DecodeError, match="exceeds"):
+        transfer(sender, receiver, "z" * 3000)
+
+
+def test_lowering_max_message_bytes_applies_to_a_chunked_message_in_progress() -> None:
+    """Chunks of a message already started are refused once it would pass the new cap."""
+    sender, receiver = create_serializer("binary"), create_serializer("binary")
+    first, second, _third = sender.encode(bytes(40_000))
+    assert receiver.decode(first) == []
+    receiver.max_message_bytes = 20_000
+    with pytest.raises(DecodeError, match=r"exceeds|outside"):
+        receiver.decode(second)
+
+
+@pytest.mark.parametrize("name", ["binary", "MsgPack"])
+def test_decoded_sizes_count_every_byte_and_object(name: str) -> None:
+    """A value's accounted size is its encoded bytes plus OBJECT_COST per object,
+    however many messages carried it; held_bytes covers what is incomplete."""
+    sender, receiver = create_serializer(name), create_serializer(name)
+    blob = bytes(100_000)
+    messages = sender.encode(blob)
+    assert len(messages) > 2
+    for message in messages[:-1]:
+        assert receiver.decode_sized(message) == []
+    assert receiver.held_bytes >= 16_000 * (len(messages) - 1)
+    [(value, size)] = receiver.decode_sized(messages[-1])
+    assert value == blob
+    assert receiver.held_bytes == 0
+    assert 100_000 < size - OBJECT_COST <= 100_010  # the header of a bin value, 3 to 5 bytes
+
+
+@settings(max_examples=100)
+@given(values_of().filter(unique_keys))
+def test_every_serialization_counts_the_same_objects(value: object) -> None:
+    """binary, MsgPack and json count the same objects for the same value."""
+    counts = set()
+    for name in ("binary", "MsgPack", "json"):
+        sender, receiver = create_serializer(name), create_serializer(name)
+        try:
+            messages = sender.encode(value)
+        except (EncodeError, MessageTooBigError):
+            continue
+        sized = [item for message in messages for item in receiver.decode_sized(message)]
+        [(_, size)] = sized
+        encoded = sum(len(m) for m in messages) if name != "binary" or len(messages) == 1 else 0
+        if encoded:
+            counts.add((size - encoded) // OBJECT_COST)
+    assert len(counts) <= 1
+
+
+def test_normal_data_fits_the_default_budget() -> None:
+    """Typical bulky values (500k ints, 20k records) decode with the default limits."""
+    rows = [{"id": i, "name": f"user{i}", "tags": ["a", "b"]} for i in range(20_000)]
+    for name in ("binary", "MsgPack"):
+        for value in (list(range(500_000)), rows):
+            sender, receiver = pair(name)
+            assert transfer(sender, receiver, value) == [value]

@@ -3,7 +3,10 @@
 ::
 
     peerpy send PATH...          print a code, send files/folders to whoever types it
-    peerpy receive CODE          receive them (asks first unless --yes)
+    peerpy send --text TEXT      send a message instead (the receiver prints it)
+    peerpy send -                send standard input (spooled to a temporary file first)
+    peerpy receive [CODE]        receive them (asks first unless --yes; prompts for the code)
+    peerpy receive CODE --stdout write the one file to standard output
     peerpy chat ID [REMOTE]      line-based chat
     peerpy demo [--size 64MiB]   embedded broker + two peers on 127.0.0.1: a rate
 
@@ -22,14 +25,19 @@ at once, partial files stay, and both sides print how to resume.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import re
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -37,14 +45,20 @@ import anyio.abc
 import attrs
 from rich.console import Console
 
-from .. import backend
+from .. import __version__, backend
 from ..config import resolve_network, resolve_rtc_configuration
 from ..exceptions import NegotiationFailedError, PeerError, UsageError
 from ..transfer import Code, receive_files, send_files
-from ..transfer.errors import PeerVanishedError, StoppedError
+from ..transfer.errors import (
+    PeerVanishedError,
+    RejectedError,
+    StoppedError,
+    TransferUsageError,
+)
 from ..transfer.files import PARTIAL_SUFFIX, Conflict
 from ..transfer.protocol import Offer
 from .progress import RichProgress, describe, format_size, parse_size, stderr_console
+from .prompt import prompt_code
 
 __all__ = ["build_parser", "main"]
 
@@ -77,15 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="peerpy", description="Peer-to-peer files and chat over WebRTC, PeerJS-compatible."
     )
+    parser.add_argument("--version", action="version", version=f"peerpy {__version__}")
+    # -v before the command counts too (`peerpy -v send x` as `peerpy send x -v`).
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, dest="verbose_before", help=argparse.SUPPRESS
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     send = sub.add_parser("send", parents=[common], help="send files and folders with a code")
-    send.add_argument("paths", nargs="+", metavar="PATH")
+    send.add_argument("paths", nargs="*", metavar="PATH", help="files, folders, or - for stdin")
+    send.add_argument("--text", help="send this message instead of files")
+    send.add_argument("--qr", action="store_true", help="also print the code as a QR code")
     send.add_argument("--code", help="use this code (number-words) instead of a random one")
     send.add_argument("--words", type=int, default=2, help="words in a random code (default 2)")
 
     receive = sub.add_parser("receive", parents=[common], help="receive with a code")
-    receive.add_argument("code", metavar="CODE")
+    receive.add_argument("code", nargs="?", metavar="CODE", help="asked for when left out")
+    receive.add_argument(
+        "--stdout", action="store_true", help="write the one file to stdout (progress on stderr)"
+    )
     receive.add_argument("-o", "--output", default=".", metavar="DIR", help="where to put files")
     receive.add_argument("-y", "--yes", action="store_true", help="accept without asking")
     clash = receive.add_mutually_exclusive_group()
@@ -133,6 +157,13 @@ class _Run:
     def resume_hint(self) -> str:
         """How to pick up an interrupted transfer from this side."""
         args = self.args
+        if args.command == "send" and (args.text is not None or args.paths == ["-"]):
+            return (
+                "standard input and --text cannot resume: run `peerpy send` again with the "
+                "same input (a receiver's partial copy is kept only if the same bytes come again)"
+            )
+        if args.command == "receive" and args.stdout:
+            return "what went to standard output cannot resume: receive again from the start"
         if args.command == "send":
             paths = " ".join(shlex.quote(p) for p in args.paths)
             return (
@@ -153,24 +184,41 @@ class _Run:
 
 async def _send(args: argparse.Namespace, run: _Run) -> int:
     console = stderr_console()
+    if args.text is not None and args.paths:
+        raise TransferUsageError("give paths or --text, not both")
+    if args.text is None and not args.paths:
+        raise TransferUsageError("nothing to send: give paths, - for stdin, or --text")
+    if "-" in args.paths and len(args.paths) > 1:
+        raise TransferUsageError("- (standard input) must be the only thing sent")
 
     def on_code(code: Code) -> None:
         print(f"Code: {code}", flush=True)
         console.print(f"On the other machine run:  peerpy receive {code}")
+        if args.qr:
+            console.print(qr_text(str(code)), highlight=False, markup=False)
 
     _say_backend(console, args)
     run.progress = RichProgress(console, verb="Sending")
-    stats = await send_files(
-        args.paths,
-        on_code=on_code,
-        code=args.code,
-        words=args.words,
-        progress=run.progress,
-        on_notice=run.say,
-        **_peer_options(args),
-    )
+    with contextlib.ExitStack() as stack:
+        paths = args.paths
+        if paths == ["-"]:
+            console.print("reading standard input ...")
+            spooled, size = await anyio.to_thread.run_sync(_spool_stdin, stack)
+            paths = [spooled]
+            console.print(f"read {format_size(size)} from standard input")
+        stats = await send_files(
+            paths,
+            on_code=on_code,
+            code=args.code,
+            words=args.words,
+            progress=run.progress,
+            on_notice=run.say,
+            text=args.text,
+            **_peer_options(args),
+        )
+    what = "a text" if args.text is not None else f"{stats.files} file(s)"
     console.print(
-        f"sent {stats.files} file(s), {format_size(stats.transferred_bytes)} in "
+        f"sent {what}, {format_size(stats.transferred_bytes)} in "
         f"{stats.seconds:.1f} s ({format_size(stats.rate)}/s), verified by the receiver"
     )
     if stats.route is not None:
@@ -178,9 +226,37 @@ async def _send(args: argparse.Namespace, run: _Run) -> int:
     return 0
 
 
+def _spool_stdin(stack: contextlib.ExitStack) -> tuple[str, int]:
+    """Copy standard input to a temporary file named ``stdin`` (removed on exit).
+
+    The transfer protocol offers sizes and hashes up front, as croc does for
+    stdin; the copy also lets a reconnection resume within this run.
+    """
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="peerpy-stdin-")))
+    path = folder / "stdin"
+    with path.open("wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out, 1024 * 1024)
+    return str(path), path.stat().st_size
+
+
+def qr_text(code: str) -> str:
+    """``code`` as a QR code drawn with block characters (for a terminal)."""
+    import segno
+
+    buffer = io.StringIO()
+    segno.make(code, error="m").terminal(out=buffer, compact=True)
+    return buffer.getvalue()
+
+
 async def _ask(offer: Offer, already: int) -> bool:
     prompt = f"Receive {describe(offer)}? [y/N] "
+    interactive = sys.stdin.isatty()
     line = await anyio.to_thread.run_sync(_read_answer, prompt, abandon_on_cancel=True)
+    if not line and not interactive:
+        raise RejectedError(
+            "standard input is not a terminal and gave no answer, so nothing was accepted: "
+            "pass --yes to accept without asking"
+        ).telling_peer("it could not ask: no terminal, and no --yes")
     return line.strip().lower() in ("y", "yes")
 
 
@@ -192,6 +268,9 @@ def _read_answer(prompt: str) -> str:
 
 async def _receive(args: argparse.Namespace, run: _Run) -> int:
     console = stderr_console()
+    code = args.code
+    if code is None:
+        code = await anyio.to_thread.run_sync(prompt_code, abandon_on_cancel=True)
     conflict: Conflict = "overwrite" if args.overwrite else "rename" if args.rename else "refuse"
 
     async def confirm(offer: Offer, already: int) -> bool:
@@ -203,18 +282,23 @@ async def _receive(args: argparse.Namespace, run: _Run) -> int:
     _say_backend(console, args)
     run.progress = RichProgress(console, verb="Receiving")
     stats = await receive_files(
-        args.code,
+        code,
         output=args.output,
         conflict=conflict,
         confirm=confirm,
         progress=run.progress,
         on_notice=run.say,
+        stdout=sys.stdout.buffer if args.stdout else None,
         **_peer_options(args),
     )
+    for text in stats.texts:
+        print(text, flush=True)
     for path in stats.paths:
-        print(path)
+        if str(path) != "-":
+            print(path)
+    what = "a text" if stats.texts and not stats.paths else f"{stats.files} file(s)"
     console.print(
-        f"received {stats.files} file(s), {format_size(stats.transferred_bytes)} in "
+        f"received {what}, {format_size(stats.transferred_bytes)} in "
         f"{stats.seconds:.1f} s ({format_size(stats.rate)}/s)"
         + (f", {format_size(stats.resumed_bytes)} resumed" if stats.resumed_bytes else "")
         + ", SHA-256 verified"
@@ -302,6 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help or a usage error: argparse already printed
         return exc.code if isinstance(exc.code, int) else 2
+    args.verbose += args.verbose_before
     if args.verbose:
         level = logging.DEBUG if args.verbose > 1 else logging.INFO
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

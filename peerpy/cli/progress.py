@@ -17,7 +17,7 @@ from rich.progress import (
 )
 
 from ..transfer.errors import TransferUsageError
-from ..transfer.protocol import FileEntry, Offer
+from ..transfer.protocol import EntryKind, FileEntry, Offer
 
 __all__ = ["RichProgress", "describe", "format_size", "parse_size", "stderr_console"]
 
@@ -51,6 +51,8 @@ def format_size(nbytes: float) -> str:
 def describe(offer: Offer) -> str:
     """One line about an offer: ``3 files (12.5 MiB): a.txt, photos/...``."""
     files = offer.files
+    if len(files) == 1 and files[0][1].kind is EntryKind.TEXT:
+        return f"a text ({format_size(offer.total_bytes)})"
     top = sorted({e.path.split("/")[0] for e in offer.entries})
     names = ", ".join(top[:4]) + (", ..." if len(top) > 4 else "")
     count = f"{len(files)} file" + ("" if len(files) == 1 else "s")

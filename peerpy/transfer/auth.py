@@ -208,10 +208,7 @@ class Handshake:
             raise AuthenticationError("the other side confirmed before the PAKE exchange")
         expected = self._macs(self._peer_role, self._remote, self._local)
         if not hmac.compare_digest(expected.key_mac, message.key_mac):
-            raise AuthenticationError(
-                "the other side does not know the code: wrong code (or a guessing attempt); "
-                "nothing was sent"
-            )
+            raise _wrong_code(self._role)
         if not hmac.compare_digest(expected.fingerprint_mac, message.fingerprint_mac):
             raise ManInTheMiddleError(
                 "the code matches but the encrypted connection does not end at the other side: "
@@ -219,3 +216,20 @@ class Handshake:
                 "hostile broker); nothing was sent"
             )
         self.verified = True
+
+
+def _wrong_code(role: Role) -> AuthenticationError:
+    """A code mismatch, worded for the side that found it and for the other side."""
+    if role == "receiver":
+        error = AuthenticationError(
+            "wrong code: it does not match the sender's (check it for a typo, or ask for "
+            "a new one); nothing was received"
+        )
+        error.telling_peer("it typed a code that does not match (nothing was sent)")
+    else:
+        error = AuthenticationError(
+            "the receiver does not know the code: a wrong code (a typo, or a guessing "
+            "attempt); nothing was sent"
+        )
+        error.telling_peer("the code does not match the sender's (check it for a typo)")
+    return error

@@ -29,7 +29,7 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio
 import anyio.lowlevel
@@ -40,8 +40,14 @@ from ..exceptions import PeerUnavailableError, UnavailableIdError
 from ..peer import Peer
 from ..serialization import Limits as DecodingLimits
 from .auth import Code, make_code, parse_code
-from .errors import NoSenderError, PeerVanishedError, StoppedError, TransferError
-from .files import Conflict, Source, Target, build_manifest
+from .errors import (
+    NoSenderError,
+    PeerVanishedError,
+    StoppedError,
+    TransferError,
+    TransferUsageError,
+)
+from .files import Conflict, Source, Target, build_manifest, text_manifest
 from .protocol import MAX_FRAME, PROTOCOL
 from .session import (
     Completed,
@@ -135,8 +141,12 @@ async def send_files(
     ice_servers: Sequence[str] | None = None,
     ice_addresses: Sequence[str] | None = None,
     on_notice: Callable[[str], Any] | None = None,
+    text: str | None = None,
 ) -> TransferStats:
     """Offer ``paths`` (files and folders) under a fresh code and send them.
+
+    With ``text``, offer that message instead (``paths`` must be empty): the
+    receiver gets it in :attr:`TransferStats.texts`, no file is written.
 
     ``on_code(code)`` is called once the sender is reachable; tell the code
     to the receiver.  Returns once the receiver verified every file.  Raise
@@ -147,7 +157,9 @@ async def send_files(
     tells the receiver the sender stopped; the receiver keeps partial files
     to resume.
     """
-    _offer, sources = build_manifest(paths)
+    if text is not None and paths:
+        raise TransferUsageError("send either paths or a text, not both")
+    _offer, sources = text_manifest(text) if text is not None else build_manifest(paths)
     fixed = parse_code(code) if isinstance(code, str) else code
     options = options or TransferOptions()
     notice = on_notice or _log.warning
@@ -280,8 +292,13 @@ async def receive_files(
     ice_servers: Sequence[str] | None = None,
     ice_addresses: Sequence[str] | None = None,
     on_notice: Callable[[str], Any] | None = None,
+    stdout: BinaryIO | None = None,
 ) -> TransferStats:
     """Receive what the sender of ``code`` offers into the folder ``output``.
+
+    With ``stdout`` (a binary stream), the one offered file is written there
+    instead, as it arrives (``peerpy receive --stdout``); such a transfer
+    cannot resume, so a lost connection ends it rather than reconnecting.
 
     ``confirm(offer, resumable_bytes)`` may decline (ask the person); partial
     files from an interrupted earlier run resume.  Raise
@@ -293,7 +310,7 @@ async def receive_files(
     ``.peerpy-partial`` suffix for a resume.
     """
     parsed = parse_code(code) if isinstance(code, str) else code
-    target = Target(Path(output), conflict)
+    target = Target(Path(output), conflict, stdout)
     options = options or TransferOptions()
     notice = on_notice or _log.warning
     kwargs = _peer_kwargs(server, ice_servers, ice_addresses, RECEIVER_LIMITS)
@@ -343,7 +360,7 @@ async def _receive(
             notice(str(exc))  # now, not once the Peer has closed
             raise
         except PeerVanishedError as exc:
-            if not exc.after_auth or attempt == MAX_RECONNECTS:
+            if not exc.after_auth or attempt == MAX_RECONNECTS or target.stdout is not None:
                 raise
             lost = exc
             notice(f"{exc}; reconnecting to resume")

@@ -60,6 +60,14 @@ class TransferError(PeerError):
     """A file transfer failed; the message says why and what to do."""
 
     type = "transfer"
+    #: What the other side is told instead of ``str(self)``, when this side's
+    #: text names things only this side has (its command-line flags, "you").
+    for_peer: str | None = None
+
+    def telling_peer(self, text: str) -> TransferError:
+        """Set :attr:`for_peer` to ``text``; return ``self`` (for ``raise``)."""
+        self.for_peer = text
+        return self
 
 
 class AuthenticationError(TransferError):

@@ -27,7 +27,7 @@ import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any, Final, Literal
+from typing import Any, BinaryIO, Final, Literal
 
 import attrs
 
@@ -38,7 +38,7 @@ from .errors import (
     TransferUsageError,
     UnsafePathError,
 )
-from .protocol import HASH_NAME, EntryKind, FileEntry, Offer
+from .protocol import HASH_NAME, MAX_TEXT, EntryKind, FileEntry, Offer
 
 __all__ = [
     "PARTIAL_SUFFIX",
@@ -46,6 +46,7 @@ __all__ = [
     "Conflict",
     "PartialFile",
     "Source",
+    "StreamSink",
     "Target",
     "build_manifest",
     "hash_prefix",
@@ -97,7 +98,22 @@ class Source:
     """Where an offered file's bytes come from."""
 
     entry: FileEntry
-    path: Path | None  # None for directories
+    path: Path | None  # None for directories and texts
+    #: The bytes of a text entry (``peerpy send --text``).
+    data: bytes | None = None
+
+
+#: The name a text is offered under (shown by the receiver; never a file).
+TEXT_NAME: Final = "text"
+
+
+def text_manifest(text: str) -> tuple[Offer, list[Source]]:
+    """The offer of one text message (``peerpy send --text``)."""
+    data = text.encode()
+    if len(data) > MAX_TEXT:
+        raise TransferUsageError(f"a text may hold at most {MAX_TEXT} bytes, not {len(data)}")
+    entry = FileEntry(TEXT_NAME, EntryKind.TEXT, len(data), 0.0)
+    return Offer((entry,)), [Source(entry, None, data)]
 
 
 def _entry(rel: PurePosixPath, path: Path, st: os.stat_result) -> FileEntry:
@@ -181,9 +197,13 @@ def hash_prefix(path: Path, length: int) -> Any:
 class Target:
     """The output folder, and where each offered entry will be written."""
 
-    def __init__(self, root: Path, conflict: Conflict = "refuse") -> None:
+    def __init__(
+        self, root: Path, conflict: Conflict = "refuse", stdout: BinaryIO | None = None
+    ) -> None:
         self.root = root.resolve()
         self.conflict = conflict
+        #: Where a single received file goes instead of the folder (``--stdout``).
+        self.stdout = stdout
 
     def destination(self, entry: FileEntry) -> Path:
         """The checked destination of ``entry`` inside the root.
@@ -205,7 +225,7 @@ class Target:
         return [
             e.path
             for e in offer.entries
-            if e.kind is EntryKind.FILE and self.destination(e).exists()
+            if e.kind is EntryKind.FILE and self.stdout is None and self.destination(e).exists()
         ]
 
     def final_name(self, path: Path) -> Path:
@@ -213,7 +233,10 @@ class Target:
         if not path.exists() or self.conflict == "overwrite":
             return path
         if self.conflict == "refuse":
-            raise TargetExistsError(f"{path} exists: use --overwrite or --rename")
+            raise TargetExistsError(f"{path} exists: use --overwrite or --rename").telling_peer(
+                f"{path.name} exists on its side (it can receive again with --overwrite "
+                "or --rename)"
+            )
         for n in range(1, 10_000):
             candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
             if not candidate.exists():
@@ -334,6 +357,58 @@ class PartialFile:
         with contextlib.suppress(OSError, OverflowError, ValueError):
             os.utime(final, (self.entry.mtime, self.entry.mtime))
         return final
+
+
+class StreamSink:
+    """A received entry that is not a file: a text kept in memory, or ``--stdout``.
+
+    Same interface as :class:`PartialFile`, without resume: nothing is kept
+    on disk, so an interrupted run starts again from the first byte.
+    """
+
+    def __init__(self, entry: FileEntry, out: BinaryIO | None) -> None:
+        self.entry = entry
+        self.out = out
+        self.held = bytearray()  # a text (bounded by MAX_TEXT when parsed)
+        self.written = 0
+
+    def resumable(self) -> int:
+        """Always 0: a stream cannot resume."""
+        return 0
+
+    def open(self, offset: int) -> None:
+        """Start at 0 (the only offset a stream accepts)."""
+        if offset:
+            raise TransferError(f"{self.entry.path}: a stream cannot resume at {offset}")
+        self.written = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Pass ``data`` on to the output (or keep it, for a text)."""
+        if self.written + len(data) > self.entry.size:
+            raise TransferError(f"{self.entry.path}: more bytes than the offered {self.entry.size}")
+        if self.out is None:
+            self.held += data
+        else:
+            try:
+                self.out.write(data)
+            except OSError as exc:  # a closed pipe (`| head`), a full disk
+                raise TransferError(f"cannot write to standard output: {exc}") from None
+        self.written += len(data)
+
+    def close(self) -> None:
+        """Flush the output."""
+        if self.out is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.out.flush()
+
+    def discard(self) -> None:
+        """Nothing to delete: the bytes went out already (the caller says they are bad)."""
+        self.held.clear()
+
+    def commit(self, target: Target) -> Path:
+        """Nothing to rename; ``-`` stands for standard output or the text."""
+        self.close()
+        return Path("-")
 
 
 @functools.cache

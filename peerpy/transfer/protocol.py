@@ -52,6 +52,8 @@ __all__ = [
     "MAX_CHUNK",
     "MAX_FILES",
     "MAX_FRAME",
+    "MAX_TEXT",
+    "PAYLOAD_KINDS",
     "PRE_AUTH_MAX_FRAME",
     "PROTOCOL",
     "Accept",
@@ -102,6 +104,14 @@ class EntryKind(enum.Enum):
 
     FILE = "file"
     DIR = "dir"
+    #: A message (``peerpy send --text``): the receiver prints it, writes no file.
+    TEXT = "text"
+
+
+#: Entry kinds whose bytes are sent (a directory has none).
+PAYLOAD_KINDS: Final = frozenset({EntryKind.FILE, EntryKind.TEXT})
+#: The longest ``--text`` message, in UTF-8 bytes: the receiver holds it in memory.
+MAX_TEXT: Final = 1024 * 1024
 
 
 def _field(value: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -171,6 +181,8 @@ class FileEntry:
         except ValueError:
             raise TransferProtocolError(f"unknown entry kind {value.get('k')!r}") from None
         mtime = _field(value, "m", (int, float))
+        if kind is EntryKind.TEXT and _count(value, "s") > MAX_TEXT:
+            raise TransferProtocolError(f"a text over {MAX_TEXT} bytes")
         if not (math.isfinite(mtime) and -MAX_MTIME <= mtime <= MAX_MTIME):
             raise TransferProtocolError(f"bad mtime {mtime!r} for {path[:80]!r}")
         return cls(path, kind, _count(value, "s"), float(mtime), bool(value.get("x")))
@@ -184,13 +196,13 @@ class Offer:
 
     @property
     def files(self) -> list[tuple[int, FileEntry]]:
-        """``(index, entry)`` for the regular files."""
-        return [(i, e) for i, e in enumerate(self.entries) if e.kind is EntryKind.FILE]
+        """``(index, entry)`` for the entries with bytes (files and texts)."""
+        return [(i, e) for i, e in enumerate(self.entries) if e.kind in PAYLOAD_KINDS]
 
     @property
     def total_bytes(self) -> int:
-        """Bytes in all the files together."""
-        return sum(e.size for e in self.entries if e.kind is EntryKind.FILE)
+        """Bytes in all the files (and texts) together."""
+        return sum(e.size for e in self.entries if e.kind in PAYLOAD_KINDS)
 
     def to_wire(self) -> dict[str, Any]:
         return {"t": "offer", "v": PROTOCOL, "files": [e.to_wire() for e in self.entries]}

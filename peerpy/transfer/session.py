@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import math
 import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import anyio
 import attrs
@@ -53,10 +54,11 @@ from .errors import (
     TransferProtocolError,
     TransferUsageError,
 )
-from .files import PartialFile, Source, Target, hash_prefix, make_folder
+from .files import PartialFile, Source, StreamSink, Target, hash_prefix, make_folder
 from .protocol import (
     HASH_NAME,
     MAX_CHUNK,
+    PAYLOAD_KINDS,
     Accept,
     Ack,
     Confirm,
@@ -163,8 +165,10 @@ class TransferStats:
     #: Bytes kept from an earlier interrupted run.
     resumed_bytes: int = 0
     seconds: float = 0.0
-    #: Where the received files went (receiver only).
+    #: Where the received files went (receiver only; ``-`` for standard output).
     paths: list[Path] = attrs.Factory(list)
+    #: Texts received (``peerpy send --text``; receiver only).
+    texts: list[str] = attrs.Factory(list)
     #: The route the connection took (see :mod:`peerpy.route`).
     route: Route | None = None
 
@@ -279,7 +283,7 @@ class _Channel:
             return
         if isinstance(exc, RemoteError | RejectedError | StoppedError):
             return
-        await self.say_last(Error(exc.type, str(exc)))
+        await self.say_last(Error(exc.type, exc.for_peer or str(exc)))
 
     async def say_last(self, message: Message) -> None:
         """Send a last message and give it ``stop_grace`` seconds to arrive.
@@ -335,6 +339,13 @@ async def _guarded(ch: _Channel, body: Callable[[], Awaitable[M]]) -> M:
         # Stopped on purpose (Ctrl-C, SIGTERM, the caller's timeout): say so.
         await ch.say_last(Error(StoppedError.type, "it was interrupted (Ctrl-C or a signal)"))
         raise
+
+
+def _declined(reason: str) -> str:
+    """The sender's text for a ``reject`` (older receivers sent a fixed reason)."""
+    if not reason or reason == "the receiver declined":
+        return "the receiver declined the offer"
+    return f"the receiver declined the offer ({reason})"
 
 
 # -- sender -----------------------------------------------------------------------
@@ -399,7 +410,7 @@ class _Sender:
         await self.ch.send(self.offer)
         reply = await self.ch.recv(self.ch.options.decision_timeout)
         if isinstance(reply, Reject):
-            raise RejectedError(f"the receiver declined: {reply.reason}")
+            raise RejectedError(_declined(reply.reason))
         if not isinstance(reply, Accept):
             raise TransferProtocolError(f"expected accept, got {type(reply).__name__}")
         resume = {r.index: r for r in reply.resume}
@@ -427,7 +438,7 @@ class _Sender:
         """Send every file, then wait for the receiver's final done."""
         try:
             for index, source in enumerate(self.sources):
-                if source.entry.kind is EntryKind.FILE:
+                if source.entry.kind in PAYLOAD_KINDS:
                     await self._send_file(index, source, resume.get(index))
             await self.done.wait()
         except PeerVanishedError:
@@ -473,9 +484,8 @@ class _Sender:
 
     async def _send_file(self, index: int, source: Source, resume: Resume | None) -> None:
         entry, path = source.entry, source.path
-        assert path is not None
         offset, hasher = 0, hashlib.new(HASH_NAME)
-        if resume is not None and 0 < resume.offset <= entry.size:
+        if resume is not None and path is not None and 0 < resume.offset <= entry.size:
             prefix = await anyio.to_thread.run_sync(hash_prefix, path, resume.offset)
             if prefix.digest() == resume.prefix_hash:
                 offset, hasher = resume.offset, prefix
@@ -490,7 +500,8 @@ class _Sender:
         self.progress.file(entry, offset)
         size = self.ch.options.chunk_size
         position = offset
-        with path.open("rb") as f:
+        opened = io.BytesIO(source.data) if source.data is not None else _open(path)
+        with opened as f:
             f.seek(offset)
             while position < entry.size:
                 block = f.read(min(size, entry.size - position))
@@ -505,8 +516,14 @@ class _Sender:
         await self.ch.send(FileDone(index, hasher.digest()))
 
 
+def _open(path: Path | None) -> BinaryIO:
+    assert path is not None
+    return path.open("rb")
+
+
 # -- receiver ---------------------------------------------------------------------
 
+_Sink = PartialFile | StreamSink
 Confirmer = Callable[[Offer, int], Awaitable[bool]]
 #: Files verified on earlier connections of one transfer: path -> (size, SHA-256, where).
 Completed = dict[str, tuple[int, bytes, Path]]
@@ -575,11 +592,14 @@ class _Receiver:
         resume += [Resume(i, size, digest) for i, (size, digest, _) in done.items()]
         already = sum(r.offset for r in resume)
         self._check_space(offer.total_bytes - already)
-        if not await confirm(offer, already):
-            await self.ch.send(Reject("the receiver declined"))
-            raise RejectedError("you declined the offer")
+        try:
+            if not await confirm(offer, already):
+                raise RejectedError("you declined the offer")
+        except RejectedError as exc:
+            await self.ch.send(Reject(exc.for_peer or ""))
+            raise
         for entry in offer.entries:
-            if entry.kind is EntryKind.DIR:
+            if entry.kind is EntryKind.DIR and self.target.stdout is None:
                 make_folder(self.target.destination(entry))
         await self.ch.send(Accept(tuple(resume)))
         stats = TransferStats(len(offer.files), offer.total_bytes)
@@ -590,17 +610,39 @@ class _Receiver:
                 stats.paths.append(await self._skip_file(index, entry, done[index]))
             else:
                 partial = partials[index]
-                stats.paths.append(await self._receive_file(index, partial, hashers.get(index)))
+                final = await self._receive_file(index, partial, hashers.get(index))
+                if isinstance(partial, StreamSink) and partial.out is None:
+                    stats.texts.append(bytes(partial.held).decode(errors="replace"))
+                else:
+                    stats.paths.append(final)
         await self.ch.say_last(Done())
         stats.transferred_bytes = self.received
         stats.resumed_bytes = offer.total_bytes - self.received
         stats.seconds = time.monotonic() - started
         return stats
 
-    def _plan(self, offer: Offer, done: Completed | dict[int, Any]) -> dict[int, PartialFile]:
-        partials = {
-            i: PartialFile(self.target.destination(e), e) for i, e in offer.files if i not in done
-        }
+    def _plan(self, offer: Offer, done: Completed | dict[int, Any]) -> dict[int, _Sink]:
+        texts = sum(1 for e in offer.entries if e.kind is EntryKind.TEXT)
+        if texts and len(offer.entries) != 1:
+            # A text is held in memory: one per offer keeps that to MAX_TEXT.
+            raise TransferProtocolError("a text must be the only entry of its offer")
+        stdout = self.target.stdout
+        count = sum(1 for _, e in offer.files if e.kind is EntryKind.FILE)
+        if stdout is not None and count != 1:
+            raise TransferError(
+                f"--stdout takes exactly one file, the sender offers {count}"
+            ).telling_peer(
+                "it receives to its standard output, which takes exactly one file "
+                "(send one, or a tar stream with `peerpy send -`)"
+            )
+        partials: dict[int, _Sink] = {}
+        for i, e in offer.files:
+            if e.kind is EntryKind.TEXT:
+                partials[i] = StreamSink(e, None)
+            elif stdout is not None:
+                partials[i] = StreamSink(e, stdout)
+            elif i not in done:
+                partials[i] = PartialFile(self.target.destination(e), e)
         seen: set[str] = set()
         for entry in offer.entries:
             self.target.destination(entry)  # refuse unsafe names before anything
@@ -615,17 +657,20 @@ class _Receiver:
                 raise TargetExistsError(
                     f"would overwrite {len(existing)} existing file(s): {shown}; "
                     "use --overwrite or --rename"
+                ).telling_peer(
+                    f"its folder already holds {len(existing)} file(s) of those names: "
+                    f"{shown} (it can receive again with --overwrite or --rename)"
                 )
         return partials
 
     async def _resumable(
-        self, partials: dict[int, PartialFile]
+        self, partials: dict[int, _Sink]
     ) -> tuple[list[Resume], dict[int, tuple[int, Any]]]:
         """Hash the partial copies from earlier runs: what we offer to resume."""
         resume, prefixes = [], {}
         for index, partial in partials.items():
             offset = partial.resumable()
-            if offset:
+            if offset and isinstance(partial, PartialFile):
                 hasher = await anyio.to_thread.run_sync(hash_prefix, partial.partial, offset)
                 resume.append(Resume(index, offset, hasher.digest()))
                 prefixes[index] = (offset, hasher)
@@ -640,7 +685,7 @@ class _Receiver:
             raise DiskFullError(f"the transfer needs {needed} bytes but {root} has {free} free")
 
     async def _receive_file(
-        self, index: int, partial: PartialFile, prefix: tuple[int, Any] | None
+        self, index: int, partial: _Sink, prefix: tuple[int, Any] | None
     ) -> Path:
         # The sender may first hash a long prefix to check a resume: its
         # heartbeats keep the wait alive.
@@ -680,7 +725,8 @@ class _Receiver:
                     f"{HASH_NAME}; the partial copy was deleted, receive again"
                 )
             final = await anyio.to_thread.run_sync(partial.commit, self.target)
-            self.completed[partial.entry.path] = (partial.entry.size, done.digest, final)
+            if isinstance(partial, PartialFile):  # a stream is sent again in full
+                self.completed[partial.entry.path] = (partial.entry.size, done.digest, final)
             return final
         finally:
             partial.close()

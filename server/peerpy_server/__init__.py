@@ -8,7 +8,9 @@
 Modules: :mod:`~peerpy_server.config` (options), :mod:`~peerpy_server.realm`
 (the sans-I/O registry and relay rules), :mod:`~peerpy_server.http` (the HTTP
 API), :mod:`~peerpy_server.connection` (one socket), :mod:`~peerpy_server.broker`
-(listening, timers, shutdown) and :mod:`~peerpy_server.cli` (``peerpy-server``).
+(listening, timers, shutdown), :mod:`~peerpy_server.metrics` (``/metrics``),
+:mod:`~peerpy_server.auth` (JWT tokens), :mod:`~peerpy_server.cluster` (cluster
+mode on Redis) and :mod:`~peerpy_server.cli` (``peerpy-server``).
 """
 
 from __future__ import annotations

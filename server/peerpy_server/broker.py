@@ -30,15 +30,20 @@ import contextlib
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .config import BrokerConfig
 from .connection import Connection
 from .ice import ice_servers
 from .logs import WarningLimiter
-from .realm import Realm
+from .metrics import BrokerCollector, Stats, render
+from .realm import Client, Realm
 from .stun import serve_stun
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 
 __all__ = ["Broker", "serve"]
 
@@ -72,7 +77,29 @@ class Broker:
         self.config = config
         #: Repeated warnings of the broker, its connections and its realm go through this.
         self.warnings = WarningLimiter(config.warning_interval)
-        self.realm = Realm(config, self.warnings)
+        #: Counters behind ``GET <path>metrics``.
+        self.stats = Stats()
+        #: Cluster mode's link to Redis (``config.redis_url``), else ``None``.
+        self.cluster: Cluster | None = None
+        remote = released = None
+        if config.redis_url is not None:
+            from .cluster import Cluster
+
+            self.cluster = cluster = Cluster(self, config.redis_url)
+            remote = cluster.route
+
+            def released(client: Client) -> None:
+                cluster.release(client.id, client.token)
+
+        self.realm = Realm(
+            config,
+            self.warnings,
+            stats=self.stats,
+            authorize=_authorizer(config),
+            remote=remote,
+            released=released,
+        )
+        self._collector = BrokerCollector(self.stats, self.realm, lambda: len(self.realm))
         self._connections: dict[Connection, None] = {}
         self._pending: dict[Connection, None] = {}  # no request yet, oldest first
         self._per_ip: dict[str, int] = {}  # open connections per remote address
@@ -122,6 +149,8 @@ class Broker:
                 self._server = None
                 raise
         self._timer = loop.create_task(self._run_timers(), name="peerpy_server timers")
+        if self.cluster is not None:
+            await self.cluster.start()
         logger.info("Broker listening on %s", self.url)
 
     async def aclose(self) -> None:
@@ -154,6 +183,8 @@ class Broker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._timer
             await server.wait_closed()
+            if self.cluster is not None:
+                await self.cluster.aclose()
             logger.info("Broker stopped")
 
     async def _drained(self) -> None:
@@ -219,6 +250,37 @@ class Broker:
             turn_ttl=config.turn_ttl,
         )
 
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """``GET <path>health``: 200 and a JSON report, or 503 when the broker cannot serve.
+
+        It cannot serve while shutting down, when ``concurrent_limit`` ids
+        are registered and, in cluster mode, while Redis is unreachable (a
+        load balancer should then send clients elsewhere).
+        """
+        realm = self.realm
+        redis = "off" if self.cluster is None else self.cluster.state
+        if self._server is None:
+            status = "stopping"
+        elif len(realm) >= self.config.concurrent_limit:
+            status = "full"
+        elif redis == "down":
+            status = "redis-down"
+        else:
+            status = "ok"
+        report: dict[str, Any] = {
+            "status": status,
+            "clients": len(realm),
+            "connections": len(self._connections),
+            "queued_messages": realm.queued_messages,
+            "queued_bytes": realm.queued_size,
+            "redis": redis,
+        }
+        return (200 if status == "ok" else 503), report
+
+    def metrics(self) -> bytes:
+        """``GET <path>metrics``: the Prometheus text exposition."""
+        return render(self._collector)
+
     @property
     def connections(self) -> int:
         """How many TCP connections are open."""
@@ -247,17 +309,20 @@ class Broker:
         now = self.now()
         cap = config.max_connections_per_ip
         if cap is not None and self._per_ip.get(ip, 0) >= cap:
+            self.stats.refuse("per-ip")
             self.warnings.warning(
                 logger, "per-ip", now, "Too many connections from %s; refused one", ip
             )
             return False
         cap = config.max_handshakes_per_ip
         if cap is not None and self._pending_per_ip.get(ip, 0) >= cap:
+            self.stats.refuse("handshakes-per-ip")
             self.warnings.warning(
                 logger, "handshakes-per-ip", now, "Too many handshakes from %s; refused one", ip
             )
             return False
         if len(self._connections) >= config.connection_limit:
+            self.stats.refuse("connections-full")
             if not self._pending:
                 self.warnings.warning(logger, "full", now, "Too many connections; refused one")
                 return False
@@ -330,6 +395,7 @@ class Broker:
             if connection.opened_at > deadline:
                 break
             self.settled(connection)
+            self.stats.refuse("handshake-timeout")
             self.warnings.warning(
                 logger,
                 "handshake-timeout",
@@ -354,6 +420,15 @@ class Broker:
 
 
 _ABSENT: Final = object()
+
+
+def _authorizer(config: BrokerConfig) -> Callable[[str, str], str | None] | None:
+    """The realm's token check for ``jwt_secret``/``jwt_public_key``, if either is set."""
+    if config.jwt_secret is None and config.jwt_public_key is None:
+        return None
+    from .auth import JwtAuthorizer
+
+    return JwtAuthorizer(secret=config.jwt_secret, public_key=config.jwt_public_key).authorize
 
 
 def _decrement(counts: dict[str, int], ip: str) -> None:

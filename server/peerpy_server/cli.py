@@ -17,8 +17,10 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from . import __version__
 from .broker import Broker
 from .config import BrokerConfig
+from .logs import JsonFormatter
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (``-h`` explains each flag)."""
     parser = argparse.ArgumentParser(prog="peerpy-server", description=_DESCRIPTION)
     add = parser.add_argument
+    add("--version", action="version", version=f"peerpy-server {__version__}")
     add("-p", "--port", type=int, help="port to listen on (default: env PORT; required otherwise)")
     add("-H", "--host", help="address to listen on (default: every interface)")
     add(
@@ -183,6 +186,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="coturn's static-auth-secret (default: env PEERPY_TURN_SECRET)",
     )
     ice.add_argument("--turn-ttl", type=float, default=86400.0, help="TURN credential life (s)")
+    prod = parser.add_argument_group("production (docs/broker.md, Operating it)")
+    prod.add_argument(
+        "--jwt-secret",
+        default=os.environ.get("PEERPY_JWT_SECRET"),
+        metavar="SECRET",
+        help="require a JWT (HS256) signed with SECRET as token (default: env PEERPY_JWT_SECRET)",
+    )
+    prod.add_argument(
+        "--jwt-public-key",
+        metavar="FILE",
+        help="require a JWT (RS256/ES256) verified by this PEM public key as token",
+    )
+    prod.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("PEERPY_REDIS_URL"),
+        help="cluster mode: share ids, relays and queues with every broker on this Redis "
+        "(redis://host:port/db; default: env PEERPY_REDIS_URL, else in memory)",
+    )
+    prod.add_argument(
+        "--redis-prefix",
+        default="peerpy:",
+        help="prefix of the cluster's Redis keys and channels (default: peerpy:)",
+    )
+    prod.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text lines or one JSON object per line (default: text)",
+    )
     extra.add_argument(
         "--log-level",
         default="INFO",
@@ -210,6 +243,19 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         )
     if args.turn_url and not args.turn_secret:
         raise ValueError("--turn-url needs --turn-secret (or PEERPY_TURN_SECRET)")
+    public_key = None
+    if args.jwt_public_key is not None:
+        try:
+            with open(args.jwt_public_key, encoding="utf-8") as file:
+                public_key = file.read()
+        except OSError as exc:
+            raise ValueError(f"cannot read --jwt-public-key: {exc}") from None
+        if args.jwt_secret is not None:
+            raise ValueError("give --jwt-secret or --jwt-public-key, not both")
+    if args.jwt_secret is not None or public_key is not None:
+        from .auth import JwtAuthorizer
+
+        JwtAuthorizer(secret=args.jwt_secret, public_key=public_key)  # fail early on a bad key
     defaults = BrokerConfig()
     return BrokerConfig(
         host=args.host,
@@ -241,6 +287,10 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         turn_urls=[url.strip() for url in str(args.turn_url or "").split(",") if url.strip()],
         turn_secret=args.turn_secret if args.turn_url else None,
         turn_ttl=args.turn_ttl,
+        jwt_secret=args.jwt_secret,
+        jwt_public_key=public_key,
+        redis_url=args.redis or None,
+        redis_prefix=args.redis_prefix,
     )
 
 
@@ -288,9 +338,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 1
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    handler = logging.StreamHandler()
+    if args.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     try:
         _run_loop(_run(config))
     except OSError as exc:

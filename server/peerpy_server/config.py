@@ -91,6 +91,11 @@ class BrokerConfig:
       bucket); past that it is closed with 1008 (``None``: no limit).
     * ``warning_interval``: repeated warnings of one kind are logged at most once
       per this many seconds, with a count of those suppressed (``None``: all).
+    * ``jwt_secret`` / ``jwt_public_key``: the ``token`` of a WebSocket must be a
+      JWT signed with this HS256 secret / verified by this PEM public key (RS256,
+      ES256) whose ``sub`` is the id or ``*`` (see :mod:`peerpy_server.auth`).
+    * ``redis_url`` / ``redis_prefix``: cluster mode, every broker on the same
+      Redis and prefix shares one realm (see :mod:`peerpy_server.cluster`).
     """
 
     host: str | None = None
@@ -141,10 +146,24 @@ class BrokerConfig:
     turn_urls: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     turn_secret: str | None = attrs.field(default=None, repr=False)
     turn_ttl: float = attrs.field(default=86400.0, validator=attrs.validators.gt(0))
+    # Production (docs/broker.md "Operating it"): JWT in the token parameter,
+    # HS256 with jwt_secret or RS256/ES256 with jwt_public_key (PEM text).
+    jwt_secret: str | None = attrs.field(default=None, repr=False)
+    jwt_public_key: str | None = attrs.field(default=None, repr=False)
+    # Cluster mode (peerpy_server.cluster): the Redis URL (None: in-memory
+    # realm) and the prefix of every key and channel, so realms can share a Redis.
+    redis_url: str | None = attrs.field(default=None, repr=False)
+    redis_prefix: str = "peerpy:"
 
     def __attrs_post_init__(self) -> None:
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile must be given together")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("the Redis URL must start with redis://, rediss:// or unix://")
+        if self.jwt_secret is not None and self.jwt_public_key is not None:
+            raise ValueError("give jwt_secret or jwt_public_key, not both")
         if bool(self.turn_urls) != bool(self.turn_secret):
             raise ValueError("turn_urls and turn_secret must be given together")
         for url in self.turn_urls:

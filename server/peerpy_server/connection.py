@@ -28,11 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Callable
+from time import perf_counter
 from typing import TYPE_CHECKING, Final, cast
 from urllib.parse import parse_qs
 
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
+from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import BytesLike
@@ -148,6 +150,7 @@ class Connection(asyncio.BufferedProtocol):
         # The peer is not reading: cut it off rather than buffer more.
         if not self._cut:
             self._cut = True
+            self._broker.stats.refuse("slow-reader")
             self._warn("slow-reader", "Cut off %s: it does not read what it is sent", self._name())
             assert self._transport is not None
             self._transport.abort()
@@ -165,6 +168,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes) -> None:
         """Handle bytes read from the socket."""
+        start = perf_counter()
         self.active = True
         ws = self._ws
         state = ws.state
@@ -194,6 +198,7 @@ class Connection(asyncio.BufferedProtocol):
         broker = self._broker
         if broker.unwritten:
             broker.write_gathered()
+            broker.stats.observe(perf_counter() - start)
 
     def _fast_frames(self, data: bytes) -> None:
         """Parse complete, masked, unfragmented text/binary frames here.
@@ -431,6 +436,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _over_rate(self, client: Client) -> None:
         """Close a WebSocket that sends faster than the rate limit (1008) and unregister it."""
+        self._broker.stats.refuse("rate-limit")
         self._warn("rate-limit", "Closed %s (1008): it sent more than the rate limit", self._name())
         self._client = None
         self._fragments = None
@@ -463,10 +469,16 @@ class Connection(asyncio.BufferedProtocol):
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         if not upgrade:
             broker.settled(self)
-            response = http.respond(
-                request, config, broker.realm.ids, broker.realm.__contains__, broker.ice_servers
-            )
-            self._ws.send_response(response)
+            cluster = broker.cluster
+            if cluster is not None and config.allow_discovery and path.endswith("/peers"):
+                # The whole cluster's ids come from Redis: answer once they are read.
+                def answer(ids: list[str]) -> None:
+                    self._ws.send_response(self._respond(request, lambda: ids))
+                    self._flush()
+
+                cluster.respond_later(answer)
+                return
+            self._ws.send_response(self._respond(request, broker.realm.ids))
             return
         if path != config.websocket_path or http.request_method(request) != "GET":
             broker.settled(self)
@@ -485,12 +497,44 @@ class Connection(asyncio.BufferedProtocol):
             values = params.get(name)
             return values[0] if values else ""
 
-        self._client = broker.realm.connect(
-            self,
-            key=first("key"),
-            peer_id=first("id"),
-            token=first("token"),
-            now=broker.now(),
+        if broker.cluster is None:
+            self._client = broker.realm.connect(
+                self,
+                key=first("key"),
+                peer_id=first("id"),
+                token=first("token"),
+                now=broker.now(),
+            )
+            return
+        # Cluster mode: the claim goes to Redis; read nothing until it is settled.
+        assert self._transport is not None
+        self._transport.pause_reading()
+        broker.cluster.claim(
+            self, key=first("key"), peer_id=first("id"), token=first("token"), done=self._claimed
+        )
+
+    def _claimed(self, client: Client | None) -> None:
+        """The cluster claim is settled: attach the client (or not) and read again."""
+        transport = self._transport
+        if client is not None and (transport is None or transport.is_closing()):
+            self._broker.realm.disconnect(client)  # it left while its claim was pending
+            return
+        self._client = client
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+            if self._partial:  # frames that arrived with the handshake
+                self.data_received(b"")
+
+    def _respond(self, request: Request, ids: Callable[[], list[str]]) -> Response:
+        broker = self._broker
+        return http.respond(
+            request,
+            broker.config,
+            ids,
+            broker.realm.__contains__,
+            broker.ice_servers,
+            broker.health,
+            broker.metrics,
         )
 
     def _name(self) -> str:

@@ -7,6 +7,9 @@ Pure functions from a parsed request to a :class:`websockets.http11.Response`:
 * ``GET {path}/{key}/peers``: the registered ids if discovery is on, else 401;
 * ``GET {path}/{key}/ice?id=ID&token=TOKEN``: the ICE servers for that
   registered peer (a peerpy extra, see :mod:`peerpy_server.ice`), else 401;
+* ``GET {path}/health``: JSON about the broker (clients, queues, Redis),
+  200 when it can serve, 503 when it cannot (peerpy extra, ``docs/broker.md``);
+* ``GET {path}/metrics``: Prometheus text (peerpy extra, :mod:`peerpy_server.metrics`);
 * ``OPTIONS`` under ``{path}``: a CORS preflight answered with 204;
 * anything else: 404.
 
@@ -38,6 +41,7 @@ INFO: Final = (
 _JSON: Final = "application/json; charset=utf-8"
 _HTML: Final = "text/html; charset=utf-8"
 _TEXT: Final = "text/plain; charset=utf-8"
+_PROMETHEUS: Final = "text/plain; version=0.0.4; charset=utf-8"
 _METHODS: Final = "GET,HEAD,PUT,PATCH,POST,DELETE"
 
 
@@ -99,12 +103,16 @@ def respond(
     ids: Callable[[], list[str]],
     is_taken: Callable[[str], bool],
     ice: Callable[[str, str, str | None], list[dict[str, Any]] | None] | None = None,
+    health: Callable[[], tuple[int, dict[str, Any]]] | None = None,
+    metrics: Callable[[], bytes] | None = None,
 ) -> Response:
     """Answer a plain (non-upgrade) HTTP request.
 
     ``ids`` lists the registered ids (for discovery); ``is_taken`` tells
     whether an id is registered (for ``/id``); ``ice(id, token, host)`` gives
-    a registered peer's ICE servers, ``None`` for a wrong id or token (for ``/ice``).
+    a registered peer's ICE servers, ``None`` for a wrong id or token (for ``/ice``);
+    ``health()`` gives the status code and JSON body of ``/health``;
+    ``metrics()`` the Prometheus text of ``/metrics``.
     """
     path = request.path.partition("?")[0]
     relative = _relative(path, config.path)
@@ -124,6 +132,12 @@ def respond(
     parts = relative.strip("/").split("/")
     if parts == [""]:
         response = _response(200, INFO, _JSON, cors)
+    elif parts == ["health"] and health is not None:
+        status, report = health()
+        body = json.dumps(report, separators=(",", ":")).encode()
+        response = _response(status, body, _JSON, cors)
+    elif parts == ["metrics"] and metrics is not None:
+        response = _response(200, metrics(), _PROMETHEUS, cors)
     elif len(parts) == 2 and parts[1] == "id":
         response = _response(200, new_id(is_taken).encode(), _HTML, cors)
     elif len(parts) == 2 and parts[1] == "peers":

@@ -13,10 +13,12 @@ logged too.  Like the realm, it reads no clock: callers pass ``now``.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from typing import Final
 
-__all__ = ["WarningLimiter"]
+__all__ = ["JsonFormatter", "WarningLimiter"]
 
 _SUPPRESSED: Final = " (and %d similar suppressed in the last %.0f s)"
 _FLUSHED: Final = "%d more %r warnings suppressed in the last %.0f s"
@@ -68,3 +70,24 @@ class WarningLimiter:
     def suppressed(self, key: str) -> int:
         """How many warnings of ``key`` are held back since the last one logged."""
         return self._suppressed.get(key, 0)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (``--log-format json``).
+
+    Keys: ``time`` (UTC, ISO 8601 with milliseconds), ``level``, ``logger``,
+    ``message`` (formatted with its arguments) and, for an exception,
+    ``exception`` (the traceback text).
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        entry: dict[str, object] = {
+            "time": f"{stamp}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections import deque
+from collections.abc import Callable
 from typing import Final, Protocol
 
 from peerpy.exceptions import ProtocolError
@@ -52,6 +53,7 @@ from peerpy.messages import (
 
 from .config import BrokerConfig
 from .logs import WarningLimiter
+from .metrics import Stats
 
 __all__ = [
     "MESSAGE_OVERHEAD",
@@ -141,8 +143,25 @@ class _Queue:
 class Realm:
     """Registry, queues and relay rules of one broker (see the module docstring)."""
 
-    def __init__(self, config: BrokerConfig, warnings: WarningLimiter | None = None) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        warnings: WarningLimiter | None = None,
+        *,
+        stats: Stats | None = None,
+        authorize: Callable[[str, str], str | None] | None = None,
+        remote: Callable[[Client, RelayType, str, str], None] | None = None,
+        released: Callable[[Client], None] | None = None,
+    ) -> None:
         self._config = config
+        #: Counters for ``GET <path>metrics`` (see :mod:`peerpy_server.metrics`).
+        self.stats = stats if stats is not None else Stats()
+        # authorize(id, token) -> None, or the reason to refuse (--jwt-secret).
+        self._authorize = authorize
+        # Cluster mode (peerpy_server.cluster): remote(client, kind, dst, frame)
+        # relays to an id not connected here; released(client) frees its id.
+        self._remote = remote
+        self._released = released
         self._clients: dict[str, Client] = {}
         self._queues: dict[str, _Queue] = {}  # live queues by destination
         self._expiry: deque[_Queue] = deque()  # every queue not yet swept, oldest first
@@ -177,6 +196,11 @@ class Realm:
         return self._queued
 
     @property
+    def queued_messages(self) -> int:
+        """Messages waiting for offline ids (costs one step per queue)."""
+        return sum(len(queue.frames) for queue in self._queues.values())
+
+    @property
     def queue_count(self) -> int:
         """Queues not yet swept (live ones and flushed ones awaiting their expiry)."""
         return len(self._expiry)
@@ -193,22 +217,14 @@ class Realm:
         """
         self._now = now
         config = self._config
-        if not (key and peer_id and token):
-            self._refuse(link, serialize(ServerErrorMessage(NO_PARAMS)))
-            return None
-        if key != config.key:
-            self._refuse(link, serialize(ServerErrorMessage(INVALID_KEY)))
-            return None
-        pattern = config.id_pattern
-        if pattern is not None and pattern.fullmatch(peer_id) is None:
-            self._refuse(link, serialize(ServerErrorMessage(f'ID "{peer_id}" is invalid')))
+        if not self.precheck(link, key=key, peer_id=peer_id, token=token):
             return None
         current = self._clients.get(peer_id)
         if current is not None and current.token != token:
-            self._refuse(link, _ID_TAKEN)
+            self.refuse_taken(link)
             return None
         if current is None and len(self._clients) >= config.concurrent_limit:
-            self._refuse(link, serialize(ServerErrorMessage(LIMIT_REACHED)))
+            self._refuse(link, serialize(ServerErrorMessage(LIMIT_REACHED)), "limit-reached")
             return None
 
         if current is None:
@@ -237,8 +253,62 @@ class Realm:
         self._flush(client)
         return client
 
-    def _refuse(self, link: Link, frame: str) -> None:
+    def precheck(self, link: Link, *, key: str, peer_id: str, token: str) -> bool:
+        """The checks of :meth:`connect` that need no registry; ``False`` after refusing."""
+        if not (key and peer_id and token):
+            self._refuse(link, serialize(ServerErrorMessage(NO_PARAMS)), "no-params")
+            return False
+        if key != self._config.key:
+            self._refuse(link, serialize(ServerErrorMessage(INVALID_KEY)), "invalid-key")
+            return False
+        if self._authorize is not None:
+            problem = self._authorize(peer_id, token)
+            if problem is not None:
+                self._refuse(link, serialize(ServerErrorMessage(problem)), "invalid-token")
+                return False
+        pattern = self._config.id_pattern
+        if pattern is not None and pattern.fullmatch(peer_id) is None:
+            message = ServerErrorMessage(f'ID "{peer_id}" is invalid')
+            self._refuse(link, serialize(message), "invalid-id")
+            return False
+        return True
+
+    def refuse_taken(self, link: Link) -> None:
+        """Answer ID-TAKEN and close."""
+        self._refuse(link, _ID_TAKEN, "id-taken")
+
+    def refuse(self, link: Link, frame: str, reason: str) -> None:
+        """Send ``frame`` (an ERROR), close ``link`` and count the refusal under ``reason``."""
+        self._refuse(link, frame, reason)
+
+    def deliver_local(self, peer_id: str, frame: str) -> bool:
+        """Send ``frame`` to ``peer_id`` if it is connected here; ``False`` if it is not."""
+        target = self._clients.get(peer_id)
+        if target is None:
+            return False
+        self._deliver(target, frame, None)
+        return True
+
+    def supersede(self, peer_id: str, token: str | None) -> None:
+        """Another instance now holds ``peer_id`` (with ``token``): close ours.
+
+        ``token=None``: whatever its token (our registration was lost).
+        """
+        client = self._clients.get(peer_id)
+        if client is None or (token is not None and client.token != token):
+            return
+        del self._clients[peer_id]  # not released: the id is someone else's now
+        logger.info("Client moved to another instance: %s", truncate(peer_id))
+        client.link.close(1000, "superseded by a new connection")
+
+    def _unregister(self, client: Client) -> None:
+        del self._clients[client.id]
+        if self._released is not None:
+            self._released(client)
+
+    def _refuse(self, link: Link, frame: str, reason: str) -> None:
         logger.info("Refused a connection: %s", frame)
+        self.stats.refuse(reason)
         link.send(frame)
         link.close(None)
 
@@ -279,13 +349,13 @@ class Realm:
         Like ``peer``, the messages queued for its id are kept.
         """
         if self._clients.get(client.id) is client:
-            del self._clients[client.id]
+            self._unregister(client)
             logger.info("Client disconnected: %s", truncate(client.id))
 
     def _drop(self, client: Client, reason: str) -> None:
         """Unregister ``client`` (if current) and close its socket."""
         if self._clients.get(client.id) is client:
-            del self._clients[client.id]
+            self._unregister(client)
         self.warnings.warning(
             logger,
             f"dropped: {reason}",
@@ -335,14 +405,17 @@ class Realm:
         self, client: Client, kind: RelayType, dst: str | None, frame: str, now: float
     ) -> None:
         """Forward ``frame`` (already rewritten with ``src`` = the sender) to ``dst``."""
+        self.stats.relayed[kind] += 1
         target = self._clients.get(dst) if dst else None
         if target is not None:
             self._deliver(target, frame, client)
+        elif dst and self._remote is not None:
+            self._remote(client, kind, dst, frame)
         elif dst and kind is not _LEAVE and kind is not _EXPIRE:
             self._enqueue(client, dst, frame, now)
         elif kind is _LEAVE and not dst:
             if self._clients.get(client.id) is client:
-                del self._clients[client.id]
+                self._unregister(client)
                 logger.info("Client left: %s", truncate(client.id))
         else:
             logger.debug("Dropped %s for offline %s", kind.value, dst)
@@ -421,6 +494,8 @@ class Realm:
             logger, "queue-refused", now, "Not queued for %s from %s: %s",
             truncate(dst), truncate(client.id), reason,
         )  # fmt: skip
+        self.stats.refuse("queue-full")
+        self.stats.expired += 1
         self._deliver(client, serialize_relay(_EXPIRE, dst, client.id), None)
 
     # -- timers ------------------------------------------------------------
@@ -452,6 +527,7 @@ class Realm:
                 for src in senders:
                     target = clients.get(src)
                     if target is not None:
+                        self.stats.expired += 1
                         self._deliver(target, serialize_relay(_EXPIRE, dst, src), None)
             self._queued -= queue.charge
             queue.charge = 0

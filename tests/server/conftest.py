@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +25,8 @@ import pytest
 from peerpy_server import Broker, BrokerConfig
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+from ..redis_support import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 PEER_BIN = ROOT / "tests/support/node_modules/peer/dist/bin/peerjs.js"
@@ -36,6 +40,10 @@ class Target:
     port: int
     path: str
     broker: Broker | None = None
+    #: Cluster: every broker's port; WebSocket URLs go to each in turn.
+    ports: tuple[int, ...] = ()
+    brokers: tuple[Broker, ...] = ()
+    _turn: list[int] = attrs.field(factory=lambda: [0])
 
     @property
     def is_peer(self) -> bool:
@@ -55,7 +63,11 @@ class Target:
             for name, value in (("key", key), ("id", id), ("token", token))
             if value is not None
         )
-        return f"ws://127.0.0.1:{self.port}{base}?{query}&version=1.5.5"
+        port = self.port
+        if self.ports:  # spread peers over the cluster's instances
+            port = self.ports[self._turn[0] % len(self.ports)]
+            self._turn[0] += 1
+        return f"ws://127.0.0.1:{port}{base}?{query}&version=1.5.5"
 
 
 def free_port() -> int:
@@ -152,14 +164,52 @@ async def run_ours(path: str = "/myapp", **options: Any) -> AsyncIterator[Target
         yield Target("peerpy", broker.port, path, broker)
 
 
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session (each cluster uses its own key prefix)."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is missing: run scripts/setup (Debian's redis-server)")
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_clusters = [0]
+
+
+@contextlib.asynccontextmanager
+async def run_cluster(
+    redis_url: str, path: str = "/myapp", size: int = 3, **options: Any
+) -> AsyncIterator[Target]:
+    """Run ``size`` brokers in-process sharing one realm on Redis (a fresh key prefix)."""
+    _clusters[0] += 1
+    prefix = f"test{_clusters[0]}-{time.monotonic_ns()}:"
+    async with contextlib.AsyncExitStack() as stack:
+        brokers = []
+        for _ in range(size):
+            config = BrokerConfig(
+                host="127.0.0.1", port=0, path=path, redis_url=redis_url, redis_prefix=prefix,
+                **options,
+            )  # fmt: skip
+            brokers.append(await stack.enter_async_context(Broker(config)))
+        ports = tuple(broker.port for broker in brokers)
+        yield Target("cluster", ports[0], path, brokers[0], ports, tuple(brokers))
+
+
 StartBroker = Callable[..., contextlib.AbstractAsyncContextManager[Target]]
 
 
-@pytest.fixture(params=["peerpy", "peer"])
+@pytest.fixture(params=["peerpy", "peer", "cluster"])
 def start_broker(request: pytest.FixtureRequest) -> StartBroker:
-    """Start a broker of each implementation (differential tests)."""
+    """Start a broker of each implementation (differential tests); "cluster" is 3 of ours."""
     if request.param == "peer" and not PEER_BIN.exists():
         pytest.fail("tests/support/node_modules is missing: run npm ci in tests/support")
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_server").url
+        return functools.partial(run_cluster, url)
     return run_peer if request.param == "peer" else run_ours
 
 

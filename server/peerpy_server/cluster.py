@@ -1,0 +1,639 @@
+"""Cluster mode: brokers sharing one realm through Redis (``--redis URL``).
+
+Each broker process (an *instance*, named by a random hex string) keeps its
+own clients in its in-memory :class:`~peerpy_server.realm.Realm`, as without
+Redis; Redis holds what must be shared, under ``redis_prefix``:
+
+* ``id:<id>`` = ``"<instance> <token>"``, with a time to live of
+  ``alive_timeout``, refreshed by its instance every third of it: the
+  cluster-wide registry.  A claim (:data:`CLAIM`) is atomic: a free id or the
+  same token wins (a same-token takeover works across instances; the previous
+  instance is told to close its socket), another token gets ``ID-TAKEN``.  An
+  instance that dies stops refreshing, so its ids are free again within
+  ``alive_timeout``.
+* ``q:<id>``, ``qs:<id>``, ``qb:<id>`` and the sorted set ``expiry``: the
+  offline queues (frames, senders, bytes, creation time from Redis' clock),
+  bounded by ``max_queue_messages`` and ``max_queue_bytes`` per id.  Expiry
+  (:data:`SWEEP`) pops due queues atomically, whichever instance runs it, so
+  each sender gets exactly one EXPIRE per destination.
+* the channel ``inst:<instance>``: messages relayed to a client that instance
+  holds.  :data:`ROUTE` handles a run of messages in one call: it publishes
+  them to their owners (one PUBLISH per instance), or queues them when the id
+  has no owner or its owner is gone (no subscriber).
+
+Every operation of one instance goes through one ordered outbox, written to
+Redis in pipelines by one task: a relay, a claim and a release are applied in
+the order the broker saw them (a client that leaves and comes back with
+another token is not refused by its own stale claim), and messages from one
+sender keep their order.  When Redis is unreachable the broker keeps serving
+its own clients; a message it cannot route gets EXPIRE back to its sender, a
+new registration gets an ERROR, and ``GET <path>health`` says 503 until Redis
+is back.  After a Redis restart the next refresh claims the instance's ids
+again (queued messages are lost unless Redis persists them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
+
+from peerpy.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
+
+from .realm import LIMIT_REACHED, Client, Link
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+__all__ = ["CLAIM", "ROUTE", "SWEEP", "Cluster"]
+
+logger: Final = logging.getLogger("peerpy_server.cluster")
+
+UNAVAILABLE: Final = "Server is unavailable: its cluster store cannot be reached"
+#: Most operations written to Redis in one pipeline.
+BATCH: Final = 1000
+#: Most ids refreshed by one script call.
+REFRESH_CHUNK: Final = 500
+#: Seconds between two attempts to reach Redis again.
+RETRY: Final = 0.5
+#: Most operations waiting for Redis; past that (Redis slow or unreachable) a
+#: new one fails at once: its sender gets EXPIRE, a registration an ERROR.
+OUTBOX_LIMIT: Final = 100_000
+#: Seconds :meth:`Cluster.aclose` waits for the outbox (the last releases) to be written.
+CLOSE_GRACE: Final = 2.0
+
+#: KEYS: id, q, qs, qb, expiry, ids; ARGV: instance, token, ttl ms, id, limit.
+#: Returns {"taken"}, {"full"} or {"ok", previous instance or "", queued frames}.
+CLAIM: Final = """
+local cur = redis.call('GET', KEYS[1])
+local prev = ''
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+if cur then
+  local sp = string.find(cur, ' ', 1, true)
+  if string.sub(cur, sp + 1) ~= ARGV[2] then return {'taken'} end
+  prev = string.sub(cur, 1, sp - 1)
+else
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+  if redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[5]) then return {'full'} end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[6], now + tonumber(ARGV[3]), ARGV[4])
+local frames = redis.call('LRANGE', KEYS[2], 0, -1)
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('ZREM', KEYS[5], ARGV[4])
+return {'ok', prev, frames}
+"""
+
+#: KEYS: id, ids; ARGV: instance, token, id.  Deletes the id if it is still ours.
+RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] .. ' ' .. ARGV[2] then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+#: KEYS: ids.  The registered ids (entries past their time to live dropped).
+PEERS: Final = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+#: KEYS: the ids set, then id keys; ARGV: instance, ttl ms, then one token
+#: per id, then the ids.  Extends our ids, claims again those that vanished
+#: (Redis restart); returns the indexes (1-based) of ids held by someone else.
+REFRESH: Final = """
+local lost = {}
+local mine = ARGV[1] .. ' '
+local n = #KEYS - 1
+local t = redis.call('TIME')
+local until_ = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2])
+for i = 1, n do
+  local key = KEYS[i + 1]
+  local value = mine .. ARGV[i + 2]
+  local cur = redis.call('GET', key)
+  if cur == value or not cur then
+    redis.call('SET', key, value, 'PX', ARGV[2])
+    redis.call('ZADD', KEYS[1], until_, ARGV[i + 2 + n])
+  else
+    table.insert(lost, i)
+  end
+end
+return lost
+"""
+
+#: KEYS: expiry; ARGV: key prefix, channel prefix, max messages, max bytes,
+#: count, then dst, frame, src, mode for each message.  mode "r": relay,
+#: queue if offline; "n": relay, drop if offline (LEAVE, EXPIRE); "q": queue
+#: only.  The messages for one instance go out as one PUBLISH of entries
+#: ``<mode><len>:<dst><len>:<frame>`` (lengths in bytes); those for a dead
+#: instance (no subscriber) are queued.  Returns one code per message:
+#: 1 published, 2 queued, 3 queue full (sender recorded), 0 dropped.
+ROUTE: Final = """
+local p, chan = ARGV[1], ARGV[2]
+local maxm, maxb = tonumber(ARGV[3]), tonumber(ARGV[4])
+local n = tonumber(ARGV[5])
+local results, groups, order = {}, {}, {}
+local now = nil
+local function enqueue(i, dst, frame, src)
+  local q, qs, qb = p .. 'q:' .. dst, p .. 'qs:' .. dst, p .. 'qb:' .. dst
+  if redis.call('EXISTS', qs) == 0 then
+    if not now then
+      local t = redis.call('TIME')
+      now = t[1] * 1000 + math.floor(t[2] / 1000)
+    end
+    redis.call('ZADD', KEYS[1], 'NX', now, dst)
+  end
+  redis.call('SADD', qs, src)
+  local size = tonumber(redis.call('GET', qb) or '0')
+  if redis.call('LLEN', q) < maxm and size + #frame <= maxb then
+    redis.call('RPUSH', q, frame)
+    redis.call('INCRBY', qb, #frame)
+    results[i] = 2
+  else
+    results[i] = 3
+  end
+end
+for i = 1, n do
+  local b = 5 + (i - 1) * 4
+  local dst, frame, src, mode = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+  results[i] = 0
+  local owner = nil
+  if mode ~= 'q' then
+    local cur = redis.call('GET', p .. 'id:' .. dst)
+    if cur then owner = string.sub(cur, 1, string.find(cur, ' ', 1, true) - 1) end
+  end
+  if owner then
+    local g = groups[owner]
+    if not g then
+      g = {entries = {}, idx = {}}
+      groups[owner] = g
+      table.insert(order, owner)
+    end
+    table.insert(g.entries, mode .. #dst .. ':' .. dst .. #frame .. ':' .. frame)
+    table.insert(g.idx, i)
+    results[i] = 1
+  elseif mode ~= 'n' then
+    enqueue(i, dst, frame, src)
+  end
+end
+for _, owner in ipairs(order) do
+  local g = groups[owner]
+  if redis.call('PUBLISH', chan .. owner, table.concat(g.entries)) == 0 then
+    for _, i in ipairs(g.idx) do
+      local b = 5 + (i - 1) * 4
+      if ARGV[b + 4] == 'r' then
+        enqueue(i, ARGV[b + 1], ARGV[b + 2], ARGV[b + 3])
+      else
+        results[i] = 0
+      end
+    end
+  end
+end
+return results
+"""
+
+#: KEYS: expiry; ARGV: expire ms, limit, key prefix.  Pops the queues older
+#: than expire ms (Redis' clock); returns {dst, {senders}, dst, {senders}, ...}.
+SWEEP: Final = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]),
+                       'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, dst in ipairs(due) do
+  local p = ARGV[3]
+  table.insert(out, dst)
+  table.insert(out, redis.call('SMEMBERS', p .. 'qs:' .. dst))
+  redis.call('DEL', p .. 'q:' .. dst, p .. 'qs:' .. dst, p .. 'qb:' .. dst)
+  redis.call('ZREM', KEYS[1], dst)
+end
+return out
+"""
+
+_Callback = Callable[[Any], None]
+_Failure = Callable[[], None]
+
+
+class Cluster:
+    """One broker's side of the cluster (see the module docstring)."""
+
+    def __init__(self, broker: Broker, url: str) -> None:
+        config = broker.config
+        self._broker = broker
+        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
+        self._redis = aioredis.from_url(url, decode_responses=True, **options)
+        # Relayed batches are parsed by byte lengths: the subscriber reads bytes.
+        self._bytes = aioredis.from_url(url, decode_responses=False, **options)
+        self._prefix = config.redis_prefix
+        self._channels = self._prefix + "inst:"
+        #: This instance's name in Redis.
+        self.instance = secrets.token_hex(8)
+        self._ttl_ms = str(int(config.alive_timeout * 1000))
+        self._claim = self._redis.register_script(CLAIM)
+        self._release = self._redis.register_script(RELEASE)
+        self._refresh = self._redis.register_script(REFRESH)
+        self._route = self._redis.register_script(ROUTE)
+        self._sweep = self._redis.register_script(SWEEP)
+        self._peers = self._redis.register_script(PEERS)
+        self._ids = self._prefix + "ids"
+        # Ordered operations: (script, keys, args, on result, on failure).
+        self._outbox: list[tuple[Any, list[str], list[str], _Callback | None, _Failure | None]]
+        self._outbox = []
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._helpers: set[asyncio.Task[None]] = set()  # /peers answers, awaited on close
+        self._subscribed = False
+        self._reachable = False
+        self._writing = False  # the writer holds a batch not yet answered
+        self._expired: set[tuple[str, str]] = set()  # EXPIREs sent for the failed batch
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the writer, subscriber and timer tasks (Redis may still be down)."""
+        loop = asyncio.get_running_loop()
+        subscribed = loop.create_future()
+        for coro, name in (
+            (self._write_loop(), "writer"),
+            (self._subscribe_loop(subscribed), "subscriber"),
+            (self._timer_loop(), "timers"),
+        ):
+            self._tasks.append(loop.create_task(coro, name=f"peerpy_server cluster {name}"))
+        # Serve once subscribed, or after a short wait if Redis is down (health says 503).
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(subscribed), 3.0)
+        logger.info("Cluster instance %s on Redis (%s)", self.instance, self.state)
+
+    async def aclose(self) -> None:
+        """Release this instance's ids, stop the tasks and close the Redis client."""
+        # Write what is queued (the releases of the clients just closed) first.
+        deadline = asyncio.get_running_loop().time() + CLOSE_GRACE
+        while (self._outbox or self._writing) and self._reachable:
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        realm = self._broker.realm
+        pending = [(client.id, client.token) for client in realm._clients.values()]
+        for task in [*self._tasks, *self._helpers]:
+            task.cancel()
+        for task in [*self._tasks, *self._helpers]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if pending and self._reachable:
+            with contextlib.suppress(RedisError, OSError, TimeoutError, asyncio.TimeoutError):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for peer_id, token in pending:
+                        keys = [self._prefix + "id:" + peer_id, self._ids]
+                        args = [self.instance, token, peer_id]
+                        await self._release(keys=keys, args=args, client=pipe)
+                    await asyncio.wait_for(pipe.execute(), 2.0)
+        await self._redis.aclose()
+        await self._bytes.aclose()
+
+    @property
+    def state(self) -> str:
+        """``"up"`` when Redis answers and our channel is subscribed, else ``"down"``."""
+        return "up" if self._reachable and self._subscribed else "down"
+
+    # -- used by the connection and the realm --------------------------------
+
+    def claim(
+        self,
+        link: Link,
+        *,
+        key: str,
+        peer_id: str,
+        token: str,
+        done: Callable[[Client | None], None],
+    ) -> None:
+        """Register ``peer_id`` cluster-wide, then locally; ``done(client or None)`` after.
+
+        The realm's own checks (params, key, token, id pattern) come first and
+        refuse without asking Redis.
+        """
+        broker = self._broker
+        realm = broker.realm
+        if not realm.precheck(link, key=key, peer_id=peer_id, token=token):
+            done(None)
+            return
+        keys = [*self._queue_keys(peer_id), self._ids]
+
+        def claimed(result: Any) -> None:
+            if result[0] == "full":
+                realm.refuse(link, serialize(ServerErrorMessage(LIMIT_REACHED)), "limit-reached")
+                done(None)
+                return
+            if result[0] != "ok":
+                realm.refuse_taken(link)
+                done(None)
+                return
+            previous, frames = result[1], result[2]
+            if previous and previous != self.instance:
+                # The id moves here: its old socket elsewhere is closed.
+                self._publish(previous, _entry("s", peer_id, token))
+            client = realm.connect(link, key=key, peer_id=peer_id, token=token, now=broker.now())
+            done(client)
+            if client is None:
+                self.release(peer_id, token)
+                return
+            for frame in frames:
+                if not link.send(frame):
+                    break
+            broker.write_gathered()
+
+        def failed() -> None:
+            realm.refuse(link, serialize(ServerErrorMessage(UNAVAILABLE)), "cluster-unavailable")
+            done(None)
+            broker.write_gathered()
+
+        limit = str(broker.config.concurrent_limit)
+        args = [self.instance, token, self._ttl_ms, peer_id, limit]
+        self._push(self._claim, keys, args, claimed, failed)
+
+    def release(self, peer_id: str, token: str) -> None:
+        """Free ``peer_id`` in Redis if this instance still holds it with ``token``."""
+        keys = [self._prefix + "id:" + peer_id, self._ids]
+        self._push(self._release, keys, [self.instance, token, peer_id])
+
+    def route(self, client: Client, kind: RelayType, dst: str, frame: str) -> None:
+        """Relay ``frame`` to ``dst``, which is not connected here (the realm's remote hook)."""
+        mode = "n" if kind is RelayType.LEAVE or kind is RelayType.EXPIRE else "r"
+        self._route_frame(client.id, dst, frame, mode)
+
+    def _route_frame(self, src: str, dst: str, frame: str, mode: str) -> None:
+
+        def failed() -> None:
+            # Never a silent loss: the sender hears EXPIRE for what was not routed
+            # (once per destination in a failed batch).
+            if mode != "n" and (src, dst) not in self._expired:
+                self._expired.add((src, dst))
+                self._broker.stats.expired += 1
+                self._broker.realm.deliver_local(src, serialize_relay(RelayType.EXPIRE, dst, src))
+
+        # Consecutive routes are merged into one ROUTE call by the writer.
+        self._push(_ROUTE, [], [dst, frame, src, mode], None, failed)
+
+    def respond_later(self, respond: Callable[[list[str]], None]) -> None:
+        """Call ``respond(ids)`` with the ids registered in the whole cluster (``/peers``)."""
+
+        async def answer() -> None:
+            try:
+                ids = list(await self._peers(keys=[self._ids]))
+                self._broker.stats.redis_round_trips += 1
+            except (RedisError, OSError):
+                ids = self._broker.realm.ids()  # what this instance knows
+            respond(ids)
+
+        task = asyncio.get_running_loop().create_task(answer())
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
+
+    # -- internals ---------------------------------------------------------------
+
+    def _queue_keys(self, peer_id: str) -> list[str]:
+        p = self._prefix
+        return [p + "id:" + peer_id, p + "q:" + peer_id, p + "qs:" + peer_id, p + "qb:" + peer_id,
+                p + "expiry"]  # fmt: skip
+
+    def _publish(self, instance: str, payload: bytes) -> None:
+        self._outbox.append((None, [self._channels + instance], [payload], None, None))  # type: ignore[list-item]
+        self._wake.set()
+
+    def _push(
+        self,
+        script: Any,
+        keys: list[str],
+        args: list[str],
+        callback: _Callback | None = None,
+        failure: _Failure | None = None,
+    ) -> None:
+        if len(self._outbox) >= OUTBOX_LIMIT:
+            self._broker.stats.refuse("cluster-backlog")
+            if failure is not None:
+                failure()
+            return
+        self._outbox.append((script, keys, args, callback, failure))
+        self._wake.set()
+
+    async def _write_loop(self) -> None:
+        """Write the outbox to Redis in order, one pipeline per batch."""
+        broker = self._broker
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(0)  # let the reads already due add to this batch
+            self._wake.clear()
+            while self._outbox:
+                batch = self._outbox[:BATCH]
+                del self._outbox[:BATCH]
+                self._writing = True
+                try:
+                    calls = self._calls(batch)
+                    replies = await self._execute(calls)
+                    missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+                    if missing:
+                        # Redis (re)started without our scripts: load them, redo those calls.
+                        for script in (self._claim, self._release, self._refresh, self._route):
+                            await self._redis.script_load(script.script)
+                        again = await self._execute([calls[i] for i in missing])
+                        for i, reply in zip(missing, again, strict=True):
+                            replies[i] = reply
+                    results = []
+                    for (script, _, _, count), reply in zip(calls, replies, strict=True):
+                        if script is self._route and not isinstance(reply, Exception):
+                            results += reply
+                        else:
+                            results += [reply] * count
+                    self._reachable = True
+                except (RedisError, OSError) as exc:
+                    self._reachable = False
+                    broker.warnings.warning(
+                        logger, "redis", broker.now(), "Redis unreachable: %s", exc
+                    )
+                    results = [exc] * len(batch)
+                finally:
+                    self._writing = False
+                self._expired.clear()
+                for (_, _, _, callback, failure), result in zip(batch, results, strict=True):
+                    try:
+                        if isinstance(result, Exception):
+                            if failure is not None:
+                                failure()
+                        elif callback is not None:
+                            callback(result)
+                    except Exception:  # a bug in one callback must not stop the writer
+                        logger.exception("Cluster callback failed")
+                broker.write_gathered()
+                if not self._reachable:
+                    await asyncio.sleep(RETRY)
+
+    async def _execute(self, calls: list[tuple[Any, list[str], list[Any], int]]) -> list[Any]:
+        """Send ``calls`` in one pipeline (scripts by SHA: no SCRIPT EXISTS per batch)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for script, keys, args, _ in calls:
+                if script is None:
+                    pipe.publish(keys[0], args[0])
+                else:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        self._broker.stats.redis_round_trips += 1
+        return replies
+
+    def _calls(
+        self, batch: list[tuple[Any, list[str], list[str], _Callback | None, _Failure | None]]
+    ) -> list[tuple[Any, list[str], list[Any], int]]:
+        """The Redis calls for ``batch``: runs of routes merged into one ROUTE each."""
+        config = self._broker.config
+        calls: list[tuple[Any, list[str], list[Any], int]] = []
+        routes: list[str] = []
+        count = 0
+
+        def flush() -> None:
+            nonlocal routes, count
+            if count:
+                head = [self._prefix, self._channels, str(config.max_queue_messages),
+                        str(config.max_queue_bytes), str(count)]  # fmt: skip
+                calls.append((self._route, [self._prefix + "expiry"], head + routes, count))
+                routes, count = [], 0
+
+        for script, keys, args, _, _ in batch:
+            if script is _ROUTE:
+                routes += args
+                count += 1
+                continue
+            flush()
+            calls.append((script, keys, args, 1))
+        flush()
+        return calls
+
+    async def _subscribe_loop(self, subscribed: asyncio.Future[None]) -> None:
+        """Receive what other instances relay to our clients; reconnect when Redis goes."""
+        broker = self._broker
+        channel = self._channels + self.instance
+        while True:
+            try:
+                async with self._bytes.pubsub() as pubsub:
+                    await pubsub.subscribe(channel)
+                    self._subscribed = self._reachable = True
+                    if not subscribed.done():
+                        subscribed.set_result(None)
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self._received(message["data"])
+                            broker.write_gathered()
+            except (RedisError, OSError) as exc:
+                if self._subscribed:
+                    logger.warning("Lost the Redis subscription (%s); retrying", exc)
+                self._subscribed = False
+            await asyncio.sleep(RETRY)
+
+    def _received(self, data: bytes) -> None:
+        realm = self._broker.realm
+        for mode, dst, frame in _entries(data):
+            if mode == "s":
+                realm.supersede(dst, frame)  # frame is the new token
+            elif not realm.deliver_local(dst, frame) and mode == "r":
+                # Its client left meanwhile: queue it like any message for an offline id.
+                self._route_frame(_source(frame), dst, frame, "q")
+
+    async def _timer_loop(self) -> None:
+        """Refresh our ids every third of ``alive_timeout``; expire queues every tick."""
+        broker = self._broker
+        config = broker.config
+        from .broker import TICK
+
+        refresh_every = config.alive_timeout / 3
+        next_refresh = 0.0
+        while True:
+            now = broker.now()
+            if now >= next_refresh:
+                next_refresh = now + refresh_every
+                self._push_refresh()
+            try:
+                await self._expire()
+            except (RedisError, OSError):
+                self._reachable = False
+            except Exception:  # a bug must not stop the timers
+                logger.exception("Cluster sweep failed")
+            await asyncio.sleep(TICK)
+
+    def _push_refresh(self) -> None:
+        clients = list(self._broker.realm._clients.values())
+        for start in range(0, len(clients), REFRESH_CHUNK):
+            chunk = clients[start : start + REFRESH_CHUNK]
+            keys = [self._ids, *(self._prefix + "id:" + client.id for client in chunk)]
+            args = [self.instance, self._ttl_ms, *(client.token for client in chunk)]
+            args += [client.id for client in chunk]
+
+            def refreshed(lost: Any, chunk: list[Client] = chunk) -> None:
+                for index in lost:
+                    client = chunk[int(index) - 1]
+                    self._broker.realm.supersede(client.id, None)
+
+            self._push(self._refresh, keys, args, refreshed)
+
+    async def _expire(self) -> None:
+        broker = self._broker
+        config = broker.config
+        args = [str(int(config.expire_timeout * 1000)), "1000", self._prefix]
+        result = await self._sweep(keys=[self._prefix + "expiry"], args=args)
+        broker.stats.redis_round_trips += 1
+        self._reachable = True
+        for index in range(0, len(result), 2):
+            dst, senders = result[index], result[index + 1]
+            for src in senders:
+                frame = serialize_relay(RelayType.EXPIRE, dst, src)
+                broker.stats.expired += 1
+                if not broker.realm.deliver_local(src, frame):
+                    self._route_frame(dst, src, frame, "n")
+        broker.write_gathered()
+
+
+#: Marks a route in the outbox (merged into ROUTE calls by the writer).
+_ROUTE: Final = object()
+
+
+def _entry(mode: str, dst: str, frame: str) -> bytes:
+    """One entry of a relayed batch (what ROUTE builds in Lua)."""
+    dst_bytes, frame_bytes = dst.encode(), frame.encode()
+    return b"%s%d:%s%d:%s" % (
+        mode.encode(),
+        len(dst_bytes),
+        dst_bytes,
+        len(frame_bytes),
+        frame_bytes,
+    )
+
+
+def _entries(data: bytes) -> list[tuple[str, str, str]]:
+    """Split a relayed batch into ``(mode, dst, frame)`` (see :data:`ROUTE`)."""
+    out = []
+    pos, size = 0, len(data)
+    while pos < size:
+        mode = chr(data[pos])
+        colon = data.index(b":", pos + 1)
+        end = colon + 1 + int(data[pos + 1 : colon])
+        dst = data[colon + 1 : end].decode()
+        colon = data.index(b":", end)
+        pos = colon + 1 + int(data[end:colon])
+        out.append((mode, dst, data[colon + 1 : pos].decode()))
+    return out
+
+
+def _source(frame: str) -> str:
+    """The ``src`` of a relayed frame (the broker wrote it; ``""`` if absent)."""
+    try:
+        value = json.loads(frame).get("src", "")
+    except ValueError:
+        return ""
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,147 @@
+"""What an operator sees: counters kept on the relay path, exported at scrape time.
+
+The relay path only adds to plain integers held by a :class:`Stats` (a dict
+increment per relayed message, one ``perf_counter`` per read); nothing from
+``prometheus_client`` runs per message.  :class:`BrokerCollector` turns those
+integers, and the realm's current sizes, into Prometheus metric families when
+``GET <path>metrics`` is scraped; each broker has its own
+:class:`~prometheus_client.CollectorRegistry`, so several brokers can live in
+one process.
+
+Exported metrics (all prefixed ``peerpy_broker_``):
+
+* ``clients``: registered ids on this instance (gauge);
+* ``relayed_messages_total{type}``: OFFER, ANSWER, CANDIDATE, LEAVE, EXPIRE relayed;
+* ``queued_messages`` / ``queued_bytes``: messages waiting for offline ids and
+  the bytes they are charged (gauges);
+* ``expires_total``: EXPIREs sent to senders;
+* ``refusals_total{reason}``: connections and messages refused, by reason;
+* ``relay_latency_seconds``: from the read of a message to the write of what
+  it caused (histogram);
+* ``redis_round_trips_total``: commands sent to Redis (cluster mode).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from peerpy.messages import RelayType
+
+if TYPE_CHECKING:
+    from .realm import Realm
+
+__all__ = ["LATENCY_BUCKETS", "BrokerCollector", "Stats", "render"]
+
+#: Upper bounds (seconds) of the relay latency histogram's buckets.
+LATENCY_BUCKETS: Final = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+#: ``Content-Type`` of the Prometheus text format.
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Stats:
+    """Plain counters updated by the realm and the connections (no locks, no labels)."""
+
+    __slots__ = (
+        "expired",
+        "latency_buckets",
+        "latency_count",
+        "latency_sum",
+        "redis_round_trips",
+        "refused",
+        "relayed",
+    )
+
+    def __init__(self) -> None:
+        self.relayed: dict[RelayType, int] = dict.fromkeys(RelayType, 0)
+        self.expired = 0
+        self.refused: dict[str, int] = {}
+        self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_count = 0
+        self.latency_sum = 0.0
+        self.redis_round_trips = 0
+
+    def refuse(self, reason: str) -> None:
+        """Count one refusal; ``reason`` is a fixed string, never client-chosen text."""
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def observe(self, seconds: float) -> None:
+        """Count one relay latency."""
+        self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_count += 1
+        self.latency_sum += seconds
+
+
+class BrokerCollector(Collector):
+    """Builds the metric families from a :class:`Stats` and a realm at scrape time."""
+
+    def __init__(self, stats: Stats, realm: Realm, clients: Callable[[], int]) -> None:
+        self._stats = stats
+        self._realm = realm
+        self._clients = clients
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats
+        prefix = "peerpy_broker_"
+        yield GaugeMetricFamily(
+            prefix + "clients", "Ids registered on this instance", value=self._clients()
+        )
+        relayed = CounterMetricFamily(
+            prefix + "relayed_messages", "Messages relayed, by type", labels=["type"]
+        )
+        for kind, count in stats.relayed.items():
+            relayed.add_metric([kind.value], count)
+        yield relayed
+        yield GaugeMetricFamily(
+            prefix + "queued_messages",
+            "Messages waiting for offline ids",
+            value=self._realm.queued_messages,
+        )
+        yield GaugeMetricFamily(
+            prefix + "queued_bytes",
+            "Bytes charged to queues (max_queued_bytes)",
+            value=self._realm.queued_size,
+        )
+        yield CounterMetricFamily(
+            prefix + "expires", "EXPIREs sent to senders", value=stats.expired
+        )
+        refused = CounterMetricFamily(
+            prefix + "refusals", "Connections and messages refused, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(stats.refused.items()):
+            refused.add_metric([reason], count)
+        yield refused
+        cumulative = 0
+        buckets: list[tuple[str, float]] = []
+        bounds = (*LATENCY_BUCKETS, float("inf"))
+        for bound, count in zip(bounds, stats.latency_buckets, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        yield HistogramMetricFamily(
+            prefix + "relay_latency_seconds",
+            "From the read of a message to the write of what it caused",
+            buckets=buckets,
+            sum_value=stats.latency_sum,
+        )
+        yield CounterMetricFamily(
+            prefix + "redis_round_trips", "Commands sent to Redis", value=stats.redis_round_trips
+        )
+
+
+def render(collector: BrokerCollector) -> bytes:
+    """The Prometheus text exposition of ``collector``'s metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return generate_latest(registry)

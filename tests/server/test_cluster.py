@@ -1,0 +1,187 @@
+"""Cluster mode against a real ``redis-server``: what spans instances, and losing Redis.
+
+The whole conformance suite also runs on a 3-broker cluster (the ``cluster``
+parameter of ``start_broker``); these tests cover what it cannot show:
+several senders on several instances, a cluster-wide ``/peers``, and a Redis
+restart under live clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from peerpy_server.cli import build_parser, config_from_args
+
+from ..redis_support import RedisServer
+from .conftest import (
+    Client,
+    Target,
+    client,
+    free_port,
+    http_request,
+    peer_client,
+    run_cluster,
+    run_ours,
+)
+
+pytestmark = pytest.mark.anyio
+
+OFFER = {"type": "OFFER", "payload": {"sdp": "x"}}
+
+
+async def drain(c: Client, duration: float) -> list[dict[str, object]]:
+    """Everything ``c`` receives within ``duration`` seconds."""
+    got: list[dict[str, object]] = []
+    deadline = time.monotonic() + duration
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            got.append(await c.recv(left))
+        except (TimeoutError, asyncio.TimeoutError):
+            break
+    return got
+
+
+async def test_one_expire_per_sender_and_destination_across_instances(
+    redis_server: RedisServer,
+) -> None:
+    """Senders on two instances, all three instances sweeping: one EXPIRE each."""
+    async with (
+        run_cluster(redis_server.url, expire_timeout=0.5) as target,
+        peer_client(target, "s1") as s1,
+        peer_client(target, "s2") as s2,
+    ):
+        for _ in range(3):
+            await s1.send({**OFFER, "dst": "ghost"})
+            await s2.send({**OFFER, "dst": "ghost"})
+        for sender, name in ((s1, "s1"), (s2, "s2")):
+            got = await drain(sender, 2.5)
+            assert got == [{"type": "EXPIRE", "src": "ghost", "dst": name}]
+        assert sum(broker.stats.expired for broker in target.brokers) == 2
+
+
+async def test_queue_on_one_instance_is_delivered_on_another(redis_server: RedisServer) -> None:
+    async with (
+        run_cluster(redis_server.url, expire_timeout=5) as target,
+        peer_client(target, "early") as early,  # on instance 1
+    ):
+        for n in range(3):
+            await early.send({**OFFER, "dst": "late", "payload": {"n": n}})
+        await asyncio.sleep(0.3)
+        target.ws_url()  # skip instance 2: "late" registers on instance 3
+        async with peer_client(target, "late") as late:
+            got = [await late.recv() for _ in range(3)]
+        assert [m["payload"] for m in got] == [{"n": 0}, {"n": 1}, {"n": 2}]
+        assert all(m["src"] == "early" for m in got)
+        assert await drain(early, 0.5) == []  # delivered: no EXPIRE
+
+
+async def test_peers_lists_the_whole_cluster_and_ids_are_cluster_wide(
+    redis_server: RedisServer,
+) -> None:
+    async with (
+        run_cluster(redis_server.url, allow_discovery=True) as target,
+        peer_client(target, "a"),
+        peer_client(target, "b"),
+        peer_client(target, "c"),
+    ):
+        assert len({broker.realm.ids()[0] for broker in target.brokers}) == 3  # one each
+        for port in target.ports:
+            status, _, body = await http_request(port, "GET", "/myapp/peerjs/peers")
+            assert status == 200
+            assert sorted(json.loads(body)) == ["a", "b", "c"]
+        # "a" lives on instance 1; another token on instance 2 or 3 is refused.
+        for _ in range(2):
+            async with client(target.ws_url(id="a", token="other")) as thief:
+                assert await thief.recv() == {"type": "ID-TAKEN", "payload": {"msg": "ID is taken"}}
+        status, _, body = await http_request(target.port, "GET", "/myapp/health")
+        assert status == 200
+        assert json.loads(body)["redis"] == "up"
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def wait_health(target: Target, status: int, within: float = 10.0) -> dict[str, object]:
+    deadline = time.monotonic() + within
+    while True:
+        code, _, body = await http_request(target.port, "GET", "/myapp/health")
+        if code == status:
+            report: dict[str, object] = json.loads(body)
+            return report
+        assert time.monotonic() < deadline, f"health stayed {code}: {body!r}"
+        await asyncio.sleep(0.1)
+
+
+async def test_redis_restart_keeps_brokers_serving_and_recovers(own_redis: RedisServer) -> None:
+    """Redis killed: local relay goes on, cross-instance messages get EXPIRE, new
+    registrations get ERROR, health is 503; Redis back: ids are claimed again and
+    cross-instance relay works again."""
+    async with (
+        run_cluster(own_redis.url, size=2, alive_timeout=3) as target,
+        peer_client(target, "alice") as alice,  # instance 1
+        peer_client(target, "bob") as bob,  # instance 2
+        peer_client(target, "carol") as carol,  # instance 1 again
+    ):
+        own_redis.stop()
+        assert (await wait_health(target, 503))["redis"] == "down"
+        await alice.send({**OFFER, "dst": "carol"})  # same instance: still relayed
+        assert (await carol.recv())["src"] == "alice"
+        await alice.send({**OFFER, "dst": "bob"})  # other instance: EXPIRE, not silence
+        assert await alice.recv(10) == {"type": "EXPIRE", "src": "bob", "dst": "alice"}
+        async with client(target.ws_url(id="dave", token="t")) as dave:
+            message = await dave.recv(10)
+            assert message["type"] == "ERROR"
+            assert "unavailable" in message["payload"]["msg"]
+
+        own_redis.start()  # same port, empty: ids must be claimed again
+        assert (await wait_health(target, 200))["redis"] == "up"
+        deadline = time.monotonic() + 10
+        while True:  # the next refresh (alive_timeout / 3) claims the ids again
+            await alice.send({**OFFER, "dst": "bob"})
+            got = await drain(bob, 0.5)
+            if got:
+                assert got[0]["src"] == "alice"
+                break
+            assert time.monotonic() < deadline, "cross-instance relay did not come back"
+        async with client(target.ws_url(id="bob", token="other")) as thief:
+            assert (await thief.recv())["type"] == "ID-TAKEN"
+
+
+async def test_graceful_stop_releases_ids_at_once(redis_server: RedisServer) -> None:
+    """A broker shut down gracefully frees its ids in Redis: no wait for alive_timeout."""
+    async with run_cluster(redis_server.url, size=2) as target:
+        async with peer_client(target, "x", "one") as x:  # instance 1
+            await target.brokers[0].aclose()
+            assert await x.closed() == 1001
+        async with peer_client(target, "x", "two"):  # instance 2, another token: OPEN
+            pass
+
+
+async def test_unreachable_redis_at_start_serves_errors_not_crashes() -> None:
+    """No Redis at all: the broker starts, says 503, and refuses registrations with ERROR."""
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    async with run_ours(redis_url=url) as target:
+        status, _, body = await http_request(target.port, "GET", "/myapp/health")
+        assert status == 503
+        assert json.loads(body)["status"] == "redis-down"
+        async with client(target.ws_url(id="a", token="t")) as c:
+            message = await c.recv(10)
+            assert message["type"] == "ERROR"
+            assert "unavailable" in message["payload"]["msg"]
+            assert await c.closed() is not None
+
+
+def test_bad_redis_url_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="must start with redis://"):
+        config_from_args(build_parser().parse_args(["-p", "0", "--redis", "localhost:6379"]))
