@@ -43,7 +43,6 @@ from typing import Any
 import anyio
 import anyio.abc
 import attrs
-from rich.console import Console
 
 from .. import __version__, backend
 from ..config import resolve_network, resolve_rtc_configuration
@@ -133,15 +132,17 @@ def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _say_backend(console: Console, args: argparse.Namespace) -> None:
-    """Print the WebRTC backend and event loop this run uses (the fastest installed)."""
+def _backend_line(args: argparse.Namespace) -> str:
+    """Which WebRTC backend and event loop this run uses (the fastest installed); logged."""
     name = backend.choose_backend(
         backend.resolve_backend(),
         resolve_rtc_configuration(args.ice_servers),
         resolve_network(args.ice_addresses),
     )
     loop = "uvloop" if backend.use_uvloop() else "asyncio"
-    console.print(f"backend: {name} on {loop}")
+    line = f"backend: {name} on {loop}"
+    logging.getLogger("peerpy.cli").debug("%s", line)
+    return line
 
 
 @attrs.define
@@ -197,7 +198,7 @@ async def _send(args: argparse.Namespace, run: _Run) -> int:
         if args.qr:
             console.print(qr_text(str(code)), highlight=False, markup=False)
 
-    _say_backend(console, args)
+    backend_line = _backend_line(args)
     run.progress = RichProgress(console, verb="Sending")
     with contextlib.ExitStack() as stack:
         paths = args.paths
@@ -221,6 +222,7 @@ async def _send(args: argparse.Namespace, run: _Run) -> int:
         f"sent {what}, {format_size(stats.transferred_bytes)} in "
         f"{stats.seconds:.1f} s ({format_size(stats.rate)}/s), verified by the receiver"
     )
+    console.print(backend_line)
     if stats.route is not None:
         console.print(f"route: {stats.route}")
     return 0
@@ -279,7 +281,7 @@ async def _receive(args: argparse.Namespace, run: _Run) -> int:
             return True
         return await _ask(offer, already)
 
-    _say_backend(console, args)
+    backend_line = _backend_line(args)
     run.progress = RichProgress(console, verb="Receiving")
     stats = await receive_files(
         code,
@@ -303,6 +305,7 @@ async def _receive(args: argparse.Namespace, run: _Run) -> int:
         + (f", {format_size(stats.resumed_bytes)} resumed" if stats.resumed_bytes else "")
         + ", SHA-256 verified"
     )
+    console.print(backend_line)
     if stats.route is not None:
         console.print(f"route: {stats.route}")
     return 0
@@ -331,7 +334,7 @@ async def _demo(args: argparse.Namespace, run: _Run) -> int:
     # Without --server or PEERPY_SERVER the demo embeds its own broker.
     options["server"] = options["server"] or os.environ.get("PEERPY_SERVER") or None
     console = stderr_console()
-    _say_backend(console, argparse.Namespace(**{**vars(args), **options}))
+    console.print(_backend_line(argparse.Namespace(**{**vars(args), **options})))
     await run_demo(parse_size(args.size), console=console, **options)
     return 0
 
