@@ -11,7 +11,15 @@ sender and the receiver in two separate processes:
     with message-size values and with 1 MiB values;
 (e) ``connect()`` -> open latency: peerpy through the in-process broker against a
     raw aiortc offer/answer exchanged directly (both in one process), plus the
-    same in the two-process throughput runs.
+    same in the two-process throughput runs;
+(f) raw wrtc (``webrtc.aiortc``, libwebrtc), same flow control as (b);
+(g) peerpy on wrtc, ``raw`` serialization (as (c));
+(h) peerpy on wrtc, ``binary`` with 1 MiB values (as (d2));
+(i) peerpy on aiortc on uvloop (as (c)).
+
+(f), (g) and (h) need wrtc (``pip install 'peerpy-sdk[wrtc]'``) and are skipped
+without it; they run on uvloop when installed, as peerpy's CLI does; (a)-(d)
+run on plain asyncio unless ``--uvloop``.
 
 The raw baselines are plain ``RTCPeerConnection``s built by
 ``peerpy.network.create_peer_connection`` with only ``local_addresses`` and
@@ -68,6 +76,7 @@ class Case:
     max_seconds: float = 60.0
     profile_dir: str | None = None
     uvloop: bool = False
+    backend: str = "aiortc"
 
 
 def build_cases(args: argparse.Namespace) -> list[Case]:
@@ -97,6 +106,26 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
             **marks,
         ),
     ]
+    from peerpy.backend import uvloop_installed, wrtc_installed
+
+    fast: dict[str, Any] = {**common, "uvloop": uvloop_installed() or args.uvloop}
+    if wrtc_installed():
+        wrtc: dict[str, Any] = {**fast, "backend": "wrtc"}
+        cases += [
+            Case("f", "raw wrtc", "raw", None, **wrtc),
+            Case("g", "peerpy wrtc raw, reliable", "peerpy", peerpy_buffer, **wrtc, **marks),
+            Case(
+                "h",
+                "peerpy wrtc binary, 1 MiB values",
+                "peerpy",
+                peerpy_buffer,
+                "binary",
+                **{**wrtc, "value_size": MIB},
+                **marks,
+            ),
+        ]
+    if uvloop_installed():
+        cases.append(Case("i", "peerpy aiortc on uvloop", "peerpy", peerpy_buffer, **fast, **marks))
     if args.only:
         cases = [case for case in cases if case.key in args.only]
     return cases
@@ -172,12 +201,13 @@ def raw_policy(udp_buffer: int | None) -> Any:
 
 async def raw_sender(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     """Offer over the pipe, then send ``total_bytes`` with bufferedAmount flow control."""
-    from aiortc import RTCConfiguration, RTCSessionDescription
+    from aiortc import RTCConfiguration
 
-    from peerpy.network import create_peer_connection
+    from peerpy.backend import create_peer_connection, description
 
     t0 = time.monotonic()
-    pc = create_peer_connection(RTCConfiguration(iceServers=[]), raw_policy(case.udp_buffer))
+    config = RTCConfiguration(iceServers=[])
+    pc = create_peer_connection(case.backend, config, raw_policy(case.udp_buffer))
     channel = pc.createDataChannel("bench", ordered=True)
     opened, writable = asyncio.Event(), asyncio.Event()
     channel.on("open", opened.set)
@@ -185,7 +215,7 @@ async def raw_sender(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     channel.bufferedAmountLowThreshold = case.low_water
     await pc.setLocalDescription(await pc.createOffer())
     peer.send(pc.localDescription.sdp)
-    await pc.setRemoteDescription(RTCSessionDescription(await pipe_recv(peer), "answer"))
+    await pc.setRemoteDescription(description(pc, await pipe_recv(peer), "answer"))
     await opened.wait()
     negotiation = time.monotonic() - t0
     payload = os.urandom(case.value_size)
@@ -212,11 +242,12 @@ async def raw_sender(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
 
 async def raw_receiver(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     """Answer over the pipe, then count bytes until ``total_bytes`` arrived."""
-    from aiortc import RTCConfiguration, RTCSessionDescription
+    from aiortc import RTCConfiguration
 
-    from peerpy.network import create_peer_connection
+    from peerpy.backend import create_peer_connection, description
 
-    pc = create_peer_connection(RTCConfiguration(iceServers=[]), raw_policy(case.udp_buffer))
+    config = RTCConfiguration(iceServers=[])
+    pc = create_peer_connection(case.backend, config, raw_policy(case.udp_buffer))
     done = asyncio.Event()
     state = {"bytes": 0, "t_end": 0.0, "cpu_start": 0.0, "cpu": 0.0}
 
@@ -230,7 +261,7 @@ async def raw_receiver(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
             done.set()
 
     pc.on("datachannel", lambda channel: channel.on("message", on_message))
-    await pc.setRemoteDescription(RTCSessionDescription(await pipe_recv(peer), "offer"))
+    await pc.setRemoteDescription(description(pc, await pipe_recv(peer), "offer"))
     await pc.setLocalDescription(await pc.createAnswer())
     peer.send(pc.localDescription.sdp)
     await done.wait()
@@ -253,6 +284,7 @@ def _peer_kwargs(case: Case, url: str) -> dict[str, Any]:
             udp_buffer_bytes=case.udp_buffer,
         ),
         "limits": Limits(send_high_water=case.high_water, send_low_water=case.low_water),
+        "backend": case.backend,
     }
 
 
@@ -382,6 +414,10 @@ def run_pair(case: Case, broker_url: str) -> dict[str, Any]:
         # What the busier process would reach alone on a core: robust to load elsewhere.
         results["cpu_mbps"] = results["received"] / max(results["cpu_tx"], results["cpu_rx"]) / 1e6
         results["cpu_pct"] = (100 * results["cpu_tx"] / wall, 100 * results["cpu_rx"] / wall)
+        # CPU milliseconds per MB, sender and receiver together.
+        results["cpu_ms_mb"] = (
+            1000 * (results["cpu_tx"] + results["cpu_rx"]) / (results["received"] / 1e6)
+        )
     return results
 
 
@@ -472,6 +508,8 @@ _BUCKETS: tuple[tuple[str, str], ...] = (
     ("aiortc/rtcdtlstransport", "aiortc DTLS (Python)"),
     ("aiortc/rtcdatachannel", "aiortc data channel"),
     ("aiortc/", "aiortc other"),
+    ("webrtc/", "wrtc (libwebrtc via webrtc.aiortc; native threads not profiled)"),
+    ("wrtc", "wrtc (libwebrtc via webrtc.aiortc; native threads not profiled)"),
     ("aioice/", "aioice (ICE/STUN)"),
     ("peerpy/", "peerpy"),
     ("anyio/", "anyio"),
@@ -575,14 +613,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15, help="connect latency samples")
     parser.add_argument("--quick", action="store_true", help="8 MB, 1 run, 5 latency samples")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="bound per process")
-    parser.add_argument("--only", nargs="*", help="cases to run: a b c d1 d2 e")
+    parser.add_argument("--only", nargs="*", help="cases to run: a b c d1 d2 e f g h i")
     parser.add_argument("--high-water", type=int, default=4 * MIB, help="peerpy send_high_water")
     parser.add_argument("--low-water", type=int, default=MIB, help="peerpy send_low_water")
     parser.add_argument(
         "--udp-buffer", type=int, default=TUNED_BUFFER, help="peerpy UDP buffers (0: OS default)"
     )
     parser.add_argument("--uvloop", action="store_true", help="run every process on uvloop")
-    parser.add_argument("--profile", action="store_true", help="also profile case (c)")
+    parser.add_argument(
+        "--profile", nargs="?", const="c", metavar="CASE", help="also profile a case (default c)"
+    )
     parser.add_argument("--top", type=int, default=25, help="functions shown per profile")
     args = parser.parse_args(argv)
     if args.quick:
@@ -622,10 +662,8 @@ def main(argv: list[str] | None = None) -> int:
                 replace(latency_case, udp_buffer=TUNED_BUFFER), broker.url, args.rounds
             )
         if args.profile:
-            profiled = next((c for c in build_cases(args) if c.key == "c"), None)
-            if profiled is None:
-                args_c = argparse.Namespace(**{**vars(args), "only": ["c"]})
-                profiled = build_cases(args_c)[0]
+            args_p = argparse.Namespace(**{**vars(args), "only": [args.profile]})
+            profiled = build_cases(args_p)[0]
             run_profile(profiled, broker.url, args.top)
     print(f"load average at the end: {_loadavg()}")
     return report(rows, latency)
@@ -663,21 +701,23 @@ def report(rows: dict[str, tuple[Case, list[dict[str, Any]]]], latency: dict[str
     ceil_b = ceiling.get("b", float("nan"))
     print(
         f"\n{'case':<5}{'what':<34}{'value B':>9}{'MB/s':>8}{'x (a)':>7}{'x (b)':>7}"
-        f"{'drops':>7}{'CPU MB/s':>9}{'x (b)':>7}{'negot. ms':>10}"
+        f"{'drops':>7}{'CPU MB/s':>9}{'x (b)':>7}{'negot. ms':>10}{'CPU ms/MB':>10}"
     )
     for key, (case, runs) in rows.items():
         drops = median([r["drops"] for r in runs if "drops" in r])
         negotiation = median([1000 * r["negotiation"] for r in runs if "negotiation" in r])
+        cpu_ms = median([r["cpu_ms_mb"] for r in runs if "cpu_ms_mb" in r])
         print(
             f"{'(' + key + ')':<5}{case.title:<34}{case.value_size:>9}{speed[key]:>8.2f}"
             f"{speed[key] / base_a:>7.2f}{speed[key] / base_b:>7.2f}{drops:>7.0f}"
-            f"{ceiling[key]:>9.2f}{ceiling[key] / ceil_b:>7.2f}{negotiation:>10.1f}"
+            f"{ceiling[key]:>9.2f}{ceiling[key] / ceil_b:>7.2f}{negotiation:>10.1f}{cpu_ms:>10.1f}"
         )
     print(
         "MB/s: wall clock, first send to last byte received.  CPU MB/s: bytes per CPU second "
         "of the busier process\n(what it would reach alone on a core; robust to other load). "
-        "drops: kernel UDP RcvbufErrors.\nnegot. ms: two processes, raw = pc creation to open "
-        "over a pipe, peerpy = connect() through the broker."
+        "drops: kernel UDP RcvbufErrors.\nCPU ms/MB: sender + receiver CPU per MB. "
+        "negot. ms: two processes, raw = pc creation to open over a pipe,\n"
+        "peerpy = connect() through the broker."
     )
     failed = False
 
@@ -690,7 +730,7 @@ def report(rows: dict[str, tuple[Case, list[dict[str, Any]]]], latency: dict[str
     print("\npaired ratios (median over repeats of case/baseline run in the same repeat):")
     for key in rows:
         parts = []
-        for base in ("a", "b"):
+        for base in ("a", "b", "f"):
             if key == base or base not in rows:
                 continue
             wall, cpu = (paired_ratio(rows, key, base, f) for f in ("mbps", "cpu_mbps"))
@@ -705,6 +745,13 @@ def report(rows: dict[str, tuple[Case, list[dict[str, Any]]]], latency: dict[str
     if ("c", "b") in paired:
         ratio = paired["c", "b"]
         verdict(ratio >= 0.95, f"(c) >= 0.95 x (b), paired wall ratio: {ratio:.2f} x")
+    targets = (("g", "f", 0.9), ("g", "b", 4.0), ("i", "b", 1.3))
+    for key, base, target in targets:
+        if key in rows and base in rows:
+            ratio = paired_ratio(rows, key, base, "mbps")
+            verdict(
+                ratio >= target, f"({key}) >= {target} x ({base}), paired wall ratio: {ratio:.2f} x"
+            )
     if latency.get("raw") and latency.get("peerpy"):
         raw_ms, peerpy_ms = 1000 * median(latency["raw"]), 1000 * median(latency["peerpy"])
         print(

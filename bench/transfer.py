@@ -16,6 +16,10 @@ cProfile and writes one ``.prof`` per process.
 
     python bench/transfer.py                 # 256 MB
     python bench/transfer.py --size 64MiB --profile /tmp/prof
+    PEERPY_BACKEND=aiortc python bench/transfer.py   # both paths on aiortc
+
+Both paths use the same backend: ``PEERPY_BACKEND``, else the fastest
+installed (wrtc when installed), on uvloop unless ``PEERPY_UVLOOP=0``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import anyio
 from anyio.from_thread import start_blocking_portal
 
 CHUNK = 64 * 1024
@@ -198,7 +201,12 @@ def main() -> None:
     raw_wall_rate = size / raw["wall"] / 1e6
     seconds = re.search(r"in ([0-9.]+) s", cli["err"])
     cli_rate = size / float(seconds.group(1)) / 1e6 if seconds else float("nan")
+    from peerpy.backend import fastest_backend, use_uvloop
+
+    engine = os.environ.get("PEERPY_BACKEND") or f"auto ({fastest_backend()})"
+    loop = "uvloop" if use_uvloop() else "asyncio"
     print(f"payload: {size / 1e6:.0f} MB, 64 KiB chunks, loopback, {os.cpu_count()} CPUs")
+    print(f"backend: {engine} on {loop} (PEERPY_BACKEND, PEERPY_UVLOOP)")
     print(
         f"{'path':<6}{'MB/s (wall)':>14}{'MB/s (stream)':>16}{'sender RSS':>13}{'receiver RSS':>15}"
     )
@@ -215,6 +223,8 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] in ("raw-send", "raw-receive"):
         func = raw_send if sys.argv[1] == "raw-send" else raw_receive
-        anyio.run(func, sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        from peerpy.backend import run
+
+        run(func, sys.argv[2], sys.argv[3], int(sys.argv[4]))  # on uvloop, as the CLI
     else:
         main()

@@ -29,4 +29,10 @@ async def main(me: str, them: str | None) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
+    # uvloop where installed: peerpy runs about 1.4x faster on it (see docs/performance.md).
+    anyio.run(
+        main,
+        sys.argv[1],
+        sys.argv[2] if len(sys.argv) > 2 else None,
+        backend_options={"use_uvloop": sys.platform != "win32"},
+    )

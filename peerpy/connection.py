@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import anyio
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.sdp import candidate_from_sdp
 
+from . import backend
 from .diagnosis import failure_message
 from .events import EventEmitter
 from .exceptions import (
@@ -37,7 +37,7 @@ from .exceptions import (
 )
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
 from .messages import Relay, RelayType
-from .network import NetworkPolicy, remote_candidate_allowed, watch_remote
+from .network import NetworkPolicy, remote_candidate_allowed
 from .payloads import (
     AnswerPayload,
     CandidatePayload,
@@ -46,7 +46,7 @@ from .payloads import (
     OfferPayload,
     SessionDescription,
 )
-from .route import Route, route_of
+from .route import Route
 
 if TYPE_CHECKING:
     from .config import Limits, Timeouts
@@ -111,8 +111,11 @@ class Connection:
         self.metadata = metadata
         #: Whether this side called ``connect()``/``call()``.
         self.originator = originator
-        #: aiortc's peer connection, for advanced use.
+        #: The peer connection, for advanced use: aiortc's, or on the wrtc
+        #: backend ``webrtc.aiortc``'s, which has aiortc's API (see :mod:`peerpy.backend`).
         self.peer_connection = pc
+        #: The WebRTC backend carrying this connection: ``"aiortc"`` or ``"wrtc"``.
+        self.backend = backend.backend_of(pc)
         self._owner = owner
         self._log = logger
         self._state = ConnectionState.NEGOTIATING
@@ -124,15 +127,15 @@ class Connection:
         self._signals: Mailbox[Signal] = Mailbox(MAX_PENDING_SIGNALS)
         self._events = EventEmitter(self._EVENTS, owner._spawn, logger)
         pc.on("iceconnectionstatechange", self._on_ice_state)
-        watch_remote(pc, self._on_remote_gone)
+        backend.watch_remote(pc, self._on_remote_gone)
 
     #: PeerJS's ``sdpTransform``: rewrites our offer or answer SDP before it
     #: is sent (set by ``connect``/``call``/``answer``).
     sdp_transform: SdpTransform | None = None
 
     def _local_sdp(self, local: RTCSessionDescription) -> SessionDescription:
-        """Our description as sent: after :attr:`sdp_transform`, if any."""
-        sdp = local.sdp
+        """Our description as sent: filtered by the backend, then :attr:`sdp_transform`."""
+        sdp = backend.local_sdp(self.peer_connection, local.sdp, self._owner.network)
         if self.sdp_transform is not None:
             sdp = self.sdp_transform(sdp)
             if type(sdp) is not str:
@@ -162,7 +165,7 @@ class Connection:
         (a later nomination shows); once closed it keeps the last route seen.
         """
         if self.open:
-            self._route = route_of(self.peer_connection) or self._route
+            self._route = backend.route_of(self.peer_connection) or self._route
         return self._route
 
     @property
@@ -282,9 +285,9 @@ class Connection:
             await self._answer(signal)
 
     async def _set_remote(self, description: SessionDescription) -> None:
-        await self.peer_connection.setRemoteDescription(
-            RTCSessionDescription(sdp=description.sdp, type=description.type)
-        )
+        pc = self.peer_connection
+        sdp = backend.remote_sdp(pc, description.sdp, self._owner.network)
+        await pc.setRemoteDescription(backend.description(pc, sdp, description.type))
         self._remote_set = True
         pending, self._pending_candidates = self._pending_candidates, []
         for candidate in pending:
@@ -295,7 +298,7 @@ class Connection:
         if not line:
             return  # end-of-candidates; aioice needs no signal for it
         try:
-            candidate = candidate_from_sdp(line)
+            candidate = backend.candidate_from_line(self.peer_connection, line)
         except (ValueError, IndexError) as exc:
             self._log.warning("ignoring malformed candidate %r: %s", init.candidate, exc)
             return
@@ -361,8 +364,12 @@ class Connection:
         )
 
     def _set_open(self) -> None:
+        refused = backend.route_refused(self.peer_connection, self._owner.network)
+        if refused is not None:
+            self._fail(NegotiationFailedError(f"Connection to {self.peer} refused: {refused}"))
+            return
         if self._state is ConnectionState.NEGOTIATING:
-            self._route = route_of(self.peer_connection)
+            self._route = backend.route_of(self.peer_connection)
             self._state = ConnectionState.OPEN
             self._opened.set()
             self._events.emit("open")

@@ -40,6 +40,9 @@ from .serialization import CLOSE, Serializer
 
 __all__ = ["DataConnection"]
 
+#: The most a wrtc data channel buffers before send() waits (libwebrtc's limit is 16 MiB).
+WRTC_HIGH_WATER = 8 * 1024 * 1024
+
 
 class DataConnection(Connection):
     """A data connection to a remote peer (PeerJS's ``DataConnection``).
@@ -88,11 +91,15 @@ class DataConnection(Connection):
         self._inbox: Mailbox[Any] = Mailbox(max_bytes=owner.limits.receive_buffer_bytes)
         self._close_requested = False
         self._send_limit: int | None = None  # the remote's max-message-size, once known
+        self._high_water = owner.limits.send_high_water
+        if self.backend == "wrtc":
+            # libwebrtc refuses sends beyond 16 MiB buffered: wait well before.
+            self._high_water = min(self._high_water, WRTC_HIGH_WATER)
         self._waiting_frames = 0  # see buffer_size
 
     @property
     def data_channel(self) -> RTCDataChannel | None:
-        """aiortc's data channel, once there is one."""
+        """The data channel (aiortc's, or ``webrtc.aiortc``'s on wrtc), once there is one."""
         return self._channel
 
     @property
@@ -162,7 +169,7 @@ class DataConnection(Connection):
     def _attach(self, channel: RTCDataChannel) -> None:
         self._channel = channel
         limits = self._owner.limits
-        channel.bufferedAmountLowThreshold = limits.send_low_water
+        channel.bufferedAmountLowThreshold = min(limits.send_low_water, self._high_water)
         channel.on("open", self._set_open)
         channel.on("message", self._on_message)
         channel.on("bufferedamountlow", self._on_writable)
@@ -288,7 +295,7 @@ class DataConnection(Connection):
     async def _send_frame(self, frame: bytes | str) -> None:
         channel = self._channel
         assert channel is not None
-        while channel.bufferedAmount > self._owner.limits.send_high_water:
+        while channel.bufferedAmount > self._high_water:
             self._writable = anyio.Event()
             with anyio.move_on_after(1.0):  # also notice a close while waiting
                 await self._writable.wait()

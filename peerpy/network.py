@@ -214,6 +214,10 @@ def _check_buffer(instance: object, attribute: object, value: object) -> None:
         )
 
 
+#: NetworkPolicy's default UDP socket buffer size (aiortc tuning; wrtc sizes its own).
+DEFAULT_UDP_BUFFER_BYTES: Final = 4 * 1024 * 1024
+
+
 @attrs.frozen
 class NetworkPolicy:
     """Where one peer connection's ICE may gather, whom it may talk to, and its buffers.
@@ -228,7 +232,9 @@ class NetworkPolicy:
     #: Talk only to remote addresses in these networks. ``None``: any remote.
     remote_networks: tuple[str, ...] | None = attrs.field(default=None, converter=_convert_remote)
     #: Requested SO_RCVBUF and SO_SNDBUF of each ICE socket. ``None``: OS/aioice default.
-    udp_buffer_bytes: int | None = attrs.field(default=4 * 1024 * 1024, validator=_check_buffer)
+    udp_buffer_bytes: int | None = attrs.field(
+        default=DEFAULT_UDP_BUFFER_BYTES, validator=_check_buffer
+    )
 
     @classmethod
     def loopback(cls) -> NetworkPolicy:

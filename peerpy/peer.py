@@ -34,6 +34,7 @@ import anyio
 import anyio.abc
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection
 
+from . import backend as _backend
 from .backoff import backoff_delays
 from .config import (
     Limits,
@@ -59,7 +60,7 @@ from .ids import connection_id, random_token, validate_id
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
 from .mediaconnection import MediaConnection, check_tracks
 from .messages import Relay, RelayType
-from .network import NetworkPolicy, create_peer_connection
+from .network import NetworkPolicy
 from .payloads import AnswerPayload, CandidatePayload, ConnectionType, OfferPayload
 from .serialization import (
     SerializerFactory,
@@ -99,6 +100,8 @@ class Peer:
     {path}{key}/ice`` once registered (none from a broker without it).  The
     local addresses ICE gathers on come from ``network`` or ``ice_addresses``,
     else ``PEERPY_ICE_ADDRESSES``.
+    Data connections run on ``backend`` (``"auto"``, ``"aiortc"`` or
+    ``"wrtc"``), else ``PEERPY_BACKEND``, else auto (see :mod:`peerpy.backend`).
     With ``auto_reconnect=True`` a lost broker session is registered again
     (same id and token, backing off from ``Timeouts.reconnect_initial`` to
     ``Timeouts.reconnect_max``, with jitter) once the broker is back; PeerJS
@@ -130,6 +133,7 @@ class Peer:
         ssl_context: ssl.SSLContext | None = None,
         auto_reconnect: bool = False,
         logger: logging.Logger | None = None,
+        backend: str | None = None,
         serializers: Mapping[str, SerializerFactory] | None = None,
     ) -> None:
         if id is not None:
@@ -150,6 +154,12 @@ class Peer:
             configuration is None and ice_servers is None and "PEERPY_ICE_SERVERS" not in os.environ
         )
         self.network = network or resolve_network(ice_addresses)
+        #: The backend of data connections: ``"aiortc"`` or ``"wrtc"`` (media: aiortc).
+        #: From ``backend`` (``"auto"``, ``"aiortc"``, ``"wrtc"``), else PEERPY_BACKEND,
+        #: else auto: wrtc when installed and it can honour ``network`` (see peerpy.backend).
+        self.backend = _backend.choose_backend(
+            _backend.resolve_backend(backend), self.configuration, self.network
+        )
         self._signaling = Signaling(
             self.server, timeouts=self.timeouts, ssl_context=ssl_context, logger=self._log
         )
@@ -419,9 +429,12 @@ class Peer:
         if not self._open:
             raise DisconnectedError("Cannot connect to new Peer after disconnecting from server.")
 
-    def _new_pc(self) -> RTCPeerConnection:
-        return create_peer_connection(
-            self.configuration, self.network, remote_gone=self.timeouts.remote_gone
+    def _new_pc(self, *, media: bool = False) -> RTCPeerConnection:
+        return _backend.create_peer_connection(
+            "aiortc" if media else self.backend,
+            self.configuration,
+            self.network,
+            remote_gone=self.timeouts.remote_gone,
         )
 
     async def connect(
@@ -499,7 +512,7 @@ class Peer:
             raise UsageError("a call needs tracks to send or kinds to receive")
         call = MediaConnection(
             self,
-            self._new_pc(),
+            self._new_pc(media=True),
             peer=peer,
             connection_id=connection_id("media"),
             metadata=metadata,
@@ -670,7 +683,7 @@ class Peer:
         if serializer is None:
             call = MediaConnection(
                 self,
-                self._new_pc(),
+                self._new_pc(media=True),
                 peer=src,
                 connection_id=offer.connection_id,
                 metadata=offer.metadata,

@@ -31,6 +31,7 @@ from . import connection as _connection
 from . import dataconnection as _dataconnection
 from . import mediaconnection as _mediaconnection
 from . import peer as _peer
+from .backend import loop_options
 from .exceptions import ConnectionClosedError, DisconnectedError
 
 if sys.version_info >= (3, 11):
@@ -226,7 +227,8 @@ class Peer:
         self._dispatcher = _Dispatcher(f"peerpy-events-{self._id_arg or 'peer'}")
         self._stack.callback(self._dispatcher.stop)
         try:
-            self._portal = self._stack.enter_context(start_blocking_portal("asyncio"))
+            portal = start_blocking_portal("asyncio", loop_options())
+            self._portal = self._stack.enter_context(portal)
             self._peer = peer = self._portal.call(self._make_peer)
             for event, forward in self._early:  # before registering: they hear "open"
                 peer.on(event, forward)  # type: ignore[call-overload]

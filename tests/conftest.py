@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from peerpy.backend import wrtc_installed
 from peerpy.ids import random_token
 
 from .brokers import peerjs_server, peerpy_server
@@ -26,6 +27,26 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PEERPY_ICE_SERVERS", "")
     monkeypatch.setenv("PEERPY_ICE_ADDRESSES", "127.0.0.1")
     monkeypatch.delenv("PEERPY_SERVER", raising=False)
+    # The suite runs on aiortc unless a test asks for a backend (see `backends`).
+    monkeypatch.setenv("PEERPY_BACKEND", "aiortc")
+
+
+#: Backend pairs (caller, callee): each alone and mixed in both offer directions.
+BACKEND_PAIRS = [
+    ("aiortc", "aiortc"),
+    ("wrtc", "wrtc"),
+    ("aiortc", "wrtc"),
+    ("wrtc", "aiortc"),
+]
+
+
+@pytest.fixture(params=BACKEND_PAIRS, ids=["-".join(p) for p in BACKEND_PAIRS])
+def backends(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """The backends of the two peers of a test (the first one offers)."""
+    pair: tuple[str, str] = request.param
+    if "wrtc" in pair and not wrtc_installed():
+        pytest.skip("wrtc is not installed (pip install 'peerpy-sdk[wrtc]')")
+    return pair
 
 
 @pytest.fixture

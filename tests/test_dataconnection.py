@@ -1,4 +1,8 @@
-"""DataConnection between two real aiortc peers through our broker."""
+"""DataConnection between two real peers through our broker, on every backend pair.
+
+Each test runs with both peers on aiortc, both on wrtc, and mixed in both offer
+directions (the ``…a`` peer offers); see ``backends`` in conftest.
+"""
 
 from __future__ import annotations
 
@@ -38,17 +42,19 @@ async def url() -> AsyncIterator[str]:
 async def pair(
     url: str,
     peer_id: str,
+    backends: tuple[str, str],
     *,
     limits: Limits | None = None,
     **options: Any,
 ) -> AsyncIterator[tuple[DataConnection, DataConnection]]:
     """Two connected peers; yields (caller's connection, callee's connection)."""
     async with (
-        Peer(peer_id + "a", server=url) as alice,
-        Peer(peer_id + "b", server=url, limits=limits) as bob,
+        Peer(peer_id + "a", server=url, backend=backends[0]) as alice,
+        Peer(peer_id + "b", server=url, backend=backends[1], limits=limits) as bob,
     ):
         conn = await alice.connect(peer_id + "b", **options)
         incoming = await bob.accept()
+        assert (conn.backend, incoming.backend) == backends
         yield conn, incoming
 
 
@@ -68,10 +74,10 @@ NESTED = [[1, "a", [2, [3]]], {"a": {"b": [1, 2, {"c": None}]}}, {}, []]
     ],
 )
 async def test_values_round_trip(
-    url: str, peer_id: str, serialization: str, values: list[Any]
+    url: str, peer_id: str, backends: tuple[str, str], serialization: str, values: list[Any]
 ) -> None:
     """Every value kind a serialization carries arrives equal, in both directions."""
-    async with pair(url, peer_id, serialization=serialization) as (conn, incoming):
+    async with pair(url, peer_id, backends, serialization=serialization) as (conn, incoming):
         expected = "binary" if serialization == "binary-utf8" else serialization
         assert incoming.serialization == expected
         assert conn.serialization == expected
@@ -87,10 +93,12 @@ async def test_values_round_trip(
 
 
 @pytest.mark.parametrize("serialization", ["binary", "MsgPack"])
-async def test_five_megabyte_message(url: str, peer_id: str, serialization: str) -> None:
+async def test_five_megabyte_message(
+    url: str, peer_id: str, backends: tuple[str, str], serialization: str
+) -> None:
     """A 5 MB message arrives whole (chunked by binary, sliced by MsgPack)."""
     blob = os.urandom(5 * 1024 * 1024)
-    async with pair(url, peer_id, serialization=serialization) as (conn, incoming):
+    async with pair(url, peer_id, backends, serialization=serialization) as (conn, incoming):
         await conn.send({"name": "blob", "data": blob})
         with anyio.fail_after(30):
             got = await incoming.recv()
@@ -98,20 +106,22 @@ async def test_five_megabyte_message(url: str, peer_id: str, serialization: str)
         assert hashlib.sha256(got["data"]).digest() == hashlib.sha256(blob).digest()
 
 
-async def test_too_big_for_json_and_raw(url: str, peer_id: str) -> None:
+async def test_too_big_for_json_and_raw(url: str, peer_id: str, backends: tuple[str, str]) -> None:
     """json refuses >= 16300 bytes (PeerJS's rule); raw refuses more than the remote allows."""
-    async with pair(url, peer_id, serialization="json") as (conn, _):
+    async with pair(url, peer_id, backends, serialization="json") as (conn, _):
         with pytest.raises(MessageTooBigError):
             await conn.send("x" * 16300)
         await conn.send("x" * 100)
-    async with pair(url, peer_id + "r", serialization="raw") as (conn, _):
+    async with pair(url, peer_id + "r", backends, serialization="raw") as (conn, _):
         with pytest.raises(MessageTooBigError):
             await conn.send(bytes(300_000))
 
 
-async def test_unsupported_values_raise_encode_error(url: str, peer_id: str) -> None:
+async def test_unsupported_values_raise_encode_error(
+    url: str, peer_id: str, backends: tuple[str, str]
+) -> None:
     """Values a serialization cannot carry raise EncodeError and nothing is sent."""
-    async with pair(url, peer_id) as (conn, incoming):
+    async with pair(url, peer_id, backends) as (conn, incoming):
         with pytest.raises(EncodeError):
             await conn.send(object())
         with pytest.raises(EncodeError):
@@ -120,9 +130,11 @@ async def test_unsupported_values_raise_encode_error(url: str, peer_id: str) -> 
         assert await incoming.recv() == "after"
 
 
-async def test_close_reaches_the_other_side(url: str, peer_id: str) -> None:
+async def test_close_reaches_the_other_side(
+    url: str, peer_id: str, backends: tuple[str, str]
+) -> None:
     """close() on one side ends the other's iteration and fires close on both."""
-    async with pair(url, peer_id) as (conn, incoming):
+    async with pair(url, peer_id, backends) as (conn, incoming):
         closed: list[str] = []
         conn.on("close", lambda: closed.append("caller"))
         incoming.on("close", lambda: closed.append("callee"))
@@ -139,10 +151,10 @@ async def test_close_reaches_the_other_side(url: str, peer_id: str) -> None:
 
 @pytest.mark.parametrize("reliable", [False, True])
 async def test_close_with_flush_delivers_everything_first(
-    url: str, peer_id: str, reliable: bool
+    url: str, peer_id: str, backends: tuple[str, str], reliable: bool
 ) -> None:
     """close(flush=True) delivers all pending data before the remote closes."""
-    async with pair(url, peer_id, reliable=reliable) as (conn, incoming):
+    async with pair(url, peer_id, backends, reliable=reliable) as (conn, incoming):
         payloads = [os.urandom(20_000) for _ in range(40)]
         for payload in payloads:
             await conn.send(payload)
@@ -153,18 +165,20 @@ async def test_close_with_flush_delivers_everything_first(
         assert incoming.closed
 
 
-async def test_callee_close_with_flush(url: str, peer_id: str) -> None:
+async def test_callee_close_with_flush(url: str, peer_id: str, backends: tuple[str, str]) -> None:
     """The callee can close with flush too; the caller sees its data then the close."""
-    async with pair(url, peer_id, reliable=True) as (conn, incoming):
+    async with pair(url, peer_id, backends, reliable=True) as (conn, incoming):
         await incoming.send("bye")
         with anyio.fail_after(10):
             await incoming.close(flush=True)
             assert [value async for value in conn] == ["bye"]
 
 
-async def test_data_handler_receives_in_order(url: str, peer_id: str) -> None:
+async def test_data_handler_receives_in_order(
+    url: str, peer_id: str, backends: tuple[str, str]
+) -> None:
     """An on('data') handler gets every value, in order on a reliable channel."""
-    async with pair(url, peer_id, reliable=True) as (conn, incoming):
+    async with pair(url, peer_id, backends, reliable=True) as (conn, incoming):
         got: list[int] = []
         done = anyio.Event()
 
@@ -181,12 +195,14 @@ async def test_data_handler_receives_in_order(url: str, peer_id: str) -> None:
         assert got == list(range(100))
 
 
-async def test_send_backpressure_bounds_buffering(url: str, peer_id: str) -> None:
+async def test_send_backpressure_bounds_buffering(
+    url: str, peer_id: str, backends: tuple[str, str]
+) -> None:
     """send() waits while the channel is over its high-water mark."""
     limits = Limits(send_high_water=256 * 1024, send_low_water=64 * 1024)
     async with (
-        Peer(peer_id + "a", server=url, limits=limits) as alice,
-        Peer(peer_id + "b", server=url) as bob,
+        Peer(peer_id + "a", server=url, backend=backends[0], limits=limits) as alice,
+        Peer(peer_id + "b", server=url, backend=backends[1]) as bob,
     ):
         conn = await alice.connect(peer_id + "b", serialization="raw", reliable=True)
         incoming = await bob.accept()
@@ -207,10 +223,10 @@ async def test_send_backpressure_bounds_buffering(url: str, peer_id: str) -> Non
         assert peak <= limits.send_high_water + len(chunk)
 
 
-async def test_unread_data_is_bounded(url: str, peer_id: str) -> None:
+async def test_unread_data_is_bounded(url: str, peer_id: str, backends: tuple[str, str]) -> None:
     """A receiver that does not read fails loudly at its limit instead of growing."""
     limits = Limits(receive_buffer_bytes=200_000)
-    async with pair(url, peer_id, limits=limits, serialization="raw", reliable=True) as (
+    async with pair(url, peer_id, backends, limits=limits, serialization="raw", reliable=True) as (
         conn,
         incoming,
     ):
@@ -224,14 +240,23 @@ async def test_unread_data_is_bounded(url: str, peer_id: str) -> None:
             await conn.wait_closed()
 
 
-async def test_sender_vanishing_mid_message_is_reported(url: str, peer_id: str) -> None:
+async def test_sender_vanishing_mid_message_is_reported(
+    url: str, peer_id: str, backends: tuple[str, str]
+) -> None:
     """If the sender vanishes mid chunked message, the reader gets an error, not a hang."""
-    async with Peer(peer_id + "b", server=url) as bob:
-        async with Peer(peer_id + "a", server=url) as alice:
+    async with Peer(peer_id + "b", server=url, backend=backends[1]) as bob:
+        async with Peer(peer_id + "a", server=url, backend=backends[0]) as alice:
             conn = await alice.connect(bob.id or "", reliable=True)
             incoming = await bob.accept()
-            await conn.send(os.urandom(4 * 1024 * 1024))  # ~260 chunks, queued
-        # alice is gone: her queued chunks never all arrived
+            # Half the chunks of a message, as if she vanished while sending it
+            # (a fast backend delivers a whole queued message before closing).
+            frames = list(conn._serializer.encode(os.urandom(4 * 1024 * 1024)))
+            for frame in frames[: len(frames) // 2]:
+                await conn._send_frame(frame)
+            with anyio.fail_after(10):
+                await conn._wait_acknowledged()  # those chunks did arrive
+            await anyio.sleep(0.3)
+        # alice is gone: her message never all arrived
         with anyio.fail_after(20):
             await incoming.wait_closed()
             with pytest.raises(DecodeError, match=r"chunk|incomplete|partial"):

@@ -44,7 +44,8 @@ import anyio
 import anyio.abc
 import attrs
 
-from .. import __version__
+from .. import __version__, backend
+from ..config import resolve_network, resolve_rtc_configuration
 from ..exceptions import NegotiationFailedError, PeerError, UsageError
 from ..transfer import Code, receive_files, send_files
 from ..transfer.errors import (
@@ -131,6 +132,19 @@ def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _backend_line(args: argparse.Namespace) -> str:
+    """Which WebRTC backend and event loop this run uses (the fastest installed); logged."""
+    name = backend.choose_backend(
+        backend.resolve_backend(),
+        resolve_rtc_configuration(args.ice_servers),
+        resolve_network(args.ice_addresses),
+    )
+    loop = "uvloop" if backend.use_uvloop() else "asyncio"
+    line = f"backend: {name} on {loop}"
+    logging.getLogger("peerpy.cli").debug("%s", line)
+    return line
+
+
 @attrs.define
 class _Run:
     """What one command run knows when it has to say how to resume."""
@@ -184,6 +198,7 @@ async def _send(args: argparse.Namespace, run: _Run) -> int:
         if args.qr:
             console.print(qr_text(str(code)), highlight=False, markup=False)
 
+    backend_line = _backend_line(args)
     run.progress = RichProgress(console, verb="Sending")
     with contextlib.ExitStack() as stack:
         paths = args.paths
@@ -207,6 +222,7 @@ async def _send(args: argparse.Namespace, run: _Run) -> int:
         f"sent {what}, {format_size(stats.transferred_bytes)} in "
         f"{stats.seconds:.1f} s ({format_size(stats.rate)}/s), verified by the receiver"
     )
+    console.print(backend_line)
     if stats.route is not None:
         console.print(f"route: {stats.route}")
     return 0
@@ -265,6 +281,7 @@ async def _receive(args: argparse.Namespace, run: _Run) -> int:
             return True
         return await _ask(offer, already)
 
+    backend_line = _backend_line(args)
     run.progress = RichProgress(console, verb="Receiving")
     stats = await receive_files(
         code,
@@ -288,6 +305,7 @@ async def _receive(args: argparse.Namespace, run: _Run) -> int:
         + (f", {format_size(stats.resumed_bytes)} resumed" if stats.resumed_bytes else "")
         + ", SHA-256 verified"
     )
+    console.print(backend_line)
     if stats.route is not None:
         console.print(f"route: {stats.route}")
     return 0
@@ -315,7 +333,9 @@ async def _demo(args: argparse.Namespace, run: _Run) -> int:
         options["ice_addresses"] = ["127.0.0.1"]  # by itself the demo stays on loopback
     # Without --server or PEERPY_SERVER the demo embeds its own broker.
     options["server"] = options["server"] or os.environ.get("PEERPY_SERVER") or None
-    await run_demo(parse_size(args.size), console=stderr_console(), **options)
+    console = stderr_console()
+    console.print(_backend_line(argparse.Namespace(**{**vars(args), **options})))
+    await run_demo(parse_size(args.size), console=console, **options)
     return 0
 
 
@@ -375,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     run = _Run(args)
     try:
-        return anyio.run(_run, _COMMANDS[args.command], run)
+        return backend.run(_run, _COMMANDS[args.command], run)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

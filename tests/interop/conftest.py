@@ -87,15 +87,22 @@ async def broker(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="module")
+def python_backend() -> str:
+    """The Python peer's backend (test_data.py overrides it to run on both)."""
+    return "aiortc"
+
+
+@pytest.fixture(scope="module")
 async def pair(
-    chromium: BrowserContext, static_server: StaticServer, broker: str
+    chromium: BrowserContext, static_server: StaticServer, broker: str, python_backend: str
 ) -> AsyncIterator[Pair]:
     """A loaded harness page with Peer ``main`` and a Python Peer, on ``broker``."""
     async with open_page(chromium, static_server.origin) as page:
         page.page.on("console", _print_console)
         token = random_token()
         browser_id = await page.start("main", f"browser-{token}", broker)
-        async with python_peer(f"python-{token}", broker) as peer:
+        async with python_peer(f"python-{token}", broker, python_backend) as peer:
+            assert peer.backend == python_backend
             yield Pair(page=page, browser_id=browser_id, python=peer, broker_url=broker)
         await page.destroy("main")
 

@@ -17,13 +17,19 @@ from .browser import BrowserPage, CallInfo, ConnInfo
 OPEN_TIMEOUT = 20.0
 
 
-def python_peer(peer_id: str | None, broker_url: str) -> Peer:
+def python_peer(peer_id: str | None, broker_url: str, backend: str = "aiortc") -> Peer:
     """A Python peer on ``broker_url`` that uses no ICE server and only 127.0.0.1.
 
     Explicit because module-scoped fixtures start before the autouse fixture
-    that sets PEERPY_ICE_* for each test.
+    that sets PEERPY_ICE_* (and PEERPY_BACKEND) for each test.
     """
-    return Peer(peer_id, server=broker_url, ice_servers=[], ice_addresses=["127.0.0.1"])
+    return Peer(
+        peer_id,
+        server=broker_url,
+        ice_servers=[],
+        ice_addresses=["127.0.0.1"],
+        backend=backend,
+    )
 
 
 @dataclass

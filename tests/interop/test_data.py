@@ -14,6 +14,8 @@ import random
 import anyio
 import pytest
 
+from peerpy.backend import wrtc_installed
+
 from .pairs import Pair
 from .values import (
     BROWSER_SEES,
@@ -26,6 +28,15 @@ from .values import (
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.interop]
+
+
+@pytest.fixture(scope="module", params=["aiortc", "wrtc"])
+def python_backend(request: pytest.FixtureRequest) -> str:
+    """Every case runs with the Python peer on each backend (wrtc: when installed)."""
+    if request.param == "wrtc" and not wrtc_installed():
+        pytest.skip("wrtc is not installed (pip install 'peerpy-sdk[wrtc]')")
+    return str(request.param)
+
 
 METADATA = {"user": "zoë", "n": [1, 2.5, None], "nested": {"ok": True}}
 MB = 1 << 20

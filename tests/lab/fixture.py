@@ -133,6 +133,8 @@ class RunningLab:
         self.env = dict(os.environ)
         for name in ("PEERPY_ICE_SERVERS", "PEERPY_ICE_ADDRESSES", "PEERPY_SERVER"):
             self.env.pop(name, None)
+        # The lab's peers run on aiortc (see docs/backends.md for wrtc's routes).
+        self.env["PEERPY_BACKEND"] = "aiortc"
         self._ids = 0
 
     def wait_listening(self, spec: str, timeout: float = 15.0) -> None:

@@ -1,0 +1,188 @@
+"""The wrtc backend: libwebrtc through ``webrtc.aiortc``, wrtc's aiortc-compatible layer.
+
+Imported only when a peer uses wrtc (see :mod:`peerpy.backend`). wrtc's own
+``[aiortc]`` extra is not needed: the layer imports av and pyee, which aiortc
+already brings.
+
+What peerpy adds on top:
+
+- Loopback: libwebrtc skips loopback interfaces unless ``allow_loopback()``
+  was called before the first connection of the process; peerpy calls it
+  before its first wrtc connection, and :func:`peerpy.backend.local_sdp`
+  advertises only the candidates the policy allows (none on loopback when
+  ``local_addresses`` is ``None``, as with aiortc).
+- ``Timeouts.remote_gone``: libwebrtc checks consent itself on its network
+  thread (so a stalled Python event loop never condemns a healthy remote), and
+  reports its ICE connection ``"disconnected"`` (which ``webrtc.aiortc``
+  shows as ``"completed"``, like aiortc) once the remote has not been
+  heard for about 5 s, ``"failed"`` 30 s later. peerpy times ``remote_gone``
+  from that ``"disconnected"`` (counting the 5 s already silent) and reports
+  the remote gone when ICE has not recovered by then; so on wrtc a
+  ``remote_gone`` below 5 s acts as about 5 s.
+- ``conn.route``: the selected pair of the data transport, from libwebrtc's
+  ``RTCIceTransport.getSelectedCandidatePair()``.
+- The 16 MiB send queue: libwebrtc refuses sends beyond 16 MiB buffered;
+  ``Limits.send_high_water`` is capped below that (see ``Limits``), so a
+  peerpy ``send()`` waits instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import webrtc
+from webrtc.aiortc import RTCConfiguration as WrtcConfiguration
+from webrtc.aiortc import RTCIceServer as WrtcIceServer
+from webrtc.aiortc import RTCPeerConnection as WrtcPeerConnection
+
+from .exceptions import ConfigurationError
+from .network import NetworkPolicy, check_remote_gone
+from .route import Route
+
+if TYPE_CHECKING:
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+#: Seconds libwebrtc takes, without hearing the remote, to report ICE "disconnected"
+#: (measured: 5.0-5.2 s after the remote froze, libwebrtc M152 defaults).
+DISCONNECT_AFTER: Final = 5.0
+#: libwebrtc refuses a send when this many bytes are buffered in a channel.
+SEND_QUEUE_LIMIT: Final = 16 * 1024 * 1024
+
+#: The host of a remote address libwebrtc does not disclose (peer-reflexive candidates).
+HIDDEN: Final = "?"
+
+_loopback: bool | None = None  # whether allow_loopback() succeeded, once tried
+
+
+def _allow_loopback() -> bool:
+    global _loopback
+    if _loopback is None:
+        try:
+            webrtc.allow_loopback()
+            _loopback = True
+        except Exception:  # a connection was made before: too late for this process
+            _loopback = False
+    return _loopback
+
+
+class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
+    """``webrtc.aiortc``'s peer connection, watching for a gone remote."""
+
+    _peerpy_backend = "wrtc"
+
+    def __init__(self, configuration: Any, remote_gone: float | None) -> None:
+        super().__init__(configuration)
+        self._peerpy_remote_gone = remote_gone
+        self._peerpy_on_gone: Callable[[float], None] | None = None
+        self._peerpy_timer: asyncio.TimerHandle | None = None
+        self._peerpy_since = 0.0
+        if remote_gone is not None:
+            # Binds the layer to libwebrtc's ICE state events (see _emit_ice_state).
+            self.on("iceconnectionstatechange", _ignore)
+
+    def _emit_ice_state(self) -> None:
+        # The layer runs this on each of libwebrtc's ICE state changes; it
+        # reports "disconnected" as "completed", as aiortc has no such state.
+        super()._emit_ice_state()
+        if self._peerpy_remote_gone is not None:
+            self._peerpy_ice_changed()
+
+    def _native_ice_state(self) -> str:
+        return _text(self._native.ice_connection_state)
+
+    def _peerpy_ice_changed(self) -> None:
+        state = self._native_ice_state()
+        if state == "disconnected" and self._peerpy_timer is None:
+            assert self._peerpy_remote_gone is not None
+            self._peerpy_since = time.monotonic() - DISCONNECT_AFTER
+            delay = max(0.0, self._peerpy_remote_gone - DISCONNECT_AFTER)
+            self._peerpy_timer = asyncio.get_running_loop().call_later(delay, self._peerpy_gone)
+        elif state != "disconnected" and self._peerpy_timer is not None:
+            self._peerpy_timer.cancel()
+            self._peerpy_timer = None
+
+    def _peerpy_gone(self) -> None:
+        self._peerpy_timer = None
+        if self._peerpy_on_gone is not None and self._native_ice_state() == "disconnected":
+            self._peerpy_on_gone(time.monotonic() - self._peerpy_since)
+
+    async def close(self) -> None:
+        if self._peerpy_timer is not None:
+            self._peerpy_timer.cancel()
+            self._peerpy_timer = None
+        await super().close()
+
+
+def _ignore() -> None:
+    pass
+
+
+def create_peer_connection(
+    configuration: RTCConfiguration | None,
+    policy: NetworkPolicy,
+    *,
+    remote_gone: float | None = None,
+) -> RTCPeerConnection:
+    """A wrtc peer connection for ``policy`` (checked by ``peerpy.backend.wrtc_unsupported``)."""
+    check_remote_gone(remote_gone)
+    if not _allow_loopback() and policy.local_addresses is not None:
+        raise ConfigurationError(
+            "NetworkPolicy.local_addresses: wrtc gathers loopback candidates only if "
+            "allowed before the process's first wrtc connection (WRTC_ALLOW_LOOPBACK=1)"
+        )
+    servers = [] if configuration is None else list(configuration.iceServers or [])
+    native = WrtcConfiguration(
+        iceServers=[WrtcIceServer(s.urls, s.username, s.credential) for s in servers]
+    )
+    return _PeerConnection(native, remote_gone)
+
+
+def watch_remote(pc: RTCPeerConnection, callback: Callable[[float], None]) -> bool:
+    """Like :func:`peerpy.network.watch_remote`, for a wrtc peer connection."""
+    if not isinstance(pc, _PeerConnection) or pc._peerpy_remote_gone is None:
+        return False
+    pc._peerpy_on_gone = callback
+    return True
+
+
+def _text(value: object) -> str:
+    return str(getattr(value, "value", value)).lower()
+
+
+def route_of(pc: RTCPeerConnection) -> Route | None:
+    """The selected pair of ``pc``'s data transport; ``None`` before one is selected."""
+    sctp = pc.sctp
+    native = getattr(getattr(getattr(sctp, "transport", None), "transport", None), "_native", None)
+    if native is None:
+        return None
+    try:
+        pair = native.get_selected_candidate_pair()
+    except Exception:  # closed
+        return None
+    if pair is None:
+        return None
+    local, remote = pair.local, pair.remote
+    relay_protocol = relay_server = None
+    if _text(local.type) == "relay":
+        relay_protocol = _text(local.relay_protocol) if local.relay_protocol else None
+        url = getattr(local, "url", None)
+        if url:
+            host, _, port = str(url).split(":", 1)[-1].split("?")[0].rpartition(":")
+            if port.isdigit():
+                relay_server = (host.strip("[]"), int(port))
+    return Route(
+        local_type=_text(local.type),
+        remote_type=_text(remote.type),
+        local_address=(str(local.address), int(local.port)),
+        # libwebrtc hides a peer-reflexive remote's address (as browsers do).
+        remote_address=(
+            HIDDEN if remote.address is None else str(remote.address),
+            int(remote.port),
+        ),
+        protocol=_text(local.protocol),
+        relay_protocol=relay_protocol,
+        relay_server=relay_server,
+    )

@@ -1,0 +1,348 @@
+"""The backend seam: choosing aiortc or wrtc, and what wrtc does like aiortc.
+
+The DataConnection suite itself runs on every backend pair
+(tests/test_dataconnection.py); this module covers the choice (``backend=``,
+``PEERPY_BACKEND``, ``auto``), NetworkPolicy on wrtc, wrtc's 16 MiB send queue,
+``conn.route`` and ``Timeouts.remote_gone`` on wrtc, uvloop, and the CLI's choice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from peerpy import backend
+from peerpy.config import Limits, Timeouts
+from peerpy.exceptions import (
+    ConfigurationError,
+    NegotiationFailedError,
+    PeerError,
+    RemoteGoneError,
+)
+from peerpy.network import NetworkPolicy
+from peerpy.peer import Peer
+
+from .brokers import peerpy_server
+from .test_faults_peer import NOTICE_WITHIN, open_to, remote_peer, time_to_close
+
+pytestmark = pytest.mark.anyio
+
+needs_wrtc = pytest.mark.skipif(not backend.wrtc_installed(), reason="wrtc is not installed")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    async with peerpy_server(expire_timeout=1.0) as broker_url:
+        yield broker_url
+
+
+# --- Choosing ---------------------------------------------------------------------
+
+
+def test_backend_from_argument_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """backend= wins over PEERPY_BACKEND; auto picks wrtc when installed; bad names fail."""
+    monkeypatch.setenv("PEERPY_BACKEND", "aiortc")
+    assert Peer().backend == "aiortc"
+    monkeypatch.setenv("PEERPY_BACKEND", "auto")
+    assert Peer().backend == ("wrtc" if backend.wrtc_installed() else "aiortc")
+    assert Peer(backend="aiortc").backend == "aiortc"
+    monkeypatch.delenv("PEERPY_BACKEND")
+    assert Peer().backend == backend.fastest_backend()
+    monkeypatch.setenv("PEERPY_BACKEND", "webrtc")
+    with pytest.raises(ConfigurationError, match="PEERPY_BACKEND"):
+        Peer()
+    with pytest.raises(ConfigurationError, match="'auto', 'aiortc' or 'wrtc'"):
+        Peer(backend="native")
+
+
+def test_wrtc_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking for wrtc without it installed says how to install it; auto uses aiortc."""
+    monkeypatch.setattr(backend, "wrtc_installed", lambda: False)
+    with pytest.raises(ConfigurationError, match=r"peerpy-sdk\[wrtc\]"):
+        Peer(backend="wrtc")
+    assert Peer(backend="auto").backend == "aiortc"
+
+
+@needs_wrtc
+@pytest.mark.parametrize(
+    ("policy", "field"),
+    [
+        (NetworkPolicy(udp_buffer_bytes=1024 * 1024), "udp_buffer_bytes"),
+        (NetworkPolicy(local_addresses=("10.1.2.3",)), "local_addresses"),
+        (NetworkPolicy(local_addresses=("127.0.0.1", "10.1.2.3")), "local_addresses"),
+    ],
+)
+def test_network_policy_wrtc_cannot_honour(policy: NetworkPolicy, field: str) -> None:
+    """What wrtc cannot do raises ConfigurationError naming the field; auto keeps aiortc."""
+    with pytest.raises(ConfigurationError, match=f"NetworkPolicy.{field}"):
+        Peer(backend="wrtc", network=policy)
+    assert Peer(backend="auto", network=policy).backend == "aiortc"
+
+
+@needs_wrtc
+@pytest.mark.parametrize(
+    "policy",
+    [
+        NetworkPolicy(),
+        NetworkPolicy(udp_buffer_bytes=None),
+        NetworkPolicy.loopback(),
+        NetworkPolicy(local_addresses=("127.0.0.1", "::1"), remote_networks=("10.0.0.0/8",)),
+    ],
+)
+def test_network_policy_wrtc_honours(policy: NetworkPolicy) -> None:
+    """Loopback gathering, remote filtering and the default buffers are fine on wrtc."""
+    assert Peer(backend="wrtc", network=policy).backend == "wrtc"
+
+
+def test_candidate_filtering_in_sdp() -> None:
+    """peerpy's SDP filtering keeps what the policy allows, and only on wrtc."""
+    sdp = "\r\n".join(
+        [
+            "v=0",
+            "a=candidate:1 1 udp 2122194687 127.0.0.1 50149 typ host generation 0",
+            "a=candidate:2 1 udp 2122267903 ::1 53739 typ host generation 0",
+            "a=candidate:3 1 tcp 1518214911 127.0.0.1 9 typ host tcptype active",
+            "a=candidate:4 1 udp 1 192.0.2.7 3478 typ srflx raddr 0.0.0.0 rport 0",
+            "a=end-of-candidates",
+        ]
+    )
+
+    class WrtcLike:
+        _peerpy_backend = "wrtc"
+
+    pc = WrtcLike()
+    local = backend.local_sdp(pc, sdp, NetworkPolicy.loopback())  # type: ignore[arg-type]
+    assert [line.split()[0] for line in local.split("\r\n") if "candidate:" in line] == [
+        "a=candidate:1"
+    ]
+    remote = backend.remote_sdp(pc, sdp, NetworkPolicy(remote_networks=("192.0.2.0/24",)))  # type: ignore[arg-type]
+    assert [line.split()[0] for line in remote.split("\r\n") if "candidate:" in line] == [
+        "a=candidate:4"
+    ]
+    anywhere = backend.local_sdp(pc, sdp, NetworkPolicy())  # type: ignore[arg-type]
+    assert [line.split()[0] for line in anywhere.split("\r\n") if "candidate:" in line] == [
+        "a=candidate:4"
+    ]
+    offline = "\r\n".join(line for line in sdp.split("\r\n") if "192.0.2.7" not in line)
+    assert backend.local_sdp(pc, offline, NetworkPolicy()) == offline  # type: ignore[arg-type]
+    aiortc_pc = object()
+    assert backend.local_sdp(aiortc_pc, sdp, NetworkPolicy.loopback()) == sdp  # type: ignore[arg-type]
+
+
+# --- wrtc at work -----------------------------------------------------------------
+
+
+@needs_wrtc
+async def test_wrtc_send_queue_limit_never_surfaces(url: str, peer_id: str) -> None:
+    """A high-water mark above libwebrtc's 16 MiB queue: send() waits instead of failing."""
+    limits = Limits(send_high_water=64 * 1024 * 1024, send_low_water=32 * 1024 * 1024)
+    total = 40 * 1024 * 1024
+    async with (
+        Peer(peer_id + "a", server=url, backend="wrtc", limits=limits) as alice,
+        Peer(peer_id + "b", server=url, backend="wrtc") as bob,
+    ):
+        conn = await alice.connect(peer_id + "b", serialization="raw", reliable=True)
+        incoming = await bob.accept()
+        chunk = os.urandom(256 * 1024)
+        peak = 0
+        received = 0
+
+        async def drain() -> None:
+            nonlocal received
+            while received < total:
+                received += len(await incoming.recv())
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(drain)
+                for _ in range(total // len(chunk)):
+                    await conn.send(chunk)  # would raise at 16 MiB buffered without the cap
+                    peak = max(peak, conn.buffered_amount)
+        assert received == total
+        assert peak < backend_send_queue_limit()
+
+
+def backend_send_queue_limit() -> int:
+    from peerpy import _wrtc
+
+    return _wrtc.SEND_QUEUE_LIMIT
+
+
+@needs_wrtc
+@pytest.mark.parametrize("backends", [("wrtc", "wrtc"), ("wrtc", "aiortc"), ("aiortc", "wrtc")])
+async def test_route_on_wrtc(url: str, peer_id: str, backends: tuple[str, str]) -> None:
+    """conn.route on wrtc is the selected pair: direct, host to host on 127.0.0.1."""
+    async with (
+        Peer(peer_id + "a", server=url, backend=backends[0]) as alice,
+        Peer(peer_id + "b", server=url, backend=backends[1]) as bob,
+    ):
+        conn = await alice.connect(peer_id + "b")
+        incoming = await bob.accept()
+        for c in (conn, incoming):
+            route = c.route
+            assert route is not None, c.backend
+            assert (route.local_type, route.protocol) == ("host", "udp")
+            assert route.local_address[0] == "127.0.0.1"
+            assert route.remote_address[0] == "127.0.0.1"
+            assert not route.relayed
+            assert str(route).startswith("direct, 127.0.0.1:")
+        assert conn.route is not None
+        assert incoming.route is not None
+        assert conn.route.local_address == incoming.route.remote_address
+        await conn.close()
+        assert conn.route is not None  # the last route seen stays
+
+
+@needs_wrtc
+@pytest.mark.parametrize("wrtc_offers", [True, False], ids=["wrtc-offers", "wrtc-answers"])
+async def test_wrtc_refuses_a_route_outside_remote_networks(
+    url: str, peer_id: str, wrtc_offers: bool
+) -> None:
+    """remote_networks on wrtc: a peer-reflexive route to elsewhere is refused, not used."""
+    policy = NetworkPolicy(local_addresses=("127.0.0.1",), remote_networks=("10.0.0.0/8",))
+    timeouts = Timeouts(negotiation=8.0)
+    async with (
+        Peer(peer_id + "w", server=url, backend="wrtc", network=policy, timeouts=timeouts) as w,
+        Peer(peer_id + "a", server=url, backend="aiortc", timeouts=timeouts) as a,
+    ):
+        if wrtc_offers:
+            with (
+                anyio.fail_after(15),
+                pytest.raises(NegotiationFailedError, match="remote_networks"),
+            ):
+                await w.connect(peer_id + "a")
+        else:
+            outcome: list[object] = []
+            done = anyio.Event()
+
+            async def call() -> None:
+                try:
+                    conn = await a.connect(peer_id + "w")
+                    await conn.wait_closed()  # the wrtc side refuses it
+                    outcome.append("closed")
+                except PeerError as exc:
+                    outcome.append(exc)
+                done.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                with anyio.move_on_after(10) as waited:
+                    await w.accept()
+                assert waited.cancelled_caught  # never handed out
+                with anyio.fail_after(15):
+                    await done.wait()  # the aiortc side ended too
+        assert w.connections == []
+
+
+@needs_wrtc
+@pytest.mark.slow
+@pytest.mark.parametrize("remote_backend", ["wrtc", "aiortc"])
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGSTOP], ids=["kill", "stop"])
+async def test_gone_remote_is_noticed_on_wrtc(
+    monkeypatch: pytest.MonkeyPatch, peer_id: str, remote_backend: str, signum: int
+) -> None:
+    """On wrtc too, a remote killed or frozen closes the connection with RemoteGoneError."""
+    monkeypatch.setenv("PEERPY_BACKEND", remote_backend)  # the remote process's backend
+    async with (
+        peerpy_server() as broker,
+        remote_peer(broker, peer_id + "r", "data") as remote,
+        Peer(peer_id, server=broker, backend="wrtc", timeouts=Timeouts(remote_gone=6.0)) as me,
+    ):
+        conn = await open_to(remote, me, "data")
+        assert conn.backend == "wrtc"
+        await anyio.sleep(1.0)
+        remote.signal(signum)
+        elapsed = await time_to_close(conn, NOTICE_WITHIN + 5)
+        print(f"closed {elapsed:.2f} s after the signal: {conn.error}")
+        assert 5.0 <= elapsed < NOTICE_WITHIN  # remote_gone=6, less timing slack
+        assert isinstance(conn.error, RemoteGoneError)
+        assert f"remote peer {remote.peer_id} stopped answering" in str(conn.error)
+        silence = float(str(conn.error).rsplit("for ", 1)[1].split(" s)")[0])
+        assert 6.0 <= silence < 9.0
+        assert me.open
+
+
+@needs_wrtc
+@pytest.mark.slow
+async def test_wrtc_local_stall_keeps_a_healthy_remote(peer_id: str) -> None:
+    """Our event loop blocked past remote_gone: libwebrtc kept ICE alive on its own thread."""
+    async with (
+        peerpy_server() as broker,
+        remote_peer(broker, peer_id + "r", "data") as remote,
+        Peer(peer_id, server=broker, backend="wrtc", timeouts=Timeouts(remote_gone=2.0)) as me,
+    ):
+        conn = await open_to(remote, me, "data")
+        time.sleep(4.0)  # noqa: ASYNC251 - the stall under test
+        await anyio.sleep(3.0)
+        assert conn.open
+        await conn.send("awake")  # type: ignore[attr-defined]
+        with anyio.fail_after(10):
+            assert await conn.recv() == "awake"  # type: ignore[attr-defined]
+
+
+# --- The event loop and the CLI ----------------------------------------------------
+
+
+def test_uvloop_where_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """peerpy's own runs use uvloop when installed, unless PEERPY_UVLOOP=0."""
+    monkeypatch.delenv("PEERPY_UVLOOP", raising=False)
+    assert backend.loop_options() == {"use_uvloop": backend.uvloop_installed()}
+
+    async def loop_module() -> str:
+        import asyncio
+
+        return type(asyncio.get_running_loop()).__module__
+
+    expected = "uvloop" if backend.uvloop_installed() else "asyncio"
+    assert backend.run(loop_module).split(".")[0] == expected
+    monkeypatch.setenv("PEERPY_UVLOOP", "0")
+    assert backend.run(loop_module).split(".")[0] == "asyncio"
+
+
+def test_sync_facade_runs_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sync facade's event loop thread runs uvloop where installed."""
+    from anyio.from_thread import start_blocking_portal
+
+    import peerpy.sync
+
+    seen: list[dict[str, object]] = []
+    real = start_blocking_portal
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append({"args": args, "kwargs": kwargs})
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(peerpy.sync, "start_blocking_portal", spy)
+    monkeypatch.setattr(peerpy.sync, "loop_options", lambda: {"use_uvloop": True})
+    with contextlib.suppress(Exception):  # no broker there: only the loop choice matters
+        peerpy.sync.Peer(server="http://127.0.0.1:9/").start()
+    assert seen
+    assert seen[0]["args"] == ("asyncio", {"use_uvloop": True})
+
+
+@pytest.mark.slow
+def test_cli_demo_uses_the_fastest_backend_and_says_so(tmp_path: Path) -> None:
+    """`peerpy demo` picks wrtc when installed (else aiortc), uvloop too, and prints both."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "server")])}
+    env.pop("PEERPY_BACKEND", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "peerpy.cli", "demo", "--size", "2MiB"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    loop = "uvloop" if backend.uvloop_installed() else "asyncio"
+    assert f"backend: {backend.fastest_backend()} on {loop}" in result.stderr
