@@ -7,9 +7,11 @@ the broker's base URL and stops what it started, by PID.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -78,3 +80,26 @@ async def peerpy_server(
     )
     async with Broker(config) as broker:
         yield broker.url
+
+
+@contextlib.contextmanager
+def threaded_peerpy_server() -> Iterator[str]:
+    """Our broker (path ``/``, discovery on) on an event loop thread of its own, for
+    tests that drive blocking code or child processes; yield its URL."""
+    from anyio.from_thread import start_blocking_portal
+
+    with start_blocking_portal() as portal:
+        cm = portal.wrap_async_context_manager(peerpy_server(path="/", allow_discovery=True))
+        with cm as url:
+            yield url
+
+
+def wait_registered(url: str, peer_id: str, timeout: float = 30) -> None:
+    """Poll the broker's peer list (discovery on) until ``peer_id`` is registered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url + "peerjs/peers", timeout=2) as response:
+            if peer_id in json.loads(response.read()):
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{peer_id} never registered")

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
-from anyio.from_thread import start_blocking_portal
 
 from peerpy.cli import build_parser, main
 from peerpy.cli.chat import run_chat
@@ -22,27 +18,14 @@ from peerpy.cli.progress import format_size, parse_size
 from peerpy.ids import random_token
 from peerpy.transfer.errors import TransferUsageError
 
-from .brokers import free_port, peerpy_server
+from .brokers import free_port, peerpy_server, threaded_peerpy_server, wait_registered
 
 
 @pytest.fixture
 def broker() -> Iterator[str]:
-    """Our broker (discovery on) running on its own event loop thread."""
-    with start_blocking_portal() as portal:
-        cm = portal.wrap_async_context_manager(peerpy_server(path="/", allow_discovery=True))
-        with cm as url:
-            yield url
-
-
-def wait_registered(url: str, peer_id: str, timeout: float = 15) -> None:
-    """Poll the broker's peer list until ``peer_id`` is registered."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(url + "peerjs/peers", timeout=2) as response:
-            if peer_id in json.loads(response.read()):
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"{peer_id} never registered")
+    """Our broker (discovery on) on its own event loop thread."""
+    with threaded_peerpy_server() as url:
+        yield url
 
 
 def test_sizes() -> None:

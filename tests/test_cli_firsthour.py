@@ -7,24 +7,21 @@ broker on 127.0.0.1; the children are stopped by PID.
 from __future__ import annotations
 
 import io
-import json
 import os
 import pty
 import select
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from anyio.from_thread import start_blocking_portal
 
 from peerpy.cli import main, qr_text
 from peerpy.cli.prompt import complete_code
 
-from .brokers import free_port, peerpy_server
+from .brokers import free_port, threaded_peerpy_server, wait_registered
 
 MiB = 1024 * 1024
 
@@ -32,21 +29,8 @@ MiB = 1024 * 1024
 @pytest.fixture
 def broker() -> Iterator[str]:
     """Our broker (discovery on) on its own event loop thread."""
-    with start_blocking_portal() as portal:
-        cm = portal.wrap_async_context_manager(peerpy_server(path="/", allow_discovery=True))
-        with cm as url:
-            yield url
-
-
-def wait_registered(url: str, peer_id: str, timeout: float = 30) -> None:
-    """Poll the broker's peer list until ``peer_id`` is registered."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(url + "peerjs/peers", timeout=2) as response:
-            if peer_id in json.loads(response.read()):
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"{peer_id} never registered")
+    with threaded_peerpy_server() as url:
+        yield url
 
 
 def nameplate() -> int:

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from anyio.from_thread import start_blocking_portal
 
 from peerpy.ids import random_token
 from peerpy.peer import Peer
@@ -32,7 +29,7 @@ from peerpy.transfer.files import PARTIAL_SUFFIX, STATE_SUFFIX, Target, build_ma
 from peerpy.transfer.protocol import PROTOCOL, EntryKind, FileEntry, Offer
 from peerpy.transfer.session import _authenticate, _Channel, receive_over, send_over
 
-from .brokers import peerpy_server
+from .brokers import peerpy_server, threaded_peerpy_server, wait_registered
 
 MiB = 1024 * 1024
 FAST = TransferOptions(idle_timeout=5)
@@ -41,21 +38,8 @@ FAST = TransferOptions(idle_timeout=5)
 @pytest.fixture
 def broker() -> Iterator[str]:
     """Our broker (discovery on) on its own event loop thread."""
-    with start_blocking_portal() as portal:
-        cm = portal.wrap_async_context_manager(peerpy_server(path="/", allow_discovery=True))
-        with cm as url:
-            yield url
-
-
-def wait_registered(url: str, peer_id: str, timeout: float = 30) -> None:
-    """Poll the broker's peer list until ``peer_id`` is registered."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(url + "peerjs/peers", timeout=2) as response:
-            if peer_id in json.loads(response.read()):
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"{peer_id} never registered")
+    with threaded_peerpy_server() as url:
+        yield url
 
 
 class Proc:
