@@ -154,14 +154,23 @@ def _is_loopback(address: str) -> bool:
 def choose_backend(name: str, configuration: RTCConfiguration, policy: NetworkPolicy) -> Backend:
     """The backend data connections use for a peer asking for ``name``.
 
-    ``"auto"`` falls back to aiortc when wrtc is absent or cannot honour the
-    policy; ``"wrtc"`` raises :class:`ConfigurationError` saying why then.
+    ``"auto"`` falls back to aiortc when wrtc is absent, cannot honour the
+    policy, or the policy restricts addresses at all (local or remote); ``"wrtc"``
+    raises :class:`ConfigurationError` when it cannot honour the policy.
     """
     if name == "aiortc":
         return "aiortc"
     if not wrtc_installed():
         if name == "wrtc":
             raise ConfigurationError("backend 'wrtc' needs the wrtc package")
+        return "aiortc"
+    if name == "auto" and (
+        policy.local_addresses is not None or policy.remote_networks is not None
+    ):
+        # libwebrtc gathers on every interface and may pick a peer-reflexive route
+        # outside the policy, which peerpy can only refuse once it is selected (the
+        # connection then fails): auto keeps aiortc, whose hooks enforce both.
+        # backend="wrtc" still takes such a policy, with that caveat.
         return "aiortc"
     reason = wrtc_unsupported(configuration, policy)
     if reason is None:

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import anyio
 import pytest
+from aiortc import RTCConfiguration
 
 from peerpy import backend
-from peerpy.config import Limits, Timeouts
+from peerpy.config import Limits, Timeouts, resolve_network, resolve_rtc_configuration
 from peerpy.exceptions import (
     ConfigurationError,
     NegotiationFailedError,
@@ -50,7 +51,9 @@ async def url() -> AsyncIterator[str]:
 
 
 def test_backend_from_argument_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """backend= wins over PEERPY_BACKEND; auto picks wrtc when installed; bad names fail."""
+    """backend= wins over PEERPY_BACKEND; auto picks wrtc when installed (and no address
+    policy is set); bad names fail."""
+    monkeypatch.delenv("PEERPY_ICE_ADDRESSES")
     monkeypatch.setenv("PEERPY_BACKEND", "aiortc")
     assert Peer().backend == "aiortc"
     monkeypatch.setenv("PEERPY_BACKEND", "auto")
@@ -330,6 +333,17 @@ def test_sync_facade_runs_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen[0]["args"] == ("asyncio", {"use_uvloop": True})
 
 
+def test_auto_keeps_aiortc_under_an_address_policy() -> None:
+    """auto never picks wrtc when the policy restricts addresses: libwebrtc may pick a
+    peer-reflexive route outside it (seen as a failed `peerpy demo` off a netns)."""
+    policies = [
+        NetworkPolicy(local_addresses=("127.0.0.1",)),
+        NetworkPolicy(remote_networks=("127.0.0.0/8",)),
+    ]
+    for policy in policies:
+        assert backend.choose_backend("auto", RTCConfiguration(iceServers=[]), policy) == "aiortc"
+
+
 @pytest.mark.slow
 def test_cli_demo_uses_the_fastest_backend_and_says_so(tmp_path: Path) -> None:
     """`peerpy demo` picks wrtc when installed (else aiortc), uvloop too, and prints both."""
@@ -345,4 +359,9 @@ def test_cli_demo_uses_the_fastest_backend_and_says_so(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     loop = "uvloop" if backend.uvloop_installed() else "asyncio"
-    assert f"backend: {backend.fastest_backend()} on {loop}" in result.stderr
+    # The fastest backend that honours the environment's address policy (the suite
+    # restricts ICE to 127.0.0.1, which keeps auto on aiortc).
+    chosen = backend.choose_backend(
+        "auto", resolve_rtc_configuration(None), resolve_network(None, environ=env)
+    )
+    assert f"backend: {chosen} on {loop}" in result.stderr
