@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 
 from .brokers import free_port
 
-__all__ = ["RedisServer"]
+__all__ = ["RedisServer", "running_redis"]
 
 
 class RedisServer:
@@ -45,3 +47,14 @@ class RedisServer:
         if proc is not None and proc.poll() is None:
             proc.kill()  # by PID: this process only
             proc.wait(5)
+
+
+@contextlib.contextmanager
+def running_redis() -> Iterator[RedisServer]:
+    """A started :class:`RedisServer`, stopped (by PID) on the way out."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

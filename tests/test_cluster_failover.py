@@ -19,7 +19,7 @@ from peerpy.config import resolve_servers
 from peerpy.peer import Peer
 
 from .faults.broker_support import BrokerProcess, wait_listening
-from .redis_support import RedisServer
+from .redis_support import RedisServer, running_redis
 from .test_faults_broker import REJOIN_WITHIN, Watch, data_pair, exchange
 
 pytestmark = pytest.mark.anyio
@@ -27,12 +27,8 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 def redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from peerpy_server import Broker, BrokerConfig
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from ..redis_support import RedisServer
+from ..redis_support import RedisServer, running_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 PEER_BIN = ROOT / "tests/support/node_modules/peer/dist/bin/peerjs.js"
@@ -169,12 +169,8 @@ def redis_server() -> Iterator[RedisServer]:
     """One redis-server for the session (each cluster uses its own key prefix)."""
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is missing: run scripts/setup (Debian's redis-server)")
-    server = RedisServer()
-    server.start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.stop()
 
 
 _clusters = [0]

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from peerpy_server.cli import build_parser, config_from_args
 
-from ..redis_support import RedisServer
+from ..redis_support import RedisServer, running_redis
 from .conftest import (
     Client,
     Target,
@@ -104,12 +104,8 @@ async def test_peers_lists_the_whole_cluster_and_ids_are_cluster_wide(
 
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def wait_health(target: Target, status: int, within: float = 10.0) -> dict[str, object]:
