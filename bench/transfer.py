@@ -5,8 +5,10 @@ processes (sender and receiver):
 
 * ``cli``: ``python -m peerpy.cli send FILE`` / ``receive CODE --yes``,
   the whole transfer path (auth, manifest, SHA-256, disk I/O, acks);
-* ``raw``: a Peer pair sending the same number of bytes as 64 KiB ``bytes``
-  values over a reliable MsgPack DataConnection, nothing else.
+* ``dc``: a Peer pair sending the same number of bytes as 16 KiB ``bytes``
+  values over a reliable ``raw`` DataConnection, nothing else: the shape of
+  case (g) of bench/throughput.py (the fastest DataConnection path, and the
+  serialization the CLI itself uses).
 
 It prints MB/s of each (from the first to the last byte, as each receiver
 reports it, and wall time including process start), the peak RSS of every
@@ -18,8 +20,12 @@ cProfile and writes one ``.prof`` per process.
     python bench/transfer.py --size 64MiB --profile /tmp/prof
     PEERPY_BACKEND=aiortc python bench/transfer.py   # both paths on aiortc
 
-Both paths use the same backend: ``PEERPY_BACKEND``, else the fastest
-installed (wrtc when installed), on uvloop unless ``PEERPY_UVLOOP=0``.
+Both paths use the same backend: ``--backend``, else ``PEERPY_BACKEND``,
+else the fastest installed (wrtc when installed), on uvloop unless
+``PEERPY_UVLOOP=0``.  The backend is passed to every child explicitly,
+because ``auto`` keeps aiortc under the loopback-only address policy used
+here.  On wrtc run it inside a network namespace (libwebrtc gathers on every
+interface): ``unshare -n bash -c 'ip link set lo up && python bench/transfer.py'``.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from typing import Any
 
 from anyio.from_thread import start_blocking_portal
 
-CHUNK = 64 * 1024
+CHUNK = 16 * 1024  # as bench/throughput.py's cases (c) and (g)
+TARGET = 0.8  # peerpy send/receive against the bare DataConnection (issue 11)
 LOOPBACK = ["--ice-addresses", "127.0.0.1", "--ice-servers", ""]
 
 
@@ -66,7 +73,7 @@ async def raw_receive(url: str, peer_id: str, size: int) -> None:
     from peerpy import Peer
 
     async with Peer(server=url, ice_addresses=["127.0.0.1"], ice_servers=[]) as peer:
-        conn = await peer.connect(peer_id, serialization="MsgPack", reliable=True)
+        conn = await peer.connect(peer_id, serialization="raw", reliable=True)
         got = 0
         start = 0.0
         while got < size:
@@ -75,7 +82,7 @@ async def raw_receive(url: str, peer_id: str, size: int) -> None:
                 start = time.perf_counter()
             got += len(data)
         seconds = time.perf_counter() - start
-        await conn.send("ok")
+        await conn.send(b"ok")
         print(json.dumps({"bytes": got, "seconds": seconds}), flush=True)
         await conn.close(flush=True)
 
@@ -147,11 +154,22 @@ def run_pair(
     }
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="256MB", help="bytes to move (default 256MB)")
     parser.add_argument("--profile", type=Path, help="write cProfile output of each process here")
+    parser.add_argument(
+        "--backend",
+        choices=("aiortc", "wrtc"),
+        help="WebRTC backend of both paths (default: PEERPY_BACKEND, else the fastest installed)",
+    )
     args = parser.parse_args()
+    from peerpy.backend import fastest_backend, resolve_backend, use_uvloop
+
+    engine = args.backend or resolve_backend()
+    if engine == "auto":
+        engine = fastest_backend()
+    os.environ["PEERPY_BACKEND"] = engine  # the children inherit it
     from peerpy.cli.progress import parse_size
 
     size = parse_size(args.size)
@@ -201,23 +219,32 @@ def main() -> None:
     raw_wall_rate = size / raw["wall"] / 1e6
     seconds = re.search(r"in ([0-9.]+) s", cli["err"])
     cli_rate = size / float(seconds.group(1)) / 1e6 if seconds else float("nan")
-    from peerpy.backend import fastest_backend, use_uvloop
-
-    engine = os.environ.get("PEERPY_BACKEND") or f"auto ({fastest_backend()})"
     loop = "uvloop" if use_uvloop() else "asyncio"
-    print(f"payload: {size / 1e6:.0f} MB, 64 KiB chunks, loopback, {os.cpu_count()} CPUs")
-    print(f"backend: {engine} on {loop} (PEERPY_BACKEND, PEERPY_UVLOOP)")
+    print(f"payload: {size / 1e6:.0f} MB, loopback, {os.cpu_count()} CPUs, load {_loadavg()}")
+    print(f"backend: {engine} on {loop} (--backend/PEERPY_BACKEND, PEERPY_UVLOOP)")
+    print("cli: peerpy send/receive; dc: raw DataConnection, 16 KiB bytes (throughput case g)")
     print(
         f"{'path':<6}{'MB/s (wall)':>14}{'MB/s (stream)':>16}{'sender RSS':>13}{'receiver RSS':>15}"
     )
-    print(f"{'raw':<6}{raw_wall_rate:>14.1f}{raw_rate:>16.1f}"
+    print(f"{'dc':<6}{raw_wall_rate:>14.1f}{raw_rate:>16.1f}"
           f"{raw['sender_rss']:>10} MiB{raw['receiver_rss']:>12} MiB")  # fmt: skip
     print(f"{'cli':<6}{cli_wall_rate:>14.1f}{cli_rate:>16.1f}"
           f"{cli['sender_rss']:>10} MiB{cli['receiver_rss']:>12} MiB")  # fmt: skip
-    print(f"cli/raw throughput: wall {cli_wall_rate / raw_wall_rate:.2f}, "
+    print(f"cli/dc throughput: wall {cli_wall_rate / raw_wall_rate:.2f}, "
           f"stream {cli_rate / raw_rate:.2f}")  # fmt: skip
-    print(f"cli/raw peak RSS: sender {cli['sender_rss'] / raw['sender_rss']:.2f}, "
+    print(f"cli/dc peak RSS: sender {cli['sender_rss'] / raw['sender_rss']:.2f}, "
           f"receiver {cli['receiver_rss'] / raw['receiver_rss']:.2f}")  # fmt: skip
+    ratio = cli_wall_rate / raw_wall_rate
+    verdict = "PASS" if ratio >= TARGET else "FAIL"
+    print(f"target: cli >= {TARGET} x dc (wall): {ratio:.2f} {verdict}")
+    return 0 if ratio >= TARGET else 1
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 if __name__ == "__main__":
@@ -227,4 +254,4 @@ if __name__ == "__main__":
 
         run(func, sys.argv[2], sys.argv[3], int(sys.argv[4]))  # on uvloop, as the CLI
     else:
-        main()
+        sys.exit(main())
