@@ -158,12 +158,23 @@ def choose_backend(name: str, configuration: RTCConfiguration, policy: NetworkPo
     policy, or the policy restricts addresses at all (local or remote); ``"wrtc"``
     raises :class:`ConfigurationError` when it cannot honour the policy.
     """
+    return explain_backend(name, configuration, policy)[0]
+
+
+def explain_backend(
+    name: str, configuration: RTCConfiguration, policy: NetworkPolicy
+) -> tuple[Backend, str | None]:
+    """:func:`choose_backend`, and why ``"auto"`` did not pick wrtc (``None`` if it did).
+
+    The reason is what the command line prints next to the backend, so a user
+    who expected the fast backend sees what kept it off and how to force it.
+    """
     if name == "aiortc":
-        return "aiortc"
+        return "aiortc", None
     if not wrtc_installed():
         if name == "wrtc":
             raise ConfigurationError("backend 'wrtc' needs the wrtc package")
-        return "aiortc"
+        return "aiortc", "wrtc is not installed: pip install 'peerpy-sdk[wrtc]' for the fast one"
     if name == "auto" and (
         policy.local_addresses is not None or policy.remote_networks is not None
     ):
@@ -171,13 +182,16 @@ def choose_backend(name: str, configuration: RTCConfiguration, policy: NetworkPo
         # outside the policy, which peerpy can only refuse once it is selected (the
         # connection then fails): auto keeps aiortc, whose hooks enforce both.
         # backend="wrtc" still takes such a policy, with that caveat.
-        return "aiortc"
+        field = "local addresses" if policy.local_addresses is not None else "remote networks"
+        return "aiortc", (
+            f"not wrtc: it cannot confine ICE to the chosen {field}; PEERPY_BACKEND=wrtc forces it"
+        )
     reason = wrtc_unsupported(configuration, policy)
     if reason is None:
-        return "wrtc"
+        return "wrtc", None
     if name == "wrtc":
         raise ConfigurationError(reason)
-    return "aiortc"
+    return "aiortc", reason
 
 
 def fastest_backend() -> Backend:

@@ -342,6 +342,17 @@ def test_auto_keeps_aiortc_under_an_address_policy() -> None:
     ]
     for policy in policies:
         assert backend.choose_backend("auto", RTCConfiguration(iceServers=[]), policy) == "aiortc"
+        chosen, why = backend.explain_backend("auto", RTCConfiguration(iceServers=[]), policy)
+        assert chosen == "aiortc"
+        assert why is not None
+        if backend.wrtc_installed():
+            assert "PEERPY_BACKEND=wrtc" in why
+        else:
+            assert "not installed" in why
+    # Asked for by name, nothing needs explaining.
+    assert backend.explain_backend(
+        "aiortc", RTCConfiguration(iceServers=[]), NetworkPolicy(local_addresses=("127.0.0.1",))
+    ) == ("aiortc", None)
 
 
 @pytest.mark.slow
@@ -361,7 +372,8 @@ def test_cli_demo_uses_the_fastest_backend_and_says_so(tmp_path: Path) -> None:
     loop = "uvloop" if backend.uvloop_installed() else "asyncio"
     # The fastest backend that honours the environment's address policy (the suite
     # restricts ICE to 127.0.0.1, which keeps auto on aiortc).
-    chosen = backend.choose_backend(
+    chosen, why = backend.explain_backend(
         "auto", resolve_rtc_configuration(None), resolve_network(None, environ=env)
     )
-    assert f"backend: {chosen} on {loop}" in result.stderr
+    line = f"backend: {chosen} on {loop}" + (f" ({why})" if why else "")
+    assert line in " ".join(result.stderr.split())  # rich wraps long lines

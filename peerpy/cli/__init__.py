@@ -133,14 +133,20 @@ def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _backend_line(args: argparse.Namespace) -> str:
-    """Which WebRTC backend and event loop this run uses (the fastest installed); logged."""
-    name = backend.choose_backend(
+    """Which WebRTC backend and event loop this run uses, and why not wrtc if not; logged.
+
+    The command line uses the fastest backend installed that honours the run's
+    network settings (``auto``) unless ``PEERPY_BACKEND`` names one.
+    """
+    name, why_not_wrtc = backend.explain_backend(
         backend.resolve_backend(),
         resolve_rtc_configuration(args.ice_servers),
         resolve_network(args.ice_addresses),
     )
     loop = "uvloop" if backend.use_uvloop() else "asyncio"
     line = f"backend: {name} on {loop}"
+    if why_not_wrtc is not None:
+        line += f" ({why_not_wrtc})"
     logging.getLogger("peerpy.cli").debug("%s", line)
     return line
 
