@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -40,8 +41,11 @@ PYPROJECTS = {
 #: Distributions a broker install must not pull: media, WebRTC, and the SDK itself.
 HEAVY = {"aiortc", "aioice", "av", "numpy", "wrtc", "pylibsrtp", "pyee", "peerpy-sdk"}
 
-#: Import names the lean broker process refuses (the SDK's import package is ``peerpy``).
-REFUSED = ("aiortc", "aioice", "av", "numpy", "webrtc", "peerpy", "pylibsrtp", "pyee", "cv2")
+#: Import names the lean broker process refuses (the SDK's import package is ``peerpy``);
+#: uvloop too, an extra of the broker (``peerpy-server[uvloop]``), not a dependency.
+REFUSED = (
+    "aiortc", "aioice", "av", "numpy", "webrtc", "peerpy", "pylibsrtp", "pyee", "cv2", "uvloop",
+)  # fmt: skip
 
 
 def project(dist: str) -> dict[str, Any]:
@@ -182,8 +186,8 @@ def read_line(process: subprocess.Popen[str], timeout: float) -> str:
 
 
 def test_broker_runs_without_sdk_media_or_webrtc(tmp_path: Path) -> None:
-    """With aiortc, av, numpy, wrtc and the SDK unimportable, ``python -m peerpy_server``
-    starts, registers two clients (OPEN) and relays an OFFER between them."""
+    """With aiortc, av, numpy, wrtc, uvloop and the SDK unimportable, ``python -m
+    peerpy_server`` starts, registers two clients (OPEN) and relays an OFFER between them."""
     from websockets.sync.client import connect
 
     code = LEAN_BROKER.format(refused=REFUSED)
@@ -282,3 +286,26 @@ def test_wheels_install_offline_into_a_fresh_virtualenv(tmp_path: Path) -> None:
     assert missing, checked.stdout  # attrs, orjson, websockets... were not installed
     assert "peerpy-protocol" not in missing
     assert heavy(missing) == set()
+
+
+def test_extras_named_in_the_docs_exist() -> None:
+    """Every ``peerpy-…[extra]`` the README, docs or code mention is defined (no phantom
+    ``peerpy-server[speed]``)."""
+    pattern = re.compile(r"\b(peerpy-(?:sdk|server|protocol))\[([A-Za-z0-9_,-]+)\]")
+    files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    for directory in ("peerpy", "server", "protocol", "bench", "examples", "tests"):
+        files += (ROOT / directory).glob("**/*.py")
+    named: dict[tuple[str, str], Path] = {}
+    for path in files:
+        if "node_modules" in path.parts or path == Path(__file__):
+            continue
+        for dist, extras in pattern.findall(path.read_text(encoding="utf-8")):
+            for extra in extras.split(","):
+                named[(dist, extra)] = path
+    assert ("peerpy-sdk", "wrtc") in named  # the scan does find the extras in use
+    missing = {
+        f"{dist}[{extra}] in {path.relative_to(ROOT)}"
+        for (dist, extra), path in named.items()
+        if extra not in project(dist).get("optional-dependencies", {})
+    }
+    assert missing == set()
