@@ -61,7 +61,7 @@ def broker(*flags: str, log: Path | None = None) -> Iterator[tuple[subprocess.Po
     port = free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), str(ROOT / "server"), env.get("PYTHONPATH", "")]
+        [str(ROOT), str(ROOT / "server"), str(ROOT / "protocol"), env.get("PYTHONPATH", "")]
     )
     argv = [sys.executable, "-m", "peerpy_server.cli", "--host", "127.0.0.1", "--port", str(port)]
     out = log.open("wb") if log is not None else subprocess.DEVNULL

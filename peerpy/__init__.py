@@ -4,7 +4,7 @@ A :class:`Peer` registers an id with a PeerJS-compatible broker and opens data
 connections (:meth:`Peer.connect`) and media calls (:meth:`Peer.call`) to other
 peers, Python or browser, without SDP or ICE plumbing.
 
-The protocol core (:mod:`peerpy.messages`, :mod:`peerpy.payloads`,
+The protocol core (:mod:`peerpy_protocol.messages`, :mod:`peerpy_protocol.payloads`,
 :mod:`peerpy.binarypack`, :mod:`peerpy.serialization`...) imports no I/O
 library; the names below that need aiortc and anyio load on first use.
 """

@@ -22,6 +22,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import anyio
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from peerpy_protocol.messages import Relay, RelayType
+from peerpy_protocol.payloads import (
+    AnswerPayload,
+    CandidatePayload,
+    ConnectionType,
+    IceCandidateInit,
+    OfferPayload,
+    SessionDescription,
+)
 
 from . import backend
 from .diagnosis import failure_message
@@ -36,16 +45,7 @@ from .exceptions import (
     WebRTCError,
 )
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
-from .messages import Relay, RelayType
 from .network import NetworkPolicy, remote_candidate_allowed
-from .payloads import (
-    AnswerPayload,
-    CandidatePayload,
-    ConnectionType,
-    IceCandidateInit,
-    OfferPayload,
-    SessionDescription,
-)
 from .route import Route
 
 if TYPE_CHECKING:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import anyio
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.sdp import SessionDescription as ParsedSdp
+from peerpy_protocol.payloads import ConnectionType, OfferPayload
 
 from .connection import Connection, Owner
 from .exceptions import (
@@ -35,7 +36,6 @@ from .exceptions import (
     UsageError,
 )
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
-from .payloads import ConnectionType, OfferPayload
 from .serialization import CLOSE, Serializer
 
 __all__ = ["DataConnection"]

@@ -30,13 +30,16 @@ side misbehaved" (:class:`ProtocolError`), as h11 does::
     │   └── BackendVersionError        aiortc/aioice versions the network hooks do not know
     └── ConnectionClosedError      connection-closed
 
+``PeerError``, ``UsageError``, ``InvalidIdError`` and ``ProtocolError`` are
+defined in :mod:`peerpy_protocol.exceptions` (the protocol core the broker shares,
+distribution ``peerpy-protocol``) and re-exported here: they are the same classes.
 File transfers add their own branch (``TransferError`` and friends), drawn in
 :mod:`peerpy.transfer.errors`.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from peerpy_protocol.exceptions import InvalidIdError, PeerError, ProtocolError, UsageError
 
 __all__ = [
     "BackendVersionError",
@@ -62,28 +65,6 @@ __all__ = [
     "UsageError",
     "WebRTCError",
 ]
-
-
-class PeerError(Exception):
-    """Root of every peerpy exception.
-
-    :attr:`type` holds the PeerJS error type string for parity with
-    ``PeerError.type`` in PeerJS.
-    """
-
-    type: ClassVar[str] = "peer-error"
-
-
-class UsageError(PeerError):
-    """The API was misused (a local mistake, not the remote's)."""
-
-    type = "usage"
-
-
-class InvalidIdError(UsageError, ValueError):
-    """A peer id does not follow the PeerJS id rule."""
-
-    type = "invalid-id"
 
 
 class NotOpenError(UsageError):
@@ -122,12 +103,6 @@ class InvalidAddressError(UsageError, ValueError):
 
 class MediaFileError(UsageError, OSError):
     """A media file or device cannot be opened for reading or writing."""
-
-
-class ProtocolError(PeerError):
-    """The remote side (broker or peer) sent something that breaks the protocol."""
-
-    type = "protocol"
 
 
 class DecodeError(ProtocolError, ValueError):

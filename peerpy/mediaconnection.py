@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import anyio
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 from aiortc.sdp import SessionDescription as ParsedSdp
+from peerpy_protocol.payloads import ConnectionType, OfferPayload, SessionDescription
 
 from .connection import Connection, Owner, SdpTransform
 from .diagnosis import failure_message
@@ -44,7 +45,6 @@ from .exceptions import (
     UsageError,
     WebRTCError,
 )
-from .payloads import ConnectionType, OfferPayload, SessionDescription
 
 __all__ = ["AUX_CHANNEL_LABEL", "MediaConnection", "MediaStream"]
 

@@ -33,6 +33,9 @@ from typing import Any, Literal, overload
 import anyio
 import anyio.abc
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection
+from peerpy_protocol.ids import connection_id, random_token, validate_id
+from peerpy_protocol.messages import Relay, RelayType
+from peerpy_protocol.payloads import AnswerPayload, CandidatePayload, ConnectionType, OfferPayload
 
 from . import backend as _backend
 from .backoff import backoff_delays
@@ -56,12 +59,9 @@ from .exceptions import (
     UnavailableIdError,
     UsageError,
 )
-from .ids import connection_id, random_token, validate_id
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
 from .mediaconnection import MediaConnection, check_tracks
-from .messages import Relay, RelayType
 from .network import NetworkPolicy
-from .payloads import AnswerPayload, CandidatePayload, ConnectionType, OfferPayload
 from .serialization import (
     SerializerFactory,
     check_factories,

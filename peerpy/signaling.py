@@ -26,10 +26,10 @@ from collections.abc import Awaitable, Callable
 import anyio
 import anyio.abc
 from aiortc import RTCIceServer
+from peerpy_protocol import messages
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from . import messages
 from .config import ServerAddress, Timeouts
 from .exceptions import (
     InvalidKeyError,

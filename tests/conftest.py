@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from peerpy_protocol.ids import random_token
 
 from peerpy.backend import wrtc_installed
-from peerpy.ids import random_token
 
 from .brokers import peerjs_server, peerpy_server
 

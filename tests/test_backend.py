@@ -358,7 +358,10 @@ def test_auto_keeps_aiortc_under_an_address_policy() -> None:
 @pytest.mark.slow
 def test_cli_demo_uses_the_fastest_backend_and_says_so(tmp_path: Path) -> None:
     """`peerpy demo` picks wrtc when installed (else aiortc), uvloop too, and prints both."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "server")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "server"), str(ROOT / "protocol")]),
+    }
     env.pop("PEERPY_BACKEND", None)
     result = subprocess.run(
         [sys.executable, "-m", "peerpy.cli", "demo", "--size", "2MiB"],

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import anyio
 import pytest
+from peerpy_protocol.ids import random_token
 
 from peerpy.cli import build_parser, main
 from peerpy.cli.chat import run_chat
 from peerpy.cli.progress import format_size, parse_size
-from peerpy.ids import random_token
 from peerpy.transfer.errors import TransferUsageError
 
 from .brokers import free_port, peerpy_server, threaded_peerpy_server, wait_registered

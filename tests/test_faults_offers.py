@@ -18,12 +18,12 @@ from typing import Any
 
 import anyio
 import pytest
+from peerpy_protocol.payloads import OfferPayload
 from websockets.asyncio.client import ClientConnection, connect
 
 from peerpy.config import Limits, Timeouts, resolve_network, resolve_rtc_configuration
 from peerpy.connection import Connection
 from peerpy.network import create_peer_connection
-from peerpy.payloads import OfferPayload
 from peerpy.peer import Peer
 
 from .brokers import peerpy_server

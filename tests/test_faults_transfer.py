@@ -21,8 +21,8 @@ from typing import Any
 
 import anyio
 import pytest
+from peerpy_protocol.ids import random_token
 
-from peerpy.ids import random_token
 from peerpy.peer import Peer
 from peerpy.transfer import Code, TransferOptions, TransferProtocolError, UnsafePathError
 from peerpy.transfer.files import PARTIAL_SUFFIX, STATE_SUFFIX, Target, build_manifest

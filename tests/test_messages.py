@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from peerpy.exceptions import ProtocolError
-from peerpy.messages import (
+from peerpy_protocol.messages import (
     Heartbeat,
     IdTaken,
     Open,
@@ -16,6 +14,8 @@ from peerpy.messages import (
     parse,
     serialize,
 )
+
+from peerpy.exceptions import ProtocolError
 
 
 def test_parse_server_messages() -> None:
@@ -62,7 +62,7 @@ def test_protocol_core_imports_no_io_library() -> None:
     import sys
 
     code = (
-        "import sys, peerpy.messages, peerpy.ids, peerpy.exceptions;"
+        "import sys, peerpy_protocol.messages, peerpy_protocol.ids, peerpy.exceptions;"
         "bad = [m for m in ('anyio', 'aiortc', 'websockets', 'asyncio') if m in sys.modules];"
         "print(bad)"
     )

@@ -20,14 +20,14 @@ import pytest
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from hypothesis import given
 from hypothesis import strategies as st
+from peerpy_protocol.ids import random_token
+from peerpy_protocol.payloads import AnswerPayload, ConnectionType, OfferPayload, SessionDescription
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from peerpy.dataconnection import DataConnection
 from peerpy.exceptions import ConnectionClosedError
-from peerpy.ids import random_token
 from peerpy.network import NetworkPolicy, create_peer_connection
-from peerpy.payloads import AnswerPayload, ConnectionType, OfferPayload, SessionDescription
 from peerpy.peer import Peer
 from peerpy.transfer import (
     AuthenticationError,

@@ -43,9 +43,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import redis.asyncio as aioredis
+from peerpy_protocol.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
 from redis.exceptions import NoScriptError, RedisError
-
-from peerpy.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
 
 from .realm import LIMIT_REACHED, Client, Link
 

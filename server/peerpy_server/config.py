@@ -17,8 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
-
-from peerpy.ids import ID_PATTERN
+from peerpy_protocol.ids import ID_PATTERN
 
 __all__ = ["BrokerConfig", "normalize_path"]
 

@@ -27,6 +27,7 @@ import bisect
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
+from peerpy_protocol.messages import RelayType
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -35,8 +36,6 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-
-from peerpy.messages import RelayType
 
 if TYPE_CHECKING:
     from .realm import Realm

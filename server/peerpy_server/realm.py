@@ -39,8 +39,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from peerpy.exceptions import ProtocolError
-from peerpy.messages import (
+from peerpy_protocol.exceptions import ProtocolError
+from peerpy_protocol.messages import (
     Heartbeat,
     IdTaken,
     Open,

@@ -24,7 +24,7 @@ import anyio
 from anyio.streams.text import TextReceiveStream
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "server")]
+sys.path[:0] = [str(ROOT), str(ROOT / "server"), str(ROOT / "protocol")]
 
 from peerpy_server import Broker, BrokerConfig  # noqa: E402
 

@@ -24,9 +24,8 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from peerpy_protocol.ids import random_token
 from playwright.async_api import BrowserContext, ConsoleMessage
-
-from peerpy.ids import random_token
 
 from ..brokers import PEERJS_SERVER, peerpy_server
 from .browser import CHROMIUM, PEERJS_DIST, StaticServer, launch, open_page

@@ -9,9 +9,8 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.abc import ByteReceiveStream, Process
+from peerpy_protocol.ids import random_token
 from playwright.async_api import BrowserContext
-
-from peerpy.ids import random_token
 
 from ..brokers import free_port, peerpy_server
 

@@ -14,10 +14,9 @@ import hmac
 from collections.abc import AsyncIterator
 
 import pytest
+from peerpy_protocol.ids import random_token
 from peerpy_server import Broker, BrokerConfig
 from playwright.async_api import BrowserContext
-
-from peerpy.ids import random_token
 
 from .browser import StaticServer, open_page
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import jwt
 import pytest
+from peerpy_protocol.ids import random_token
 from peerpy_server import Broker, BrokerConfig
 from playwright.async_api import BrowserContext
 
-from peerpy.ids import random_token
 from peerpy.peer import Peer
 
 from .browser import StaticServer, open_page, split_broker_url

@@ -10,10 +10,10 @@ import random
 
 import anyio
 import pytest
+from peerpy_protocol.ids import random_token
 from playwright.async_api import Error as PlaywrightError
 
 from peerpy import PeerUnavailableError, UnavailableIdError
-from peerpy.ids import random_token
 
 from .pairs import Pair, python_peer
 

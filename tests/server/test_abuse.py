@@ -187,7 +187,7 @@ def broker_process(*flags: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]
     port = free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), str(ROOT / "server"), env.get("PYTHONPATH", "")]
+        [str(ROOT), str(ROOT / "server"), str(ROOT / "protocol"), env.get("PYTHONPATH", "")]
     )
     proc = subprocess.Popen(
         _broker_argv(port, *flags), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

@@ -18,12 +18,19 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from peerpy_protocol.messages import (
+    Relay,
+    RelayType,
+    parse,
+    parse_for_relay,
+    serialize,
+    serialize_relay,
+)
 from peerpy_server import Broker, BrokerConfig
 from peerpy_server.connection import Connection
 from websockets.speedups import apply_mask
 
 from peerpy.exceptions import ProtocolError
-from peerpy.messages import Relay, RelayType, parse, parse_for_relay, serialize, serialize_relay
 
 # -- parse_for_relay ----------------------------------------------------------
 

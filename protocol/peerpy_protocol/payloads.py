@@ -3,7 +3,7 @@
 The broker treats payloads as opaque JSON; peers interpret them.  These value
 objects hold the fields of spec §3.2 with Pythonic names and convert from and
 to the JSON PeerJS 1.5 puts on the wire.  ``from_json`` raises
-:class:`~peerpy.exceptions.ProtocolError` on anything malformed, so a hostile
+:class:`~peerpy_protocol.exceptions.ProtocolError` on anything malformed, so a hostile
 peer cannot make the caller fail with a ``KeyError`` or ``TypeError``.
 """
 

@@ -9,7 +9,7 @@ Server to client: :class:`Open`, :class:`IdTaken`, :class:`ServerErrorMessage`,
 :class:`InvalidKey`.  Client to server: :class:`Heartbeat`.  Relayed between
 clients (the broker forces ``src`` to the sender): :class:`Relay` with a
 :class:`RelayType` of OFFER, ANSWER, CANDIDATE, LEAVE or EXPIRE.  The payload of
-a relayed message is opaque here; :mod:`peerpy.payloads` interprets it.
+a relayed message is opaque here; :mod:`peerpy_protocol.payloads` interprets it.
 
 >>> parse('{"type":"OPEN"}')
 Open()
@@ -189,7 +189,7 @@ def _not_relayed(envelope: dict[str, JSON], kind: str) -> Message:
 def parse(frame: str | bytes) -> Message:
     """Parse one WebSocket frame into a message.
 
-    Raise :class:`~peerpy.exceptions.ProtocolError` if the frame is not a JSON
+    Raise :class:`~peerpy_protocol.exceptions.ProtocolError` if the frame is not a JSON
     object with a string ``type``, or if ``src``/``dst`` are not strings.  An
     unknown ``type`` gives :class:`Unknown` rather than an error: PeerJS
     ignores those, and so may the caller.
@@ -222,7 +222,7 @@ def parse_for_relay(frame: str | bytes, src: str) -> Message | RelayFrame:
     ``(type, dst, forward)`` where ``forward`` is
     ``serialize_relay(type, src, dst, payload)``; anything else as
     :func:`parse` returns it.  Errors are :func:`parse`'s, raised for the same
-    frames with the same texts, plus a :class:`~peerpy.exceptions.ProtocolError`
+    frames with the same texts, plus a :class:`~peerpy_protocol.exceptions.ProtocolError`
     for a payload nested too deeply to encode again.  It skips building a :class:`Relay` only to
     serialize it again, which is most of the broker's per-message Python work.
     """
