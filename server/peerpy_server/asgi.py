@@ -306,7 +306,10 @@ class _WebSocket(Session):
         broker = self._broker
         if self._aborted:
             return
-        await self._send({"type": "websocket.accept"})
+        try:
+            await self._send({"type": "websocket.accept"})
+        except OSError:  # the client left during the handshake (uvicorn's ClientDisconnected)
+            return
         self._accepted = True
         broker.settled(self)
         loop = asyncio.get_running_loop()

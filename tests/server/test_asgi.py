@@ -37,6 +37,7 @@ from .conftest import (
     run_asgi,
     run_uvicorn,
 )
+from .test_robustness import assert_relay_works, deaf_client
 
 pytestmark = pytest.mark.anyio
 
@@ -220,6 +221,25 @@ async def test_rate_limit_closes_1008_through_the_mount() -> None:
         assert await flood.closed(5) == 1008
         assert target.broker is not None
         assert "flood" not in target.broker.realm.ids()
+
+
+async def test_slow_reader_is_cut_off_and_sender_told() -> None:
+    """A WebSocket that never reads is cut off past max_write_buffer; its sender gets LEAVE."""
+    async with (
+        run_asgi(max_write_buffer=64 * 1024) as target,
+        peer_client(target, "fast") as fast,
+        deaf_client(target, "deaf"),
+    ):
+        assert target.broker is not None
+        payload = "y" * 1000
+        for _ in range(3000):  # at most ~3 MB pushed at the deaf client
+            await fast.send({"type": "CANDIDATE", "dst": "deaf", "payload": payload})
+            if "deaf" not in target.broker.realm:
+                break
+        assert await fast.recv(10) == {"type": "LEAVE", "src": "deaf", "dst": "fast"}
+        assert "deaf" not in target.broker.realm
+        assert target.broker.stats.refused["slow-reader"] == 1
+        await assert_relay_works(target)
 
 
 async def test_client_leaving_mid_handshake_leaves_nothing_behind() -> None:
