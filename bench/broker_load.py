@@ -408,6 +408,17 @@ class BrokerProcess:
             argv = [sys.executable, "-c", code + "sys.exit(main())", *common, *ours]
         elif name == "peer":
             argv = ["node", str(PEER_BIN), *common]
+        elif name == "asgi":  # peerpy_server.asgi under uvicorn (uvloop, websockets-sansio)
+            options = f"alive_timeout=3600, concurrent_limit={clients + 1000}, rate_limit=None, "
+            options += "max_connections_per_ip=None, max_handshakes_per_ip=None"
+            code = (
+                "import uvicorn; from peerpy_server import BrokerConfig; "
+                "from peerpy_server.asgi import BrokerApp; "
+                f"app = BrokerApp(BrokerConfig({options})); "
+                f"uvicorn.run(app, host={HOST!r}, port={self.port}, ws='websockets-sansio', "
+                "log_level='warning', backlog=4096)"
+            )
+            argv = [sys.executable, "-c", code]
         else:
             raise ValueError(f"unknown broker {name!r} (peerpy, peerpy-asyncio or peer)")
         self.log = log_dir / f"{name}-{clients}-{self.port}.log"
@@ -716,7 +727,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--brokers",
         default="peerpy,peer",
         help="peerpy (CLI, uvloop when installed), peerpy-asyncio, peer, cluster (2 peerpy "
-        "brokers on redis-server, every message crossing instances) (default: peerpy,peer)",
+        "brokers on redis-server, every message crossing instances), asgi (peerpy_server.asgi "
+        "under uvicorn) (default: peerpy,peer)",
     )
     parser.add_argument(
         "--rate",
@@ -745,7 +757,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("client counts must be even and at least 2")
     if not 1 <= args.workers <= 16 or args.seconds <= 0 or args.seconds > 600:
         parser.error("--workers must be 1..16 and --seconds in (0, 600]")
-    unknown = set(args.brokers) - {"peerpy", "peerpy-asyncio", "peer", "cluster"}
+    unknown = set(args.brokers) - {"peerpy", "peerpy-asyncio", "peer", "cluster", "asgi"}
     if unknown:
         parser.error(f"unknown brokers {sorted(unknown)} (peerpy, peerpy-asyncio, peer)")
     if "peer" in args.brokers and not PEER_BIN.exists():

@@ -10,7 +10,9 @@ Modules: :mod:`~peerpy_server.config` (options), :mod:`~peerpy_server.realm`
 API), :mod:`~peerpy_server.connection` (one socket), :mod:`~peerpy_server.broker`
 (listening, timers, shutdown), :mod:`~peerpy_server.metrics` (``/metrics``),
 :mod:`~peerpy_server.auth` (JWT tokens), :mod:`~peerpy_server.cluster` (cluster
-mode on Redis) and :mod:`~peerpy_server.cli` (``peerpy-server``).
+mode on Redis), :mod:`~peerpy_server.session` (one WebSocket, either
+transport), :mod:`~peerpy_server.asgi` (the broker as an ASGI app to mount in
+Starlette/FastAPI) and :mod:`~peerpy_server.cli` (``peerpy-server``).
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from .ice import ice_servers
 from .logs import WarningLimiter
 from .metrics import BrokerCollector, Stats, render
 from .realm import Client, Realm
+from .session import Session
 from .stun import serve_stun
 
 if TYPE_CHECKING:
@@ -100,11 +101,13 @@ class Broker:
             released=released,
         )
         self._collector = BrokerCollector(self.stats, self.realm, lambda: len(self.realm))
-        self._connections: dict[Connection, None] = {}
-        self._pending: dict[Connection, None] = {}  # no request yet, oldest first
+        # Every transport's connections (the built-in server's and the ASGI app's).
+        self._connections: dict[Session, None] = {}
+        self._pending: dict[Session, None] = {}  # no request yet, oldest first
         self._per_ip: dict[str, int] = {}  # open connections per remote address
         self._pending_per_ip: dict[str, int] = {}  # of which still in their handshake
         self._server: asyncio.Server | None = None
+        self._running = False
         self._timer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._port = 0
@@ -118,16 +121,30 @@ class Broker:
 
     # -- lifecycle -------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, listen: bool = True) -> None:
         """Bind and start listening; return once connections are accepted.
 
         Raise :class:`OSError` if the address cannot be bound.  Cancelling it
-        leaves nothing running.
+        leaves nothing running.  ``listen=False`` starts everything but the
+        listening socket (timers, ``--stun``, cluster mode): the ASGI
+        application (:mod:`peerpy_server.asgi`) feeds it connections instead.
         """
-        if self._server is not None:
+        if self._running:
             raise RuntimeError("the broker is already started")
+        self._running = True
+        try:
+            await self._start(listen)
+        except BaseException:
+            self._running = False
+            raise
+
+    async def _start(self, listen: bool) -> None:
         self._loop = loop = asyncio.get_running_loop()
         config = self.config
+        if not listen:
+            await self._start_services()
+            logger.info("Broker started (no listening socket)")
+            return
         ssl_context = config.make_ssl_context()
         self._server = await loop.create_server(
             lambda: Connection(self),
@@ -141,17 +158,22 @@ class Broker:
         )
         sockets = self._server.sockets
         self._port = sockets[0].getsockname()[1] if sockets else config.port
-        if config.stun_port is not None:
-            try:
-                self._stun = await serve_stun(config.host, config.stun_port)
-            except BaseException:
-                self._server.close()
-                self._server = None
-                raise
-        self._timer = loop.create_task(self._run_timers(), name="peerpy_server timers")
+        try:
+            await self._start_services()
+        except BaseException:
+            self._server.close()
+            self._server = None
+            raise
+        logger.info("Broker listening on %s", self.url)
+
+    async def _start_services(self) -> None:
+        """Start ``--stun``, the timers and cluster mode."""
+        if self.config.stun_port is not None:
+            self._stun = await serve_stun(self.config.host, self.config.stun_port)
+        assert self._loop is not None
+        self._timer = self._loop.create_task(self._run_timers(), name="peerpy_server timers")
         if self.cluster is not None:
             await self.cluster.start()
-        logger.info("Broker listening on %s", self.url)
 
     async def aclose(self) -> None:
         """Stop listening, close every WebSocket with 1001 and wait (briefly) until they are gone.
@@ -160,13 +182,15 @@ class Broker:
         handshake; the rest are cut.  Idempotent.  Cancelling it cuts every
         remaining connection at once.
         """
-        server, self._server = self._server, None
-        if server is None:
+        if not self._running:
             return
+        self._running = False
+        server, self._server = self._server, None
         if self._stun is not None:
             self._stun.close()
             self._stun = None
-        server.close()
+        if server is not None:
+            server.close()
         try:
             for connection in list(self._connections):
                 if connection.is_websocket:
@@ -182,7 +206,8 @@ class Broker:
                 self._timer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._timer
-            await server.wait_closed()
+            if server is not None:
+                await server.wait_closed()
             if self.cluster is not None:
                 await self.cluster.aclose()
             logger.info("Broker stopped")
@@ -204,6 +229,11 @@ class Broker:
         await self.aclose()
 
     # -- where -------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker is started and not yet closing."""
+        return self._running
 
     @property
     def port(self) -> int:
@@ -259,7 +289,7 @@ class Broker:
         """
         realm = self.realm
         redis = "off" if self.cluster is None else self.cluster.state
-        if self._server is None:
+        if not self._running:
             status = "stopping"
         elif len(realm) >= self.config.concurrent_limit:
             status = "full"
@@ -283,17 +313,17 @@ class Broker:
 
     @property
     def connections(self) -> int:
-        """How many TCP connections are open."""
+        """How many connections are open (TCP connections, and the ASGI app's WebSockets)."""
         return len(self._connections)
 
-    # -- used by Connection ------------------------------------------------
+    # -- used by the transports (Connection, the ASGI app) -------------------
 
     def now(self) -> float:
         """The monotonic clock the realm runs on."""
         assert self._loop is not None
         return self._loop.time()
 
-    def admit(self, connection: Connection) -> bool:
+    def admit(self, connection: Session) -> bool:
         """Track a new connection from ``connection.ip``; ``False`` if a limit refuses it.
 
         Per address: at most ``max_connections_per_ip`` connections, of which
@@ -302,7 +332,7 @@ class Broker:
         in its handshake is closed to make room (a flood of silent sockets
         cannot lock everyone out for ``handshake_timeout``).
         """
-        if self._server is None:
+        if not self._running:
             return False
         config = self.config
         ip = connection.ip
@@ -338,12 +368,12 @@ class Broker:
         self._pending_per_ip[ip] = self._pending_per_ip.get(ip, 0) + 1
         return True
 
-    def settled(self, connection: Connection) -> None:
+    def settled(self, connection: Session) -> None:
         """The connection's request arrived: the handshake timeout no longer applies."""
         if self._pending.pop(connection, _ABSENT) is None:
             _decrement(self._pending_per_ip, connection.ip)
 
-    def forget(self, connection: Connection) -> None:
+    def forget(self, connection: Session) -> None:
         """The connection is gone (idempotent)."""
         if self._connections.pop(connection, _ABSENT) is None:
             _decrement(self._per_ip, connection.ip)
@@ -360,7 +390,7 @@ class Broker:
             for connection in unwritten:
                 connection.write_out()
 
-    def close_later(self, connection: Connection) -> None:
+    def close_later(self, connection: Session) -> None:
         """Cut ``connection`` if its closing handshake is not done within :data:`CLOSE_TIMEOUT`."""
         assert self._loop is not None
         self._loop.call_later(CLOSE_TIMEOUT, connection.abort)
@@ -407,7 +437,7 @@ class Broker:
 
     def _ping_all(self) -> None:
         for connection in list(self._connections):
-            if not connection.is_websocket:
+            if not connection.is_websocket or not connection.PINGED:
                 continue
             if connection.active:
                 connection.active = False

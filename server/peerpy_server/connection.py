@@ -31,7 +31,6 @@ import struct
 from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Final, cast
-from urllib.parse import parse_qs
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
@@ -46,6 +45,7 @@ except ImportError:  # pragma: no cover - websockets built without its C extensi
 
 from . import http
 from .realm import Client, truncate
+from .session import Session
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -83,12 +83,10 @@ def _text_header(length: int) -> bytes:
     return _HEADER64.pack(0x81, 127, length)
 
 
-class Connection(asyncio.BufferedProtocol):
+class Connection(Session, asyncio.BufferedProtocol):
     """An accepted TCP connection (HTTP request or WebSocket); also the realm's link."""
 
     __slots__ = (
-        "_broker",
-        "_client",
         "_cut",
         "_fragments",
         "_out",
@@ -96,20 +94,14 @@ class Connection(asyncio.BufferedProtocol):
         "_partial",
         "_paused",
         "_received",
-        "_refilled",
-        "_tokens",
         "_transport",
         "_ws",
-        "active",
-        "ip",
-        "opened_at",
     )
 
     def __init__(self, broker: Broker) -> None:
-        self._broker = broker
+        super().__init__(broker)
         self._ws = ServerProtocol(max_size=broker.config.max_message_size, logger=_ws_logger)
         self._transport: asyncio.Transport | None = None
-        self._client: Client | None = None
         self._cut = False
         self._fragments: list[bytes] | None = None
         self._out: list[bytes] | None = None  # frames gathered by send(), not yet written
@@ -117,13 +109,6 @@ class Connection(asyncio.BufferedProtocol):
         self._partial = b""
         self._paused = False  # reading paused to resume the backlog in _partial later
         self._received = 0
-        #: Set by every read; the broker's ping timer clears it.
-        self.active = True
-        self.opened_at = broker.now()
-        #: The remote address (per-address limits); set once connected.
-        self.ip = "?"
-        self._tokens = float(broker.config.rate_burst)  # messages allowed now (rate limit)
-        self._refilled = self.opened_at
 
     # -- asyncio callbacks ---------------------------------------------
 
@@ -140,11 +125,7 @@ class Connection(asyncio.BufferedProtocol):
         transport.set_write_buffer_limits(high=self._broker.config.max_write_buffer)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._broker.forget(self)
-        client = self._client
-        if client is not None:
-            self._client = None
-            self._broker.realm.disconnect(client)
+        self.gone()
 
     def pause_writing(self) -> None:
         # The peer is not reading: cut it off rather than buffer more.
@@ -423,29 +404,9 @@ class Connection(asyncio.BufferedProtocol):
             return  # refused or left: the socket is closing
         self._broker.realm.receive(client, cast(bytes, data), self._broker.now())
 
-    def _refill(self, now: float) -> bool:
-        """Refill the rate limit's token bucket; ``False`` if there is no rate limit."""
-        config = self._broker.config
-        rate = config.rate_limit
-        if rate is None:
-            return False
-        tokens = self._tokens + (now - self._refilled) * rate
-        self._tokens = min(tokens, float(config.rate_burst))
-        self._refilled = now
-        return True
-
     def _over_rate(self, client: Client) -> None:
-        """Close a WebSocket that sends faster than the rate limit (1008) and unregister it."""
-        self._broker.stats.refuse("rate-limit")
-        self._warn("rate-limit", "Closed %s (1008): it sent more than the rate limit", self._name())
-        self._client = None
         self._fragments = None
-        self._broker.realm.disconnect(client)
-        self.close(1008, "message rate limit exceeded")
-
-    def _warn(self, key: str, msg: str, *args: object) -> None:
-        broker = self._broker
-        broker.warnings.warning(logger, key, broker.now(), msg, *args)
+        super()._over_rate(client)
 
     def _flush(self) -> None:
         """Write what websockets has to send (after any gathered frames)."""
@@ -491,29 +452,13 @@ class Connection(asyncio.BufferedProtocol):
         if response.status_code != 101:
             return
         self._flush()
-        params = parse_qs(query, keep_blank_values=True)
+        if broker.cluster is not None:
+            # Cluster mode: the claim goes to Redis; read nothing until it is settled.
+            assert self._transport is not None
+            self._transport.pause_reading()
+        self.register(query)
 
-        def first(name: str) -> str:
-            values = params.get(name)
-            return values[0] if values else ""
-
-        if broker.cluster is None:
-            self._client = broker.realm.connect(
-                self,
-                key=first("key"),
-                peer_id=first("id"),
-                token=first("token"),
-                now=broker.now(),
-            )
-            return
-        # Cluster mode: the claim goes to Redis; read nothing until it is settled.
-        assert self._transport is not None
-        self._transport.pause_reading()
-        broker.cluster.claim(
-            self, key=first("key"), peer_id=first("id"), token=first("token"), done=self._claimed
-        )
-
-    def _claimed(self, client: Client | None) -> None:
+    def claimed(self, client: Client | None) -> None:
         """The cluster claim is settled: attach the client (or not) and read again."""
         transport = self._transport
         if client is not None and (transport is None or transport.is_closing()):
@@ -536,7 +481,3 @@ class Connection(asyncio.BufferedProtocol):
             broker.health,
             broker.metrics,
         )
-
-    def _name(self) -> str:
-        client = self._client
-        return truncate(client.id) if client is not None else self.ip

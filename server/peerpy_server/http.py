@@ -105,6 +105,9 @@ def respond(
     ice: Callable[[str, str, str | None], list[dict[str, Any]] | None] | None = None,
     health: Callable[[], tuple[int, dict[str, Any]]] | None = None,
     metrics: Callable[[], bytes] | None = None,
+    *,
+    method: str | None = None,
+    mount: str | None = None,
 ) -> Response:
     """Answer a plain (non-upgrade) HTTP request.
 
@@ -112,14 +115,18 @@ def respond(
     whether an id is registered (for ``/id``); ``ice(id, token, host)`` gives
     a registered peer's ICE servers, ``None`` for a wrong id or token (for ``/ice``);
     ``health()`` gives the status code and JSON body of ``/health``;
-    ``metrics()`` the Prometheus text of ``/metrics``.
+    ``metrics()`` the Prometheus text of ``/metrics``.  ``method`` overrides
+    the request's method and ``mount`` the mount path ``config.path`` (the ASGI
+    application passes both: its server parsed the request, and it may be
+    mounted under a prefix).
     """
     path = request.path.partition("?")[0]
-    relative = _relative(path, config.path)
+    if method is None:
+        method = request_method(request)
+    relative = _relative(path, config.path if mount is None else mount)
     if relative is None:
-        return _response(404, f"Cannot {request_method(request)} {path}".encode(), _HTML, Headers())
+        return _response(404, f"Cannot {method} {path}".encode(), _HTML, Headers())
     cors = _cors(request, config)
-    method = request_method(request)
     if method == "OPTIONS":
         cors["Access-Control-Allow-Methods"] = _METHODS
         requested = request.headers.get("Access-Control-Request-Headers")

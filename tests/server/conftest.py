@@ -18,11 +18,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import attrs
 import pytest
 from peerpy_server import Broker, BrokerConfig
+from peerpy_server.asgi import BrokerApp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -43,11 +44,29 @@ class Target:
     #: Cluster: every broker's port; WebSocket URLs go to each in turn.
     ports: tuple[int, ...] = ()
     brokers: tuple[Broker, ...] = ()
+    #: The ports of brokers mounted in an ASGI app (``run_asgi``, ``run_asgi_cluster``).
+    asgi_ports: tuple[int, ...] = ()
     _turn: list[int] = attrs.field(factory=lambda: [0])
 
     @property
     def is_peer(self) -> bool:
         return self.name == "peer"
+
+    @property
+    def is_asgi(self) -> bool:
+        """Our broker mounted in a Starlette app under uvicorn (``run_asgi``)."""
+        return self.name.startswith("asgi")
+
+    def by_asgi(self, url: str) -> bool:
+        """Whether WebSocket ``url`` reaches a broker mounted in an ASGI app."""
+        return urlsplit(url).port in self.asgi_ports
+
+    def no_status(self, url: str) -> int:
+        """The close code a client of ``url`` sees when the broker closes with no status.
+
+        ASGI cannot send a close frame without a status: the ASGI app sends 1000.
+        """
+        return 1000 if self.by_asgi(url) else 1005
 
     def ws_url(
         self,
@@ -195,17 +214,111 @@ async def run_cluster(
         yield Target("cluster", ports[0], path, brokers[0], ports, tuple(brokers))
 
 
+@contextlib.asynccontextmanager
+async def run_uvicorn(app: Any) -> AsyncIterator[int]:
+    """Serve the ASGI ``app`` with uvicorn in-process on a free loopback port; yield the port.
+
+    uvicorn's WebSocket is websockets' sans-I/O one; its signal handlers stay
+    pytest's (the socket is bound here, the server stopped by ``should_exit``).
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+            return contextlib.nullcontext()
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    config = uvicorn.Config(
+        app, ws="websockets-sansio", lifespan="on", log_level="warning", timeout_graceful_shutdown=5
+    )
+    server = Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn stopped before it started")
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start within 10 s")
+            await asyncio.sleep(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            sock.close()
+
+
+def mounted_app(broker_app: BrokerApp, path: str) -> Any:
+    """A Starlette host app: ``broker_app`` mounted at ``path``, a host route ``/hello`` beside."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("hello from the host app")
+
+    routes = [Route("/hello", hello), Mount(path, app=broker_app)]
+    return Starlette(routes=routes, lifespan=broker_app.lifespan)
+
+
+@contextlib.asynccontextmanager
+async def run_asgi(path: str = "/myapp", **options: Any) -> AsyncIterator[Target]:
+    """Our broker as an ASGI app mounted at ``path`` in Starlette, served by uvicorn."""
+    broker_app = BrokerApp(BrokerConfig(**options))
+    async with run_uvicorn(mounted_app(broker_app, path)) as port:
+        yield Target("asgi", port, path, broker_app.broker, asgi_ports=(port,))
+
+
+@contextlib.asynccontextmanager
+async def run_asgi_cluster(
+    redis_url: str, path: str = "/myapp", **options: Any
+) -> AsyncIterator[Target]:
+    """One realm on Redis over both transports: two mounted ASGI brokers and a built-in one.
+
+    HTTP requests go to the first ASGI broker; WebSockets to each broker in turn.
+    """
+    _clusters[0] += 1
+    prefix = f"test{_clusters[0]}-{time.monotonic_ns()}:"
+    cluster = {"redis_url": redis_url, "redis_prefix": prefix}
+    async with contextlib.AsyncExitStack() as stack:
+        first, second = (
+            BrokerApp(BrokerConfig(**cluster, **options)),
+            BrokerApp(BrokerConfig(**cluster, **options)),
+        )
+        port1 = await stack.enter_async_context(run_uvicorn(mounted_app(first, path)))
+        config = BrokerConfig(host="127.0.0.1", port=0, path=path, **cluster, **options)
+        builtin = await stack.enter_async_context(Broker(config))
+        port2 = await stack.enter_async_context(run_uvicorn(mounted_app(second, path)))
+        brokers = (first.broker, builtin, second.broker)
+        ports = (port1, builtin.port, port2)
+        yield Target("asgi-cluster", port1, path, first.broker, ports, brokers, (port1, port2))
+
+
 StartBroker = Callable[..., contextlib.AbstractAsyncContextManager[Target]]
 
 
-@pytest.fixture(params=["peerpy", "peer", "cluster"])
+@pytest.fixture(params=["peerpy", "peer", "cluster", "asgi", "asgi-cluster"])
 def start_broker(request: pytest.FixtureRequest) -> StartBroker:
-    """Start a broker of each implementation (differential tests); "cluster" is 3 of ours."""
+    """Start a broker of each implementation (differential tests).
+
+    "cluster" is 3 of ours on Redis; "asgi" ours mounted in a Starlette app
+    under uvicorn; "asgi-cluster" 2 mounted ones and a built-in one on Redis.
+    """
     if request.param == "peer" and not PEER_BIN.exists():
         pytest.fail("tests/support/node_modules is missing: run npm ci in tests/support")
-    if request.param == "cluster":
+    if request.param in ("cluster", "asgi-cluster"):
         url = request.getfixturevalue("redis_server").url
-        return functools.partial(run_cluster, url)
+        run = run_cluster if request.param == "cluster" else run_asgi_cluster
+        return functools.partial(run, url)
+    if request.param == "asgi":
+        return run_asgi
     return run_peer if request.param == "peer" else run_ours
 
 
