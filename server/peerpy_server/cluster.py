@@ -47,6 +47,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from peerpy.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
 
+from . import resp
 from .realm import LIMIT_REACHED, Client, Link
 
 if TYPE_CHECKING:
@@ -66,6 +67,9 @@ RETRY: Final = 0.5
 #: Most operations waiting for Redis; past that (Redis slow or unreachable) a
 #: new one fails at once: its sender gets EXPIRE, a registration an ERROR.
 OUTBOX_LIMIT: Final = 100_000
+#: Seconds to connect to Redis, and to wait for an answer.
+CONNECT_TIMEOUT: Final = 2.0
+SOCKET_TIMEOUT: Final = 5.0
 #: Most cached owners (see :meth:`Cluster._learn`); past that the cache starts afresh.
 OWNERS_LIMIT: Final = 100_000
 #: Seconds :meth:`Cluster.aclose` waits for the outbox (the last releases) to be written.
@@ -240,10 +244,18 @@ class Cluster:
     def __init__(self, broker: Broker, url: str) -> None:
         config = broker.config
         self._broker = broker
-        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
+        options: dict[str, Any] = {
+            "socket_connect_timeout": CONNECT_TIMEOUT,
+            "socket_timeout": SOCKET_TIMEOUT,
+        }
         self._redis = aioredis.from_url(url, decode_responses=True, **options)
         # Relayed batches are parsed by byte lengths: the subscriber reads bytes.
         self._bytes = aioredis.from_url(url, decode_responses=False, **options)
+        # The hot path (direct publishes, our subscription) on raw connections
+        # where the URL allows (see peerpy_server.resp); redis-py otherwise.
+        self._url = url
+        self._raw = resp.supports(url)
+        self._wire: resp.RespConnection | None = None
         self._prefix = config.redis_prefix
         self._channels = self._prefix + "inst:"
         #: This instance's name in Redis.
@@ -310,6 +322,8 @@ class Cluster:
                         args = [self.instance, token, peer_id]
                         await self._release(keys=keys, args=args, client=pipe)
                     await asyncio.wait_for(pipe.execute(), 2.0)
+        if self._wire is not None:
+            self._wire.close()
         await self._redis.aclose()
         await self._bytes.aclose()
 
@@ -579,15 +593,56 @@ class Cluster:
         return replies
 
     async def _pipeline(self, calls: list[_Call]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for script, keys, args, _ in calls:
-                if script is _PUBLISH or script is _DIRECT:
-                    pipe.publish(keys[0], args[0])
-                else:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        """One round trip: direct publishes on the raw connection, the rest in one pipeline.
+
+        A failure of the raw connection fails only the direct publishes (their
+        replies are the exception); a failure of the pipeline raises.
+        """
+        replies: list[Any] = [None] * len(calls)
+        direct: dict[int, asyncio.Future[Any]] = {}
+        if self._raw and any(call[0] is _DIRECT for call in calls):
+            try:
+                wire = await self._connect_wire()
+                for index, (script, keys, args, _) in enumerate(calls):
+                    if script is _DIRECT:
+                        direct[index] = wire.call(b"PUBLISH", keys[0].encode(), args[0])
+            except (OSError, asyncio.TimeoutError) as exc:
+                for index, call in enumerate(calls):
+                    if call[0] is _DIRECT:
+                        replies[index] = exc
+        rest = [i for i, call in enumerate(calls) if i not in direct and replies[i] is None]
+        if rest:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for index in rest:
+                    script, keys, args, _ = calls[index]
+                    if script is _PUBLISH or script is _DIRECT:
+                        pipe.publish(keys[0], args[0])
+                    else:
+                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                answers: list[Any] = await pipe.execute(raise_on_error=False)
+            for index, answer in zip(rest, answers, strict=True):
+                replies[index] = answer
+        if direct:
+            waiting = asyncio.gather(*direct.values(), return_exceptions=True)
+            try:
+                answers = await asyncio.wait_for(waiting, SOCKET_TIMEOUT)
+            except (OSError, asyncio.TimeoutError) as exc:
+                # Redis stopped answering: drop the connection, fail those publishes.
+                if self._wire is not None:
+                    self._wire.close()
+                answers = [exc] * len(direct)
+            for index, answer in zip(direct, answers, strict=True):
+                replies[index] = answer
         self._broker.stats.redis_round_trips += 1
         return replies
+
+    async def _connect_wire(self) -> resp.RespConnection:
+        wire = self._wire
+        if wire is None or wire.closed.done():
+            self._wire = None
+            wire = await resp.RespConnection.open(self._url, timeout=CONNECT_TIMEOUT)
+            self._wire = wire
+        return wire
 
     def _calls(self, batch: list[_Op]) -> list[_Call]:
         """The Redis calls for ``batch``, each with the indexes of the operations it covers.
@@ -649,6 +704,10 @@ class Cluster:
         broker = self._broker
         channel = self._channels + self.instance
         while True:
+            if self._raw:
+                await self._subscribe_raw(channel, subscribed)
+                await asyncio.sleep(RETRY)
+                continue
             try:
                 async with self._bytes.pubsub() as pubsub:
                     await pubsub.subscribe(channel)
@@ -664,6 +723,40 @@ class Cluster:
                     logger.warning("Lost the Redis subscription (%s); retrying", exc)
                 self._subscribed = False
             await asyncio.sleep(RETRY)
+
+    async def _subscribe_raw(self, channel: str, subscribed: asyncio.Future[None]) -> None:
+        """One subscription on a raw connection, until that connection is lost."""
+        wire: resp.RespConnection | None = None
+        try:
+            wire = await resp.RespConnection.open(
+                self._url, timeout=CONNECT_TIMEOUT, on_push=self._pushed
+            )
+            reply = await asyncio.wait_for(
+                wire.call(b"SUBSCRIBE", channel.encode()), SOCKET_TIMEOUT
+            )
+            if isinstance(reply, Exception):
+                raise reply
+            self._subscribed = self._reachable = True
+            if not subscribed.done():
+                subscribed.set_result(None)
+            await wire.closed
+            logger.warning("Lost the Redis subscription; retrying")
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            if self._subscribed:
+                logger.warning("Lost the Redis subscription (%s); retrying", exc)
+        finally:
+            self._subscribed = False
+            if wire is not None:
+                wire.close()
+
+    def _pushed(self, payloads: list[bytes]) -> None:
+        """What one read of our subscription brought (see :class:`resp.RespConnection`)."""
+        for data in payloads:
+            try:
+                self._received(data)
+            except Exception:  # a bad batch must not cost the others
+                logger.exception("Cluster batch not understood")
+        self._broker.write_gathered()
 
     def _received(self, data: bytes) -> None:
         realm = self._broker.realm
