@@ -600,6 +600,7 @@ class Cluster:
         """
         replies: list[Any] = [None] * len(calls)
         direct: dict[int, asyncio.Future[Any]] = {}
+        wire: resp.RespConnection | None = None
         if self._raw and any(call[0] is _DIRECT for call in calls):
             try:
                 wire = await self._connect_wire()
@@ -622,17 +623,17 @@ class Cluster:
                 answers: list[Any] = await pipe.execute(raise_on_error=False)
             for index, answer in zip(rest, answers, strict=True):
                 replies[index] = answer
-        if direct:
-            waiting = asyncio.gather(*direct.values(), return_exceptions=True)
+        if direct and wire is not None:
+            # Redis silent that long: cut the connection, which fails those publishes.
+            timer = asyncio.get_running_loop().call_later(SOCKET_TIMEOUT, wire.abort)
             try:
-                answers = await asyncio.wait_for(waiting, SOCKET_TIMEOUT)
-            except (OSError, asyncio.TimeoutError) as exc:
-                # Redis stopped answering: drop the connection, fail those publishes.
-                if self._wire is not None:
-                    self._wire.close()
-                answers = [exc] * len(direct)
-            for index, answer in zip(direct, answers, strict=True):
-                replies[index] = answer
+                for index, future in direct.items():  # replies come in order
+                    try:
+                        replies[index] = await future
+                    except OSError as exc:
+                        replies[index] = exc
+            finally:
+                timer.cancel()
         self._broker.stats.redis_round_trips += 1
         return replies
 

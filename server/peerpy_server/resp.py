@@ -148,6 +148,11 @@ class RespConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def abort(self) -> None:
+        """Close the connection at once, unsent data dropped (pending calls fail)."""
+        if self._transport is not None:
+            self._transport.abort()
+
     # -- asyncio.Protocol --------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -188,7 +193,7 @@ class RespConnection(asyncio.Protocol):
                     raise ValueError("a reply nobody asked for")
         except ValueError:
             self._buffer = b""
-            self.close()
+            self.abort()
             return
         finally:
             if pushes and self._on_push is not None:
