@@ -21,6 +21,20 @@ Redis; Redis holds what must be shared, under ``redis_prefix``:
   them to their owners (one PUBLISH per instance), or queues them when the id
   has no owner or its owner is gone (no subscriber).
 
+The owner cache: ROUTE returns the instance each message was published to,
+and the writer remembers it per id (at most :data:`OWNERS_LIMIT`).  Messages
+to a cached id skip the Lua lookup: one plain PUBLISH per instance and batch
+(on a raw RESP connection, :mod:`peerpy_server.resp`, for ``redis://`` and
+``unix://`` URLs), entries marked ``c`` (relay or queue) or ``m`` (relay or
+drop).  The cache may be stale, never wrong in effect: an instance that gets
+an entry for an id it does not hold (the id moved or left) routes it again
+through ROUTE, which knows the owner or queues it, and tells the sender's
+instance to forget it (entry ``x``); a PUBLISH nobody receives (the instance
+is gone) makes the writer forget that instance and send those messages
+through ROUTE.  A message forwarded that way can arrive after a later one
+that went straight to the new owner: only while an id moves between
+instances, a window of about one Redis round trip.
+
 Every operation of one instance goes through one ordered outbox, written to
 Redis in pipelines by one task: a relay, a claim and a release are applied in
 the order the broker saw them (a client that leaves and comes back with
