@@ -294,6 +294,7 @@ class Cluster:
         self._subscribed = False
         self._reachable = False
         self._writing = False  # the writer holds a batch not yet answered
+        self._closing = False  # aclose has begun: the loops stop
         self._expired: set[tuple[str, str]] = set()  # EXPIREs sent for the failed batch
 
     # -- lifecycle -----------------------------------------------------------
@@ -323,11 +324,19 @@ class Cluster:
             await asyncio.sleep(0.01)
         realm = self._broker.realm
         pending = [(client.id, client.token) for client in realm._clients.values()]
+        # The loops also stop on _closing: on Python 3.11 asyncio.wait_for can
+        # swallow a cancellation that comes as its operation completes.
+        self._closing = True
+        tasks = [*self._tasks, *self._helpers]
+        for _ in range(2):
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=CLOSE_GRACE)
+            tasks = [task for task in tasks if not task.done()]
         for task in [*self._tasks, *self._helpers]:
-            task.cancel()
-        for task in [*self._tasks, *self._helpers]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                logger.error("Cluster task failed", exc_info=task.exception())
         if pending and self._reachable:
             with contextlib.suppress(RedisError, OSError, TimeoutError, asyncio.TimeoutError):
                 async with self._redis.pipeline(transaction=False) as pipe:
@@ -492,7 +501,7 @@ class Cluster:
     async def _write_loop(self) -> None:
         """Write the outbox to Redis in order, one pipeline per batch."""
         broker = self._broker
-        while True:
+        while not self._closing:
             await self._wake.wait()
             await asyncio.sleep(0)  # let the reads already due add to this batch
             self._wake.clear()
@@ -718,7 +727,7 @@ class Cluster:
         """Receive what other instances relay to our clients; reconnect when Redis goes."""
         broker = self._broker
         channel = self._channels + self.instance
-        while True:
+        while not self._closing:
             if self._raw:
                 await self._subscribe_raw(channel, subscribed)
                 await asyncio.sleep(RETRY)
@@ -805,7 +814,7 @@ class Cluster:
 
         refresh_every = config.alive_timeout / 3
         next_refresh = 0.0
-        while True:
+        while not self._closing:
             now = broker.now()
             if now >= next_refresh:
                 next_refresh = now + refresh_every
