@@ -21,6 +21,20 @@ Redis; Redis holds what must be shared, under ``redis_prefix``:
   them to their owners (one PUBLISH per instance), or queues them when the id
   has no owner or its owner is gone (no subscriber).
 
+The owner cache: ROUTE returns the instance each message was published to,
+and the writer remembers it per id (at most :data:`OWNERS_LIMIT`).  Messages
+to a cached id skip the Lua lookup: one plain PUBLISH per instance and batch
+(on a raw RESP connection, :mod:`peerpy_server.resp`, for ``redis://`` and
+``unix://`` URLs), entries marked ``c`` (relay or queue) or ``m`` (relay or
+drop).  The cache may be stale, never wrong in effect: an instance that gets
+an entry for an id it does not hold (the id moved or left) routes it again
+through ROUTE, which knows the owner or queues it, and tells the sender's
+instance to forget it (entry ``x``); a PUBLISH nobody receives (the instance
+is gone) makes the writer forget that instance and send those messages
+through ROUTE.  A message forwarded that way can arrive after a later one
+that went straight to the new owner: only while an id moves between
+instances, a window of about one Redis round trip.
+
 Every operation of one instance goes through one ordered outbox, written to
 Redis in pipelines by one task: a relay, a claim and a release are applied in
 the order the broker saw them (a client that leaves and comes back with
@@ -46,6 +60,7 @@ import redis.asyncio as aioredis
 from peerpy_protocol.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
 from redis.exceptions import NoScriptError, RedisError
 
+from . import resp
 from .realm import LIMIT_REACHED, Client, Link
 
 if TYPE_CHECKING:
@@ -65,6 +80,11 @@ RETRY: Final = 0.5
 #: Most operations waiting for Redis; past that (Redis slow or unreachable) a
 #: new one fails at once: its sender gets EXPIRE, a registration an ERROR.
 OUTBOX_LIMIT: Final = 100_000
+#: Seconds to connect to Redis, and to wait for an answer.
+CONNECT_TIMEOUT: Final = 2.0
+SOCKET_TIMEOUT: Final = 5.0
+#: Most cached owners (see :meth:`Cluster._learn`); past that the cache starts afresh.
+OWNERS_LIMIT: Final = 100_000
 #: Seconds :meth:`Cluster.aclose` waits for the outbox (the last releases) to be written.
 CLOSE_GRACE: Final = 2.0
 
@@ -136,8 +156,9 @@ return lost
 #: queue if offline; "n": relay, drop if offline (LEAVE, EXPIRE); "q": queue
 #: only.  The messages for one instance go out as one PUBLISH of entries
 #: ``<mode><len>:<dst><len>:<frame>`` (lengths in bytes); those for a dead
-#: instance (no subscriber) are queued.  Returns one code per message:
-#: 1 published, 2 queued, 3 queue full (sender recorded), 0 dropped.
+#: instance (no subscriber) are queued.  Returns one result per message: the
+#: owner instance (published to it), 2 queued, 3 queue full (sender
+#: recorded), 0 dropped.
 ROUTE: Final = """
 local p, chan = ARGV[1], ARGV[2]
 local maxm, maxb = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -181,7 +202,7 @@ for i = 1, n do
     end
     table.insert(g.entries, mode .. #dst .. ':' .. dst .. #frame .. ':' .. frame)
     table.insert(g.idx, i)
-    results[i] = 1
+    results[i] = owner
   elseif mode ~= 'n' then
     enqueue(i, dst, frame, src)
   end
@@ -222,6 +243,12 @@ return out
 
 _Callback = Callable[[Any], None]
 _Failure = Callable[[], None]
+#: One outbox operation: (script, keys, args, on result, on failure); a route is
+#: (_ROUTE, dst, frame, src, mode), a raw publish (_PUBLISH, channel, payload, None, None).
+_Op = tuple[Any, Any, Any, Any, Any]
+#: One Redis call of a batch: (script, _PUBLISH or _DIRECT; keys; args; indexes
+#: in the batch of the operations it carries).
+_Call = tuple[Any, list[str], list[Any], list[int]]
 
 
 class Cluster:
@@ -230,10 +257,18 @@ class Cluster:
     def __init__(self, broker: Broker, url: str) -> None:
         config = broker.config
         self._broker = broker
-        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0}
+        options: dict[str, Any] = {
+            "socket_connect_timeout": CONNECT_TIMEOUT,
+            "socket_timeout": SOCKET_TIMEOUT,
+        }
         self._redis = aioredis.from_url(url, decode_responses=True, **options)
         # Relayed batches are parsed by byte lengths: the subscriber reads bytes.
         self._bytes = aioredis.from_url(url, decode_responses=False, **options)
+        # The hot path (direct publishes, our subscription) on raw connections
+        # where the URL allows (see peerpy_server.resp); redis-py otherwise.
+        self._url = url
+        self._raw = resp.supports(url)
+        self._wire: resp.RespConnection | None = None
         self._prefix = config.redis_prefix
         self._channels = self._prefix + "inst:"
         #: This instance's name in Redis.
@@ -246,15 +281,19 @@ class Cluster:
         self._sweep = self._redis.register_script(SWEEP)
         self._peers = self._redis.register_script(PEERS)
         self._ids = self._prefix + "ids"
-        # Ordered operations: (script, keys, args, on result, on failure).
-        self._outbox: list[tuple[Any, list[str], list[str], _Callback | None, _Failure | None]]
-        self._outbox = []
+        # Ordered operations (see _Op).
+        self._outbox: list[_Op] = []
+        # The instance holding each id we routed to lately (from ROUTE results):
+        # routes to them skip the Lua lookup (see _run_calls and _received).
+        self._owners: dict[str, str] = {}
+        self._header = _entry("f", self.instance, "")
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._helpers: set[asyncio.Task[None]] = set()  # /peers answers, awaited on close
         self._subscribed = False
         self._reachable = False
         self._writing = False  # the writer holds a batch not yet answered
+        self._closing = False  # aclose has begun: the loops stop
         self._expired: set[tuple[str, str]] = set()  # EXPIREs sent for the failed batch
 
     # -- lifecycle -----------------------------------------------------------
@@ -284,11 +323,19 @@ class Cluster:
             await asyncio.sleep(0.01)
         realm = self._broker.realm
         pending = [(client.id, client.token) for client in realm._clients.values()]
+        # The loops also stop on _closing: on Python 3.11 asyncio.wait_for can
+        # swallow a cancellation that comes as its operation completes.
+        self._closing = True
+        tasks = [*self._tasks, *self._helpers]
+        for _ in range(2):
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=CLOSE_GRACE)
+            tasks = [task for task in tasks if not task.done()]
         for task in [*self._tasks, *self._helpers]:
-            task.cancel()
-        for task in [*self._tasks, *self._helpers]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                logger.error("Cluster task failed", exc_info=task.exception())
         if pending and self._reachable:
             with contextlib.suppress(RedisError, OSError, TimeoutError, asyncio.TimeoutError):
                 async with self._redis.pipeline(transaction=False) as pipe:
@@ -297,6 +344,8 @@ class Cluster:
                         args = [self.instance, token, peer_id]
                         await self._release(keys=keys, args=args, client=pipe)
                     await asyncio.wait_for(pipe.execute(), 2.0)
+        if self._wire is not None:
+            self._wire.close()
         await self._redis.aclose()
         await self._bytes.aclose()
 
@@ -368,20 +417,30 @@ class Cluster:
     def route(self, client: Client, kind: RelayType, dst: str, frame: str) -> None:
         """Relay ``frame`` to ``dst``, which is not connected here (the realm's remote hook)."""
         mode = "n" if kind is RelayType.LEAVE or kind is RelayType.EXPIRE else "r"
-        self._route_frame(client.id, dst, frame, mode)
+        outbox = self._outbox
+        if len(outbox) >= OUTBOX_LIMIT:
+            self._broker.stats.refuse("cluster-backlog")
+            self._route_failed(client.id, dst, mode)
+            return
+        # Consecutive routes are merged by the writer (see _calls).
+        outbox.append((_ROUTE, dst, frame, client.id, mode))
+        self._wake.set()
 
     def _route_frame(self, src: str, dst: str, frame: str, mode: str) -> None:
+        if len(self._outbox) >= OUTBOX_LIMIT:
+            self._broker.stats.refuse("cluster-backlog")
+            self._route_failed(src, dst, mode)
+            return
+        self._outbox.append((_ROUTE, dst, frame, src, mode))
+        self._wake.set()
 
-        def failed() -> None:
-            # Never a silent loss: the sender hears EXPIRE for what was not routed
-            # (once per destination in a failed batch).
-            if mode != "n" and (src, dst) not in self._expired:
-                self._expired.add((src, dst))
-                self._broker.stats.expired += 1
-                self._broker.realm.deliver_local(src, serialize_relay(RelayType.EXPIRE, dst, src))
-
-        # Consecutive routes are merged into one ROUTE call by the writer.
-        self._push(_ROUTE, [], [dst, frame, src, mode], None, failed)
+    def _route_failed(self, src: str, dst: str, mode: str) -> None:
+        # Never a silent loss: the sender hears EXPIRE for what was not routed
+        # (once per destination in a failed batch).
+        if mode != "n" and (src, dst) not in self._expired:
+            self._expired.add((src, dst))
+            self._broker.stats.expired += 1
+            self._broker.realm.deliver_local(src, serialize_relay(RelayType.EXPIRE, dst, src))
 
     def respond_later(self, respond: Callable[[list[str]], None]) -> None:
         """Call ``respond(ids)`` with the ids registered in the whole cluster (``/peers``)."""
@@ -406,7 +465,7 @@ class Cluster:
                 p + "expiry"]  # fmt: skip
 
     def _publish(self, instance: str, payload: bytes) -> None:
-        self._outbox.append((None, [self._channels + instance], [payload], None, None))  # type: ignore[list-item]
+        self._outbox.append((_PUBLISH, self._channels + instance, payload, None, None))
         self._wake.set()
 
     def _push(
@@ -425,10 +484,23 @@ class Cluster:
         self._outbox.append((script, keys, args, callback, failure))
         self._wake.set()
 
+    def _forget(self, peer_id: str, owner: str) -> None:
+        """Drop the cached owner of ``peer_id`` if it is still ``owner``."""
+        if self._owners.get(peer_id) == owner:
+            del self._owners[peer_id]
+
+    def _learn(self, peer_id: str, owner: str) -> None:
+        """Cache ``owner`` (a ROUTE result) as the instance holding ``peer_id``."""
+        owners = self._owners
+        if owner != self.instance and owners.get(peer_id) != owner:
+            if len(owners) >= OWNERS_LIMIT:
+                owners.clear()
+            owners[peer_id] = owner
+
     async def _write_loop(self) -> None:
         """Write the outbox to Redis in order, one pipeline per batch."""
         broker = self._broker
-        while True:
+        while not self._closing:
             await self._wake.wait()
             await asyncio.sleep(0)  # let the reads already due add to this batch
             self._wake.clear()
@@ -437,89 +509,228 @@ class Cluster:
                 del self._outbox[:BATCH]
                 self._writing = True
                 try:
-                    calls = self._calls(batch)
-                    replies = await self._execute(calls)
-                    missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-                    if missing:
-                        # Redis (re)started without our scripts: load them, redo those calls.
-                        for script in (self._claim, self._release, self._refresh, self._route):
-                            await self._redis.script_load(script.script)
-                        again = await self._execute([calls[i] for i in missing])
-                        for i, reply in zip(missing, again, strict=True):
-                            replies[i] = reply
-                    results = []
-                    for (script, _, _, count), reply in zip(calls, replies, strict=True):
-                        if script is self._route and not isinstance(reply, Exception):
-                            results += reply
-                        else:
-                            results += [reply] * count
-                    self._reachable = True
+                    problem = await self._write(batch)
                 except (RedisError, OSError) as exc:
-                    self._reachable = False
-                    broker.warnings.warning(
-                        logger, "redis", broker.now(), "Redis unreachable: %s", exc
-                    )
-                    results = [exc] * len(batch)
+                    problem = exc
+                    self._failed(batch)
                 finally:
                     self._writing = False
-                self._expired.clear()
-                for (_, _, _, callback, failure), result in zip(batch, results, strict=True):
-                    try:
-                        if isinstance(result, Exception):
-                            if failure is not None:
-                                failure()
-                        elif callback is not None:
-                            callback(result)
-                    except Exception:  # a bug in one callback must not stop the writer
-                        logger.exception("Cluster callback failed")
+                    self._expired.clear()
+                self._reachable = problem is None
+                if problem is not None:
+                    broker.warnings.warning(
+                        logger, "redis", broker.now(), "Redis unreachable: %s", problem
+                    )
                 broker.write_gathered()
                 if not self._reachable:
                     await asyncio.sleep(RETRY)
 
-    async def _execute(self, calls: list[tuple[Any, list[str], list[Any], int]]) -> list[Any]:
-        """Send ``calls`` in one pipeline (scripts by SHA: no SCRIPT EXISTS per batch)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for script, keys, args, _ in calls:
-                if script is None:
-                    pipe.publish(keys[0], args[0])
-                else:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+    async def _write(self, batch: list[_Op]) -> Exception | None:
+        """One batch: one pipeline, then one ROUTE for the direct publishes nobody took.
+
+        Each operation's callback (or, for an operation Redis could not run,
+        its failure) is called once; if the pipeline fails, this raises before
+        any is called; if only that second ROUTE fails, its routes fail (their
+        senders get EXPIRE) and the error is returned.
+        """
+        calls = self._calls(batch)
+        replies = await self._execute(calls)
+        again: list[int] = []  # routes published to an owner that is gone
+        for (script, keys, _, indexes), reply in zip(calls, replies, strict=True):
+            if script is _PUBLISH:
+                continue
+            if script is _DIRECT:
+                if reply == 0:  # no subscriber: that instance is gone
+                    self._drop_owner(keys[0][len(self._channels) :])
+                    again += indexes
+                elif isinstance(reply, Exception):
+                    self._routed(batch, indexes, reply)
+                continue
+            if script is self._route:
+                self._routed(batch, indexes, reply)
+                continue
+            self._answer(batch[indexes[0]], reply)
+        if again:
+            # Through ROUTE now: it queues for the ids whose instance is gone.
+            again.sort()
+            try:
+                (reply,) = await self._execute([self._route_call(batch, again)])
+            except (RedisError, OSError) as exc:
+                self._routed(batch, again, exc)
+                return exc
+            self._routed(batch, again, reply)
+        return None
+
+    def _routed(self, batch: list[_Op], indexes: list[int], reply: Any) -> None:
+        """Handle a ROUTE reply: cache the owners it names; EXPIRE if it failed."""
+        if isinstance(reply, Exception):
+            for index in indexes:
+                _, dst, _, src, mode = batch[index]
+                self._route_failed(src, dst, mode)
+            return
+        for index, result in zip(indexes, reply, strict=True):
+            if isinstance(result, str):
+                self._learn(batch[index][1], result)
+
+    def _drop_owner(self, gone: str) -> None:
+        """Forget every cached id of the instance ``gone``."""
+        owners = self._owners
+        for peer_id in [peer_id for peer_id, owner in owners.items() if owner == gone]:
+            del owners[peer_id]
+
+    def _answer(self, op: _Op, reply: Any) -> None:
+        _, _, _, callback, failure = op
+        try:
+            if isinstance(reply, Exception):
+                if failure is not None:
+                    failure()
+            elif callback is not None:
+                callback(reply)
+        except Exception:  # a bug in one callback must not stop the writer
+            logger.exception("Cluster callback failed")
+
+    def _failed(self, batch: list[_Op]) -> None:
+        """Redis could not take ``batch``: every failure callback, every sender's EXPIRE."""
+        for op in batch:
+            if op[0] is _ROUTE:
+                _, dst, _, src, mode = op
+                self._route_failed(src, dst, mode)
+            elif op[0] is not _PUBLISH:
+                self._answer(op, _FAILED)
+
+    async def _execute(self, calls: list[_Call]) -> list[Any]:
+        """Send ``calls`` in one pipeline (scripts by SHA: no SCRIPT EXISTS per batch).
+
+        Calls whose script Redis lost (it restarted) are sent again once the
+        scripts are loaded.
+        """
+        replies = await self._pipeline(calls)
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            for script in (self._claim, self._release, self._refresh, self._route):
+                await self._redis.script_load(script.script)
+            again = await self._pipeline([calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _pipeline(self, calls: list[_Call]) -> list[Any]:
+        """One round trip: direct publishes on the raw connection, the rest in one pipeline.
+
+        A failure of the raw connection fails only the direct publishes (their
+        replies are the exception); a failure of the pipeline raises.
+        """
+        replies: list[Any] = [None] * len(calls)
+        direct: dict[int, asyncio.Future[Any]] = {}
+        wire: resp.RespConnection | None = None
+        if self._raw and any(call[0] is _DIRECT for call in calls):
+            try:
+                wire = await self._connect_wire()
+                for index, (script, keys, args, _) in enumerate(calls):
+                    if script is _DIRECT:
+                        direct[index] = wire.call(b"PUBLISH", keys[0].encode(), args[0])
+            except (OSError, asyncio.TimeoutError) as exc:
+                for index, call in enumerate(calls):
+                    if call[0] is _DIRECT:
+                        replies[index] = exc
+        rest = [i for i, call in enumerate(calls) if i not in direct and replies[i] is None]
+        if rest:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for index in rest:
+                    script, keys, args, _ = calls[index]
+                    if script is _PUBLISH or script is _DIRECT:
+                        pipe.publish(keys[0], args[0])
+                    else:
+                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                answers: list[Any] = await pipe.execute(raise_on_error=False)
+            for index, answer in zip(rest, answers, strict=True):
+                replies[index] = answer
+        if direct and wire is not None:
+            # Redis silent that long: cut the connection, which fails those publishes.
+            timer = asyncio.get_running_loop().call_later(SOCKET_TIMEOUT, wire.abort)
+            try:
+                for index, future in direct.items():  # replies come in order
+                    try:
+                        replies[index] = await future
+                    except OSError as exc:
+                        replies[index] = exc
+            finally:
+                timer.cancel()
         self._broker.stats.redis_round_trips += 1
         return replies
 
-    def _calls(
-        self, batch: list[tuple[Any, list[str], list[str], _Callback | None, _Failure | None]]
-    ) -> list[tuple[Any, list[str], list[Any], int]]:
-        """The Redis calls for ``batch``: runs of routes merged into one ROUTE each."""
-        config = self._broker.config
-        calls: list[tuple[Any, list[str], list[Any], int]] = []
-        routes: list[str] = []
-        count = 0
+    async def _connect_wire(self) -> resp.RespConnection:
+        wire = self._wire
+        if wire is None or wire.closed.done():
+            self._wire = None
+            wire = await resp.RespConnection.open(self._url, timeout=CONNECT_TIMEOUT)
+            self._wire = wire
+        return wire
 
-        def flush() -> None:
-            nonlocal routes, count
-            if count:
-                head = [self._prefix, self._channels, str(config.max_queue_messages),
-                        str(config.max_queue_bytes), str(count)]  # fmt: skip
-                calls.append((self._route, [self._prefix + "expiry"], head + routes, count))
-                routes, count = [], 0
+    def _calls(self, batch: list[_Op]) -> list[_Call]:
+        """The Redis calls for ``batch``, each with the indexes of the operations it covers.
 
-        for script, keys, args, _, _ in batch:
-            if script is _ROUTE:
-                routes += args
-                count += 1
+        Each run of routes becomes one PUBLISH per instance for the ids whose
+        instance is cached (:meth:`_direct`), and one ROUTE call for the others.
+        """
+        calls: list[_Call] = []
+        run: list[int] = []
+        for index, op in enumerate(batch):
+            kind = op[0]
+            if kind is _ROUTE:
+                run.append(index)
                 continue
-            flush()
-            calls.append((script, keys, args, 1))
-        flush()
+            if run:
+                self._run_calls(batch, run, calls)
+                run = []
+            if kind is _PUBLISH:
+                calls.append((_PUBLISH, [op[1]], [op[2]], []))
+            else:
+                calls.append((kind, op[1], op[2], [index]))
+        if run:
+            self._run_calls(batch, run, calls)
         return calls
+
+    def _run_calls(self, batch: list[_Op], run: list[int], calls: list[_Call]) -> None:
+        owners = self._owners
+        groups: dict[str, list[int]] = {}
+        lookup: list[int] = []
+        for index in run:
+            op = batch[index]
+            owner = owners.get(op[1]) if op[4] != "q" else None
+            if owner is None:
+                lookup.append(index)
+            else:
+                groups.setdefault(owner, []).append(index)
+        for owner, indexes in groups.items():
+            # Entries "c" (relay or queue) and "m" (relay or drop): the
+            # receiver checks that it holds the id, and routes again if not.
+            parts = [self._header]
+            for index in indexes:
+                _, dst, frame, _, mode = batch[index]
+                parts.append(_entry("c" if mode == "r" else "m", dst, frame))
+            calls.append((_DIRECT, [self._channels + owner], [b"".join(parts)], indexes))
+        if lookup:
+            calls.append(self._route_call(batch, lookup))
+
+    def _route_call(self, batch: list[_Op], indexes: list[int]) -> _Call:
+        config = self._broker.config
+        args = [self._prefix, self._channels, str(config.max_queue_messages),
+                str(config.max_queue_bytes), str(len(indexes))]  # fmt: skip
+        for index in indexes:
+            _, dst, frame, src, mode = batch[index]
+            args += (dst, frame, src, mode)
+        return (self._route, [self._prefix + "expiry"], args, indexes)
 
     async def _subscribe_loop(self, subscribed: asyncio.Future[None]) -> None:
         """Receive what other instances relay to our clients; reconnect when Redis goes."""
         broker = self._broker
         channel = self._channels + self.instance
-        while True:
+        while not self._closing:
+            if self._raw:
+                await self._subscribe_raw(channel, subscribed)
+                await asyncio.sleep(RETRY)
+                continue
             try:
                 async with self._bytes.pubsub() as pubsub:
                     await pubsub.subscribe(channel)
@@ -536,14 +747,63 @@ class Cluster:
                 self._subscribed = False
             await asyncio.sleep(RETRY)
 
+    async def _subscribe_raw(self, channel: str, subscribed: asyncio.Future[None]) -> None:
+        """One subscription on a raw connection, until that connection is lost."""
+        wire: resp.RespConnection | None = None
+        try:
+            wire = await resp.RespConnection.open(
+                self._url, timeout=CONNECT_TIMEOUT, on_push=self._pushed
+            )
+            reply = await asyncio.wait_for(
+                wire.call(b"SUBSCRIBE", channel.encode()), SOCKET_TIMEOUT
+            )
+            if isinstance(reply, Exception):
+                raise reply
+            self._subscribed = self._reachable = True
+            if not subscribed.done():
+                subscribed.set_result(None)
+            await wire.closed
+            logger.warning("Lost the Redis subscription; retrying")
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            if self._subscribed:
+                logger.warning("Lost the Redis subscription (%s); retrying", exc)
+        finally:
+            self._subscribed = False
+            if wire is not None:
+                wire.close()
+
+    def _pushed(self, payloads: list[bytes]) -> None:
+        """What one read of our subscription brought (see :class:`resp.RespConnection`)."""
+        for data in payloads:
+            try:
+                self._received(data)
+            except Exception:  # a bad batch must not cost the others
+                logger.exception("Cluster batch not understood")
+        self._broker.write_gathered()
+
     def _received(self, data: bytes) -> None:
         realm = self._broker.realm
+        sender = ""
+        stale: set[str] = set()
         for mode, dst, frame in _entries(data):
-            if mode == "s":
+            if mode == "f":
+                sender = dst  # the instance that published this batch
+            elif mode == "x":
+                self._forget(dst, frame)  # frame: the instance that does not hold dst
+            elif mode == "s":
                 realm.supersede(dst, frame)  # frame is the new token
-            elif not realm.deliver_local(dst, frame) and mode == "r":
+            elif realm.deliver_local(dst, frame):
+                pass
+            elif mode == "r":
                 # Its client left meanwhile: queue it like any message for an offline id.
                 self._route_frame(_source(frame), dst, frame, "q")
+            elif mode == "c" or mode == "m":
+                # Sent on a cached owner that is no longer us: route it through
+                # Redis (which knows the owner), and tell the sender to forget us.
+                self._route_frame(_source(frame), dst, frame, "r" if mode == "c" else "n")
+                if sender and dst not in stale:
+                    stale.add(dst)
+                    self._publish(sender, _entry("x", dst, self.instance))
 
     async def _timer_loop(self) -> None:
         """Refresh our ids every third of ``alive_timeout``; expire queues every tick."""
@@ -553,7 +813,7 @@ class Cluster:
 
         refresh_every = config.alive_timeout / 3
         next_refresh = 0.0
-        while True:
+        while not self._closing:
             now = broker.now()
             if now >= next_refresh:
                 next_refresh = now + refresh_every
@@ -600,6 +860,12 @@ class Cluster:
 
 #: Marks a route in the outbox (merged into ROUTE calls by the writer).
 _ROUTE: Final = object()
+#: Marks a raw PUBLISH in the outbox and in a batch's calls.
+_PUBLISH: Final = object()
+#: Marks, in a batch's calls, the PUBLISH of routes to a cached owner.
+_DIRECT: Final = object()
+#: The result given to the operations of a batch Redis did not take.
+_FAILED: Final = ConnectionError("Redis unreachable")
 
 
 def _entry(mode: str, dst: str, frame: str) -> bytes:

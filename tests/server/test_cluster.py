@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from peerpy_server import resp
 from peerpy_server.cli import build_parser, config_from_args
 
 from ..redis_support import RedisServer, running_redis
@@ -181,3 +182,132 @@ async def test_unreachable_redis_at_start_serves_errors_not_crashes() -> None:
 def test_bad_redis_url_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="must start with redis://"):
         config_from_args(build_parser().parse_args(["-p", "0", "--redis", "localhost:6379"]))
+
+
+# -- the owner cache: routes to a cached instance skip the Lua lookup ----------------
+
+
+@pytest.fixture(params=["raw", "redis-py"])
+def wire(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both hot paths: the raw RESP connection, and redis-py's (what rediss:// URLs get)."""
+    if request.param == "redis-py":
+        monkeypatch.setattr(resp, "supports", lambda url: False)
+    return str(request.param)
+
+
+async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_cached_owner_is_used_then_invalidated_when_the_id_moves(
+    redis_server: RedisServer, wire: str
+) -> None:
+    """A takeover on another instance: messages sent on the stale cache still arrive,
+    in order, and the sender's instance forgets the old owner."""
+    async with (
+        run_cluster(redis_server.url, size=3) as target,
+        peer_client(target, "s") as s,  # instance 1
+        peer_client(target, "d", "tok") as d,  # instance 2
+    ):
+        one, two, three = (broker.cluster for broker in target.brokers)
+        assert one is not None
+        assert two is not None
+        assert three is not None
+        assert one._raw is (wire == "raw")
+        await s.send({**OFFER, "dst": "d", "payload": {"n": 0}})
+        assert (await d.recv())["payload"] == {"n": 0}
+        await until(lambda: one._owners.get("d") is not None)
+        assert one._owners["d"] == two.instance
+        await s.send({**OFFER, "dst": "d", "payload": {"n": 1}})  # the direct path
+        assert (await d.recv())["payload"] == {"n": 1}
+        before = target.brokers[0].stats.redis_round_trips
+
+        async with peer_client(target, "d", "tok") as moved:  # instance 3, same token
+            assert await d.closed() == 1000
+            for n in range(2, 6):  # sent to instance 2 on the cache: forwarded
+                await s.send({**OFFER, "dst": "d", "payload": {"n": n}})
+            got = [await moved.recv() for _ in range(4)]
+            assert [m["payload"] for m in got] == [{"n": n} for n in range(2, 6)]
+            assert all(m["src"] == "s" for m in got)
+            # Instance 2 told instance 1 to forget it; ROUTE then names instance 3.
+            await until(lambda: one._owners.get("d") != two.instance)
+            await s.send({**OFFER, "dst": "d", "payload": {"n": 6}})
+            assert (await moved.recv())["payload"] == {"n": 6}
+            await until(lambda: one._owners.get("d") == three.instance)
+            assert target.brokers[0].stats.redis_round_trips > before
+        assert await drain(s, 0.3) == []  # nothing expired
+
+
+async def test_cached_owner_that_left_means_queued_not_lost(
+    redis_server: RedisServer, wire: str
+) -> None:
+    """The id left its (cached) instance: the message is queued cluster-wide and
+    delivered when the id registers again, on another instance."""
+    async with (
+        run_cluster(redis_server.url, size=3, expire_timeout=10) as target,
+        peer_client(target, "s") as s,  # instance 1
+    ):
+        async with peer_client(target, "d") as d:  # instance 2
+            await s.send({**OFFER, "dst": "d", "payload": {"n": 0}})
+            assert (await d.recv())["payload"] == {"n": 0}
+        one = target.brokers[0].cluster
+        assert one is not None
+        await until(lambda: "d" in one._owners)
+        await until(lambda: "d" not in target.brokers[1].realm)
+        await asyncio.sleep(0.2)  # the release reaches Redis
+        await s.send({**OFFER, "dst": "d", "payload": {"n": 1}})  # to instance 2: gone
+        await until(lambda: "d" not in one._owners)  # instance 2 said so
+        async with peer_client(target, "d") as back:  # instance 3
+            assert (await back.recv())["payload"] == {"n": 1}
+        assert await drain(s, 0.3) == []
+
+
+async def test_cached_instance_that_stopped_means_queued_then_expire(
+    redis_server: RedisServer, wire: str
+) -> None:
+    """The cached instance is gone (no subscriber): the routes fall back to ROUTE,
+    which queues them; the sender gets its one EXPIRE."""
+    async with (
+        run_cluster(redis_server.url, size=2, expire_timeout=1) as target,
+        peer_client(target, "s") as s,  # instance 1
+        peer_client(target, "d") as d,  # instance 2
+    ):
+        one, two = (broker.cluster for broker in target.brokers)
+        assert one is not None
+        assert two is not None
+        await s.send({**OFFER, "dst": "d"})
+        assert (await d.recv())["src"] == "s"
+        await until(lambda: "d" in one._owners)
+        await target.brokers[1].aclose()  # unsubscribes, releases "d"
+        for _ in range(3):
+            await s.send({**OFFER, "dst": "d"})
+        await until(lambda: two.instance not in one._owners.values())
+        assert await s.recv(10) == {"type": "EXPIRE", "src": "d", "dst": "s"}
+        assert await drain(s, 1.5) == []  # one EXPIRE only
+
+
+async def test_redis_lost_with_a_cached_owner_gives_expire(own_redis: RedisServer) -> None:
+    """Redis killed after the owner is cached: the direct publish fails and the
+    sender hears EXPIRE (once per destination), the brokers keep serving."""
+    async with (
+        run_cluster(own_redis.url, size=2) as target,
+        peer_client(target, "s") as s,  # instance 1
+        peer_client(target, "d") as d,  # instance 2
+        peer_client(target, "local") as local,  # instance 1
+    ):
+        one = target.brokers[0].cluster
+        assert one is not None
+        await s.send({**OFFER, "dst": "d"})
+        assert (await d.recv())["src"] == "s"
+        await until(lambda: "d" in one._owners)
+        own_redis.stop()
+        await wait_health(target, 503)
+        for _ in range(3):
+            await s.send({**OFFER, "dst": "d"})
+        assert await s.recv(10) == {"type": "EXPIRE", "src": "d", "dst": "s"}
+        await s.send({**OFFER, "dst": "local"})
+        assert (await local.recv())["src"] == "s"
+        assert await drain(s, 1.0) == []
