@@ -3,17 +3,16 @@
 The DataConnection suite itself runs on every backend pair
 (tests/test_dataconnection.py); this module covers the choice (``backend=``,
 ``PEERPY_BACKEND``, ``auto``), NetworkPolicy on wrtc, wrtc's 16 MiB send queue,
-``conn.route`` and ``Timeouts.remote_gone`` on wrtc, uvloop, and the CLI's choice.
+``conn.route`` on wrtc, uvloop, and the CLI's choice.  ``Timeouts.remote_gone``
+on wrtc (and mixed pairs) is in tests/test_faults_peer.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,13 +26,11 @@ from peerpy.exceptions import (
     ConfigurationError,
     NegotiationFailedError,
     PeerError,
-    RemoteGoneError,
 )
 from peerpy.network import NetworkPolicy
 from peerpy.peer import Peer
 
 from .brokers import peerpy_server
-from .test_faults_peer import NOTICE_WITHIN, open_to, remote_peer, time_to_close
 
 pytestmark = pytest.mark.anyio
 
@@ -245,52 +242,6 @@ async def test_wrtc_refuses_a_route_outside_remote_networks(
                 with anyio.fail_after(15):
                     await done.wait()  # the aiortc side ended too
         assert w.connections == []
-
-
-@needs_wrtc
-@pytest.mark.slow
-@pytest.mark.parametrize("remote_backend", ["wrtc", "aiortc"])
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGSTOP], ids=["kill", "stop"])
-async def test_gone_remote_is_noticed_on_wrtc(
-    monkeypatch: pytest.MonkeyPatch, peer_id: str, remote_backend: str, signum: int
-) -> None:
-    """On wrtc too, a remote killed or frozen closes the connection with RemoteGoneError."""
-    monkeypatch.setenv("PEERPY_BACKEND", remote_backend)  # the remote process's backend
-    async with (
-        peerpy_server() as broker,
-        remote_peer(broker, peer_id + "r", "data") as remote,
-        Peer(peer_id, server=broker, backend="wrtc", timeouts=Timeouts(remote_gone=6.0)) as me,
-    ):
-        conn = await open_to(remote, me, "data")
-        assert conn.backend == "wrtc"
-        await anyio.sleep(1.0)
-        remote.signal(signum)
-        elapsed = await time_to_close(conn, NOTICE_WITHIN + 5)
-        print(f"closed {elapsed:.2f} s after the signal: {conn.error}")
-        assert 5.0 <= elapsed < NOTICE_WITHIN  # remote_gone=6, less timing slack
-        assert isinstance(conn.error, RemoteGoneError)
-        assert f"remote peer {remote.peer_id} stopped answering" in str(conn.error)
-        silence = float(str(conn.error).rsplit("for ", 1)[1].split(" s)")[0])
-        assert 6.0 <= silence < 9.0
-        assert me.open
-
-
-@needs_wrtc
-@pytest.mark.slow
-async def test_wrtc_local_stall_keeps_a_healthy_remote(peer_id: str) -> None:
-    """Our event loop blocked past remote_gone: libwebrtc kept ICE alive on its own thread."""
-    async with (
-        peerpy_server() as broker,
-        remote_peer(broker, peer_id + "r", "data") as remote,
-        Peer(peer_id, server=broker, backend="wrtc", timeouts=Timeouts(remote_gone=2.0)) as me,
-    ):
-        conn = await open_to(remote, me, "data")
-        time.sleep(4.0)  # noqa: ASYNC251 - the stall under test
-        await anyio.sleep(3.0)
-        assert conn.open
-        await conn.send("awake")  # type: ignore[attr-defined]
-        with anyio.fail_after(10):
-            assert await conn.recv() == "awake"  # type: ignore[attr-defined]
 
 
 # --- The event loop and the CLI ----------------------------------------------------
