@@ -168,14 +168,13 @@ def assert_gone(conn: Connection, remote: Remote, errors: list[PeerError]) -> No
 
 
 def gone_cases() -> list[object]:
-    """(mode, backends, signal): both signals on each backend, one each for mixed pairs."""
+    """(mode, backends, signal): both signals on each backend, one for a mixed pair."""
     kill, stop = signal.SIGKILL, signal.SIGSTOP
     cases = []
     for mode, pair, signals in [
         ("data", ("aiortc", "aiortc"), (kill, stop)),
         ("data", ("wrtc", "wrtc"), (kill, stop)),
-        ("data", ("wrtc", "aiortc"), (kill,)),
-        ("data", ("aiortc", "wrtc"), (stop,)),
+        ("data", ("wrtc", "aiortc"), (kill,)),  # the other mixed pair: same detection code
         ("media", ("aiortc", "aiortc"), (kill, stop)),
         ("media", ("wrtc", "wrtc"), (kill,)),
     ]:
@@ -336,7 +335,9 @@ async def test_local_stall_does_not_condemn_a_healthy_remote(
     broker: str, peer_id: str, backends: tuple[str, str]
 ) -> None:
     """Our own event loop blocked for twice remote_gone: the remote's queued answers count
-    (on wrtc, libwebrtc keeps checking consent on its own thread)."""
+    (on wrtc, libwebrtc keeps checking consent on its own thread: blocked past the 5 s
+    after which it would report a silent remote)."""
+    stall = 4.0 if backends[0] == "aiortc" else WRTC_SILENT_AFTER + 1.5
     async with (
         remote_peer(broker, peer_id + "r", "data", backends[1]) as remote,
         Peer(peer_id, server=broker, backend=backends[0], timeouts=Timeouts(remote_gone=2.0)) as me,
@@ -346,7 +347,7 @@ async def test_local_stall_does_not_condemn_a_healthy_remote(
         errors: list[PeerError] = []
         conn.on("error", errors.append)
         await anyio.sleep(1.0)
-        time.sleep(4.0)  # noqa: ASYNC251 - the stall under test
+        time.sleep(stall)  # noqa: ASYNC251 - the stall under test
         await anyio.sleep(3.0)  # a gone remote would be noticed by now
         assert conn.open
         assert errors == []
