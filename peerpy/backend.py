@@ -305,6 +305,27 @@ def local_sdp(pc: RTCPeerConnection, sdp: str, policy: NetworkPolicy) -> str:
     return _filter_candidates(sdp, lambda protocol, host: protocol == "udp" and host in allowed)
 
 
+#: Seconds a wrtc connection may wait, before it opens, for libwebrtc to disclose a
+#: peer-reflexive remote's address (see :func:`route_undisclosed`).
+ROUTE_DISCLOSURE_WAIT: Final = 5.0
+
+
+def route_undisclosed(pc: RTCPeerConnection, policy: NetworkPolicy) -> bool:
+    """Whether ``policy.remote_networks`` cannot be checked yet on ``pc``'s route.
+
+    On wrtc, when the remote's connectivity checks arrive before its trickled
+    candidate (a browser trickles its candidates after the OFFER, through the
+    broker), libwebrtc selects a peer-reflexive remote whose address it does
+    not disclose; it does once that candidate is added. The connection waits
+    for it (up to :data:`ROUTE_DISCLOSURE_WAIT`) before it opens, instead of
+    refusing a route it cannot see yet.
+    """
+    if not _is_wrtc(pc) or policy.remote_networks is None:
+        return False
+    route = route_of(pc)
+    return route is not None and route.remote_address[0] == "?"
+
+
 def route_refused(pc: RTCPeerConnection, policy: NetworkPolicy) -> str | None:
     """Why ``pc``'s route breaks ``policy.remote_networks``; ``None`` if it does not.
 

@@ -15,10 +15,11 @@ broker session or other connections.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import anyio
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -83,6 +84,8 @@ class Owner(Protocol):
 
 
 Signal = OfferPayload | AnswerPayload | CandidatePayload
+#: ``Connection._route_wait`` once ROUTE_DISCLOSURE_WAIT has passed.
+_WAITED: Final = object()
 
 
 class Connection:
@@ -123,6 +126,7 @@ class Connection:
         self._opened = anyio.Event()
         self._closed = anyio.Event()
         self._remote_set = False
+        self._route_wait: asyncio.TimerHandle | object | None = None  # see _set_open
         self._pending_candidates: list[IceCandidateInit] = []
         self._signals: Mailbox[Signal] = Mailbox(MAX_PENDING_SIGNALS)
         self._events = EventEmitter(self._EVENTS, owner._spawn, logger)
@@ -308,6 +312,8 @@ class Connection:
             self._log.debug("ignoring candidate outside the allowed networks: %s", line)
             return
         await self.peer_connection.addIceCandidate(candidate)
+        if isinstance(self._route_wait, asyncio.TimerHandle):
+            self._set_open()  # the candidate may disclose the route (wrtc)
 
     async def _send_offer(self, extra: dict[str, Any]) -> None:
         """Create the offer (gathering candidates) and send it through the broker."""
@@ -364,6 +370,21 @@ class Connection:
         )
 
     def _set_open(self) -> None:
+        pc, policy = self.peer_connection, self._owner.network
+        if (
+            self._state is ConnectionState.NEGOTIATING
+            and self._route_wait is not _WAITED
+            and backend.route_undisclosed(pc, policy)
+        ):
+            # wrtc: the remote's trickled candidate will disclose the address; checked
+            # again as candidates are added (_add_candidate), refused at the deadline.
+            if self._route_wait is None:
+                loop = asyncio.get_running_loop()
+                self._route_wait = loop.call_later(backend.ROUTE_DISCLOSURE_WAIT, self._waited)
+            return
+        if isinstance(self._route_wait, asyncio.TimerHandle):
+            self._route_wait.cancel()
+            self._route_wait = None
         refused = backend.route_refused(self.peer_connection, self._owner.network)
         if refused is not None:
             self._fail(NegotiationFailedError(f"Connection to {self.peer} refused: {refused}"))
@@ -373,6 +394,12 @@ class Connection:
             self._state = ConnectionState.OPEN
             self._opened.set()
             self._events.emit("open")
+
+    def _waited(self) -> None:
+        """The route stayed undisclosed for ROUTE_DISCLOSURE_WAIT s: check it (and refuse)."""
+        self._route_wait = _WAITED
+        if not self.closed:
+            self._set_open()
 
     def _fail(self, error: PeerError) -> None:
         """Record why the connection ends, report it and close."""

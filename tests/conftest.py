@@ -49,6 +49,16 @@ def backends(request: pytest.FixtureRequest) -> tuple[str, str]:
     return pair
 
 
+@pytest.fixture(params=["aiortc", "wrtc"])
+def peer_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """One backend for every peer of a test, child processes included (PEERPY_BACKEND)."""
+    name: str = request.param
+    if name == "wrtc" and not wrtc_installed():
+        pytest.skip("wrtc is not installed (pip install 'peerpy-sdk[wrtc]')")
+    monkeypatch.setenv("PEERPY_BACKEND", name)
+    return name
+
+
 @pytest.fixture
 def peer_id() -> str:
     """A fresh peer id per use."""

@@ -6,6 +6,9 @@ SIGSTOPped past the broker's ping interval, and brokers that end the socket in
 each other way a WebSocket can end.  Each time the peer reports ``error``
 (NetworkError) and ``disconnected``, ``async with Peer`` does not raise, open
 connections keep carrying data, and ``auto_reconnect`` registers again.
+
+The cases with data connections run on both backends (``peer_backend``, which
+child processes inherit); media calls always run on aiortc.
 """
 
 from __future__ import annotations
@@ -79,7 +82,9 @@ async def exchange(a: DataConnection, b: DataConnection, value: Any) -> None:
 async def data_pair(caller: Peer, callee: Peer) -> tuple[DataConnection, DataConnection]:
     with anyio.fail_after(20):
         out = await caller.connect(callee.id or "", reliable=True)
-        return out, await callee.accept()
+        incoming = await callee.accept()
+    assert out.backend == incoming.backend == caller.backend  # PEERPY_BACKEND
+    return out, incoming
 
 
 async def audio_call(caller: Peer, callee: Peer) -> tuple[MediaConnection, MediaConnection]:
@@ -156,7 +161,9 @@ def test_backoff_rejects_bad_settings() -> None:
 
 @pytest.mark.slow
 @pytest.mark.anyio
-async def test_broker_sigkill_keeps_connections_and_rejoins_after_8s(peer_id: str) -> None:
+async def test_broker_sigkill_keeps_connections_and_rejoins_after_8s(
+    peer_id: str, peer_backend: str
+) -> None:
     """SIGKILL the broker: both peers report error + disconnected, data and media
     keep flowing through the 8 s outage, and both register again within 5 s of
     the broker's restart on the same port, where a new connection works."""
@@ -217,7 +224,7 @@ async def test_broker_sigkill_keeps_connections_and_rejoins_after_8s(peer_id: st
 
 
 @pytest.mark.anyio
-async def test_proxy_reset_keeps_connections_and_rejoins(peer_id: str) -> None:
+async def test_proxy_reset_keeps_connections_and_rejoins(peer_id: str, peer_backend: str) -> None:
     """An RST on the signaling socket (a proxy or NAT dropping the flow): error +
     disconnected, the data connection carries on, and the peer rejoins at once."""
     async with (
@@ -251,7 +258,9 @@ async def test_proxy_reset_keeps_connections_and_rejoins(peer_id: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_peer_process_stopped_past_ping_interval_survives(peer_id: str) -> None:
+async def test_peer_process_stopped_past_ping_interval_survives(
+    peer_id: str, peer_backend: str
+) -> None:
     """SIGSTOP a peer process until the broker (pinging every 1 s) dropped it, then
     SIGCONT: the process lives, its data connection still echoes, and it registers
     again by itself."""
@@ -407,7 +416,7 @@ async def test_failed_heartbeat_ends_the_session_as_network_error(peer_id: str) 
 # -- the blocking facade ----------------------------------------------------
 
 
-def test_sync_peer_survives_broker_sigkill(peer_id: str) -> None:
+def test_sync_peer_survives_broker_sigkill(peer_id: str, peer_backend: str) -> None:
     """peerpy.sync: the broker SIGKILLed under two blocking peers; handlers see
     error + disconnected, the connection carries on, and both come back."""
     from .faults.broker_support import BrokerProcess

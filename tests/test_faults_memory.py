@@ -4,11 +4,14 @@ The receive buffer (``Limits.receive_buffer_bytes``) counts everything received
 and not read: queued values by their decoded size (not by the frame that
 completed them), chunks of chunked messages and the partial value of a MsgPack
 stream. Decoding bombs stop at ``Limits.decoding.max_objects``.
+
+Every case with two peers runs on both backends (``peer_backend``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -52,6 +55,7 @@ async def pair(
     ):
         conn = await alice.connect(peer_id + "b", serialization=serialization, reliable=True)
         incoming = await bob.accept()
+        assert conn.backend == incoming.backend == os.environ["PEERPY_BACKEND"]
         yield conn, incoming
 
 
@@ -75,7 +79,7 @@ def test_values_have_a_tiny_last_frame() -> None:
 
 @pytest.mark.parametrize("name", ["binary", "MsgPack"])
 async def test_unread_values_close_the_connection_at_the_buffer(
-    url: str, peer_id: str, name: str
+    url: str, peer_id: str, name: str, peer_backend: str
 ) -> None:
     """A receiver that does not read closes with ProtocolError once ~BUFFER bytes are held,
     counting each chunked/streamed value whole, and holds no more than the bound."""
@@ -103,7 +107,7 @@ async def test_unread_values_close_the_connection_at_the_buffer(
 
 @pytest.mark.parametrize("name", ["binary", "MsgPack"])
 async def test_a_partial_value_larger_than_the_buffer_closes(
-    url: str, peer_id: str, name: str
+    url: str, peer_id: str, name: str, peer_backend: str
 ) -> None:
     """Chunks of one big value count while it is incomplete: 1 MB against a 256 KiB buffer
     fails before the value completes."""
@@ -119,7 +123,9 @@ async def test_a_partial_value_larger_than_the_buffer_closes(
 
 
 @pytest.mark.parametrize("name", ["binary", "MsgPack"])
-async def test_a_reading_receiver_is_not_closed(url: str, peer_id: str, name: str) -> None:
+async def test_a_reading_receiver_is_not_closed(
+    url: str, peer_id: str, name: str, peer_backend: str
+) -> None:
     """The same traffic, read as it arrives, passes through the small buffer intact."""
     limits = Limits(receive_buffer_bytes=BUFFER)
     async with pair(url, peer_id, limits, name) as (conn, incoming):
@@ -144,7 +150,9 @@ def tree_of_arrays(levels: int) -> bytes:
 
 
 @pytest.mark.parametrize("name", ["binary", "MsgPack"])
-async def test_decoding_bomb_closes_the_connection(url: str, peer_id: str, name: str) -> None:
+async def test_decoding_bomb_closes_the_connection(
+    url: str, peer_id: str, name: str, peer_backend: str
+) -> None:
     """Nested empty arrays (0.8 MB, 813616 lists) written straight to the channel close
     the receiver with a DecodeError at its object budget, instead of taking ~60 MiB."""
     limits = Limits(decoding=serialization.Limits(max_objects=50_000))
@@ -216,7 +224,7 @@ def test_default_limits_bound_a_bomb_in_rss(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["binary", "MsgPack"])
 async def test_max_message_bytes_can_be_lowered_on_a_live_connection(
-    url: str, peer_id: str, name: str
+    url: str, peer_id: str, name: str, peer_backend: str
 ) -> None:
     """A protocol can accept only small messages for a while (say, before a handshake):
     a larger value then closes the connection with DecodeError."""

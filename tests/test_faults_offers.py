@@ -31,7 +31,7 @@ from .brokers import peerpy_server
 pytestmark = pytest.mark.anyio
 
 FLOOD = 300  # OFFERs per flood, as in the issue
-HALF_OPEN = 5.0  # Timeouts.half_open in these tests (the default is 10 s)
+HALF_OPEN = 3.0  # Timeouts.half_open in these tests (the default is 10 s)
 LEGIT_DEADLINE = 5.0  # the caller must have an open connection within this, flood or not
 
 

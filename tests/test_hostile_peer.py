@@ -28,8 +28,9 @@ GARBAGE_PAYLOADS = [
 ]  # fmt: skip
 
 
-async def test_garbage_signaling_is_survived(peer_id: str) -> None:
-    """Malformed OFFER/ANSWER/CANDIDATE payloads are logged; real connections still work."""
+async def test_garbage_signaling_is_survived(peer_id: str, peer_backend: str) -> None:
+    """Malformed OFFER/ANSWER/CANDIDATE payloads are logged; real connections still work
+    (on both backends: the garbage SDP reaches the backend's parser)."""
     async with peerpy_server() as url, Peer(peer_id + "b", server=url) as bob:
         ws_url = url.replace("http", "ws") + f"peerjs?key=peerjs&id={peer_id}m&token=t"
         async with connect(ws_url) as mallory:
@@ -45,6 +46,7 @@ async def test_garbage_signaling_is_survived(peer_id: str) -> None:
             async with Peer(peer_id + "a", server=url) as alice:
                 conn = await alice.connect(bob.id or "")
                 incoming = await bob.accept()
+                assert conn.backend == incoming.backend == peer_backend
                 await conn.send("still fine")
                 assert await incoming.recv() == "still fine"
             # the garbage OFFERs left no live connection behind
