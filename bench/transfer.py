@@ -12,9 +12,11 @@ processes (sender and receiver):
 
 It prints MB/s of each (from the first to the last byte, as each receiver
 reports it, and wall time including process start), the peak RSS of every
-process (``wait4`` rusage), and the ratios.  ICE is restricted to 127.0.0.1
-and no ICE server is used.  ``--profile DIR`` runs the children under
-cProfile and writes one ``.prof`` per process.
+process and its CPU time per MB, all threads counted (``wait4`` rusage), and
+the ratios.  ``--repeat N`` makes N pairs of runs (cli, then dc) and judges
+the median of the paired wall ratios.  ICE is restricted to 127.0.0.1 and no
+ICE server is used.  ``--profile DIR`` runs the children under cProfile and
+writes one ``.prof`` per process (``DIR/<repeat>/``).
 
     python bench/transfer.py                 # 256 MB
     python bench/transfer.py --size 64MiB --profile /tmp/prof
