@@ -10,6 +10,8 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,7 @@ from peerpy.transfer import (
     send_files,
 )
 from peerpy.transfer import files as files_module
+from peerpy.transfer import session as session_module
 from peerpy.transfer.auth import Code, Handshake, sdp_fingerprints
 from peerpy.transfer.files import PARTIAL_SUFFIX, STATE_SUFFIX, Target, safe_relative_path
 from peerpy.transfer.protocol import (
@@ -70,7 +73,14 @@ from peerpy.transfer.protocol import (
     encode,
     parse,
 )
-from peerpy.transfer.session import NullProgress, _authenticate, _Channel, receive_over, send_over
+from peerpy.transfer.session import (
+    IO_BLOCK,
+    NullProgress,
+    _authenticate,
+    _Channel,
+    receive_over,
+    send_over,
+)
 from peerpy.transfer.words import WORDS
 
 from .brokers import peerpy_server
@@ -765,3 +775,107 @@ async def test_silent_sender_reported_within_idle_timeout(tmp_path: Path) -> Non
     assert "sent nothing for 1.5 s" in str(got)
     assert got.after_auth
     assert elapsed[0] < 6  # handshake, then 1.5 s of silence
+
+
+# -- the data path: file I/O and hashing off the event loop --------------------------
+
+
+@pytest.mark.anyio
+async def test_odd_sizes_round_trip_with_default_chunks(tmp_path: Path) -> None:
+    """Files around the chunk and I/O block sizes arrive whole, hashed in blocks."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    sizes = [0, 1, MAX_CHUNK - 1, MAX_CHUNK, MAX_CHUNK + 1, IO_BLOCK, IO_BLOCK + 12_345]
+    for size in sizes:
+        (folder / f"f{size}.bin").write_bytes(os.urandom(size))
+    _, sources = build_manifest([folder])
+    options = TransferOptions(idle_timeout=10)  # default chunk size, window and acks
+    code = Code(14, ("m", "n"))
+    async with peerpy_server() as url, pair(url) as (s, r):
+        with anyio.fail_after(60):
+            sent, got = await both(
+                lambda: send_over(s, code, sources, options=options),
+                lambda: receive_over(r, code, Target(tmp_path / "out"), options=options),
+            )
+    assert not isinstance(sent, Exception), sent
+    assert not isinstance(got, Exception), got
+    assert tree_hashes(tmp_path / "out" / "odd") == tree_hashes(folder)
+    assert got.transferred_bytes == sent.transferred_bytes == sum(sizes)
+
+
+@pytest.mark.anyio
+async def test_file_io_and_hashing_run_in_worker_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender reads and hashes, the receiver writes and hashes, in blocks of
+    IO_BLOCK bytes in worker threads, never on the event loop's thread."""
+    source = tmp_path / "f.bin"
+    size = 2 * IO_BLOCK + 777
+    source.write_bytes(os.urandom(size))
+    _, sources = build_manifest([source])
+    loop_thread = threading.get_ident()
+    reads: list[tuple[int, int]] = []
+    writes: list[tuple[int, int]] = []
+    real_read, real_write = session_module._read_hashed, session_module._write_hashed
+
+    def read(f: Any, hasher: Any, nbytes: int) -> bytes:
+        reads.append((threading.get_ident(), nbytes))
+        return real_read(f, hasher, nbytes)
+
+    def write(partial: Any, hasher: Any, blocks: list[Any]) -> None:
+        writes.append((threading.get_ident(), sum(len(b) for b in blocks)))
+        real_write(partial, hasher, blocks)
+
+    monkeypatch.setattr(session_module, "_read_hashed", read)
+    monkeypatch.setattr(session_module, "_write_hashed", write)
+    options = TransferOptions(idle_timeout=10)
+    code = Code(15, ("o", "p"))
+    async with peerpy_server() as url, pair(url) as (s, r):
+        with anyio.fail_after(60):
+            sent, got = await both(
+                lambda: send_over(s, code, sources, options=options),
+                lambda: receive_over(r, code, Target(tmp_path / "out"), options=options),
+            )
+    assert not isinstance(sent, Exception), sent
+    assert not isinstance(got, Exception), got
+    assert sha(tmp_path / "out" / "f.bin") == sha(source)
+    block = IO_BLOCK // MAX_CHUNK * MAX_CHUNK  # whole chunks per block
+    assert [n for _, n in reads] == [block, block, size - 2 * block]
+    assert sum(n for _, n in writes) == size
+    assert all(n <= IO_BLOCK + MAX_CHUNK for _, n in writes)
+    assert len(writes) <= 4  # blocks, not one call per chunk
+    assert all(thread != loop_thread for thread, _ in reads + writes)
+
+
+@pytest.mark.anyio
+async def test_a_slow_disk_does_not_look_like_a_dead_peer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that blocks for longer than idle_timeout stalls only the worker
+    thread: heartbeats keep flowing and the transfer completes."""
+    source = tmp_path / "f.bin"
+    source.write_bytes(os.urandom(600_000))
+    out = tmp_path / "out"
+    real_write = os.write
+    stalled: list[float] = []
+
+    def slow(fd: int, data: Any) -> int:
+        if not stalled and os.fstat(fd).st_size > 200_000:
+            stalled.append(1.0)
+            time.sleep(2.0)  # a disk stuck for twice idle_timeout
+        return real_write(fd, data)
+
+    monkeypatch.setattr(files_module.os, "write", slow)
+    _, sources = build_manifest([source])
+    quick = attrs.evolve(FAST, idle_timeout=1.0, heartbeat_interval=0.2)
+    code = Code(16, ("q", "r"))
+    async with peerpy_server() as url, pair(url) as (s, r):
+        with anyio.fail_after(60):
+            sent, got = await both(
+                lambda: send_over(s, code, sources, options=quick),
+                lambda: receive_over(r, code, Target(out), options=quick),
+            )
+    assert stalled
+    assert not isinstance(sent, Exception), sent
+    assert not isinstance(got, Exception), got
+    assert sha(out / "f.bin") == sha(source)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import math
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -91,6 +90,9 @@ __all__ = [
 ]
 
 M = TypeVar("M")
+
+#: File bytes read, hashed or written per worker-thread call (whole chunks).
+IO_BLOCK = 1024 * 1024
 
 
 @attrs.frozen
@@ -232,17 +234,21 @@ class _Channel:
         the whole wait (heartbeats keep a waiting peer alive, not forever).
         Cancelling loses nothing.
         """
-        with anyio.move_on_after(math.inf if limit is None else limit) as scope:
-            while True:
-                message = self.decoder.feed(await self._frame())
-                if message is None or isinstance(message, Heartbeat):
-                    continue
-                if isinstance(message, Error):
-                    cls = _REMOTE_ERRORS.get(message.code, RemoteError)
-                    raise cls(f"{self.other} stopped: {message.message}")
-                return message
-        assert scope.cancelled_caught
+        if limit is None:  # the data path: no cancel scope per message
+            return await self._next()
+        with anyio.move_on_after(limit):
+            return await self._next()
         raise TransferError(f"{self.other} did not answer within {limit:g} s")
+
+    async def _next(self) -> Message:
+        while True:
+            message = self.decoder.feed(await self._frame())
+            if message is None or isinstance(message, Heartbeat):
+                continue
+            if isinstance(message, Error):
+                cls = _REMOTE_ERRORS.get(message.code, RemoteError)
+                raise cls(f"{self.other} stopped: {message.message}")
+            return message
 
     async def _frame(self) -> Any:
         idle = self.options.idle_timeout
@@ -499,21 +505,43 @@ class _Sender:
         await self.ch.send(FileStart(index, offset))
         self.progress.file(entry, offset)
         size = self.ch.options.chunk_size
+        # Read and hash whole chunks in blocks of about IO_BLOCK bytes, in a
+        # worker thread: the event loop keeps feeding the data channel
+        # meanwhile (hashlib and file reads release the GIL).
+        block_size = max(size, IO_BLOCK // size * size)
         position = offset
         opened = io.BytesIO(source.data) if source.data is not None else _open(path)
         with opened as f:
             f.seek(offset)
             while position < entry.size:
-                block = f.read(min(size, entry.size - position))
-                if not block:
+                want = min(block_size, entry.size - position)
+                if source.data is None:
+                    block = await anyio.to_thread.run_sync(_read_hashed, f, hasher, want)
+                else:
+                    block = _read_hashed(f, hasher, want)
+                if len(block) < want:
                     raise TransferError(f"{path} shrank while it was being sent")
-                hasher.update(block)
-                await self._room(len(block))
-                await self.ch.send(Data(position, block))
-                position += len(block)
-                self.sent += len(block)
-                self.progress.advance(len(block))
+                view = memoryview(block)
+                for start in range(0, want, size):
+                    piece = view[start : start + size]
+                    await self._room(len(piece))
+                    await self.ch.send(Data(position, piece))
+                    position += len(piece)
+                    self.sent += len(piece)
+                self.progress.advance(want)
         await self.ch.send(FileDone(index, hasher.digest()))
+
+
+def _read_hashed(f: BinaryIO, hasher: Any, nbytes: int) -> bytes:
+    """Read up to ``nbytes`` (fewer only at the end of the file) and hash them."""
+    block = f.read(nbytes)
+    while 0 < len(block) < nbytes:
+        more = f.read(nbytes - len(block))
+        if not more:
+            break
+        block += more
+    hasher.update(block)
+    return block
 
 
 def _open(path: Path | None) -> BinaryIO:
@@ -701,20 +729,7 @@ class _Receiver:
             self.progress.advance(-kept)  # the sender's copy differs: start over
         self.progress.file(partial.entry, start.offset)
         try:
-            while partial.written < partial.entry.size:
-                data = await self.ch.expect(Data)
-                if data.offset != partial.written:
-                    raise TransferProtocolError(
-                        f"{partial.entry.path}: data at offset {data.offset}, expected "
-                        f"{partial.written}: not contiguous"
-                    )
-                partial.write(data.data)
-                hasher.update(data.data)
-                self.received += len(data.data)
-                self.progress.advance(len(data.data))
-                if self.received - self.acked >= self.ch.options.ack_every:
-                    self.acked = self.received
-                    await self.ch.send(Ack(self.received))
+            await self._receive_data(partial, hasher)
             done = await self.ch.expect(FileDone)
             if done.index != index:
                 raise TransferProtocolError(f"file-done for {done.index} while receiving {index}")
@@ -731,6 +746,51 @@ class _Receiver:
         finally:
             partial.close()
 
+    async def _receive_data(self, partial: _Sink, hasher: Any) -> None:
+        """Take the file's data frames; write and hash them in blocks, in a worker thread.
+
+        A block is written once it reaches ``min(IO_BLOCK, ack_every)`` bytes
+        or the end of the file; the data connection keeps receiving into its
+        buffer meanwhile.  On any failure the contiguous bytes already taken
+        are written before raising, so the partial file stays a prefix.
+        """
+        size = partial.entry.size
+        expected = partial.written
+        flush_at = min(IO_BLOCK, self.ch.options.ack_every)
+        pending: list[bytes | memoryview] = []
+        held = 0
+        try:
+            while expected < size:
+                data = await self.ch.expect(Data)
+                if data.offset != expected:
+                    raise TransferProtocolError(
+                        f"{partial.entry.path}: data at offset {data.offset}, expected "
+                        f"{expected}: not contiguous"
+                    )
+                nbytes = len(data.data)
+                if expected + nbytes > size:
+                    raise TransferError(f"{partial.entry.path}: more bytes than the offered {size}")
+                pending.append(data.data)
+                held += nbytes
+                expected += nbytes
+                if held >= flush_at or expected == size:
+                    blocks, pending, held = pending, [], 0
+                    await anyio.to_thread.run_sync(_write_hashed, partial, hasher, blocks)
+                    await self._written(sum(len(b) for b in blocks))
+        except BaseException:
+            if pending:  # keep the valid prefix for a resume; the first error wins
+                with contextlib.suppress(TransferError):
+                    _write_hashed(partial, hasher, pending)
+            raise
+
+    async def _written(self, nbytes: int) -> None:
+        """Count ``nbytes`` written; acknowledge every ``ack_every`` bytes."""
+        self.received += nbytes
+        self.progress.advance(nbytes)
+        if self.received - self.acked >= self.ch.options.ack_every:
+            self.acked = self.received
+            await self.ch.send(Ack(self.received))
+
     async def _skip_file(self, index: int, entry: FileEntry, done: tuple[int, bytes, Path]) -> Path:
         """A file verified on an earlier connection of this transfer: check it is the same."""
         start = await self.ch.expect(FileStart)
@@ -740,3 +800,10 @@ class _Receiver:
         if end.digest != done[1]:
             raise IntegrityError(f"{entry.path} changed on the sender since it was received")
         return done[2]
+
+
+def _write_hashed(partial: _Sink, hasher: Any, blocks: list[bytes | memoryview]) -> None:
+    """Write ``blocks`` to ``partial`` and hash them (in a worker thread)."""
+    for block in blocks:
+        partial.write(block)
+        hasher.update(block)
