@@ -12,10 +12,10 @@ import anyio
 import pytest
 from aiortc import RTCPeerConnection
 from aiortc.rtcsctptransport import SCTP_DATA_LAST_FRAG, DataChunk
+from peerpy_protocol.ids import random_token
 
 from peerpy import _sctp
 from peerpy.dataconnection import DataConnection
-from peerpy.ids import random_token
 from peerpy.peer import Peer
 
 from .brokers import peerpy_server
