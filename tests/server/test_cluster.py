@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from peerpy_server import resp
 from peerpy_server.cli import build_parser, config_from_args
 
 from ..redis_support import RedisServer, running_redis
@@ -187,14 +186,6 @@ def test_bad_redis_url_is_a_clear_error() -> None:
 # -- the owner cache: routes to a cached instance skip the Lua lookup ----------------
 
 
-@pytest.fixture(params=["raw", "redis-py"])
-def wire(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both hot paths: the raw RESP connection, and redis-py's (what rediss:// URLs get)."""
-    if request.param == "redis-py":
-        monkeypatch.setattr(resp, "supports", lambda url: False)
-    return str(request.param)
-
-
 async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while not condition():
@@ -203,7 +194,7 @@ async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
 
 
 async def test_cached_owner_is_used_then_invalidated_when_the_id_moves(
-    redis_server: RedisServer, wire: str
+    redis_server: RedisServer
 ) -> None:
     """A takeover on another instance: messages sent on the stale cache still arrive,
     in order, and the sender's instance forgets the old owner."""
@@ -216,7 +207,6 @@ async def test_cached_owner_is_used_then_invalidated_when_the_id_moves(
         assert one is not None
         assert two is not None
         assert three is not None
-        assert one._raw is (wire == "raw")
         await s.send({**OFFER, "dst": "d", "payload": {"n": 0}})
         assert (await d.recv())["payload"] == {"n": 0}
         await until(lambda: one._owners.get("d") is not None)
@@ -242,7 +232,7 @@ async def test_cached_owner_is_used_then_invalidated_when_the_id_moves(
 
 
 async def test_cached_owner_that_left_means_queued_not_lost(
-    redis_server: RedisServer, wire: str
+    redis_server: RedisServer
 ) -> None:
     """The id left its (cached) instance: the message is queued cluster-wide and
     delivered when the id registers again, on another instance."""
@@ -266,7 +256,7 @@ async def test_cached_owner_that_left_means_queued_not_lost(
 
 
 async def test_cached_instance_that_stopped_means_queued_then_expire(
-    redis_server: RedisServer, wire: str
+    redis_server: RedisServer
 ) -> None:
     """The cached instance is gone (no subscriber): the routes fall back to ROUTE,
     which queues them; the sender gets its one EXPIRE."""
