@@ -658,12 +658,13 @@ class Cluster:
             for index, answer in zip(rest, answers, strict=True):
                 replies[index] = answer
         if wire is not None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + SOCKET_TIMEOUT
             try:
-                for index in direct:  # replies come in order
-                    left = max(deadline - loop.time(), 0.001)
-                    replies[index] = await wire.read_response(timeout=left)
+                # Replies come in order; each read times out after the
+                # connection's socket_timeout (SOCKET_TIMEOUT), and redis-py
+                # then cuts the connection.  (An explicit timeout= would not:
+                # it returns None, leaving the connection out of step.)
+                for index in direct:
+                    replies[index] = await wire.read_response()
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 await self._wire_failed(direct, replies, exc)
         self._broker.stats.redis_round_trips += 1
