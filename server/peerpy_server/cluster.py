@@ -53,6 +53,7 @@ import contextlib
 import json
 import logging
 import secrets
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -63,6 +64,11 @@ from redis.exceptions import NoScriptError, RedisError
 from peerpy.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
 
 from .realm import LIMIT_REACHED, Client, Link
+
+if sys.version_info >= (3, 11, 3):  # as redis-py does: asyncio's has a bug before
+    from asyncio import timeout as async_timeout  # type: ignore[attr-defined,unused-ignore]
+else:  # redis-py's dependency there
+    from async_timeout import timeout as async_timeout  # type: ignore[import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -631,11 +637,16 @@ class Cluster:
             try:
                 wire = self._wire
                 if wire is None:
+                    # No socket_timeout: redis-py would run each send in a
+                    # task (asyncio.wait_for); one timeout context instead.
                     factory = self._factory
-                    wire = factory.connection_class(**factory.connection_kwargs)
+                    wire = factory.connection_class(
+                        **{**factory.connection_kwargs, "socket_timeout": None}
+                    )
                     self._wire = wire
                 commands = [(b"PUBLISH", calls[i][1][0], calls[i][2][0]) for i in direct]
-                await wire.send_packed_command(wire.pack_commands(commands), check_health=False)
+                async with async_timeout(SOCKET_TIMEOUT):
+                    await wire.send_packed_command(wire.pack_commands(commands), check_health=False)
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 wire = None
                 await self._wire_failed(direct, replies, exc)
@@ -659,12 +670,12 @@ class Cluster:
                 replies[index] = answer
         if wire is not None:
             try:
-                # Replies come in order; each read times out after the
-                # connection's socket_timeout (SOCKET_TIMEOUT), and redis-py
-                # then cuts the connection.  (An explicit timeout= would not:
-                # it returns None, leaving the connection out of step.)
-                for index in direct:
-                    replies[index] = await wire.read_response()
+                # Replies come in order.  Redis silent that long: the read is
+                # cancelled, and redis-py then cuts the connection.  (Its
+                # read_response(timeout=...) would not: it returns None.)
+                async with async_timeout(SOCKET_TIMEOUT):
+                    for index in direct:
+                        replies[index] = await wire.read_response()
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 await self._wire_failed(direct, replies, exc)
         self._broker.stats.redis_round_trips += 1
