@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from peerpy_server import resp
 from peerpy_server.cli import build_parser, config_from_args
+from peerpy_server.cluster import SOCKET_TIMEOUT
 
 from ..redis_support import RedisServer, running_redis
 from .conftest import (
@@ -187,14 +189,6 @@ def test_bad_redis_url_is_a_clear_error() -> None:
 # -- the owner cache: routes to a cached instance skip the Lua lookup ----------------
 
 
-@pytest.fixture(params=["raw", "redis-py"])
-def wire(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both hot paths: the raw RESP connection, and redis-py's (what rediss:// URLs get)."""
-    if request.param == "redis-py":
-        monkeypatch.setattr(resp, "supports", lambda url: False)
-    return str(request.param)
-
-
 async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while not condition():
@@ -203,7 +197,7 @@ async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
 
 
 async def test_cached_owner_is_used_then_invalidated_when_the_id_moves(
-    redis_server: RedisServer, wire: str
+    redis_server: RedisServer,
 ) -> None:
     """A takeover on another instance: messages sent on the stale cache still arrive,
     in order, and the sender's instance forgets the old owner."""
@@ -216,7 +210,6 @@ async def test_cached_owner_is_used_then_invalidated_when_the_id_moves(
         assert one is not None
         assert two is not None
         assert three is not None
-        assert one._raw is (wire == "raw")
         await s.send({**OFFER, "dst": "d", "payload": {"n": 0}})
         assert (await d.recv())["payload"] == {"n": 0}
         await until(lambda: one._owners.get("d") is not None)
@@ -241,9 +234,7 @@ async def test_cached_owner_is_used_then_invalidated_when_the_id_moves(
         assert await drain(s, 0.3) == []  # nothing expired
 
 
-async def test_cached_owner_that_left_means_queued_not_lost(
-    redis_server: RedisServer, wire: str
-) -> None:
+async def test_cached_owner_that_left_means_queued_not_lost(redis_server: RedisServer) -> None:
     """The id left its (cached) instance: the message is queued cluster-wide and
     delivered when the id registers again, on another instance."""
     async with (
@@ -266,7 +257,7 @@ async def test_cached_owner_that_left_means_queued_not_lost(
 
 
 async def test_cached_instance_that_stopped_means_queued_then_expire(
-    redis_server: RedisServer, wire: str
+    redis_server: RedisServer,
 ) -> None:
     """The cached instance is gone (no subscriber): the routes fall back to ROUTE,
     which queues them; the sender gets its one EXPIRE."""
@@ -311,3 +302,43 @@ async def test_redis_lost_with_a_cached_owner_gives_expire(own_redis: RedisServe
         await s.send({**OFFER, "dst": "local"})
         assert (await local.recv())["src"] == "s"
         assert await drain(s, 1.0) == []
+
+
+async def test_frozen_redis_cuts_the_direct_publish_connection(own_redis: RedisServer) -> None:
+    """Redis stopped (SIGSTOP) after the owner is cached: the direct publish times
+    out, its connection is cut, the sender hears EXPIRE; Redis back (SIGCONT):
+    a new connection relays again."""
+    assert own_redis.proc is not None
+    pid = own_redis.proc.pid
+    async with (
+        run_cluster(own_redis.url, size=2) as target,
+        peer_client(target, "s") as s,  # instance 1
+        peer_client(target, "d") as d,  # instance 2
+    ):
+        one = target.brokers[0].cluster
+        assert one is not None
+        await s.send({**OFFER, "dst": "d"})
+        assert (await d.recv())["src"] == "s"
+        await until(lambda: "d" in one._owners)
+        await s.send({**OFFER, "dst": "d"})  # the direct path: opens the connection
+        assert (await d.recv())["src"] == "s"
+        wire = one._wire
+        assert wire is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            await s.send({**OFFER, "dst": "d", "payload": {"n": 0}})
+            assert await s.recv(20) == {"type": "EXPIRE", "src": "d", "dst": "s"}
+            assert time.monotonic() - started >= SOCKET_TIMEOUT - 0.5  # not before the timeout
+            assert one._wire is not wire  # cut, not reused out of step
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        deadline = time.monotonic() + 15
+        while True:  # relay comes back on a new connection
+            await s.send({**OFFER, "dst": "d", "payload": {"n": 1}})
+            got = [m for m in await drain(d, 0.5) if m.get("payload") == {"n": 1}]
+            if got:
+                break
+            assert time.monotonic() < deadline, "relay did not come back after SIGCONT"
+        assert one._wire is not None
+        assert one._wire is not wire
