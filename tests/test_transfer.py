@@ -142,6 +142,21 @@ async def pair(url: str) -> AsyncIterator[tuple[DataConnection, DataConnection]]
         yield await s.accept(), conn
 
 
+async def round_trip_over(
+    code: Code, sources: Any, out: Path, options: TransferOptions, **receive: Any
+) -> tuple[Any, Any]:
+    """send_over and receive_over on a fresh :func:`pair`; both must succeed."""
+    async with peerpy_server() as url, pair(url) as (s, r):
+        with anyio.fail_after(60):
+            sent, got = await both(
+                lambda: send_over(s, code, sources, options=options),
+                lambda: receive_over(r, code, Target(out), options=options, **receive),
+            )
+    assert not isinstance(sent, Exception), sent
+    assert not isinstance(got, Exception), got
+    return sent, got
+
+
 # -- pure pieces --------------------------------------------------------------------
 
 
@@ -731,15 +746,7 @@ async def test_heartbeats_keep_a_slow_decision_alive(tmp_path: Path) -> None:
         await anyio.sleep(3)
         return True
 
-    async with peerpy_server() as url, pair(url) as (s, r):
-        sent, got = await both(
-            lambda: send_over(s, code, sources, options=quick),
-            lambda: receive_over(
-                r, code, Target(tmp_path / "out"), confirm=slow_yes, options=quick
-            ),
-        )
-    assert not isinstance(sent, Exception), sent
-    assert not isinstance(got, Exception), got
+    await round_trip_over(code, sources, tmp_path / "out", quick, confirm=slow_yes)
     assert sha(tmp_path / "out" / "f.bin") == sha(source)
 
 
@@ -791,14 +798,7 @@ async def test_odd_sizes_round_trip_with_default_chunks(tmp_path: Path) -> None:
     _, sources = build_manifest([folder])
     options = TransferOptions(idle_timeout=10)  # default chunk size, window and acks
     code = Code(14, ("m", "n"))
-    async with peerpy_server() as url, pair(url) as (s, r):
-        with anyio.fail_after(60):
-            sent, got = await both(
-                lambda: send_over(s, code, sources, options=options),
-                lambda: receive_over(r, code, Target(tmp_path / "out"), options=options),
-            )
-    assert not isinstance(sent, Exception), sent
-    assert not isinstance(got, Exception), got
+    sent, got = await round_trip_over(code, sources, tmp_path / "out", options)
     assert tree_hashes(tmp_path / "out" / "odd") == tree_hashes(folder)
     assert got.transferred_bytes == sent.transferred_bytes == sum(sizes)
 
@@ -830,14 +830,7 @@ async def test_file_io_and_hashing_run_in_worker_threads(
     monkeypatch.setattr(session_module, "_write_hashed", write)
     options = TransferOptions(idle_timeout=10)
     code = Code(15, ("o", "p"))
-    async with peerpy_server() as url, pair(url) as (s, r):
-        with anyio.fail_after(60):
-            sent, got = await both(
-                lambda: send_over(s, code, sources, options=options),
-                lambda: receive_over(r, code, Target(tmp_path / "out"), options=options),
-            )
-    assert not isinstance(sent, Exception), sent
-    assert not isinstance(got, Exception), got
+    await round_trip_over(code, sources, tmp_path / "out", options)
     assert sha(tmp_path / "out" / "f.bin") == sha(source)
     block = IO_BLOCK // MAX_CHUNK * MAX_CHUNK  # whole chunks per block
     assert [n for _, n in reads] == [block, block, size - 2 * block]
@@ -869,13 +862,6 @@ async def test_a_slow_disk_does_not_look_like_a_dead_peer(
     _, sources = build_manifest([source])
     quick = attrs.evolve(FAST, idle_timeout=1.0, heartbeat_interval=0.2)
     code = Code(16, ("q", "r"))
-    async with peerpy_server() as url, pair(url) as (s, r):
-        with anyio.fail_after(60):
-            sent, got = await both(
-                lambda: send_over(s, code, sources, options=quick),
-                lambda: receive_over(r, code, Target(out), options=quick),
-            )
+    await round_trip_over(code, sources, out, quick)
     assert stalled
-    assert not isinstance(sent, Exception), sent
-    assert not isinstance(got, Exception), got
     assert sha(out / "f.bin") == sha(source)

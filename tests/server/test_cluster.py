@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from peerpy_server.cli import build_parser, config_from_args
-from peerpy_server.cluster import SOCKET_TIMEOUT
+from peerpy_server.cluster import SOCKET_TIMEOUT, Cluster
 
 from ..redis_support import RedisServer, running_redis
 from .conftest import (
@@ -196,6 +196,17 @@ async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def cache_owner(target: Target, s: Client, d: Client) -> Cluster:
+    """Relay one OFFER from ``s`` (instance 1) to ``d`` and wait until instance 1
+    has cached ``d``'s owner; return instance 1's cluster."""
+    one = target.brokers[0].cluster
+    assert one is not None
+    await s.send({**OFFER, "dst": "d"})
+    assert (await d.recv())["src"] == "s"
+    await until(lambda: "d" in one._owners)
+    return one
+
+
 async def test_cached_owner_is_used_then_invalidated_when_the_id_moves(
     redis_server: RedisServer,
 ) -> None:
@@ -266,12 +277,9 @@ async def test_cached_instance_that_stopped_means_queued_then_expire(
         peer_client(target, "s") as s,  # instance 1
         peer_client(target, "d") as d,  # instance 2
     ):
-        one, two = (broker.cluster for broker in target.brokers)
-        assert one is not None
+        one = await cache_owner(target, s, d)
+        two = target.brokers[1].cluster
         assert two is not None
-        await s.send({**OFFER, "dst": "d"})
-        assert (await d.recv())["src"] == "s"
-        await until(lambda: "d" in one._owners)
         await target.brokers[1].aclose()  # unsubscribes, releases "d"
         for _ in range(3):
             await s.send({**OFFER, "dst": "d"})
@@ -289,11 +297,7 @@ async def test_redis_lost_with_a_cached_owner_gives_expire(own_redis: RedisServe
         peer_client(target, "d") as d,  # instance 2
         peer_client(target, "local") as local,  # instance 1
     ):
-        one = target.brokers[0].cluster
-        assert one is not None
-        await s.send({**OFFER, "dst": "d"})
-        assert (await d.recv())["src"] == "s"
-        await until(lambda: "d" in one._owners)
+        await cache_owner(target, s, d)
         own_redis.stop()
         await wait_health(target, 503)
         for _ in range(3):
@@ -315,11 +319,7 @@ async def test_frozen_redis_cuts_the_direct_publish_connection(own_redis: RedisS
         peer_client(target, "s") as s,  # instance 1
         peer_client(target, "d") as d,  # instance 2
     ):
-        one = target.brokers[0].cluster
-        assert one is not None
-        await s.send({**OFFER, "dst": "d"})
-        assert (await d.recv())["src"] == "s"
-        await until(lambda: "d" in one._owners)
+        one = await cache_owner(target, s, d)
         await s.send({**OFFER, "dst": "d"})  # the direct path: opens the connection
         assert (await d.recv())["src"] == "s"
         wire = one._wire
