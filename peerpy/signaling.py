@@ -27,6 +27,7 @@ import anyio
 import anyio.abc
 from aiortc import RTCIceServer
 from peerpy_protocol import messages
+from peerpy_protocol.redact import RedactSecrets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
@@ -49,6 +50,9 @@ MAX_QUEUED = 1024
 MAX_FRAME = 1 << 20
 
 RelayHandler = Callable[[messages.Relay], Awaitable[None]]
+
+# websockets logs the handshake's request line, token included, at DEBUG.
+logging.getLogger("websockets.client").addFilter(RedactSecrets())
 
 #: How a WebSocket session can fail under us: websockets' own errors (closed,
 #: protocol violations, handshake) and the OS's (reset, unreachable, EOF).

@@ -9,6 +9,12 @@ naming the kind of event, never attacker-chosen text) and then at most one per
 between; :meth:`WarningLimiter.flush` (the broker's timer calls it) reports
 counts still held back once their interval is over, so the tail of an attack is
 logged too.  Like the realm, it reads no clock: callers pass ``now``.
+
+Secrets never reach the log: :class:`RedactSecrets` (from
+:mod:`peerpy_protocol.redact`) replaces ``token=`` values and JWTs in every
+record logged on the broker's loggers (:data:`REDACTED_LOGGERS`, filtered from
+import on, embedded brokers included), and the CLI's handler carries it too,
+so third-party records (websockets, uvicorn) it prints are redacted as well.
 """
 
 from __future__ import annotations
@@ -18,7 +24,28 @@ import logging
 import time
 from typing import Final
 
-__all__ = ["JsonFormatter", "WarningLimiter"]
+from peerpy_protocol.redact import RedactSecrets, redact
+
+__all__ = ["REDACTED_LOGGERS", "JsonFormatter", "RedactSecrets", "WarningLimiter", "redact"]
+
+#: The broker's loggers; each carries a :class:`RedactSecrets` filter.
+#: ``peerpy_server.websocket`` is websockets' protocol log, which shows the
+#: handshake's request line (with the token) at DEBUG.
+REDACTED_LOGGERS: Final = (
+    "peerpy_server.asgi",
+    "peerpy_server.auth",
+    "peerpy_server.broker",
+    "peerpy_server.cluster",
+    "peerpy_server.connection",
+    "peerpy_server.http",
+    "peerpy_server.ice",
+    "peerpy_server.realm",
+    "peerpy_server.stun",
+    "peerpy_server.websocket",
+)
+_REDACT: Final = RedactSecrets()
+for _name in REDACTED_LOGGERS:
+    logging.getLogger(_name).addFilter(_REDACT)
 
 _SUPPRESSED: Final = " (and %d similar suppressed in the last %.0f s)"
 _FLUSHED: Final = "%d more %r warnings suppressed in the last %.0f s"
@@ -89,5 +116,5 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
