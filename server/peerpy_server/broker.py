@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .config import BrokerConfig
 from .connection import Connection
-from .ice import ice_servers
+from .ice import ice_servers, warn_if_turn_is_open
 from .logs import WarningLimiter
 from .metrics import BrokerCollector, Stats, render
 from .realm import Client, Realm
@@ -168,8 +168,11 @@ class Broker:
 
     async def _start_services(self) -> None:
         """Start ``--stun``, the timers and cluster mode."""
+        warn_if_turn_is_open(self.config)
         if self.config.stun_port is not None:
-            self._stun = await serve_stun(self.config.host, self.config.stun_port)
+            self._stun = await serve_stun(
+                self.config.host, self.config.stun_port, stats=self.stats, warnings=self.warnings
+            )
         assert self._loop is not None
         self._timer = self._loop.create_task(self._run_timers(), name="peerpy_server timers")
         if self.cluster is not None:
@@ -327,7 +330,9 @@ class Broker:
         """Track a new connection from ``connection.ip``; ``False`` if a limit refuses it.
 
         Per address: at most ``max_connections_per_ip`` connections, of which
-        ``max_handshakes_per_ip`` still in their handshake.  In total: at most
+        ``max_handshakes_per_ip`` still in their handshake (past that, the
+        address's oldest handshake is closed for the new one; established
+        WebSockets are never closed to make room).  In total: at most
         ``connection_limit``; when that is reached, the oldest connection still
         in its handshake is closed to make room (a flood of silent sockets
         cannot lock everyone out for ``handshake_timeout``).
@@ -348,9 +353,13 @@ class Broker:
         if cap is not None and self._pending_per_ip.get(ip, 0) >= cap:
             self.stats.refuse("handshakes-per-ip")
             self.warnings.warning(
-                logger, "handshakes-per-ip", now, "Too many handshakes from %s; refused one", ip
+                logger, "handshakes-per-ip", now, "Too many handshakes from %s; closed one", ip
             )
-            return False
+            # Close that address's oldest handshake, not the newcomer: a slowloris
+            # must then outpace the clients behind its address (docs/broker.md).
+            oldest = next(other for other in self._pending if other.ip == ip)
+            self.forget(oldest)
+            oldest.abort()
         if len(self._connections) >= config.connection_limit:
             self.stats.refuse("connections-full")
             if not self._pending:
@@ -458,7 +467,7 @@ def _authorizer(config: BrokerConfig) -> Callable[[str, str], str | None] | None
         return None
     from .auth import JwtAuthorizer
 
-    return JwtAuthorizer(secret=config.jwt_secret, public_key=config.jwt_public_key).authorize
+    return JwtAuthorizer.from_config(config).authorize
 
 
 def _decrement(counts: dict[str, int], ip: str) -> None:

@@ -18,9 +18,10 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from . import __version__
+from .auth import WeakSecretError
 from .broker import Broker
 from .config import BrokerConfig
-from .logs import JsonFormatter
+from .logs import JsonFormatter, RedactSecrets
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -185,7 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("PEERPY_TURN_SECRET"),
         help="coturn's static-auth-secret (default: env PEERPY_TURN_SECRET)",
     )
-    ice.add_argument("--turn-ttl", type=float, default=86400.0, help="TURN credential life (s)")
+    ice.add_argument(
+        "--turn-ttl",
+        type=float,
+        default=BrokerConfig().turn_ttl,
+        help="seconds minted TURN credentials stay valid (default: %(default)s)",
+    )
     prod = parser.add_argument_group("production (docs/broker.md, Operating it)")
     prod.add_argument(
         "--jwt-secret",
@@ -197,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--jwt-public-key",
         metavar="FILE",
         help="require a JWT (RS256/ES256) verified by this PEM public key as token",
+    )
+    prod.add_argument(
+        "--jwt-audience",
+        metavar="AUD",
+        help="with --jwt-*: the token's aud claim must be AUD (default: not checked)",
     )
     prod.add_argument(
         "--redis",
@@ -255,7 +266,10 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
     if args.jwt_secret is not None or public_key is not None:
         from .auth import JwtAuthorizer
 
-        JwtAuthorizer(secret=args.jwt_secret, public_key=public_key)  # fail early on a bad key
+        # Fail early on a bad key or a short secret (WeakSecretError).
+        JwtAuthorizer(secret=args.jwt_secret, public_key=public_key, audience=args.jwt_audience)
+    elif args.jwt_audience is not None:
+        raise ValueError("--jwt-audience needs --jwt-secret or --jwt-public-key")
     defaults = BrokerConfig()
     return BrokerConfig(
         host=args.host,
@@ -289,6 +303,7 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         turn_ttl=args.turn_ttl,
         jwt_secret=args.jwt_secret,
         jwt_public_key=public_key,
+        jwt_audience=args.jwt_audience,
         redis_url=args.redis or None,
         redis_prefix=args.redis_prefix,
     )
@@ -335,6 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
+    except WeakSecretError as exc:
+        print(f"peerpy-server: error: {exc}", file=sys.stderr)
+        return 2  # a usage error, as argparse's
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -343,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.addFilter(RedactSecrets())  # tokens in request lines, whichever library logs them
     logging.basicConfig(level=args.log_level, handlers=[handler])
     try:
         _run_loop(_run(config))

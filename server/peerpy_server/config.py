@@ -93,6 +93,8 @@ class BrokerConfig:
     * ``jwt_secret`` / ``jwt_public_key``: the ``token`` of a WebSocket must be a
       JWT signed with this HS256 secret / verified by this PEM public key (RS256,
       ES256) whose ``sub`` is the id or ``*`` (see :mod:`peerpy_server.auth`).
+    * ``jwt_audience``: with JWTs, the ``aud`` claim a token must carry (``None``:
+      not checked).
     * ``redis_url`` / ``redis_prefix``: cluster mode, every broker on the same
       Redis and prefix shares one realm (see :mod:`peerpy_server.cluster`).
     """
@@ -144,11 +146,12 @@ class BrokerConfig:
     )
     turn_urls: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     turn_secret: str | None = attrs.field(default=None, repr=False)
-    turn_ttl: float = attrs.field(default=86400.0, validator=attrs.validators.gt(0))
+    turn_ttl: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0))
     # Production (docs/broker.md "Operating it"): JWT in the token parameter,
     # HS256 with jwt_secret or RS256/ES256 with jwt_public_key (PEM text).
     jwt_secret: str | None = attrs.field(default=None, repr=False)
     jwt_public_key: str | None = attrs.field(default=None, repr=False)
+    jwt_audience: str | None = None
     # Cluster mode (peerpy_server.cluster): the Redis URL (None: in-memory
     # realm) and the prefix of every key and channel, so realms can share a Redis.
     redis_url: str | None = attrs.field(default=None, repr=False)

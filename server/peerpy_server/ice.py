@@ -10,7 +10,12 @@ TURN credentials follow coturn's REST-API scheme (``use-auth-secret``, the
 coturn recomputes the credential from the username and refuses it once the
 expiry has passed, so no long-lived TURN password is ever handed out and the
 broker never talks to coturn.  All functions here are pure (the clock is an
-argument).
+argument), except :func:`warn_if_turn_is_open`, which logs.
+
+Who gets TURN: any client that registers an id gets credentials from
+``/ice``, valid ``turn_ttl`` seconds, still valid after it disconnects.
+Without JWT (``--jwt-*``), anyone can register an id, so anyone can relay
+through coturn; the broker says so at startup.
 """
 
 from __future__ import annotations
@@ -19,9 +24,15 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any, Final
 
-__all__ = ["ice_servers", "turn_credentials"]
+if TYPE_CHECKING:
+    from .config import BrokerConfig
+
+__all__ = ["ice_servers", "turn_credentials", "warn_if_turn_is_open"]
+
+logger: Final = logging.getLogger("peerpy_server.ice")
 
 
 def turn_credentials(secret: str, peer_id: str, ttl: float, now: float) -> tuple[str, str]:
@@ -67,3 +78,20 @@ def ice_servers(
         username, credential = turn_credentials(turn_secret, peer_id, turn_ttl, now)
         servers.append({"urls": list(turn_urls), "username": username, "credential": credential})
     return servers
+
+
+def warn_if_turn_is_open(config: BrokerConfig) -> bool:
+    """Log a WARNING if TURN credentials go to anyone who registers (TURN, no JWT).
+
+    Return whether it warned.
+    """
+    if not config.turn_urls or config.jwt_secret is not None or config.jwt_public_key is not None:
+        return False
+    logger.warning(
+        "TURN credentials are handed to anyone who registers an id (--turn-url without "
+        "--jwt-secret/--jwt-public-key): anyone can relay traffic through your TURN server "
+        "for %.0f s per id (--turn-ttl); require JWTs, and deny private and other "
+        "non-public peer addresses in coturn (docs/deploy.md)",
+        config.turn_ttl,
+    )
+    return True

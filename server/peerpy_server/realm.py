@@ -264,6 +264,7 @@ class Realm:
         if self._authorize is not None:
             problem = self._authorize(peer_id, token)
             if problem is not None:
+                logger.info("Refused id %s from %s: %s", truncate(peer_id), getattr(link, "ip", "?"), problem)  # fmt: skip # noqa: E501
                 self._refuse(link, serialize(ServerErrorMessage(problem)), "invalid-token")
                 return False
         pattern = self._config.id_pattern

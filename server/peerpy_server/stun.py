@@ -9,6 +9,18 @@ indications, other methods, datagrams that are not STUN) is dropped silently:
 a UDP server must not answer what it does not understand, or it becomes a
 reflector.
 
+What it does answer is still a reflection: a 20-byte Binding request from a
+forged source address gets a 60-70-byte answer sent to that address (3-3.5
+times the request).  So each source address gets a token bucket
+(:class:`SourceLimiter`: :data:`SOURCE_RATE` answers per second on average,
+:data:`SOURCE_BURST` at once); past it, requests are dropped unanswered and
+counted (``refusals_total{reason="stun-rate-limit"}``), so one address can be
+sent at most about :data:`SOURCE_RATE` x 70 bytes per second, whoever forges
+it.  The table of buckets is bounded (:data:`MAX_SOURCES`): a bucket that has
+refilled carries no state and is forgotten first; when every tracked source is
+still active, a new source is not answered (``stun-sources-full``) until one
+refills.
+
 The protocol core is sans-I/O: :func:`respond` takes a datagram and the
 sender's address and returns the reply bytes or ``None``.
 :class:`StunProtocol` is the asyncio glue and :func:`serve_stun` opens the
@@ -20,13 +32,18 @@ from __future__ import annotations
 import asyncio
 import binascii
 import ipaddress
+import itertools
 import logging
 import struct
-from typing import Final, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import attrs
 
-__all__ = ["StunProtocol", "parse_request", "respond", "serve_stun"]
+if TYPE_CHECKING:
+    from .logs import WarningLimiter
+    from .metrics import Stats
+
+__all__ = ["SourceLimiter", "StunProtocol", "parse_request", "respond", "serve_stun"]
 
 logger = logging.getLogger("peerpy_server.stun")
 
@@ -46,6 +63,13 @@ FINGERPRINT_XOR: Final = 0x5354554E
 SOFTWARE_NAME: Final = b"peerpy-server"
 #: The largest datagram considered (a Binding request is a few dozen bytes).
 MAX_REQUEST_BYTES: Final = 1500
+#: Answers per second one source address gets on average (ICE sends a few
+#: Binding requests per server and candidate; a NAT hides many clients).
+SOURCE_RATE: Final = 50.0
+#: Answers one source address may get at once.
+SOURCE_BURST: Final = 100
+#: Most source addresses tracked at once (about 200 bytes each).
+MAX_SOURCES: Final = 10_000
 
 
 @attrs.frozen
@@ -124,12 +148,81 @@ def respond(data: bytes, addr: tuple[str, int]) -> bytes | None:
     return _message(BINDING_SUCCESS, tid, mapped)
 
 
-class StunProtocol(asyncio.DatagramProtocol):
-    """Answers Binding requests on one UDP socket."""
+class SourceLimiter:
+    """Token buckets per source address, in a bounded table; sans-I/O (``now`` is passed in).
 
-    def __init__(self) -> None:
+    The table is kept in order of last use, so the entries at its front are
+    the stalest: a full table first forgets those that have refilled (a full
+    bucket is the same as no entry); if the stalest has not, none has, and a
+    new source is refused.  Each call costs O(1), amortised.
+    """
+
+    __slots__ = ("_buckets", "_burst", "_idle", "_max_sources", "_rate")
+
+    def __init__(
+        self,
+        rate: float = SOURCE_RATE,
+        burst: int = SOURCE_BURST,
+        max_sources: int = MAX_SOURCES,
+    ) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._max_sources = max_sources
+        self._idle = burst / rate  # seconds after which an untouched bucket is full
+        self._buckets: dict[str, tuple[float, float]] = {}  # source -> (tokens, last use)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def allow(self, source: str, now: float) -> str | None:
+        """Take a token for ``source``: ``None`` if it may be answered, else the refusal reason."""
+        buckets = self._buckets
+        entry = buckets.pop(source, None)
+        if entry is None:
+            if len(buckets) >= self._max_sources and not self._forget_idle(now):
+                return "stun-sources-full"
+            tokens = self._burst
+        else:
+            tokens = min(self._burst, entry[0] + (now - entry[1]) * self._rate)
+        if tokens < 1.0:
+            buckets[source] = (tokens, now)
+            return "stun-rate-limit"
+        buckets[source] = (tokens - 1.0, now)
+        return None
+
+    def _forget_idle(self, now: float) -> bool:
+        """Drop refilled buckets from the stale end; ``True`` if there is room now."""
+        buckets = self._buckets
+        deadline = now - self._idle
+        for source, (_, last) in list(itertools.islice(buckets.items(), 64)):
+            if last > deadline:
+                break
+            del buckets[source]
+        return len(buckets) < self._max_sources
+
+
+class StunProtocol(asyncio.DatagramProtocol):
+    """Answers Binding requests on one UDP socket, within each source's token bucket.
+
+    ``stats`` counts the requests refused (:class:`~peerpy_server.metrics.Stats`),
+    ``warnings`` rate-limits the WARNING about them; both are the broker's.
+    """
+
+    def __init__(
+        self,
+        *,
+        limiter: SourceLimiter | None = None,
+        stats: Stats | None = None,
+        warnings: WarningLimiter | None = None,
+    ) -> None:
         self.transport: asyncio.DatagramTransport | None = None
         self.answered = 0
+        #: Requests left unanswered by the per-source limit.
+        self.refused = 0
+        self.limiter = limiter if limiter is not None else SourceLimiter()
+        self._stats = stats
+        self._warnings = warnings
+        self._clock = asyncio.get_running_loop().time
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -137,29 +230,52 @@ class StunProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         reply = respond(data, addr)
         if reply is not None and self.transport is not None:
+            now = self._clock()
+            refusal = self.limiter.allow(addr[0], now)
+            if refusal is not None:
+                self._refuse(refusal, addr[0], now)
+                return
             self.transport.sendto(reply, addr)
             self.answered += 1
+
+    def _refuse(self, reason: str, source: str, now: float) -> None:
+        self.refused += 1
+        if self._stats is not None:
+            self._stats.refuse(reason)
+        if self._warnings is not None:
+            self._warnings.warning(
+                logger, reason, now, "STUN requests from %s over the limit; not answered", source
+            )
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("STUN socket error: %s", exc)
 
 
-async def serve_stun(host: str | None, port: int) -> asyncio.DatagramTransport:
+async def serve_stun(
+    host: str | None,
+    port: int,
+    *,
+    stats: Stats | None = None,
+    warnings: WarningLimiter | None = None,
+) -> asyncio.DatagramTransport:
     """Open the STUN socket on ``host`` (``None``: every IPv4 and IPv6 address) and ``port``.
 
-    The caller closes the returned transport.
+    ``stats`` and ``warnings`` (the broker's) count and log the requests the
+    per-source limit leaves unanswered.  The caller closes the returned transport.
     """
     loop = asyncio.get_running_loop()
+
+    def protocol() -> StunProtocol:
+        return StunProtocol(stats=stats, warnings=warnings)
+
     try:
         transport, _ = await loop.create_datagram_endpoint(
-            StunProtocol, local_addr=(host or "::", port)
+            protocol, local_addr=(host or "::", port)
         )
     except OSError:
         if host is not None:
             raise
         # No IPv6 on this host: IPv4 only.
-        transport, _ = await loop.create_datagram_endpoint(
-            StunProtocol, local_addr=("0.0.0.0", port)
-        )
+        transport, _ = await loop.create_datagram_endpoint(protocol, local_addr=("0.0.0.0", port))
     logger.info("STUN binding responder on UDP %s:%d", host or "*", port)
     return transport
