@@ -206,6 +206,36 @@ def test_coturn_takes_minted_credentials_and_refuses_expired_or_forged(lab: Runn
         assert "401" in result["error"], result
 
 
+#: Peer addresses in each range the documented coturn configuration denies.
+DENIED_IPV4 = [
+    "0.0.0.0", "0.255.255.255", "10.1.0.2", "100.64.0.1", "100.127.255.254", "127.0.0.1",
+    "169.254.169.254", "172.16.0.1", "172.31.255.254", "192.0.0.8", "192.168.1.1",
+    "198.18.0.1", "198.19.255.254", "224.0.0.1", "239.255.255.250", "240.0.0.1",
+    "255.255.255.255",
+]  # fmt: skip
+DENIED_IPV6 = ["::1", "fe80::1", "fd00::1", "fc00::1", "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe"]
+
+
+def test_coturn_refuses_relays_towards_non_public_addresses(lab: RunningLab) -> None:
+    """Credentials anyone registered gets: CreatePermission to a non-public address is refused."""
+    public = [lab.public["cone2"], "198.51.100.7", "8.8.8.8"]
+    result = _probe(
+        lab, "sym1", "permissions", PUB_ADDRESS, "3478", *turn_credentials("sym1"),
+        *DENIED_IPV4, *DENIED_IPV6, *public,
+    )  # fmt: skip
+    assert result["ok"] is True, result
+    verdicts = result["permissions"]
+    for peer in DENIED_IPV4:
+        assert verdicts[peer].startswith("403"), (peer, verdicts[peer])
+    for peer in DENIED_IPV6:
+        # The relay is IPv4 (the documented relay-ip): coturn answers 443 (family
+        # mismatch) before it looks at the denied ranges, which a dual-stack
+        # relay-ip needs.
+        assert verdicts[peer].startswith(("403", "443")), (peer, verdicts[peer])
+    for peer in public:
+        assert verdicts[peer] == "granted", (peer, verdicts[peer])
+
+
 def _tree(root: Path) -> dict[str, str]:
     return {
         str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()

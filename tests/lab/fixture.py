@@ -1,7 +1,7 @@
 """The NAT lab as a running service: topology, coturn and the broker in ``pub``.
 
 :func:`running_lab` builds one lab with a NAT of each kind, starts coturn (with
-:func:`coturn_config`, the configuration docs/network.md shows) and the broker
+:func:`coturn_config`: docs/turnserver.conf, the configuration the docs show) and the broker
 (``python -m peerpy_server.cli``) in ``pub``, and always tears everything
 down.  :meth:`RunningLab.pair` runs a listener and a caller (tests/lab/peer.py)
 in two lab hosts and returns what they reported.
@@ -29,13 +29,14 @@ import attrs
 from .netlab import PUB_ADDRESS, Lab, NatKind
 
 PEER_SCRIPT = Path(__file__).with_name("peer.py")
+#: The coturn configuration docs/deploy.md and docs/broker.md show; the lab runs it.
+COTURN_CONFIG = Path(__file__).resolve().parents[2] / "docs" / "turnserver.conf"
 PROBE = Path(__file__).with_name("probe.py")
 BROKER_PORT = 9000
 TLS_BROKER_PORT = 9443
 TURN_PORT = 3478
 STUN_PORT = 3479
 TURN_SECRET = "lab-secret-" + os.urandom(8).hex()
-REALM = "lab.test"
 
 #: Lab hosts: name -> (NAT, kind of that NAT).  Hosts sharing a NAT share its LAN.
 HOSTS = {
@@ -50,28 +51,18 @@ HOSTS = {
 
 
 def coturn_config(*, secret: str, log_file: str, pid_file: str) -> str:
-    """coturn's configuration for a broker minting REST-API credentials."""
-    return f"""\
-listening-ip={PUB_ADDRESS}
-relay-ip={PUB_ADDRESS}
-listening-port={TURN_PORT}
-min-port=49152
-max-port=49400
-realm={REALM}
-use-auth-secret
-static-auth-secret={secret}
-fingerprint
-no-tls
-no-dtls
-no-cli
-no-multicast-peers
-denied-peer-ip=10.0.0.0-10.255.255.255
-denied-peer-ip=172.16.0.0-172.31.255.255
-denied-peer-ip=192.168.0.0-192.168.255.255
-log-file={log_file}
-simple-log
-pidfile={pid_file}
-"""
+    """The documented coturn configuration (docs/turnserver.conf), with the lab's secret and files.
+
+    Only the values of ``static-auth-secret``, ``log-file`` and ``pidfile``
+    change (tests/unit/server/test_coturn_config.py checks it); the addresses
+    are the documented ones, which are the lab's.
+    """
+    local = {"static-auth-secret": secret, "log-file": log_file, "pidfile": pid_file}
+    lines = []
+    for line in COTURN_CONFIG.read_text().splitlines():
+        name, equals, _ = line.partition("=")
+        lines.append(f"{name}={local[name]}" if equals and name in local else line)
+    return "\n".join(lines) + "\n"
 
 
 def turn_credentials(name: str, ttl: float = 600, secret: str = TURN_SECRET) -> tuple[str, str]:

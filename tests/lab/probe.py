@@ -3,6 +3,10 @@
 ``stun HOST PORT``: a Binding request; reports the mapped address.
 ``turn HOST PORT USERNAME PASSWORD [udp|tcp]``: a TURN allocation; reports the
 relayed address, or the error (coturn answers 401 to bad credentials).
+``permissions HOST PORT USERNAME PASSWORD PEER...``: a UDP allocation, then one
+CreatePermission per peer address; reports, for each, ``"granted"`` or the
+server's error (coturn: ``403`` for a denied peer address).  No packet is sent
+to any peer.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import sys
 from typing import cast
 
 from aioice import stun
-from aioice.turn import create_turn_endpoint
+from aioice.turn import TurnClientUdpProtocol, create_turn_endpoint
 
 
 class _Client(asyncio.DatagramProtocol):
@@ -74,9 +78,44 @@ async def probe_turn(
     return {"ok": True, "relayed": list(relayed)}
 
 
+async def probe_permissions(
+    host: str, port: int, user: str, password: str, peers: list[str]
+) -> dict[str, object]:
+    loop = asyncio.get_running_loop()
+    server = (host, port)
+    transport, client = await loop.create_datagram_endpoint(
+        lambda: TurnClientUdpProtocol(
+            server, username=user, password=password, lifetime=60, channel_refresh_time=30
+        ),
+        remote_addr=server,
+    )
+    try:
+        relayed = await asyncio.wait_for(client.connect(), 10)
+        verdicts: dict[str, str] = {}
+        for peer in peers:
+            request = stun.Message(
+                message_method=stun.Method.CREATE_PERMISSION, message_class=stun.Class.REQUEST
+            )
+            request.attributes["XOR-PEER-ADDRESS"] = (peer, 0)
+            try:
+                await asyncio.wait_for(client.request_with_retry(request), 5)
+                verdicts[peer] = "granted"
+            except stun.TransactionFailed as exc:
+                code, reason = exc.response.attributes["ERROR-CODE"]
+                verdicts[peer] = f"{code} {reason}"
+            except Exception as exc:
+                verdicts[peer] = f"{type(exc).__name__}: {exc}"
+        await asyncio.wait_for(client.delete(), 5)
+        return {"ok": True, "relayed": list(relayed), "permissions": verdicts}
+    finally:
+        transport.close()
+
+
 async def main(argv: list[str]) -> dict[str, object]:
     if argv[0] == "stun":
         return await probe_stun(argv[1], int(argv[2]))
+    if argv[0] == "permissions":
+        return await probe_permissions(argv[1], int(argv[2]), argv[3], argv[4], argv[5:])
     kind = argv[5] if len(argv) > 5 else "udp"
     return await probe_turn(argv[1], int(argv[2]), argv[3], argv[4], kind)
 
