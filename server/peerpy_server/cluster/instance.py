@@ -62,7 +62,7 @@ from peerpy_protocol.messages import RelayType, ServerErrorMessage, serialize, s
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, RedisError
 
-from .realm import LIMIT_REACHED, Client, Link
+from ..realm import LIMIT_REACHED, Client, Link
 
 if sys.version_info >= (3, 11, 3):  # as redis-py does: asyncio's has a bug before
     from asyncio import timeout as async_timeout  # type: ignore[attr-defined,unused-ignore]
@@ -70,7 +70,7 @@ else:  # redis-py's dependency there
     from async_timeout import timeout as async_timeout  # type: ignore[import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from ..broker import Broker
 
 __all__ = ["CLAIM", "ROUTE", "SWEEP", "Cluster"]
 
@@ -819,7 +819,7 @@ class Cluster:
         """Refresh our ids every third of ``alive_timeout``; expire queues every tick."""
         broker = self._broker
         config = broker.config
-        from .broker import TICK
+        from ..broker import TICK
 
         refresh_every = config.alive_timeout / 3
         next_refresh = 0.0
