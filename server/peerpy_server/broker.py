@@ -86,7 +86,7 @@ class Broker:
         if config.redis_url is not None:
             from .cluster import Cluster
 
-            self.cluster = cluster = Cluster(self, config.redis_url)
+            self.cluster = cluster = Cluster(self, config.redis_url, tick=TICK)
             remote = cluster.route
 
             def released(client: Client) -> None:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis.asyncio
+from peerpy_server import Broker
 from peerpy_server.cli import build_parser, config_from_args
 from peerpy_server.cluster import SOCKET_TIMEOUT, Cluster
 
@@ -48,6 +50,27 @@ async def drain(c: Client, duration: float) -> list[dict[str, object]]:
     return got
 
 
+async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def in_redis(url: str, broker: Broker, command: str, key: str, expected: int) -> None:
+    """Wait until ``command key`` under the broker's prefix answers ``expected``."""
+    store = redis.asyncio.from_url(url)
+    try:
+        deadline = time.monotonic() + 10
+        while (
+            got := await store.execute_command(command, broker.config.redis_prefix + key)
+        ) != expected:
+            assert time.monotonic() < deadline, f"{command} {key}: {got}, not {expected}"
+            await asyncio.sleep(0.02)
+    finally:
+        await store.aclose()
+
+
 async def test_one_expire_per_sender_and_destination_across_instances(
     redis_server: RedisServer,
 ) -> None:
@@ -73,7 +96,7 @@ async def test_queue_on_one_instance_is_delivered_on_another(redis_server: Redis
     ):
         for n in range(3):
             await early.send({**OFFER, "dst": "late", "payload": {"n": n}})
-        await asyncio.sleep(0.3)
+        await in_redis(redis_server.url, target.brokers[0], "LLEN", "q:late", 3)  # queued
         target.ws_url()  # skip instance 2: "late" registers on instance 3
         async with peer_client(target, "late") as late:
             got = [await late.recv() for _ in range(3)]
@@ -189,13 +212,6 @@ def test_bad_redis_url_is_a_clear_error() -> None:
 # -- the owner cache: routes to a cached instance skip the Lua lookup ----------------
 
 
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 async def cache_owner(target: Target, s: Client, d: Client) -> Cluster:
     """Relay one OFFER from ``s`` (instance 1) to ``d`` and wait until instance 1
     has cached ``d``'s owner; return instance 1's cluster."""
@@ -259,7 +275,7 @@ async def test_cached_owner_that_left_means_queued_not_lost(redis_server: RedisS
         assert one is not None
         await until(lambda: "d" in one._owners)
         await until(lambda: "d" not in target.brokers[1].realm)
-        await asyncio.sleep(0.2)  # the release reaches Redis
+        await in_redis(redis_server.url, target.brokers[1], "EXISTS", "id:d", 0)  # released
         await s.send({**OFFER, "dst": "d", "payload": {"n": 1}})  # to instance 2: gone
         await until(lambda: "d" not in one._owners)  # instance 2 said so
         async with peer_client(target, "d") as back:  # instance 3
@@ -322,7 +338,7 @@ async def test_frozen_redis_cuts_the_direct_publish_connection(own_redis: RedisS
         one = await cache_owner(target, s, d)
         await s.send({**OFFER, "dst": "d"})  # the direct path: opens the connection
         assert (await d.recv())["src"] == "s"
-        wire = one._wire
+        wire = one._wire.publisher
         assert wire is not None
         os.kill(pid, signal.SIGSTOP)
         try:
@@ -330,7 +346,7 @@ async def test_frozen_redis_cuts_the_direct_publish_connection(own_redis: RedisS
             await s.send({**OFFER, "dst": "d", "payload": {"n": 0}})
             assert await s.recv(20) == {"type": "EXPIRE", "src": "d", "dst": "s"}
             assert time.monotonic() - started >= SOCKET_TIMEOUT - 0.5  # not before the timeout
-            assert one._wire is not wire  # cut, not reused out of step
+            assert one._wire.publisher is not wire  # cut, not reused out of step
         finally:
             os.kill(pid, signal.SIGCONT)
         deadline = time.monotonic() + 15
@@ -340,5 +356,5 @@ async def test_frozen_redis_cuts_the_direct_publish_connection(own_redis: RedisS
             if got:
                 break
             assert time.monotonic() < deadline, "relay did not come back after SIGCONT"
-        assert one._wire is not None
-        assert one._wire is not wire
+        assert one._wire.publisher is not None
+        assert one._wire.publisher is not wire
