@@ -284,7 +284,7 @@ class Broker:
         """``GET <path>health``: 200 and a JSON report, or 503 when the broker cannot serve.
 
         It cannot serve while shutting down, when ``concurrent_limit`` ids
-        are registered and, in cluster mode, while Redis is unreachable (a
+        are registered and, in cluster mode, while Redis is unreachable or stalled (a
         load balancer should then send clients elsewhere).
         """
         realm = self.realm
@@ -295,6 +295,8 @@ class Broker:
             status = "full"
         elif redis == "down":
             status = "redis-down"
+        elif redis == "stalled":  # Redis frozen or too slow: the cluster's outbox fills
+            status = "degraded"
         else:
             status = "ok"
         report: dict[str, Any] = {
@@ -305,6 +307,8 @@ class Broker:
             "queued_bytes": realm.queued_size,
             "redis": redis,
         }
+        if self.cluster is not None:
+            report["redis_backlog_bytes"] = self.cluster.backlog
         return (200 if status == "ok" else 503), report
 
     def metrics(self) -> bytes:

@@ -9,6 +9,7 @@ restart under live clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import redis.asyncio
 from peerpy_server import Broker
 from peerpy_server.cli import build_parser, config_from_args
 from peerpy_server.cluster import SOCKET_TIMEOUT, Cluster
+from websockets.exceptions import ConnectionClosed
 
 from ..redis_support import RedisServer, running_redis
 from .conftest import (
@@ -358,3 +360,67 @@ async def test_frozen_redis_cuts_the_direct_publish_connection(own_redis: RedisS
             assert time.monotonic() < deadline, "relay did not come back after SIGCONT"
         assert one._wire.publisher is not None
         assert one._wire.publisher is not wire
+
+
+# -- Redis frozen or restarted (issue 22) ------------------------------------------
+
+
+async def collect(c: Client, into: list[dict[str, object]]) -> None:
+    """Append everything ``c`` receives to ``into`` until cancelled or closed."""
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            into.append(json.loads(await c.ws.recv()))
+
+
+async def test_frozen_redis_bounds_the_outbox_in_bytes(own_redis: RedisServer) -> None:
+    """Redis SIGSTOPped, one client floods 256 KiB OFFERs to ids not held here: the
+    outbox stays within max_queued_bytes, the sender hears EXPIRE at once, health
+    says degraded and /metrics counts the refusals; SIGCONT: relaying again."""
+    assert own_redis.proc is not None
+    pid = own_redis.proc.pid
+    budget = 4 << 20
+    async with (
+        run_cluster(own_redis.url, size=2, max_queued_bytes=budget) as target,
+        peer_client(target, "flood") as flood,  # instance 1
+        peer_client(target, "d") as d,  # instance 2
+    ):
+        cluster = target.brokers[0].cluster
+        assert cluster is not None
+        got: list[dict[str, object]] = []
+        reader = asyncio.create_task(collect(flood, got))
+        payload = {"sdp": "A" * (256 << 10)}
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            peak, degraded_after, sent = 0, None, 0
+            while (elapsed := time.monotonic() - started) < 3.0:  # < SOCKET_TIMEOUT
+                for _ in range(8):
+                    await flood.send({**OFFER, "dst": f"ghost{sent % 50}", "payload": payload})
+                    sent += 1
+                await asyncio.sleep(0.02)
+                peak = max(peak, cluster.backlog)
+                if degraded_after is None:
+                    code, _, body = await http_request(target.port, "GET", "/myapp/health")
+                    if code == 503 and json.loads(body)["status"] == "degraded":
+                        degraded_after = elapsed
+            expires = [m for m in got if m["type"] == "EXPIRE"]
+            assert sent * 256 >= 8 * budget >> 10  # far more than the budget was sent
+            assert peak <= budget
+            assert expires, "no refusal while Redis was frozen"
+            assert degraded_after is not None
+            assert degraded_after < 2.0
+            metrics = (await http_request(target.port, "GET", "/myapp/metrics"))[2].decode()
+            line = 'peerpy_broker_refusals_total{reason="cluster-backlog"} '
+            (count,) = [row[len(line) :] for row in metrics.splitlines() if row.startswith(line)]
+            assert float(count) >= len(expires)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert (await wait_health(target, 200, within=15))["redis"] == "up"
+        await until(lambda: cluster.backlog == 0)  # written or refused, all accounted for
+        reader.cancel()
+        deadline = time.monotonic() + 10
+        while True:  # relaying across instances again
+            await flood.send({**OFFER, "dst": "d", "payload": {"n": 1}})
+            if [m for m in await drain(d, 0.5) if m.get("payload") == {"n": 1}]:
+                break
+            assert time.monotonic() < deadline, "relay did not come back after SIGCONT"

@@ -25,7 +25,7 @@ from typing import Any, Final
 from peerpy_protocol.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
 from redis.exceptions import RedisError
 
-from ..realm import LIMIT_REACHED, Client, Link
+from ..realm import LIMIT_REACHED, Client, Link, truncate
 from .batch import BatchCompiler
 from .codec import entries, entry, source
 from .host import ClusterHost
@@ -47,6 +47,11 @@ REFRESH_CHUNK: Final = 500
 #: Most operations waiting for Redis; past that (Redis slow or unreachable) a
 #: new one fails at once: its sender gets EXPIRE, a registration an ERROR.
 OUTBOX_LIMIT: Final = 100_000
+#: One sender may hold at most this share of ``max_queued_bytes`` in the outbox
+#: (and at least two messages of ``max_message_size``).
+SENDER_SHARE: Final = 8
+#: Seconds a batch may wait for Redis before health says the cluster is stalled.
+STALLED_AFTER: Final = 1.0
 #: Most cached owners (see :class:`~.owners.OwnerCache`); past that the cache starts afresh.
 OWNERS_LIMIT: Final = 100_000
 #: Seconds :meth:`Cluster.aclose` waits for the outbox (the last releases) to be written.
@@ -73,7 +78,9 @@ class Cluster:
             keys, self.instance, config.max_queue_messages, config.max_queue_bytes
         )
         self._ttl_ms = str(int(config.alive_timeout * 1000))
-        self._outbox = Outbox(OUTBOX_LIMIT)
+        budget = config.max_queued_bytes
+        per_sender = max(budget // SENDER_SHARE, 2 * config.max_message_size)
+        self._outbox = Outbox(OUTBOX_LIMIT, max_bytes=budget, max_sender_bytes=per_sender)
         # The instance holding each id we routed to lately (from ROUTE results):
         # routes to them skip the Lua lookup (see .batch and _received).
         self._owners = OwnerCache(self.instance, OWNERS_LIMIT)
@@ -82,6 +89,7 @@ class Cluster:
         self._helpers: set[asyncio.Task[None]] = set()  # /peers answers, awaited on close
         self._reachable = False
         self._writing = False  # the writer holds a batch not yet answered
+        self._writing_since = 0.0  # broker.now() when that batch was sent
         self._closing = False  # aclose has begun: the loops stop
         self._expired: set[tuple[str, str]] = set()  # EXPIREs sent for the failed batch
 
@@ -154,8 +162,25 @@ class Cluster:
 
     @property
     def state(self) -> str:
-        """``"up"`` when Redis answers and our channel is subscribed, else ``"down"``."""
-        return "up" if self._reachable and self._wire.subscribed else "down"
+        """``"up"`` when Redis answers and our channel is subscribed, else ``"down"``.
+
+        ``"stalled"`` while a batch has waited for Redis more than
+        :data:`STALLED_AFTER` or the outbox holds over half its byte budget
+        (Redis frozen or too slow: a backlog builds).
+        """
+        if not (self._reachable and self._wire.subscribed):
+            return "down"
+        broker = self._broker
+        if (self._writing and broker.now() - self._writing_since > STALLED_AFTER) or (
+            self._outbox.bytes > broker.config.max_queued_bytes // 2
+        ):
+            return "stalled"
+        return "up"
+
+    @property
+    def backlog(self) -> int:
+        """Bytes held by the operations waiting for Redis (or being written)."""
+        return self._outbox.bytes
 
     # -- used by the connection and the realm --------------------------------
 
@@ -242,7 +267,7 @@ class Cluster:
         if self._outbox.add(Route(dst, frame, src, mode)):
             self._wake.set()
         else:
-            self._broker.stats.refuse("cluster-backlog")
+            self._refused(src)
             self._route_failed(src, dst, mode)
 
     def _route_failed(self, src: str, dst: str, mode: Mode) -> None:
@@ -261,9 +286,18 @@ class Cluster:
         if self._outbox.add(op):
             self._wake.set()
             return
-        self._broker.stats.refuse("cluster-backlog")
+        self._refused("")
         if op.failed is not None:
             op.failed()
+
+    def _refused(self, src: str) -> None:
+        broker = self._broker
+        broker.stats.refuse("cluster-backlog")
+        broker.warnings.warning(
+            logger, "cluster-backlog", broker.now(),
+            "Redis too slow: %d bytes wait for it; refused an operation from %s",
+            self._outbox.bytes, truncate(src) or "this broker",
+        )  # fmt: skip
 
     # -- the writer ----------------------------------------------------------------
 
@@ -277,6 +311,7 @@ class Cluster:
             while self._outbox:
                 batch = self._outbox.take(BATCH)
                 self._writing = True
+                self._writing_since = broker.now()
                 try:
                     problem = await self._write(batch)
                 except (RedisError, OSError) as exc:
@@ -285,6 +320,7 @@ class Cluster:
                 finally:
                     self._writing = False
                     self._expired.clear()
+                    self._outbox.done(batch)
                 self._reachable = problem is None
                 if problem is not None:
                     broker.warnings.warning(
