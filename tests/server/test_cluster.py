@@ -424,3 +424,58 @@ async def test_frozen_redis_bounds_the_outbox_in_bytes(own_redis: RedisServer) -
             if [m for m in await drain(d, 0.5) if m.get("payload") == {"n": 1}]:
                 break
             assert time.monotonic() < deadline, "relay did not come back after SIGCONT"
+
+
+async def test_redis_restarted_empty_ids_are_claimed_again_before_new_claims(
+    own_redis: RedisServer,
+) -> None:
+    """Redis killed and started again empty on its port: another token trying the
+    victim's id on the other broker from the first instant never gets it; the
+    victim's broker claims it again at once and the victim stays reachable."""
+    async with (
+        run_cluster(own_redis.url, size=2, alive_timeout=30) as target,  # no refresh due
+        peer_client(target, "victim", "vtok") as victim,  # instance 1
+        peer_client(target, "s") as s,  # instance 2
+    ):
+        own_redis.stop()
+        await wait_health(target, 503)
+        own_redis.start()
+        answers: list[str] = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            url = target.brokers[1].url.replace("http", "ws") + "peerjs"
+            async with client(f"{url}?key=peerjs&id=victim&token=attacker") as thief:
+                answers.append(str((await thief.recv(5))["type"]))
+            assert answers[-1] != "OPEN", f"the attacker took the id after {answers}"
+            if answers[-1] == "ID-TAKEN":
+                break
+            await asyncio.sleep(0.05)
+        assert answers[-1] == "ID-TAKEN", answers
+        await s.send({**OFFER, "dst": "victim"})
+        assert (await victim.recv(5))["src"] == "s"
+
+
+async def test_broker_cut_off_longer_than_alive_timeout_tells_its_clients(
+    own_redis: RedisServer,
+) -> None:
+    """Redis gone for longer than alive_timeout: the broker's clients get an ERROR
+    saying their registration was lost, then the socket closes."""
+    async with (
+        run_cluster(own_redis.url, size=1, alive_timeout=2) as target,
+        peer_client(target, "a") as a,
+    ):
+        async def heartbeats() -> None:  # the realm's own alive_timeout must not fire
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await a.send({"type": "HEARTBEAT"})
+                    await asyncio.sleep(0.3)
+
+        beating = asyncio.create_task(heartbeats())
+        own_redis.stop()
+        started = time.monotonic()
+        message = await a.recv(6)
+        beating.cancel()
+        assert message["type"] == "ERROR"
+        assert "cluster store" in message["payload"]["msg"]
+        assert time.monotonic() - started >= 1.5  # not before alive_timeout
+        assert await a.closed() is not None

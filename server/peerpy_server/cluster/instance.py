@@ -40,6 +40,12 @@ __all__ = ["Cluster"]
 logger: Final = logging.getLogger("peerpy_server.cluster")
 
 UNAVAILABLE: Final = "Server is unavailable: its cluster store cannot be reached"
+#: The ERROR a client gets when its registration was lost with the cluster store.
+LOST: Final = "Server lost this registration: its cluster store was unreachable too long"
+#: Seconds after Redis lost its data (a restart) during which no free id may be
+#: claimed: every instance notices Redis is back within about RETRY + a tick
+#: and claims its ids again first.
+SETTLE: Final = 3.0
 #: Most operations written to Redis in one pipeline.
 BATCH: Final = 1000
 #: Most ids refreshed by one script call.
@@ -92,6 +98,8 @@ class Cluster:
         self._writing_since = 0.0  # broker.now() when that batch was sent
         self._closing = False  # aclose has begun: the loops stop
         self._expired: set[tuple[str, str]] = set()  # EXPIREs sent for the failed batch
+        self._epoch = ""  # the epoch Redis had when we last saw it (see scripts.EPOCH)
+        self._contact = 0.0  # broker.now() when Redis last answered
 
     def _count(self) -> None:
         self._broker.stats.redis_round_trips += 1
@@ -106,9 +114,12 @@ class Cluster:
         """
         loop = asyncio.get_running_loop()
         subscribed = loop.create_future()
+        self._contact = self._broker.now()
 
         def ready() -> None:
-            self._reachable = True
+            # Subscribed (again): the connection was lost, maybe Redis with its data.
+            self._reachable = False
+            self._reached(True)
             if not subscribed.done():
                 subscribed.set_result(None)
 
@@ -205,6 +216,10 @@ class Cluster:
             return
 
         def claimed(result: Any) -> None:
+            if result[0] == "settling":  # Redis restarted: its owner may claim it again
+                realm.refuse(link, serialize(ServerErrorMessage(UNAVAILABLE)), "cluster-settling")
+                done(None)
+                return
             if result[0] == "full":
                 realm.refuse(link, serialize(ServerErrorMessage(LIMIT_REACHED)), "limit-reached")
                 done(None)
@@ -321,7 +336,7 @@ class Cluster:
                     self._writing = False
                     self._expired.clear()
                     self._outbox.done(batch)
-                self._reachable = problem is None
+                self._reached(problem is None)
                 if problem is not None:
                     broker.warnings.warning(
                         logger, "redis", broker.now(), "Redis unreachable: %s", problem
@@ -425,16 +440,48 @@ class Cluster:
         next_refresh = 0.0
         while not self._closing:
             now = broker.now()
+            if not self._reachable and now - self._contact > broker.config.alive_timeout:
+                # Cut off longer than alive_timeout: Redis has let our ids go.
+                self._lose(list(broker.realm._clients))
             if now >= next_refresh:
                 next_refresh = now + refresh_every
                 self._push_refresh()
             try:
                 await self._expire()
             except (RedisError, OSError):
-                self._reachable = False
+                self._reached(False)
             except Exception:  # a bug must not stop the timers
                 logger.exception("Cluster sweep failed")
             await asyncio.sleep(self._tick)
+
+    def _reached(self, reachable: bool) -> None:
+        """Redis answered (or not).  Back after a loss: the epoch, then our ids again.
+
+        The epoch (:data:`~.scripts.EPOCH`) tells whether Redis lost its data
+        (it restarted empty); our claims are written before any claim this
+        instance accepts later.
+        """
+        if reachable:
+            self._contact = self._broker.now()
+            if not self._reachable:
+                self._reachable = True
+                args = [secrets.token_hex(8), self._epoch, str(int(SETTLE * 1000))]
+                self._push(Eval(Lua.EPOCH, self._keys.epoch(), args, self._saw_epoch))
+                self._push_refresh()
+        else:
+            self._reachable = False
+
+    def _saw_epoch(self, epoch: Any) -> None:
+        self._epoch = str(epoch)
+
+    def _lose(self, peer_ids: list[str]) -> None:
+        """Our registrations of ``peer_ids`` are lost: ERROR, then close them."""
+        realm = self._broker.realm
+        frame = serialize(ServerErrorMessage(LOST))
+        for peer_id in peer_ids:
+            if realm.deliver_local(peer_id, frame):
+                realm.supersede(peer_id, None)
+        self._broker.write_gathered()
 
     def _push_refresh(self) -> None:
         clients = list(self._broker.realm._clients.values())
@@ -444,9 +491,7 @@ class Cluster:
             args = [self.instance, self._ttl_ms, *(client.token for client in chunk), *ids]
 
             def refreshed(lost: Any, chunk: list[Client] = chunk) -> None:
-                for index in lost:
-                    client = chunk[int(index) - 1]
-                    self._broker.realm.supersede(client.id, None)
+                self._lose([chunk[int(index) - 1].id for index in lost])
 
             self._push(Eval(Lua.REFRESH, self._keys.refresh(ids), args, refreshed))
 
@@ -455,7 +500,7 @@ class Cluster:
         config = broker.config
         args = [str(int(config.expire_timeout * 1000)), "1000", self._keys.prefix]
         result = await self._wire.run(Lua.SWEEP, [self._keys.expiry], args)
-        self._reachable = True
+        self._reached(True)
         for index in range(0, len(result), 2):
             dst, senders = result[index], result[index + 1]
             for src in senders:

@@ -1,4 +1,4 @@
-"""The cluster's Redis layout: one key builder (:class:`Keys`) and the six Lua scripts.
+"""The cluster's Redis layout: one key builder (:class:`Keys`) and the Lua scripts.
 
 Every key and channel lives under ``redis_prefix`` (``p`` below):
 
@@ -9,6 +9,8 @@ Every key and channel lives under ``redis_prefix`` (``p`` below):
 ``p qs:<id>``          set: the senders of those frames (one EXPIRE each)
 ``p qb:<id>``          the bytes queued for that id
 ``p expiry``           sorted set: queued ids, scored by their queue's creation
+``p epoch``            a random value set by the first instance after Redis starts
+``p settling``         present while instances claim their ids again (Redis lost them)
 ``p inst:<instance>``  the channel of one instance (relayed batches)
 =====================  ====================================================
 
@@ -26,7 +28,7 @@ from typing import Final
 
 import attrs
 
-__all__ = ["CLAIM", "PEERS", "REFRESH", "RELEASE", "ROUTE", "SWEEP", "Keys", "Lua"]
+__all__ = ["CLAIM", "EPOCH", "PEERS", "REFRESH", "RELEASE", "ROUTE", "SWEEP", "Keys", "Lua"]
 
 
 @attrs.frozen
@@ -62,7 +64,11 @@ class Keys:
         """KEYS of :data:`CLAIM` for ``peer_id``."""
         p = self.prefix
         return [p + "id:" + peer_id, p + "q:" + peer_id, p + "qs:" + peer_id,
-                p + "qb:" + peer_id, self.expiry, self.ids]  # fmt: skip
+                p + "qb:" + peer_id, self.expiry, self.ids, *self.epoch()]  # fmt: skip
+
+    def epoch(self) -> list[str]:
+        """KEYS of :data:`EPOCH` (the epoch, the settling marker)."""
+        return [self.prefix + "epoch", self.prefix + "settling"]
 
     def release(self, peer_id: str) -> list[str]:
         """KEYS of :data:`RELEASE` for ``peer_id``."""
@@ -73,8 +79,10 @@ class Keys:
         return [self.ids, *(self.id(peer_id) for peer_id in peer_ids)]
 
 
-#: KEYS: id, q, qs, qb, expiry, ids; ARGV: instance, token, ttl ms, id, limit.
-#: Returns {"taken"}, {"full"} or {"ok", previous instance or "", queued frames}.
+#: KEYS: id, q, qs, qb, expiry, ids, epoch, settling; ARGV: instance, token,
+#: ttl ms, id, limit.  Returns {"taken"}, {"full"}, {"settling"} (a free id
+#: while the instances claim their ids again after Redis lost them, see
+#: :data:`EPOCH`) or {"ok", previous instance or "", queued frames}.
 CLAIM: Final = """
 local cur = redis.call('GET', KEYS[1])
 local prev = ''
@@ -85,6 +93,9 @@ if cur then
   if string.sub(cur, sp + 1) ~= ARGV[2] then return {'taken'} end
   prev = string.sub(cur, 1, sp - 1)
 else
+  if redis.call('EXISTS', KEYS[7]) == 0 or redis.call('EXISTS', KEYS[8]) == 1 then
+    return {'settling'}
+  end
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
   if redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[5]) then return {'full'} end
 end
@@ -208,6 +219,20 @@ end
 return results
 """
 
+#: KEYS: epoch, settling; ARGV: a new epoch, the epoch this instance saw last
+#: ("" if none), settling ms.  The first instance after Redis started sets
+#: the epoch; an instance that had seen another one knows Redis lost its data
+#: and starts the settling window (new ids refused while every instance claims
+#: its own again).  Returns the epoch.
+EPOCH: Final = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+local cur = redis.call('GET', KEYS[1])
+if ARGV[2] ~= '' and cur ~= ARGV[2] then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3], 'NX')
+end
+return cur
+"""
+
 #: KEYS: expiry; ARGV: expire ms, limit, key prefix.  Pops the queues older
 #: than expire ms (Redis' clock); returns {dst, {senders}, dst, {senders}, ...}.
 SWEEP: Final = """
@@ -236,6 +261,7 @@ class Lua(enum.Enum):
     REFRESH = REFRESH
     ROUTE = ROUTE
     SWEEP = SWEEP
+    EPOCH = EPOCH
 
     @property
     def sha(self) -> str:

@@ -18,16 +18,17 @@ def test_keys_are_built_under_the_prefix() -> None:
     assert keys.ids == "p:ids"
     assert keys.expiry == "p:expiry"
     assert keys.channel("i1") == keys.channels + "i1" == "p:inst:i1"
-    assert keys.claim("a") == ["p:id:a", "p:q:a", "p:qs:a", "p:qb:a", "p:expiry", "p:ids"]
+    assert keys.claim("a")[:6] == ["p:id:a", "p:q:a", "p:qs:a", "p:qb:a", "p:expiry", "p:ids"]
+    assert keys.claim("a")[6:] == keys.epoch() == ["p:epoch", "p:settling"]
     assert keys.release("a") == ["p:id:a", "p:ids"]
     assert keys.refresh(["a", "b"]) == ["p:ids", "p:id:a", "p:id:b"]
 
 
 def test_scripts_are_named_by_their_sha() -> None:
-    """EVALSHA names: the SHA1 of each script, six distinct scripts."""
+    """EVALSHA names: the SHA1 of each script, all distinct."""
     assert Lua.CLAIM.value is CLAIM
     assert Lua.CLAIM.sha == hashlib.sha1(CLAIM.encode()).hexdigest()
-    assert len({script.sha for script in Lua}) == 6
+    assert len({script.sha for script in Lua}) == len(Lua) == 7
 
 
 def test_operations_are_typed_values() -> None:
