@@ -86,7 +86,7 @@ class Broker:
         if config.redis_url is not None:
             from .cluster import Cluster
 
-            self.cluster = cluster = Cluster(self, config.redis_url)
+            self.cluster = cluster = Cluster(self, config.redis_url, tick=TICK)
             remote = cluster.route
 
             def released(client: Client) -> None:
@@ -287,7 +287,7 @@ class Broker:
         """``GET <path>health``: 200 and a JSON report, or 503 when the broker cannot serve.
 
         It cannot serve while shutting down, when ``concurrent_limit`` ids
-        are registered and, in cluster mode, while Redis is unreachable (a
+        are registered and, in cluster mode, while Redis is unreachable or stalled (a
         load balancer should then send clients elsewhere).
         """
         realm = self.realm
@@ -298,6 +298,8 @@ class Broker:
             status = "full"
         elif redis == "down":
             status = "redis-down"
+        elif redis == "stalled":  # Redis frozen or too slow: the cluster's outbox fills
+            status = "degraded"
         else:
             status = "ok"
         report: dict[str, Any] = {
@@ -308,6 +310,8 @@ class Broker:
             "queued_bytes": realm.queued_size,
             "redis": redis,
         }
+        if self.cluster is not None:
+            report["redis_backlog_bytes"] = self.cluster.backlog
         return (200 if status == "ok" else 503), report
 
     def metrics(self) -> bytes:

@@ -9,6 +9,7 @@ restart under live clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -16,8 +17,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis.asyncio
+from peerpy_server import Broker
 from peerpy_server.cli import build_parser, config_from_args
 from peerpy_server.cluster import SOCKET_TIMEOUT, Cluster
+from websockets.exceptions import ConnectionClosed
 
 from ..redis_support import RedisServer, running_redis
 from .conftest import (
@@ -48,6 +52,27 @@ async def drain(c: Client, duration: float) -> list[dict[str, object]]:
     return got
 
 
+async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def in_redis(url: str, broker: Broker, command: str, key: str, expected: int) -> None:
+    """Wait until ``command key`` under the broker's prefix answers ``expected``."""
+    store = redis.asyncio.from_url(url)
+    try:
+        deadline = time.monotonic() + 10
+        while (
+            got := await store.execute_command(command, broker.config.redis_prefix + key)
+        ) != expected:
+            assert time.monotonic() < deadline, f"{command} {key}: {got}, not {expected}"
+            await asyncio.sleep(0.02)
+    finally:
+        await store.aclose()
+
+
 async def test_one_expire_per_sender_and_destination_across_instances(
     redis_server: RedisServer,
 ) -> None:
@@ -73,7 +98,7 @@ async def test_queue_on_one_instance_is_delivered_on_another(redis_server: Redis
     ):
         for n in range(3):
             await early.send({**OFFER, "dst": "late", "payload": {"n": n}})
-        await asyncio.sleep(0.3)
+        await in_redis(redis_server.url, target.brokers[0], "LLEN", "q:late", 3)  # queued
         target.ws_url()  # skip instance 2: "late" registers on instance 3
         async with peer_client(target, "late") as late:
             got = [await late.recv() for _ in range(3)]
@@ -189,13 +214,6 @@ def test_bad_redis_url_is_a_clear_error() -> None:
 # -- the owner cache: routes to a cached instance skip the Lua lookup ----------------
 
 
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 async def cache_owner(target: Target, s: Client, d: Client) -> Cluster:
     """Relay one OFFER from ``s`` (instance 1) to ``d`` and wait until instance 1
     has cached ``d``'s owner; return instance 1's cluster."""
@@ -259,7 +277,7 @@ async def test_cached_owner_that_left_means_queued_not_lost(redis_server: RedisS
         assert one is not None
         await until(lambda: "d" in one._owners)
         await until(lambda: "d" not in target.brokers[1].realm)
-        await asyncio.sleep(0.2)  # the release reaches Redis
+        await in_redis(redis_server.url, target.brokers[1], "EXISTS", "id:d", 0)  # released
         await s.send({**OFFER, "dst": "d", "payload": {"n": 1}})  # to instance 2: gone
         await until(lambda: "d" not in one._owners)  # instance 2 said so
         async with peer_client(target, "d") as back:  # instance 3
@@ -322,7 +340,7 @@ async def test_frozen_redis_cuts_the_direct_publish_connection(own_redis: RedisS
         one = await cache_owner(target, s, d)
         await s.send({**OFFER, "dst": "d"})  # the direct path: opens the connection
         assert (await d.recv())["src"] == "s"
-        wire = one._wire
+        wire = one._wire.publisher
         assert wire is not None
         os.kill(pid, signal.SIGSTOP)
         try:
@@ -330,7 +348,7 @@ async def test_frozen_redis_cuts_the_direct_publish_connection(own_redis: RedisS
             await s.send({**OFFER, "dst": "d", "payload": {"n": 0}})
             assert await s.recv(20) == {"type": "EXPIRE", "src": "d", "dst": "s"}
             assert time.monotonic() - started >= SOCKET_TIMEOUT - 0.5  # not before the timeout
-            assert one._wire is not wire  # cut, not reused out of step
+            assert one._wire.publisher is not wire  # cut, not reused out of step
         finally:
             os.kill(pid, signal.SIGCONT)
         deadline = time.monotonic() + 15
@@ -340,5 +358,124 @@ async def test_frozen_redis_cuts_the_direct_publish_connection(own_redis: RedisS
             if got:
                 break
             assert time.monotonic() < deadline, "relay did not come back after SIGCONT"
-        assert one._wire is not None
-        assert one._wire is not wire
+        assert one._wire.publisher is not None
+        assert one._wire.publisher is not wire
+
+
+# -- Redis frozen or restarted (issue 22) ------------------------------------------
+
+
+async def collect(c: Client, into: list[dict[str, object]]) -> None:
+    """Append everything ``c`` receives to ``into`` until cancelled or closed."""
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            into.append(json.loads(await c.ws.recv()))
+
+
+async def test_frozen_redis_bounds_the_outbox_in_bytes(own_redis: RedisServer) -> None:
+    """Redis SIGSTOPped, one client floods 256 KiB OFFERs to ids not held here: the
+    outbox stays within max_queued_bytes, the sender hears EXPIRE at once, health
+    says degraded and /metrics counts the refusals; SIGCONT: relaying again."""
+    assert own_redis.proc is not None
+    pid = own_redis.proc.pid
+    budget = 4 << 20
+    async with (
+        run_cluster(own_redis.url, size=2, max_queued_bytes=budget) as target,
+        peer_client(target, "flood") as flood,  # instance 1
+        peer_client(target, "d") as d,  # instance 2
+    ):
+        cluster = target.brokers[0].cluster
+        assert cluster is not None
+        got: list[dict[str, object]] = []
+        reader = asyncio.create_task(collect(flood, got))
+        payload = {"sdp": "A" * (256 << 10)}
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            peak, degraded_after, sent = 0, None, 0
+            while (elapsed := time.monotonic() - started) < 3.0:  # < SOCKET_TIMEOUT
+                for _ in range(8):
+                    await flood.send({**OFFER, "dst": f"ghost{sent % 50}", "payload": payload})
+                    sent += 1
+                await asyncio.sleep(0.02)
+                peak = max(peak, cluster.backlog)
+                if degraded_after is None:
+                    code, _, body = await http_request(target.port, "GET", "/myapp/health")
+                    if code == 503 and json.loads(body)["status"] == "degraded":
+                        degraded_after = elapsed
+            expires = [m for m in got if m["type"] == "EXPIRE"]
+            assert sent * 256 >= 8 * budget >> 10  # far more than the budget was sent
+            assert peak <= budget
+            assert expires, "no refusal while Redis was frozen"
+            assert degraded_after is not None
+            assert degraded_after < 2.0
+            metrics = (await http_request(target.port, "GET", "/myapp/metrics"))[2].decode()
+            line = 'peerpy_broker_refusals_total{reason="cluster-backlog"} '
+            (count,) = [row[len(line) :] for row in metrics.splitlines() if row.startswith(line)]
+            assert float(count) >= len(expires)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert (await wait_health(target, 200, within=15))["redis"] == "up"
+        await until(lambda: cluster.backlog == 0)  # written or refused, all accounted for
+        reader.cancel()
+        deadline = time.monotonic() + 10
+        while True:  # relaying across instances again
+            await flood.send({**OFFER, "dst": "d", "payload": {"n": 1}})
+            if [m for m in await drain(d, 0.5) if m.get("payload") == {"n": 1}]:
+                break
+            assert time.monotonic() < deadline, "relay did not come back after SIGCONT"
+
+
+async def test_redis_restarted_empty_ids_are_claimed_again_before_new_claims(
+    own_redis: RedisServer,
+) -> None:
+    """Redis killed and started again empty on its port: another token trying the
+    victim's id on the other broker from the first instant never gets it; the
+    victim's broker claims it again at once and the victim stays reachable."""
+    async with (
+        run_cluster(own_redis.url, size=2, alive_timeout=30) as target,  # no refresh due
+        peer_client(target, "victim", "vtok") as victim,  # instance 1
+        peer_client(target, "s") as s,  # instance 2
+    ):
+        own_redis.stop()
+        await wait_health(target, 503)
+        own_redis.start()
+        answers: list[str] = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            url = target.brokers[1].url.replace("http", "ws") + "peerjs"
+            async with client(f"{url}?key=peerjs&id=victim&token=attacker") as thief:
+                answers.append(str((await thief.recv(5))["type"]))
+            assert answers[-1] != "OPEN", f"the attacker took the id after {answers}"
+            if answers[-1] == "ID-TAKEN":
+                break
+            await asyncio.sleep(0.05)
+        assert answers[-1] == "ID-TAKEN", answers
+        await s.send({**OFFER, "dst": "victim"})
+        assert (await victim.recv(5))["src"] == "s"
+
+
+async def test_broker_cut_off_longer_than_alive_timeout_tells_its_clients(
+    own_redis: RedisServer,
+) -> None:
+    """Redis gone for longer than alive_timeout: the broker's clients get an ERROR
+    saying their registration was lost, then the socket closes."""
+    async with (
+        run_cluster(own_redis.url, size=1, alive_timeout=2) as target,
+        peer_client(target, "a") as a,
+    ):
+        async def heartbeats() -> None:  # the realm's own alive_timeout must not fire
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await a.send({"type": "HEARTBEAT"})
+                    await asyncio.sleep(0.3)
+
+        beating = asyncio.create_task(heartbeats())
+        own_redis.stop()
+        started = time.monotonic()
+        message = await a.recv(6)
+        beating.cancel()
+        assert message["type"] == "ERROR"
+        assert "cluster store" in message["payload"]["msg"]
+        assert time.monotonic() - started >= 1.5  # not before alive_timeout
+        assert await a.closed() is not None

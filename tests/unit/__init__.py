@@ -1,0 +1,1 @@
+"""Pure tests: no sockets, no event loop, no real time."""

@@ -1,0 +1,529 @@
+"""One broker's side of the cluster: :class:`Cluster` (claims, routes, timers).
+
+It owns the tasks of one instance: the writer (the outbox, :mod:`.outbox`,
+written to Redis in batches compiled by :mod:`.batch`), the subscriber (what
+other instances relay to our clients, :mod:`.codec`) and the timers (refresh
+of our ids, expiry of the queues).  Redis I/O goes through :mod:`.wire`; what
+it uses of the broker is :class:`~.host.ClusterHost`.
+
+When Redis is unreachable the broker keeps serving its own clients; a message
+it cannot route gets EXPIRE back to its sender, a new registration gets an
+ERROR, and ``GET <path>health`` says 503 until Redis is back.  After a Redis
+restart the next refresh claims the instance's ids again (queued messages are
+lost unless Redis persists them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any, Final
+
+from peerpy_protocol.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
+from redis.exceptions import RedisError
+
+from ..realm import LIMIT_REACHED, Client, Link, truncate
+from .batch import BatchCompiler
+from .codec import entries, entry, source
+from .host import ClusterHost
+from .ops import Call, Direct, Eval, Mode, Op, Publish, Route, RouteCall
+from .outbox import Outbox
+from .owners import OwnerCache
+from .scripts import Keys, Lua
+from .wire import RETRY, Wire
+
+__all__ = ["Cluster"]
+
+logger: Final = logging.getLogger("peerpy_server.cluster")
+
+UNAVAILABLE: Final = "Server is unavailable: its cluster store cannot be reached"
+#: The ERROR a client gets when its registration was lost with the cluster store.
+LOST: Final = "Server lost this registration: its cluster store was unreachable too long"
+#: Seconds after Redis lost its data (a restart) during which no free id may be
+#: claimed: every instance notices Redis is back within about RETRY + a tick
+#: and claims its ids again first.
+SETTLE: Final = 3.0
+#: Most operations written to Redis in one pipeline.
+BATCH: Final = 1000
+#: Most ids refreshed by one script call.
+REFRESH_CHUNK: Final = 500
+#: Most operations waiting for Redis; past that (Redis slow or unreachable) a
+#: new one fails at once: its sender gets EXPIRE, a registration an ERROR.
+OUTBOX_LIMIT: Final = 100_000
+#: One sender may hold at most this share of ``max_queued_bytes`` in the outbox
+#: (and at least two messages of ``max_message_size``).
+SENDER_SHARE: Final = 8
+#: Seconds a batch may wait for Redis before health says the cluster is stalled.
+STALLED_AFTER: Final = 1.0
+#: Most cached owners (see :class:`~.owners.OwnerCache`); past that the cache starts afresh.
+OWNERS_LIMIT: Final = 100_000
+#: Seconds :meth:`Cluster.aclose` waits for the outbox (the last releases) to be written.
+CLOSE_GRACE: Final = 2.0
+#: The result given to the operations of a batch Redis did not take.
+_FAILED: Final = ConnectionError("Redis unreachable")
+
+
+class Cluster:
+    """One broker's side of the cluster (see the module docstring).
+
+    ``tick`` is the broker's timer period: the queues expire at that pace.
+    """
+
+    def __init__(self, broker: ClusterHost, url: str, *, tick: float) -> None:
+        config = broker.config
+        self._broker = broker
+        self._tick = tick
+        #: This instance's name in Redis.
+        self.instance = secrets.token_hex(8)
+        self._keys = keys = Keys(config.redis_prefix)
+        self._wire = Wire(url, self._count)
+        self._compiler = BatchCompiler(
+            keys, self.instance, config.max_queue_messages, config.max_queue_bytes
+        )
+        self._ttl_ms = str(int(config.alive_timeout * 1000))
+        budget = config.max_queued_bytes
+        per_sender = max(budget // SENDER_SHARE, 2 * config.max_message_size)
+        self._outbox = Outbox(OUTBOX_LIMIT, max_bytes=budget, max_sender_bytes=per_sender)
+        # The instance holding each id we routed to lately (from ROUTE results):
+        # routes to them skip the Lua lookup (see .batch and _received).
+        self._owners = OwnerCache(self.instance, OWNERS_LIMIT)
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._helpers: set[asyncio.Task[None]] = set()  # /peers answers, awaited on close
+        self._reachable = False
+        self._writing = False  # the writer holds a batch not yet answered
+        self._writing_since = 0.0  # broker.now() when that batch was sent
+        self._closing = False  # aclose has begun: the loops stop
+        self._expired: set[tuple[str, str]] = set()  # EXPIREs sent for the failed batch
+        self._epoch = ""  # the epoch Redis had when we last saw it (see scripts.EPOCH)
+        self._contact = 0.0  # broker.now() when Redis last answered
+
+    def _count(self) -> None:
+        self._broker.stats.redis_round_trips += 1
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the writer, subscriber and timer tasks (Redis may still be down).
+
+        Returns once subscribed, or after 3 s if Redis is down (health then
+        says 503).  Cancelling it leaves the tasks running: :meth:`aclose` stops them.
+        """
+        loop = asyncio.get_running_loop()
+        subscribed = loop.create_future()
+        self._contact = self._broker.now()
+
+        def ready() -> None:
+            # Subscribed (again): the connection was lost, maybe Redis with its data.
+            self._reachable = False
+            self._reached(True)
+            if not subscribed.done():
+                subscribed.set_result(None)
+
+        channel = self._keys.channel(self.instance)
+        for coro, name in (
+            (self._write_loop(), "writer"),
+            (self._wire.subscribe(channel, self._received_batch, ready), "subscriber"),
+            (self._timer_loop(), "timers"),
+        ):
+            self._tasks.append(loop.create_task(coro, name=f"peerpy_server cluster {name}"))
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(subscribed), 3.0)
+        logger.info("Cluster instance %s on Redis (%s)", self.instance, self.state)
+
+    async def aclose(self) -> None:
+        """Release this instance's ids, stop the tasks and close the Redis connections.
+
+        Waits up to :data:`CLOSE_GRACE` for the outbox, then as long for the
+        tasks.  Cancelling it may leave ids in Redis until ``alive_timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_GRACE
+        # Write what is queued (the releases of the clients just closed) first.
+        while (self._outbox or self._writing) and self._reachable:
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        pending = [(client.id, client.token) for client in self._broker.realm._clients.values()]
+        # The loops also stop on _closing: on Python 3.11 asyncio.wait_for can
+        # swallow a cancellation that comes as its operation completes.
+        self._closing = self._wire.closing = True
+        tasks = [*self._tasks, *self._helpers]
+        for _ in range(2):
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=CLOSE_GRACE)
+            tasks = [task for task in tasks if not task.done()]
+        for task in [*self._tasks, *self._helpers]:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                logger.error("Cluster task failed", exc_info=task.exception())
+        if pending and self._reachable:
+            keys = self._keys
+            calls: list[Call] = [
+                Eval(Lua.RELEASE, keys.release(peer_id), [self.instance, token, peer_id])
+                for peer_id, token in pending
+            ]
+            with contextlib.suppress(RedisError, OSError, TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._wire.execute(calls), 2.0)
+        await self._wire.aclose()
+
+    @property
+    def state(self) -> str:
+        """``"up"`` when Redis answers and our channel is subscribed, else ``"down"``.
+
+        ``"stalled"`` while a batch has waited for Redis more than
+        :data:`STALLED_AFTER` or the outbox holds over half its byte budget
+        (Redis frozen or too slow: a backlog builds).
+        """
+        if not (self._reachable and self._wire.subscribed):
+            return "down"
+        broker = self._broker
+        if (self._writing and broker.now() - self._writing_since > STALLED_AFTER) or (
+            self._outbox.bytes > broker.config.max_queued_bytes // 2
+        ):
+            return "stalled"
+        return "up"
+
+    @property
+    def backlog(self) -> int:
+        """Bytes held by the operations waiting for Redis (or being written)."""
+        return self._outbox.bytes
+
+    # -- used by the connection and the realm --------------------------------
+
+    def claim(
+        self,
+        link: Link,
+        *,
+        key: str,
+        peer_id: str,
+        token: str,
+        done: Callable[[Client | None], None],
+    ) -> None:
+        """Register ``peer_id`` cluster-wide, then locally; ``done(client or None)`` after.
+
+        The realm's own checks (params, key, token, id pattern) come first and
+        refuse without asking Redis.
+        """
+        broker = self._broker
+        realm = broker.realm
+        if not realm.precheck(link, key=key, peer_id=peer_id, token=token):
+            done(None)
+            return
+
+        def claimed(result: Any) -> None:
+            if result[0] == "settling":  # Redis restarted: its owner may claim it again
+                realm.refuse(link, serialize(ServerErrorMessage(UNAVAILABLE)), "cluster-settling")
+                done(None)
+                return
+            if result[0] == "full":
+                realm.refuse(link, serialize(ServerErrorMessage(LIMIT_REACHED)), "limit-reached")
+                done(None)
+                return
+            if result[0] != "ok":
+                realm.refuse_taken(link)
+                done(None)
+                return
+            previous, frames = result[1], result[2]
+            if previous and previous != self.instance:
+                # The id moves here: its old socket elsewhere is closed.
+                self._publish(previous, entry("s", peer_id, token))
+            client = realm.connect(link, key=key, peer_id=peer_id, token=token, now=broker.now())
+            done(client)
+            if client is None:
+                self.release(peer_id, token)
+                return
+            for frame in frames:
+                if not link.send(frame):
+                    break
+            broker.write_gathered()
+
+        def failed() -> None:
+            realm.refuse(link, serialize(ServerErrorMessage(UNAVAILABLE)), "cluster-unavailable")
+            done(None)
+            broker.write_gathered()
+
+        limit = str(broker.config.concurrent_limit)
+        args = [self.instance, token, self._ttl_ms, peer_id, limit]
+        self._push(Eval(Lua.CLAIM, self._keys.claim(peer_id), args, claimed, failed))
+
+    def release(self, peer_id: str, token: str) -> None:
+        """Free ``peer_id`` in Redis if this instance still holds it with ``token``."""
+        args = [self.instance, token, peer_id]
+        self._push(Eval(Lua.RELEASE, self._keys.release(peer_id), args))
+
+    def route(self, client: Client, kind: RelayType, dst: str, frame: str) -> None:
+        """Relay ``frame`` to ``dst``, which is not connected here (the realm's remote hook)."""
+        notice = kind is RelayType.LEAVE or kind is RelayType.EXPIRE
+        self._route(client.id, dst, frame, Mode.NOTICE if notice else Mode.RELAY)
+
+    def respond_later(self, respond: Callable[[list[str]], None]) -> None:
+        """Call ``respond(ids)`` with the ids registered in the whole cluster (``/peers``)."""
+
+        async def answer() -> None:
+            try:
+                ids = list(await self._wire.run(Lua.PEERS, [self._keys.ids], []))
+            except (RedisError, OSError):
+                ids = self._broker.realm.ids()  # what this instance knows
+            respond(ids)
+
+        task = asyncio.get_running_loop().create_task(answer())
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
+
+    # -- the outbox ----------------------------------------------------------------
+
+    def _route(self, src: str, dst: str, frame: str, mode: Mode) -> None:
+        # Consecutive routes are merged by the writer (see .batch).
+        if self._outbox.add(Route(dst, frame, src, mode)):
+            self._wake.set()
+        else:
+            self._refused(src)
+            self._route_failed(src, dst, mode)
+
+    def _route_failed(self, src: str, dst: str, mode: Mode) -> None:
+        # Never a silent loss: the sender hears EXPIRE for what was not routed
+        # (once per destination in a failed batch).
+        if mode is not Mode.NOTICE and (src, dst) not in self._expired:
+            self._expired.add((src, dst))
+            self._broker.stats.expired += 1
+            self._broker.realm.deliver_local(src, serialize_relay(RelayType.EXPIRE, dst, src))
+
+    def _publish(self, instance: str, payload: bytes) -> None:
+        self._outbox.add(Publish(self._keys.channel(instance), payload), bounded=False)
+        self._wake.set()
+
+    def _push(self, op: Eval) -> None:
+        if self._outbox.add(op):
+            self._wake.set()
+            return
+        self._refused("")
+        if op.failed is not None:
+            op.failed()
+
+    def _refused(self, src: str) -> None:
+        broker = self._broker
+        broker.stats.refuse("cluster-backlog")
+        broker.warnings.warning(
+            logger, "cluster-backlog", broker.now(),
+            "Redis too slow: %d bytes wait for it; refused an operation from %s",
+            self._outbox.bytes, truncate(src) or "this broker",
+        )  # fmt: skip
+
+    # -- the writer ----------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        """Write the outbox to Redis in order, one pipeline per batch."""
+        broker = self._broker
+        while not self._closing:
+            await self._wake.wait()
+            await asyncio.sleep(0)  # let the reads already due add to this batch
+            self._wake.clear()
+            while self._outbox:
+                batch = self._outbox.take(BATCH)
+                self._writing = True
+                self._writing_since = broker.now()
+                try:
+                    problem = await self._write(batch)
+                except (RedisError, OSError) as exc:
+                    problem = exc
+                    self._failed(batch)
+                finally:
+                    self._writing = False
+                    self._expired.clear()
+                    self._outbox.done(batch)
+                self._reached(problem is None)
+                if problem is not None:
+                    broker.warnings.warning(
+                        logger, "redis", broker.now(), "Redis unreachable: %s", problem
+                    )
+                broker.write_gathered()
+                if not self._reachable:
+                    await asyncio.sleep(RETRY)
+
+    async def _write(self, batch: list[Op]) -> Exception | None:
+        """One batch: one pipeline, then one ROUTE for the direct publishes nobody took.
+
+        Each operation's callback (or, for an operation Redis could not run,
+        its failure) is called once; if the pipeline fails, this raises before
+        any is called; if only that second ROUTE fails, its routes fail (their
+        senders get EXPIRE) and the error is returned.
+        """
+        calls = self._compiler.compile(batch, self._owners)
+        replies = await self._wire.execute(calls)
+        again: list[int] = []  # routes published to an owner that is gone
+        for call, reply in zip(calls, replies, strict=True):
+            if type(call) is Direct:
+                if reply == 0:  # no subscriber: that instance is gone
+                    self._owners.drop(call.owner)
+                    again += call.indexes
+                elif isinstance(reply, Exception):
+                    self._routed(batch, call.indexes, reply)
+            elif type(call) is RouteCall:
+                self._routed(batch, call.indexes, reply)
+            elif type(call) is Eval:
+                _answer(call, reply)
+        if again:
+            # Through ROUTE now: it queues for the ids whose instance is gone.
+            again.sort()
+            call = self._compiler.route_call([(i, _route_at(batch, i)) for i in again])
+            try:
+                (reply,) = await self._wire.execute([call])
+            except (RedisError, OSError) as exc:
+                self._routed(batch, again, exc)
+                return exc
+            self._routed(batch, again, reply)
+        return None
+
+    def _routed(self, batch: list[Op], indexes: list[int], reply: Any) -> None:
+        """Handle a ROUTE reply: cache the owners it names; EXPIRE if it failed."""
+        if isinstance(reply, Exception):
+            for index in indexes:
+                route = _route_at(batch, index)
+                self._route_failed(route.src, route.dst, route.mode)
+            return
+        for index, result in zip(indexes, reply, strict=True):
+            if isinstance(result, str):
+                self._owners.learn(_route_at(batch, index).dst, result)
+
+    def _failed(self, batch: list[Op]) -> None:
+        """Redis could not take ``batch``: every failure callback, every sender's EXPIRE."""
+        for op in batch:
+            if type(op) is Route:
+                self._route_failed(op.src, op.dst, op.mode)
+            elif type(op) is Eval:
+                _answer(op, _FAILED)
+
+    # -- the subscriber ------------------------------------------------------------
+
+    def _received_batch(self, data: bytes) -> None:
+        try:
+            self._received(data)
+        except Exception:  # a bad batch must not cost the others
+            logger.exception("Cluster batch not understood")
+        self._broker.write_gathered()
+
+    def _received(self, data: bytes) -> None:
+        realm = self._broker.realm
+        sender = ""
+        stale: set[str] = set()
+        for mode, dst, frame in entries(data):
+            if mode == "f":
+                sender = dst  # the instance that published this batch
+            elif mode == "x":
+                self._owners.forget(dst, frame)  # frame: the instance that does not hold dst
+            elif mode == "s":
+                realm.supersede(dst, frame)  # frame is the new token
+            elif realm.deliver_local(dst, frame):
+                pass
+            elif mode == "r":
+                # Its client left meanwhile: queue it like any message for an offline id.
+                self._route(source(frame), dst, frame, Mode.QUEUE)
+            elif mode == "c" or mode == "m":
+                # Sent on a cached owner that is no longer us: route it through
+                # Redis (which knows the owner), and tell the sender to forget us.
+                self._route(source(frame), dst, frame, Mode.RELAY if mode == "c" else Mode.NOTICE)
+                if sender and dst not in stale:
+                    stale.add(dst)
+                    self._publish(sender, entry("x", dst, self.instance))
+
+    # -- the timers ----------------------------------------------------------------
+
+    async def _timer_loop(self) -> None:
+        """Refresh our ids every third of ``alive_timeout``; expire queues every tick."""
+        broker = self._broker
+        refresh_every = broker.config.alive_timeout / 3
+        next_refresh = 0.0
+        while not self._closing:
+            now = broker.now()
+            if not self._reachable and now - self._contact > broker.config.alive_timeout:
+                # Cut off longer than alive_timeout: Redis has let our ids go.
+                self._lose(list(broker.realm._clients))
+            if now >= next_refresh:
+                next_refresh = now + refresh_every
+                self._push_refresh()
+            try:
+                await self._expire()
+            except (RedisError, OSError):
+                self._reached(False)
+            except Exception:  # a bug must not stop the timers
+                logger.exception("Cluster sweep failed")
+            await asyncio.sleep(self._tick)
+
+    def _reached(self, reachable: bool) -> None:
+        """Redis answered (or not).  Back after a loss: the epoch, then our ids again.
+
+        The epoch (:data:`~.scripts.EPOCH`) tells whether Redis lost its data
+        (it restarted empty); our claims are written before any claim this
+        instance accepts later.
+        """
+        if reachable:
+            self._contact = self._broker.now()
+            if not self._reachable:
+                self._reachable = True
+                args = [secrets.token_hex(8), self._epoch, str(int(SETTLE * 1000))]
+                self._push(Eval(Lua.EPOCH, self._keys.epoch(), args, self._saw_epoch))
+                self._push_refresh()
+        else:
+            self._reachable = False
+
+    def _saw_epoch(self, epoch: Any) -> None:
+        self._epoch = str(epoch)
+
+    def _lose(self, peer_ids: list[str]) -> None:
+        """Our registrations of ``peer_ids`` are lost: ERROR, then close them."""
+        realm = self._broker.realm
+        frame = serialize(ServerErrorMessage(LOST))
+        for peer_id in peer_ids:
+            if realm.deliver_local(peer_id, frame):
+                realm.supersede(peer_id, None)
+        self._broker.write_gathered()
+
+    def _push_refresh(self) -> None:
+        clients = list(self._broker.realm._clients.values())
+        for start in range(0, len(clients), REFRESH_CHUNK):
+            chunk = clients[start : start + REFRESH_CHUNK]
+            ids = [client.id for client in chunk]
+            args = [self.instance, self._ttl_ms, *(client.token for client in chunk), *ids]
+
+            def refreshed(lost: Any, chunk: list[Client] = chunk) -> None:
+                self._lose([chunk[int(index) - 1].id for index in lost])
+
+            self._push(Eval(Lua.REFRESH, self._keys.refresh(ids), args, refreshed))
+
+    async def _expire(self) -> None:
+        broker = self._broker
+        config = broker.config
+        args = [str(int(config.expire_timeout * 1000)), "1000", self._keys.prefix]
+        result = await self._wire.run(Lua.SWEEP, [self._keys.expiry], args)
+        self._reached(True)
+        for index in range(0, len(result), 2):
+            dst, senders = result[index], result[index + 1]
+            for src in senders:
+                frame = serialize_relay(RelayType.EXPIRE, dst, src)
+                broker.stats.expired += 1
+                if not broker.realm.deliver_local(src, frame):
+                    self._route(dst, src, frame, Mode.NOTICE)
+        broker.write_gathered()
+
+
+def _route_at(batch: list[Op], index: int) -> Route:
+    op = batch[index]
+    assert type(op) is Route
+    return op
+
+
+def _answer(op: Eval, reply: Any) -> None:
+    """Call ``op``'s callback with ``reply``, or its failure if ``reply`` is an error."""
+    try:
+        if isinstance(reply, Exception):
+            if op.failed is not None:
+                op.failed()
+        elif op.done is not None:
+            op.done(reply)
+    except Exception:  # a bug in one callback must not stop the writer
+        logger.exception("Cluster callback failed")
