@@ -106,7 +106,7 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
             **marks,
         ),
     ]
-    from peerpy.backend import uvloop_installed, wrtc_installed
+    from peerpy.backends import uvloop_installed, wrtc_installed
 
     fast: dict[str, Any] = {**common, "uvloop": uvloop_installed() or args.uvloop}
     if wrtc_installed():
@@ -203,7 +203,7 @@ async def raw_sender(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     """Offer over the pipe, then send ``total_bytes`` with bufferedAmount flow control."""
     from aiortc import RTCConfiguration
 
-    from peerpy.backend import create_peer_connection, description
+    from peerpy.backends import create_peer_connection, description
 
     t0 = time.monotonic()
     config = RTCConfiguration(iceServers=[])
@@ -244,7 +244,7 @@ async def raw_receiver(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     """Answer over the pipe, then count bytes until ``total_bytes`` arrived."""
     from aiortc import RTCConfiguration
 
-    from peerpy.backend import create_peer_connection, description
+    from peerpy.backends import create_peer_connection, description
 
     config = RTCConfiguration(iceServers=[])
     pc = create_peer_connection(case.backend, config, raw_policy(case.udp_buffer))

@@ -33,7 +33,7 @@ from peerpy_protocol.payloads import (
     SessionDescription,
 )
 
-from . import backend
+from . import backends as backend
 from .diagnosis import failure_message
 from .events import EventEmitter
 from .exceptions import (

@@ -25,7 +25,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.sdp import SessionDescription as ParsedSdp
 from peerpy_protocol.payloads import ConnectionType, OfferPayload
 
-from . import _sctp
+from .backends import _sctp
 from .connection import Connection, Owner
 from .exceptions import (
     ConnectionClosedError,

@@ -37,7 +37,7 @@ from peerpy_protocol.ids import connection_id, random_token, validate_id
 from peerpy_protocol.messages import Relay, RelayType
 from peerpy_protocol.payloads import AnswerPayload, CandidatePayload, ConnectionType, OfferPayload
 
-from . import backend as _backend
+from . import backends as _backend
 from .backoff import backoff_delays
 from .config import (
     Limits,

@@ -22,7 +22,7 @@ import pytest
 from aiortc import RTCConfiguration
 from websockets.asyncio.client import connect as ws_connect
 
-from peerpy import backend
+from peerpy import backends as backend
 from peerpy.config import Limits, Timeouts, resolve_network, resolve_rtc_configuration
 from peerpy.exceptions import (
     ConfigurationError,
@@ -175,7 +175,7 @@ async def test_wrtc_send_queue_limit_never_surfaces(url: str, peer_id: str) -> N
 
 
 def backend_send_queue_limit() -> int:
-    from peerpy import _wrtc
+    from peerpy.backends import wrtc as _wrtc
 
     return _wrtc.SEND_QUEUE_LIMIT
 
@@ -261,7 +261,7 @@ async def late_candidate_offerer(
     libwebrtc pairs with a peer-reflexive remote it does not disclose yet."""
     from webrtc.aiortc import RTCSessionDescription
 
-    from peerpy import _wrtc
+    from peerpy.backends import wrtc as _wrtc
 
     pc = _wrtc.create_peer_connection(None, NetworkPolicy(local_addresses=("127.0.0.1",)))
     try:

@@ -31,7 +31,7 @@ from aiortc import RTCConfiguration
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
-from peerpy.backend import wrtc_installed
+from peerpy.backends import wrtc_installed
 from peerpy.config import Timeouts
 from peerpy.connection import Connection
 from peerpy.dataconnection import DataConnection

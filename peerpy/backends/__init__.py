@@ -39,12 +39,12 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-from .exceptions import ConfigurationError
-from .network import DEFAULT_UDP_BUFFER_BYTES, NetworkPolicy, address_allowed
-from .network import create_peer_connection as _create_aiortc
-from .network import watch_remote as _watch_aiortc
-from .route import Route
-from .route import route_of as _route_aiortc
+from ..exceptions import ConfigurationError
+from ..network import DEFAULT_UDP_BUFFER_BYTES, NetworkPolicy, address_allowed
+from ..network import create_peer_connection as _create_aiortc
+from ..network import watch_remote as _watch_aiortc
+from ..route import Route
+from ..route import route_of as _route_aiortc
 
 if TYPE_CHECKING:
     from aiortc import RTCConfiguration, RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
@@ -224,7 +224,7 @@ def create_peer_connection(
     aiortc's API; it is typed as aiortc's for the code driving it.
     """
     if backend == "wrtc":
-        from . import _wrtc
+        from . import wrtc as _wrtc
 
         return _wrtc.create_peer_connection(configuration, policy, remote_gone=remote_gone)
     return _create_aiortc(configuration, policy, remote_gone=remote_gone)
@@ -354,7 +354,7 @@ def route_refused(pc: RTCPeerConnection, policy: NetworkPolicy) -> str | None:
 def watch_remote(pc: RTCPeerConnection, callback: Callable[[float], None]) -> bool:
     """Call ``callback(seconds_silent)`` once ``pc``'s remote is gone (``Timeouts.remote_gone``)."""
     if _is_wrtc(pc):
-        from . import _wrtc
+        from . import wrtc as _wrtc
 
         return _wrtc.watch_remote(pc, callback)
     return _watch_aiortc(pc, callback)
@@ -363,7 +363,7 @@ def watch_remote(pc: RTCPeerConnection, callback: Callable[[float], None]) -> bo
 def route_of(pc: RTCPeerConnection) -> Route | None:
     """The candidate pair ``pc`` uses (see :mod:`peerpy.route`); ``None`` before there is one."""
     if _is_wrtc(pc):
-        from . import _wrtc
+        from . import wrtc as _wrtc
 
         return _wrtc.route_of(pc)
     return _route_aiortc(pc)

@@ -38,9 +38,9 @@ from webrtc.aiortc import RTCConfiguration as WrtcConfiguration
 from webrtc.aiortc import RTCIceServer as WrtcIceServer
 from webrtc.aiortc import RTCPeerConnection as WrtcPeerConnection
 
-from .exceptions import ConfigurationError
-from .network import NetworkPolicy, check_remote_gone
-from .route import Route
+from ..exceptions import ConfigurationError
+from ..network import NetworkPolicy, check_remote_gone
+from ..route import Route
 
 if TYPE_CHECKING:
     from aiortc import RTCConfiguration, RTCPeerConnection
