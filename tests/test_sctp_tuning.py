@@ -1,4 +1,4 @@
-"""peerpy._sctp: the cheaper aiortc SCTP send path, its loss handling and its fallback."""
+"""peerpy.backends._sctp: the cheaper aiortc SCTP send path, its loss handling and its fallback."""
 
 from __future__ import annotations
 

@@ -17,9 +17,22 @@ when it is installed and the peer's :class:`~peerpy.network.NetworkPolicy`
 and configuration can be honoured on it (:func:`wrtc_unsupported`), else
 aiortc. The two interoperate, in both offer directions.
 
-Everything here dispatches on the peer connection object, so
-:mod:`peerpy.connection` has no backend-specific code; the wrtc side lives in
-:mod:`peerpy._wrtc`, imported only when wrtc is used.
+Each backend is one object behind the :class:`Backend` Protocol (as anyio's
+``_backends``), holding everything specific to it, so no code outside this
+package branches on the backend: a connection asks :func:`backend_of` its peer
+connection and calls that object.
+
+- this module: the :class:`Backend` Protocol, choosing a backend
+  (:func:`resolve_backend`, :func:`choose_backend`), and the event loop;
+- :mod:`peerpy.backends.aiortc`: aiortc, with its aioice hooks
+  (:mod:`peerpy.backends._aioice`) and its SCTP send path
+  (:mod:`peerpy.backends._sctp`);
+- :mod:`peerpy.backends.wrtc`: wrtc, imported only when wrtc is used, with the
+  SDP filtering it needs (:mod:`peerpy.backends._sdp`, pure).
+
+Imports go one way: the backends import :mod:`peerpy.network` (the pure
+policy), :mod:`peerpy.route` and :mod:`peerpy.diagnosis` (value objects);
+nothing but this package imports aiortc's or libwebrtc's internals.
 
 The event loop: aiortc runs about 1.4x faster on uvloop (asyncio's UDP
 transport allocates a 256 KiB buffer per datagram received).
@@ -34,43 +47,47 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
 
 from ..exceptions import ConfigurationError
-from ..network import DEFAULT_UDP_BUFFER_BYTES, NetworkPolicy, address_allowed
-from ..network import create_peer_connection as _create_aiortc
-from ..network import watch_remote as _watch_aiortc
-from ..route import Route
-from ..route import route_of as _route_aiortc
+from ..network import DEFAULT_UDP_BUFFER_BYTES, NetworkPolicy
 
 if TYPE_CHECKING:
-    from aiortc import RTCConfiguration, RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
+    from aiortc import (
+        RTCConfiguration,
+        RTCDataChannel,
+        RTCIceCandidate,
+        RTCPeerConnection,
+        RTCSessionDescription,
+    )
+
+    from ..diagnosis import IceSummary
+    from ..route import Route
 
 __all__ = [
     "BACKENDS",
+    "ROUTE_DISCLOSURE_WAIT",
     "Backend",
-    "candidate_from_line",
+    "BackendName",
+    "backend_of",
+    "choose_backend",
     "create_peer_connection",
-    "description",
+    "explain_backend",
     "fastest_backend",
-    "local_sdp",
+    "get_backend",
     "loop_options",
-    "remote_sdp",
     "resolve_backend",
-    "route_of",
     "run",
     "uvloop_installed",
-    "watch_remote",
     "wrtc_installed",
     "wrtc_unsupported",
 ]
 
-Backend = Literal["aiortc", "wrtc"]
+BackendName = Literal["aiortc", "wrtc"]
 #: The backends by name; ``"auto"`` picks one of them per peer.
-BACKENDS: Final[tuple[Backend, ...]] = ("aiortc", "wrtc")
+BACKENDS: Final[tuple[BackendName, ...]] = ("aiortc", "wrtc")
 
 _T = TypeVar("_T")
 
@@ -137,21 +154,15 @@ def wrtc_unsupported(configuration: RTCConfiguration, policy: NetworkPolicy) -> 
     return None
 
 
-def _is_loopback_literal(host: str) -> bool:
-    """Whether ``host`` is a loopback address literal (a hostname is not)."""
-    try:
-        return _is_loopback(host)
-    except ValueError:
-        return False
-
-
 def _is_loopback(address: str) -> bool:
     import ipaddress
 
     return ipaddress.ip_address(address).is_loopback
 
 
-def choose_backend(name: str, configuration: RTCConfiguration, policy: NetworkPolicy) -> Backend:
+def choose_backend(
+    name: str, configuration: RTCConfiguration, policy: NetworkPolicy
+) -> BackendName:
     """The backend data connections use for a peer asking for ``name``.
 
     ``"auto"`` falls back to aiortc when wrtc is absent, cannot honour the
@@ -163,7 +174,7 @@ def choose_backend(name: str, configuration: RTCConfiguration, policy: NetworkPo
 
 def explain_backend(
     name: str, configuration: RTCConfiguration, policy: NetworkPolicy
-) -> tuple[Backend, str | None]:
+) -> tuple[BackendName, str | None]:
     """:func:`choose_backend`, and why ``"auto"`` did not pick wrtc (``None`` if it did).
 
     The reason is what the command line prints next to the backend, so a user
@@ -194,179 +205,137 @@ def explain_backend(
     return "aiortc", reason
 
 
-def fastest_backend() -> Backend:
+def fastest_backend() -> BackendName:
     """The fastest backend installed for data connections (what the CLI uses)."""
     return "wrtc" if wrtc_installed() else "aiortc"
 
 
-# --- Creating and driving a peer connection ---------------------------------
+# --- The backend objects ---------------------------------------------------------
 
 
-def _is_wrtc(pc: object) -> bool:
-    return getattr(pc, "_peerpy_backend", "aiortc") == "wrtc"
+class Backend(Protocol):
+    """What peerpy asks of a WebRTC backend: one object per backend, no branches elsewhere.
+
+    The peer connection a backend makes has aiortc's API (``webrtc.aiortc``'s
+    mirrors it), so :mod:`peerpy.connection` drives both the same way; what
+    differs goes through these methods. :func:`backend_of` gives the object
+    that made a peer connection, :func:`get_backend` the one for a name.
+    """
+
+    @property
+    def name(self) -> BackendName:
+        """``"aiortc"`` or ``"wrtc"`` (what ``conn.backend`` and ``peer.backend`` say)."""
+        ...
+
+    def create_peer_connection(
+        self,
+        configuration: RTCConfiguration | None,
+        policy: NetworkPolicy,
+        *,
+        remote_gone: float | None = None,
+    ) -> RTCPeerConnection:
+        """A peer connection following ``policy``, watching for a gone remote if asked.
+
+        A wrtc one is ``webrtc.aiortc``'s ``RTCPeerConnection``, typed as
+        aiortc's for the code driving it.
+        """
+        ...
+
+    def description(self, sdp: str, type: str) -> RTCSessionDescription:
+        """A session description this backend's peer connections accept."""
+        ...
+
+    def candidate_from_line(self, line: str) -> RTCIceCandidate:
+        """Parse a candidate line (without ``candidate:``) for ``addIceCandidate``.
+
+        Raise ``ValueError`` or ``IndexError`` on a malformed line.
+        """
+        ...
+
+    def local_sdp(self, sdp: str, policy: NetworkPolicy) -> str:
+        """The local SDP to send: only the candidates ``policy`` lets the remote learn."""
+        ...
+
+    def remote_sdp(self, sdp: str, policy: NetworkPolicy) -> str:
+        """The remote SDP to apply (without candidates outside ``policy.remote_networks``)."""
+        ...
+
+    def watch_remote(self, pc: RTCPeerConnection, callback: Callable[[float], None]) -> bool:
+        """Call ``callback(seconds_silent)`` once ``pc``'s remote is gone; whether ``pc`` watches.
+
+        ``pc`` watches only if made with ``remote_gone`` (``Timeouts.remote_gone``).
+        """
+        ...
+
+    def route_of(self, pc: RTCPeerConnection) -> Route | None:
+        """The candidate pair ``pc`` uses (see :mod:`peerpy.route`); ``None`` before one."""
+        ...
+
+    def route_undisclosed(self, pc: RTCPeerConnection, policy: NetworkPolicy) -> bool:
+        """Whether ``policy.remote_networks`` cannot be checked yet on ``pc``'s route.
+
+        The connection then waits up to :data:`ROUTE_DISCLOSURE_WAIT` before it opens.
+        """
+        ...
+
+    def route_refused(self, pc: RTCPeerConnection, policy: NetworkPolicy) -> str | None:
+        """Why ``pc``'s selected route breaks ``policy.remote_networks``; ``None`` if not."""
+        ...
+
+    def ice_summary(self, pc: RTCPeerConnection) -> IceSummary | None:
+        """What ``pc``'s ICE gathered and received (to explain a failure); ``None``: unknown."""
+        ...
+
+    def send_high_water(self, requested: int) -> int:
+        """The most a data channel may buffer before ``send()`` waits, given ``Limits``'."""
+        ...
+
+    def tune_channel(self, channel: RTCDataChannel) -> None:
+        """Prepare a data connection's channel (its SCTP transport) for sending."""
+        ...
+
+    def unacknowledged(self, pc: RTCPeerConnection) -> bool:
+        """Whether ``pc``'s SCTP still queues data the remote has not acknowledged.
+
+        Beyond the channel's ``bufferedAmount``; ``False`` where the backend
+        cannot tell.
+        """
+        ...
+
+
+def get_backend(name: BackendName) -> Backend:
+    """The backend object for ``name`` (importing it: wrtc only when it is used)."""
+    if name == "wrtc":
+        from .wrtc import BACKEND as WRTC
+
+        return WRTC
+    from .aiortc import BACKEND as AIORTC
+
+    return AIORTC
 
 
 def backend_of(pc: object) -> Backend:
-    """Which backend made ``pc``."""
-    return "wrtc" if _is_wrtc(pc) else "aiortc"
+    """The backend that made ``pc`` (a plain aiortc ``RTCPeerConnection``: aiortc)."""
+    name: BackendName = getattr(pc, "_peerpy_backend", "aiortc")
+    return get_backend(name)
 
 
 def create_peer_connection(
-    backend: Backend,
+    backend: BackendName,
     configuration: RTCConfiguration,
     policy: NetworkPolicy,
     *,
     remote_gone: float | None = None,
 ) -> RTCPeerConnection:
-    """A peer connection of ``backend`` following ``policy`` (see :mod:`peerpy.network`).
-
-    A wrtc one is ``webrtc.aiortc``'s ``RTCPeerConnection``, which mirrors
-    aiortc's API; it is typed as aiortc's for the code driving it.
-    """
-    if backend == "wrtc":
-        from . import wrtc as _wrtc
-
-        return _wrtc.create_peer_connection(configuration, policy, remote_gone=remote_gone)
-    return _create_aiortc(configuration, policy, remote_gone=remote_gone)
-
-
-def description(pc: RTCPeerConnection, sdp: str, type: str) -> RTCSessionDescription:
-    """A session description ``pc`` accepts."""
-    if _is_wrtc(pc):
-        from webrtc.aiortc import RTCSessionDescription as WrtcDescription
-
-        return WrtcDescription(sdp=sdp, type=type)  # type: ignore[no-any-return]
-    from aiortc import RTCSessionDescription
-
-    return RTCSessionDescription(sdp=sdp, type=type)
-
-
-def candidate_from_line(pc: RTCPeerConnection, line: str) -> RTCIceCandidate:
-    """Parse a candidate line (without ``candidate:``) into what ``pc.addIceCandidate`` takes.
-
-    Raise ``ValueError`` or ``IndexError`` on a malformed line.
-    """
-    if _is_wrtc(pc):
-        from webrtc.aiortc.sdp import candidate_from_sdp as wrtc_parse
-
-        return wrtc_parse(line)  # type: ignore[no-any-return]
-    from aiortc.sdp import candidate_from_sdp
-
-    return candidate_from_sdp(line)
-
-
-_CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ (\S+) \d+ (\S+) \d+ typ ")
-
-
-def _filter_candidates(sdp: str, keep: Callable[[str, str], bool]) -> str:
-    """``sdp`` without the ``a=candidate`` lines ``keep(protocol, address)`` refuses."""
-    sep = "\r\n" if "\r\n" in sdp else "\n"
-    kept = []
-    for line in sdp.split(sep):
-        match = _CANDIDATE.match(line)
-        if match is not None and not keep(match.group(1).lower(), match.group(2)):
-            continue
-        kept.append(line)
-    return sep.join(kept)
-
-
-def remote_sdp(pc: RTCPeerConnection, sdp: str, policy: NetworkPolicy) -> str:
-    """The remote SDP to apply: on wrtc, without candidates outside ``remote_networks``.
-
-    (aiortc filters them itself, through peerpy's aioice hooks.)
-    """
-    if not _is_wrtc(pc) or policy.remote_networks is None:
-        return sdp
-    import ipaddress
-
-    networks = tuple(ipaddress.ip_network(n) for n in policy.remote_networks)
-    return _filter_candidates(sdp, lambda _protocol, host: address_allowed(host, networks))
-
-
-def local_sdp(pc: RTCPeerConnection, sdp: str, policy: NetworkPolicy) -> str:
-    """The local SDP to send: on wrtc, only candidates on ``local_addresses`` (loopback ones).
-
-    libwebrtc also gathers ``::1`` and TCP candidates; the remote learns only
-    the addresses the policy names, so only those carry traffic. With
-    ``local_addresses=None``, loopback candidates are left out as aioice does
-    (unless there is nothing else).
-    """
-    if not _is_wrtc(pc):
-        return sdp
-    if policy.local_addresses is None:
-        # Like aioice: no loopback candidates, unless loopback is all there is
-        # (an offline machine).
-        hosts = [m.group(2) for m in map(_CANDIDATE.match, sdp.splitlines()) if m is not None]
-        if all(_is_loopback_literal(h) for h in hosts):
-            return sdp
-        return _filter_candidates(sdp, lambda _protocol, host: not _is_loopback_literal(host))
-    allowed = set(policy.local_addresses)
-    # UDP only: libwebrtc's active TCP candidates (port 9) would lead nowhere here.
-    return _filter_candidates(sdp, lambda protocol, host: protocol == "udp" and host in allowed)
-
-
-#: Seconds a wrtc connection may wait, before it opens, for libwebrtc to disclose a
-#: peer-reflexive remote's address (see :func:`route_undisclosed`).
-ROUTE_DISCLOSURE_WAIT: Final = 5.0
-
-
-def route_undisclosed(pc: RTCPeerConnection, policy: NetworkPolicy) -> bool:
-    """Whether ``policy.remote_networks`` cannot be checked yet on ``pc``'s route.
-
-    On wrtc, when the remote's connectivity checks arrive before its trickled
-    candidate (a browser trickles its candidates after the OFFER, through the
-    broker), libwebrtc selects a peer-reflexive remote whose address it does
-    not disclose; it does once that candidate is added. The connection waits
-    for it (up to :data:`ROUTE_DISCLOSURE_WAIT`) before it opens, instead of
-    refusing a route it cannot see yet.
-    """
-    if not _is_wrtc(pc) or policy.remote_networks is None:
-        return False
-    route = route_of(pc)
-    return route is not None and route.remote_address[0] == "?"
-
-
-def route_refused(pc: RTCPeerConnection, policy: NetworkPolicy) -> str | None:
-    """Why ``pc``'s route breaks ``policy.remote_networks``; ``None`` if it does not.
-
-    Only wrtc needs this check: aiortc's hooks drop packets from outside the
-    networks, libwebrtc may pair with a peer-reflexive candidate (learnt from
-    a check the remote sent), whose address it does not even disclose.
-    """
-    if not _is_wrtc(pc) or policy.remote_networks is None:
-        return None
-    route = route_of(pc)
-    if route is None:
-        return None
-    import ipaddress
-
-    networks = tuple(ipaddress.ip_network(n) for n in policy.remote_networks)
-    host = route.remote_address[0]
-    if address_allowed(host, networks):
-        return None
-    shown = "an undisclosed peer-reflexive address" if host == "?" else host
-    return (
-        f"the route goes to {shown}, outside NetworkPolicy.remote_networks "
-        "(on wrtc, peerpy can only check the route once selected)"
+    """A peer connection of ``backend`` (see :meth:`Backend.create_peer_connection`)."""
+    return get_backend(backend).create_peer_connection(
+        configuration, policy, remote_gone=remote_gone
     )
 
 
-def watch_remote(pc: RTCPeerConnection, callback: Callable[[float], None]) -> bool:
-    """Call ``callback(seconds_silent)`` once ``pc``'s remote is gone (``Timeouts.remote_gone``)."""
-    if _is_wrtc(pc):
-        from . import wrtc as _wrtc
-
-        return _wrtc.watch_remote(pc, callback)
-    return _watch_aiortc(pc, callback)
-
-
-def route_of(pc: RTCPeerConnection) -> Route | None:
-    """The candidate pair ``pc`` uses (see :mod:`peerpy.route`); ``None`` before there is one."""
-    if _is_wrtc(pc):
-        from . import wrtc as _wrtc
-
-        return _wrtc.route_of(pc)
-    return _route_aiortc(pc)
+#: Seconds a wrtc connection may wait, before it opens, for libwebrtc to disclose a
+#: peer-reflexive remote's address (see :meth:`Backend.route_undisclosed`).
+ROUTE_DISCLOSURE_WAIT: Final = 5.0
 
 
 # --- The event loop ------------------------------------------------------------
