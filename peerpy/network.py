@@ -1,4 +1,4 @@
-"""Per-connection network controls for aiortc, like Pion's ``SettingEngine``.
+"""Per-connection network controls, like Pion's ``SettingEngine``: the NetworkPolicy value object.
 
 A :class:`NetworkPolicy` says, for one :class:`~aiortc.RTCPeerConnection`:
 
