@@ -106,7 +106,7 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
             **marks,
         ),
     ]
-    from peerpy.backend import uvloop_installed, wrtc_installed
+    from peerpy.backends import uvloop_installed, wrtc_installed
 
     fast: dict[str, Any] = {**common, "uvloop": uvloop_installed() or args.uvloop}
     if wrtc_installed():
@@ -203,11 +203,12 @@ async def raw_sender(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     """Offer over the pipe, then send ``total_bytes`` with bufferedAmount flow control."""
     from aiortc import RTCConfiguration
 
-    from peerpy.backend import create_peer_connection, description
+    from peerpy.backends import get_backend
 
     t0 = time.monotonic()
     config = RTCConfiguration(iceServers=[])
-    pc = create_peer_connection(case.backend, config, raw_policy(case.udp_buffer))
+    backend = get_backend(case.backend)
+    pc = backend.create_peer_connection(config, raw_policy(case.udp_buffer))
     channel = pc.createDataChannel("bench", ordered=True)
     opened, writable = asyncio.Event(), asyncio.Event()
     channel.on("open", opened.set)
@@ -215,7 +216,7 @@ async def raw_sender(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     channel.bufferedAmountLowThreshold = case.low_water
     await pc.setLocalDescription(await pc.createOffer())
     peer.send(pc.localDescription.sdp)
-    await pc.setRemoteDescription(description(pc, await pipe_recv(peer), "answer"))
+    await pc.setRemoteDescription(backend.description(await pipe_recv(peer), "answer"))
     await opened.wait()
     negotiation = time.monotonic() - t0
     payload = os.urandom(case.value_size)
@@ -244,10 +245,11 @@ async def raw_receiver(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     """Answer over the pipe, then count bytes until ``total_bytes`` arrived."""
     from aiortc import RTCConfiguration
 
-    from peerpy.backend import create_peer_connection, description
+    from peerpy.backends import get_backend
 
     config = RTCConfiguration(iceServers=[])
-    pc = create_peer_connection(case.backend, config, raw_policy(case.udp_buffer))
+    backend = get_backend(case.backend)
+    pc = backend.create_peer_connection(config, raw_policy(case.udp_buffer))
     done = asyncio.Event()
     state = {"bytes": 0, "t_end": 0.0, "cpu_start": 0.0, "cpu": 0.0}
 
@@ -261,7 +263,7 @@ async def raw_receiver(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
             done.set()
 
     pc.on("datachannel", lambda channel: channel.on("message", on_message))
-    await pc.setRemoteDescription(description(pc, await pipe_recv(peer), "offer"))
+    await pc.setRemoteDescription(backend.description(await pipe_recv(peer), "offer"))
     await pc.setLocalDescription(await pc.createAnswer())
     peer.send(pc.localDescription.sdp)
     await done.wait()

@@ -174,7 +174,7 @@ def main() -> int:
         help="WebRTC backend of both paths (default: PEERPY_BACKEND, else the fastest installed)",
     )
     args = parser.parse_args()
-    from peerpy.backend import fastest_backend, resolve_backend, use_uvloop
+    from peerpy.backends import fastest_backend, resolve_backend, use_uvloop
 
     engine = args.backend or resolve_backend()
     if engine == "auto":
@@ -286,7 +286,7 @@ def _loadavg() -> str:
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] in ("raw-send", "raw-receive"):
         func = raw_send if sys.argv[1] == "raw-send" else raw_receive
-        from peerpy.backend import run
+        from peerpy.backends import run
 
         run(func, sys.argv[2], sys.argv[3], int(sys.argv[4]))  # on uvloop, as the CLI
     else:

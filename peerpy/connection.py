@@ -33,7 +33,7 @@ from peerpy_protocol.payloads import (
     SessionDescription,
 )
 
-from . import backend
+from . import backends
 from .diagnosis import failure_message
 from .events import EventEmitter
 from .exceptions import (
@@ -115,10 +115,12 @@ class Connection:
         #: Whether this side called ``connect()``/``call()``.
         self.originator = originator
         #: The peer connection, for advanced use: aiortc's, or on the wrtc
-        #: backend ``webrtc.aiortc``'s, which has aiortc's API (see :mod:`peerpy.backend`).
+        #: backend ``webrtc.aiortc``'s, which has aiortc's API (see :mod:`peerpy.backends`).
         self.peer_connection = pc
+        # What differs between backends goes through this object (no branches here).
+        self._backend = backends.backend_of(pc)
         #: The WebRTC backend carrying this connection: ``"aiortc"`` or ``"wrtc"``.
-        self.backend = backend.backend_of(pc)
+        self.backend: backends.BackendName = self._backend.name
         self._owner = owner
         self._log = logger
         self._state = ConnectionState.NEGOTIATING
@@ -131,7 +133,7 @@ class Connection:
         self._signals: Mailbox[Signal] = Mailbox(MAX_PENDING_SIGNALS)
         self._events = EventEmitter(self._EVENTS, owner._spawn, logger)
         pc.on("iceconnectionstatechange", self._on_ice_state)
-        backend.watch_remote(pc, self._on_remote_gone)
+        self._backend.watch_remote(pc, self._on_remote_gone)
 
     #: PeerJS's ``sdpTransform``: rewrites our offer or answer SDP before it
     #: is sent (set by ``connect``/``call``/``answer``).
@@ -139,7 +141,7 @@ class Connection:
 
     def _local_sdp(self, local: RTCSessionDescription) -> SessionDescription:
         """Our description as sent: filtered by the backend, then :attr:`sdp_transform`."""
-        sdp = backend.local_sdp(self.peer_connection, local.sdp, self._owner.network)
+        sdp = self._backend.local_sdp(local.sdp, self._owner.network)
         if self.sdp_transform is not None:
             sdp = self.sdp_transform(sdp)
             if type(sdp) is not str:
@@ -169,7 +171,7 @@ class Connection:
         (a later nomination shows); once closed it keeps the last route seen.
         """
         if self.open:
-            self._route = backend.route_of(self.peer_connection) or self._route
+            self._route = self._backend.route_of(self.peer_connection) or self._route
         return self._route
 
     @property
@@ -290,8 +292,8 @@ class Connection:
 
     async def _set_remote(self, description: SessionDescription) -> None:
         pc = self.peer_connection
-        sdp = backend.remote_sdp(pc, description.sdp, self._owner.network)
-        await pc.setRemoteDescription(backend.description(pc, sdp, description.type))
+        sdp = self._backend.remote_sdp(description.sdp, self._owner.network)
+        await pc.setRemoteDescription(self._backend.description(sdp, description.type))
         self._remote_set = True
         pending, self._pending_candidates = self._pending_candidates, []
         for candidate in pending:
@@ -302,7 +304,7 @@ class Connection:
         if not line:
             return  # end-of-candidates; aioice needs no signal for it
         try:
-            candidate = backend.candidate_from_line(self.peer_connection, line)
+            candidate = self._backend.candidate_from_line(line)
         except (ValueError, IndexError) as exc:
             self._log.warning("ignoring malformed candidate %r: %s", init.candidate, exc)
             return
@@ -374,23 +376,23 @@ class Connection:
         if (
             self._state is ConnectionState.NEGOTIATING
             and self._route_wait is not _WAITED
-            and backend.route_undisclosed(pc, policy)
+            and self._backend.route_undisclosed(pc, policy)
         ):
             # wrtc: the remote's trickled candidate will disclose the address; checked
             # again as candidates are added (_add_candidate), refused at the deadline.
             if self._route_wait is None:
                 loop = asyncio.get_running_loop()
-                self._route_wait = loop.call_later(backend.ROUTE_DISCLOSURE_WAIT, self._waited)
+                self._route_wait = loop.call_later(backends.ROUTE_DISCLOSURE_WAIT, self._waited)
             return
         if isinstance(self._route_wait, asyncio.TimerHandle):
             self._route_wait.cancel()
             self._route_wait = None
-        refused = backend.route_refused(self.peer_connection, self._owner.network)
+        refused = self._backend.route_refused(pc, policy)
         if refused is not None:
             self._fail(NegotiationFailedError(f"Connection to {self.peer} refused: {refused}"))
             return
         if self._state is ConnectionState.NEGOTIATING:
-            self._route = backend.route_of(self.peer_connection)
+            self._route = self._backend.route_of(pc)
             self._state = ConnectionState.OPEN
             self._opened.set()
             self._events.emit("open")

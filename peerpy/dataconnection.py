@@ -25,7 +25,6 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.sdp import SessionDescription as ParsedSdp
 from peerpy_protocol.payloads import ConnectionType, OfferPayload
 
-from . import _sctp
 from .connection import Connection, Owner
 from .exceptions import (
     ConnectionClosedError,
@@ -40,9 +39,6 @@ from .mailbox import Mailbox, MailboxClosed, MailboxFull
 from .serialization import CLOSE, Serializer
 
 __all__ = ["DataConnection"]
-
-#: The most a wrtc data channel buffers before send() waits (libwebrtc's limit is 16 MiB).
-WRTC_HIGH_WATER = 8 * 1024 * 1024
 
 
 class DataConnection(Connection):
@@ -92,10 +88,8 @@ class DataConnection(Connection):
         self._inbox: Mailbox[Any] = Mailbox(max_bytes=owner.limits.receive_buffer_bytes)
         self._close_requested = False
         self._send_limit: int | None = None  # the remote's max-message-size, once known
-        self._high_water = owner.limits.send_high_water
-        if self.backend == "wrtc":
-            # libwebrtc refuses sends beyond 16 MiB buffered: wait well before.
-            self._high_water = min(self._high_water, WRTC_HIGH_WATER)
+        # wrtc caps it: libwebrtc refuses sends beyond 16 MiB buffered.
+        self._high_water = self._backend.send_high_water(owner.limits.send_high_water)
         self._waiting_frames = 0  # see buffer_size
 
     @property
@@ -169,9 +163,7 @@ class DataConnection(Connection):
 
     def _attach(self, channel: RTCDataChannel) -> None:
         self._channel = channel
-        if self.backend == "aiortc":
-            # A cheaper SCTP send path on the aiortc versions it was written for.
-            _sctp.tune(channel.transport)
+        self._backend.tune_channel(channel)  # aiortc: a cheaper SCTP send path
         limits = self._owner.limits
         channel.bufferedAmountLowThreshold = min(limits.send_low_water, self._high_water)
         channel.on("open", self._set_open)
@@ -346,12 +338,7 @@ class DataConnection(Connection):
         await self._close()
 
     def _unacknowledged(self) -> bool:
-        sctp = self.peer_connection.sctp
-        return bool(
-            self.buffered_amount
-            or getattr(sctp, "_data_channel_queue", None)
-            or getattr(sctp, "_outbound_queue", None)
-        )
+        return bool(self.buffered_amount) or self._backend.unacknowledged(self.peer_connection)
 
     async def _wait_acknowledged(self) -> None:
         """Wait until every byte sent so far is acknowledged by the remote's SCTP."""

@@ -1,9 +1,9 @@
 """Why ICE failed: what each side gathered, which servers were used, the likely fix.
 
-:func:`explain_ice_failure` reads a peer connection's aioice state (like
-:mod:`peerpy.route`, the only other place reading it) into an
-:class:`IceSummary`, and :func:`explain` turns a summary into one or two
-sentences for :class:`~peerpy.exceptions.NegotiationFailedError`.  ``explain``
+:func:`explain_ice_failure` has the connection's backend read its ICE state
+into an :class:`IceSummary` (on aiortc, aioice's candidate lists), and
+:func:`explain` turns a summary into one or two sentences for
+:class:`~peerpy.exceptions.NegotiationFailedError`.  ``explain``
 is pure, so each diagnosis is tested without a network.
 """
 
@@ -12,12 +12,15 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from aiortc import RTCPeerConnection
 
-from .route import CANDIDATE_TYPES, _ice_connections
+from .backends import backend_of
+from .route import CANDIDATE_TYPES
+
+if TYPE_CHECKING:
+    from aiortc import RTCPeerConnection
 
 __all__ = ["IceSummary", "explain", "explain_ice_failure", "summarize"]
 
@@ -36,6 +39,21 @@ class IceSummary:
     local_loopback_only: bool = False
     remote_loopback_only: bool = False
 
+    @classmethod
+    def of(
+        cls, local: Iterable[Any], remote: Iterable[Any], *, stun: bool, turn: bool
+    ) -> IceSummary:
+        """The summary of candidates (objects with ``type`` and ``host``) on each side."""
+        local, remote = list(local), list(remote)
+        return cls(
+            local=_counts(local),
+            remote=_counts(remote),
+            stun=stun,
+            turn=turn,
+            local_loopback_only=_loopback_only(local),
+            remote_loopback_only=_loopback_only(remote),
+        )
+
 
 def _counts(candidates: Iterable[Any]) -> dict[str, int]:
     counts = Counter(str(c.type) for c in candidates)
@@ -51,19 +69,12 @@ def _loopback_only(candidates: Iterable[Any]) -> bool:
 
 
 def summarize(pc: RTCPeerConnection) -> IceSummary | None:
-    """The summary of ``pc``'s first ICE transport; ``None`` if it has none yet."""
-    for connection in _ice_connections(pc):
-        local = list(getattr(connection, "local_candidates", []))
-        remote = list(getattr(connection, "remote_candidates", []))
-        return IceSummary(
-            local=_counts(local),
-            remote=_counts(remote),
-            stun=getattr(connection, "stun_server", None) is not None,
-            turn=getattr(connection, "turn_server", None) is not None,
-            local_loopback_only=_loopback_only(local),
-            remote_loopback_only=_loopback_only(remote),
-        )
-    return None
+    """The summary of ``pc``'s first ICE transport; ``None`` if it has none yet.
+
+    Read by ``pc``'s backend (:meth:`peerpy.backends.Backend.ice_summary`);
+    wrtc discloses no candidate lists, so it is ``None`` there.
+    """
+    return backend_of(pc).ice_summary(pc)
 
 
 def _describe(counts: dict[str, int]) -> str:

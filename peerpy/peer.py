@@ -37,7 +37,7 @@ from peerpy_protocol.ids import connection_id, random_token, validate_id
 from peerpy_protocol.messages import Relay, RelayType
 from peerpy_protocol.payloads import AnswerPayload, CandidatePayload, ConnectionType, OfferPayload
 
-from . import backend as _backend
+from . import backends as _backend
 from .backoff import backoff_delays
 from .config import (
     Limits,
@@ -101,7 +101,7 @@ class Peer:
     local addresses ICE gathers on come from ``network`` or ``ice_addresses``,
     else ``PEERPY_ICE_ADDRESSES``.
     Data connections run on ``backend`` (``"auto"``, ``"aiortc"`` or
-    ``"wrtc"``), else ``PEERPY_BACKEND``, else auto (see :mod:`peerpy.backend`).
+    ``"wrtc"``), else ``PEERPY_BACKEND``, else auto (see :mod:`peerpy.backends`).
     With ``auto_reconnect=True`` a lost broker session is registered again
     (same id and token, backing off from ``Timeouts.reconnect_initial`` to
     ``Timeouts.reconnect_max``, with jitter) once the broker is back; PeerJS
@@ -156,7 +156,7 @@ class Peer:
         self.network = network or resolve_network(ice_addresses)
         #: The backend of data connections: ``"aiortc"`` or ``"wrtc"`` (media: aiortc).
         #: From ``backend`` (``"auto"``, ``"aiortc"``, ``"wrtc"``), else PEERPY_BACKEND,
-        #: else auto: wrtc when installed and it can honour ``network`` (see peerpy.backend).
+        #: else auto: wrtc when installed and it can honour ``network`` (see peerpy.backends).
         self.backend = _backend.choose_backend(
             _backend.resolve_backend(backend), self.configuration, self.network
         )

@@ -1,4 +1,4 @@
-"""The route a connection takes: the ICE candidate pair aioice selected.
+"""The route a connection takes: the ICE candidate pair its backend selected.
 
 :class:`Route` is what ``conn.route`` returns once a data or media connection
 is open: the types of the local and remote candidates (``host``, ``srflx``,
@@ -9,20 +9,17 @@ TURN server relays the traffic, how we reach that server.
 >>> str(route)
 'direct, 10.1.0.2:40000 ↔ 10.1.0.3:50000'
 
-aiortc exposes no selected pair, so :func:`route_of` reads it from aioice's
-``Connection`` (its ``_nominated`` pairs, present in aioice 0.10 and 0.13);
-like :mod:`peerpy.network`, this is the only other place that reads aioice
-internals, and it returns ``None`` rather than failing if they change.
+A pure value object: each backend reads its own (``Backend.route_of``, in
+:mod:`peerpy.backends.aiortc` and :mod:`peerpy.backends.wrtc`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 import attrs
-from aiortc import RTCPeerConnection
 
-__all__ = ["CANDIDATE_TYPES", "Route", "route_of"]
+__all__ = ["CANDIDATE_TYPES", "Route"]
 
 #: The ICE candidate types (RFC 8445 §5.1.1).
 CANDIDATE_TYPES: Final = ("host", "srflx", "prflx", "relay")
@@ -67,43 +64,3 @@ class Route:
 def _format(address: Address) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
-    """The aioice connections of ``pc``'s ICE transports (one when bundled)."""
-    transports = []
-    for transceiver in pc.getTransceivers():
-        dtls = transceiver.receiver.transport
-        if dtls is not None:
-            transports.append(dtls.transport)
-    if pc.sctp is not None:
-        transports.append(pc.sctp.transport.transport)
-    connections = (getattr(t.iceGatherer, "_connection", None) for t in transports)
-    return list(dict.fromkeys(c for c in connections if c is not None))
-
-
-def route_of(pc: RTCPeerConnection) -> Route | None:
-    """The selected pair of ``pc``'s first ICE transport; ``None`` before one is selected."""
-    for connection in _ice_connections(pc):
-        nominated = getattr(connection, "_nominated", None)
-        pair = nominated.get(1) if isinstance(nominated, dict) else None
-        if pair is None:
-            continue
-        local = pair.local_candidate
-        remote = pair.remote_candidate
-        relay_protocol = relay_server = None
-        if local.type == "relay":
-            relay_protocol = getattr(connection, "turn_transport", None)
-            server = getattr(connection, "turn_server", None)
-            if isinstance(server, tuple) and len(server) == 2:
-                relay_server = (str(server[0]), int(server[1]))
-        return Route(
-            local_type=str(local.type),
-            remote_type=str(remote.type),
-            local_address=(str(local.host), int(local.port)),
-            remote_address=(str(remote.host), int(remote.port)),
-            protocol=str(local.transport).lower(),
-            relay_protocol=relay_protocol,
-            relay_server=relay_server,
-        )
-    return None

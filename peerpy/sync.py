@@ -31,7 +31,7 @@ from . import connection as _connection
 from . import dataconnection as _dataconnection
 from . import mediaconnection as _mediaconnection
 from . import peer as _peer
-from .backend import loop_options
+from .backends import loop_options
 from .exceptions import ConnectionClosedError, DisconnectedError
 
 if sys.version_info >= (3, 11):

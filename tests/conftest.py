@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from peerpy_protocol.ids import random_token
 
-from peerpy.backend import wrtc_installed
+from peerpy.backends import wrtc_installed
 
 from .brokers import peerjs_server, peerpy_server
 

@@ -22,7 +22,8 @@ import pytest
 from aiortc import RTCConfiguration
 from websockets.asyncio.client import connect as ws_connect
 
-from peerpy import backend
+from peerpy import backends as backend
+from peerpy.backends import _sdp
 from peerpy.config import Limits, Timeouts, resolve_network, resolve_rtc_configuration
 from peerpy.exceptions import (
     ConfigurationError,
@@ -107,7 +108,7 @@ def test_network_policy_wrtc_honours(policy: NetworkPolicy) -> None:
 
 
 def test_candidate_filtering_in_sdp() -> None:
-    """peerpy's SDP filtering keeps what the policy allows, and only on wrtc."""
+    """peerpy's SDP filtering (wrtc's) keeps what the policy allows; aiortc's SDP passes."""
     sdp = "\r\n".join(
         [
             "v=0",
@@ -119,26 +120,23 @@ def test_candidate_filtering_in_sdp() -> None:
         ]
     )
 
-    class WrtcLike:
-        _peerpy_backend = "wrtc"
-
-    pc = WrtcLike()
-    local = backend.local_sdp(pc, sdp, NetworkPolicy.loopback())  # type: ignore[arg-type]
+    local = _sdp.local_candidates(sdp, NetworkPolicy.loopback())
     assert [line.split()[0] for line in local.split("\r\n") if "candidate:" in line] == [
         "a=candidate:1"
     ]
-    remote = backend.remote_sdp(pc, sdp, NetworkPolicy(remote_networks=("192.0.2.0/24",)))  # type: ignore[arg-type]
+    remote = _sdp.remote_candidates(sdp, NetworkPolicy(remote_networks=("192.0.2.0/24",)))
     assert [line.split()[0] for line in remote.split("\r\n") if "candidate:" in line] == [
         "a=candidate:4"
     ]
-    anywhere = backend.local_sdp(pc, sdp, NetworkPolicy())  # type: ignore[arg-type]
+    anywhere = _sdp.local_candidates(sdp, NetworkPolicy())
     assert [line.split()[0] for line in anywhere.split("\r\n") if "candidate:" in line] == [
         "a=candidate:4"
     ]
     offline = "\r\n".join(line for line in sdp.split("\r\n") if "192.0.2.7" not in line)
-    assert backend.local_sdp(pc, offline, NetworkPolicy()) == offline  # type: ignore[arg-type]
-    aiortc_pc = object()
-    assert backend.local_sdp(aiortc_pc, sdp, NetworkPolicy.loopback()) == sdp  # type: ignore[arg-type]
+    assert _sdp.local_candidates(offline, NetworkPolicy()) == offline
+    aiortc = backend.get_backend("aiortc")
+    assert aiortc.local_sdp(sdp, NetworkPolicy.loopback()) == sdp
+    assert aiortc.remote_sdp(sdp, NetworkPolicy(remote_networks=("192.0.2.0/24",))) == sdp
 
 
 # --- wrtc at work -----------------------------------------------------------------
@@ -175,9 +173,9 @@ async def test_wrtc_send_queue_limit_never_surfaces(url: str, peer_id: str) -> N
 
 
 def backend_send_queue_limit() -> int:
-    from peerpy import _wrtc
+    from peerpy.backends import wrtc
 
-    return _wrtc.SEND_QUEUE_LIMIT
+    return wrtc.SEND_QUEUE_LIMIT
 
 
 @needs_wrtc
@@ -261,9 +259,9 @@ async def late_candidate_offerer(
     libwebrtc pairs with a peer-reflexive remote it does not disclose yet."""
     from webrtc.aiortc import RTCSessionDescription
 
-    from peerpy import _wrtc
+    from peerpy.backends import wrtc
 
-    pc = _wrtc.create_peer_connection(None, NetworkPolicy(local_addresses=("127.0.0.1",)))
+    pc = wrtc.create_peer_connection(None, NetworkPolicy(local_addresses=("127.0.0.1",)))
     try:
         channel = pc.createDataChannel("late", ordered=True)
         echoed = anyio.Event()

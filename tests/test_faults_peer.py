@@ -7,9 +7,9 @@ with no error at all).  Every process is stopped by its PID.
 
 The data cases run on both backends (``backends``: this side, then the remote
 process), mixed pairs included.  Media calls always run on aiortc (see
-:mod:`peerpy.backend`), so the media cases run once, on aiortc.  On wrtc,
+:mod:`peerpy.backends`), so the media cases run once, on aiortc.  On wrtc,
 libwebrtc checks consent itself and reports the remote silent after about 5 s
-(:mod:`peerpy._wrtc`), so a ``remote_gone`` below 5 s acts as about 5 s there.
+(:mod:`peerpy.backends.wrtc`), so a ``remote_gone`` below 5 s acts as about 5 s there.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from aiortc import RTCConfiguration
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
-from peerpy.backend import wrtc_installed
+from peerpy.backends import wrtc_installed
 from peerpy.config import Timeouts
 from peerpy.connection import Connection
 from peerpy.dataconnection import DataConnection

@@ -1,4 +1,7 @@
-"""Tests for peerpy.network: real aiortc peers on loopback, each with its own policy."""
+"""NetworkPolicy (peerpy.network) and the aiortc hooks applying it (peerpy.backends._aioice).
+
+Real aiortc peers on loopback, each with its own policy.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peerpy import network
+from peerpy.backends import _aioice
 from peerpy.exceptions import UsageError, WebRTCError
 from peerpy.network import (
     BackendVersionError,
@@ -422,7 +426,7 @@ async def test_buffer_request_is_capped_by_rmem_max_with_a_warning(
     rmem_max = read_rmem_max()
     size = min(rmem_max * 2, network.MAX_UDP_BUFFER_BYTES)
     pc = make_peer(NetworkPolicy(local_addresses=("127.0.0.1",), udp_buffer_bytes=size))
-    network._warned.clear()
+    _aioice._warned.clear()
     with caplog.at_level(logging.WARNING, logger="peerpy.network"):
         await offer(pc)
     ((receive_buffer, _),) = buffers(pc)
@@ -529,7 +533,7 @@ async def test_no_bindable_address_at_gathering_raises(
     make_peer: PeerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If no allowed address can be bound at gathering time, setLocalDescription raises."""
-    monkeypatch.setattr(network, "_check_bindable", lambda addresses: None)
+    monkeypatch.setattr(_aioice, "_check_bindable", lambda addresses: None)
     pc = make_peer(NetworkPolicy(local_addresses=("203.0.113.7",)))
     with pytest.raises(WebRTCError, match="no host candidate"):
         await offer(pc)
@@ -548,7 +552,7 @@ def test_unsupported_backend_versions_fail_loudly(
     monkeypatch: pytest.MonkeyPatch, aiortc: str, aioice: str
 ) -> None:
     """An unsupported aiortc/aioice pair (mixed ones too) makes a hooking policy raise."""
-    monkeypatch.setattr(network, "_installed_version", fake_versions(aiortc, aioice))
+    monkeypatch.setattr(_aioice, "_installed_version", fake_versions(aiortc, aioice))
     with pytest.raises(BackendVersionError) as raised:
         create_peer_connection(RTCConfiguration(iceServers=[]), NetworkPolicy.loopback())
     message = str(raised.value)
@@ -563,8 +567,8 @@ def test_supported_backend_pairs_pass_the_version_check(
     monkeypatch: pytest.MonkeyPatch, aiortc: str, aioice: str
 ) -> None:
     """Both supported pairs, at any patch release, pass the check."""
-    monkeypatch.setattr(network, "_installed_version", fake_versions(aiortc, aioice))
-    network._check_backend()
+    monkeypatch.setattr(_aioice, "_installed_version", fake_versions(aiortc, aioice))
+    _aioice._check_backend()
 
 
 def test_policy_must_be_a_network_policy() -> None:

@@ -15,7 +15,7 @@ from aiortc import RTCPeerConnection
 from peerpy_server import Broker, BrokerConfig
 
 from peerpy import Peer, Route
-from peerpy.route import route_of
+from peerpy.backends.aiortc import route_of
 
 from .test_media import av_tracks, dial
 

@@ -1,4 +1,4 @@
-"""peerpy._sctp: the cheaper aiortc SCTP send path, its loss handling and its fallback."""
+"""peerpy.backends._sctp: the cheaper aiortc SCTP send path, its loss handling and its fallback."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aiortc import RTCPeerConnection
 from aiortc.rtcsctptransport import SCTP_DATA_LAST_FRAG, DataChunk
 from peerpy_protocol.ids import random_token
 
-from peerpy import _sctp
+from peerpy.backends import _sctp
 from peerpy.dataconnection import DataConnection
 from peerpy.peer import Peer
 

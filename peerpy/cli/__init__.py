@@ -44,7 +44,8 @@ import anyio
 import anyio.abc
 import attrs
 
-from .. import __version__, backend
+from .. import __version__
+from .. import backends as backend
 from ..config import resolve_network, resolve_rtc_configuration
 from ..exceptions import NegotiationFailedError, PeerError, UsageError
 from ..transfer import Code, receive_files, send_files

@@ -14,7 +14,7 @@ import random
 import anyio
 import pytest
 
-from peerpy.backend import wrtc_installed
+from peerpy.backends import wrtc_installed
 
 from .pairs import Pair
 from .values import (

@@ -1,6 +1,6 @@
 """The wrtc backend: libwebrtc through ``webrtc.aiortc``, wrtc's aiortc-compatible layer.
 
-Imported only when a peer uses wrtc (see :mod:`peerpy.backend`). wrtc's own
+Imported only when a peer uses wrtc (see :mod:`peerpy.backends`). wrtc's own
 ``[aiortc]`` extra is not needed: the layer imports av and pyee, which aiortc
 already brings.
 
@@ -8,9 +8,13 @@ What peerpy adds on top:
 
 - Loopback: libwebrtc skips loopback interfaces unless ``allow_loopback()``
   was called before the first connection of the process; peerpy calls it
-  before its first wrtc connection, and :func:`peerpy.backend.local_sdp`
+  before its first wrtc connection, and :meth:`WrtcBackend.local_sdp`
   advertises only the candidates the policy allows (none on loopback when
   ``local_addresses`` is ``None``, as with aiortc).
+- ``remote_networks``: remote candidates outside them are dropped from the
+  remote SDP (:meth:`WrtcBackend.remote_sdp`) and when trickled; since
+  libwebrtc may still pair with a peer-reflexive remote, the selected route is
+  checked before the connection opens (:meth:`WrtcBackend.route_refused`).
 - ``Timeouts.remote_gone``: libwebrtc checks consent itself on its network
   thread (so a stalled Python event loop never condemns a healthy remote), and
   reports its ICE connection ``"disconnected"`` (which ``webrtc.aiortc``
@@ -22,8 +26,8 @@ What peerpy adds on top:
 - ``conn.route``: the selected pair of the data transport, from libwebrtc's
   ``RTCIceTransport.getSelectedCandidatePair()``.
 - The 16 MiB send queue: libwebrtc refuses sends beyond 16 MiB buffered;
-  ``Limits.send_high_water`` is capped below that (see ``Limits``), so a
-  peerpy ``send()`` waits instead.
+  ``Limits.send_high_water`` is capped at :data:`HIGH_WATER`
+  (:meth:`WrtcBackend.send_high_water`), so a peerpy ``send()`` waits instead.
 """
 
 from __future__ import annotations
@@ -31,25 +35,34 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import webrtc
 from webrtc.aiortc import RTCConfiguration as WrtcConfiguration
 from webrtc.aiortc import RTCIceServer as WrtcIceServer
 from webrtc.aiortc import RTCPeerConnection as WrtcPeerConnection
+from webrtc.aiortc import RTCSessionDescription as WrtcDescription
+from webrtc.aiortc.sdp import candidate_from_sdp as wrtc_candidate
 
-from .exceptions import ConfigurationError
-from .network import NetworkPolicy, check_remote_gone
-from .route import Route
+from ..diagnosis import IceSummary
+from ..exceptions import ConfigurationError
+from ..network import NetworkPolicy, address_allowed, check_remote_gone, remote_networks
+from ..route import Route
+from . import _sdp
 
 if TYPE_CHECKING:
-    from aiortc import RTCConfiguration, RTCPeerConnection
+    # The types of the API both backends share (webrtc.aiortc's mirror them).
+    import aiortc
+
+__all__ = ["BACKEND", "WrtcBackend", "create_peer_connection", "route_of", "watch_remote"]
 
 #: Seconds libwebrtc takes, without hearing the remote, to report ICE "disconnected"
 #: (measured: 5.0-5.2 s after the remote froze, libwebrtc M152 defaults).
 DISCONNECT_AFTER: Final = 5.0
 #: libwebrtc refuses a send when this many bytes are buffered in a channel.
 SEND_QUEUE_LIMIT: Final = 16 * 1024 * 1024
+#: The most a wrtc data channel buffers before send() waits: well below SEND_QUEUE_LIMIT.
+HIGH_WATER: Final = 8 * 1024 * 1024
 
 #: The host of a remote address libwebrtc does not disclose (peer-reflexive candidates).
 HIDDEN: Final = "?"
@@ -121,12 +134,12 @@ def _ignore() -> None:
 
 
 def create_peer_connection(
-    configuration: RTCConfiguration | None,
+    configuration: aiortc.RTCConfiguration | None,
     policy: NetworkPolicy,
     *,
     remote_gone: float | None = None,
-) -> RTCPeerConnection:
-    """A wrtc peer connection for ``policy`` (checked by ``peerpy.backend.wrtc_unsupported``)."""
+) -> aiortc.RTCPeerConnection:
+    """A wrtc peer connection for ``policy`` (checked by ``peerpy.backends.wrtc_unsupported``)."""
     check_remote_gone(remote_gone)
     if not _allow_loopback() and policy.local_addresses is not None:
         raise ConfigurationError(
@@ -140,8 +153,8 @@ def create_peer_connection(
     return _PeerConnection(native, remote_gone)
 
 
-def watch_remote(pc: RTCPeerConnection, callback: Callable[[float], None]) -> bool:
-    """Like :func:`peerpy.network.watch_remote`, for a wrtc peer connection."""
+def watch_remote(pc: aiortc.RTCPeerConnection, callback: Callable[[float], None]) -> bool:
+    """Like :func:`peerpy.backends.aiortc.watch_remote`, for a wrtc peer connection."""
     if not isinstance(pc, _PeerConnection) or pc._peerpy_remote_gone is None:
         return False
     pc._peerpy_on_gone = callback
@@ -152,7 +165,7 @@ def _text(value: object) -> str:
     return str(getattr(value, "value", value)).lower()
 
 
-def route_of(pc: RTCPeerConnection) -> Route | None:
+def route_of(pc: aiortc.RTCPeerConnection) -> Route | None:
     """The selected pair of ``pc``'s data transport; ``None`` before one is selected."""
     sctp = pc.sctp
     native = getattr(getattr(getattr(sctp, "transport", None), "transport", None), "_native", None)
@@ -186,3 +199,80 @@ def route_of(pc: RTCPeerConnection) -> Route | None:
         relay_protocol=relay_protocol,
         relay_server=relay_server,
     )
+
+
+class WrtcBackend:
+    """The :class:`~peerpy.backends.Backend` of wrtc (use :data:`BACKEND`)."""
+
+    name: Final[Literal["wrtc"]] = "wrtc"
+
+    create_peer_connection = staticmethod(create_peer_connection)
+
+    def description(self, sdp: str, type: str) -> aiortc.RTCSessionDescription:
+        return WrtcDescription(sdp=sdp, type=type)  # type: ignore[no-any-return]
+
+    def candidate_from_line(self, line: str) -> aiortc.RTCIceCandidate:
+        return wrtc_candidate(line)  # type: ignore[no-any-return]
+
+    def local_sdp(self, sdp: str, policy: NetworkPolicy) -> str:
+        return _sdp.local_candidates(sdp, policy)
+
+    def remote_sdp(self, sdp: str, policy: NetworkPolicy) -> str:
+        return _sdp.remote_candidates(sdp, policy)
+
+    watch_remote = staticmethod(watch_remote)
+    route_of = staticmethod(route_of)
+
+    def route_undisclosed(self, pc: aiortc.RTCPeerConnection, policy: NetworkPolicy) -> bool:
+        """Whether ``policy.remote_networks`` cannot be checked yet on ``pc``'s route.
+
+        When the remote's connectivity checks arrive before its trickled
+        candidate (a browser trickles its candidates after the OFFER, through
+        the broker), libwebrtc selects a peer-reflexive remote whose address it
+        does not disclose; it does once that candidate is added. The
+        connection waits for it (up to ``ROUTE_DISCLOSURE_WAIT``) before it
+        opens, instead of refusing a route it cannot see yet.
+        """
+        if policy.remote_networks is None:
+            return False
+        route = route_of(pc)
+        return route is not None and route.remote_address[0] == HIDDEN
+
+    def route_refused(self, pc: aiortc.RTCPeerConnection, policy: NetworkPolicy) -> str | None:
+        """Why ``pc``'s route breaks ``policy.remote_networks``; ``None`` if it does not.
+
+        libwebrtc may pair with a peer-reflexive candidate (learnt from a check
+        the remote sent), whose address it does not even disclose; aiortc's
+        hooks drop such packets instead.
+        """
+        networks = remote_networks(policy)
+        if networks is None:
+            return None
+        route = route_of(pc)
+        if route is None:
+            return None
+        host = route.remote_address[0]
+        if address_allowed(host, networks):
+            return None
+        shown = "an undisclosed peer-reflexive address" if host == HIDDEN else host
+        return (
+            f"the route goes to {shown}, outside NetworkPolicy.remote_networks "
+            "(on wrtc, peerpy can only check the route once selected)"
+        )
+
+    def ice_summary(self, pc: aiortc.RTCPeerConnection) -> IceSummary | None:
+        return None  # libwebrtc discloses no candidate lists
+
+    def send_high_water(self, requested: int) -> int:
+        # libwebrtc refuses sends beyond 16 MiB buffered: wait well before.
+        return min(requested, HIGH_WATER)
+
+    def tune_channel(self, channel: aiortc.RTCDataChannel) -> None:
+        pass  # libwebrtc's SCTP needs nothing
+
+    def unacknowledged(self, pc: aiortc.RTCPeerConnection) -> bool:
+        return False  # libwebrtc does not expose its SCTP queues
+
+
+#: The wrtc backend.
+BACKEND: Final = WrtcBackend()

@@ -1,0 +1,358 @@
+"""The WebRTC backends: the one seam where a peer connection is made and driven.
+
+peerpy drives a peer connection through aiortc's API (``createOffer``,
+``setRemoteDescription``, ``createDataChannel``, pyee events...). Two
+libraries provide it:
+
+- ``aiortc`` (the default, always installed): pure Python SCTP and DTLS, about
+  20 MB/s per data connection (30 MB/s on uvloop); data and media.
+- ``wrtc`` (``pip install 'peerpy-sdk[wrtc]'``): libwebrtc, the engine in
+  Chrome, through ``webrtc.aiortc``, its aiortc-compatible layer; 100+ MB/s
+  at a fraction of the CPU. peerpy uses it for data connections only; media
+  calls always run on aiortc (its tracks and :mod:`peerpy.media`).
+
+A :class:`~peerpy.Peer` picks its backend from ``backend=`` or
+``PEERPY_BACKEND``: ``"auto"`` (the default) uses wrtc for data connections
+when it is installed and the peer's :class:`~peerpy.network.NetworkPolicy`
+and configuration can be honoured on it (:func:`wrtc_unsupported`), else
+aiortc. The two interoperate, in both offer directions.
+
+Each backend is one object behind the :class:`Backend` Protocol (as anyio's
+``_backends``), holding everything specific to it, so no code outside this
+package branches on the backend: a connection asks :func:`backend_of` its peer
+connection and calls that object.
+
+- this module: the :class:`Backend` Protocol, choosing a backend
+  (:func:`resolve_backend`, :func:`choose_backend`), and the event loop;
+- :mod:`peerpy.backends.aiortc`: aiortc, with its aioice hooks
+  (:mod:`peerpy.backends._aioice`) and its SCTP send path
+  (:mod:`peerpy.backends._sctp`);
+- :mod:`peerpy.backends.wrtc`: wrtc, imported only when wrtc is used, with the
+  SDP filtering it needs (:mod:`peerpy.backends._sdp`, pure).
+
+Imports go one way: the backends import :mod:`peerpy.network` (the pure
+policy), :mod:`peerpy.route` and :mod:`peerpy.diagnosis` (value objects);
+nothing but this package imports aiortc's or libwebrtc's internals.
+
+The event loop: aiortc runs about 1.4x faster on uvloop (asyncio's UDP
+transport allocates a 256 KiB buffer per datagram received).
+:func:`run` and :func:`loop_options` run peerpy on uvloop when it is installed
+(it is a dependency on Linux and macOS) unless ``PEERPY_UVLOOP=0``; async users
+can do the same with ``anyio.run(main, backend_options={"use_uvloop": True})``
+or ``uvloop.run(main())``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
+
+from ..exceptions import ConfigurationError
+from ..network import DEFAULT_UDP_BUFFER_BYTES, NetworkPolicy
+
+if TYPE_CHECKING:
+    from aiortc import (
+        RTCConfiguration,
+        RTCDataChannel,
+        RTCIceCandidate,
+        RTCPeerConnection,
+        RTCSessionDescription,
+    )
+
+    from ..diagnosis import IceSummary
+    from ..route import Route
+
+__all__ = [
+    "BACKENDS",
+    "ROUTE_DISCLOSURE_WAIT",
+    "Backend",
+    "BackendName",
+    "backend_of",
+    "choose_backend",
+    "create_peer_connection",
+    "explain_backend",
+    "fastest_backend",
+    "get_backend",
+    "loop_options",
+    "resolve_backend",
+    "run",
+    "uvloop_installed",
+    "wrtc_installed",
+    "wrtc_unsupported",
+]
+
+BackendName = Literal["aiortc", "wrtc"]
+#: The backends by name; ``"auto"`` picks one of them per peer.
+BACKENDS: Final[tuple[BackendName, ...]] = ("aiortc", "wrtc")
+
+_T = TypeVar("_T")
+
+
+@functools.cache
+def wrtc_installed() -> bool:
+    """Whether the ``wrtc`` package (module ``webrtc``) can be imported."""
+    return importlib.util.find_spec("webrtc") is not None
+
+
+@functools.cache
+def uvloop_installed() -> bool:
+    """Whether uvloop is installed (never on Windows, where it does not exist)."""
+    return sys.platform != "win32" and importlib.util.find_spec("uvloop") is not None
+
+
+def resolve_backend(backend: str | None = None, *, environ: Mapping[str, str] = os.environ) -> str:
+    """Validate ``backend``, else ``PEERPY_BACKEND``, else ``"auto"``.
+
+    Raise :class:`ConfigurationError` for an unknown name and for ``"wrtc"``
+    when wrtc is not installed.
+    """
+    name = backend if backend is not None else environ.get("PEERPY_BACKEND", "").strip()
+    name = name or "auto"
+    if name not in ("auto", *BACKENDS):
+        raise ConfigurationError(
+            f"backend must be 'auto', 'aiortc' or 'wrtc', got {name!r}"
+            + (" (from PEERPY_BACKEND)" if backend is None else "")
+        )
+    if name == "wrtc" and not wrtc_installed():
+        raise ConfigurationError(
+            "backend 'wrtc' needs the wrtc package: pip install 'peerpy-sdk[wrtc]'"
+        )
+    return name
+
+
+def wrtc_unsupported(configuration: RTCConfiguration, policy: NetworkPolicy) -> str | None:
+    """Why wrtc cannot honour ``policy``/``configuration``, naming the field; ``None`` if it can.
+
+    libwebrtc gathers on every interface (loopback too once allowed, which is
+    process-wide) and sizes its own sockets, so it cannot restrict gathering
+    to chosen non-loopback addresses nor take ``udp_buffer_bytes`` other than
+    the default (which is aiortc tuning). Remote filtering works: peerpy
+    filters the candidates it is given (SDP and trickled).
+    """
+    if policy.udp_buffer_bytes not in (None, DEFAULT_UDP_BUFFER_BYTES):
+        return (
+            "NetworkPolicy.udp_buffer_bytes cannot be set on the wrtc backend "
+            "(libwebrtc sizes its own sockets); leave it at the default or use backend='aiortc'"
+        )
+    if policy.local_addresses is not None and not all(
+        _is_loopback(a) for a in policy.local_addresses
+    ):
+        return (
+            "NetworkPolicy.local_addresses other than loopback cannot be honoured on the wrtc "
+            "backend (libwebrtc gathers on every interface); use backend='aiortc'"
+        )
+    policy_value = getattr(getattr(configuration, "iceTransportPolicy", None), "value", "all")
+    if policy_value != "all":
+        return (
+            "RTCConfiguration.iceTransportPolicy='relay' is not supported on the wrtc backend; "
+            "use backend='aiortc'"
+        )
+    return None
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    return ipaddress.ip_address(address).is_loopback
+
+
+def choose_backend(
+    name: str, configuration: RTCConfiguration, policy: NetworkPolicy
+) -> BackendName:
+    """The backend data connections use for a peer asking for ``name``.
+
+    ``"auto"`` falls back to aiortc when wrtc is absent, cannot honour the
+    policy, or the policy restricts addresses at all (local or remote); ``"wrtc"``
+    raises :class:`ConfigurationError` when it cannot honour the policy.
+    """
+    return explain_backend(name, configuration, policy)[0]
+
+
+def explain_backend(
+    name: str, configuration: RTCConfiguration, policy: NetworkPolicy
+) -> tuple[BackendName, str | None]:
+    """:func:`choose_backend`, and why ``"auto"`` did not pick wrtc (``None`` if it did).
+
+    The reason is what the command line prints next to the backend, so a user
+    who expected the fast backend sees what kept it off and how to force it.
+    """
+    if name == "aiortc":
+        return "aiortc", None
+    if not wrtc_installed():
+        if name == "wrtc":
+            raise ConfigurationError("backend 'wrtc' needs the wrtc package")
+        return "aiortc", "wrtc is not installed: pip install 'peerpy-sdk[wrtc]' for the fast one"
+    if name == "auto" and (
+        policy.local_addresses is not None or policy.remote_networks is not None
+    ):
+        # libwebrtc gathers on every interface and may pick a peer-reflexive route
+        # outside the policy, which peerpy can only refuse once it is selected (the
+        # connection then fails): auto keeps aiortc, whose hooks enforce both.
+        # backend="wrtc" still takes such a policy, with that caveat.
+        field = "local addresses" if policy.local_addresses is not None else "remote networks"
+        return "aiortc", (
+            f"not wrtc: it cannot confine ICE to the chosen {field}; PEERPY_BACKEND=wrtc forces it"
+        )
+    reason = wrtc_unsupported(configuration, policy)
+    if reason is None:
+        return "wrtc", None
+    if name == "wrtc":
+        raise ConfigurationError(reason)
+    return "aiortc", reason
+
+
+def fastest_backend() -> BackendName:
+    """The fastest backend installed for data connections (what the CLI uses)."""
+    return "wrtc" if wrtc_installed() else "aiortc"
+
+
+# --- The backend objects ---------------------------------------------------------
+
+
+class Backend(Protocol):
+    """What peerpy asks of a WebRTC backend: one object per backend, no branches elsewhere.
+
+    The peer connection a backend makes has aiortc's API (``webrtc.aiortc``'s
+    mirrors it), so :mod:`peerpy.connection` drives both the same way; what
+    differs goes through these methods. :func:`backend_of` gives the object
+    that made a peer connection, :func:`get_backend` the one for a name.
+    """
+
+    @property
+    def name(self) -> BackendName:
+        """``"aiortc"`` or ``"wrtc"`` (what ``conn.backend`` and ``peer.backend`` say)."""
+        ...
+
+    def create_peer_connection(
+        self,
+        configuration: RTCConfiguration | None,
+        policy: NetworkPolicy,
+        *,
+        remote_gone: float | None = None,
+    ) -> RTCPeerConnection:
+        """A peer connection following ``policy``, watching for a gone remote if asked.
+
+        A wrtc one is ``webrtc.aiortc``'s ``RTCPeerConnection``, typed as
+        aiortc's for the code driving it.
+        """
+        ...
+
+    def description(self, sdp: str, type: str) -> RTCSessionDescription:
+        """A session description this backend's peer connections accept."""
+        ...
+
+    def candidate_from_line(self, line: str) -> RTCIceCandidate:
+        """Parse a candidate line (without ``candidate:``) for ``addIceCandidate``.
+
+        Raise ``ValueError`` or ``IndexError`` on a malformed line.
+        """
+        ...
+
+    def local_sdp(self, sdp: str, policy: NetworkPolicy) -> str:
+        """The local SDP to send: only the candidates ``policy`` lets the remote learn."""
+        ...
+
+    def remote_sdp(self, sdp: str, policy: NetworkPolicy) -> str:
+        """The remote SDP to apply (without candidates outside ``policy.remote_networks``)."""
+        ...
+
+    def watch_remote(self, pc: RTCPeerConnection, callback: Callable[[float], None]) -> bool:
+        """Call ``callback(seconds_silent)`` once ``pc``'s remote is gone; whether ``pc`` watches.
+
+        ``pc`` watches only if made with ``remote_gone`` (``Timeouts.remote_gone``).
+        """
+        ...
+
+    def route_of(self, pc: RTCPeerConnection) -> Route | None:
+        """The candidate pair ``pc`` uses (see :mod:`peerpy.route`); ``None`` before one."""
+        ...
+
+    def route_undisclosed(self, pc: RTCPeerConnection, policy: NetworkPolicy) -> bool:
+        """Whether ``policy.remote_networks`` cannot be checked yet on ``pc``'s route.
+
+        The connection then waits up to :data:`ROUTE_DISCLOSURE_WAIT` before it opens.
+        """
+        ...
+
+    def route_refused(self, pc: RTCPeerConnection, policy: NetworkPolicy) -> str | None:
+        """Why ``pc``'s selected route breaks ``policy.remote_networks``; ``None`` if not."""
+        ...
+
+    def ice_summary(self, pc: RTCPeerConnection) -> IceSummary | None:
+        """What ``pc``'s ICE gathered and received (to explain a failure); ``None``: unknown."""
+        ...
+
+    def send_high_water(self, requested: int) -> int:
+        """The most a data channel may buffer before ``send()`` waits, given ``Limits``'."""
+        ...
+
+    def tune_channel(self, channel: RTCDataChannel) -> None:
+        """Prepare a data connection's channel (its SCTP transport) for sending."""
+        ...
+
+    def unacknowledged(self, pc: RTCPeerConnection) -> bool:
+        """Whether ``pc``'s SCTP still queues data the remote has not acknowledged.
+
+        Beyond the channel's ``bufferedAmount``; ``False`` where the backend
+        cannot tell.
+        """
+        ...
+
+
+def get_backend(name: BackendName) -> Backend:
+    """The backend object for ``name`` (importing it: wrtc only when it is used)."""
+    if name == "wrtc":
+        from .wrtc import BACKEND as WRTC
+
+        return WRTC
+    from .aiortc import BACKEND as AIORTC
+
+    return AIORTC
+
+
+def backend_of(pc: object) -> Backend:
+    """The backend that made ``pc`` (a plain aiortc ``RTCPeerConnection``: aiortc)."""
+    name: BackendName = getattr(pc, "_peerpy_backend", "aiortc")
+    return get_backend(name)
+
+
+def create_peer_connection(
+    backend: BackendName,
+    configuration: RTCConfiguration,
+    policy: NetworkPolicy,
+    *,
+    remote_gone: float | None = None,
+) -> RTCPeerConnection:
+    """A peer connection of ``backend`` (see :meth:`Backend.create_peer_connection`)."""
+    return get_backend(backend).create_peer_connection(
+        configuration, policy, remote_gone=remote_gone
+    )
+
+
+#: Seconds a wrtc connection may wait, before it opens, for libwebrtc to disclose a
+#: peer-reflexive remote's address (see :meth:`Backend.route_undisclosed`).
+ROUTE_DISCLOSURE_WAIT: Final = 5.0
+
+
+# --- The event loop ------------------------------------------------------------
+
+
+def use_uvloop(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether :func:`run` uses uvloop: installed and not ``PEERPY_UVLOOP=0``."""
+    return uvloop_installed() and environ.get("PEERPY_UVLOOP", "1").strip() != "0"
+
+
+def loop_options() -> dict[str, Any]:
+    """anyio's ``backend_options`` for the asyncio backend: uvloop when :func:`use_uvloop`."""
+    return {"use_uvloop": use_uvloop()}
+
+
+def run(func: Callable[..., Awaitable[_T]], *args: object) -> _T:
+    """``anyio.run(func, *args)`` on asyncio, on uvloop when :func:`use_uvloop`."""
+    import anyio
+
+    return anyio.run(func, *args, backend="asyncio", backend_options=loop_options())
