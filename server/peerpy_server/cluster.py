@@ -62,7 +62,7 @@ from peerpy_protocol.messages import RelayType, ServerErrorMessage, serialize, s
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, RedisError
 
-from .realm import LIMIT_REACHED, Client, Link
+from .core.realm import LIMIT_REACHED, Client, Link
 
 if sys.version_info >= (3, 11, 3):  # as redis-py does: asyncio's has a bug before
     from asyncio import timeout as async_timeout  # type: ignore[attr-defined,unused-ignore]
@@ -328,7 +328,7 @@ class Cluster:
                 break
             await asyncio.sleep(0.01)
         realm = self._broker.realm
-        pending = [(client.id, client.token) for client in realm._clients.values()]
+        pending = [(client.id, client.token) for client in realm.clients()]
         # The loops also stop on _closing: on Python 3.11 asyncio.wait_for can
         # swallow a cancellation that comes as its operation completes.
         self._closing = True
@@ -837,7 +837,7 @@ class Cluster:
             await asyncio.sleep(TICK)
 
     def _push_refresh(self) -> None:
-        clients = list(self._broker.realm._clients.values())
+        clients = list(self._broker.realm.clients())
         for start in range(0, len(clients), REFRESH_CHUNK):
             chunk = clients[start : start + REFRESH_CHUNK]
             keys = [self._ids, *(self._prefix + "id:" + client.id for client in chunk)]
