@@ -117,7 +117,7 @@ def ws_url(port: int, peer_id: str) -> str:
 
 def sweep(sizes: list[int]) -> None:
     from peerpy_server.config import BrokerConfig
-    from peerpy_server.realm import Realm
+    from peerpy_server.core.realm import Realm
 
     logging.disable(logging.CRITICAL)
 

@@ -5,14 +5,28 @@
 ...     async with Broker(BrokerConfig(host="127.0.0.1", port=0)) as broker:
 ...         print(broker.url)
 
-Modules: :mod:`~peerpy_server.config` (options), :mod:`~peerpy_server.realm`
-(the sans-I/O registry and relay rules), :mod:`~peerpy_server.http` (the HTTP
-API), :mod:`~peerpy_server.connection` (one socket), :mod:`~peerpy_server.broker`
-(listening, timers, shutdown), :mod:`~peerpy_server.metrics` (``/metrics``),
-:mod:`~peerpy_server.auth` (JWT tokens), :mod:`~peerpy_server.cluster` (cluster
-mode on Redis), :mod:`~peerpy_server.session` (one WebSocket, either
-transport), :mod:`~peerpy_server.asgi` (the broker as an ASGI app to mount in
-Starlette/FastAPI) and :mod:`~peerpy_server.cli` (``peerpy-server``).
+Layout (imports go downwards only: the transports and the broker use the
+core, the core uses nothing of theirs):
+
+* :mod:`~peerpy_server.core`: the sans-I/O core, with no event loop, socket,
+  Redis or Prometheus import: :mod:`~peerpy_server.core.realm` (the registry
+  and relay rules), :mod:`~peerpy_server.core.session` (one WebSocket,
+  either transport), :mod:`~peerpy_server.core.admission` (per-address limits,
+  handshake deadline, pings), :mod:`~peerpy_server.core.stats` (counters) and
+  :mod:`~peerpy_server.core.host` (the ``Host`` and ``HttpView`` Protocols:
+  what the parts may use of the broker);
+* :mod:`~peerpy_server.transports`: how bytes arrive:
+  :mod:`~peerpy_server.transports.websocket` (the built-in server, one TCP
+  connection), :mod:`~peerpy_server.transports.asgi` (one ASGI scope),
+  :mod:`~peerpy_server.transports.http` (the HTTP API, for both) and
+  :mod:`~peerpy_server.transports.stun` (``--stun``);
+* :mod:`~peerpy_server.broker` (listening, timers, shutdown: wires the parts),
+  :mod:`~peerpy_server.asgi` (the broker as an ASGI app to mount in
+  Starlette/FastAPI), :mod:`~peerpy_server.cluster` (cluster mode on Redis),
+  :mod:`~peerpy_server.config` (options), :mod:`~peerpy_server.metrics`
+  (``/metrics``), :mod:`~peerpy_server.auth` (JWT tokens),
+  :mod:`~peerpy_server.ice` (``/ice``), :mod:`~peerpy_server.logs` and
+  :mod:`~peerpy_server.cli` (``peerpy-server``).
 """
 
 from __future__ import annotations
@@ -30,7 +44,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    # Imported lazily so that ``peerpy_server.realm`` (sans-I/O) can be
+    # Imported lazily so that ``peerpy_server.core`` (sans-I/O) can be
     # imported without pulling in websockets.
     if name in ("Broker", "serve"):
         from . import broker

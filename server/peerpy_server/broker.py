@@ -9,18 +9,19 @@
 :class:`Broker` is asyncio-only (it is built on :class:`asyncio.BufferedProtocol`;
 uvloop works and is used by the CLI when installed).  It owns one background
 task, the timer loop, started in :meth:`Broker.start` and awaited in
-:meth:`Broker.aclose`.  Each tick sweeps the realm (queue expiry, alive
-timeout) in slices of :data:`SWEEP_SLICE` entries, yielding to the event loop
-between slices so that a mass expiry never stalls relaying; drops connections
-that did not finish their request within ``handshake_timeout`` and, every
-``ping_interval``, pings every WebSocket and closes those that sent nothing
-since the previous ping.
+:meth:`Broker.aclose`.  Each tick (:data:`~peerpy_server.core.host.TICK`)
+sweeps the realm (queue expiry, alive timeout) in slices of
+:data:`SWEEP_SLICE` entries, yielding to the event loop between slices so that
+a mass expiry never stalls relaying; drops connections that did not finish
+their request within ``handshake_timeout`` and, every ``ping_interval``, pings
+every WebSocket and closes those that sent nothing since the previous ping
+(both :mod:`peerpy_server.core.admission`, which also applies the per-address
+limits in :meth:`Broker.admit`).
 
-Per-source limits live here too: :meth:`Broker.admit` counts TCP connections
-and connections still in their handshake per remote address
-(``max_connections_per_ip``, ``max_handshakes_per_ip``) and, when the global
-``connection_limit`` is reached, closes the oldest connection still in its
-handshake to make room for the new one.
+The broker wires the parts together and is, for each of them, the
+:class:`~peerpy_server.core.host.Host` (what sessions, transports and the
+cluster may use of it) and the :class:`~peerpy_server.core.host.HttpView` (what
+the HTTP API shows).
 """
 
 from __future__ import annotations
@@ -35,32 +36,29 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from .config import BrokerConfig
-from .connection import Connection
+from .core.admission import Admission
+from .core.host import TICK, HttpView
+from .core.realm import Client, Realm
+from .core.session import Session
+from .core.stats import Stats
 from .ice import ice_servers, warn_if_turn_is_open
 from .logs import WarningLimiter
-from .metrics import BrokerCollector, Stats, render
-from .realm import Client, Realm
-from .session import Session
-from .stun import serve_stun
+from .metrics import BrokerCollector, render
+from .transports.stun import serve_stun
+from .transports.websocket import Gathering, TcpSession
 
 if TYPE_CHECKING:
     from .cluster import Cluster
 
-__all__ = ["Broker", "serve"]
+__all__ = ["TICK", "Broker", "serve"]
 
 logger: Final = logging.getLogger("peerpy_server.broker")
 
-#: How often the timer loop runs (``peer`` checks liveness every 300 ms).
-TICK: Final = 0.25
 #: How long a closing WebSocket may take to answer our close frame.
 CLOSE_TIMEOUT: Final = 5.0
 #: How long :meth:`Broker.aclose` waits for clients to close before cutting them.
 SHUTDOWN_GRACE: Final = 2.0
 _BACKLOG: Final = 1024
-#: Size of the read buffer shared by all connections (asyncio reads this much at most).
-READ_BUFFER: Final = 256 * 1024
-#: Most bytes of frames gathered for one connection before they are written.
-GATHER_LIMIT: Final = 64 * 1024
 #: Most queues and clients one slice of a sweep handles before yielding to the
 #: event loop (about 2-5 ms of work on a 2-core VM).
 SWEEP_SLICE: Final = 1000
@@ -102,22 +100,15 @@ class Broker:
         )
         self._collector = BrokerCollector(self.stats, self.realm, lambda: len(self.realm))
         # Every transport's connections (the built-in server's and the ASGI app's).
-        self._connections: dict[Session, None] = {}
-        self._pending: dict[Session, None] = {}  # no request yet, oldest first
-        self._per_ip: dict[str, int] = {}  # open connections per remote address
-        self._pending_per_ip: dict[str, int] = {}  # of which still in their handshake
+        self._admission: Admission[Session] = Admission(config, self.stats, self.warnings)
+        #: The built-in server's shared read buffer and gathered frames.
+        self.gathering = Gathering(config.max_write_buffer)
         self._server: asyncio.Server | None = None
         self._running = False
         self._timer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._port = 0
         self._stun: asyncio.DatagramTransport | None = None  # --stun's socket
-        #: Where every connection reads (see :meth:`Connection.get_buffer`).
-        self.read_buffer = memoryview(bytearray(READ_BUFFER))
-        #: Connections holding frames gathered by :meth:`Connection.send`.
-        self.unwritten: list[Connection] = []
-        #: At most this many bytes are gathered per connection (see Connection.send).
-        self.gather_limit = min(GATHER_LIMIT, config.max_write_buffer)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -147,11 +138,11 @@ class Broker:
             return
         ssl_context = config.make_ssl_context()
         self._server = await loop.create_server(
-            lambda: Connection(self),
+            lambda: TcpSession(self, self.gathering),
             host=config.host,
             port=config.port,
             ssl=ssl_context,
-            # The TLS handshake happens before Connection sees the socket.
+            # The TLS handshake happens before TcpSession sees the socket.
             ssl_handshake_timeout=config.handshake_timeout if ssl_context else None,
             backlog=_BACKLOG,
             reuse_address=True,
@@ -195,7 +186,7 @@ class Broker:
         if server is not None:
             server.close()
         try:
-            for connection in list(self._connections):
+            for connection in self._admission.connections():
                 if connection.is_websocket:
                     connection.close(1001, "server shutting down")
                 else:
@@ -203,7 +194,7 @@ class Broker:
             with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._drained(), SHUTDOWN_GRACE)
         finally:
-            for connection in list(self._connections):
+            for connection in self._admission.connections():
                 connection.abort()
             if self._timer is not None:
                 self._timer.cancel()
@@ -216,7 +207,7 @@ class Broker:
             logger.info("Broker stopped")
 
     async def _drained(self) -> None:
-        while self._connections:  # noqa: ASYNC110 - polled only during shutdown
+        while self._admission:  # noqa: ASYNC110 - polled only during shutdown
             await asyncio.sleep(0.02)
 
     async def __aenter__(self) -> Broker:
@@ -262,6 +253,33 @@ class Broker:
         """The UDP port the STUN responder is bound to (``None``: no ``--stun``)."""
         return None if self._stun is None else int(self._stun.get_extra_info("sockname")[1])
 
+    @property
+    def connections(self) -> int:
+        """How many connections are open (TCP connections, and the ASGI app's WebSockets)."""
+        return len(self._admission)
+
+    def connections_from(self, ip: str) -> tuple[int, int]:
+        """How many connections ``ip`` has open, and how many of them are in their handshake."""
+        return self._admission.connections_from(ip)
+
+    # -- the HTTP API's view (HttpView) ------------------------------------------
+
+    @property
+    def view(self) -> HttpView:
+        """What the HTTP API shows: the broker itself."""
+        return self
+
+    def is_taken(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` is registered on this instance."""
+        return peer_id in self.realm
+
+    def peers(self, answer: Callable[[list[str]], None]) -> None:
+        """Call ``answer(ids)``: this instance's ids now, in cluster mode the cluster's later."""
+        if self.cluster is None:
+            answer(self.realm.ids())
+        else:
+            self.cluster.respond_later(answer)
+
     def ice_servers(
         self, peer_id: str, token: str, host: str | None
     ) -> list[dict[str, Any]] | None:
@@ -269,7 +287,7 @@ class Broker:
 
         ``host`` is the request's ``Host`` header, used to name our STUN server.
         """
-        client = self.realm._clients.get(peer_id)  # the realm's registrations, read only
+        client = self.realm.client(peer_id)
         if client is None or not hmac.compare_digest(client.token.encode(), token.encode()):
             return None
         config = self.config
@@ -305,7 +323,7 @@ class Broker:
         report: dict[str, Any] = {
             "status": status,
             "clients": len(realm),
-            "connections": len(self._connections),
+            "connections": len(self._admission),
             "queued_messages": realm.queued_messages,
             "queued_bytes": realm.queued_size,
             "redis": redis,
@@ -318,95 +336,38 @@ class Broker:
         """``GET <path>metrics``: the Prometheus text exposition."""
         return render(self._collector)
 
-    @property
-    def connections(self) -> int:
-        """How many connections are open (TCP connections, and the ASGI app's WebSockets)."""
-        return len(self._connections)
-
-    # -- used by the transports (Connection, the ASGI app) -------------------
+    # -- used by the sessions, the transports and the cluster (Host) -------------
 
     def now(self) -> float:
         """The monotonic clock the realm runs on."""
         assert self._loop is not None
         return self._loop.time()
 
-    def admit(self, connection: Session) -> bool:
-        """Track a new connection from ``connection.ip``; ``False`` if a limit refuses it.
+    def admit(self, session: Session) -> bool:
+        """Track a new connection from ``session.ip``; ``False`` if a limit refuses it.
 
-        Per address: at most ``max_connections_per_ip`` connections, of which
-        ``max_handshakes_per_ip`` still in their handshake (past that, the
-        address's oldest handshake is closed for the new one; established
-        WebSockets are never closed to make room).  In total: at most
-        ``connection_limit``; when that is reached, the oldest connection still
-        in its handshake is closed to make room (a flood of silent sockets
-        cannot lock everyone out for ``handshake_timeout``).
+        Refused while the broker is not running; else see
+        :meth:`Admission.admit <peerpy_server.core.admission.Admission.admit>`
+        (per address, in total, evicting the oldest handshake when full).
         """
-        if not self._running:
-            return False
-        config = self.config
-        ip = connection.ip
-        now = self.now()
-        cap = config.max_connections_per_ip
-        if cap is not None and self._per_ip.get(ip, 0) >= cap:
-            self.stats.refuse("per-ip")
-            self.warnings.warning(
-                logger, "per-ip", now, "Too many connections from %s; refused one", ip
-            )
-            return False
-        cap = config.max_handshakes_per_ip
-        if cap is not None and self._pending_per_ip.get(ip, 0) >= cap:
-            self.stats.refuse("handshakes-per-ip")
-            self.warnings.warning(
-                logger, "handshakes-per-ip", now, "Too many handshakes from %s; closed one", ip
-            )
-            # Close that address's oldest handshake, not the newcomer: a slowloris
-            # must then outpace the clients behind its address (docs/broker.md).
-            oldest = next(other for other in self._pending if other.ip == ip)
-            self.forget(oldest)
-            oldest.abort()
-        if len(self._connections) >= config.connection_limit:
-            self.stats.refuse("connections-full")
-            if not self._pending:
-                self.warnings.warning(logger, "full", now, "Too many connections; refused one")
-                return False
-            oldest = next(iter(self._pending))
-            self.warnings.warning(
-                logger, "evicted", now, "Too many connections; closed one still in its handshake"
-            )
-            self.forget(oldest)
-            oldest.abort()
-        self._connections[connection] = None
-        self._pending[connection] = None
-        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
-        self._pending_per_ip[ip] = self._pending_per_ip.get(ip, 0) + 1
-        return True
+        return self._running and self._admission.admit(session, self.now())
 
-    def settled(self, connection: Session) -> None:
+    def settled(self, session: Session) -> None:
         """The connection's request arrived: the handshake timeout no longer applies."""
-        if self._pending.pop(connection, _ABSENT) is None:
-            _decrement(self._pending_per_ip, connection.ip)
+        self._admission.settled(session)
 
-    def forget(self, connection: Session) -> None:
+    def forget(self, session: Session) -> None:
         """The connection is gone (idempotent)."""
-        if self._connections.pop(connection, _ABSENT) is None:
-            _decrement(self._per_ip, connection.ip)
-        self.settled(connection)
-
-    def connections_from(self, ip: str) -> tuple[int, int]:
-        """How many connections ``ip`` has open, and how many of them are in their handshake."""
-        return self._per_ip.get(ip, 0), self._pending_per_ip.get(ip, 0)
+        self._admission.forget(session)
 
     def write_gathered(self) -> None:
-        """Write the frames gathered for each connection (see :meth:`Connection.send`)."""
-        while self.unwritten:
-            unwritten, self.unwritten = self.unwritten, []
-            for connection in unwritten:
-                connection.write_out()
+        """Write the frames gathered for each connection (see :meth:`TcpSession.send`)."""
+        self.gathering.write()
 
-    def close_later(self, connection: Session) -> None:
-        """Cut ``connection`` if its closing handshake is not done within :data:`CLOSE_TIMEOUT`."""
+    def close_later(self, session: Session) -> None:
+        """Cut ``session`` if its closing handshake is not done within :data:`CLOSE_TIMEOUT`."""
         assert self._loop is not None
-        self._loop.call_later(CLOSE_TIMEOUT, connection.abort)
+        self._loop.call_later(CLOSE_TIMEOUT, session.abort)
 
     # -- timers ------------------------------------------------------------
 
@@ -422,47 +383,14 @@ class Broker:
                 while self.realm.sweep(now, SWEEP_SLICE):
                     self.write_gathered()
                     await asyncio.sleep(0)
-                self._sweep_pending(now)
+                self._admission.sweep(now)
                 if next_ping is not None and ping_interval is not None and now >= next_ping:
                     next_ping = now + ping_interval
-                    self._ping_all()
+                    self._admission.ping(now)
                 self.write_gathered()  # the sweep's EXPIREs
                 self.warnings.flush(now)
             except Exception:  # a bug must not stop the timers
                 logger.exception("Timer sweep failed")
-
-    def _sweep_pending(self, now: float) -> None:
-        deadline = now - self.config.handshake_timeout
-        while self._pending:
-            connection = next(iter(self._pending))
-            if connection.opened_at > deadline:
-                break
-            self.settled(connection)
-            self.stats.refuse("handshake-timeout")
-            self.warnings.warning(
-                logger,
-                "handshake-timeout",
-                now,
-                "No request within handshake_timeout from %s; closing it",
-                connection.ip,
-            )
-            connection.abort()
-
-    def _ping_all(self) -> None:
-        for connection in list(self._connections):
-            if not connection.is_websocket or not connection.PINGED:
-                continue
-            if connection.active:
-                connection.active = False
-                connection.ping()
-            else:
-                self.warnings.warning(
-                    logger, "ping", self.now(), "No answer to ping; closing a connection"
-                )
-                connection.abort()
-
-
-_ABSENT: Final = object()
 
 
 def _authorizer(config: BrokerConfig) -> Callable[[str, str], str | None] | None:
@@ -472,14 +400,6 @@ def _authorizer(config: BrokerConfig) -> Callable[[str, str], str | None] | None
     from .auth import JwtAuthorizer
 
     return JwtAuthorizer.from_config(config).authorize
-
-
-def _decrement(counts: dict[str, int], ip: str) -> None:
-    left = counts[ip] - 1
-    if left:
-        counts[ip] = left
-    else:
-        del counts[ip]
 
 
 async def serve(config: BrokerConfig) -> None:

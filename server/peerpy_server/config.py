@@ -70,7 +70,7 @@ class BrokerConfig:
     * ``max_queue_messages`` / ``max_queue_bytes``: bound each offline id's queue
       (messages; characters of JSON).
     * ``max_queued_bytes``: the memory budget of all queues together, counted as
-      the bytes they really take (see ``peerpy_server.realm``'s overhead constants).
+      the bytes they really take (see ``peerpy_server.core.realm``'s overhead constants).
     * ``max_queues``: the most queued destinations at once (``None``: no cap but
       ``max_queued_bytes``); ``max_queues_per_sender``: the most offline ids one
       sender may have messages queued for.

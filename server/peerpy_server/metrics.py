@@ -1,8 +1,9 @@
 """What an operator sees: counters kept on the relay path, exported at scrape time.
 
-The relay path only adds to plain integers held by a :class:`Stats` (a dict
-increment per relayed message, one ``perf_counter`` per read); nothing from
-``prometheus_client`` runs per message.  :class:`BrokerCollector` turns those
+The relay path only adds to plain integers held by a
+:class:`~peerpy_server.core.stats.Stats` (a dict increment per relayed message,
+one ``perf_counter`` per read); nothing from ``prometheus_client`` runs per
+message.  :class:`BrokerCollector` turns those
 integers, and the realm's current sizes, into Prometheus metric families when
 ``GET <path>metrics`` is scraped; each broker has its own
 :class:`~prometheus_client.CollectorRegistry`, so several brokers can live in
@@ -23,11 +24,9 @@ Exported metrics (all prefixed ``peerpy_broker_``):
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
-from peerpy_protocol.messages import RelayType
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -37,50 +36,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from .core.stats import LATENCY_BUCKETS, Stats
+
 if TYPE_CHECKING:
-    from .realm import Realm
+    from .core.realm import Realm
 
-__all__ = ["LATENCY_BUCKETS", "BrokerCollector", "Stats", "render"]
+__all__ = ["BrokerCollector", "render"]
 
-#: Upper bounds (seconds) of the relay latency histogram's buckets.
-LATENCY_BUCKETS: Final = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-)  # fmt: skip
 #: ``Content-Type`` of the Prometheus text format.
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-
-
-class Stats:
-    """Plain counters updated by the realm and the connections (no locks, no labels)."""
-
-    __slots__ = (
-        "expired",
-        "latency_buckets",
-        "latency_count",
-        "latency_sum",
-        "redis_round_trips",
-        "refused",
-        "relayed",
-    )
-
-    def __init__(self) -> None:
-        self.relayed: dict[RelayType, int] = dict.fromkeys(RelayType, 0)
-        self.expired = 0
-        self.refused: dict[str, int] = {}
-        self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.latency_count = 0
-        self.latency_sum = 0.0
-        self.redis_round_trips = 0
-
-    def refuse(self, reason: str) -> None:
-        """Count one refusal; ``reason`` is a fixed string, never client-chosen text."""
-        self.refused[reason] = self.refused.get(reason, 0) + 1
-
-    def observe(self, seconds: float) -> None:
-        """Count one relay latency."""
-        self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.latency_count += 1
-        self.latency_sum += seconds
 
 
 class BrokerCollector(Collector):

@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 from peerpy_server.cli import build_parser, config_from_args
 from peerpy_server.config import BrokerConfig
+from peerpy_server.core.realm import Realm
 from peerpy_server.logs import WarningLimiter
-from peerpy_server.realm import Realm
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 

@@ -464,6 +464,7 @@ async def test_broker_cut_off_longer_than_alive_timeout_tells_its_clients(
         run_cluster(own_redis.url, size=1, alive_timeout=2) as target,
         peer_client(target, "a") as a,
     ):
+
         async def heartbeats() -> None:  # the realm's own alive_timeout must not fire
             with contextlib.suppress(ConnectionClosed):
                 while True:

@@ -13,7 +13,7 @@ import json
 import re
 
 import pytest
-from peerpy_server.http import INFO
+from peerpy_server.transports.http import INFO
 from websockets.exceptions import InvalidStatus
 
 from .conftest import StartBroker, client, http_request, peer_client

@@ -27,7 +27,7 @@ from peerpy_protocol.messages import (
     serialize_relay,
 )
 from peerpy_server import Broker, BrokerConfig
-from peerpy_server.connection import Connection
+from peerpy_server.transports.websocket import TcpSession
 from websockets.speedups import apply_mask
 
 from peerpy.exceptions import ProtocolError
@@ -126,7 +126,7 @@ def test_serialize_falls_back_to_json_for_huge_integers() -> None:
     assert text == '{"type":"OFFER","src":"a","dst":"b","payload":1180591620717411303424}'
 
 
-# -- Connection with fake transports ----------------------------------------
+# -- TcpSession with fake transports ----------------------------------------
 
 
 class FakeTransport:
@@ -136,7 +136,7 @@ class FakeTransport:
         self.writes: list[bytes] = []
         self.backlog = 0
         self.high = 1 << 20
-        self.protocol: Connection | None = None
+        self.protocol: TcpSession | None = None
         self.closing = False
 
     def write(self, data: bytes) -> None:
@@ -186,7 +186,7 @@ def server_frame(text: str) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, len(body)) + body
 
 
-def read(connection: Connection, data: bytes) -> None:
+def read(connection: TcpSession, data: bytes) -> None:
     """Deliver ``data`` the way asyncio does to a buffered protocol."""
     while data:
         buffer = connection.get_buffer(-1)
@@ -196,15 +196,15 @@ def read(connection: Connection, data: bytes) -> None:
 
 
 class Harness:
-    """A started broker (its own socket unused) and Connections on fake transports."""
+    """A started broker (its own socket unused) and TcpSessions on fake transports."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self.connections: list[Connection] = []
+        self.connections: list[TcpSession] = []
 
-    def connect(self, peer_id: str) -> tuple[Connection, FakeTransport]:
-        """A Connection through the handshake, its writes so far cleared."""
-        connection = Connection(self.broker)
+    def connect(self, peer_id: str) -> tuple[TcpSession, FakeTransport]:
+        """A TcpSession through the handshake, its writes so far cleared."""
+        connection = TcpSession(self.broker, self.broker.gathering)
         self.connections.append(connection)
         transport = FakeTransport()
         transport.protocol = connection
@@ -248,7 +248,7 @@ async def test_one_read_gives_one_write_per_destination(harness: Harness) -> Non
     read(a, b"".join(client_frame(m) for m in messages))
     assert b_out.writes == [b"".join(server_frame(forwarded("a", m)) for m in messages)]
     assert a_out.writes == []
-    assert not harness.broker.unwritten
+    assert not harness.broker.gathering.unwritten
 
 
 @pytest.mark.anyio

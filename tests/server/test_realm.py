@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from peerpy_server.config import BrokerConfig
-from peerpy_server.realm import Client, Realm, truncate
+from peerpy_server.core.realm import Client, Realm, truncate
 
 
 class FakeLink:
@@ -164,7 +164,7 @@ def test_truncate_shortens_long_payloads() -> None:
 def test_realm_imports_no_io_library() -> None:
     """The realm is sans-I/O: importing it pulls in neither asyncio's server nor websockets."""
     code = (
-        "import sys, peerpy_server.realm\n"
+        "import sys, peerpy_server.core.realm\n"
         "bad = [m for m in ('websockets', 'anyio', 'aiortc', 'uvloop') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

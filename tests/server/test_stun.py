@@ -11,7 +11,7 @@ from aioice import stun
 from hypothesis import given
 from hypothesis import strategies as st
 from peerpy_server import Broker, BrokerConfig
-from peerpy_server.stun import parse_request, respond
+from peerpy_server.transports.stun import parse_request, respond
 
 # RFC 5769 §2.1: a Binding request with SOFTWARE, PRIORITY, ICE-CONTROLLED,
 # USERNAME, MESSAGE-INTEGRITY and FINGERPRINT.

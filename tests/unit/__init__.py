@@ -1,1 +1,1 @@
-"""Pure tests: no sockets, no event loop, no real time."""
+"""Pure tests: no sockets, no event loop, fake clocks (one folder per package)."""

@@ -1,7 +1,7 @@
 """Cluster mode: brokers sharing one realm through Redis (``--redis URL``).
 
 Each broker process (an *instance*, named by a random hex string) keeps its
-own clients in its in-memory :class:`~peerpy_server.realm.Realm`, as without
+own clients in its in-memory :class:`~peerpy_server.core.realm.Realm`, as without
 Redis; Redis holds what must be shared, under ``redis_prefix`` (the layout is
 in :mod:`.scripts`):
 

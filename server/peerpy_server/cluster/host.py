@@ -9,11 +9,11 @@ The attribute names are the broker's own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator
 from typing import Protocol
 
 from ..config import BrokerConfig
-from ..realm import Client, Link
+from ..core.realm import Client, Link
 
 __all__ = ["ClusterHost", "ClusterRealm", "ClusterStats", "Warnings"]
 
@@ -21,9 +21,8 @@ __all__ = ["ClusterHost", "ClusterRealm", "ClusterStats", "Warnings"]
 class ClusterRealm(Protocol):
     """The realm calls of the cluster (claims, local delivery, supersession)."""
 
-    @property
-    def _clients(self) -> Mapping[str, Client]:
-        """The local clients by id (read until the realm offers a public iterator)."""
+    def clients(self) -> Iterator[Client]:
+        """The local clients (take a ``list`` before registering or dropping any)."""
 
     def ids(self) -> list[str]:
         """The ids registered on this broker."""

@@ -25,7 +25,7 @@ from typing import Any, Final
 from peerpy_protocol.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
 from redis.exceptions import RedisError
 
-from ..realm import LIMIT_REACHED, Client, Link, truncate
+from ..core.realm import LIMIT_REACHED, Client, Link, truncate
 from .batch import BatchCompiler
 from .codec import entries, entry, source
 from .host import ClusterHost
@@ -147,7 +147,7 @@ class Cluster:
             if loop.time() > deadline:
                 break
             await asyncio.sleep(0.01)
-        pending = [(client.id, client.token) for client in self._broker.realm._clients.values()]
+        pending = [(client.id, client.token) for client in self._broker.realm.clients()]
         # The loops also stop on _closing: on Python 3.11 asyncio.wait_for can
         # swallow a cancellation that comes as its operation completes.
         self._closing = self._wire.closing = True
@@ -442,7 +442,7 @@ class Cluster:
             now = broker.now()
             if not self._reachable and now - self._contact > broker.config.alive_timeout:
                 # Cut off longer than alive_timeout: Redis has let our ids go.
-                self._lose(list(broker.realm._clients))
+                self._lose([client.id for client in broker.realm.clients()])
             if now >= next_refresh:
                 next_refresh = now + refresh_every
                 self._push_refresh()
@@ -484,7 +484,7 @@ class Cluster:
         self._broker.write_gathered()
 
     def _push_refresh(self) -> None:
-        clients = list(self._broker.realm._clients.values())
+        clients = list(self._broker.realm.clients())
         for start in range(0, len(clients), REFRESH_CHUNK):
             chunk = clients[start : start + REFRESH_CHUNK]
             ids = [client.id for client in chunk]

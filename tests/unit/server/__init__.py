@@ -1,1 +1,1 @@
-"""Pure tests of the broker's modules."""
+"""Pure tests of the broker: its sans-I/O core (peerpy_server.core) and pure helpers, with fakes."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peerpy_server.stun import SourceLimiter
+from peerpy_server.transports.stun import SourceLimiter
 
 
 def test_a_source_gets_its_burst_then_the_rate() -> None:

@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Final, cast
 import attrs
 
 if TYPE_CHECKING:
-    from .logs import WarningLimiter
-    from .metrics import Stats
+    from ..core.stats import Stats
+    from ..logs import WarningLimiter
 
 __all__ = ["SourceLimiter", "StunProtocol", "parse_request", "respond", "serve_stun"]
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final, Protocol
 
 from peerpy_protocol.exceptions import ProtocolError
@@ -51,9 +51,9 @@ from peerpy_protocol.messages import (
     serialize_relay,
 )
 
-from .config import BrokerConfig
-from .logs import WarningLimiter
-from .metrics import Stats
+from ..config import BrokerConfig
+from ..logs import WarningLimiter
+from .stats import Stats
 
 __all__ = [
     "MESSAGE_OVERHEAD",
@@ -154,7 +154,7 @@ class Realm:
         released: Callable[[Client], None] | None = None,
     ) -> None:
         self._config = config
-        #: Counters for ``GET <path>metrics`` (see :mod:`peerpy_server.metrics`).
+        #: Counters for ``GET <path>metrics`` (see :mod:`peerpy_server.core.stats`).
         self.stats = stats if stats is not None else Stats()
         # authorize(id, token) -> None, or the reason to refuse (--jwt-secret).
         self._authorize = authorize
@@ -184,6 +184,18 @@ class Realm:
     def ids(self) -> list[str]:
         """The registered ids, oldest HEARTBEAT first."""
         return list(self._clients)
+
+    def client(self, peer_id: str) -> Client | None:
+        """The registered record of ``peer_id``, or ``None``."""
+        return self._clients.get(peer_id)
+
+    def clients(self) -> Iterator[Client]:
+        """The registered records, oldest HEARTBEAT first.
+
+        The iterator reads the registry as it is: take a ``list`` of it before
+        calling anything that may register or drop a client.
+        """
+        return iter(self._clients.values())
 
     def queued(self, peer_id: str) -> int:
         """How many messages wait for ``peer_id``."""

@@ -1,26 +1,28 @@
-"""One TCP connection: the thin I/O layer between asyncio and the realm.
+"""The built-in server's transport: one TCP connection, between asyncio and the realm.
 
-Each accepted socket gets a :class:`Connection`, an
-:class:`asyncio.BufferedProtocol` that feeds bytes to a websockets sans-I/O
+Each accepted socket gets a :class:`TcpSession`, an
+:class:`asyncio.BufferedProtocol` (and a :class:`~peerpy_server.core.session.Session`)
+that feeds bytes to a websockets sans-I/O
 :class:`~websockets.server.ServerProtocol` and writes what it produces.  There
 is no task per connection: everything happens in read callbacks, which keeps
 an idle connection at a few KiB and the relay path short (see
 ``docs/broker.md`` for the figures that led to this choice over websockets'
 asyncio server).  Complete data frames are parsed here directly, and the
-frames sent while one read is handled are written once per connection.
+frames sent while one read is handled are written once per connection; the
+read buffer and the list of connections holding gathered frames are shared by
+all of a broker's connections (:class:`Gathering`).
 
 The first request decides what the connection is: a WebSocket handshake on
 ``{path}/peerjs`` (then :meth:`Realm.connect`), a WebSocket upgrade elsewhere
-(400), or a plain HTTP request answered by :mod:`peerpy_server.http`.
+(400), or a plain HTTP request answered by :mod:`peerpy_server.transports.http`.
 
 Limits enforced here: request size and time before the handshake, message
 size (websockets fails the connection with 1009), the outgoing buffer (a
 client that does not read is cut off when its buffer passes
 ``max_write_buffer``; asyncio's ``pause_writing`` fires synchronously inside
-``write``) and the message rate: a token bucket of ``rate_burst`` messages
-refilled at ``rate_limit`` per second; a WebSocket that sends faster is closed
-with 1008 and unregistered.  The per-address limits are the broker's
-(:meth:`Broker.admit`).
+``write``) and the message rate (:meth:`Session.spend`, counted per frame).
+The per-address limits are the broker's (:mod:`peerpy_server.core.admission`);
+the broker is reached through its :class:`~peerpy_server.core.host.Host`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Final, cast
 
@@ -43,18 +44,22 @@ try:
 except ImportError:  # pragma: no cover - websockets built without its C extension
     from websockets.utils import apply_mask
 
+from ..core.realm import Client, truncate
+from ..core.session import Session
 from . import http
-from .realm import Client, truncate
-from .session import Session
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from ..core.host import Host
 
-__all__ = ["Connection"]
+__all__ = ["GATHER_LIMIT", "READ_BUFFER", "Gathering", "TcpSession"]
 
 logger: Final = logging.getLogger("peerpy_server.connection")
 _ws_logger: Final = logging.getLogger("peerpy_server.websocket")
 
+#: Size of the read buffer shared by all connections (asyncio reads this much at most).
+READ_BUFFER: Final = 256 * 1024
+#: Most bytes of frames gathered for one connection before they are written.
+GATHER_LIMIT: Final = 64 * 1024
 _MAX_REQUEST: Final = 16 * 1024
 _TEXT: Final = Opcode.TEXT
 _BINARY: Final = Opcode.BINARY
@@ -83,12 +88,33 @@ def _text_header(length: int) -> bytes:
     return _HEADER64.pack(0x81, 127, length)
 
 
-class Connection(Session, asyncio.BufferedProtocol):
+class Gathering:
+    """What a broker's connections share: one read buffer, and who holds gathered frames."""
+
+    __slots__ = ("limit", "read_buffer", "unwritten")
+
+    def __init__(self, max_write_buffer: int) -> None:
+        #: Where every connection reads (see :meth:`TcpSession.get_buffer`).
+        self.read_buffer = memoryview(bytearray(READ_BUFFER))
+        #: Connections holding frames gathered by :meth:`TcpSession.send`.
+        self.unwritten: list[TcpSession] = []
+        #: At most this many bytes are gathered per connection (see TcpSession.send).
+        self.limit = min(GATHER_LIMIT, max_write_buffer)
+
+    def write(self) -> None:
+        """Write the frames gathered for each connection (see :meth:`TcpSession.send`)."""
+        while self.unwritten:
+            unwritten, self.unwritten = self.unwritten, []
+            for connection in unwritten:
+                connection.write_out()
+
+
+class TcpSession(Session, asyncio.BufferedProtocol):
     """An accepted TCP connection (HTTP request or WebSocket); also the realm's link."""
 
     __slots__ = (
-        "_cut",
         "_fragments",
+        "_gathering",
         "_out",
         "_out_size",
         "_partial",
@@ -98,11 +124,11 @@ class Connection(Session, asyncio.BufferedProtocol):
         "_ws",
     )
 
-    def __init__(self, broker: Broker) -> None:
-        super().__init__(broker)
-        self._ws = ServerProtocol(max_size=broker.config.max_message_size, logger=_ws_logger)
+    def __init__(self, host: Host, gathering: Gathering) -> None:
+        super().__init__(host)
+        self._gathering = gathering
+        self._ws = ServerProtocol(max_size=host.config.max_message_size, logger=_ws_logger)
         self._transport: asyncio.Transport | None = None
-        self._cut = False
         self._fragments: list[bytes] | None = None
         self._out: list[bytes] | None = None  # frames gathered by send(), not yet written
         self._out_size = 0
@@ -119,10 +145,10 @@ class Connection(Session, asyncio.BufferedProtocol):
         peername = transport.get_extra_info("peername")
         if isinstance(peername, tuple) and peername:
             self.ip = str(peername[0])
-        if not self._broker.admit(self):
+        if not self._host.admit(self):
             transport.abort()
             return
-        transport.set_write_buffer_limits(high=self._broker.config.max_write_buffer)
+        transport.set_write_buffer_limits(high=self._host.config.max_write_buffer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.gone()
@@ -130,22 +156,18 @@ class Connection(Session, asyncio.BufferedProtocol):
     def pause_writing(self) -> None:
         # The peer is not reading: cut it off rather than buffer more.
         if not self._cut:
-            self._cut = True
-            self._broker.stats.refuse("slow-reader")
-            self._warn("slow-reader", "Cut off %s: it does not read what it is sent", self._name())
-            assert self._transport is not None
-            self._transport.abort()
+            self.cut_off()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # A buffered protocol so that asyncio's own loop reads into one
         # buffer shared by all connections: with a plain Protocol it
         # allocates 256 KiB per read (mmap, mremap, munmap: three system
         # calls per read, a sixth of its CPU time at 10 000 clients).
-        return self._broker.read_buffer
+        return self._gathering.read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         # Copy what was read out of the shared buffer before anything else.
-        self.data_received(self._broker.read_buffer[:nbytes].tobytes())
+        self.data_received(self._gathering.read_buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         """Handle bytes read from the socket."""
@@ -176,10 +198,10 @@ class Connection(Session, asyncio.BufferedProtocol):
                 self._yield_turn()  # one large read per loop iteration, not 32
         # What the realm sent while handling this read was gathered per
         # connection (see send); write it now, one system call per connection.
-        broker = self._broker
-        if broker.unwritten:
-            broker.write_gathered()
-            broker.stats.observe(perf_counter() - start)
+        gathering = self._gathering
+        if gathering.unwritten:
+            gathering.write()
+            self._host.stats.observe(perf_counter() - start)
 
     def _fast_frames(self, data: bytes) -> None:
         """Parse complete, masked, unfragmented text/binary frames here.
@@ -194,15 +216,14 @@ class Connection(Session, asyncio.BufferedProtocol):
         buffer = self._partial + data if self._partial else data
         self._partial = b""
         size = len(buffer)
-        broker = self._broker
-        limit = broker.config.max_message_size
+        host = self._host
+        limit = host.config.max_message_size
         # Looked up once per read rather than once per message; ``now`` is
         # the time of the read.  No client: refused or left, the socket is
         # closing and its messages are dropped.
         client = self._client
-        receive = broker.realm.receive
-        now = broker.now()
-        limited = client is not None and self._refill(now)
+        receive = host.realm.receive
+        now = host.now()
         pos = 0
         turn = MESSAGES_PER_TURN
         while size - pos >= 2:
@@ -240,11 +261,8 @@ class Connection(Session, asyncio.BufferedProtocol):
             if end > size:
                 self._partial = buffer[pos:]
                 return
-            if client is not None and limited:
-                self._tokens -= 1.0
-                if self._tokens < 0.0:
-                    self._over_rate(client)
-                    client = None  # the rest is skipped, as after any close
+            if client is not None and not self.spend(now):
+                client = None  # the rest is skipped, as after any close
             if control:
                 if first == 0x89 and self._ws.state is _OPEN:
                     self._pong(apply_mask(buffer[start:end], buffer[start - 4 : start]))
@@ -291,12 +309,9 @@ class Connection(Session, asyncio.BufferedProtocol):
             if not isinstance(event, Frame):
                 self._handshake(cast(Request, event))
                 continue
-            client = self._client
-            if client is not None and self._refill(self._broker.now()):
-                self._tokens -= 1.0  # every frame counts, fragments and control frames too
-                if self._tokens < 0.0:
-                    self._over_rate(client)
-                    continue
+            # Every frame counts, fragments and control frames too.
+            if self._client is not None and not self.spend(self._host.now()):
+                continue
             opcode = event.opcode
             if opcode is _TEXT or opcode is _BINARY:
                 if event.fin:
@@ -321,7 +336,7 @@ class Connection(Session, asyncio.BufferedProtocol):
         """Send one text frame; ``False`` if this client got cut off (see module doc).
 
         Frames sent while the broker handles one read are gathered and written
-        together once the read is handled (:meth:`Broker.write_gathered`): at
+        together once the read is handled (:meth:`Gathering.write`): at
         100 clients a read carries many messages for the same partner, and one
         ``write`` system call per message was a third of the broker's CPU
         time.  Gathering never changes when a client is cut off: it only
@@ -344,7 +359,8 @@ class Connection(Session, asyncio.BufferedProtocol):
         header = _text_header(len(payload))
         out = self._out
         size = self._out_size + len(header) + len(payload)
-        if size <= self._broker.gather_limit:
+        gathering = self._gathering
+        if size <= gathering.limit:
             if out is not None:
                 out += (header, payload)
                 self._out_size = size
@@ -352,7 +368,7 @@ class Connection(Session, asyncio.BufferedProtocol):
             if not transport.get_write_buffer_size():
                 self._out = [header, payload]
                 self._out_size = size
-                self._broker.unwritten.append(self)
+                gathering.unwritten.append(self)
                 return True
         self.write_out()  # keep the order of frames
         transport.write(header + payload)
@@ -378,7 +394,7 @@ class Connection(Session, asyncio.BufferedProtocol):
             else:
                 ws.send_close(code, reason)
             self._flush()
-            self._broker.close_later(self)
+            self._host.close_later(self)
 
     # -- helpers -----------------------------------------------------------
 
@@ -398,11 +414,25 @@ class Connection(Session, asyncio.BufferedProtocol):
         if self._transport is not None:
             self._transport.abort()
 
+    @property
+    def closing(self) -> bool:
+        """Whether the TCP connection is gone or closing."""
+        transport = self._transport
+        return transport is None or transport.is_closing()
+
+    def attached(self) -> None:
+        """The cluster claim is settled: read again (reading paused in :meth:`_handshake`)."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+            if self._partial:  # frames that arrived with the handshake
+                self.data_received(b"")
+
     def _message(self, data: BytesLike) -> None:
         client = self._client
         if client is None:
             return  # refused or left: the socket is closing
-        self._broker.realm.receive(client, cast(bytes, data), self._broker.now())
+        self._host.realm.receive(client, cast(bytes, data), self._host.now())
 
     def _over_rate(self, client: Client) -> None:
         self._fragments = None
@@ -424,60 +454,28 @@ class Connection(Session, asyncio.BufferedProtocol):
                 return
 
     def _handshake(self, request: Request) -> None:
-        broker = self._broker
-        config = broker.config
+        host = self._host
         path, _, query = request.path.partition("?")
-        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
-        if not upgrade:
-            broker.settled(self)
-            cluster = broker.cluster
-            if cluster is not None and config.allow_discovery and path.endswith("/peers"):
-                # The whole cluster's ids come from Redis: answer once they are read.
-                def answer(ids: list[str]) -> None:
-                    self._ws.send_response(self._respond(request, lambda: ids))
-                    self._flush()
-
-                cluster.respond_later(answer)
-                return
-            self._ws.send_response(self._respond(request, broker.realm.ids))
+        host.settled(self)
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            http.respond(request, host.view, self._reply)
             return
-        if path != config.websocket_path or http.request_method(request) != "GET":
-            broker.settled(self)
+        if path != host.config.websocket_path or http.request_method(request) != "GET":
             logger.info("WebSocket upgrade on %s refused", truncate(request.path))
             self._ws.send_response(http.bad_request())
             return
-        broker.settled(self)
         response = self._ws.accept(request)
         self._ws.send_response(response)
         if response.status_code != 101:
             return
         self._flush()
-        if broker.cluster is not None:
+        if host.cluster is not None:
             # Cluster mode: the claim goes to Redis; read nothing until it is settled.
             assert self._transport is not None
             self._transport.pause_reading()
         self.register(query)
 
-    def claimed(self, client: Client | None) -> None:
-        """The cluster claim is settled: attach the client (or not) and read again."""
-        transport = self._transport
-        if client is not None and (transport is None or transport.is_closing()):
-            self._broker.realm.disconnect(client)  # it left while its claim was pending
-            return
-        self._client = client
-        if transport is not None and not transport.is_closing():
-            transport.resume_reading()
-            if self._partial:  # frames that arrived with the handshake
-                self.data_received(b"")
-
-    def _respond(self, request: Request, ids: Callable[[], list[str]]) -> Response:
-        broker = self._broker
-        return http.respond(
-            request,
-            broker.config,
-            ids,
-            broker.realm.__contains__,
-            broker.ice_servers,
-            broker.health,
-            broker.metrics,
-        )
+    def _reply(self, response: Response) -> None:
+        """Send the answer to a plain HTTP request (now, or once the cluster listed ids)."""
+        self._ws.send_response(response)
+        self._flush()

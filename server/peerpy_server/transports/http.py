@@ -1,6 +1,9 @@
 """The broker's plain HTTP API, as ``peer`` 1.0.2 serves it (spec §1.2).
 
-Pure functions from a parsed request to a :class:`websockets.http11.Response`:
+Pure functions from a parsed request to a :class:`websockets.http11.Response`,
+reading the broker through its :class:`~peerpy_server.core.host.HttpView`;
+both transports (the built-in server and the ASGI app) answer with
+:func:`respond`:
 
 * ``GET {path}``: the JSON banner;
 * ``GET {path}/{key}/id``: a fresh unused UUID, bare text (``{key}`` is not checked);
@@ -24,12 +27,13 @@ import json
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from .config import BrokerConfig
+from ..config import BrokerConfig
+from ..core.host import HttpView
 
 __all__ = ["INFO", "bad_request", "request_method", "respond"]
 
@@ -99,71 +103,72 @@ def new_id(is_taken: Callable[[str], bool]) -> str:
 
 def respond(
     request: Request,
-    config: BrokerConfig,
-    ids: Callable[[], list[str]],
-    is_taken: Callable[[str], bool],
-    ice: Callable[[str, str, str | None], list[dict[str, Any]] | None] | None = None,
-    health: Callable[[], tuple[int, dict[str, Any]]] | None = None,
-    metrics: Callable[[], bytes] | None = None,
+    view: HttpView,
+    reply: Callable[[Response], None],
     *,
     method: str | None = None,
     mount: str | None = None,
-) -> Response:
-    """Answer a plain (non-upgrade) HTTP request.
+) -> None:
+    """Answer a plain (non-upgrade) HTTP request: ``reply(response)``, once.
 
-    ``ids`` lists the registered ids (for discovery); ``is_taken`` tells
-    whether an id is registered (for ``/id``); ``ice(id, token, host)`` gives
-    a registered peer's ICE servers, ``None`` for a wrong id or token (for ``/ice``);
-    ``health()`` gives the status code and JSON body of ``/health``;
-    ``metrics()`` the Prometheus text of ``/metrics``.  ``method`` overrides
-    the request's method and ``mount`` the mount path ``config.path`` (the ASGI
-    application passes both: its server parsed the request, and it may be
-    mounted under a prefix).
+    ``reply`` is called before this returns, except for ``/peers`` in cluster
+    mode, which waits for Redis to list the ids (:meth:`HttpView.peers`).
+    ``method`` overrides the request's method and ``mount`` the mount path
+    ``config.path`` (the ASGI application passes both: its server parsed the
+    request, and it may be mounted under a prefix).
     """
+    config = view.config
     path = request.path.partition("?")[0]
     if method is None:
         method = request_method(request)
     relative = _relative(path, config.path if mount is None else mount)
     if relative is None:
-        return _response(404, f"Cannot {method} {path}".encode(), _HTML, Headers())
+        reply(_response(404, f"Cannot {method} {path}".encode(), _HTML, Headers()))
+        return
     cors = _cors(request, config)
     if method == "OPTIONS":
         cors["Access-Control-Allow-Methods"] = _METHODS
         requested = request.headers.get("Access-Control-Request-Headers")
         if requested is not None:
             cors["Access-Control-Allow-Headers"] = requested
-        return _response(204, b"", None, cors)
+        reply(_response(204, b"", None, cors))
+        return
     if method not in ("GET", "HEAD"):
-        return _response(404, f"Cannot {method} {path}".encode(), _HTML, cors)
+        reply(_response(404, f"Cannot {method} {path}".encode(), _HTML, cors))
+        return
+
+    def answer(status: int, body: bytes, content_type: str) -> None:
+        response = _response(status, body, content_type, cors)
+        if method == "HEAD":  # the headers of the GET (Content-Length too), no body
+            response = Response(status, response.reason_phrase, response.headers, b"")
+        reply(response)
 
     parts = relative.strip("/").split("/")
     if parts == [""]:
-        response = _response(200, INFO, _JSON, cors)
-    elif parts == ["health"] and health is not None:
-        status, report = health()
-        body = json.dumps(report, separators=(",", ":")).encode()
-        response = _response(status, body, _JSON, cors)
-    elif parts == ["metrics"] and metrics is not None:
-        response = _response(200, metrics(), _PROMETHEUS, cors)
+        answer(200, INFO, _JSON)
+    elif parts == ["health"]:
+        status, report = view.health()
+        answer(status, json.dumps(report, separators=(",", ":")).encode(), _JSON)
+    elif parts == ["metrics"]:
+        answer(200, view.metrics(), _PROMETHEUS)
     elif len(parts) == 2 and parts[1] == "id":
-        response = _response(200, new_id(is_taken).encode(), _HTML, cors)
+        answer(200, new_id(view.is_taken).encode(), _HTML)
     elif len(parts) == 2 and parts[1] == "peers":
         if config.allow_discovery:
-            body = json.dumps(ids(), ensure_ascii=False, separators=(",", ":")).encode()
-            response = _response(200, body, _JSON, cors)
+            view.peers(lambda ids: answer(200, _json(ids), _JSON))
         else:
-            response = _response(401, b"Unauthorized", _TEXT, cors)
-    elif len(parts) == 2 and parts[1] == "ice" and ice is not None:
+            answer(401, b"Unauthorized", _TEXT)
+    elif len(parts) == 2 and parts[1] == "ice":
         query = urllib.parse.parse_qs(request.path.partition("?")[2])
         peer_id, token = query.get("id", [""])[0], query.get("token", [""])[0]
-        servers = ice(peer_id, token, request.headers.get("Host")) if peer_id else None
+        servers = view.ice_servers(peer_id, token, request.headers.get("Host")) if peer_id else None
         if servers is None:
-            response = _response(401, b"Unauthorized", _TEXT, cors)
+            answer(401, b"Unauthorized", _TEXT)
         else:
-            body = json.dumps(servers, ensure_ascii=False, separators=(",", ":")).encode()
-            response = _response(200, body, _JSON, cors)
+            answer(200, _json(servers), _JSON)
     else:
-        response = _response(404, f"Cannot {method} {path}".encode(), _HTML, cors)
-    if method == "HEAD":
-        response = Response(response.status_code, response.reason_phrase, response.headers, b"")
-    return response
+        answer(404, f"Cannot {method} {path}".encode(), _HTML)
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,0 +1,130 @@
+"""What the broker's parts may use of it: the :class:`Host` and :class:`HttpView` Protocols.
+
+A session, a transport and the cluster each hold the broker as a
+:class:`Host`, never as the concrete :class:`~peerpy_server.broker.Broker`:
+the Protocol lists everything they may touch, so a reader sees the whole
+dependency here and a test can pass a small fake.  The HTTP API
+(:func:`peerpy_server.transports.http.respond`) reads the broker through
+:class:`HttpView`.  :class:`~peerpy_server.broker.Broker` implements both.
+
+Who uses what:
+
+* sessions (:mod:`peerpy_server.core.session`): ``config``, ``realm``,
+  ``stats``, ``warnings``, ``cluster`` (to claim an id), ``now``, ``forget``;
+* transports (:mod:`peerpy_server.transports`): the same, plus ``running``,
+  ``admit``, ``settled``, ``close_later``, ``write_gathered`` and ``view``;
+* the cluster (:mod:`peerpy_server.cluster`): ``config``, ``realm``,
+  ``stats``, ``warnings``, ``now`` and ``write_gathered``, and :data:`TICK`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+if TYPE_CHECKING:
+    from ..config import BrokerConfig
+    from ..logs import WarningLimiter
+    from .realm import Client, Link, Realm
+    from .session import Session
+    from .stats import Stats
+
+__all__ = ["TICK", "Claims", "Host", "HttpView"]
+
+#: How often the broker's timers run (the realm's and admission's sweeps, the
+#: cluster's refreshes); ``peer`` checks liveness every 300 ms.
+TICK: Final = 0.25
+
+
+class Claims(Protocol):
+    """Cluster mode's registration: an id is claimed in Redis, the answer comes later."""
+
+    def claim(
+        self,
+        link: Link,
+        *,
+        key: str,
+        peer_id: str,
+        token: str,
+        done: Callable[[Client | None], None],
+    ) -> None:
+        """Register ``peer_id`` cluster-wide, then locally; call ``done(client or None)`` after."""
+
+
+class HttpView(Protocol):
+    """What the plain HTTP API shows of the broker."""
+
+    @property
+    def config(self) -> BrokerConfig:
+        """The options (path, CORS origins, discovery)."""
+
+    def is_taken(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` is registered here (``/id`` picks another)."""
+
+    def peers(self, answer: Callable[[list[str]], None]) -> None:
+        """Call ``answer(ids)`` with the registered ids (``/peers``).
+
+        At once with this broker's ids, or in cluster mode once Redis listed
+        the whole cluster's.
+        """
+
+    def ice_servers(
+        self, peer_id: str, token: str, host: str | None
+    ) -> list[dict[str, Any]] | None:
+        """The ICE servers of registered ``peer_id``; ``None`` if id and token do not match."""
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """The status code and JSON report of ``/health``."""
+
+    def metrics(self) -> bytes:
+        """The Prometheus text of ``/metrics``."""
+
+
+class Host(Protocol):
+    """What a session, a transport and the cluster may use of the broker."""
+
+    @property
+    def config(self) -> BrokerConfig:
+        """The broker's options."""
+
+    @property
+    def realm(self) -> Realm:
+        """The registry and relay rules."""
+
+    @property
+    def stats(self) -> Stats:
+        """The counters behind ``/metrics``."""
+
+    @property
+    def warnings(self) -> WarningLimiter:
+        """Where repeated warnings are rate-limited."""
+
+    @property
+    def cluster(self) -> Claims | None:
+        """Cluster mode's registration, or ``None`` when registering is the realm's alone."""
+
+    @property
+    def view(self) -> HttpView:
+        """What the HTTP API shows."""
+
+    @property
+    def running(self) -> bool:
+        """Whether the broker is started and not yet closing."""
+
+    def now(self) -> float:
+        """The monotonic clock the realm runs on."""
+
+    def admit(self, session: Session) -> bool:
+        """Track a new connection; ``False`` if a limit (or shutdown) refuses it."""
+
+    def settled(self, session: Session) -> None:
+        """The connection's request arrived: its handshake deadline no longer applies."""
+
+    def forget(self, session: Session) -> None:
+        """The connection is gone (idempotent)."""
+
+    def close_later(self, session: Session) -> None:
+        """Abort ``session`` if its closing handshake is not done in time."""
+
+    def write_gathered(self) -> None:
+        """Write the frames the built-in server gathered while handling a read."""
