@@ -32,6 +32,7 @@ from . import dataconnection as _dataconnection
 from . import mediaconnection as _mediaconnection
 from . import peer as _peer
 from .backend import loop_options
+from .events import PEER_EVENTS, PeerEvent, check_event
 from .exceptions import ConnectionClosedError, DisconnectedError
 
 if sys.version_info >= (3, 11):
@@ -393,20 +394,20 @@ class Peer:
         """Register again with the same id and token."""
         self._call(self._async_peer().reconnect)
 
-    def on(self, event: _peer.PeerEvent, handler: Callable[..., Any]) -> Callable[..., Any]:
+    def on(self, event: PeerEvent, handler: Callable[..., Any]) -> Callable[..., Any]:
         """Call ``handler`` on the dispatcher thread each time ``event`` happens.
 
         Works before :meth:`start` too: the handler then hears the first ``open``.
         """
         forward = self._forwarder(self, event, handler)
         if self._peer is None:
-            _peer._check_event(event)
+            check_event(event, PEER_EVENTS)
             self._early.append((event, forward))
         else:
             self._call_sync(self._peer.on, event, forward)
         return handler
 
-    def off(self, event: _peer.PeerEvent, handler: Callable[..., Any]) -> None:
+    def off(self, event: PeerEvent, handler: Callable[..., Any]) -> None:
         """Stop calling ``handler`` for ``event``."""
         forward = self._forwarders.pop((id(self), event, handler), None)
         if forward is None:
