@@ -240,7 +240,12 @@ class Peer:
             raise
 
     async def _make_peer(self) -> _peer.Peer:
-        return _peer.Peer(self._id_arg, **self._options)
+        options = dict(self._options)
+        token = options.get("token")
+        if callable(token) and not inspect.iscoroutinefunction(token):
+            # A blocking token provider (an HTTP call...) runs on a worker thread.
+            options["token"] = functools.partial(anyio.to_thread.run_sync, token)
+        return _peer.Peer(self._id_arg, **options)
 
     def close(self) -> None:
         """Close every connection, leave the broker and stop the loop thread."""
@@ -303,8 +308,19 @@ class Peer:
 
     @property
     def token(self) -> str | None:
-        """The secret owning our id on the broker (``None`` before :meth:`start`)."""
+        """The secret owning our id on the broker (``None`` before :meth:`start`).
+
+        Setting it gives the next registration a new token (see
+        :attr:`peerpy.Peer.token`); before :meth:`start`, the first one.
+        """
         return self._peer.token if self._peer else None
+
+    @token.setter
+    def token(self, value: str) -> None:
+        if self._peer is None:
+            self._options["token"] = value
+        else:
+            self._call_sync(setattr, self._peer, "token", value)
 
     @property
     def open(self) -> bool:
