@@ -43,6 +43,7 @@ __all__ = [
     "ServerAddress",
     "Timeouts",
     "parse_ice_servers",
+    "resolve_ice",
     "resolve_network",
     "resolve_rtc_configuration",
     "resolve_server",
@@ -178,6 +179,23 @@ def resolve_rtc_configuration(
             for server in ice_servers
         ]
     return RTCConfiguration(iceServers=servers)
+
+
+def resolve_ice(
+    ice_servers: Sequence[RTCIceServer | str] | None,
+    configuration: RTCConfiguration | None,
+    *,
+    environ: Mapping[str, str] = os.environ,
+) -> tuple[RTCConfiguration, bool]:
+    """A peer's configuration, and whether to ask the broker for ICE servers instead.
+
+    ``configuration`` wins, then ``ice_servers``, then PEERPY_ICE_SERVERS;
+    with none of them set, the broker's are fetched once registered.
+    """
+    from_broker = (
+        configuration is None and ice_servers is None and "PEERPY_ICE_SERVERS" not in environ
+    )
+    return configuration or resolve_rtc_configuration(ice_servers, environ=environ), from_broker
 
 
 def resolve_network(

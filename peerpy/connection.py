@@ -52,7 +52,7 @@ from .route import Route
 if TYPE_CHECKING:
     from .config import Limits, Timeouts
 
-__all__ = ["Connection", "ConnectionState", "Owner", "SdpTransform"]
+__all__ = ["Connection", "ConnectionState", "Host", "Owner", "SdpTransform"]
 
 #: PeerJS's ``sdpTransform``: takes our SDP, returns the SDP to send.
 SdpTransform = Callable[[str], str]
@@ -81,6 +81,13 @@ class Owner(Protocol):
     async def _send_relay(self, message: Relay) -> None: ...
     def _spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None: ...
     def _forget(self, connection: Connection) -> None: ...
+
+
+class Host(Owner, Protocol):
+    """What the code making a peer's connections (incoming, outgoing) needs of the peer."""
+
+    def _new_pc(self, *, media: bool = False) -> RTCPeerConnection: ...
+    def _register(self, conn: Connection) -> None: ...
 
 
 Signal = OfferPayload | AnswerPayload | CandidatePayload

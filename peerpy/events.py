@@ -11,15 +11,25 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Collection, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from .exceptions import UsageError
 
-__all__ = ["EventEmitter"]
+__all__ = ["PEER_EVENTS", "EventEmitter", "PeerEvent", "check_event"]
+
+#: The events of :meth:`peerpy.Peer.on` (typed, so that a misspelt name is a type error).
+PeerEvent = Literal["open", "connection", "call", "disconnected", "close", "error"]
+PEER_EVENTS: tuple[str, ...] = get_args(PeerEvent)
 
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 Spawner = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
+
+
+def check_event(event: str, events: Collection[str]) -> None:
+    """Raise UsageError unless ``event`` is one of ``events``."""
+    if event not in events:
+        raise UsageError(f"unknown event {event!r}; events are: {', '.join(sorted(events))}")
 
 
 class EventEmitter:
@@ -32,9 +42,7 @@ class EventEmitter:
 
     def on(self, event: str, handler: H) -> H:
         """Call ``handler(*args)`` each time ``event`` happens; returns ``handler``."""
-        if event not in self._handlers:
-            names = ", ".join(sorted(self._handlers))
-            raise UsageError(f"unknown event {event!r}; events are: {names}")
+        check_event(event, self._handlers)
         self._handlers[event].append(handler)
         return handler
 

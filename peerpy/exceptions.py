@@ -21,7 +21,8 @@ side misbehaved" (:class:`ProtocolError`), as h11 does::
     │   └── DecodeError                bytes that do not decode (or reassemble)
     ├── ServerError                server-error: the broker refused us
     │   ├── UnavailableIdError         unavailable-id: the id is taken
-    │   └── InvalidKeyError            invalid-key
+    │   ├── InvalidKeyError            invalid-key
+    │   └── InvalidTokenError          the broker refused the token (an expired JWT...)
     ├── NetworkError               network: the broker is unreachable or lost
     ├── PeerUnavailableError       peer-unavailable: no such peer on the broker
     ├── WebRTCError                webrtc: SDP or ICE plumbing failed
@@ -51,6 +52,7 @@ __all__ = [
     "InvalidAddressError",
     "InvalidIdError",
     "InvalidKeyError",
+    "InvalidTokenError",
     "MediaFileError",
     "MessageTooBigError",
     "NegotiationFailedError",
@@ -127,6 +129,15 @@ class InvalidKeyError(ServerError):
     """The broker rejected the API key."""
 
     type = "invalid-key"
+
+
+class InvalidTokenError(ServerError):
+    """The broker refused the token (``--jwt-secret``: expired, forged, another id's).
+
+    The ``type`` stays ``server-error``, what PeerJS reports for it.  Retrying
+    with the same token cannot succeed: give the peer a new one
+    (``peer.token = ...``, or ``Peer(token=provider)``).
+    """
 
 
 class NetworkError(PeerError):

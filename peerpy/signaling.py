@@ -21,7 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import anyio
 import anyio.abc
@@ -34,6 +34,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from .config import ServerAddress, Timeouts
 from .exceptions import (
     InvalidKeyError,
+    InvalidTokenError,
     NetworkError,
     ProtocolError,
     ServerError,
@@ -44,12 +45,16 @@ __all__ = ["Signaling"]
 
 #: Version string sent to the broker, as PeerJS sends its own.
 CLIENT_VERSION = "1.5.5"
-#: Messages kept while the WebSocket is down; more is a usage error.
+#: Messages kept while the WebSocket is down; a send beyond this raises
+#: NetworkError and that message is dropped (those queued stay).
 MAX_QUEUED = 1024
+#: How the broker's ERROR for a refused token begins (peerpy_server.auth).
+INVALID_TOKEN = "Invalid token"
 #: Largest frame accepted from the broker.
 MAX_FRAME = 1 << 20
 
-RelayHandler = Callable[[messages.Relay], Awaitable[None]]
+#: Called with each relayed message, in arrival order (it must not block).
+RelayHandler = Callable[[messages.Relay], None]
 
 # websockets logs the handshake's request line, token included, at DEBUG.
 logging.getLogger("websockets.client").addFilter(RedactSecrets())
@@ -185,7 +190,8 @@ class Signaling:
 
         ``task_status.started()`` is called once the broker said OPEN, so
         ``await tg.start(signaling.run, ...)`` returns only when registered, or
-        raises :class:`ServerError`, :class:`UnavailableIdError` or
+        raises :class:`ServerError`, :class:`UnavailableIdError`,
+        :class:`InvalidTokenError` (the broker refused the token) or
         :class:`NetworkError`.  After OPEN it returns only once :meth:`aclose`
         closed the socket; every other end (close frame, EOF, reset, a failed
         heartbeat...) raises :class:`NetworkError`.  Cancelling closes the socket.
@@ -260,6 +266,8 @@ class Signaling:
             ):
                 raise InvalidKeyError(f'API KEY "{self.address.key}" is invalid')
             if isinstance(message, messages.ServerErrorMessage):
+                if message.msg.startswith(INVALID_TOKEN):
+                    raise InvalidTokenError(message.msg)
                 raise ServerError(message.msg)
             self._log.debug("ignoring %r before OPEN", message)
 
@@ -284,7 +292,7 @@ class Signaling:
             if isinstance(message, messages.Relay):
                 self._log.debug("<- %s", _truncate(str(frame)))
                 try:
-                    await on_relay(message)
+                    on_relay(message)
                 except Exception:
                     # One bad message must not end the session for every connection.
                     self._log.exception("handling %s failed", _truncate(str(frame)))
@@ -311,22 +319,30 @@ class Signaling:
     async def send(self, message: messages.Relay) -> None:
         """Send a relayed message, or queue it until the broker says OPEN.
 
-        Cancelling may leave the message unsent.
+        Raise :class:`NetworkError` if :data:`MAX_QUEUED` messages already
+        wait: this one is dropped, those waiting are kept.  Cancelling may
+        leave the message unsent.
         """
         frame = messages.serialize(message)
         if self._socket is None or not self._open:
-            if len(self._queue) >= MAX_QUEUED:
-                raise NetworkError("not connected to the broker, and the send queue is full")
-            self._queue.append(frame)
+            self._enqueue(frame, message, "not connected to the broker")
             return
         self._log.debug("-> %s", _truncate(frame))
         try:
             await self._socket.send(frame)
         except SOCKET_ERRORS:
             # The session is ending (run() reports why): send it after the next OPEN.
-            if len(self._queue) >= MAX_QUEUED:
-                raise NetworkError("lost the broker, and the send queue is full") from None
-            self._queue.append(frame)
+            self._enqueue(frame, message, "lost the broker")
+
+    def _enqueue(self, frame: str, message: messages.Relay, why: str) -> None:
+        """Keep ``frame`` for the next OPEN, or refuse it (NetworkError) past MAX_QUEUED."""
+        if len(self._queue) >= MAX_QUEUED:
+            raise NetworkError(
+                f"{why}, and {MAX_QUEUED} messages already wait for it (the most kept): "
+                f"this {message.type.value} to {message.dst} is dropped; "
+                "those waiting go out after the next OPEN"
+            )
+        self._queue.append(frame)
 
     async def _flush(self) -> None:
         while self._queue and self._socket is not None:

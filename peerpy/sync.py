@@ -32,6 +32,7 @@ from . import dataconnection as _dataconnection
 from . import mediaconnection as _mediaconnection
 from . import peer as _peer
 from .backends import loop_options
+from .events import PEER_EVENTS, PeerEvent, check_event
 from .exceptions import ConnectionClosedError, DisconnectedError
 
 if sys.version_info >= (3, 11):
@@ -239,7 +240,12 @@ class Peer:
             raise
 
     async def _make_peer(self) -> _peer.Peer:
-        return _peer.Peer(self._id_arg, **self._options)
+        options = dict(self._options)
+        token = options.get("token")
+        if callable(token) and not inspect.iscoroutinefunction(token):
+            # A blocking token provider (an HTTP call...) runs on a worker thread.
+            options["token"] = functools.partial(anyio.to_thread.run_sync, token)
+        return _peer.Peer(self._id_arg, **options)
 
     def close(self) -> None:
         """Close every connection, leave the broker and stop the loop thread."""
@@ -302,8 +308,19 @@ class Peer:
 
     @property
     def token(self) -> str | None:
-        """The secret owning our id on the broker (``None`` before :meth:`start`)."""
+        """The secret owning our id on the broker (``None`` before :meth:`start`).
+
+        Setting it gives the next registration a new token (see
+        :attr:`peerpy.Peer.token`); before :meth:`start`, the first one.
+        """
         return self._peer.token if self._peer else None
+
+    @token.setter
+    def token(self, value: str) -> None:
+        if self._peer is None:
+            self._options["token"] = value
+        else:
+            self._call_sync(setattr, self._peer, "token", value)
 
     @property
     def open(self) -> bool:
@@ -393,20 +410,20 @@ class Peer:
         """Register again with the same id and token."""
         self._call(self._async_peer().reconnect)
 
-    def on(self, event: _peer.PeerEvent, handler: Callable[..., Any]) -> Callable[..., Any]:
+    def on(self, event: PeerEvent, handler: Callable[..., Any]) -> Callable[..., Any]:
         """Call ``handler`` on the dispatcher thread each time ``event`` happens.
 
         Works before :meth:`start` too: the handler then hears the first ``open``.
         """
         forward = self._forwarder(self, event, handler)
         if self._peer is None:
-            _peer._check_event(event)
+            check_event(event, PEER_EVENTS)
             self._early.append((event, forward))
         else:
             self._call_sync(self._peer.on, event, forward)
         return handler
 
-    def off(self, event: _peer.PeerEvent, handler: Callable[..., Any]) -> None:
+    def off(self, event: PeerEvent, handler: Callable[..., Any]) -> None:
         """Stop calling ``handler`` for ``event``."""
         forward = self._forwarders.pop((id(self), event, handler), None)
         if forward is None:

@@ -107,7 +107,7 @@ class Watch:
         self.max_half_open = 0
         self.max_from_one_id = 0
         self.connections: list[Connection] = []
-        on_offer: Callable[[str, OfferPayload], None] = peer._on_offer
+        on_offer: Callable[[str, OfferPayload], None] = peer._router.on_offer
 
         def watched(src: str, payload: OfferPayload) -> None:
             self.offers += 1
@@ -122,7 +122,7 @@ class Watch:
                 by_id[c.peer] = by_id.get(c.peer, 0) + 1
             self.max_from_one_id = max(self.max_from_one_id, *by_id.values(), 0)
 
-        peer._on_offer = watched  # type: ignore[method-assign]
+        peer._router.on_offer = watched
 
 
 async def legit_call(url: str, caller_id: str, target: Peer) -> float:
@@ -175,7 +175,7 @@ async def check_flood(
         # The flood reached the target and filled what it could, never more.
         assert watch.offers >= FLOOD
         # Hundreds of half-open connections closed, but one warning per HALF_OPEN s.
-        assert target._crowded >= FLOOD - limits.max_half_open
+        assert target._incoming.admission.crowded >= FLOOD - limits.max_half_open
         warnings = [r for r in caplog.records if "too many incoming" in r.getMessage()]
         assert all(r.levelno == logging.WARNING for r in warnings)
         assert 1 <= len(warnings) <= 1 + (time.monotonic() - flood_started) / HALF_OPEN

@@ -1,0 +1,117 @@
+"""Outgoing connections: from ``connect()`` or ``call()`` to an open connection.
+
+:class:`Outgoing` builds the connection a :class:`~peerpy.peer.Peer` asks
+for on a new peer connection, registers it (so the broker's ANSWER and
+candidates find it) and drives it until it is open, within a deadline
+(``timeout``, else ``Timeouts.negotiation``).  A connection that fails or
+times out, or whose caller is cancelled, is closed before the error reaches
+the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from aiortc import MediaStreamTrack
+from peerpy_protocol.ids import connection_id, validate_id
+
+from .connection import Host, SdpTransform
+from .dataconnection import DataConnection
+from .exceptions import UsageError
+from .mediaconnection import MediaConnection, check_tracks
+from .serialization import SerializerFactory, create_serializer
+
+__all__ = ["Outgoing"]
+
+
+class Outgoing:
+    """The outgoing side of one peer: ``connect()`` and ``call()`` behind the API checks."""
+
+    def __init__(
+        self, host: Host, serializers: Mapping[str, SerializerFactory], logger: logging.Logger
+    ) -> None:
+        self._host = host
+        self._serializers = serializers
+        self._log = logger
+
+    async def connect(
+        self,
+        peer: str,
+        *,
+        label: str | None,
+        metadata: Any,
+        serialization: str,
+        reliable: bool,
+        timeout: float | None,
+        sdp_transform: SdpTransform | None,
+    ) -> DataConnection:
+        """Open a data connection (see :meth:`peerpy.Peer.connect`).
+
+        Cancelling closes the half-made connection.
+        """
+        host = self._host
+        validate_id(peer)
+        serializer = create_serializer(
+            serialization, limits=host.limits.decoding, custom=self._serializers
+        )
+        cid = connection_id("data")
+        conn = DataConnection(
+            host,
+            host._new_pc(),
+            peer=peer,
+            connection_id=cid,
+            label=cid if label is None else label,
+            metadata=metadata,
+            serializer=serializer,
+            reliable=reliable or serializer.reliable_required,
+            originator=True,
+            logger=self._log,
+        )
+        conn.sdp_transform = sdp_transform
+        host._register(conn)
+        limit = host.timeouts.negotiation if timeout is None else timeout
+        await conn._open_within(
+            limit,
+            conn._start_as_caller,
+            lambda: f"connection to {conn.peer} not open after {limit:g} s",
+        )
+        return conn
+
+    async def call(
+        self,
+        peer: str,
+        tracks: Iterable[MediaStreamTrack] | None,
+        *,
+        metadata: Any,
+        receive: Sequence[str],
+        timeout: float | None,
+        sdp_transform: SdpTransform | None,
+    ) -> MediaConnection:
+        """Call ``peer`` (see :meth:`peerpy.Peer.call`).
+
+        Cancelling closes the half-made call.
+        """
+        host = self._host
+        validate_id(peer)
+        local = check_tracks(tracks)
+        if any(kind not in ("audio", "video") for kind in receive) or isinstance(receive, str):
+            raise UsageError(f"receive takes kinds 'audio'/'video', got {receive!r}")
+        if not local and not receive:
+            raise UsageError("a call needs tracks to send or kinds to receive")
+        call = MediaConnection(
+            host,
+            host._new_pc(media=True),
+            peer=peer,
+            connection_id=connection_id("media"),
+            metadata=metadata,
+            originator=True,
+            logger=self._log,
+            tracks=local,
+            receive=receive,
+        )
+        call.sdp_transform = sdp_transform
+        host._register(call)
+        await call._dial(host.timeouts.negotiation if timeout is None else timeout)
+        return call
