@@ -19,12 +19,13 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from peerpy_protocol.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
 from redis.exceptions import RedisError
 
+from ..core.ice_access import UNREACHABLE, Registered
 from ..core.realm import LIMIT_REACHED, Client, Link, truncate
 from .batch import BatchCompiler
 from .codec import entries, entry, source
@@ -60,6 +61,8 @@ SENDER_SHARE: Final = 8
 STALLED_AFTER: Final = 1.0
 #: Most cached owners (see :class:`~.owners.OwnerCache`); past that the cache starts afresh.
 OWNERS_LIMIT: Final = 100_000
+#: Seconds ``/ice`` waits for Redis to say which token an id holds (then 503).
+LOOKUP_WAIT: Final = 2.0
 #: Seconds :meth:`Cluster.aclose` waits for the outbox (the last releases) to be written.
 CLOSE_GRACE: Final = 2.0
 #: The result given to the operations of a batch Redis did not take.
@@ -92,7 +95,7 @@ class Cluster:
         self._owners = OwnerCache(self.instance, OWNERS_LIMIT)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._helpers: set[asyncio.Task[None]] = set()  # /peers answers, awaited on close
+        self._helpers: set[asyncio.Task[None]] = set()  # /peers, /ice answers, awaited on close
         self._reachable = False
         self._writing = False  # the writer holds a batch not yet answered
         self._writing_since = 0.0  # broker.now() when that batch was sent
@@ -271,7 +274,30 @@ class Cluster:
                 ids = self._broker.realm.ids()  # what this instance knows
             respond(ids)
 
-        task = asyncio.get_running_loop().create_task(answer())
+        self._helper(answer())
+
+    def registration(self, peer_id: str, answer: Callable[[Registered], None]) -> None:
+        """Call ``answer`` with the token ``peer_id`` holds in the cluster (``/ice``).
+
+        ``None`` if no instance holds it; :data:`~..core.ice_access.UNREACHABLE`
+        if Redis did not answer within :data:`LOOKUP_WAIT` seconds.
+        """
+        key = self._keys.id(peer_id)
+
+        async def look() -> None:
+            try:
+                value = await asyncio.wait_for(self._wire.get(key), LOOKUP_WAIT)
+            except (RedisError, OSError, asyncio.TimeoutError):
+                answer(UNREACHABLE)
+                return
+            # "<instance> <token>"
+            answer(None if value is None else value.partition(" ")[2])
+
+        self._helper(look())
+
+    def _helper(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a helper task (an HTTP answer), cancelled by :meth:`aclose`."""
+        task = asyncio.get_running_loop().create_task(coro)
         self._helpers.add(task)
         task.add_done_callback(self._helpers.discard)
 
