@@ -7,7 +7,8 @@ of our ids, expiry of the queues).  Redis I/O goes through :mod:`.wire`; what
 it uses of the broker is :class:`~.host.ClusterHost`.
 
 When Redis is unreachable the broker keeps serving its own clients; a message
-it cannot route gets EXPIRE back to its sender, a new registration gets an
+it cannot route gets EXPIRE back to its sender, whose payload says so
+(:data:`STORE_UNREACHABLE`: the destination may exist), a new registration gets an
 ERROR, and ``GET <path>health`` says 503 until Redis is back.  After a Redis
 restart the next refresh claims the instance's ids again (queued messages are
 lost unless Redis persists them).
@@ -22,7 +23,13 @@ import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
-from peerpy_protocol.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
+from peerpy_protocol.messages import (
+    CLUSTER_UNAVAILABLE,
+    RelayType,
+    ServerErrorMessage,
+    serialize,
+    serialize_relay,
+)
 from redis.exceptions import RedisError
 
 from ..core.ice_access import UNREACHABLE, Registered
@@ -41,6 +48,11 @@ __all__ = ["Cluster"]
 logger: Final = logging.getLogger("peerpy_server.cluster")
 
 UNAVAILABLE: Final = "Server is unavailable: its cluster store cannot be reached"
+#: The payload of the EXPIRE a sender gets for a message Redis failed to route.
+STORE_UNREACHABLE: Final = {
+    "reason": CLUSTER_UNAVAILABLE,
+    "msg": "Server could not route this message: its cluster store cannot be reached",
+}
 #: The ERROR a client gets when its registration was lost with the cluster store.
 LOST: Final = "Server lost this registration: its cluster store was unreachable too long"
 #: Seconds after Redis lost its data (a restart) during which no free id may be
@@ -313,11 +325,13 @@ class Cluster:
 
     def _route_failed(self, src: str, dst: str, mode: Mode) -> None:
         # Never a silent loss: the sender hears EXPIRE for what was not routed
-        # (once per destination in a failed batch).
+        # (once per destination in a failed batch), saying that Redis failed:
+        # dst may well exist (PeerJS ignores the payload).
         if mode is not Mode.NOTICE and (src, dst) not in self._expired:
             self._expired.add((src, dst))
             self._broker.stats.expired += 1
-            self._broker.realm.deliver_local(src, serialize_relay(RelayType.EXPIRE, dst, src))
+            frame = serialize_relay(RelayType.EXPIRE, dst, src, STORE_UNREACHABLE)
+            self._broker.realm.deliver_local(src, frame)
 
     def _publish(self, instance: str, payload: bytes) -> None:
         self._outbox.add(Publish(self._keys.channel(instance), payload), bounded=False)
