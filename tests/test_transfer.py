@@ -8,8 +8,6 @@ import hashlib
 import json
 import os
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -53,9 +51,12 @@ from peerpy.transfer import (
     send_files,
 )
 from peerpy.transfer import files as files_module
-from peerpy.transfer import session as session_module
+from peerpy.transfer import receiver as receiver_module
+from peerpy.transfer import sender as sender_module
 from peerpy.transfer.auth import Code, Handshake, sdp_fingerprints
+from peerpy.transfer.channel import Channel, authenticate
 from peerpy.transfer.files import PARTIAL_SUFFIX, STATE_SUFFIX, Target, safe_relative_path
+from peerpy.transfer.options import IO_BLOCK, NullProgress
 from peerpy.transfer.protocol import (
     MAX_CHUNK,
     MAX_FRAME,
@@ -73,14 +74,8 @@ from peerpy.transfer.protocol import (
     encode,
     parse,
 )
-from peerpy.transfer.session import (
-    IO_BLOCK,
-    NullProgress,
-    _authenticate,
-    _Channel,
-    receive_over,
-    send_over,
-)
+from peerpy.transfer.receiver import receive_over
+from peerpy.transfer.sender import send_over
 from peerpy.transfer.words import WORDS
 
 from .brokers import peerpy_server
@@ -158,16 +153,6 @@ async def round_trip_over(
 
 
 # -- pure pieces --------------------------------------------------------------------
-
-
-def test_protocol_and_auth_import_no_io_library() -> None:
-    """The sans-I/O core (protocol, auth, errors) pulls in neither anyio, aiortc nor websockets."""
-    code = (
-        "import sys, peerpy.transfer.protocol, peerpy.transfer.auth; "
-        "print([m for m in ('anyio', 'aiortc', 'websockets') if m in sys.modules])"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
 
 
 def test_word_list_and_codes() -> None:
@@ -507,8 +492,8 @@ async def test_traversal_offer_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
 
     async def hostile(s: DataConnection) -> None:
-        ch = _Channel(s, FAST)
-        await _authenticate(ch, code, "sender")
+        ch = Channel(s, FAST)
+        await authenticate(ch, code, "sender")
         await ch.send(Offer((FileEntry("../evil", EntryKind.FILE, 4),)))
         await ch.expect(Data)  # waits for the receiver's refusal
 
@@ -713,8 +698,8 @@ async def test_non_contiguous_data_refused_partial_stays_a_prefix(tmp_path: Path
     first = os.urandom(1000)
 
     async def hostile(s: DataConnection) -> None:
-        ch = _Channel(s, FAST)
-        await _authenticate(ch, code, "sender")
+        ch = Channel(s, FAST)
+        await authenticate(ch, code, "sender")
         await ch.send(Offer((FileEntry("f.bin", EntryKind.FILE, 100_000),)))
         await ch.expect(Accept)
         await ch.send(FileStart(0, 0))
@@ -759,8 +744,8 @@ async def test_silent_sender_reported_within_idle_timeout(tmp_path: Path) -> Non
     elapsed: list[float] = []
 
     async def frozen(s: DataConnection) -> None:
-        ch = _Channel(s, quick)
-        await _authenticate(ch, code, "sender")
+        ch = Channel(s, quick)
+        await authenticate(ch, code, "sender")
         await ch.send(Offer((FileEntry("f.bin", EntryKind.FILE, 10),)))
         # Alive, but silent (no data, no heartbeat) until the receiver gave up.
         with anyio.move_on_after(8):
@@ -816,7 +801,7 @@ async def test_file_io_and_hashing_run_in_worker_threads(
     loop_thread = threading.get_ident()
     reads: list[tuple[int, int]] = []
     writes: list[tuple[int, int]] = []
-    real_read, real_write = session_module._read_hashed, session_module._write_hashed
+    real_read, real_write = sender_module._read_hashed, receiver_module._write_hashed
 
     def read(f: Any, hasher: Any, nbytes: int) -> bytes:
         reads.append((threading.get_ident(), nbytes))
@@ -826,8 +811,8 @@ async def test_file_io_and_hashing_run_in_worker_threads(
         writes.append((threading.get_ident(), sum(len(b) for b in blocks)))
         real_write(partial, hasher, blocks)
 
-    monkeypatch.setattr(session_module, "_read_hashed", read)
-    monkeypatch.setattr(session_module, "_write_hashed", write)
+    monkeypatch.setattr(sender_module, "_read_hashed", read)
+    monkeypatch.setattr(receiver_module, "_write_hashed", write)
     options = TransferOptions(idle_timeout=10)
     code = Code(15, ("o", "p"))
     await round_trip_over(code, sources, tmp_path / "out", options)

@@ -1,4 +1,4 @@
-"""Code-based sending and receiving: the Peers around a transfer session.
+"""Code-based sending and receiving: the Peers around a sender and a receiver.
 
 :func:`send_files` registers the sender on the broker under a nameplate id
 (``peerpy-xfer-7``), reports the code, and serves the first receiver that
@@ -48,17 +48,10 @@ from .errors import (
     TransferUsageError,
 )
 from .files import Conflict, Source, Target, build_manifest, text_manifest
+from .options import Progress, TransferOptions, TransferStats
 from .protocol import MAX_FRAME, PROTOCOL
-from .session import (
-    Completed,
-    Confirmer,
-    Progress,
-    TransferOptions,
-    TransferStats,
-    _yes,
-    receive_over,
-    send_over,
-)
+from .receiver import Completed, Confirmer, accept_all, receive_over
+from .sender import send_over
 
 __all__ = [
     "MAX_RECONNECTS",
@@ -285,7 +278,7 @@ async def receive_files(
     *,
     output: str | os.PathLike[str] = ".",
     conflict: Conflict = "refuse",
-    confirm: Confirmer = _yes,
+    confirm: Confirmer = accept_all,
     progress: Progress | None = None,
     options: TransferOptions | None = None,
     server: str | None = None,
@@ -348,7 +341,7 @@ async def _receive(
                 conn,
                 code,
                 target,
-                confirm=confirm if not attempt else _yes,  # the person said yes already
+                confirm=confirm if not attempt else accept_all,  # the person said yes already
                 progress=progress,
                 options=options,
                 completed=completed,
