@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +59,6 @@ from peerpy.transfer.protocol import (
     MAX_CHUNK,
     MAX_FRAME,
     PRE_AUTH_MAX_FRAME,
-    PROTOCOL,
     Accept,
     Data,
     Decoder,
@@ -79,78 +76,15 @@ from peerpy.transfer.sender import send_over
 from peerpy.transfer.words import WORDS
 
 from .brokers import peerpy_server
-
-FAST = TransferOptions(
-    chunk_size=16 * 1024, window=256 * 1024, ack_every=64 * 1024, idle_timeout=10
+from .integration.peerpy.transfer.support import (
+    FAST,
+    both,
+    pair,
+    round_trip_over,
+    sha,
+    transfer,
+    tree_hashes,
 )
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): sha(p) for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-async def both(*funcs: Callable[[], Awaitable[Any]]) -> list[Any]:
-    """Run the coroutines concurrently; return each result or the exception it raised."""
-    results: list[Any] = [None] * len(funcs)
-
-    async def run(i: int) -> None:
-        try:
-            results[i] = await funcs[i]()
-        except Exception as exc:
-            results[i] = exc
-
-    async with anyio.create_task_group() as tg:
-        for i in range(len(funcs)):
-            tg.start_soon(run, i)
-    return results
-
-
-async def transfer(url: str, paths: list[Path], out: Path, code: str, **receive: Any) -> list[Any]:
-    """Run send_files and receive_files (once the sender is registered) together."""
-    ready = anyio.Event()
-    peer = {"server": url}
-
-    async def sender() -> Any:
-        return await send_files(
-            paths, code=code, on_code=lambda c: ready.set(), options=FAST, **peer
-        )
-
-    async def receiver() -> Any:
-        await ready.wait()
-        return await receive_files(code, output=out, options=FAST, **peer, **receive)
-
-    return await both(sender, receiver)
-
-
-@contextlib.asynccontextmanager
-async def pair(url: str) -> AsyncIterator[tuple[DataConnection, DataConnection]]:
-    """(sender side, receiver side) of one transfer-style data connection."""
-    tok = random_token()
-    async with Peer("s" + tok, server=url) as s, Peer("r" + tok, server=url) as r:
-        conn = await r.connect(
-            s.id or "", serialization="raw", reliable=True, metadata={"protocol": PROTOCOL}
-        )
-        yield await s.accept(), conn
-
-
-async def round_trip_over(
-    code: Code, sources: Any, out: Path, options: TransferOptions, **receive: Any
-) -> tuple[Any, Any]:
-    """send_over and receive_over on a fresh :func:`pair`; both must succeed."""
-    async with peerpy_server() as url, pair(url) as (s, r):
-        with anyio.fail_after(60):
-            sent, got = await both(
-                lambda: send_over(s, code, sources, options=options),
-                lambda: receive_over(r, code, Target(out), options=options, **receive),
-            )
-    assert not isinstance(sent, Exception), sent
-    assert not isinstance(got, Exception), got
-    return sent, got
-
 
 # -- pure pieces --------------------------------------------------------------------
 
@@ -792,8 +726,8 @@ async def test_odd_sizes_round_trip_with_default_chunks(tmp_path: Path) -> None:
 async def test_file_io_and_hashing_run_in_worker_threads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The sender reads and hashes, the receiver writes and hashes, in blocks of
-    IO_BLOCK bytes in worker threads, never on the event loop's thread."""
+    """The sender reads and hashes, the receiver writes, in blocks of IO_BLOCK bytes,
+    and hashes the finished file, in worker threads, never on the event loop's thread."""
     source = tmp_path / "f.bin"
     size = 2 * IO_BLOCK + 777
     source.write_bytes(os.urandom(size))
@@ -801,18 +735,25 @@ async def test_file_io_and_hashing_run_in_worker_threads(
     loop_thread = threading.get_ident()
     reads: list[tuple[int, int]] = []
     writes: list[tuple[int, int]] = []
-    real_read, real_write = sender_module._read_hashed, receiver_module._write_hashed
+    digests: list[int] = []
+    real_read, real_write = sender_module._read_hashed, receiver_module._write_blocks
+    real_digest = files_module.PartialFile.digest
 
     def read(f: Any, hasher: Any, nbytes: int) -> bytes:
         reads.append((threading.get_ident(), nbytes))
         return real_read(f, hasher, nbytes)
 
-    def write(partial: Any, hasher: Any, blocks: list[Any]) -> None:
+    def write(partial: Any, blocks: list[Any]) -> None:
         writes.append((threading.get_ident(), sum(len(b) for b in blocks)))
-        real_write(partial, hasher, blocks)
+        real_write(partial, blocks)
+
+    def digest(partial: files_module.PartialFile) -> bytes:
+        digests.append(threading.get_ident())
+        return real_digest(partial)
 
     monkeypatch.setattr(sender_module, "_read_hashed", read)
-    monkeypatch.setattr(receiver_module, "_write_hashed", write)
+    monkeypatch.setattr(receiver_module, "_write_blocks", write)
+    monkeypatch.setattr(files_module.PartialFile, "digest", digest)
     options = TransferOptions(idle_timeout=10)
     code = Code(15, ("o", "p"))
     await round_trip_over(code, sources, tmp_path / "out", options)
@@ -822,7 +763,8 @@ async def test_file_io_and_hashing_run_in_worker_threads(
     assert sum(n for _, n in writes) == size
     assert all(n <= IO_BLOCK + MAX_CHUNK for _, n in writes)
     assert len(writes) <= 4  # blocks, not one call per chunk
-    assert all(thread != loop_thread for thread, _ in reads + writes)
+    assert len(digests) == 1
+    assert all(thread != loop_thread for thread in [t for t, _ in reads + writes] + digests)
 
 
 @pytest.mark.anyio

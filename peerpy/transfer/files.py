@@ -270,7 +270,6 @@ class PartialFile:
         self.partial = destination.with_name(destination.name + PARTIAL_SUFFIX)
         self.state = destination.with_name(destination.name + STATE_SUFFIX)
         self._fd: int | None = None
-        self.hasher: Any = None
         self.written = 0
 
     def _state_value(self) -> dict[str, Any]:
@@ -293,7 +292,10 @@ class PartialFile:
         return min(size.st_size, self.entry.size)
 
     def open(self, offset: int) -> None:
-        """Open for writing at ``offset`` (truncating beyond it); record the state file."""
+        """Open for writing at ``offset`` (truncating beyond it); record the state file.
+
+        The handle also reads: :meth:`digest` reads the file back through it.
+        """
         for path in (self.state, self.partial):
             if path.is_symlink():
                 raise UnsafePathError(f"refusing to write through the symbolic link {path}")
@@ -302,7 +304,7 @@ class PartialFile:
             state = os.open(self.state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600)
             with os.fdopen(state, "w") as f:
                 f.write(json.dumps(self._state_value()))
-            flags = os.O_WRONLY | os.O_CREAT | _NOFOLLOW
+            flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW
             self._fd = os.open(self.partial, flags, 0o600)
             os.ftruncate(self._fd, offset)
             os.lseek(self._fd, offset, os.SEEK_SET)
@@ -324,6 +326,26 @@ class PartialFile:
         except OSError as exc:
             raise _disk_error(exc, self.destination) from None
         self.written += len(data)
+
+    def digest(self) -> bytes:
+        """The SHA-256 of the partial file as it is on disk, read back to its end.
+
+        Flushed to disk first (``fsync``), then read through the handle we
+        wrote with, so whatever else changed the file meanwhile (another
+        process, a bad disk) shows.  Reads the whole file: call it in a
+        worker thread.
+        """
+        assert self._fd is not None
+        hasher = hashlib.new(HASH_NAME)
+        try:
+            os.fsync(self._fd)
+            offset = 0
+            while block := os.pread(self._fd, HASH_BLOCK, offset):
+                hasher.update(block)
+                offset += len(block)
+        except OSError as exc:
+            raise _disk_error(exc, self.destination) from None
+        return hasher.digest()
 
     def close(self) -> None:
         """Close the partial file (it stays on disk)."""
@@ -363,7 +385,8 @@ class StreamSink:
     """A received entry that is not a file: a text kept in memory, or ``--stdout``.
 
     Same interface as :class:`PartialFile`, without resume: nothing is kept
-    on disk, so an interrupted run starts again from the first byte.
+    on disk, so an interrupted run starts again from the first byte, and the
+    digest is of the bytes as they were passed on.
     """
 
     def __init__(self, entry: FileEntry, out: BinaryIO | None) -> None:
@@ -371,6 +394,7 @@ class StreamSink:
         self.out = out
         self.held = bytearray()  # a text (bounded by MAX_TEXT when parsed)
         self.written = 0
+        self._hasher = hashlib.new(HASH_NAME)
 
     def resumable(self) -> int:
         """Always 0: a stream cannot resume."""
@@ -381,6 +405,7 @@ class StreamSink:
         if offset:
             raise TransferError(f"{self.entry.path}: a stream cannot resume at {offset}")
         self.written = 0
+        self._hasher = hashlib.new(HASH_NAME)
 
     def write(self, data: bytes | memoryview) -> None:
         """Pass ``data`` on to the output (or keep it, for a text)."""
@@ -393,7 +418,12 @@ class StreamSink:
                 self.out.write(data)
             except OSError as exc:  # a closed pipe (`| head`), a full disk
                 raise TransferError(f"cannot write to standard output: {exc}") from None
+        self._hasher.update(data)
         self.written += len(data)
+
+    def digest(self) -> bytes:
+        """The SHA-256 of the bytes passed on (hashed as they went: nothing to read back)."""
+        return self._hasher.digest()
 
     def close(self) -> None:
         """Flush the output."""

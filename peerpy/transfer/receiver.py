@@ -18,7 +18,6 @@ waits unread.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -41,7 +40,6 @@ from .errors import (
 from .files import PartialFile, StreamSink, Target, hash_prefix, make_folder
 from .options import IO_BLOCK, NullProgress, Progress, TransferOptions, TransferStats
 from .protocol import (
-    HASH_NAME,
     Accept,
     Ack,
     Data,
@@ -123,7 +121,7 @@ class _Receiver:
             if e.path in self.completed and self.completed[e.path][0] == e.size
         }
         partials = self._plan(offer, done)
-        resume, hashers = await self._resumable(partials)
+        resume, kept = await self._resumable(partials)
         resume += [Resume(i, size, digest) for i, (size, digest, _) in done.items()]
         already = sum(r.offset for r in resume)
         self._check_space(offer.total_bytes - already)
@@ -145,7 +143,7 @@ class _Receiver:
                 stats.paths.append(await self._skip_file(index, entry, done[index]))
             else:
                 partial = partials[index]
-                final = await self._receive_file(index, partial, hashers.get(index))
+                final = await self._receive_file(index, partial, kept.get(index, 0))
                 if isinstance(partial, StreamSink) and partial.out is None:
                     stats.texts.append(bytes(partial.held).decode(errors="replace"))
                 else:
@@ -198,18 +196,16 @@ class _Receiver:
                 )
         return partials
 
-    async def _resumable(
-        self, partials: dict[int, _Sink]
-    ) -> tuple[list[Resume], dict[int, tuple[int, Any]]]:
-        """Hash the partial copies from earlier runs: what we offer to resume."""
-        resume, prefixes = [], {}
+    async def _resumable(self, partials: dict[int, _Sink]) -> tuple[list[Resume], dict[int, int]]:
+        """Hash the partial copies from earlier runs: what we offer to resume, and where."""
+        resume, kept = [], {}
         for index, partial in partials.items():
             offset = partial.resumable()
             if offset and isinstance(partial, PartialFile):
                 hasher = await anyio.to_thread.run_sync(hash_prefix, partial.partial, offset)
                 resume.append(Resume(index, offset, hasher.digest()))
-                prefixes[index] = (offset, hasher)
-        return resume, prefixes
+                kept[index] = offset
+        return resume, kept
 
     def _check_space(self, needed: int) -> None:
         root = self.target.root
@@ -219,32 +215,35 @@ class _Receiver:
         if needed > free:
             raise DiskFullError(f"the transfer needs {needed} bytes but {root} has {free} free")
 
-    async def _receive_file(
-        self, index: int, partial: _Sink, prefix: tuple[int, Any] | None
-    ) -> Path:
+    async def _receive_file(self, index: int, partial: _Sink, kept: int) -> Path:
+        """Receive file ``index`` (resuming after ``kept`` bytes if the sender agrees),
+        verify it and give it its final name."""
         # The sender may first hash a long prefix to check a resume: its
         # heartbeats keep the wait alive.
         start = await self.ch.expect(FileStart)
         if start.index != index:
             raise TransferProtocolError(f"expected file {index}, the sender started {start.index}")
-        kept = prefix[0] if prefix is not None else 0
         if start.offset not in (0, kept):
             raise TransferProtocolError(f"the sender resumes {partial.entry.path} at a bad offset")
-        hasher = prefix[1] if prefix is not None and start.offset else hashlib.new(HASH_NAME)
         partial.open(start.offset)
         if kept and not start.offset:
             self.progress.advance(-kept)  # the sender's copy differs: start over
         self.progress.file(partial.entry, start.offset)
         try:
-            await self._receive_data(partial, hasher)
+            await self._receive_data(partial)
             done = await self.ch.expect(FileDone)
             if done.index != index:
                 raise TransferProtocolError(f"file-done for {done.index} while receiving {index}")
-            if done.digest != hasher.digest():
+            # A file is hashed as it is on disk once complete (read back after
+            # fsync), so "verified" holds for what the person will open; a
+            # stream, as it was passed on.
+            if done.digest != await anyio.to_thread.run_sync(partial.digest):
                 partial.discard()
+                what = "the file on disk" if isinstance(partial, PartialFile) else "what arrived"
                 raise IntegrityError(
-                    f"{partial.entry.path}: the received bytes do not match the sender's "
-                    f"{HASH_NAME}; the partial copy was deleted, receive again"
+                    f"{partial.entry.path}: {what} does not match the sender's SHA-256 "
+                    "(changed on the way, or on disk while it was received); the partial "
+                    "copy was deleted, receive again"
                 )
             final = await anyio.to_thread.run_sync(partial.commit, self.target)
             if isinstance(partial, PartialFile):  # a stream is sent again in full
@@ -253,8 +252,8 @@ class _Receiver:
         finally:
             partial.close()
 
-    async def _receive_data(self, partial: _Sink, hasher: Any) -> None:
-        """Take the file's data frames; write and hash them in blocks, in a worker thread.
+    async def _receive_data(self, partial: _Sink) -> None:
+        """Take the file's data frames; write them in blocks, in a worker thread.
 
         A block is written once it reaches ``min(IO_BLOCK, ack_every)`` bytes
         or the end of the file; the data connection keeps receiving into its
@@ -282,12 +281,12 @@ class _Receiver:
                 expected += nbytes
                 if held >= flush_at or expected == size:
                     blocks, pending, held = pending, [], 0
-                    await anyio.to_thread.run_sync(_write_hashed, partial, hasher, blocks)
+                    await anyio.to_thread.run_sync(_write_blocks, partial, blocks)
                     await self._written(sum(len(b) for b in blocks))
         except BaseException:
             if pending:  # keep the valid prefix for a resume; the first error wins
                 with contextlib.suppress(TransferError):
-                    _write_hashed(partial, hasher, pending)
+                    _write_blocks(partial, pending)
             raise
 
     async def _written(self, nbytes: int) -> None:
@@ -309,8 +308,7 @@ class _Receiver:
         return done[2]
 
 
-def _write_hashed(partial: _Sink, hasher: Any, blocks: list[bytes | memoryview]) -> None:
-    """Write ``blocks`` to ``partial`` and hash them (in a worker thread)."""
+def _write_blocks(partial: _Sink, blocks: list[bytes | memoryview]) -> None:
+    """Write ``blocks`` to ``partial`` (in a worker thread)."""
     for block in blocks:
         partial.write(block)
-        hasher.update(block)

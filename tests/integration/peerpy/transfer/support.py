@@ -1,0 +1,94 @@
+"""Shared pieces of the transfer tests: real peer pairs, both sides at once, hashes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from peerpy_protocol.ids import random_token
+
+from peerpy.dataconnection import DataConnection
+from peerpy.peer import Peer
+from peerpy.transfer import TransferOptions, receive_files, send_files
+from peerpy.transfer.auth import Code
+from peerpy.transfer.files import Target
+from peerpy.transfer.protocol import PROTOCOL
+from peerpy.transfer.receiver import receive_over
+from peerpy.transfer.sender import send_over
+
+from ....brokers import peerpy_server
+
+FAST = TransferOptions(
+    chunk_size=16 * 1024, window=256 * 1024, ack_every=64 * 1024, idle_timeout=10
+)
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): sha(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+async def both(*funcs: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Run the coroutines concurrently; return each result or the exception it raised."""
+    results: list[Any] = [None] * len(funcs)
+
+    async def run(i: int) -> None:
+        try:
+            results[i] = await funcs[i]()
+        except Exception as exc:
+            results[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(funcs)):
+            tg.start_soon(run, i)
+    return results
+
+
+async def transfer(url: str, paths: list[Path], out: Path, code: str, **receive: Any) -> list[Any]:
+    """Run send_files and receive_files (once the sender is registered) together."""
+    ready = anyio.Event()
+    peer = {"server": url}
+
+    async def sender() -> Any:
+        return await send_files(
+            paths, code=code, on_code=lambda c: ready.set(), options=FAST, **peer
+        )
+
+    async def receiver() -> Any:
+        await ready.wait()
+        return await receive_files(code, output=out, options=FAST, **peer, **receive)
+
+    return await both(sender, receiver)
+
+
+@contextlib.asynccontextmanager
+async def pair(url: str) -> AsyncIterator[tuple[DataConnection, DataConnection]]:
+    """(sender side, receiver side) of one transfer-style data connection."""
+    tok = random_token()
+    async with Peer("s" + tok, server=url) as s, Peer("r" + tok, server=url) as r:
+        conn = await r.connect(
+            s.id or "", serialization="raw", reliable=True, metadata={"protocol": PROTOCOL}
+        )
+        yield await s.accept(), conn
+
+
+async def round_trip_over(
+    code: Code, sources: Any, out: Path, options: TransferOptions, **receive: Any
+) -> tuple[Any, Any]:
+    """send_over and receive_over on a fresh :func:`pair`; both must succeed."""
+    async with peerpy_server() as url, pair(url) as (s, r):
+        with anyio.fail_after(60):
+            sent, got = await both(
+                lambda: send_over(s, code, sources, options=options),
+                lambda: receive_over(r, code, Target(out), options=options, **receive),
+            )
+    assert not isinstance(sent, Exception), sent
+    assert not isinstance(got, Exception), got
+    return sent, got
