@@ -120,7 +120,9 @@ class _Receiver:
             for i, e in offer.files
             if e.path in self.completed and self.completed[e.path][0] == e.size
         }
-        partials = self._plan(offer, done)
+        # Checking every name touches the disk: in a worker thread, so that
+        # heartbeats go on for a long or deep offer.
+        partials = await anyio.to_thread.run_sync(self._plan, offer, done)
         resume, kept = await self._resumable(partials)
         resume += [Resume(i, size, digest) for i, (size, digest, _) in done.items()]
         already = sum(r.offset for r in resume)
@@ -131,9 +133,7 @@ class _Receiver:
         except RejectedError as exc:
             await self.ch.send(Reject(exc.for_peer or ""))
             raise
-        for entry in offer.entries:
-            if entry.kind is EntryKind.DIR and self.target.stdout is None:
-                make_folder(self.target.destination(entry))
+        await anyio.to_thread.run_sync(self._make_folders, offer)
         await self.ch.send(Accept(tuple(resume)))
         stats = TransferStats(len(offer.files), offer.total_bytes)
         started = time.monotonic()
@@ -195,6 +195,12 @@ class _Receiver:
                     f"{shown} (it can receive again with --overwrite or --rename)"
                 )
         return partials
+
+    def _make_folders(self, offer: Offer) -> None:
+        """Create the offered folders (in a worker thread), parents first."""
+        for entry in offer.entries:
+            if entry.kind is EntryKind.DIR and self.target.stdout is None:
+                make_folder(self.target.destination(entry))
 
     async def _resumable(self, partials: dict[int, _Sink]) -> tuple[list[Resume], dict[int, int]]:
         """Hash the partial copies from earlier runs: what we offer to resume, and where."""

@@ -8,10 +8,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from peerpy.transfer import IntegrityError
+from peerpy.dataconnection import DataConnection
+from peerpy.transfer import IntegrityError, TransferProtocolError
 from peerpy.transfer.auth import Code
+from peerpy.transfer.channel import Channel, authenticate
 from peerpy.transfer.files import PARTIAL_SUFFIX, Target, build_manifest
 from peerpy.transfer.options import NullProgress
+from peerpy.transfer.protocol import MAX_FILES, MAX_OFFER_BYTES, FileEntry, Offer
 from peerpy.transfer.receiver import receive_over
 from peerpy.transfer.sender import send_over
 
@@ -57,3 +60,34 @@ async def test_bytes_changed_on_disk_while_receiving_are_detected(tmp_path: Path
     assert isinstance(sent, IntegrityError), sent
     assert not (out / "f.bin").exists()
     assert not partial.exists()  # the bad copy is deleted: a rerun starts over
+
+
+async def test_an_offer_over_its_byte_bound_is_refused_before_asking(tmp_path: Path) -> None:
+    """An authenticated sender offering 4 200 paths of 4 000 characters (16.5 MB; 100 000
+    of them would be ~0.4 GB) is refused once the offer passes MAX_OFFER_BYTES: the
+    person is never asked, and the sender hears why."""
+    code = Code(22, ("u", "v"))
+    entries = tuple(FileEntry(f"{i:06}" + "p" * 3994, size=1) for i in range(4200))
+    asked: list[Offer] = []
+
+    async def hostile(s: DataConnection) -> None:
+        ch = Channel(s, FAST)
+        await authenticate(ch, code, "sender")
+        await ch.send(Offer(entries))
+        await ch.recv()  # the receiver's refusal
+
+    async def confirm(offer: Offer, already: int) -> bool:
+        asked.append(offer)
+        return True
+
+    async with peerpy_server() as url, pair(url) as (s, r):
+        with anyio.fail_after(60):
+            sent, got = await both(
+                lambda: hostile(s),
+                lambda: receive_over(r, code, Target(tmp_path), options=FAST, confirm=confirm),
+            )
+    assert len(entries) < MAX_FILES
+    assert isinstance(got, TransferProtocolError), got
+    assert f"an offer of over {MAX_OFFER_BYTES} bytes" in str(got)
+    assert asked == []
+    assert isinstance(sent, TransferProtocolError), sent
