@@ -304,13 +304,25 @@ class _Receiver:
             await self.ch.send(Ack(self.received))
 
     async def _skip_file(self, index: int, entry: FileEntry, done: tuple[int, bytes, Path]) -> Path:
-        """A file verified on an earlier connection of this transfer: check it is the same."""
+        """A file verified on an earlier connection of this transfer: check it is the same.
+
+        The sender skips it only if its own file still has the digest we
+        announced, and says so; a sender whose file changed since sends it
+        again from the start, which is refused here too: the copy received
+        is not the sender's file any more.
+        """
+        changed = IntegrityError(
+            f"{entry.path} changed on the sender since it was received (on an earlier "
+            f"connection of this transfer; that copy is kept as {done[2].name})"
+        )
         start = await self.ch.expect(FileStart)
+        if start.index == index and start.offset == 0 and entry.size:
+            raise changed
         end = await self.ch.expect(FileDone)
         if (start.index, end.index, start.offset) != (index, index, entry.size):
             raise TransferProtocolError(f"the sender resent {entry.path}, received already")
         if end.digest != done[1]:
-            raise IntegrityError(f"{entry.path} changed on the sender since it was received")
+            raise changed
         return done[2]
 
 

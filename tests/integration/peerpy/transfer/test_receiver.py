@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -9,17 +10,27 @@ import anyio
 import pytest
 
 from peerpy.dataconnection import DataConnection
-from peerpy.transfer import IntegrityError, TransferProtocolError
+from peerpy.exceptions import ConnectionClosedError
+from peerpy.peer import Peer
+from peerpy.transfer import IntegrityError, TransferProtocolError, endpoints
 from peerpy.transfer.auth import Code
 from peerpy.transfer.channel import Channel, authenticate
 from peerpy.transfer.files import PARTIAL_SUFFIX, Target, build_manifest
 from peerpy.transfer.options import NullProgress
-from peerpy.transfer.protocol import MAX_FILES, MAX_OFFER_BYTES, FileEntry, Offer
-from peerpy.transfer.receiver import receive_over
+from peerpy.transfer.protocol import (
+    MAX_FILES,
+    MAX_OFFER_BYTES,
+    Accept,
+    FileDone,
+    FileEntry,
+    FileStart,
+    Offer,
+)
+from peerpy.transfer.receiver import Completed, receive_over
 from peerpy.transfer.sender import send_over
 
 from ....brokers import peerpy_server
-from .support import FAST, both, pair
+from .support import FAST, both, pair, transfer
 
 pytestmark = pytest.mark.anyio
 
@@ -91,3 +102,87 @@ async def test_an_offer_over_its_byte_bound_is_refused_before_asking(tmp_path: P
     assert f"an offer of over {MAX_OFFER_BYTES} bytes" in str(got)
     assert asked == []
     assert isinstance(sent, TransferProtocolError), sent
+
+
+# -- a file received on an earlier connection of the same transfer ------------------
+
+
+async def test_a_received_file_changed_on_the_sender_before_a_reconnection_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection is cut after a.small arrived, and a.small changes on the sender
+    before the receiver reconnects: the sender sends the new bytes again, and the
+    receiver says the file changed (IntegrityError on both sides) instead of a
+    protocol error, never a success with the old copy."""
+    folder = tmp_path / "two"
+    folder.mkdir()
+    small = folder / "a.small"
+    small.write_bytes(os.urandom(20_000))
+    (folder / "b.big").write_bytes(os.urandom(800_000))
+    out = tmp_path / "out"
+    conns: list[DataConnection] = []
+    real_connect = endpoints._connect
+
+    async def recording(peer: Peer, code: Code) -> DataConnection:
+        conns.append(await real_connect(peer, code))
+        return conns[-1]
+
+    monkeypatch.setattr(endpoints, "_connect", recording)
+
+    class Cutter(NullProgress):
+        seen = 0
+
+        def advance(self, nbytes: int) -> None:
+            self.seen += nbytes
+            if self.seen >= 300_000 and len(conns) == 1 and not conns[0].closed:
+                small.write_bytes(os.urandom(20_000))  # same size, other bytes
+                conns[0]._fail(ConnectionClosedError("cut by the test"))
+
+    async with peerpy_server() as url:
+        sent, got = await transfer(url, [folder], out, "49-x-y", progress=Cutter())
+    assert len(conns) == 2
+    assert isinstance(got, IntegrityError), got
+    assert "a.small changed on the sender since it was received" in str(got)
+    assert isinstance(sent, IntegrityError), sent
+
+
+async def test_a_skipped_file_with_another_digest_is_refused(tmp_path: Path) -> None:
+    """On a reconnection, a sender that skips a file received earlier (resumes it at its
+    end) but gives another SHA-256 for it gets IntegrityError, not a success with
+    the copy received before."""
+    source = tmp_path / "f.bin"
+    source.write_bytes(os.urandom(50_000))
+    _, sources = build_manifest([source])
+    entry = sources[0].entry
+    code = Code(23, ("w", "x"))
+    completed: Completed = {}
+    out = Target(tmp_path / "out")
+
+    async def lying(s: DataConnection) -> None:
+        ch = Channel(s, FAST)
+        await authenticate(ch, code, "sender")
+        await ch.send(Offer((entry,)))
+        accept = await ch.expect(Accept)
+        assert [(r.index, r.offset) for r in accept.resume] == [(0, entry.size)]
+        await ch.send(FileStart(0, entry.size))  # "nothing left to send"
+        await ch.send(FileDone(0, hashlib.sha256(b"other bytes").digest()))
+        await ch.recv()  # the receiver's verdict
+
+    async with peerpy_server() as url:
+        async with pair(url) as (s, r):  # the first connection delivers the file
+            with anyio.fail_after(30):
+                sent, got = await both(
+                    lambda: send_over(s, code, sources, options=FAST),
+                    lambda: receive_over(r, code, out, options=FAST, completed=completed),
+                )
+        assert not isinstance(got, Exception), got
+        assert list(completed) == ["f.bin"]
+        async with pair(url) as (s, r):  # the second one lies about it
+            with anyio.fail_after(30):
+                sent, got = await both(
+                    lambda: lying(s),
+                    lambda: receive_over(r, code, out, options=FAST, completed=completed),
+                )
+    assert isinstance(got, IntegrityError), got
+    assert "f.bin changed on the sender since it was received" in str(got)
+    assert isinstance(sent, IntegrityError), sent
