@@ -24,9 +24,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from peerpy.dataconnection import DataConnection
-from peerpy.exceptions import ConnectionClosedError
 from peerpy.network import NetworkPolicy, create_peer_connection
-from peerpy.peer import Peer
 from peerpy.transfer import (
     AuthenticationError,
     BadCodeError,
@@ -42,7 +40,6 @@ from peerpy.transfer import (
     TransferUsageError,
     UnsafePathError,
     build_manifest,
-    endpoints,
     make_code,
     parse_code,
     receive_files,
@@ -78,6 +75,7 @@ from peerpy.transfer.words import WORDS
 from .brokers import peerpy_server
 from .integration.peerpy.transfer.support import (
     FAST,
+    ConnectionCutter,
     both,
     pair,
     round_trip_over,
@@ -325,28 +323,12 @@ async def test_lost_connection_reconnects_and_resumes(
     (folder / "a.small").write_bytes(os.urandom(20_000))
     (folder / "b.big").write_bytes(os.urandom(800_000))
     out = tmp_path / "out"
-    conns: list[DataConnection] = []
-    real_connect = endpoints._connect
-
-    async def recording(peer: Peer, code: Code) -> DataConnection:
-        conns.append(await real_connect(peer, code))
-        return conns[-1]
-
-    monkeypatch.setattr(endpoints, "_connect", recording)
-
-    class Cutter(NullProgress):
-        seen = 0
-
-        def advance(self, nbytes: int) -> None:
-            self.seen += nbytes
-            if self.seen >= 300_000 and len(conns) == 1 and not conns[0].closed:
-                conns[0]._fail(ConnectionClosedError("cut by the test"))
-
+    cutter = ConnectionCutter(300_000).install(monkeypatch)
     async with peerpy_server() as url:
-        sent, got = await transfer(url, [folder], out, "48-x-y", progress=Cutter())
+        sent, got = await transfer(url, [folder], out, "48-x-y", progress=cutter)
     assert not isinstance(got, Exception), got
     assert not isinstance(sent, Exception), sent
-    assert len(conns) == 2
+    assert len(cutter.conns) == 2
     assert tree_hashes(out / "two") == tree_hashes(folder)
     assert 0 < got.transferred_bytes < 800_000  # the second connection sent only the rest
     assert got.resumed_bytes == 820_000 - got.transferred_bytes

@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from peerpy_protocol.ids import random_token
 
 from peerpy.dataconnection import DataConnection
+from peerpy.exceptions import ConnectionClosedError
 from peerpy.peer import Peer
-from peerpy.transfer import TransferOptions, receive_files, send_files
+from peerpy.transfer import TransferOptions, endpoints, receive_files, send_files
 from peerpy.transfer.auth import Code
 from peerpy.transfer.files import Target
+from peerpy.transfer.options import NullProgress
 from peerpy.transfer.protocol import PROTOCOL
 from peerpy.transfer.receiver import receive_over
 from peerpy.transfer.sender import send_over
@@ -92,3 +95,32 @@ async def round_trip_over(
     assert not isinstance(sent, Exception), sent
     assert not isinstance(got, Exception), got
     return sent, got
+
+
+class ConnectionCutter(NullProgress):
+    """Receiver progress that cuts the first transfer connection once ``at`` bytes
+    went through (after ``before_cut()``); records every connection the receiver
+    opens (install with :meth:`install`)."""
+
+    def __init__(self, at: int, before_cut: Callable[[], Any] = lambda: None) -> None:
+        self.at = at
+        self.before_cut = before_cut
+        self.seen = 0
+        self.conns: list[DataConnection] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> ConnectionCutter:
+        """Record the receiver's connections (endpoints._connect) from now on."""
+        real_connect = endpoints._connect
+
+        async def recording(peer: Peer, code: Code) -> DataConnection:
+            self.conns.append(await real_connect(peer, code))
+            return self.conns[-1]
+
+        monkeypatch.setattr(endpoints, "_connect", recording)
+        return self
+
+    def advance(self, nbytes: int) -> None:
+        self.seen += nbytes
+        if self.seen >= self.at and len(self.conns) == 1 and not self.conns[0].closed:
+            self.before_cut()
+            self.conns[0]._fail(ConnectionClosedError("cut by the test"))

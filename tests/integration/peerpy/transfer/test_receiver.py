@@ -10,9 +10,7 @@ import anyio
 import pytest
 
 from peerpy.dataconnection import DataConnection
-from peerpy.exceptions import ConnectionClosedError
-from peerpy.peer import Peer
-from peerpy.transfer import IntegrityError, TransferProtocolError, endpoints
+from peerpy.transfer import IntegrityError, TransferProtocolError
 from peerpy.transfer.auth import Code
 from peerpy.transfer.channel import Channel, authenticate
 from peerpy.transfer.files import PARTIAL_SUFFIX, Target, build_manifest
@@ -30,7 +28,7 @@ from peerpy.transfer.receiver import Completed, receive_over
 from peerpy.transfer.sender import send_over
 
 from ....brokers import peerpy_server
-from .support import FAST, both, pair, transfer
+from .support import FAST, ConnectionCutter, both, pair, transfer
 
 pytestmark = pytest.mark.anyio
 
@@ -120,27 +118,12 @@ async def test_a_received_file_changed_on_the_sender_before_a_reconnection_is_no
     small.write_bytes(os.urandom(20_000))
     (folder / "b.big").write_bytes(os.urandom(800_000))
     out = tmp_path / "out"
-    conns: list[DataConnection] = []
-    real_connect = endpoints._connect
-
-    async def recording(peer: Peer, code: Code) -> DataConnection:
-        conns.append(await real_connect(peer, code))
-        return conns[-1]
-
-    monkeypatch.setattr(endpoints, "_connect", recording)
-
-    class Cutter(NullProgress):
-        seen = 0
-
-        def advance(self, nbytes: int) -> None:
-            self.seen += nbytes
-            if self.seen >= 300_000 and len(conns) == 1 and not conns[0].closed:
-                small.write_bytes(os.urandom(20_000))  # same size, other bytes
-                conns[0]._fail(ConnectionClosedError("cut by the test"))
-
+    other_bytes = os.urandom(20_000)  # same size
+    cutter = ConnectionCutter(300_000, lambda: small.write_bytes(other_bytes))
+    cutter.install(monkeypatch)
     async with peerpy_server() as url:
-        sent, got = await transfer(url, [folder], out, "49-x-y", progress=Cutter())
-    assert len(conns) == 2
+        sent, got = await transfer(url, [folder], out, "49-x-y", progress=cutter)
+    assert len(cutter.conns) == 2
     assert isinstance(got, IntegrityError), got
     assert "a.small changed on the sender since it was received" in str(got)
     assert isinstance(sent, IntegrityError), sent
