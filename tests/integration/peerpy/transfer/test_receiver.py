@@ -7,10 +7,16 @@ import os
 from pathlib import Path
 
 import anyio
+import attrs
 import pytest
 
 from peerpy.dataconnection import DataConnection
-from peerpy.transfer import IntegrityError, TransferProtocolError
+from peerpy.transfer import (
+    IntegrityError,
+    PeerVanishedError,
+    TransferError,
+    TransferProtocolError,
+)
 from peerpy.transfer.auth import Code
 from peerpy.transfer.channel import Channel, authenticate
 from peerpy.transfer.files import PARTIAL_SUFFIX, Target, build_manifest
@@ -19,6 +25,8 @@ from peerpy.transfer.protocol import (
     MAX_FILES,
     MAX_OFFER_BYTES,
     Accept,
+    Data,
+    EntryKind,
     FileDone,
     FileEntry,
     FileStart,
@@ -169,3 +177,57 @@ async def test_a_skipped_file_with_another_digest_is_refused(tmp_path: Path) -> 
     assert isinstance(got, IntegrityError), got
     assert "f.bin changed on the sender since it was received" in str(got)
     assert isinstance(sent, IntegrityError), sent
+
+
+# -- a sender that sends more than it offered ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frames", "ack_every", "refusal"),
+    [
+        ([1500], FAST.ack_every, "f.bin: more bytes than the offered 1000"),
+        ([600, 900], 512, "f.bin: more bytes than the offered 1000"),
+        ([1000, 1], 512, "expected FileDone, the sender sent Data"),
+    ],
+)
+async def test_more_bytes_than_offered_are_refused(
+    tmp_path: Path, frames: list[int], ack_every: int, refusal: str
+) -> None:
+    """A sender that offers 1 000 bytes and sends more (one frame past the end, a frame
+    that crosses it, or a byte after a complete file) is refused as such; the partial
+    file never grows past the offered size and no file is kept as received."""
+    code = Code(24, ("y", "z"))
+    out = tmp_path / "out"
+    payload = os.urandom(sum(frames))
+    # The receiver writes a block once it holds ack_every bytes (or the file's end):
+    # 64 KiB checks the frame before it is held, 512 also before it is written.
+    small = attrs.evolve(FAST, ack_every=ack_every)
+
+    async def greedy(s: DataConnection) -> None:
+        ch = Channel(s, small)
+        await authenticate(ch, code, "sender")
+        await ch.send(Offer((FileEntry("f.bin", EntryKind.FILE, 1000),)))
+        await ch.expect(Accept)
+        await ch.send(FileStart(0, 0))
+        offset = 0
+        for size in frames:
+            await ch.send(Data(offset, payload[offset : offset + size]))
+            offset += size
+        await ch.send(FileDone(0, hashlib.sha256(payload).digest()))
+        while True:  # acks, then the receiver's verdict
+            await ch.recv()
+
+    async with peerpy_server() as url, pair(url) as (s, r):
+        with anyio.fail_after(30):
+            sent, got = await both(
+                lambda: greedy(s), lambda: receive_over(r, code, Target(out), options=small)
+            )
+    assert isinstance(got, TransferError), got
+    assert not isinstance(got, PeerVanishedError | IntegrityError), got
+    assert refusal in str(got)
+    assert isinstance(sent, TransferError), sent
+    assert refusal in str(sent)
+    assert not (out / "f.bin").exists()
+    partial = out / ("f.bin" + PARTIAL_SUFFIX)
+    assert partial.stat().st_size <= 1000
+    assert partial.read_bytes() == payload[: partial.stat().st_size]

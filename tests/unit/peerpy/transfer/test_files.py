@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from peerpy.transfer import TransferUsageError
-from peerpy.transfer.files import build_manifest
-from peerpy.transfer.protocol import MAX_OFFER_BYTES, EntryKind, offer_bytes
+from peerpy.transfer import TransferError, TransferUsageError
+from peerpy.transfer.files import PartialFile, StreamSink, build_manifest
+from peerpy.transfer.protocol import MAX_OFFER_BYTES, EntryKind, FileEntry, offer_bytes
 
 from ....helpers.trees import long_names, make_deep_folder, remove_tree
 
@@ -46,3 +47,29 @@ def test_an_offer_over_its_byte_bound_is_refused_by_the_sender(tmp_path: Path) -
         path.unlink()
     offer, _ = build_manifest([folder])
     assert MAX_OFFER_BYTES - 1024 * 1024 < offer_bytes(offer) <= MAX_OFFER_BYTES
+
+
+def test_a_partial_file_takes_no_byte_past_its_offered_size(tmp_path: Path) -> None:
+    """PartialFile.write refuses what would grow the file past the offered size, and
+    writes none of it."""
+    partial = PartialFile(tmp_path / "f.bin", FileEntry("f.bin", size=10))
+    partial.open(0)
+    partial.write(b"0123456")
+    with pytest.raises(TransferError, match="more bytes than the offered 10"):
+        partial.write(b"789A")
+    partial.write(b"789")
+    with pytest.raises(TransferError, match="more bytes than the offered 10"):
+        partial.write(b"X")
+    partial.close()
+    assert partial.partial.read_bytes() == b"0123456789"
+
+
+def test_a_stream_takes_no_byte_past_its_offered_size() -> None:
+    """StreamSink.write (texts and --stdout) refuses the same way."""
+    out = io.BytesIO()
+    sink = StreamSink(FileEntry("-", size=4), out)
+    sink.open(0)
+    sink.write(b"abc")
+    with pytest.raises(TransferError, match="more bytes than the offered 4"):
+        sink.write(b"de")
+    assert out.getvalue() == b"abc"
