@@ -61,7 +61,6 @@ from peerpy.transfer.protocol import (
     Decoder,
     EntryKind,
     FileEntry,
-    FileStart,
     Offer,
     Pake,
     Resume,
@@ -77,6 +76,7 @@ from .integration.peerpy.transfer.support import (
     FAST,
     ConnectionCutter,
     both,
+    offer_one_file,
     pair,
     round_trip_over,
     sha,
@@ -614,11 +614,7 @@ async def test_non_contiguous_data_refused_partial_stays_a_prefix(tmp_path: Path
     first = os.urandom(1000)
 
     async def hostile(s: DataConnection) -> None:
-        ch = Channel(s, FAST)
-        await authenticate(ch, code, "sender")
-        await ch.send(Offer((FileEntry("f.bin", EntryKind.FILE, 100_000),)))
-        await ch.expect(Accept)
-        await ch.send(FileStart(0, 0))
+        ch = await offer_one_file(s, code, 100_000)
         await ch.send(Data(0, first))
         await ch.send(Data(5000, b"z" * 1000))  # a gap
         await ch.expect(Data)  # waits for the receiver's refusal

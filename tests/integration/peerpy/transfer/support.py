@@ -17,9 +17,10 @@ from peerpy.exceptions import ConnectionClosedError
 from peerpy.peer import Peer
 from peerpy.transfer import TransferOptions, endpoints, receive_files, send_files
 from peerpy.transfer.auth import Code
+from peerpy.transfer.channel import Channel, authenticate
 from peerpy.transfer.files import Target
 from peerpy.transfer.options import NullProgress
-from peerpy.transfer.protocol import PROTOCOL
+from peerpy.transfer.protocol import PROTOCOL, Accept, EntryKind, FileEntry, FileStart, Offer
 from peerpy.transfer.receiver import receive_over
 from peerpy.transfer.sender import send_over
 
@@ -124,3 +125,16 @@ class ConnectionCutter(NullProgress):
         if self.seen >= self.at and len(self.conns) == 1 and not self.conns[0].closed:
             self.before_cut()
             self.conns[0]._fail(ConnectionClosedError("cut by the test"))
+
+
+async def offer_one_file(
+    conn: DataConnection, code: Code, size: int, options: TransferOptions = FAST
+) -> Channel:
+    """A hand-driven sender: authenticate, offer ``f.bin`` of ``size`` bytes, take the
+    accept and start the file at 0; the caller sends what it likes next."""
+    ch = Channel(conn, options)
+    await authenticate(ch, code, "sender")
+    await ch.send(Offer((FileEntry("f.bin", EntryKind.FILE, size),)))
+    await ch.expect(Accept)
+    await ch.send(FileStart(0, 0))
+    return ch

@@ -26,7 +26,6 @@ from peerpy.transfer.protocol import (
     MAX_OFFER_BYTES,
     Accept,
     Data,
-    EntryKind,
     FileDone,
     FileEntry,
     FileStart,
@@ -36,7 +35,7 @@ from peerpy.transfer.receiver import Completed, receive_over
 from peerpy.transfer.sender import send_over
 
 from ....brokers import peerpy_server
-from .support import FAST, ConnectionCutter, both, pair, transfer
+from .support import FAST, ConnectionCutter, both, offer_one_file, pair, transfer
 
 pytestmark = pytest.mark.anyio
 
@@ -204,11 +203,7 @@ async def test_more_bytes_than_offered_are_refused(
     small = attrs.evolve(FAST, ack_every=ack_every)
 
     async def greedy(s: DataConnection) -> None:
-        ch = Channel(s, small)
-        await authenticate(ch, code, "sender")
-        await ch.send(Offer((FileEntry("f.bin", EntryKind.FILE, 1000),)))
-        await ch.expect(Accept)
-        await ch.send(FileStart(0, 0))
+        ch = await offer_one_file(s, code, 1000, small)
         offset = 0
         for size in frames:
             await ch.send(Data(offset, payload[offset : offset + size]))
