@@ -34,12 +34,12 @@ from typing import Any, BinaryIO
 import anyio
 import anyio.lowlevel
 
-from ..config import Limits
+from ..config import Limits, resolve_servers
 from ..dataconnection import DataConnection
 from ..exceptions import PeerUnavailableError, UnavailableIdError
 from ..peer import Peer
 from ..serialization import Limits as DecodingLimits
-from .auth import Code, make_code, parse_code
+from .auth import Code, make_code, nameplate_span, parse_code
 from .errors import (
     NoSenderError,
     PeerVanishedError,
@@ -103,11 +103,18 @@ def _peer_kwargs(
 async def _register(
     stack: contextlib.AsyncExitStack, code: Code | None, words: int, kwargs: dict[str, Any]
 ) -> tuple[Peer, Code]:
-    """Register under a free nameplate (or the given code's); return the peer and code."""
+    """Register under a free nameplate (or the given code's); return the peer and code.
+
+    Nameplates are short on a local broker and long on a shared one
+    (:func:`~peerpy.transfer.auth.nameplate_span`); after five taken ones,
+    a hundred times as many are tried.
+    """
+    hosts = [address.host for address in resolve_servers(kwargs["server"])]
+    span = nameplate_span(hosts)
     for attempt in range(_NAMEPLATE_TRIES):
         if code is None or attempt:
-            span = 999 if attempt < 5 else 99_999
-            candidate = make_code(secrets.randbelow(span) + 1, words=words)
+            drawn = span if attempt < 5 else span * 100 + 99
+            candidate = make_code(secrets.randbelow(drawn) + 1, words=words)
         else:
             candidate = code
         try:

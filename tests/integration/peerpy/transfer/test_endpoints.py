@@ -8,13 +8,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from peerpy.transfer import TransferUsageError, send_files
+from peerpy.transfer import TransferUsageError, receive_files, send_files
 from peerpy.transfer.auth import Code
 from peerpy.transfer.protocol import MAX_FILES, MAX_OFFER_BYTES
 
 from ....brokers import peerpy_server
 from ....helpers.trees import long_names, make_deep_folder, remove_tree
-from .support import transfer
+from .support import FAST, transfer
 
 pytestmark = pytest.mark.anyio
 
@@ -60,3 +60,23 @@ async def test_a_folder_deeper_than_the_recursion_limit_is_sent(tmp_path: Path) 
         for top in (folder, out / "deep"):
             if top.exists():
                 remove_tree(top)
+
+
+async def test_a_code_on_a_local_broker_has_a_short_nameplate(tmp_path: Path) -> None:
+    """On a broker of this machine the code stays short (nameplate 1..999) and works."""
+    source = tmp_path / "f.txt"
+    source.write_text("hello")
+    codes: list[Code] = []
+    async with peerpy_server() as url, anyio.create_task_group() as tg:
+
+        async def sender() -> None:
+            await send_files([source], on_code=codes.append, server=url, options=FAST)
+
+        tg.start_soon(sender)
+        with anyio.fail_after(20):
+            while not codes:  # noqa: ASYNC110 - on_code is a plain callback
+                await anyio.sleep(0.02)
+            got = await receive_files(str(codes[0]), output=tmp_path / "out", server=url)
+    assert 1 <= codes[0].nameplate <= 999
+    assert (tmp_path / "out" / "f.txt").read_text() == "hello"
+    assert got.files == 1
