@@ -118,6 +118,9 @@ class TwoLinks:
             if process.poll() is None:
                 process.kill()
             process.wait(timeout=10)
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    pipe.close()
         for ns in (self.x, self.y):
             subprocess.run(["ip", "netns", "del", ns], check=False, timeout=20)
 
