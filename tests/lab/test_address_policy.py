@@ -1,9 +1,9 @@
 """An address policy keeps ICE off an excluded interface, counted by nftables.
 
 Two namespaces joined by two veth pairs (documentation ranges): ``vA``
-(192.0.2.0/24, allowed) and ``vB`` (198.51.100.0/24, excluded)::
+(203.0.113.0/24, allowed) and ``vB`` (198.51.100.0/24, excluded)::
 
-    x: vA 192.0.2.1    ------  y: vA 192.0.2.2
+    x: vA 203.0.113.1    ------  y: vA 203.0.113.2
        vB 198.51.100.1 ------     vB 198.51.100.2
 
 The broker and the policy-bound peer run in ``x``; the other peer, in ``y``,
@@ -43,7 +43,7 @@ pytestmark = [
     ),
 ]
 
-X_A, X_B, Y_A, Y_B = "192.0.2.1", "198.51.100.1", "192.0.2.2", "198.51.100.2"
+X_A, X_B, Y_A, Y_B = "203.0.113.1", "198.51.100.1", "203.0.113.2", "198.51.100.2"
 
 
 def _run(*args: str) -> str:
