@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import anyio
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from peerpy_protocol.messages import Relay, RelayType
 from peerpy_protocol.payloads import (
     AnswerPayload,
@@ -48,6 +48,7 @@ from .exceptions import (
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
 from .network import NetworkPolicy
 from .route import Route
+from .stats import ConnectionStats
 
 if TYPE_CHECKING:
     from .config import Limits, Timeouts
@@ -100,6 +101,7 @@ class Connection:
 
     type: ClassVar[ConnectionType]
     _route: Route | None = None
+    _channel: RTCDataChannel | None = None  # the data channel, or a call's auxiliary one
     _EVENTS: ClassVar[tuple[str, ...]] = ("open", "close", "error", "iceStateChanged")
 
     def __init__(
@@ -180,6 +182,22 @@ class Connection:
         if self.open:
             self._route = self._backend.route_of(self.peer_connection) or self._route
         return self._route
+
+    async def stats(self) -> ConnectionStats:
+        """The connection's numbers now (see :mod:`peerpy.stats`); once closed, as it closed.
+
+        Cancelling stops collecting them; the connection is unaffected.
+        """
+        report = await self._backend.stats_report(self.peer_connection, self._channel)
+        data = self.type is ConnectionType.DATA
+        return ConnectionStats.from_report(report, route=self.route, data=data)
+
+    async def raw_stats(self) -> Mapping[str, Any]:
+        """The backend's full stats report: aiortc's or libwebrtc's ``RTCStatsReport``.
+
+        Cancelling stops collecting it; the connection is unaffected.
+        """
+        return await self._backend.raw_stats(self.peer_connection)
 
     @property
     def error(self) -> PeerError | None:
