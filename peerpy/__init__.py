@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from .network import NetworkPolicy as NetworkPolicy
     from .peer import Peer as Peer
     from .route import Route as Route
+    from .stats import ConnectionStats as ConnectionStats
+    from .stats import TrackStats as TrackStats
 
 __version__ = "0.1.0"
 
@@ -38,6 +40,8 @@ _LAZY = {
     "Timeouts": "config",
     "NetworkPolicy": "network",
     "Route": "route",
+    "ConnectionStats": "stats",
+    "TrackStats": "stats",
 }
 
 __all__ = ["__version__", *_exceptions_all, *_LAZY]

@@ -452,8 +452,8 @@ class Connection:
         self._signals.close()
         self._signals.clear()
         self._on_closing()
+        self._owner._forget(self)  # closed: no longer one of the peer's connections
         await self.peer_connection.close()
-        self._owner._forget(self)
         self._closed.set()
         if was_open:
             self._events.emit("close")

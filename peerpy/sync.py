@@ -20,7 +20,7 @@ import logging
 import queue
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -34,6 +34,7 @@ from . import peer as _peer
 from .backends import loop_options
 from .events import PEER_EVENTS, PeerEvent, check_event
 from .exceptions import ConnectionClosedError, DisconnectedError
+from .stats import ConnectionStats
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -115,6 +116,14 @@ class _Connection:
         forward = self._owner._forwarders.pop((id(self._conn), event, handler), None)
         if forward is not None:
             self._owner._call_sync(self._conn.off, event, forward)
+
+    def stats(self) -> ConnectionStats:
+        """The connection's numbers now (see :meth:`peerpy.DataConnection.stats`)."""
+        return self._owner._call(self._conn.stats)
+
+    def raw_stats(self) -> Mapping[str, Any]:
+        """The backend's full stats report (see :meth:`peerpy.DataConnection.raw_stats`)."""
+        return self._owner._call(self._conn.raw_stats)
 
     def __enter__(self) -> Self:
         return self

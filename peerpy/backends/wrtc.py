@@ -175,6 +175,8 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
     async def _peerpy_stats(self) -> webrtc.RTCStatsReport:
         if self._peerpy_final is not None:
             return self._peerpy_final
+        if self.connectionState == "closed":  # closed before a report could be kept
+            return webrtc.RTCStatsReport({})
         return await self._native.get_stats()
 
 

@@ -132,7 +132,7 @@ def test_wrtc_call_tracks_and_bitrate() -> None:
 
 def test_rtcp_round_trip_when_no_pair_has_one() -> None:
     """Without a pair's round-trip time, the mean of the RTCP ones."""
-    report = {
+    report: dict[str, dict[str, Any]] = {
         "r1": {"type": "remote-inbound-rtp", "id": "r1", "roundTripTime": 0.010},
         "r2": {"type": "remote-inbound-rtp", "id": "r2", "roundTripTime": 0.030},
         "r3": {"type": "remote-inbound-rtp", "id": "r3"},
@@ -142,7 +142,7 @@ def test_rtcp_round_trip_when_no_pair_has_one() -> None:
 
 def test_the_transport_names_the_selected_pair() -> None:
     """The transport's selectedCandidatePairId wins over another nominated pair."""
-    report = {
+    report: dict[str, dict[str, Any]] = {
         "T": {"type": "transport", "id": "T", "selectedCandidatePairId": "B"},
         "A": {
             "type": "candidate-pair",
@@ -162,7 +162,7 @@ def test_the_transport_names_the_selected_pair() -> None:
 
 def test_packets_from_the_pair_without_transport_counts() -> None:
     """Packets come from the selected pair when the transport does not count them."""
-    report = {
+    report: dict[str, dict[str, Any]] = {
         "P": {
             "type": "candidate-pair",
             "id": "P",
@@ -200,7 +200,7 @@ def test_malformed_members_give_none() -> None:
 
 def test_packets_lost_adds_both_directions_and_may_be_negative() -> None:
     """Lost on the way to us plus lost on the way out; RTCP's count may be negative."""
-    report = {
+    report: dict[str, dict[str, Any]] = {
         "i": {"type": "inbound-rtp", "id": "i", "kind": "audio", "packetsLost": 3},
         "r": {"type": "remote-inbound-rtp", "id": "r", "kind": "audio", "packetsLost": -1},
     }
