@@ -193,6 +193,7 @@ async def _serve(
                 conn, code, sources, progress=progress, options=options, on_notice=notice
             )
             stats.route = conn.route
+            stats.connection = await conn.stats()
             return stats
         except StoppedError as exc:
             notice(str(exc))  # now, not once the Peer has closed
@@ -355,6 +356,7 @@ async def _receive(
                 on_notice=notice,
             )
             stats.route = conn.route
+            stats.connection = await conn.stats()
             return stats
         except StoppedError as exc:
             notice(str(exc))  # now, not once the Peer has closed
