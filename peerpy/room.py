@@ -28,6 +28,7 @@ cost.  Events (:meth:`Room.on`): ``join(member, metadata)``, ``leave(member)``,
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -36,7 +37,6 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import anyio
 from aiortc import MediaStreamTrack
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .dataconnection import DataConnection
 from .events import EventEmitter
@@ -47,6 +47,7 @@ from .exceptions import (
     PeerError,
     UsageError,
 )
+from .mailbox import Mailbox, MailboxClosed
 from .mediaconnection import MediaConnection, MediaStream
 from .rooms.calls import Calls
 from .rooms.membership import Joined, Left, MemberEvent, Membership
@@ -93,9 +94,8 @@ class Room:
         self._membership = Membership(hub.me)
         self._members = MappingProxyType(self._membership.members)
         self._events = EventEmitter(ROOM_EVENTS, host._spawn, logger)
-        self._send_stream: MemoryObjectSendStream[tuple[str, Any]]
-        self._recv_stream: MemoryObjectReceiveStream[tuple[str, Any]]
-        self._send_stream, self._recv_stream = anyio.create_memory_object_stream(INBOX_SIZE)
+        self._inbox: Mailbox[tuple[str, Any]] = Mailbox()
+        self._read = anyio.Event()  # set (and renewed) whenever recv() takes a value
         self._mesh = Mesh(
             host, name, hub.me, deliver=self._deliver, lost=self._link_lost, logger=logger
         )
@@ -179,7 +179,8 @@ class Room:
         self._touch()
         self._hub.forget(self)
         self._membership.clear()
-        self._send_stream.close()
+        self._inbox.close()
+        self._read.set()
         with anyio.CancelScope(shield=True):
             if send_leave:
                 await self._hub.send_leave(self)
@@ -196,7 +197,8 @@ class Room:
         self._touch()
         self._membership.clear()
         self._mesh.abandon()
-        self._send_stream.close()
+        self._inbox.close()
+        self._read.set()
 
     # -- events -------------------------------------------------------------
 
@@ -306,9 +308,12 @@ class Room:
         received value was read.  Cancelling loses nothing.
         """
         try:
-            return await self._recv_stream.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            item = await self._inbox.get()
+        except MailboxClosed:
             raise self._closed_error() from None
+        self._read.set()
+        self._read = anyio.Event()
+        return item
 
     def __aiter__(self) -> AsyncIterator[tuple[str, Any]]:
         return self._iterate()
@@ -327,20 +332,22 @@ class Room:
 
     async def _deliver(self, member: str, value: Any) -> None:
         """A member's value, from its connection's reader (waits while the inbox is full)."""
+        while len(self._inbox) >= INBOX_SIZE and not self._events.has("data"):
+            if self._inbox.closed:
+                return
+            await self._read.wait()
         if self._events.has("data"):
+            self._drain()
             self._events.emit("data", member, value)
             return
-        await self._send_stream.send((member, value))
-        if self._events.has("data"):  # a handler came while we waited
-            self._drain()
+        with contextlib.suppress(MailboxClosed):  # we left: nobody reads any more
+            self._inbox.put_nowait((member, value))
 
     def _drain(self) -> None:
-        while True:
-            try:
-                member, value = self._recv_stream.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                return
+        for member, value in self._inbox.drain():
             self._events.emit("data", member, value)
+        self._read.set()
+        self._read = anyio.Event()
 
     # -- media --------------------------------------------------------------
 

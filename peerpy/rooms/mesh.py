@@ -252,8 +252,6 @@ class Mesh:
                 await self._deliver(link.member, value)
         except ConnectionClosedError:
             pass
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            return  # the room is closed
         finally:
             if link.conn is conn and not link.dropped and not self._closed:
                 # The one connection with this member died under us.
