@@ -1,4 +1,4 @@
-"""``peerpy chat --room``: a group chat between processes through one broker."""
+"""``peerpy chat --room`` and examples/room_chat.py: group chats between processes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,17 +17,24 @@ from peerpy.cli import main
 
 from ...brokers import threaded_peerpy_server
 
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "room_chat.py"
+
 
 class Chatter:
-    """One ``peerpy chat --room`` process: type lines into it, wait for lines out of it."""
+    """One ``peerpy chat --room`` process (or ``script``): type lines in, wait for lines out."""
 
-    def __init__(self, url: str, *args: str) -> None:
+    def __init__(self, url: str, *args: str, script: Path | None = None) -> None:
+        argv = (
+            [sys.executable, str(script), *args]
+            if script is not None
+            else [sys.executable, "-m", "peerpy.cli", "chat", *args, "--server", url]
+        )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "peerpy.cli", "chat", *args, "--server", url],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "PEERPY_BACKEND": "aiortc"},
+            env={**os.environ, "PEERPY_BACKEND": "aiortc", "PEERPY_SERVER": url},
             text=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
@@ -97,6 +105,26 @@ def test_a_group_chat_between_processes(url: str, peer_id: str) -> None:
         assert bob.end() == 0
         alice.expect("* Bob left")
         carol.expect("* Bob left")
+    finally:
+        for chatter in chatters:
+            chatter.stop()
+
+
+def test_the_room_chat_example(url: str) -> None:
+    """examples/room_chat.py: two members see each other and talk, by name."""
+    chatters: list[Chatter] = []
+    try:
+        alice = Chatter(url, "Alice", "den", script=EXAMPLE)
+        chatters.append(alice)
+        assert alice.expect("* in den") == "* in den with nobody yet"
+        bob = Chatter(url, "Bob", "den", script=EXAMPLE)
+        chatters.append(bob)
+        assert bob.expect("* in den") == "* in den with Alice"
+        alice.expect("* Bob joined")
+        bob.type("hi all")
+        assert alice.expect("Bob:") == "Bob: hi all"
+        assert bob.end() == 0
+        alice.expect("* Bob left")
     finally:
         for chatter in chatters:
             chatter.stop()
