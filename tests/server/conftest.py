@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from peerpy_server.asgi import BrokerApp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from ..helpers.shared import PerOptions
 from ..redis_support import RedisServer, running_redis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,6 +118,13 @@ async def http_request(
     return int(status_line.split()[1]), parsed, body
 
 
+async def health_says(port: int, path: str, **expected: object) -> bool:
+    """Whether the broker's ``{path}/health`` report holds ``expected`` (for ``eventually``)."""
+    _, _, body = await http_request(port, "GET", f"{path}/health")
+    report = json.loads(body)
+    return all(report.get(name) == value for name, value in expected.items())
+
+
 def _dechunk(body: bytes) -> bytes:
     out = b""
     while body:
@@ -136,8 +145,8 @@ _PEER_FLAGS = {
 }
 
 
-@contextlib.asynccontextmanager
-async def run_peer(path: str = "/myapp", **options: Any) -> AsyncIterator[Target]:
+@contextlib.contextmanager
+def peer_process(path: str = "/myapp", **options: Any) -> Iterator[Target]:
     """Run the real ``peer`` 1.0.2 CLI on a free loopback port; stop it by PID."""
     port = free_port()
     argv = ["node", str(PEER_BIN), "--host", "127.0.0.1", "--port", str(port), "--path", path]
@@ -149,30 +158,55 @@ async def run_peer(path: str = "/myapp", **options: Any) -> AsyncIterator[Target
             argv += [_PEER_FLAGS[name], str(int(value * 1000))]
         else:
             argv += [_PEER_FLAGS[name], str(value)]
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 15
         while True:
             try:
-                status, _, _ = await http_request(port, "GET", path)
-                if status == 200:
-                    break
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
             except OSError:
                 pass
-            if time.monotonic() > deadline or proc.returncode is not None:
+            if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("peer 1.0.2 did not start")
-            await asyncio.sleep(0.05)
+            time.sleep(0.05)
         yield Target("peer", port, path)
     finally:
-        if proc.returncode is None:
+        if proc.poll() is None:
             proc.terminate()  # by PID: this process only
         try:
-            await asyncio.wait_for(proc.wait(), 5)
-        except (TimeoutError, asyncio.TimeoutError):  # distinct classes on Python 3.10
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
             proc.kill()
-            await proc.wait()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def shared_peer() -> Iterator[PerOptions[Target]]:
+    """``peer`` 1.0.2 processes shared by a module's tests, one per option set.
+
+    The tests of a module run one after the other, each closing its clients
+    before it ends, so a shared ``peer`` holds no id or queued message from an
+    earlier test; starting one per test cost about a second each.
+    """
+    servers = PerOptions(peer_process)
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+def use_shared_peer(
+    servers: PerOptions[Target], path: str = "/myapp", **options: Any
+) -> contextlib.AbstractAsyncContextManager[Target]:
+    """``start_broker`` for ``peer`` 1.0.2: the module's running one for these options."""
+
+    @contextlib.asynccontextmanager
+    async def shared() -> AsyncIterator[Target]:
+        yield servers.get(path=path, **options)
+
+    return shared()
 
 
 @contextlib.asynccontextmanager
@@ -319,7 +353,9 @@ def start_broker(request: pytest.FixtureRequest) -> StartBroker:
         return functools.partial(run, url)
     if request.param == "asgi":
         return run_asgi
-    return run_peer if request.param == "peer" else run_ours
+    if request.param == "peer":
+        return functools.partial(use_shared_peer, request.getfixturevalue("shared_peer"))
+    return run_ours
 
 
 class Client:

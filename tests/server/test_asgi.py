@@ -27,10 +27,12 @@ from websockets.exceptions import InvalidStatus
 
 from peerpy.peer import Peer
 
+from ..helpers.waiting import eventually
 from .conftest import (
     ROOT,
     client,
     free_port,
+    health_says,
     http_request,
     mounted_app,
     peer_client,
@@ -81,7 +83,11 @@ async def test_health_metrics_and_a_host_route_beside_the_mount() -> None:
             await alice.send({"type": "OFFER", "dst": "bob", "payload": {"sdp": "x"}})
             assert (await bob.recv())["src"] == "alice"
             await alice.send({"type": "OFFER", "dst": "ghost", "payload": {"sdp": "x"}})
-            await asyncio.sleep(0.2)
+            await eventually(
+                lambda: health_says(target.port, "/signal", queued_messages=1),
+                within=5,
+                what="the OFFER queued",
+            )
             status, _, body = await http_request(target.port, "GET", "/signal/health")
             report = json.loads(body)
             assert (status, report["clients"], report["connections"]) == (200, 2, 2)

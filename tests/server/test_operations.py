@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from peerpy_server.cli import build_parser, config_from_args
 
-from .conftest import client, free_port, http_request, peer_client, run_ours
+from ..helpers.waiting import eventually
+from .conftest import client, free_port, health_says, http_request, peer_client, run_ours
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +38,11 @@ async def test_health_reports_clients_and_queues_then_503_when_full() -> None:
         }  # fmt: skip
         async with peer_client(target, "alice") as alice:
             await alice.send({"type": "OFFER", "dst": "nobody", "payload": {"sdp": "x"}})
-            await asyncio.sleep(0.2)
+            await eventually(
+                lambda: health_says(target.port, "/myapp", queued_messages=1),
+                within=5,
+                what="the OFFER queued",
+            )
             status, _, body = await http_request(target.port, "GET", "/myapp/health")
             report = json.loads(body)
             assert status == 200
