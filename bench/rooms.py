@@ -15,7 +15,8 @@ and 8 with short phases).  For each room size N it:
    ``--seconds`` (10) to the room; each message carries its send time
    (``time.monotonic_ns``, system-wide on Linux) and each receiver records
    ``now - sent``: the fan-out's delivered messages per second and p50/p99
-   latency (one warm-up second left out);
+   latency (one warm-up second left out), and each member's CPU use while it
+   broadcasts (% of one core);
 4. stops every process by PID.
 
 It prints one table row per size with the machine's load average (1 min) before
@@ -83,6 +84,7 @@ async def member(args: argparse.Namespace) -> None:
             window[0] = int((start + 1.0) * 1e9)  # one warm-up second
             window[1] = int((start + length) * 1e9)
             await anyio.sleep(max(0.0, start - time.monotonic()))
+            cpu = time.process_time()
             sent, seq = 0, 0
             while (now := time.monotonic()) < start + length:
                 await room.send({"t": time.monotonic_ns(), "s": seq})
@@ -90,8 +92,9 @@ async def member(args: argparse.Namespace) -> None:
                 if window[0] <= now * 1e9 <= window[1]:
                     sent += 1
                 await anyio.sleep(max(0.0, start + seq * period - time.monotonic()))
+            cpu = (time.process_time() - cpu) / (time.monotonic() - start)
             await anyio.sleep(2.0)  # let the last ones arrive
-            say(sent=sent, latencies=latencies)
+            say(sent=sent, latencies=latencies, cpu=cpu)
             await line()  # "leave"
 
 
@@ -225,6 +228,7 @@ def run_size(count: int, args: argparse.Namespace) -> dict[str, Any]:
         "expected_per_s": sent * (count - 1) / measured,
         "p50_ms": percentile(latencies_ms, 0.50),
         "p99_ms": percentile(latencies_ms, 0.99),
+        "member_cpu": statistics.mean(r["cpu"] for r in reports),
         "load": (load_before, load_after),
     }
 
@@ -250,16 +254,16 @@ def main() -> None:
     print(f"rooms benchmark on {os.cpu_count()} cores; load average (1 min) before/after each")
     print(
         "| members | backend | join p50 | mesh open | broker CPU/join | delivered/s (expected) "
-        "| p50 | p99 | load |"
+        "| p50 | p99 | member CPU | load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for size in (int(s) for s in args.sizes.split(",")):
         r = run_size(size, args)
         print(
             f"| {r['members']} | {r['backend']} | {r['join_p50_ms']:.0f} ms | {r['mesh_s']:.2f} s "
             f"| {r['broker_cpu_ms_per_join']:.1f} ms | {r['delivered_per_s']:.0f} "
             f"({r['expected_per_s']:.0f}) | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms "
-            f"| {r['load'][0]:.2f} / {r['load'][1]:.2f} |",
+            f"| {r['member_cpu']:.0%} | {r['load'][0]:.2f} / {r['load'][1]:.2f} |",
             flush=True,
         )
 
