@@ -14,7 +14,7 @@ from peerpy_protocol.ids import random_token
 
 from peerpy.backends import wrtc_installed
 
-from .brokers import peerjs_server, peerpy_server
+from .helpers.brokers import peerjs_server, peerpy_server
 
 
 @pytest.fixture

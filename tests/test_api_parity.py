@@ -32,7 +32,7 @@ from peerpy.peer import Peer
 from peerpy.serialization import JsonSerializer
 from peerpy.serialization import Limits as DecodingLimits
 
-from .brokers import peerpy_server
+from .helpers.brokers import peerpy_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

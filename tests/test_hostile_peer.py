@@ -10,7 +10,7 @@ from websockets.asyncio.client import connect
 
 from peerpy.peer import Peer
 
-from .brokers import peerpy_server
+from .helpers.brokers import peerpy_server
 
 pytestmark = pytest.mark.anyio
 

@@ -26,7 +26,7 @@ from peerpy.connection import Connection
 from peerpy.network import create_peer_connection
 from peerpy.peer import Peer
 
-from .brokers import peerpy_server
+from ..helpers.brokers import peerpy_server
 
 pytestmark = pytest.mark.anyio
 

@@ -32,7 +32,9 @@ from peerpy_server.logs import WarningLimiter
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from .conftest import Target, free_port, peer_client, run_ours
+from ..helpers.brokers import free_port
+from ..helpers.signaling import peer_client
+from ..helpers.targets import Target, run_ours
 
 pytestmark = pytest.mark.anyio
 

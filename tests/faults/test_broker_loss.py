@@ -37,8 +37,8 @@ from peerpy.media import FrameCounter, ToneAudioTrack
 from peerpy.mediaconnection import MediaConnection
 from peerpy.peer import Peer
 
-from .brokers import peerpy_server
-from .faults.broker_support import broker_process, peer_process, resetting_proxy
+from ..helpers.brokers import peerpy_server
+from ..helpers.processes import broker_process, peer_process, resetting_proxy
 
 #: The issue's bound: rejoined within this long of the broker's return.
 REJOIN_WITHIN = 5.0
@@ -419,7 +419,7 @@ async def test_failed_heartbeat_ends_the_session_as_network_error(peer_id: str) 
 def test_sync_peer_survives_broker_sigkill(peer_id: str, peer_backend: str) -> None:
     """peerpy.sync: the broker SIGKILLed under two blocking peers; handlers see
     error + disconnected, the connection carries on, and both come back."""
-    from .faults.broker_support import BrokerProcess
+    from ..helpers.processes import BrokerProcess
 
     broker = BrokerProcess()
     broker.start_blocking()

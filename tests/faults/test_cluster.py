@@ -18,9 +18,9 @@ from websockets.asyncio.client import connect
 from peerpy.config import resolve_servers
 from peerpy.peer import Peer
 
-from .faults.broker_support import BrokerProcess, wait_listening
-from .redis_support import RedisServer, running_redis
-from .test_faults_broker import REJOIN_WITHIN, Watch, data_pair, exchange
+from ..helpers.processes import BrokerProcess, wait_listening
+from ..helpers.redis import RedisServer, running_redis
+from .test_broker_loss import REJOIN_WITHIN, Watch, data_pair, exchange
 
 pytestmark = pytest.mark.anyio
 

@@ -1,6 +1,6 @@
 """A remote peer process killed or frozen is noticed in seconds, a healthy one never.
 
-The remote is a real process (``tests/faults/deadpeer_process.py``) on the
+The remote is a real process (``tests/helpers/processes/deadpeer_process.py``) on the
 real broker; it is killed with SIGKILL or frozen with SIGSTOP, and our side's
 connection must close with :class:`RemoteGoneError` within 10 s (before: 47-50 s,
 with no error at all).  Every process is stopped by its PID.  The default
@@ -49,11 +49,11 @@ from peerpy.media import ToneAudioTrack
 from peerpy.network import NetworkPolicy, create_peer_connection, watch_remote
 from peerpy.peer import Peer
 
-from .brokers import peerpy_server
+from ..helpers.brokers import peerpy_server
 
 pytestmark = pytest.mark.anyio
 
-REMOTE = Path(__file__).parent / "faults" / "deadpeer_process.py"
+REMOTE = Path(__file__).parents[1] / "helpers" / "processes" / "deadpeer_process.py"
 #: What the issue requires: a gone remote is noticed within this many seconds.
 NOTICE_WITHIN = 10.0
 #: Seconds libwebrtc lets a remote be silent before it reports ICE "disconnected".

@@ -15,7 +15,9 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-SUPPORT = Path(__file__).parent / "support"
+#: The repository's root.
+ROOT = Path(__file__).resolve().parents[2]
+SUPPORT = ROOT / "tests" / "support"
 PEERJS_SERVER = SUPPORT / "node_modules" / "peer" / "dist" / "bin" / "peerjs.js"
 
 

@@ -1,38 +1,30 @@
-"""Fixtures for the broker tests: start our broker or the real ``peer`` 1.0.2, talk to it.
+"""Brokers for the broker tests: ours (built-in, clustered, in ASGI) or ``peer`` 1.0.2.
 
-``start_broker`` is parametrized over both implementations by the
-conformance tests (``target`` fixture); the other tests use ours only.
-Everything listens on 127.0.0.1 and stops by itself.
+Each ``run_*`` is an async context manager yielding a :class:`Target` (which
+implementation, its port(s), our :class:`~peerpy_server.Broker` objects); the
+conformance suite runs one scenario on each (the ``start_broker`` fixture in
+tests/integration/server/conftest.py).  Everything listens on 127.0.0.1 and
+stops by itself (processes by PID).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
-import shutil
 import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import attrs
-import pytest
 from peerpy_server import Broker, BrokerConfig
 from peerpy_server.asgi import BrokerApp
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
-from ..helpers.shared import PerOptions
-from ..redis_support import RedisServer, running_redis
-
-ROOT = Path(__file__).resolve().parents[2]
-PEER_BIN = ROOT / "tests/support/node_modules/peer/dist/bin/peerjs.js"
+from .brokers import PEERJS_SERVER, free_port
+from .shared import PerOptions
 
 
 @attrs.frozen
@@ -91,52 +83,6 @@ class Target:
         return f"ws://127.0.0.1:{port}{base}?{query}&version=1.5.5"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def http_request(
-    port: int, method: str, path: str, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 request on a fresh connection; returns status, lower-cased headers, body."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-    raw = await asyncio.wait_for(reader.read(-1), 5)
-    writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    parsed = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        parsed[name.strip().lower()] = value.strip()
-    if parsed.get("transfer-encoding") == "chunked":
-        body = _dechunk(body)
-    return int(status_line.split()[1]), parsed, body
-
-
-async def health_says(port: int, path: str, **expected: object) -> bool:
-    """Whether the broker's ``{path}/health`` report holds ``expected`` (for ``eventually``)."""
-    _, _, body = await http_request(port, "GET", f"{path}/health")
-    report = json.loads(body)
-    return all(report.get(name) == value for name, value in expected.items())
-
-
-def _dechunk(body: bytes) -> bytes:
-    out = b""
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        size = int(size_line, 16)
-        if size == 0:
-            break
-        out += rest[:size]
-        body = rest[size + 2 :]
-    return out
-
-
 _PEER_FLAGS = {
     "key": "--key",
     "expire_timeout": "--expire_timeout",
@@ -149,7 +95,7 @@ _PEER_FLAGS = {
 def peer_process(path: str = "/myapp", **options: Any) -> Iterator[Target]:
     """Run the real ``peer`` 1.0.2 CLI on a free loopback port; stop it by PID."""
     port = free_port()
-    argv = ["node", str(PEER_BIN), "--host", "127.0.0.1", "--port", str(port), "--path", path]
+    argv = ["node", str(PEERJS_SERVER), "--host", "127.0.0.1", "--port", str(port), "--path", path]
     for name, value in options.items():
         if name == "allow_discovery":
             if value:
@@ -182,21 +128,6 @@ def peer_process(path: str = "/myapp", **options: Any) -> Iterator[Target]:
             proc.wait()
 
 
-@pytest.fixture(scope="module")
-def shared_peer() -> Iterator[PerOptions[Target]]:
-    """``peer`` 1.0.2 processes shared by a module's tests, one per option set.
-
-    The tests of a module run one after the other, each closing its clients
-    before it ends, so a shared ``peer`` holds no id or queued message from an
-    earlier test; starting one per test cost about a second each.
-    """
-    servers = PerOptions(peer_process)
-    try:
-        yield servers
-    finally:
-        servers.close()
-
-
 def use_shared_peer(
     servers: PerOptions[Target], path: str = "/myapp", **options: Any
 ) -> contextlib.AbstractAsyncContextManager[Target]:
@@ -215,15 +146,6 @@ async def run_ours(path: str = "/myapp", **options: Any) -> AsyncIterator[Target
     config = BrokerConfig(host="127.0.0.1", port=0, path=path, **options)
     async with Broker(config) as broker:
         yield Target("peerpy", broker.port, path, broker)
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One redis-server for the session (each cluster uses its own key prefix)."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is missing: run scripts/setup (Debian's redis-server)")
-    with running_redis() as server:
-        yield server
 
 
 _clusters = [0]
@@ -336,84 +258,3 @@ async def run_asgi_cluster(
 
 
 StartBroker = Callable[..., contextlib.AbstractAsyncContextManager[Target]]
-
-
-@pytest.fixture(params=["peerpy", "peer", "cluster", "asgi", "asgi-cluster"])
-def start_broker(request: pytest.FixtureRequest) -> StartBroker:
-    """Start a broker of each implementation (differential tests).
-
-    "cluster" is 3 of ours on Redis; "asgi" ours mounted in a Starlette app
-    under uvicorn; "asgi-cluster" 2 mounted ones and a built-in one on Redis.
-    """
-    if request.param == "peer" and not PEER_BIN.exists():
-        pytest.fail("tests/support/node_modules is missing: run npm ci in tests/support")
-    if request.param in ("cluster", "asgi-cluster"):
-        url = request.getfixturevalue("redis_server").url
-        run = run_cluster if request.param == "cluster" else run_asgi_cluster
-        return functools.partial(run, url)
-    if request.param == "asgi":
-        return run_asgi
-    if request.param == "peer":
-        return functools.partial(use_shared_peer, request.getfixturevalue("shared_peer"))
-    return run_ours
-
-
-class Client:
-    """A raw PeerJS signaling client: JSON frames over a WebSocket, no logic."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-
-    async def send(self, message: dict[str, Any] | str | bytes) -> None:
-        await self.ws.send(json.dumps(message) if isinstance(message, dict) else message)
-
-    async def recv_raw(self, timeout: float = 3.0) -> str | bytes:
-        return await asyncio.wait_for(self.ws.recv(), timeout)
-
-    async def recv(self, timeout: float = 3.0) -> dict[str, Any]:
-        raw = await self.recv_raw(timeout)
-        result: dict[str, Any] = json.loads(raw)
-        return result
-
-    async def silent(self, duration: float = 0.4) -> bool:
-        """True if nothing arrives (and the socket stays open) for ``duration`` seconds."""
-        try:
-            await asyncio.wait_for(self.ws.recv(), duration)
-        except (TimeoutError, asyncio.TimeoutError):  # distinct classes on Python 3.10
-            return True
-        except ConnectionClosed:
-            return False
-        return False
-
-    async def closed(self, timeout: float = 3.0) -> int | None:
-        """Wait until the socket closes, skipping messages; return the close code."""
-
-        async def drain() -> None:
-            with contextlib.suppress(ConnectionClosed):
-                while True:
-                    await self.ws.recv()
-
-        await asyncio.wait_for(drain(), timeout)
-        await self.ws.wait_closed()
-        return self.ws.close_code
-
-    async def close(self) -> None:
-        await self.ws.close()
-
-
-@contextlib.asynccontextmanager
-async def client(url: str) -> AsyncIterator[Client]:
-    """Connect a raw client (no compression, websockets' own pings off)."""
-    ws = await connect(url, compression=None, ping_interval=None, open_timeout=5, close_timeout=2)
-    try:
-        yield Client(ws)
-    finally:
-        await ws.close()
-
-
-@contextlib.asynccontextmanager
-async def peer_client(target: Target, peer_id: str, token: str = "tok") -> AsyncIterator[Client]:
-    """A client registered as ``peer_id``; its OPEN is already consumed."""
-    async with client(target.ws_url(id=peer_id, token=token)) as c:
-        assert await c.recv() == {"type": "OPEN"}
-        yield c

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from .lab.fixture import (
+from .fixture import (
     PROBE,
     STUN_PORT,
     RunningLab,
@@ -32,7 +32,7 @@ from .lab.fixture import (
     turn_credentials,
     turn_server,
 )
-from .lab.netlab import PUB_ADDRESS, Lab, lab_unavailable_reason, reap_stale_namespaces
+from .netlab import PUB_ADDRESS, Lab, lab_unavailable_reason, reap_stale_namespaces
 
 pytestmark = [pytest.mark.netlab, pytest.mark.timeout(90)]
 

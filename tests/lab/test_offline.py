@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parent / "lab" / "offline.py"
+SCRIPT = Path(__file__).with_name("offline.py")
 
 
 def test_loopback_only_machine_connects_without_configuration() -> None:

@@ -31,7 +31,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PYPROJECTS = {
     "peerpy-sdk": ROOT / "pyproject.toml",
     "peerpy-protocol": ROOT / "protocol" / "pyproject.toml",

@@ -1,4 +1,9 @@
-"""Fault tooling for broker-loss tests: a killable broker process and a resetting proxy.
+"""Real processes for the fault tests: a killable broker process, a resetting proxy, peer processes.
+
+The scripts those children run sit beside this module: ``broker_peer_process.py``
+(an echoing peer with ``auto_reconnect``), ``deadpeer_process.py`` (the remote
+that tests/faults/test_peer.py kills or freezes) and ``deadpeer_measure.py``
+(the by-hand measurement behind its bounds).
 
 Everything listens on 127.0.0.1 only, and every process started here is
 stopped by its PID.

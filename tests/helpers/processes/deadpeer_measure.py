@@ -2,7 +2,7 @@
 
 Usage (from the repository root, inside a loopback-only network namespace)::
 
-    python tests/faults/deadpeer_measure.py {data,media} {KILL,STOP} [SECONDS|none]
+    python tests/helpers/processes/deadpeer_measure.py {data,media} {KILL,STOP} [SECONDS|none]
 
 It starts our broker in-process and ``deadpeer_process.py`` as the remote,
 opens a data connection or a call to it, waits 2 s, sends the signal and
@@ -23,7 +23,7 @@ from pathlib import Path
 import anyio
 from anyio.streams.text import TextReceiveStream
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path[:0] = [str(ROOT), str(ROOT / "server"), str(ROOT / "protocol")]
 
 from peerpy_server import Broker, BrokerConfig  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 
 # This checkout's peerpy, whatever is installed.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from peerpy import Peer
 from peerpy.media import PatternVideoTrack, ToneAudioTrack

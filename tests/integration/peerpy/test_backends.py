@@ -33,12 +33,12 @@ from peerpy.exceptions import (
 from peerpy.network import NetworkPolicy
 from peerpy.peer import Peer
 
-from .brokers import peerpy_server
+from ...helpers.brokers import peerpy_server
 
 pytestmark = pytest.mark.anyio
 
 needs_wrtc = pytest.mark.skipif(not backend.wrtc_installed(), reason="wrtc is not installed")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

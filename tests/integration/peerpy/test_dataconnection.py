@@ -17,7 +17,7 @@ import pytest
 
 from peerpy.peer import Peer
 
-from ...brokers import peerpy_server
+from ...helpers.brokers import peerpy_server
 
 pytestmark = pytest.mark.anyio
 

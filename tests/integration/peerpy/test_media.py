@@ -28,7 +28,7 @@ from peerpy.media import (
 from peerpy.mediaconnection import AUX_CHANNEL_LABEL, MediaConnection
 from peerpy.peer import Peer
 
-from .brokers import peerpy_server
+from ...helpers.brokers import peerpy_server
 
 pytestmark = pytest.mark.anyio
 

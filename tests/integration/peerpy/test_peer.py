@@ -16,7 +16,7 @@ from peerpy.exceptions import (
 )
 from peerpy.peer import Peer
 
-from .brokers import free_port
+from ...helpers.brokers import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -193,7 +193,7 @@ async def test_offers_beyond_max_connections_are_refused(peer_id: str) -> None:
     """A peer at Limits.max_connections refuses further OFFERs; the caller fails cleanly."""
     from peerpy.config import Limits, Timeouts
 
-    from .brokers import peerpy_server
+    from ...helpers.brokers import peerpy_server
 
     async with (
         peerpy_server() as url,
@@ -240,7 +240,7 @@ async def test_auto_reconnect_after_broker_restart(peer_id: str) -> None:
 
 async def test_no_auto_reconnect_after_disconnect(peer_id: str) -> None:
     """An explicit disconnect() is not undone by auto_reconnect."""
-    from .brokers import peerpy_server
+    from ...helpers.brokers import peerpy_server
 
     async with peerpy_server() as url, Peer(peer_id, server=url, auto_reconnect=True) as peer:
         await peer.disconnect()

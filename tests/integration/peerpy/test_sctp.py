@@ -18,7 +18,7 @@ from peerpy.backends import _sctp
 from peerpy.dataconnection import DataConnection
 from peerpy.peer import Peer
 
-from .brokers import peerpy_server
+from ...helpers.brokers import peerpy_server
 
 pytestmark = pytest.mark.anyio
 

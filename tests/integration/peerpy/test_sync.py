@@ -13,7 +13,7 @@ from anyio.from_thread import start_blocking_portal
 from peerpy.exceptions import PeerUnavailableError
 from peerpy.sync import DataConnection, Peer
 
-from .brokers import peerpy_server
+from ...helpers.brokers import peerpy_server
 
 
 @pytest.fixture

@@ -27,19 +27,12 @@ from websockets.exceptions import InvalidStatus
 
 from peerpy.peer import Peer
 
-from ..helpers.waiting import eventually
-from .conftest import (
-    ROOT,
-    client,
-    free_port,
-    health_says,
-    http_request,
-    mounted_app,
-    peer_client,
-    run_asgi,
-    run_uvicorn,
-)
-from .test_robustness import assert_relay_works, deaf_client
+from ...helpers.brokers import ROOT, free_port
+from ...helpers.http import health_says, http_request
+from ...helpers.signaling import client, peer_client
+from ...helpers.targets import mounted_app, run_asgi, run_uvicorn
+from ...helpers.waiting import eventually
+from .test_websocket import assert_relay_works, deaf_client
 
 pytestmark = pytest.mark.anyio
 

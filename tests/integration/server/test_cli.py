@@ -17,7 +17,8 @@ from cryptography.x509.oid import NameOID
 from peerpy_server.cli import build_parser, config_from_args, main
 from websockets.asyncio.client import connect
 
-from .conftest import free_port, run_ours
+from ...helpers.brokers import free_port
+from ...helpers.targets import run_ours
 
 
 def parse(*argv: str) -> object:

@@ -23,17 +23,11 @@ from peerpy_server.cli import build_parser, config_from_args
 from peerpy_server.cluster import SOCKET_TIMEOUT, Cluster
 from websockets.exceptions import ConnectionClosed
 
-from ..redis_support import RedisServer, running_redis
-from .conftest import (
-    Client,
-    Target,
-    client,
-    free_port,
-    http_request,
-    peer_client,
-    run_cluster,
-    run_ours,
-)
+from ...helpers.brokers import free_port
+from ...helpers.http import http_request
+from ...helpers.redis import RedisServer, running_redis
+from ...helpers.signaling import Client, client, peer_client
+from ...helpers.targets import Target, run_cluster, run_ours
 
 pytestmark = pytest.mark.anyio
 

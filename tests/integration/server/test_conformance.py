@@ -16,7 +16,9 @@ import pytest
 from peerpy_server.transports.http import INFO
 from websockets.exceptions import InvalidStatus
 
-from .conftest import StartBroker, client, http_request, peer_client
+from ...helpers.http import http_request
+from ...helpers.signaling import client, peer_client
+from ...helpers.targets import StartBroker
 
 pytestmark = pytest.mark.anyio
 

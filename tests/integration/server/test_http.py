@@ -19,8 +19,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from peerpy_server.cli import build_parser, config_from_args
 
-from ..helpers.waiting import eventually
-from .conftest import client, free_port, health_says, http_request, peer_client, run_ours
+from ...helpers.brokers import free_port
+from ...helpers.http import health_says, http_request
+from ...helpers.signaling import client, peer_client
+from ...helpers.targets import run_ours
+from ...helpers.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,8 @@ import sys
 import jwt
 import pytest
 
-from ...server.conftest import client, peer_client, run_ours
+from ...helpers.signaling import client, peer_client
+from ...helpers.targets import run_ours
 
 pytestmark = pytest.mark.anyio
 

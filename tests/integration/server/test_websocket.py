@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from .conftest import Target, client, http_request, peer_client, run_ours
+from ...helpers.http import http_request
+from ...helpers.signaling import client, peer_client
+from ...helpers.targets import Target, run_ours
 
 pytestmark = pytest.mark.anyio
 

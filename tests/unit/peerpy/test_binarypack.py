@@ -29,7 +29,7 @@ from peerpy.binarypack import (
 from peerpy.chunking import Chunker
 from peerpy.exceptions import DecodeError, EncodeError
 
-from .equality import same
+from ...helpers.equality import same
 
 # Every vector of spec §4.5, produced by the real js-binarypack 2.1.0.
 GOLDEN: list[tuple[str, object, str]] = [
@@ -488,7 +488,7 @@ def test_many_tiny_items_count_too() -> None:
 
 # ------------------------------------------------------------ the real JS package
 
-SUPPORT = Path(__file__).parent / "support"
+SUPPORT = Path(__file__).resolve().parents[2] / "support"
 JS_ROUND_TRIP = """
 import { pack, unpack } from "peerjs-js-binarypack";
 import fs from "fs";

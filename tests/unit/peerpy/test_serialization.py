@@ -32,7 +32,7 @@ from peerpy.serialization import (
     serializer_for_wire_name,
 )
 
-from .equality import same
+from ...helpers.equality import same
 
 BIG = 5_000_000
 
