@@ -26,19 +26,13 @@ from peerpy.connection import Connection
 from peerpy.network import create_peer_connection
 from peerpy.peer import Peer
 
-from ..helpers.brokers import peerpy_server
+from ..helpers.offers import data_offer, offer_frame
 
 pytestmark = pytest.mark.anyio
 
 FLOOD = 300  # OFFERs per flood, as in the issue
 HALF_OPEN = 3.0  # Timeouts.half_open in these tests (the default is 10 s)
 LEGIT_DEADLINE = 5.0  # the caller must have an open connection within this, flood or not
-
-
-@pytest.fixture
-async def url() -> AsyncIterator[str]:
-    async with peerpy_server() as broker_url:
-        yield broker_url
 
 
 @pytest.fixture
@@ -62,15 +56,7 @@ def ws_url(http_url: str, peer_id: str) -> str:
 
 
 def offer(dst: str, sdp: str, connection_id: str) -> str:
-    payload = {
-        "sdp": {"type": "offer", "sdp": sdp},
-        "type": "data",
-        "connectionId": connection_id,
-        "label": "x",
-        "reliable": True,
-        "serialization": "binary",
-    }
-    return json.dumps({"type": "OFFER", "dst": dst, "payload": payload})
+    return offer_frame(dst, data_offer(sdp, connection_id, label="x"))
 
 
 async def drain(ws: ClientConnection) -> None:

@@ -26,6 +26,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ..helpers.offers import data_offer, offer_frame
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -207,14 +209,14 @@ def test_broker_runs_without_sdk_media_or_webrtc(tmp_path: Path) -> None:
         assert line.startswith("Started PeerServer"), line + process.communicate(timeout=10)[1]
         port = int(line.split("port: ")[1].split(",")[0])
         url = f"ws://127.0.0.1:{port}/peerjs?key=peerjs"
-        payload = {"sdp": {"type": "offer", "sdp": "v=0"}, "type": "data", "connectionId": "dc_1"}
+        payload = data_offer("v=0", "dc_1").to_json()
         with (
             connect(f"{url}&id=lean-a&token=ta", open_timeout=10) as a,
             connect(f"{url}&id=lean-b&token=tb", open_timeout=10) as b,
         ):
             assert json.loads(a.recv(timeout=10)) == {"type": "OPEN"}
             assert json.loads(b.recv(timeout=10)) == {"type": "OPEN"}
-            a.send(json.dumps({"type": "OFFER", "dst": "lean-b", "payload": payload}))
+            a.send(offer_frame("lean-b", data_offer("v=0", "dc_1")))
             relayed = json.loads(b.recv(timeout=10))
         assert relayed == {"type": "OFFER", "src": "lean-a", "dst": "lean-b", "payload": payload}
         process.send_signal(signal.SIGTERM)

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -33,18 +32,12 @@ from peerpy.exceptions import (
 from peerpy.network import NetworkPolicy
 from peerpy.peer import Peer
 
-from ...helpers.brokers import peerpy_server
+from ...helpers.offers import data_offer, offer_frame
 
 pytestmark = pytest.mark.anyio
 
 needs_wrtc = pytest.mark.skipif(not backend.wrtc_installed(), reason="wrtc is not installed")
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-async def url() -> AsyncIterator[str]:
-    async with peerpy_server(expire_timeout=1.0) as broker_url:
-        yield broker_url
 
 
 # --- Choosing ---------------------------------------------------------------------
@@ -275,15 +268,8 @@ async def late_candidate_offerer(
         ws_base = "ws" + url[4:] + "peerjs?key=peerjs&id=browserlike&token=t"
         async with ws_connect(ws_base) as ws:
             assert json.loads(await ws.recv())["type"] == "OPEN"
-            payload = {
-                "sdp": {"type": "offer", "sdp": bare},
-                "type": "data",
-                "connectionId": connection_id,
-                "label": "late",
-                "reliable": True,
-                "serialization": "raw",
-            }
-            await ws.send(json.dumps({"type": "OFFER", "dst": target, "payload": payload}))
+            payload = data_offer(bare, connection_id, label="late", serialization="raw")
+            await ws.send(offer_frame(target, payload))
             while (answer := json.loads(await ws.recv()))["type"] != "ANSWER":
                 pass
             sdp = answer["payload"]["sdp"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import av
@@ -29,6 +30,7 @@ from peerpy.mediaconnection import AUX_CHANNEL_LABEL, MediaConnection
 from peerpy.peer import Peer
 
 from ...helpers.brokers import peerpy_server
+from ...helpers.offers import no_candidates
 
 pytestmark = pytest.mark.anyio
 
@@ -330,3 +332,64 @@ async def test_unread_remote_track_is_bounded(pair: tuple[Peer, Peer]) -> None:
     assert getattr(audio, "_queue").qsize() <= MediaConnection.max_buffered_frames  # noqa: B009
     async with FrameCounter([audio]) as counter:
         await counter.wait(audio=MediaConnection.max_buffered_frames + 2)
+
+
+# -- call(sdp_transform=), answer(sdp_transform=) (issue 13) -------------------
+
+
+@pytest.mark.anyio
+async def test_call_and_answer_sdp_transform(url: str, peer_id: str) -> None:
+    """call(sdp_transform=) rewrites the offer, answer(sdp_transform=) the answer."""
+    offers: list[str] = []
+    answers: list[str] = []
+
+    def on_offer(sdp: str) -> str:
+        offers.append(sdp)
+        return sdp
+
+    def on_answer(sdp: str) -> str:
+        answers.append(sdp)
+        return sdp
+
+    failures: list[str] = []
+    async with Peer(peer_id + "a", server=url) as alice, Peer(peer_id + "b", server=url) as bob:
+
+        async def dial(transform: Any, limit: float | None = None) -> MediaConnection | None:
+            made: list[MediaConnection] = []
+            async with anyio.create_task_group() as tg:
+
+                async def answer() -> None:
+                    call = await bob.accept_call()
+                    try:
+                        await call.answer(sdp_transform=transform, timeout=limit)
+                    except NegotiationFailedError:
+                        failures.append("callee")
+
+                tg.start_soon(answer)
+                tracks: list[MediaStreamTrack] = [ToneAudioTrack()]
+                with anyio.fail_after(30):
+                    try:
+                        made.append(
+                            await alice.call(
+                                peer_id + "b", tracks, sdp_transform=on_offer, timeout=limit
+                            )
+                        )
+                    except NegotiationFailedError:
+                        failures.append("caller")
+            return made[0] if made else None
+
+        out = await dial(on_answer)
+        incoming_call = next(c for c in bob.connections if isinstance(c, MediaConnection))
+        with pytest.raises(UsageError) as info:  # a user-facing message: no internal id
+            await incoming_call.answer()
+        assert incoming_call.connection_id not in str(info.value)
+        assert out is not None
+        assert out.open
+        assert len(offers) == 1
+        assert "m=audio" in offers[0]
+        assert len(answers) == 1
+        assert "m=audio" in answers[0]
+        await out.close()
+        # An answer without candidates never connects: both ends time out.
+        assert await dial(no_candidates, limit=3) is None
+        assert sorted(failures) == ["callee", "caller"]

@@ -1,9 +1,17 @@
-"""Peer: registration, connect/accept, errors, disconnect and reconnect."""
+"""Peer: registration, connect/accept, errors, disconnect and reconnect, hostile signaling.
+
+And what PeerJS has (issue 13): ``connect(timeout=)``, ``connect(sdp_transform=)``,
+the first ``open`` event.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+
 import anyio
 import pytest
+from websockets.asyncio.client import connect
 
 from peerpy.dataconnection import DataConnection
 from peerpy.exceptions import (
@@ -13,10 +21,12 @@ from peerpy.exceptions import (
     NetworkError,
     PeerUnavailableError,
     UnavailableIdError,
+    UsageError,
 )
 from peerpy.peer import Peer
 
-from ...helpers.brokers import free_port
+from ...helpers.brokers import free_port, peerpy_server
+from ...helpers.offers import no_candidates
 
 pytestmark = pytest.mark.anyio
 
@@ -246,3 +256,99 @@ async def test_no_auto_reconnect_after_disconnect(peer_id: str) -> None:
         await peer.disconnect()
         await anyio.sleep(1.5)
         assert not peer.open
+
+
+# -- a hostile remote speaking raw signaling cannot break a Peer ---------------
+
+GARBAGE_PAYLOADS = [
+    None,
+    "not an object",
+    [],
+    {"type": "data"},
+    {"type": "data", "connectionId": "dc_x", "sdp": "not an object"},
+    {"type": "data", "connectionId": "dc_x", "sdp": {"type": "offer", "sdp": "garbage"}},
+    {"type": "media", "connectionId": "mc_x", "sdp": {"type": "offer", "sdp": "v=0\r\n"}},
+    {"type": "data", "connectionId": "dc_y", "serialization": "nope",
+     "sdp": {"type": "offer", "sdp": "v=0\r\n"}},
+    {"type": "weird", "connectionId": 5},
+]  # fmt: skip
+
+
+async def test_garbage_signaling_is_survived(peer_id: str, peer_backend: str) -> None:
+    """Malformed OFFER/ANSWER/CANDIDATE payloads are logged; real connections still work
+    (on both backends: the garbage SDP reaches the backend's parser)."""
+    async with peerpy_server() as url, Peer(peer_id + "b", server=url) as bob:
+        ws_url = url.replace("http", "ws") + f"peerjs?key=peerjs&id={peer_id}m&token=t"
+        async with connect(ws_url) as mallory:
+            assert json.loads(await mallory.recv()) == {"type": "OPEN"}
+            for kind in ("OFFER", "ANSWER", "CANDIDATE"):
+                for payload in GARBAGE_PAYLOADS:
+                    frame = {"type": kind, "dst": bob.id, "payload": payload}
+                    await mallory.send(json.dumps(frame))
+            # a candidate for a connection that does not exist, and a LEAVE
+            await mallory.send(json.dumps({"type": "LEAVE", "dst": bob.id}))
+            await anyio.sleep(0.5)
+            assert bob.open
+            async with Peer(peer_id + "a", server=url) as alice:
+                conn = await alice.connect(bob.id or "")
+                incoming = await bob.accept()
+                assert conn.backend == incoming.backend == peer_backend
+                await conn.send("still fine")
+                assert await incoming.recv() == "still fine"
+            # the garbage OFFERs left no live connection behind
+            with anyio.fail_after(10):
+                while any(c.peer == peer_id + "m" for c in bob.connections):  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+
+
+# -- connect(timeout=), connect(sdp_transform=), the first open event (issue 13)
+
+
+@pytest.mark.anyio
+async def test_connect_timeout(url: str, peer_id: str) -> None:
+    """connect(timeout=) bounds the wait for a peer that never answers, as call() does."""
+    ws_url = url.replace("http", "ws") + f"peerjs?key=peerjs&id={peer_id}g&token=t"
+    async with connect(ws_url) as ghost, Peer(peer_id + "a", server=url) as alice:
+        assert json.loads(await ghost.recv()) == {"type": "OPEN"}
+        assert alice.timeouts.negotiation >= 30
+        started = time.monotonic()
+        with anyio.fail_after(20), pytest.raises(NegotiationFailedError):
+            await alice.connect(peer_id + "g", timeout=1.5)
+        assert 1.4 <= time.monotonic() - started < 10
+
+
+@pytest.mark.anyio
+async def test_connect_sdp_transform_rewrites_the_sent_offer(url: str, peer_id: str) -> None:
+    """The transform sees our offer and its result is what the remote gets."""
+    seen: list[str] = []
+
+    def keep(sdp: str) -> str:
+        seen.append(sdp)
+        return sdp
+
+    async with Peer(peer_id + "a", server=url) as alice, Peer(peer_id + "b", server=url) as bob:
+        conn = await alice.connect(peer_id + "b", sdp_transform=keep, reliable=True)
+        incoming = await bob.accept()
+        await conn.send("through")
+        assert await incoming.recv() == "through"
+        assert len(seen) == 1
+        assert "a=fingerprint" in seen[0]
+        assert "a=candidate" in seen[0]
+        # Stripping the candidates from what is sent leaves nothing to connect to.
+        with anyio.fail_after(20), pytest.raises(NegotiationFailedError):
+            await alice.connect(peer_id + "b", sdp_transform=no_candidates, timeout=3)
+        with pytest.raises(UsageError, match="sdp_transform must return"):
+            await alice.connect(peer_id + "b", sdp_transform=lambda sdp: None)  # type: ignore[arg-type,return-value]
+
+
+@pytest.mark.anyio
+async def test_open_event_on_first_registration(url: str, peer_id: str) -> None:
+    """A handler registered before ``async with`` hears the first open, with the id."""
+    peer = Peer(peer_id, server=url)
+    opened: list[str] = []
+    peer.on("open", opened.append)
+    async with peer:
+        assert opened == [peer_id]
+        await peer.disconnect()
+        await peer.reconnect()
+        assert opened == [peer_id, peer_id]

@@ -1,9 +1,10 @@
-"""``peerpy-server``: flags like ``peer``'s, env vars, startup line, SIGTERM, and TLS."""
+"""``peerpy-server``: flags like ``peer``'s, env vars, startup line, SIGTERM, TLS, JSON logs."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import signal
 import ssl
 import sys
@@ -147,3 +148,29 @@ async def test_tls_from_cert_and_key_files(tmp_path: Path) -> None:
         # Python 3.10's asyncio leaves a TLS transport the server closed marked
         # open, and warns (an error here) when it is collected.
         ws.transport.close()
+
+
+@pytest.mark.anyio
+async def test_cli_logs_json_lines() -> None:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "peerpy_server.cli", "-H", "127.0.0.1", "-p", str(port),
+        "--log-format", "json",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        first = json.loads(await asyncio.wait_for(proc.stderr.readline(), 15))
+        assert first["level"] == "INFO"
+        assert first["logger"] == "peerpy_server.broker"
+        assert first["message"].startswith("Broker listening on")
+        assert first["time"].endswith("Z")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        rest = (await proc.stderr.read()).decode().splitlines()
+        assert rest
+        assert all(json.loads(line)["logger"] for line in rest)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -1,16 +1,16 @@
-"""The broker's STUN binding responder: golden vectors, hostile input, a real socket."""
+"""The broker's STUN binding responder (transports.stun): golden vectors, hostile input.
+
+On a real UDP socket: tests/integration/server/test_stun.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import struct
 
 import pytest
 from aioice import stun
 from hypothesis import given
 from hypothesis import strategies as st
-from peerpy_server import Broker, BrokerConfig
 from peerpy_server.transports.stun import parse_request, respond
 
 # RFC 5769 §2.1: a Binding request with SOFTWARE, PRIORITY, ICE-CONTROLLED,
@@ -113,28 +113,3 @@ def test_never_raises_on_garbage(data: bytes) -> None:
 def test_never_raises_on_garbage_after_a_valid_header(body: bytes) -> None:
     header = struct.pack("!HHI12s", 1, len(body), 0x2112A442, TRANSACTION)
     respond(header + body, ("203.0.113.7", 1))
-
-
-@pytest.mark.anyio
-async def test_broker_answers_stun_on_udp() -> None:
-    config = BrokerConfig(host="127.0.0.1", port=0, stun_port=0)
-    async with Broker(config) as broker:
-        assert broker.stun_port
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            sock.settimeout(5)
-            request = stun.Message(
-                message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST
-            )
-            sock.sendto(bytes(request), ("127.0.0.1", broker.stun_port))
-            data = await asyncio.to_thread(sock.recv, 2048)
-            response = stun.parse_message(data)
-            assert response.transaction_id == request.transaction_id
-            assert response.attributes["XOR-MAPPED-ADDRESS"] == sock.getsockname()
-    assert broker.stun_port is None  # closed with the broker
-
-
-@pytest.mark.anyio
-async def test_no_stun_socket_unless_asked() -> None:
-    async with Broker(BrokerConfig(host="127.0.0.1", port=0)) as broker:
-        assert broker.stun_port is None
