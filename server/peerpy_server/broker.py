@@ -39,6 +39,7 @@ from .config import BrokerConfig
 from .core.admission import Admission
 from .core.host import TICK, HttpView
 from .core.realm import Client, Realm
+from .core.rooms import LocalDirectory, Rooms
 from .core.session import Session
 from .core.stats import Stats
 from .ice import ice_servers, warn_if_turn_is_open
@@ -48,6 +49,7 @@ from .transports.stun import serve_stun
 from .transports.websocket import Gathering, TcpSession
 
 if TYPE_CHECKING:
+    from .auth import JwtAuthorizer
     from .cluster import Cluster
 
 __all__ = ["TICK", "Broker", "serve"]
@@ -90,15 +92,31 @@ class Broker:
             def released(client: Client) -> None:
                 cluster.release(client.id, client.token)
 
+        authorizer = _authorizer(config)
         self.realm = Realm(
             config,
             self.warnings,
             stats=self.stats,
-            authorize=_authorizer(config),
+            authorize=None if authorizer is None else authorizer.authorize,
             remote=remote,
             released=released,
         )
-        self._collector = BrokerCollector(self.stats, self.realm, lambda: len(self.realm))
+        #: Room membership (docs/rooms.md): in memory, or in Redis in cluster mode.
+        self.rooms = self.realm.rooms = Rooms(
+            config,
+            LocalDirectory(config.room_max_members, config.max_rooms)
+            if self.cluster is None
+            else self.cluster.rooms,
+            self.realm.deliver_local if self.cluster is None else self.cluster.deliver,
+            stats=self.stats,
+            warnings=self.warnings,
+            allowed=None if authorizer is None else authorizer.may_join,
+        )
+        if self.cluster is not None:
+            self.cluster.rooms.front = self.rooms
+        self._collector = BrokerCollector(
+            self.stats, self.realm, lambda: len(self.realm), rooms=self.rooms
+        )
         # Every transport's connections (the built-in server's and the ASGI app's).
         self._admission: Admission[Session] = Admission(config, self.stats, self.warnings)
         #: The built-in server's shared read buffer and gathered frames.
@@ -336,6 +354,10 @@ class Broker:
         """``GET <path>metrics``: the Prometheus text exposition."""
         return render(self._collector)
 
+    def room_members(self, room: str, answer: Callable[[list[str]], None]) -> None:
+        """Call ``answer(ids)`` with the members of ``room``: now, or in cluster mode from Redis."""
+        self.rooms.members(room, answer)
+
     # -- used by the sessions, the transports and the cluster (Host) -------------
 
     def now(self) -> float:
@@ -393,13 +415,13 @@ class Broker:
                 logger.exception("Timer sweep failed")
 
 
-def _authorizer(config: BrokerConfig) -> Callable[[str, str], str | None] | None:
-    """The realm's token check for ``jwt_secret``/``jwt_public_key``, if either is set."""
+def _authorizer(config: BrokerConfig) -> JwtAuthorizer | None:
+    """The token checks for ``jwt_secret``/``jwt_public_key``, if either is set."""
     if config.jwt_secret is None and config.jwt_public_key is None:
         return None
     from .auth import JwtAuthorizer
 
-    return JwtAuthorizer.from_config(config).authorize
+    return JwtAuthorizer.from_config(config)
 
 
 async def serve(config: BrokerConfig) -> None:

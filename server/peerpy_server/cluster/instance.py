@@ -32,6 +32,7 @@ from .host import ClusterHost
 from .ops import Call, Direct, Eval, Mode, Op, Publish, Route, RouteCall
 from .outbox import Outbox
 from .owners import OwnerCache
+from .rooms import SWEEP_INSTANCES, RedisDirectory
 from .scripts import Keys, Lua
 from .wire import RETRY, Wire
 
@@ -100,6 +101,8 @@ class Cluster:
         self._expired: set[tuple[str, str]] = set()  # EXPIREs sent for the failed batch
         self._epoch = ""  # the epoch Redis had when we last saw it (see scripts.EPOCH)
         self._contact = 0.0  # broker.now() when Redis last answered
+        #: The members of every room, in Redis (see :mod:`.rooms`).
+        self.rooms = RedisDirectory(config, keys, self.instance, self._push)
 
     def _count(self) -> None:
         self._broker.stats.redis_round_trips += 1
@@ -202,6 +205,7 @@ class Cluster:
         key: str,
         peer_id: str,
         token: str,
+        rooms: bool = False,
         done: Callable[[Client | None], None],
     ) -> None:
         """Register ``peer_id`` cluster-wide, then locally; ``done(client or None)`` after.
@@ -232,7 +236,9 @@ class Cluster:
             if previous and previous != self.instance:
                 # The id moves here: its old socket elsewhere is closed.
                 self._publish(previous, entry("s", peer_id, token))
-            client = realm.connect(link, key=key, peer_id=peer_id, token=token, now=broker.now())
+            client = realm.connect(
+                link, key=key, peer_id=peer_id, token=token, now=broker.now(), rooms=rooms
+            )
             done(client)
             if client is None:
                 self.release(peer_id, token)
@@ -260,6 +266,15 @@ class Cluster:
         """Relay ``frame`` to ``dst``, which is not connected here (the realm's remote hook)."""
         notice = kind is RelayType.LEAVE or kind is RelayType.EXPIRE
         self._route(client.id, dst, frame, Mode.NOTICE if notice else Mode.RELAY)
+
+    def deliver(self, peer_id: str, frame: str) -> bool:
+        """Send a room notice to ``peer_id``: here if it is local, else through Redis.
+
+        ``True`` once sent or routed; a notice for an id nobody holds is dropped.
+        """
+        if not self._broker.realm.deliver_local(peer_id, frame):
+            self._route("", peer_id, frame, Mode.NOTICE)
+        return True
 
     def respond_later(self, respond: Callable[[list[str]], None]) -> None:
         """Call ``respond(ids)`` with the ids registered in the whole cluster (``/peers``)."""
@@ -484,6 +499,7 @@ class Cluster:
         self._broker.write_gathered()
 
     def _push_refresh(self) -> None:
+        self._push(self.rooms.alive())
         clients = list(self._broker.realm.clients())
         for start in range(0, len(clients), REFRESH_CHUNK):
             chunk = clients[start : start + REFRESH_CHUNK]
@@ -501,6 +517,10 @@ class Cluster:
         args = [str(int(config.expire_timeout * 1000)), "1000", self._keys.prefix]
         result = await self._wire.run(Lua.SWEEP, [self._keys.expiry], args)
         self._reached(True)
+        swept = await self._wire.run(
+            Lua.ROOM_SWEEP, self._keys.room_sweep, [self._keys.prefix, str(SWEEP_INSTANCES)]
+        )
+        self.rooms.swept(swept)
         for index in range(0, len(result), 2):
             dst, senders = result[index], result[index + 1]
             for src in senders:

@@ -46,9 +46,13 @@ class Claims(Protocol):
         key: str,
         peer_id: str,
         token: str,
+        rooms: bool = False,
         done: Callable[[Client | None], None],
     ) -> None:
-        """Register ``peer_id`` cluster-wide, then locally; call ``done(client or None)`` after."""
+        """Register ``peer_id`` cluster-wide, then locally; call ``done(client or None)`` after.
+
+        ``rooms``: the client asked for the rooms extension (see :meth:`Realm.connect`).
+        """
 
 
 class HttpView(Protocol):
@@ -78,6 +82,12 @@ class HttpView(Protocol):
 
     def metrics(self) -> bytes:
         """The Prometheus text of ``/metrics``."""
+
+    def room_members(self, room: str, answer: Callable[[list[str]], None]) -> None:
+        """Call ``answer(ids)`` with the members of ``room`` (``/rooms/<name>``).
+
+        At once without Redis, in cluster mode once Redis listed them.
+        """
 
 
 class Host(Protocol):

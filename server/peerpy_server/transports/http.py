@@ -8,6 +8,8 @@ both transports (the built-in server and the ASGI app) answer with
 * ``GET {path}``: the JSON banner;
 * ``GET {path}/{key}/id``: a fresh unused UUID, bare text (``{key}`` is not checked);
 * ``GET {path}/{key}/peers``: the registered ids if discovery is on, else 401;
+* ``GET {path}/{key}/rooms/{name}``: the member ids of room ``name``
+  (URL-encoded) if discovery is on, else 401 (peerpy extra, ``docs/rooms.md``);
 * ``GET {path}/{key}/ice?id=ID&token=TOKEN``: the ICE servers for that
   registered peer (a peerpy extra, see :mod:`peerpy_server.ice`), else 401;
 * ``GET {path}/health``: JSON about the broker (clients, queues, Redis),
@@ -156,6 +158,12 @@ def respond(
     elif len(parts) == 2 and parts[1] == "peers":
         if config.allow_discovery:
             view.peers(lambda ids: answer(200, _json(ids), _JSON))
+        else:
+            answer(401, b"Unauthorized", _TEXT)
+    elif len(parts) == 3 and parts[1] == "rooms":
+        if config.allow_discovery:
+            room = urllib.parse.unquote(parts[2])
+            view.room_members(room, lambda ids: answer(200, _json(ids), _JSON))
         else:
             answer(401, b"Unauthorized", _TEXT)
     elif len(parts) == 2 and parts[1] == "ice":
