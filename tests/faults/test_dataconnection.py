@@ -28,20 +28,12 @@ from peerpy.exceptions import DecodeError, PeerError, ProtocolError, UsageError
 from peerpy.peer import Peer
 from peerpy.serialization import MSGPACK_SLICE_BYTES, create_serializer
 
-from .brokers import peerpy_server
-
 pytestmark = pytest.mark.anyio
 
 BUFFER = 256 * 1024
 #: Values of ~64 KiB whose last frame is tiny: counting values by the frame that
 #: completed them (the old accounting) would see ~100 bytes per value.
 VALUE_BYTES = {"binary": 4 * 16300 + 100 - 3, "MsgPack": 2 * MSGPACK_SLICE_BYTES + 100 - 5}
-
-
-@pytest.fixture
-async def url() -> AsyncIterator[str]:
-    async with peerpy_server(expire_timeout=1.0) as broker_url:
-        yield broker_url
 
 
 @contextlib.asynccontextmanager

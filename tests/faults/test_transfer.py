@@ -1,9 +1,10 @@
 """Faults of ``peerpy send``/``peerpy receive`` as real processes.
 
 Signals (SIGINT, SIGTERM, SIGKILL, SIGSTOP) hit the sender or the receiver
-mid-transfer; hostile peers connect to a sender knowing only its nameplate;
-hostile offers reach a receiver.  The processes are real ``python -m
-peerpy.cli`` children, meeting on our broker on 127.0.0.1, stopped by PID.
+mid-transfer; hostile peers connect to a sender knowing only its nameplate
+(hostile offers at a receiver: tests/integration/peerpy/transfer/test_receiver.py).
+The processes are real ``python -m peerpy.cli`` children, meeting on our broker
+on 127.0.0.1, stopped by PID.
 
 The signal and stranger cases run on both backends (``peer_backend``: the
 children inherit ``PEERPY_BACKEND``; ``peerpy send`` picks wrtc when installed).
@@ -20,21 +21,17 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 from peerpy_protocol.ids import random_token
 
 from peerpy.peer import Peer
-from peerpy.transfer import Code, TransferOptions, TransferProtocolError, UnsafePathError
-from peerpy.transfer.channel import Channel, authenticate
-from peerpy.transfer.files import PARTIAL_SUFFIX, STATE_SUFFIX, Target, build_manifest
-from peerpy.transfer.protocol import PROTOCOL, EntryKind, FileEntry, Offer
-from peerpy.transfer.receiver import receive_over
-from peerpy.transfer.sender import send_over
+from peerpy.transfer import TransferOptions
+from peerpy.transfer.files import PARTIAL_SUFFIX
+from peerpy.transfer.protocol import PROTOCOL
 
-from .brokers import peerpy_server, threaded_peerpy_server, wait_registered
+from ..helpers.brokers import threaded_peerpy_server, wait_registered
 
 MiB = 1024 * 1024
 FAST = TransferOptions(idle_timeout=5)
@@ -340,95 +337,3 @@ def test_stranger_peak_rss_while_sending_frames(
     assert max(peaks) - before < 100 * 1024 * 1024
     assert "before proving it knows the code" in sender.err(), sender.err()
     print(f"sender peak RSS grew by {(max(peaks) - before) / MiB:.1f} MiB; {outcome}")
-
-
-# -- hostile offers at the receiver ---------------------------------------------------
-
-
-async def _hostile_offer(tmp_path: Path, entries: list[FileEntry]) -> BaseException | None:
-    """An authenticated sender offers ``entries``; return what receive_over raised."""
-    code = Code(9, ("a", "b"))
-    result: dict[str, BaseException | None] = {}
-    async with peerpy_server() as url:
-        tok = random_token()
-        async with Peer("s" + tok, server=url) as sp, Peer("r" + tok, server=url) as rp:
-
-            async def sender() -> None:
-                conn = await sp.accept()
-                ch = Channel(conn, FAST)
-                with contextlib.suppress(Exception):
-                    await authenticate(ch, code, "sender")
-                    await ch.send(Offer(tuple(entries)))
-                    await ch.recv(10)
-
-            async def receiver() -> None:
-                conn = await rp.connect(
-                    sp.id or "", serialization="raw", reliable=True, metadata={"protocol": PROTOCOL}
-                )
-                try:
-                    await receive_over(conn, code, Target(tmp_path / "out"), options=FAST)
-                    result["error"] = None
-                except Exception as exc:
-                    result["error"] = exc
-
-            with anyio.fail_after(30):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(sender)
-                    tg.start_soon(receiver)
-    return result["error"]
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("mtime", [1e300, -1e300, 2.0**40])
-async def test_absurd_mtime_refused_before_anything_is_written(
-    tmp_path: Path, mtime: float
-) -> None:
-    """An offered mtime of ±1e300 (OverflowError in os.utime before) is a protocol
-    error at the offer: no file, partial or state file is created."""
-    (tmp_path / "out").mkdir()
-    error = await _hostile_offer(tmp_path, [FileEntry("x", EntryKind.FILE, 4, mtime)])
-    assert isinstance(error, TransferProtocolError), error
-    assert "mtime" in str(error)
-    assert list((tmp_path / "out").iterdir()) == []
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("suffix", [STATE_SUFFIX, PARTIAL_SUFFIX])
-async def test_state_and_partial_symlinks_not_followed(tmp_path: Path, suffix: str) -> None:
-    """A pre-existing NAME.peerpy-state (or -partial) symlink is refused, its target
-    untouched."""
-    victim = tmp_path / "victim.txt"
-    victim.write_text("precious data\n")
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / ("x" + suffix)).symlink_to(victim)
-    source = tmp_path / "x"
-    source.write_bytes(b"AAAA")
-    _, sources = build_manifest([source])
-    code = Code(8, ("c", "d"))
-    result: dict[str, Any] = {}
-    async with peerpy_server() as url:
-        tok = random_token()
-        async with Peer("s" + tok, server=url) as sp, Peer("r" + tok, server=url) as rp:
-
-            async def sender() -> None:
-                conn = await sp.accept()
-                with contextlib.suppress(Exception):
-                    await send_over(conn, code, sources, options=FAST)
-
-            async def receiver() -> None:
-                conn = await rp.connect(
-                    sp.id or "", serialization="raw", reliable=True, metadata={"protocol": PROTOCOL}
-                )
-                try:
-                    await receive_over(conn, code, Target(out), options=FAST)
-                except Exception as exc:
-                    result["error"] = exc
-
-            with anyio.fail_after(30):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(sender)
-                    tg.start_soon(receiver)
-    assert isinstance(result.get("error"), UnsafePathError), result
-    assert victim.read_text() == "precious data\n"
-    assert not (out / "x").exists()

@@ -1,8 +1,11 @@
-"""File transfer: protocol, codes, auth, safe names, round trips, resume, attacks."""
+"""A whole transfer session over real peers (sender, receiver, channel): round trips,
+resume, attacks, a hostile broker, the data path off the event loop.
+
+The pure pieces (protocol, codes, auth, safe names, options): tests/unit/peerpy/transfer.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -16,8 +19,6 @@ import anyio
 import attrs
 import pytest
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from hypothesis import given
-from hypothesis import strategies as st
 from peerpy_protocol.ids import random_token
 from peerpy_protocol.payloads import AnswerPayload, ConnectionType, OfferPayload, SessionDescription
 from websockets.asyncio.client import connect as ws_connect
@@ -27,7 +28,6 @@ from peerpy.dataconnection import DataConnection
 from peerpy.network import NetworkPolicy, create_peer_connection
 from peerpy.transfer import (
     AuthenticationError,
-    BadCodeError,
     DiskFullError,
     IntegrityError,
     ManInTheMiddleError,
@@ -37,42 +37,31 @@ from peerpy.transfer import (
     TargetExistsError,
     TransferOptions,
     TransferProtocolError,
-    TransferUsageError,
     UnsafePathError,
     build_manifest,
-    make_code,
-    parse_code,
     receive_files,
     send_files,
 )
 from peerpy.transfer import files as files_module
 from peerpy.transfer import receiver as receiver_module
 from peerpy.transfer import sender as sender_module
-from peerpy.transfer.auth import Code, Handshake, sdp_fingerprints
+from peerpy.transfer.auth import Code
 from peerpy.transfer.channel import Channel, authenticate
-from peerpy.transfer.files import PARTIAL_SUFFIX, STATE_SUFFIX, Target, safe_relative_path
+from peerpy.transfer.files import PARTIAL_SUFFIX, STATE_SUFFIX, Target
 from peerpy.transfer.options import IO_BLOCK, NullProgress
 from peerpy.transfer.protocol import (
     MAX_CHUNK,
-    MAX_FRAME,
-    PRE_AUTH_MAX_FRAME,
-    Accept,
     Data,
-    Decoder,
     EntryKind,
     FileEntry,
     Offer,
-    Pake,
-    Resume,
-    encode,
-    parse,
 )
 from peerpy.transfer.receiver import receive_over
 from peerpy.transfer.sender import send_over
-from peerpy.transfer.words import WORDS
 
-from .brokers import peerpy_server
-from .integration.peerpy.transfer.support import (
+from ....helpers.brokers import peerpy_server
+from ....helpers.offers import offer_frame
+from .support import (
     FAST,
     ConnectionCutter,
     both,
@@ -83,153 +72,6 @@ from .integration.peerpy.transfer.support import (
     transfer,
     tree_hashes,
 )
-
-# -- pure pieces --------------------------------------------------------------------
-
-
-def test_word_list_and_codes() -> None:
-    """256 distinct words; codes print as number-words and parse back, forgivingly."""
-    assert len(WORDS) == 256 == len(set(WORDS))
-    code = make_code(7)
-    assert str(code).startswith("7-")
-    assert len(code.words) == 2
-    assert parse_code(str(code)) == code
-    assert parse_code("  7 Purple  sausage ") == Code(7, ("purple", "sausage"))
-    assert parse_code("7-purple-sausage").peer_id == "peerpy-xfer-7"
-    for bad in ("", "purple-sausage", "7", "7-", "x-purple", "7-pur ple!"):
-        with pytest.raises(BadCodeError):
-            parse_code(bad)
-
-
-@pytest.mark.parametrize(
-    "name",
-    ["/etc/passwd", "../up", "a/../../b", "a//b", "./a", "a/.", "C:evil", "a\\b", "CON",
-     "nul.txt", "lpt1", "a/aux.tar.gz", "bad\x00", "tab\tname", "x" * 256, "trail.",
-     "f" + PARTIAL_SUFFIX, "f" + STATE_SUFFIX, ""],
-)  # fmt: skip
-def test_unsafe_names_refused(name: str) -> None:
-    """Absolute paths, '..', device names, control characters... raise UnsafePathError."""
-    with pytest.raises(UnsafePathError):
-        safe_relative_path(name)
-
-
-def test_safe_names_accepted() -> None:
-    """Ordinary nested names, unicode and dots inside names are fine."""
-    assert str(safe_relative_path("photos/été 2024/a.b.jpg")) == "photos/été 2024/a.b.jpg"
-    assert str(safe_relative_path("console.log")) == "console.log"
-
-
-def test_link_escaping_target_refused(tmp_path: Path) -> None:
-    """A folder on the way that links outside the output folder is refused."""
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "sub").symlink_to(tmp_path)
-    with pytest.raises(UnsafePathError):
-        Target(out).destination(FileEntry("sub/x"))
-    (out / "f").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(UnsafePathError):
-        Target(out).destination(FileEntry("f"))
-
-
-@given(st.one_of(st.binary(), st.dictionaries(st.text(max_size=5), st.integers() | st.text())))
-def test_parse_garbage_raises_protocol_error(value: object) -> None:
-    """parse() raises only TransferProtocolError on anything but a valid control map."""
-    with contextlib.suppress(TransferProtocolError):
-        parse(value)
-
-
-@given(st.binary(max_size=300), st.booleans())
-def test_decoder_garbage_raises_protocol_error(frame: bytes, authenticated: bool) -> None:
-    """Decoder.feed() raises only TransferProtocolError on garbage frames."""
-    decoder = Decoder()
-    if authenticated:
-        decoder.authenticated()
-    with contextlib.suppress(TransferProtocolError):
-        decoder.feed(frame)
-
-
-def test_decoder_refuses_big_frames_before_authentication() -> None:
-    """Before the code is proved, a frame over 4 KiB is refused without being decoded
-    (here a valid msgpack bomb of nested empty arrays); after, up to 64 KiB pass."""
-    bomb = b"M" + b"\xdc\x13\x00" + b"\x90" * 4864  # array16 of 4864 empty arrays
-    decoder = Decoder()
-    with pytest.raises(TransferProtocolError, match="before proving it knows the code"):
-        decoder.feed(bomb)
-    assert len(bomb) > PRE_AUTH_MAX_FRAME
-    decoder = Decoder()
-    assert decoder.feed(encode(Pake(b"x" * 33))[0]) == Pake(b"x" * 33)
-    decoder.authenticated()
-    data = Data(7, b"y" * MAX_CHUNK)
-    (frame,) = encode(data)
-    assert len(frame) == MAX_FRAME
-    got = decoder.feed(frame)
-    assert isinstance(got, Data)
-    assert (got.offset, bytes(got.data)) == (7, data.data)
-    with pytest.raises(TransferProtocolError, match="65537 bytes"):
-        decoder.feed(frame + b"z")
-
-
-def test_long_offers_and_accepts_split_into_frames() -> None:
-    """Offers and accepts longer than a frame travel in several frames and join back."""
-    entries = tuple(FileEntry(f"dir/{'n' * 200}-{i}", size=i, mtime=1.5) for i in range(2000))
-    resume = tuple(Resume(i, i * 10, bytes(32)) for i in range(5000))
-    for message in (Offer(entries), Accept(resume)):
-        frames = encode(message)
-        assert len(frames) > 2
-        assert all(len(frame) <= MAX_FRAME for frame in frames)
-        decoder = Decoder()
-        decoder.authenticated()
-        results = [decoder.feed(frame) for frame in frames]
-        assert results[:-1] == [None] * (len(frames) - 1)
-        assert results[-1] == message
-
-
-def test_transfer_options_checked() -> None:
-    """A chunk that cannot fit one frame, or heartbeats slower than the silence
-    timeout, are usage errors."""
-    with pytest.raises(TransferUsageError):
-        TransferOptions(chunk_size=MAX_CHUNK + 1)
-    with pytest.raises(TransferUsageError):
-        TransferOptions(idle_timeout=1.0, heartbeat_interval=1.0)
-
-
-@pytest.mark.parametrize("mtime", [1e300, -1e300, float("inf"), float("nan"), 2.0**40])
-def test_absurd_mtimes_are_protocol_errors(mtime: float) -> None:
-    """An mtime os.utime cannot take is refused when the offer is parsed."""
-    (frame,) = encode(Offer((FileEntry("x", size=1, mtime=mtime),)))
-    decoder = Decoder()
-    decoder.authenticated()
-    with pytest.raises(TransferProtocolError, match="mtime"):
-        decoder.feed(frame)
-
-
-def test_handshake_detects_wrong_code_and_swapped_fingerprints() -> None:
-    """Same code and fingerprints verify; another code or certificate is refused."""
-    fa, fb, fm = ("sha-256 AA",), ("sha-256 BB",), ("sha-256 CC",)
-
-    def run(code_b: Code, b_remote: tuple[str, ...]) -> None:
-        a = Handshake(Code(1, ("x", "y")), "sender", fa, fb)
-        b = Handshake(code_b, "receiver", fb, b_remote)
-        pa, pb = a.start(), b.start()
-        ca, cb = a.on_pake(pb), b.on_pake(pa)
-        a.on_confirm(cb)
-        b.on_confirm(ca)
-
-    run(Code(1, ("x", "y")), fa)
-    with pytest.raises(AuthenticationError) as info:
-        run(Code(1, ("x", "z")), fa)
-    assert not isinstance(info.value, ManInTheMiddleError)
-    with pytest.raises(ManInTheMiddleError):
-        run(Code(1, ("x", "y")), fm)
-
-
-def test_sdp_fingerprints_normalized() -> None:
-    """Fingerprint lines are collected, lowercased algorithm, uppercased value, sorted."""
-    sdp = "v=0\r\na=fingerprint:SHA-256 ab:cd\r\nm=application\r\na=fingerprint:sha-512 01\r\n"
-    assert sdp_fingerprints(sdp) == ("sha-256 AB:CD", "sha-512 01")
-    with pytest.raises(AuthenticationError):
-        sdp_fingerprints("v=0\r\n")
-
 
 # -- over real peers ------------------------------------------------------------------
 
@@ -547,7 +389,7 @@ class MitmProxy:
         await leg_b.setLocalDescription(await leg_b.createOffer())
         forged = attrs.evolve(offer, sdp=SessionDescription("offer", leg_b.localDescription.sdp))
         self.hijacked[offer.connection_id] = leg_b
-        await up.send(json.dumps({"type": "OFFER", "dst": msg["dst"], "payload": forged.to_json()}))
+        await up.send(offer_frame(msg["dst"], forged))
 
     def _bridge(self, leg_a: RTCPeerConnection, channel_b: RTCDataChannel) -> None:
         pending: dict[int, list[Any]] = {id(channel_b): []}
