@@ -1,10 +1,10 @@
 """The backend seam: choosing aiortc or wrtc, and what wrtc does like aiortc.
 
 The DataConnection suite itself runs on every backend pair
-(tests/test_dataconnection.py); this module covers the choice (``backend=``,
+(tests/integration/peerpy/test_dataconnection.py); this module covers the choice (``backend=``,
 ``PEERPY_BACKEND``, ``auto``), NetworkPolicy on wrtc, wrtc's 16 MiB send queue,
 ``conn.route`` on wrtc, uvloop, and the CLI's choice.  ``Timeouts.remote_gone``
-on wrtc (and mixed pairs) is in tests/test_faults_peer.py.
+on wrtc (and mixed pairs) is in tests/faults/test_peer.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """conn.route (the selected ICE pair) and ICE servers a Peer takes from its broker.
 
-The NAT lab (tests/test_netlab.py) checks routes through NATs and TURN; here,
+The NAT lab (tests/lab/test_netlab.py) checks routes through NATs and TURN; here,
 on loopback: the route of data and media connections, its text, and the
 broker's ``/ice`` answer reaching ``Peer.configuration``.
 """

@@ -1,6 +1,6 @@
 """NegotiationFailedError explains what ICE gathered and the likely fix (pure diagnoses).
 
-The NAT lab (tests/test_netlab.py) checks the real messages of failed connections.
+The NAT lab (tests/lab/test_netlab.py) checks the real messages of failed connections.
 """
 
 from __future__ import annotations
