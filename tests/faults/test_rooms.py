@@ -13,8 +13,8 @@ import pytest
 from peerpy_protocol.rooms import OPEN_WITH_ROOMS
 from websockets.asyncio.client import ClientConnection, connect
 
-from ...helpers.processes import BrokerProcess, wait_listening
-from ...helpers.redis import RedisServer, running_redis
+from ..helpers.processes import BrokerProcess, wait_listening
+from ..helpers.redis import RedisServer, running_redis
 
 pytestmark = pytest.mark.anyio
 
