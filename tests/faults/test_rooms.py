@@ -33,7 +33,20 @@ async def member(broker: BrokerProcess, peer_id: str) -> AsyncIterator[ClientCon
     url = f"ws://127.0.0.1:{broker.port}/peerjs?key=peerjs&id={peer_id}&token=t&ext=rooms"
     async with connect(url, open_timeout=5, ping_interval=None) as ws:
         assert await ws.recv() == OPEN_WITH_ROOMS
-        yield ws
+
+        async def heartbeat() -> None:
+            # A live member keeps its registration (alive_timeout is short here).
+            while True:
+                await asyncio.sleep(ALIVE_MS / 4000)
+                await ws.send('{"type":"HEARTBEAT"}')
+
+        task = asyncio.create_task(heartbeat())
+        try:
+            yield ws
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 async def recv(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
