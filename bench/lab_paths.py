@@ -19,30 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.lab.fixture import RunningLab, running_lab, stun_server, turn_server
+from tests.lab.fixture import RunningLab, busy, running_lab, stun_server, turn_server
 
 CASES = {"lan": ("lan1", "lan2"), "cone": ("cone1", "cone2"), "sym": ("sym1", "sym2")}
-
-
-@contextmanager
-def busy(processes: int, seconds: float) -> Iterator[None]:
-    """``processes`` busy loops, each ending by itself after ``seconds``."""
-    loop = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
-    spinning = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(processes)]
-    try:
-        yield
-    finally:
-        for process in spinning:
-            process.kill()
-            process.wait()
 
 
 def one(lab: RunningLab, case: str, backend: str) -> dict[str, object]:

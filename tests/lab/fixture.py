@@ -110,6 +110,19 @@ def read_event(process: subprocess.Popen[bytes], timeout: float) -> dict[str, An
     return event
 
 
+@contextlib.contextmanager
+def busy(processes: int, seconds: float) -> Iterator[None]:
+    """``processes`` busy loops (CPU load), each ending by itself after ``seconds``."""
+    loop = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    spinning = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for process in spinning:
+            process.kill()
+            process.wait()
+
+
 class RunningLab:
     """A built lab with coturn and the broker running in ``pub``."""
 
@@ -236,7 +249,8 @@ class RunningLab:
                 done = read_event(client, limit)
                 accepted = read_event(server, 5)
                 assert accepted["event"] == "open", accepted
-                return Outcome(registered, caller_registered, accepted, done, first)
+                closed = read_event(server, 10) if done["event"] == "done" else None
+                return Outcome(registered, caller_registered, accepted, done, first, closed)
             finally:
                 Lab.stop(client)
         finally:
@@ -285,6 +299,8 @@ class Outcome:
     caller_result: dict[str, Any]
     #: The caller's ``open`` event, with ``opened_in`` (``None`` if it never opened).
     caller_open: dict[str, Any] | None = None
+    #: The listener's ``closed`` event, with the route it ended on (after a ``done``).
+    listener_closed: dict[str, Any] | None = None
 
     @property
     def routes(self) -> tuple[dict[str, Any], dict[str, Any]]:
