@@ -6,19 +6,18 @@ each peer gets the broker's STUN and a TURN server, as operators configure.
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from peerpy.backends import wrtc_installed
 
-from .fixture import RunningLab, busy, running_lab, stun_server, turn_server
-from .netlab import lab_unavailable_reason
+from .. import test_netlab
+from .fixture import RunningLab, busy, stun_server, turn_server
 
 pytestmark = [pytest.mark.netlab, pytest.mark.timeout(120)]
+#: The module-scoped lab (coturn and the broker in pub), built for this module.
+lab = test_netlab.lab
 
 #: (listener, caller) backends; the caller controls ICE.  A wrtc caller is not
 #: covered: libwebrtc may select a relayed pair first, and an aiortc listener
@@ -26,20 +25,6 @@ pytestmark = [pytest.mark.netlab, pytest.mark.timeout(120)]
 PAIRS = [("aiortc", "aiortc"), ("wrtc", "aiortc")]
 #: Runs per backend pair of the cone case: the race it guards against was lost 2 times in 6.
 RUNS = 3
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[RunningLab]:
-    """The lab with its broker and coturn, or a skip (a failure under CI) saying why not."""
-    reason = lab_unavailable_reason() or (
-        None if shutil.which("turnserver") else "the NAT lab needs coturn's `turnserver`"
-    )
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but the NAT lab cannot run: {reason}")
-        pytest.skip(reason)
-    with running_lab() as running:
-        yield running
 
 
 def _servers(host: str) -> list[dict[str, str]]:
