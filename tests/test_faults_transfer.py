@@ -28,9 +28,11 @@ from peerpy_protocol.ids import random_token
 
 from peerpy.peer import Peer
 from peerpy.transfer import Code, TransferOptions, TransferProtocolError, UnsafePathError
+from peerpy.transfer.channel import Channel, authenticate
 from peerpy.transfer.files import PARTIAL_SUFFIX, STATE_SUFFIX, Target, build_manifest
 from peerpy.transfer.protocol import PROTOCOL, EntryKind, FileEntry, Offer
-from peerpy.transfer.session import _authenticate, _Channel, receive_over, send_over
+from peerpy.transfer.receiver import receive_over
+from peerpy.transfer.sender import send_over
 
 from .brokers import peerpy_server, threaded_peerpy_server, wait_registered
 
@@ -353,9 +355,9 @@ async def _hostile_offer(tmp_path: Path, entries: list[FileEntry]) -> BaseExcept
 
             async def sender() -> None:
                 conn = await sp.accept()
-                ch = _Channel(conn, FAST)
+                ch = Channel(conn, FAST)
                 with contextlib.suppress(Exception):
-                    await _authenticate(ch, code, "sender")
+                    await authenticate(ch, code, "sender")
                     await ch.send(Offer(tuple(entries)))
                     await ch.recv(10)
 

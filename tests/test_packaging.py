@@ -114,6 +114,63 @@ def test_server_dependency_closure_has_no_webrtc_or_media_package() -> None:
 def test_sdk_closure_is_where_the_heavy_packages_are() -> None:
     """The check above can fail: the SDK's own tree does contain aiortc and av."""
     assert {"aiortc", "av", "numpy", "peerpy-protocol"} <= closure("peerpy-sdk").keys()
+    # wrtc comes by default on this (x86_64 Linux CPython) machine, no extra needed.
+    assert "wrtc" in closure("peerpy-sdk")
+
+
+#: The platforms wrtc 0.1.0 ships wheels for (its files on the index: cp39-cp315 tags,
+#: manylinux_2_27 x86_64/aarch64, macosx_13_0 arm64/x86_64, win_amd64), as marker
+#: environments; peerpy takes CPython 3.10-3.14 of them.
+_WHEEL_PLATFORMS = [
+    {"sys_platform": "linux", "platform_machine": "x86_64", "platform_release": "6.1.0"},
+    {"sys_platform": "linux", "platform_machine": "aarch64", "platform_release": "5.15.0"},
+    {"sys_platform": "darwin", "platform_machine": "arm64", "platform_release": "23.4.0"},
+    {"sys_platform": "darwin", "platform_machine": "x86_64", "platform_release": "22.1.0"},
+    {"sys_platform": "win32", "platform_machine": "AMD64", "platform_release": "10"},
+]
+#: Environments without a wrtc wheel: pip would fail there (wrtc has no sdist).
+_NO_WHEEL = [
+    {"sys_platform": "win32", "platform_machine": "ARM64", "platform_release": "11"},
+    {"sys_platform": "darwin", "platform_machine": "x86_64", "platform_release": "21.6.0"},
+    {"sys_platform": "linux", "platform_machine": "armv7l", "platform_release": "6.1.0"},
+    {"sys_platform": "freebsd14", "platform_machine": "amd64", "platform_release": "14.0"},
+]
+
+
+def _wrtc_requirement() -> Requirement:
+    (wrtc,) = (
+        Requirement(r)
+        for r in project("peerpy-sdk")["dependencies"]
+        if canonicalize_name(Requirement(r).name) == "wrtc"
+    )
+    return wrtc
+
+
+@pytest.mark.parametrize("python", ["3.10", "3.11", "3.12", "3.13", "3.14"])
+def test_sdk_brings_wrtc_where_its_wheels_exist(python: str) -> None:
+    """``pip install peerpy-sdk`` pulls wrtc on each platform wrtc ships a wheel for."""
+    wrtc = _wrtc_requirement()
+    assert wrtc.marker is not None
+    assert not wrtc.extras
+    for platform in _WHEEL_PLATFORMS:
+        env = {**platform, "python_version": python, "platform_python_implementation": "CPython"}
+        assert wrtc.marker.evaluate(env), env
+
+
+def test_sdk_leaves_wrtc_out_where_no_wheel_exists() -> None:
+    """Elsewhere (no wheel, no sdist) the SDK installs with aiortc alone instead of failing."""
+    marker = _wrtc_requirement().marker
+    assert marker is not None
+    cpython = {"python_version": "3.12", "platform_python_implementation": "CPython"}
+    for platform in _NO_WHEEL:
+        assert not marker.evaluate({**platform, **cpython}), platform
+    linux = _WHEEL_PLATFORMS[0]
+    assert not marker.evaluate({**linux, **cpython, "platform_python_implementation": "PyPy"})
+    assert not marker.evaluate({**linux, **cpython, "python_version": "3.15"})
+    # The extra stays, for asking for wrtc explicitly (an error where it cannot install).
+    assert [
+        str(r) for r in map(Requirement, project("peerpy-sdk")["optional-dependencies"]["wrtc"])
+    ] == ["wrtc<0.2,>=0.1"]
 
 
 def test_same_version_and_exact_pins() -> None:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import secrets
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +24,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from peerpy.dataconnection import DataConnection
-from peerpy.exceptions import ConnectionClosedError
 from peerpy.network import NetworkPolicy, create_peer_connection
-from peerpy.peer import Peer
 from peerpy.transfer import (
     AuthenticationError,
     BadCodeError,
@@ -46,128 +40,51 @@ from peerpy.transfer import (
     TransferUsageError,
     UnsafePathError,
     build_manifest,
-    endpoints,
     make_code,
     parse_code,
     receive_files,
     send_files,
 )
 from peerpy.transfer import files as files_module
-from peerpy.transfer import session as session_module
+from peerpy.transfer import receiver as receiver_module
+from peerpy.transfer import sender as sender_module
 from peerpy.transfer.auth import Code, Handshake, sdp_fingerprints
+from peerpy.transfer.channel import Channel, authenticate
 from peerpy.transfer.files import PARTIAL_SUFFIX, STATE_SUFFIX, Target, safe_relative_path
+from peerpy.transfer.options import IO_BLOCK, NullProgress
 from peerpy.transfer.protocol import (
     MAX_CHUNK,
     MAX_FRAME,
     PRE_AUTH_MAX_FRAME,
-    PROTOCOL,
     Accept,
     Data,
     Decoder,
     EntryKind,
     FileEntry,
-    FileStart,
     Offer,
     Pake,
     Resume,
     encode,
     parse,
 )
-from peerpy.transfer.session import (
-    IO_BLOCK,
-    NullProgress,
-    _authenticate,
-    _Channel,
-    receive_over,
-    send_over,
-)
+from peerpy.transfer.receiver import receive_over
+from peerpy.transfer.sender import send_over
 from peerpy.transfer.words import WORDS
 
 from .brokers import peerpy_server
-
-FAST = TransferOptions(
-    chunk_size=16 * 1024, window=256 * 1024, ack_every=64 * 1024, idle_timeout=10
+from .integration.peerpy.transfer.support import (
+    FAST,
+    ConnectionCutter,
+    both,
+    offer_one_file,
+    pair,
+    round_trip_over,
+    sha,
+    transfer,
+    tree_hashes,
 )
 
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): sha(p) for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-async def both(*funcs: Callable[[], Awaitable[Any]]) -> list[Any]:
-    """Run the coroutines concurrently; return each result or the exception it raised."""
-    results: list[Any] = [None] * len(funcs)
-
-    async def run(i: int) -> None:
-        try:
-            results[i] = await funcs[i]()
-        except Exception as exc:
-            results[i] = exc
-
-    async with anyio.create_task_group() as tg:
-        for i in range(len(funcs)):
-            tg.start_soon(run, i)
-    return results
-
-
-async def transfer(url: str, paths: list[Path], out: Path, code: str, **receive: Any) -> list[Any]:
-    """Run send_files and receive_files (once the sender is registered) together."""
-    ready = anyio.Event()
-    peer = {"server": url}
-
-    async def sender() -> Any:
-        return await send_files(
-            paths, code=code, on_code=lambda c: ready.set(), options=FAST, **peer
-        )
-
-    async def receiver() -> Any:
-        await ready.wait()
-        return await receive_files(code, output=out, options=FAST, **peer, **receive)
-
-    return await both(sender, receiver)
-
-
-@contextlib.asynccontextmanager
-async def pair(url: str) -> AsyncIterator[tuple[DataConnection, DataConnection]]:
-    """(sender side, receiver side) of one transfer-style data connection."""
-    tok = random_token()
-    async with Peer("s" + tok, server=url) as s, Peer("r" + tok, server=url) as r:
-        conn = await r.connect(
-            s.id or "", serialization="raw", reliable=True, metadata={"protocol": PROTOCOL}
-        )
-        yield await s.accept(), conn
-
-
-async def round_trip_over(
-    code: Code, sources: Any, out: Path, options: TransferOptions, **receive: Any
-) -> tuple[Any, Any]:
-    """send_over and receive_over on a fresh :func:`pair`; both must succeed."""
-    async with peerpy_server() as url, pair(url) as (s, r):
-        with anyio.fail_after(60):
-            sent, got = await both(
-                lambda: send_over(s, code, sources, options=options),
-                lambda: receive_over(r, code, Target(out), options=options, **receive),
-            )
-    assert not isinstance(sent, Exception), sent
-    assert not isinstance(got, Exception), got
-    return sent, got
-
-
 # -- pure pieces --------------------------------------------------------------------
-
-
-def test_protocol_and_auth_import_no_io_library() -> None:
-    """The sans-I/O core (protocol, auth, errors) pulls in neither anyio, aiortc nor websockets."""
-    code = (
-        "import sys, peerpy.transfer.protocol, peerpy.transfer.auth; "
-        "print([m for m in ('anyio', 'aiortc', 'websockets') if m in sys.modules])"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
 
 
 def test_word_list_and_codes() -> None:
@@ -406,28 +323,12 @@ async def test_lost_connection_reconnects_and_resumes(
     (folder / "a.small").write_bytes(os.urandom(20_000))
     (folder / "b.big").write_bytes(os.urandom(800_000))
     out = tmp_path / "out"
-    conns: list[DataConnection] = []
-    real_connect = endpoints._connect
-
-    async def recording(peer: Peer, code: Code) -> DataConnection:
-        conns.append(await real_connect(peer, code))
-        return conns[-1]
-
-    monkeypatch.setattr(endpoints, "_connect", recording)
-
-    class Cutter(NullProgress):
-        seen = 0
-
-        def advance(self, nbytes: int) -> None:
-            self.seen += nbytes
-            if self.seen >= 300_000 and len(conns) == 1 and not conns[0].closed:
-                conns[0]._fail(ConnectionClosedError("cut by the test"))
-
+    cutter = ConnectionCutter(300_000).install(monkeypatch)
     async with peerpy_server() as url:
-        sent, got = await transfer(url, [folder], out, "48-x-y", progress=Cutter())
+        sent, got = await transfer(url, [folder], out, "48-x-y", progress=cutter)
     assert not isinstance(got, Exception), got
     assert not isinstance(sent, Exception), sent
-    assert len(conns) == 2
+    assert len(cutter.conns) == 2
     assert tree_hashes(out / "two") == tree_hashes(folder)
     assert 0 < got.transferred_bytes < 800_000  # the second connection sent only the rest
     assert got.resumed_bytes == 820_000 - got.transferred_bytes
@@ -507,8 +408,8 @@ async def test_traversal_offer_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
 
     async def hostile(s: DataConnection) -> None:
-        ch = _Channel(s, FAST)
-        await _authenticate(ch, code, "sender")
+        ch = Channel(s, FAST)
+        await authenticate(ch, code, "sender")
         await ch.send(Offer((FileEntry("../evil", EntryKind.FILE, 4),)))
         await ch.expect(Data)  # waits for the receiver's refusal
 
@@ -713,11 +614,7 @@ async def test_non_contiguous_data_refused_partial_stays_a_prefix(tmp_path: Path
     first = os.urandom(1000)
 
     async def hostile(s: DataConnection) -> None:
-        ch = _Channel(s, FAST)
-        await _authenticate(ch, code, "sender")
-        await ch.send(Offer((FileEntry("f.bin", EntryKind.FILE, 100_000),)))
-        await ch.expect(Accept)
-        await ch.send(FileStart(0, 0))
+        ch = await offer_one_file(s, code, 100_000)
         await ch.send(Data(0, first))
         await ch.send(Data(5000, b"z" * 1000))  # a gap
         await ch.expect(Data)  # waits for the receiver's refusal
@@ -759,8 +656,8 @@ async def test_silent_sender_reported_within_idle_timeout(tmp_path: Path) -> Non
     elapsed: list[float] = []
 
     async def frozen(s: DataConnection) -> None:
-        ch = _Channel(s, quick)
-        await _authenticate(ch, code, "sender")
+        ch = Channel(s, quick)
+        await authenticate(ch, code, "sender")
         await ch.send(Offer((FileEntry("f.bin", EntryKind.FILE, 10),)))
         # Alive, but silent (no data, no heartbeat) until the receiver gave up.
         with anyio.move_on_after(8):
@@ -807,8 +704,8 @@ async def test_odd_sizes_round_trip_with_default_chunks(tmp_path: Path) -> None:
 async def test_file_io_and_hashing_run_in_worker_threads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The sender reads and hashes, the receiver writes and hashes, in blocks of
-    IO_BLOCK bytes in worker threads, never on the event loop's thread."""
+    """The sender reads and hashes, the receiver writes, in blocks of IO_BLOCK bytes,
+    and hashes the finished file, in worker threads, never on the event loop's thread."""
     source = tmp_path / "f.bin"
     size = 2 * IO_BLOCK + 777
     source.write_bytes(os.urandom(size))
@@ -816,18 +713,25 @@ async def test_file_io_and_hashing_run_in_worker_threads(
     loop_thread = threading.get_ident()
     reads: list[tuple[int, int]] = []
     writes: list[tuple[int, int]] = []
-    real_read, real_write = session_module._read_hashed, session_module._write_hashed
+    digests: list[int] = []
+    real_read, real_write = sender_module._read_hashed, receiver_module._write_blocks
+    real_digest = files_module.PartialFile.digest
 
     def read(f: Any, hasher: Any, nbytes: int) -> bytes:
         reads.append((threading.get_ident(), nbytes))
         return real_read(f, hasher, nbytes)
 
-    def write(partial: Any, hasher: Any, blocks: list[Any]) -> None:
+    def write(partial: Any, blocks: list[Any]) -> None:
         writes.append((threading.get_ident(), sum(len(b) for b in blocks)))
-        real_write(partial, hasher, blocks)
+        real_write(partial, blocks)
 
-    monkeypatch.setattr(session_module, "_read_hashed", read)
-    monkeypatch.setattr(session_module, "_write_hashed", write)
+    def digest(partial: files_module.PartialFile) -> bytes:
+        digests.append(threading.get_ident())
+        return real_digest(partial)
+
+    monkeypatch.setattr(sender_module, "_read_hashed", read)
+    monkeypatch.setattr(receiver_module, "_write_blocks", write)
+    monkeypatch.setattr(files_module.PartialFile, "digest", digest)
     options = TransferOptions(idle_timeout=10)
     code = Code(15, ("o", "p"))
     await round_trip_over(code, sources, tmp_path / "out", options)
@@ -837,7 +741,8 @@ async def test_file_io_and_hashing_run_in_worker_threads(
     assert sum(n for _, n in writes) == size
     assert all(n <= IO_BLOCK + MAX_CHUNK for _, n in writes)
     assert len(writes) <= 4  # blocks, not one call per chunk
-    assert all(thread != loop_thread for thread, _ in reads + writes)
+    assert len(digests) == 1
+    assert all(thread != loop_thread for thread in [t for t, _ in reads + writes] + digests)
 
 
 @pytest.mark.anyio

@@ -197,14 +197,15 @@ class RunningLab:
     def peer(
         self, host: str, *args: str, tls: bool = False, backend: str = "aiortc"
     ) -> subprocess.Popen[bytes]:
-        """Run tests/lab/peer.py in ``host`` against the broker (``tls``: the HTTPS one)."""
-        env = dict(self.env, PEERPY_BACKEND=backend)
-        if tls:
-            env["SSL_CERT_FILE"] = str(self.certificate)
+        """Run tests/lab/peer.py in ``host`` against the broker (``tls``: the HTTPS one).
+
+        ``backend`` is its ``--backend``, unless ``args`` give one.
+        """
+        env = dict(self.env, SSL_CERT_FILE=str(self.certificate)) if tls else self.env
         server = self.tls_broker_url if tls else self.broker_url
         return self.lab.spawn(
             host,
-            [sys.executable, str(PEER_SCRIPT), *args, "--server", server],
+            [sys.executable, str(PEER_SCRIPT), "--backend", backend, *args, "--server", server],
             env=env,
             stderr=subprocess.DEVNULL,
         )
@@ -222,7 +223,7 @@ class RunningLab:
     ) -> Outcome:
         """Run one 1 MiB echo from ``caller`` to ``listener`` (two lab hosts).
 
-        ``backends``: the listener's and the caller's ``PEERPY_BACKEND``.
+        ``backends``: the listener's and the caller's ``--backend``.
         """
         listen_id, call_id = self.fresh_id("l"), self.fresh_id("c")
 

@@ -21,6 +21,7 @@ import redis.asyncio
 from peerpy_server import Broker
 from peerpy_server.cli import build_parser, config_from_args
 from peerpy_server.cluster import SOCKET_TIMEOUT, Cluster
+from peerpy_server.cluster.instance import STORE_UNREACHABLE
 from websockets.exceptions import ConnectionClosed
 
 from ..redis_support import RedisServer, running_redis
@@ -38,6 +39,8 @@ from .conftest import (
 pytestmark = pytest.mark.anyio
 
 OFFER = {"type": "OFFER", "payload": {"sdp": "x"}}
+#: The EXPIRE for a message Redis could not route: its payload names the cause.
+EXPIRE_UNROUTED = {"type": "EXPIRE", "payload": STORE_UNREACHABLE}
 
 
 async def drain(c: Client, duration: float) -> list[dict[str, object]]:
@@ -162,7 +165,7 @@ async def test_redis_restart_keeps_brokers_serving_and_recovers(own_redis: Redis
         await alice.send({**OFFER, "dst": "carol"})  # same instance: still relayed
         assert (await carol.recv())["src"] == "alice"
         await alice.send({**OFFER, "dst": "bob"})  # other instance: EXPIRE, not silence
-        assert await alice.recv(10) == {"type": "EXPIRE", "src": "bob", "dst": "alice"}
+        assert await alice.recv(10) == {**EXPIRE_UNROUTED, "src": "bob", "dst": "alice"}
         async with client(target.ws_url(id="dave", token="t")) as dave:
             message = await dave.recv(10)
             assert message["type"] == "ERROR"
@@ -320,7 +323,7 @@ async def test_redis_lost_with_a_cached_owner_gives_expire(own_redis: RedisServe
         await wait_health(target, 503)
         for _ in range(3):
             await s.send({**OFFER, "dst": "d"})
-        assert await s.recv(10) == {"type": "EXPIRE", "src": "d", "dst": "s"}
+        assert await s.recv(10) == {**EXPIRE_UNROUTED, "src": "d", "dst": "s"}
         await s.send({**OFFER, "dst": "local"})
         assert (await local.recv())["src"] == "s"
         assert await drain(s, 1.0) == []
@@ -346,7 +349,7 @@ async def test_frozen_redis_cuts_the_direct_publish_connection(own_redis: RedisS
         try:
             started = time.monotonic()
             await s.send({**OFFER, "dst": "d", "payload": {"n": 0}})
-            assert await s.recv(20) == {"type": "EXPIRE", "src": "d", "dst": "s"}
+            assert await s.recv(20) == {**EXPIRE_UNROUTED, "src": "d", "dst": "s"}
             assert time.monotonic() - started >= SOCKET_TIMEOUT - 0.5  # not before the timeout
             assert one._wire.publisher is not wire  # cut, not reused out of step
         finally:
