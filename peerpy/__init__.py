@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .mediaconnection import MediaStream as MediaStream
     from .network import NetworkPolicy as NetworkPolicy
     from .peer import Peer as Peer
+    from .room import Room as Room
     from .route import Route as Route
 
 __version__ = "0.1.0"
@@ -37,6 +38,7 @@ _LAZY = {
     "Limits": "config",
     "Timeouts": "config",
     "NetworkPolicy": "network",
+    "Room": "room",
     "Route": "route",
 }
 
