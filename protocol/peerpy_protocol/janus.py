@@ -138,6 +138,8 @@ class JanusCalls:
             return None  # an answer to a request we no longer wait for
         sender = message.get("sender")
         data = _plugin_data(message)
+        if kind == "trickle" and isinstance(message.get("candidate"), dict):
+            data = {"candidate": message["candidate"]}  # {"sdpMid", "candidate"} or completed
         return Event(kind, sender if isinstance(sender, int) else None, data, _jsep(message))
 
 
