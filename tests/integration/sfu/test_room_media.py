@@ -106,3 +106,35 @@ async def test_janus_restart_is_a_clear_error_then_the_room_recovers(
         janus.start()
         await until(lambda: seen.by_member[a] is not first, 20)
         await seen.frame_from(a)
+
+
+async def test_rooms_move_to_the_other_janus_when_theirs_dies(peer_id: str) -> None:
+    """Two Janus instances: SIGKILL the one the room lives on; the broker moves the room to the
+    other and the members publish there again (frames flow again) without doing anything."""
+    from peerpy_server.sfu.placement import choose, parse_instance
+
+    from ...janus_support import running_janus
+
+    a, b = peer_id + "a", peer_id + "b"
+    with running_janus() as first, running_janus() as second:
+        instances = [parse_instance(first.url), parse_instance(second.url)]
+        home = choose("studio", instances, {first.url, second.url})
+        assert home is not None
+        dying, other = (first, second) if home.url == first.url else (second, first)
+        async with (
+            broker(first, second) as running,
+            Peer(a, server=running.url) as alice,
+            Peer(b, server=running.url) as bob,
+            alice.join("studio") as ra,
+            bob.join("studio") as rb,
+        ):
+            seen = Streams(rb)
+            with anyio.fail_after(30):
+                await ra.call([video()])
+            await seen.frame_from(a)
+            first_stream = seen.by_member[a]
+            dying.kill()
+            await until(lambda: seen.by_member[a] is not first_stream, 20)
+            await seen.frame_from(a)
+            assert ra._calls._info is not None
+            assert ra._calls._info.url == other.url
