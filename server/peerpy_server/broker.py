@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import secrets
 import time
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .config import BrokerConfig
 from .core.admission import Admission
 from .core.host import TICK, HttpView
+from .core.ice_access import UNREACHABLE, IceAccess, IceRequest, Registered, Verdict
 from .core.realm import Client, Realm
 from .core.rooms import LocalDirectory, Rooms
 from .core.session import Session
@@ -124,6 +124,8 @@ class Broker:
         )
         # Every transport's connections (the built-in server's and the ASGI app's).
         self._admission: Admission[Session] = Admission(config, self.stats, self.warnings)
+        # Who gets /ice (key, id and token; refusals bounded per address).
+        self._ice_access = IceAccess(config.key, self.stats, self.warnings, self.now)
         #: The built-in server's shared read buffer and gathered frames.
         self.gathering = Gathering(config.max_write_buffer)
         self._server: asyncio.Server | None = None
@@ -308,25 +310,47 @@ class Broker:
             self.cluster.respond_later(answer)
 
     def ice_servers(
-        self, peer_id: str, token: str, host: str | None
-    ) -> list[dict[str, Any]] | None:
-        """The ICE servers for registered peer ``peer_id``; ``None`` if id/token do not match.
+        self, request: IceRequest, answer: Callable[[int, list[dict[str, Any]] | None], None]
+    ) -> None:
+        """``GET <path><key>/ice``: ``answer(status, servers)`` (see :mod:`.core.ice_access`).
 
-        ``host`` is the request's ``Host`` header, used to name our STUN server.
+        The id and token are checked on this instance, or in cluster mode in
+        Redis (any instance's peers); ``request.host`` names our STUN server.
+        """
+
+        def decided(verdict: Verdict) -> None:
+            if verdict is not Verdict.GRANTED:
+                answer(verdict.value, None)
+                return
+            config = self.config
+            servers = ice_servers(
+                peer_id=request.peer_id,
+                now=time.time(),
+                host_header=request.host,
+                stun_port=self.stun_port,
+                turn_urls=config.turn_urls,
+                turn_secret=config.turn_secret,
+                turn_ttl=config.turn_ttl,
+            )
+            answer(200, servers)
+
+        self._ice_access.check(request, self._registered, decided)
+
+    def _registered(self, peer_id: str, answer: Callable[[Registered], None]) -> None:
+        """The token ``peer_id`` is registered with: here, or in cluster mode in Redis.
+
+        Redis unreachable: this instance's own client still gets an answer.
         """
         client = self.realm.client(peer_id)
-        if client is None or not hmac.compare_digest(client.token.encode(), token.encode()):
-            return None
-        config = self.config
-        return ice_servers(
-            peer_id=peer_id,
-            now=time.time(),
-            host_header=host,
-            stun_port=self.stun_port,
-            turn_urls=config.turn_urls,
-            turn_secret=config.turn_secret,
-            turn_ttl=config.turn_ttl,
-        )
+        local = None if client is None else client.token
+        if self.cluster is None:
+            answer(local)
+            return
+
+        def found(registered: Registered) -> None:
+            answer(local if registered is UNREACHABLE and local is not None else registered)
+
+        self.cluster.registration(peer_id, found)
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """``GET <path>health``: 200 and a JSON report, or 503 when the broker cannot serve.

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 if TYPE_CHECKING:
     from ..config import BrokerConfig
     from ..logs import WarningLimiter
+    from .ice_access import IceRequest
     from .realm import Client, Link, Realm
     from .session import Session
     from .stats import Stats
@@ -73,9 +74,14 @@ class HttpView(Protocol):
         """
 
     def ice_servers(
-        self, peer_id: str, token: str, host: str | None
-    ) -> list[dict[str, Any]] | None:
-        """The ICE servers of registered ``peer_id``; ``None`` if id and token do not match."""
+        self, request: IceRequest, answer: Callable[[int, list[dict[str, Any]] | None], None]
+    ) -> None:
+        """Call ``answer(status, servers)`` once for ``/ice`` (:mod:`.ice_access`).
+
+        200 and the ICE servers of the registered peer, else 401, 429 or 503
+        and ``None``.  At once, or in cluster mode once Redis said whether
+        the id is registered (within a bounded wait).
+        """
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """The status code and JSON report of ``/health``."""
