@@ -19,7 +19,7 @@ from playwright.async_api import BrowserContext
 
 from peerpy.room import Room
 
-from ..brokers import peerpy_server
+from ..helpers.brokers import peerpy_server
 from .browser import BrowserPage, StaticServer, open_page, split_broker_url
 from .pairs import python_peer
 

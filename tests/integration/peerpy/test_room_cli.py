@@ -15,7 +15,7 @@ import pytest
 
 from peerpy.cli import main
 
-from ...brokers import threaded_peerpy_server
+from ...helpers.brokers import threaded_peerpy_server
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "room_chat.py"
 

@@ -19,7 +19,7 @@ from peerpy.config import Timeouts
 from peerpy.peer import Peer
 from peerpy.room import Room
 
-from ...redis_support import RedisServer, running_redis
+from ...helpers.redis import RedisServer, running_redis
 
 pytestmark = pytest.mark.anyio
 

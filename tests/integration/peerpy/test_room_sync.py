@@ -12,7 +12,7 @@ from anyio.from_thread import start_blocking_portal
 from peerpy import room as async_room
 from peerpy import sync
 
-from ...brokers import peerpy_server
+from ...helpers.brokers import peerpy_server
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ...janus_support import JANUS, JanusServer, running_janus
+from ...helpers.janus_support import JANUS, JanusServer, running_janus
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from peerpy_protocol.rooms import OPEN_WITH_ROOMS
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from ...janus_support import ADMIN_KEY, JanusServer
-from ...server.conftest import Client, Target, client, run_ours
+from ...helpers.janus_support import ADMIN_KEY, JanusServer
+from ...helpers.signaling import Client, client
+from ...helpers.targets import Target, run_ours
 
 pytestmark = pytest.mark.anyio
 

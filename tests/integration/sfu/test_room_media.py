@@ -16,7 +16,7 @@ from peerpy.mediaconnection import MediaStream
 from peerpy.peer import Peer
 from peerpy.room import Room
 
-from ...janus_support import ADMIN_KEY, JanusServer
+from ...helpers.janus_support import ADMIN_KEY, JanusServer
 from ..peerpy.test_room import until
 
 pytestmark = pytest.mark.anyio
@@ -113,7 +113,7 @@ async def test_rooms_move_to_the_other_janus_when_theirs_dies(peer_id: str) -> N
     other and the members publish there again (frames flow again) without doing anything."""
     from peerpy_server.sfu.placement import choose, parse_instance
 
-    from ...janus_support import running_janus
+    from ...helpers.janus_support import running_janus
 
     a, b = peer_id + "a", peer_id + "b"
     with running_janus() as first, running_janus() as second:
