@@ -52,8 +52,11 @@ from .mediaconnection import MediaConnection, MediaStream
 from .rooms.calls import Calls
 from .rooms.membership import Joined, Left, MemberEvent, Membership
 from .rooms.mesh import Mesh
+from .rooms.sfu import SfuCalls
 
 if TYPE_CHECKING:
+    from peerpy_protocol.janus import SfuInfo
+
     from .rooms.hub import Rooms
 
 __all__ = ["ROOM_EVENTS", "Room", "RoomEvent", "RoomState"]
@@ -99,7 +102,7 @@ class Room:
         self._mesh = Mesh(
             host, name, hub.me, deliver=self._deliver, lost=self._link_lost, logger=logger
         )
-        self._calls = Calls(host, name, on_stream=self._stream, logger=logger)
+        self._calls: Calls | SfuCalls = Calls(host, name, on_stream=self._stream, logger=logger)
         self._changed = anyio.Event()  # members changed (see _await_member)
 
     def __repr__(self) -> str:
@@ -360,6 +363,18 @@ class Room:
         if self._state is not RoomState.JOINED:
             raise NotOpenError(f"not in room {self.name!r} ({self._state.value})")
         return await self._calls.start(tracks, list(self._membership))
+
+    def _use_sfu(self, info: SfuInfo | None, why: str = "") -> None:
+        """The broker's word that this room's media goes through an SFU (see rooms/sfu.py)."""
+        if self._state is RoomState.LEFT:
+            return
+        if isinstance(self._calls, Calls):
+            mesh, self._calls = (
+                self._calls,
+                SfuCalls(self._hub.host, self.name, on_stream=self._stream, logger=self._log),
+            )
+            self._hub.host._spawn(mesh.close)
+        self._calls.use(info, why)
 
     def _stream(self, member: str, stream: MediaStream) -> None:
         if member in self._membership:

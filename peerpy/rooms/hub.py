@@ -51,6 +51,7 @@ from ..room import Room, RoomState
 from ..signaling import Signaling
 from .membership import Joined, Left
 from .mesh import MeshHost, room_of
+from .sfu import SfuHost
 
 __all__ = ["RoomHost", "Rooms", "room_error"]
 
@@ -73,7 +74,7 @@ def room_error(error: wire.RoomError) -> PeerError:
     return kind(f"cannot join room {error.room!r}: {error.msg or error.type}")
 
 
-class RoomHost(MeshHost, Protocol):
+class RoomHost(MeshHost, SfuHost, Protocol):
     """What the rooms need from their :class:`~peerpy.peer.Peer`."""
 
     _signaling: Signaling
@@ -177,6 +178,10 @@ class Rooms:
             return
         if isinstance(frame, wire.RoomMembers):
             room._answer(frame.members)
+            if frame.media == "sfu":
+                room._use_sfu(frame.sfu)
+        elif isinstance(frame, wire.RoomSfu):
+            room._use_sfu(frame.sfu, frame.msg)
         elif isinstance(frame, wire.RoomError):
             room._refused(room_error(frame))
         elif frame.src is None:
