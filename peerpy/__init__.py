@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .mediaconnection import MediaStream as MediaStream
     from .network import NetworkPolicy as NetworkPolicy
     from .peer import Peer as Peer
+    from .room import Room as Room
     from .route import Route as Route
     from .stats import ConnectionStats as ConnectionStats
     from .stats import TrackStats as TrackStats
@@ -39,6 +40,7 @@ _LAZY = {
     "Limits": "config",
     "Timeouts": "config",
     "NetworkPolicy": "network",
+    "Room": "room",
     "Route": "route",
     "ConnectionStats": "stats",
     "TrackStats": "stats",

@@ -85,12 +85,19 @@ class ServerAddress:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.secure else 'http'}://{host}:{self.port}{self.path}"
 
-    def websocket_url(self, peer_id: str, token: str, version: str) -> str:
-        """The signaling WebSocket URL PeerJS 1.5 builds (spec §1.3)."""
-        query = urllib.parse.urlencode(
-            {"key": self.key, "id": peer_id, "token": token, "version": version}
-        )
-        return "ws" + self.base_url[4:] + "peerjs?" + query
+    def websocket_url(
+        self, peer_id: str, token: str, version: str, extensions: Sequence[str] = ()
+    ) -> str:
+        """The signaling WebSocket URL PeerJS 1.5 builds (spec §1.3).
+
+        ``extensions`` (e.g. ``["rooms"]``) adds ``ext=rooms``: the peerpy
+        extensions we speak, which our broker then confirms in its OPEN;
+        PeerJS's ``peer`` ignores the parameter.
+        """
+        query = {"key": self.key, "id": peer_id, "token": token, "version": version}
+        if extensions:
+            query["ext"] = ",".join(extensions)
+        return "ws" + self.base_url[4:] + "peerjs?" + urllib.parse.urlencode(query)
 
 
 def normalize_path(path: str) -> str:

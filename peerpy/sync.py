@@ -34,6 +34,7 @@ from . import peer as _peer
 from .backends import loop_options
 from .events import PEER_EVENTS, PeerEvent, check_event
 from .exceptions import ConnectionClosedError, DisconnectedError
+from .rooms.blocking import Room
 from .stats import ConnectionStats
 
 if sys.version_info >= (3, 11):
@@ -41,7 +42,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     from typing_extensions import Self
 
-__all__ = ["DataConnection", "MediaConnection", "Peer"]
+__all__ = ["DataConnection", "MediaConnection", "Peer", "Room"]
 
 T = TypeVar("T")
 _log = logging.getLogger("peerpy.sync")
@@ -406,6 +407,11 @@ class Peer:
                 yield self.accept_call()
             except DisconnectedError:
                 return
+
+    def join(self, room: str, *, metadata: Any = None) -> Room:
+        """``with peer.join(room, metadata=...) as room:`` (see :class:`peerpy.room.Room`)."""
+        async_peer = self._async_peer()
+        return Room(self._call_sync(lambda: async_peer.join(room, metadata=metadata)), self)
 
     def list_peers(self) -> list[str]:
         """Ids registered on the broker (needs discovery on)."""
