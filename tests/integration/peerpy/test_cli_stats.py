@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ...brokers import threaded_peerpy_server, wait_registered
+from ...helpers.brokers import threaded_peerpy_server, wait_registered
 
 #: The summary on loopback: the round trip, no loss figure on a data connection, the route.
 SUMMARY = re.compile(

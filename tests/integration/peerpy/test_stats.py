@@ -22,7 +22,7 @@ from peerpy.mediaconnection import MediaConnection
 from peerpy.peer import Peer
 from peerpy.stats import ConnectionStats
 
-from ...brokers import peerpy_server
+from ...helpers.brokers import peerpy_server
 from ...helpers.waiting import eventually
 
 #: What the sender sends: values of 16,000 bytes (one binary-serialized frame each).
