@@ -189,6 +189,10 @@ def gone_cases() -> list[object]:
     return cases
 
 
+#: remote_gone 2 s, and no resumption: the connection ends as a PeerJS one does.
+QUICK_NOT_RESUMABLE = Timeouts(remote_gone=2.0, resume=None)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("mode", "backends", "signum"), gone_cases())
 async def test_gone_remote_is_noticed_within_10_s(
@@ -198,7 +202,9 @@ async def test_gone_remote_is_noticed_within_10_s(
     mine, theirs = backends
     async with (
         remote_peer(broker, peer_id + "r", mode, theirs) as remote,
-        Peer(peer_id, server=broker, backend=mine) as me,
+        # Without resumption (peerpy.generation), as with a PeerJS remote: the
+        # connection itself ends; test_resumption covers a resumable one.
+        Peer(peer_id, server=broker, backend=mine, timeouts=Timeouts(resume=None)) as me,
     ):
         conn = await open_to(remote, me, mode)
         if isinstance(conn, DataConnection):
@@ -240,7 +246,7 @@ async def test_shorter_remote_gone_notices_sooner(
     whose floor that is), well before the default 8 s."""
     async with (
         remote_peer(broker, peer_id + "r", "data", backends[1]) as remote,
-        Peer(peer_id, server=broker, backend=backends[0], timeouts=Timeouts(remote_gone=2.0)) as me,
+        Peer(peer_id, server=broker, backend=backends[0], timeouts=QUICK_NOT_RESUMABLE) as me,
     ):
         conn = await open_to(remote, me, "data")
         errors: list[PeerError] = []
@@ -340,7 +346,7 @@ async def test_local_stall_does_not_condemn_a_healthy_remote(
     stall = 4.0 if backends[0] == "aiortc" else WRTC_SILENT_AFTER + 1.5
     async with (
         remote_peer(broker, peer_id + "r", "data", backends[1]) as remote,
-        Peer(peer_id, server=broker, backend=backends[0], timeouts=Timeouts(remote_gone=2.0)) as me,
+        Peer(peer_id, server=broker, backend=backends[0], timeouts=QUICK_NOT_RESUMABLE) as me,
     ):
         conn = await open_to(remote, me, "data")
         assert isinstance(conn, DataConnection)
