@@ -41,7 +41,7 @@ from .exceptions import (
 )
 from .generation import GenerationSwitch
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
-from .resumption import OVERHEAD, Resumption
+from .resumption import Resumption
 from .serialization import CLOSE, Serializer
 
 #: Seconds an acknowledgement may wait for more messages to acknowledge with it.
@@ -491,16 +491,16 @@ class DataConnection(Connection):
         await self._wait_writable(lambda: self.reconnecting or not resume.room_for(size))
         if self._send_limit is None:
             self._send_limit = remote_max_message_size(self.peer_connection)
-        if self._send_limit and size + OVERHEAD > self._send_limit:
+        if self._send_limit and size > self._send_limit:
             raise MessageTooBigError(
-                f"a message of {size} bytes (+{OVERHEAD} of envelope) exceeds the remote's "
+                f"a message of {size} bytes exceeds the remote's "
                 f"max-message-size of {self._send_limit} bytes"
             )
-        wire = resume.wrap(frame)
         channel = self._channel
         assert channel is not None
-        with contextlib.suppress(Exception):  # lost with its peer connection: replayed
-            channel.send(wire)
+        for wire in resume.wrap(frame, self._send_limit):
+            with contextlib.suppress(Exception):  # lost with its peer connection: replayed
+                channel.send(wire)
 
     async def close(self, *, flush: bool = False) -> None:
         """Close the connection.

@@ -55,9 +55,11 @@ __all__ = ["ABSENT_GRACE", "ATTEMPT", "PROBE_EVERY", "GenerationSwitch"]
 ATTEMPT: Final = 8.0
 #: Seconds between the answering side's probes of the remote through the broker.
 PROBE_EVERY: Final = 2.0
-#: Seconds the broker may say the remote is unknown (it may be re-registering
-#: after its own address changed) before resumption gives up.
-ABSENT_GRACE: Final = 6.0
+#: Seconds the broker may say the remote is unknown before resumption gives up:
+#: a remote whose own address changed may be registering again (the broker
+#: usually still holds its old session then, which a same-token takeover
+#: replaces without a gap), while a killed one is gone for good.
+ABSENT_GRACE: Final = 3.0
 
 
 class GenerationSwitch:

@@ -24,6 +24,10 @@ The envelope, one data-channel message each (binary; integers big-endian)::
                            acknowledgement: every seq <= cum, and the n listed
                            (received ahead of a gap, unordered channels only)
     0x04                   bye: the sender closes on purpose (do not resume)
+    0x05 seq:u64 payload   the first part of a binary message too large for the
+    0x06 seq:u64 payload   remote's max-message-size with its envelope (or text)...
+    0x07 seq+1:u64 payload ...and its last part, the next sequence number (or text)
+    0x08 seq+1:u64 payload
 
 Sequence numbers start at 1.  Pure code: bytes in, bytes and decisions out;
 no clock, no socket (the connection times the acknowledgements).
@@ -45,6 +49,11 @@ _DATA_BYTES: Final = 0x01
 _DATA_TEXT: Final = 0x02
 _ACK: Final = 0x03
 _BYE: Final = 0x04
+_FIRST_BYTES: Final = 0x05
+_FIRST_TEXT: Final = 0x06
+_LAST_BYTES: Final = 0x07
+_LAST_TEXT: Final = 0x08
+_TEXT_KINDS: Final = frozenset((_DATA_TEXT, _FIRST_TEXT, _LAST_TEXT))
 _SEQ: Final = struct.Struct(">BQ")
 _ACK_HEAD: Final = struct.Struct(">BQH")
 _U64: Final = struct.Struct(">Q")
@@ -92,6 +101,8 @@ class Resumption:
         self._ahead: set[int] = set()  # received beyond a gap (unordered)
         self._unacked_bytes = 0
         self._unacked = False
+        self._firsts: dict[int, bytes | str] = {}  # first parts waiting for their last
+        self._lasts: dict[int, bytes | str] = {}  # last parts arrived first (unordered)
 
     @property
     def remote_window(self) -> int:
@@ -124,12 +135,28 @@ class Resumption:
         """Whether a message of ``size`` bytes fits in the tail now (always when it is empty)."""
         return not self._tail or self._tail_bytes + size + OVERHEAD <= self.window
 
-    def wrap(self, frame: bytes | str) -> bytes:
-        """Number ``frame``, keep it in the tail, return the envelope to send."""
+    def wrap(self, frame: bytes | str, limit: int = 0) -> list[bytes]:
+        """Number ``frame``, keep it in the tail, return the envelopes to send.
+
+        One envelope, or two (two sequence numbers) when ``frame`` fits the
+        remote's ``limit`` (its max-message-size; 0: none) only without one.
+        """
+        data = frame.encode() if isinstance(frame, str) else frame
+        text = isinstance(frame, str)
+        if not limit or len(data) + OVERHEAD <= limit:
+            return [self._keep(_DATA_TEXT if text else _DATA_BYTES, data)]
         if isinstance(frame, str):
-            wire = _SEQ.pack(_DATA_TEXT, self._next_seq) + frame.encode()
+            half = len(frame) // 2
+            first, last = frame[:half].encode(), frame[half:].encode()
         else:
-            wire = _SEQ.pack(_DATA_BYTES, self._next_seq) + frame
+            first, last = data[: len(data) // 2], data[len(data) // 2 :]
+        return [
+            self._keep(_FIRST_TEXT if text else _FIRST_BYTES, first),
+            self._keep(_LAST_TEXT if text else _LAST_BYTES, last),
+        ]
+
+    def _keep(self, kind: int, data: bytes) -> bytes:
+        wire = _SEQ.pack(kind, self._next_seq) + data
         self._tail[self._next_seq] = wire
         self._tail_bytes += len(wire)
         self._next_seq += 1
@@ -162,7 +189,7 @@ class Resumption:
         if not isinstance(wire, bytes) or not wire:
             raise ProtocolError("a resumable connection received a message without envelope")
         kind = wire[0]
-        if kind in (_DATA_BYTES, _DATA_TEXT):
+        if _DATA_BYTES <= kind <= _DATA_TEXT or _FIRST_BYTES <= kind <= _LAST_TEXT:
             if len(wire) < _SEQ.size:
                 raise ProtocolError("truncated message envelope")
             seq = _U64.unpack_from(wire, 1)[0]
@@ -170,13 +197,15 @@ class Resumption:
                 return Received()
             self._unacked = True
             self._unacked_bytes += len(wire)
-            payload = wire[_SEQ.size :]
-            if kind == _DATA_BYTES:
+            payload: bytes | str = wire[_SEQ.size :]
+            if kind in _TEXT_KINDS:
+                try:
+                    payload = wire[_SEQ.size :].decode()
+                except UnicodeDecodeError:
+                    raise ProtocolError("a text message is not UTF-8") from None
+            if kind <= _DATA_TEXT:
                 return Received(frame=payload)
-            try:
-                return Received(frame=payload.decode())
-            except UnicodeDecodeError:
-                raise ProtocolError("a text message is not UTF-8") from None
+            return Received(frame=self._join(kind, seq, payload))
         if kind == _ACK:
             if len(wire) < _ACK_HEAD.size:
                 raise ProtocolError("truncated acknowledgement")
@@ -188,6 +217,24 @@ class Resumption:
         if kind == _BYE and len(wire) == 1:
             return Received(bye=True)
         raise ProtocolError(f"unknown envelope type {kind:#x}")
+
+    def _join(self, kind: int, seq: int, part: bytes | str) -> bytes | str | None:
+        """A message sent in two parts, once both arrived (in any order)."""
+        if kind in (_FIRST_BYTES, _FIRST_TEXT):
+            last = self._lasts.pop(seq + 1, None)
+            if last is None:
+                self._firsts[seq] = part
+                return None
+            first = part
+        else:
+            first_part = self._firsts.pop(seq - 1, None)
+            if first_part is None:
+                self._lasts[seq] = part
+                return None
+            first, last = first_part, part
+        if type(first) is not type(last):
+            raise ProtocolError("the two parts of a message differ in kind")
+        return first + last  # type: ignore[operator]
 
     def _first_time(self, seq: int) -> bool:
         """Record ``seq`` as received; whether it is new (not a duplicate)."""

@@ -26,6 +26,12 @@ def pair(*, ordered: bool = True, window: int = 1 << 20) -> tuple[Resumption, Re
     )
 
 
+def one(sender: Resumption, frame: bytes | str) -> bytes:
+    """The single envelope of a frame that fits."""
+    (wire,) = sender.wrap(frame)
+    return wire
+
+
 def deliver(receiver: Resumption, wires: list[bytes]) -> list[bytes | str]:
     frames = []
     for wire in wires:
@@ -38,7 +44,7 @@ def deliver(receiver: Resumption, wires: list[bytes]) -> list[bytes | str]:
 def test_frames_round_trip_text_and_binary() -> None:
     """A frame comes out as sent: bytes as bytes, str as str."""
     a, b = pair()
-    assert deliver(b, [a.wrap(b"\x00bin"), a.wrap("tëxt")]) == [b"\x00bin", "tëxt"]
+    assert deliver(b, [one(a, b"\x00bin"), one(a, "tëxt")]) == [b"\x00bin", "tëxt"]
     assert b.received == 2
 
 
@@ -46,7 +52,7 @@ def test_the_tail_is_replayed_and_duplicates_dropped() -> None:
     """Messages lost with the path come again from the tail; those that had arrived are
     dropped: every message once, in order."""
     a, b = pair()
-    wires = [a.wrap(f"m{n}") for n in range(10)]
+    wires = [one(a, f"m{n}") for n in range(10)]
     got = deliver(b, wires[:6])  # 6..9 lost with the peer connection
     a.receive(b.ack())  # acknowledges 0..5 ... but say this ack is lost too:
     a2, _ = pair()
@@ -55,7 +61,7 @@ def test_the_tail_is_replayed_and_duplicates_dropped() -> None:
     got += deliver(b, a.replay())
     assert got == [f"m{n}" for n in range(10)]
     # Had the ack been lost, the replay holds duplicates, which are dropped.
-    wires = [a2.wrap(f"x{n}") for n in range(5)]
+    wires = [one(a2, f"x{n}") for n in range(5)]
     c = Resumption(window=1 << 20, ordered=True)
     got = deliver(c, wires[:3]) + deliver(c, a2.replay())
     assert got == [f"x{n}" for n in range(5)]
@@ -64,7 +70,7 @@ def test_the_tail_is_replayed_and_duplicates_dropped() -> None:
 def test_acknowledged_messages_leave_the_tail() -> None:
     """The tail holds only what the remote has not acknowledged; its bytes count envelopes."""
     a, b = pair()
-    deliver(b, [a.wrap(b"x" * 100) for _ in range(3)])
+    deliver(b, [one(a, b"x" * 100) for _ in range(3)])
     assert a.tail_bytes == 3 * (100 + OVERHEAD)
     assert a.receive(b.ack()).acked
     assert (a.tail_bytes, a.tail_length, a.replay()) == (0, 0, [])
@@ -75,7 +81,7 @@ def test_the_tail_is_bounded_by_the_window() -> None:
     the first one, however large)."""
     a = Resumption(window=1000, ordered=True)
     assert a.room_for(5000)  # an empty tail takes one message of any size
-    a.wrap(b"x" * 500)
+    one(a, b"x" * 500)
     assert a.room_for(1000 - 500 - 2 * OVERHEAD)
     assert not a.room_for(1000 - 500 - 2 * OVERHEAD + 1)
 
@@ -84,10 +90,10 @@ def test_acks_come_every_quarter_of_the_remote_window() -> None:
     """The receiver acknowledges once a quarter of the sender's window arrived unacknowledged."""
     a = Resumption(window=4000, ordered=True)
     b = Resumption(window=4000, ordered=True, remote_window=4000)
-    deliver(b, [a.wrap(b"x" * 400)])
+    deliver(b, [one(a, b"x" * 400)])
     assert b.ack_pending
     assert not b.ack_due()
-    deliver(b, [a.wrap(b"x" * 700)])
+    deliver(b, [one(a, b"x" * 700)])
     assert b.ack_due()
     b.ack()
     assert not b.ack_pending
@@ -98,7 +104,7 @@ def test_unordered_channel_acknowledges_past_a_gap() -> None:
     """On an unordered channel a message may arrive past a gap: it is delivered at once,
     listed in the ack (so it leaves the tail), and a replay of it is dropped."""
     a, b = pair(ordered=False)
-    wires = [a.wrap(f"u{n}") for n in range(5)]
+    wires = [one(a, f"u{n}") for n in range(5)]
     got = deliver(b, [wires[0], wires[3], wires[4]])
     a.receive(b.ack())
     assert [w[9:] for w in a.replay()] == [b"u1", b"u2"]
@@ -111,7 +117,7 @@ def test_unordered_channel_acknowledges_past_a_gap() -> None:
 def test_ordered_channel_refuses_a_gap() -> None:
     """An ordered channel never skips a message: a gap is the remote misbehaving."""
     a, b = pair()
-    wires = [a.wrap("m") for _ in range(3)]
+    wires = [one(a, "m") for _ in range(3)]
     deliver(b, wires[:1])
     with pytest.raises(ProtocolError):
         b.receive(wires[2])
@@ -120,7 +126,7 @@ def test_ordered_channel_refuses_a_gap() -> None:
 def test_unordered_receiver_bounds_what_it_holds() -> None:
     """A remote sending far ahead of a gap is refused instead of growing memory."""
     a, b = pair(ordered=False)
-    wires = [a.wrap(b"") for _ in range(MAX_AHEAD + 2)]
+    wires = [one(a, b"") for _ in range(MAX_AHEAD + 2)]
     deliver(b, wires[1 : MAX_AHEAD + 1])
     with pytest.raises(ProtocolError):
         b.receive(wires[MAX_AHEAD + 1])
@@ -149,7 +155,7 @@ def test_garbage_raises_protocol_error(wire: bytes | str) -> None:
 def test_an_ack_of_what_was_never_sent_is_refused() -> None:
     """A remote acknowledging messages we never sent is misbehaving."""
     a, b = pair()
-    deliver(b, [Resumption(window=100, ordered=True).wrap("x")])
+    deliver(b, [one(Resumption(window=100, ordered=True), "x")])
     with pytest.raises(ProtocolError):
         a.receive(b.ack())
 
@@ -178,3 +184,17 @@ def test_capability_round_trips_and_peerjs_sees_none() -> None:
     }
     other_version = {**offer.to_json(), "peerpyResume": {**Resume(1, 1).to_json(), "version": 9}}
     assert OfferPayload.from_json(other_version).resume is None
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("frame", [b"\x01" * 65536, "é" * 40000])
+def test_a_message_at_the_size_limit_goes_in_two_parts(ordered: bool, frame: bytes | str) -> None:
+    """A message that fits the remote's max-message-size only without the envelope goes as
+    two envelopes (two sequence numbers) and comes out whole, in either arrival order."""
+    a, b = pair(ordered=ordered)
+    wires = a.wrap(frame, 65536)
+    assert len(wires) == 2
+    assert all(len(w) <= 65536 for w in wires)
+    arrival = wires if ordered else wires[::-1]
+    assert deliver(b, arrival) == [frame]
+    assert b.received == 2
