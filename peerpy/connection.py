@@ -47,7 +47,7 @@ from .exceptions import (
     WebRTCError,
 )
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
-from .network import NetworkPolicy, remote_candidate_allowed
+from .network import NetworkPolicy
 from .route import Route
 
 if TYPE_CHECKING:
@@ -332,7 +332,7 @@ class Connection:
             return
         candidate.sdpMid = init.sdp_mid
         candidate.sdpMLineIndex = init.sdp_mline_index
-        if not remote_candidate_allowed(candidate, self._owner.network):
+        if not self._backend.remote_allowed(candidate.ip, self._owner.network):
             self._log.debug("ignoring candidate outside the allowed networks: %s", line)
             return
         await self.peer_connection.addIceCandidate(candidate)

@@ -32,6 +32,7 @@ from .connection import Connection, SdpTransform
 from .dataconnection import DataConnection
 from .events import PEER_EVENTS, EventEmitter, PeerEvent
 from .exceptions import DisconnectedError, PeerError, UsageError
+from .ice import BrokerIce
 from .incoming import Incoming, until_destroyed
 from .mediaconnection import MediaConnection
 from .network import NetworkPolicy
@@ -57,10 +58,9 @@ class Peer:
     moves to the next one) or ``host``/``port``/``path``/``secure`` as in PeerJS,
     else ``PEERPY_SERVER``, else ``http://127.0.0.1:9000/``.  ICE servers come
     from ``ice_servers`` (or a full aiortc ``configuration``), else
-    ``PEERPY_ICE_SERVERS``, else whatever the broker offers at ``GET
-    {path}{key}/ice`` once registered (none from a broker without it).  The
-    local addresses ICE gathers on come from ``network`` or ``ice_addresses``,
-    else ``PEERPY_ICE_ADDRESSES``.
+    ``PEERPY_ICE_SERVERS``, else the broker's ``GET {path}{key}/ice`` once
+    registered, refreshed before its TURN credentials expire (:mod:`peerpy.ice`).
+    ICE gathers on ``network`` or ``ice_addresses``, else ``PEERPY_ICE_ADDRESSES``.
     Data connections run on ``backend`` (``"auto"``, ``"aiortc"`` or
     ``"wrtc"``), else ``PEERPY_BACKEND``, else auto (see :mod:`peerpy.backends`).
     With ``auto_reconnect=True`` a lost broker session is registered again
@@ -110,12 +110,10 @@ class Peer:
         self.servers = resolve_servers(
             server, host=host, port=port, path=path, secure=secure, key=key
         )
-        # No ICE servers configured anywhere: ask the broker once registered.
         self.configuration, self._ice_from_broker = resolve_ice(ice_servers, configuration)
         self.network = network or resolve_network(ice_addresses)
-        #: The backend of data connections: ``"aiortc"`` or ``"wrtc"`` (media: aiortc).
-        #: From ``backend`` (``"auto"``, ``"aiortc"``, ``"wrtc"``), else PEERPY_BACKEND,
-        #: else auto: wrtc when installed and it can honour ``network`` (see peerpy.backends).
+        #: The backend of data connections: ``"aiortc"`` or ``"wrtc"`` (media: aiortc), from
+        #: ``backend``, else PEERPY_BACKEND, else auto (see :mod:`peerpy.backends`).
         self.backend = _backend.choose_backend(
             _backend.resolve_backend(backend), self.configuration, self.network
         )
@@ -138,6 +136,7 @@ class Peer:
             logger=self._log,
         )
         self._signaling = self._session.signaling
+        self._ice = BrokerIce(self, self._session.ice_servers, self._log)
         self._tg: anyio.abc.TaskGroup | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._destroyed = False
@@ -225,7 +224,8 @@ class Peer:
                 self._id = validate_id(await self._signaling.fetch_id())
             await self._session.register(self._tg)
             if self._ice_from_broker:
-                self.configuration = RTCConfiguration(iceServers=await self._session.ice_servers())
+                await self._ice.start()
+                self._spawn(self._ice.keep_fresh)
             self._events.emit("open", self._id)  # as PeerJS, on the first registration too
         except BaseException:
             # Leave the task group cleanly, then raise the error itself rather

@@ -10,7 +10,8 @@ ANSWER     the connection ``(src, connectionId)``, if it is live
 CANDIDATE  the same (``Connection.deliver``; applied by its own task)
 LEAVE      every connection with ``src`` fails: the remote left
 EXPIRE     our outgoing connections to ``src`` still waiting fail:
-           the broker has no such peer (``PeerUnavailableError``)
+           the broker has no such peer (``PeerUnavailableError``), or
+           its cluster store was unreachable (the payload says so)
 =========  ==============================================================
 
 A message without ``src``, a malformed payload or one for no live connection
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from peerpy_protocol.messages import Relay, RelayType
+from peerpy_protocol.messages import Relay, RelayType, store_unreachable
 from peerpy_protocol.payloads import AnswerPayload, CandidatePayload, OfferPayload
 
 from .exceptions import ConnectionClosedError, PeerError, PeerUnavailableError
@@ -54,8 +55,12 @@ class Router:
             self._registry.fail_peer(src, ConnectionClosedError(f"{src} left the broker"))
             return
         if message.type is RelayType.EXPIRE:
-            error = PeerUnavailableError(f"Could not connect to peer {src}")
-            self._registry.fail_pending(error, src)
+            reason = ""
+            if store_unreachable(message):  # our broker's cluster could not route it
+                reason = f": the broker's cluster store is unreachable ({src} may exist)"
+            self._registry.fail_pending(
+                PeerUnavailableError(f"Could not connect to peer {src}{reason}"), src
+            )
             return
         try:
             if message.type is RelayType.OFFER:

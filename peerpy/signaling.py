@@ -158,18 +158,19 @@ class Signaling:
     async def fetch_ice_servers(self, peer_id: str, token: str) -> list[RTCIceServer]:
         """The ICE servers the broker offers this registered peer (``GET {key}/ice``).
 
-        A broker without the endpoint (``peer`` 1.0.2 answers 404), a refusal
-        or a malformed answer gives ``[]``, logged.  Cancelling abandons the request.
+        A broker without the endpoint (``peer`` 1.0.2 answers 404) gives
+        ``[]``, a malformed answer ``[]`` with a warning.  Raise
+        :class:`ServerError` if the broker refuses (401: it does not know this
+        id and token, 429, 503...) and :class:`NetworkError` if it cannot be
+        reached.  Cancelling abandons the request.
         """
         query = urllib.parse.urlencode({"id": peer_id, "token": token})
-        try:
-            status, body = await self._get(f"ice?{query}")
-        except NetworkError as exc:
-            self._log.info("no ICE servers from the broker: %s", exc)
+        status, body = await self._get(f"ice?{query}")
+        if status == 404:
+            self._log.debug("the broker offers no ICE servers (HTTP 404)")
             return []
         if status != 200:
-            self._log.debug("the broker offers no ICE servers (HTTP %d)", status)
-            return []
+            raise ServerError(f"the broker refused our ICE servers request (HTTP {status})")
         try:
             return ice_servers_from_json(json.loads(body))
         except (ValueError, TypeError) as exc:

@@ -4,18 +4,19 @@ peerpy drives a peer connection through aiortc's API (``createOffer``,
 ``setRemoteDescription``, ``createDataChannel``, pyee events...). Two
 libraries provide it:
 
-- ``aiortc`` (the default, always installed): pure Python SCTP and DTLS, about
+- ``aiortc`` (always installed, the fallback): pure Python SCTP and DTLS, about
   20 MB/s per data connection (30 MB/s on uvloop); data and media.
-- ``wrtc`` (``pip install 'peerpy-sdk[wrtc]'``): libwebrtc, the engine in
+- ``wrtc`` (installed with peerpy where its wheels exist): libwebrtc, the engine in
   Chrome, through ``webrtc.aiortc``, its aiortc-compatible layer; 100+ MB/s
   at a fraction of the CPU. peerpy uses it for data connections only; media
   calls always run on aiortc (its tracks and :mod:`peerpy.media`).
 
 A :class:`~peerpy.Peer` picks its backend from ``backend=`` or
 ``PEERPY_BACKEND``: ``"auto"`` (the default) uses wrtc for data connections
-when it is installed and the peer's :class:`~peerpy.network.NetworkPolicy`
-and configuration can be honoured on it (:func:`wrtc_unsupported`), else
-aiortc. The two interoperate, in both offer directions.
+when it is installed (a dependency wherever wrtc ships a wheel) and the peer's
+:class:`~peerpy.network.NetworkPolicy` and configuration can be honoured on it
+(:func:`wrtc_unsupported`; address policies can), else aiortc. The two
+interoperate, in both offer directions.
 
 Each backend is one object behind the :class:`Backend` Protocol (as anyio's
 ``_backends``), holding everything specific to it, so no code outside this
@@ -127,23 +128,17 @@ def resolve_backend(backend: str | None = None, *, environ: Mapping[str, str] = 
 def wrtc_unsupported(configuration: RTCConfiguration, policy: NetworkPolicy) -> str | None:
     """Why wrtc cannot honour ``policy``/``configuration``, naming the field; ``None`` if it can.
 
-    libwebrtc gathers on every interface (loopback too once allowed, which is
-    process-wide) and sizes its own sockets, so it cannot restrict gathering
-    to chosen non-loopback addresses nor take ``udp_buffer_bytes`` other than
-    the default (which is aiortc tuning). Remote filtering works: peerpy
-    filters the candidates it is given (SDP and trickled).
+    libwebrtc sizes its own sockets, so it cannot take ``udp_buffer_bytes``
+    other than the default (which is aiortc tuning), and peerpy does not drive
+    its relay-only gathering. Addresses are honoured (see
+    :mod:`peerpy.backends.wrtc`): only the allowed local candidates are
+    signalled, remote candidates are kept only where the kernel routes them
+    out of an allowed address, and a route outside the policy is refused.
     """
     if policy.udp_buffer_bytes not in (None, DEFAULT_UDP_BUFFER_BYTES):
         return (
             "NetworkPolicy.udp_buffer_bytes cannot be set on the wrtc backend "
             "(libwebrtc sizes its own sockets); leave it at the default or use backend='aiortc'"
-        )
-    if policy.local_addresses is not None and not all(
-        _is_loopback(a) for a in policy.local_addresses
-    ):
-        return (
-            "NetworkPolicy.local_addresses other than loopback cannot be honoured on the wrtc "
-            "backend (libwebrtc gathers on every interface); use backend='aiortc'"
         )
     policy_value = getattr(getattr(configuration, "iceTransportPolicy", None), "value", "all")
     if policy_value != "all":
@@ -154,20 +149,14 @@ def wrtc_unsupported(configuration: RTCConfiguration, policy: NetworkPolicy) -> 
     return None
 
 
-def _is_loopback(address: str) -> bool:
-    import ipaddress
-
-    return ipaddress.ip_address(address).is_loopback
-
-
 def choose_backend(
     name: str, configuration: RTCConfiguration, policy: NetworkPolicy
 ) -> BackendName:
     """The backend data connections use for a peer asking for ``name``.
 
-    ``"auto"`` falls back to aiortc when wrtc is absent, cannot honour the
-    policy, or the policy restricts addresses at all (local or remote); ``"wrtc"``
-    raises :class:`ConfigurationError` when it cannot honour the policy.
+    ``"auto"`` falls back to aiortc when wrtc is absent or cannot honour the
+    policy (:func:`wrtc_unsupported`); ``"wrtc"`` raises
+    :class:`ConfigurationError` then.
     """
     return explain_backend(name, configuration, policy)[0]
 
@@ -186,17 +175,6 @@ def explain_backend(
         if name == "wrtc":
             raise ConfigurationError("backend 'wrtc' needs the wrtc package")
         return "aiortc", "wrtc is not installed: pip install 'peerpy-sdk[wrtc]' for the fast one"
-    if name == "auto" and (
-        policy.local_addresses is not None or policy.remote_networks is not None
-    ):
-        # libwebrtc gathers on every interface and may pick a peer-reflexive route
-        # outside the policy, which peerpy can only refuse once it is selected (the
-        # connection then fails): auto keeps aiortc, whose hooks enforce both.
-        # backend="wrtc" still takes such a policy, with that caveat.
-        field = "local addresses" if policy.local_addresses is not None else "remote networks"
-        return "aiortc", (
-            f"not wrtc: it cannot confine ICE to the chosen {field}; PEERPY_BACKEND=wrtc forces it"
-        )
     reason = wrtc_unsupported(configuration, policy)
     if reason is None:
         return "wrtc", None
@@ -258,6 +236,10 @@ class Backend(Protocol):
 
     def remote_sdp(self, sdp: str, policy: NetworkPolicy) -> str:
         """The remote SDP to apply (without candidates outside ``policy.remote_networks``)."""
+        ...
+
+    def remote_allowed(self, host: str, policy: NetworkPolicy) -> bool:
+        """Whether a trickled remote candidate on ``host`` may be added under ``policy``."""
         ...
 
     def watch_remote(self, pc: RTCPeerConnection, callback: Callable[[float], None]) -> bool:

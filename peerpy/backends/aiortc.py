@@ -31,6 +31,7 @@ from aiortc import (
 from aiortc.sdp import candidate_from_sdp
 
 from ..diagnosis import IceSummary
+from ..network import address_allowed, remote_networks
 from ..route import Route
 from . import _sctp
 from ._aioice import SUPPORTED_BACKENDS, create_peer_connection, ice_sockets, watch_remote
@@ -107,6 +108,9 @@ class AiortcBackend:
 
     def remote_sdp(self, sdp: str, policy: NetworkPolicy) -> str:
         return sdp  # the hooks drop remote candidates outside remote_networks
+
+    def remote_allowed(self, host: str, policy: NetworkPolicy) -> bool:
+        return address_allowed(host, remote_networks(policy))
 
     watch_remote = staticmethod(watch_remote)
     route_of = staticmethod(route_of)

@@ -11,6 +11,21 @@ What peerpy adds on top:
   before its first wrtc connection, and :meth:`WrtcBackend.local_sdp`
   advertises only the candidates the policy allows (none on loopback when
   ``local_addresses`` is ``None``, as with aiortc).
+- ``local_addresses``: libwebrtc gathers on every interface and offers no
+  per-connection way to stop it (wrtc exposes no network ignore list or
+  mask; its field trials hold none; ``allow_loopback()`` is process-wide and
+  only adds loopback). peerpy confines it from the outside, in three steps:
+  only candidates on the allowed addresses are signalled
+  (:meth:`WrtcBackend.local_sdp`), so the remote sends only to them; remote
+  candidates are kept only when the kernel would send to them from an allowed
+  address (:func:`source_address`: a connected UDP socket, no packet sent),
+  so every check libwebrtc sends, from whichever of its sockets, is routed
+  out of an allowed interface; and a selected pair whose local host address
+  or remote lies outside the policy is refused before the connection opens
+  (:meth:`WrtcBackend.route_refused`). What stays: libwebrtc's checks from
+  its other sockets leave through the allowed interface with another source
+  address, and a check arriving from an address routed elsewhere (a
+  peer-reflexive remote) is answered by libwebrtc itself.
 - ``remote_networks``: remote candidates outside them are dropped from the
   remote SDP (:meth:`WrtcBackend.remote_sdp`) and when trickled; since
   libwebrtc may still pair with a peer-reflexive remote, the selected route is
@@ -33,6 +48,8 @@ What peerpy adds on top:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -54,7 +71,14 @@ if TYPE_CHECKING:
     # The types of the API both backends share (webrtc.aiortc's mirror them).
     import aiortc
 
-__all__ = ["BACKEND", "WrtcBackend", "create_peer_connection", "route_of", "watch_remote"]
+__all__ = [
+    "BACKEND",
+    "WrtcBackend",
+    "create_peer_connection",
+    "route_of",
+    "source_address",
+    "watch_remote",
+]
 
 #: Seconds libwebrtc takes, without hearing the remote, to report ICE "disconnected"
 #: (measured: 5.0-5.2 s after the remote froze, libwebrtc M152 defaults).
@@ -141,7 +165,8 @@ def create_peer_connection(
 ) -> aiortc.RTCPeerConnection:
     """A wrtc peer connection for ``policy`` (checked by ``peerpy.backends.wrtc_unsupported``)."""
     check_remote_gone(remote_gone)
-    if not _allow_loopback() and policy.local_addresses is not None:
+    loopback = any(ipaddress.ip_address(a).is_loopback for a in policy.local_addresses or ())
+    if not _allow_loopback() and loopback:
         raise ConfigurationError(
             "NetworkPolicy.local_addresses: wrtc gathers loopback candidates only if "
             "allowed before the process's first wrtc connection (WRTC_ALLOW_LOOPBACK=1)"
@@ -201,6 +226,50 @@ def route_of(pc: aiortc.RTCPeerConnection) -> Route | None:
     )
 
 
+def source_address(host: str) -> str | None:
+    """The local address the kernel would send from to reach ``host``; ``None``: no route.
+
+    Connecting a UDP socket sends nothing: the kernel only looks up the route
+    (and picks its source address, that of the outgoing interface).
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a hostname (mDNS): its route cannot be told
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((str(address), 9))
+        except OSError:
+            return None
+        local = str(probe.getsockname()[0]).split("%")[0]
+    return str(ipaddress.ip_address(local))
+
+
+def _remote_of(route: Route) -> str:
+    """The remote address of ``route``, or :data:`HIDDEN`, as far as the policy is concerned.
+
+    A peer-reflexive remote libwebrtc does not disclose is on this machine when
+    the pair's local end is a loopback host candidate: only this host can send
+    to a loopback address (Linux, macOS and Windows drop such packets arriving
+    from outside). Such a remote counts as ``127.0.0.1``.
+    """
+    host = route.remote_address[0]
+    if host == HIDDEN and route.local_type == "host":
+        local = ipaddress.ip_address(route.local_address[0])
+        if local.is_loopback:
+            return "127.0.0.1" if local.version == 4 else "::1"
+    return host
+
+
+def _routed(policy: NetworkPolicy) -> Callable[[str], bool] | None:
+    """Whether a remote address is reached from ``policy.local_addresses`` (``None``: any)."""
+    allowed = policy.local_addresses
+    if allowed is None:
+        return None
+    return lambda host: source_address(host) in allowed
+
+
 class WrtcBackend:
     """The :class:`~peerpy.backends.Backend` of wrtc (use :data:`BACKEND`)."""
 
@@ -218,13 +287,17 @@ class WrtcBackend:
         return _sdp.local_candidates(sdp, policy)
 
     def remote_sdp(self, sdp: str, policy: NetworkPolicy) -> str:
-        return _sdp.remote_candidates(sdp, policy)
+        return _sdp.remote_candidates(sdp, policy, _routed(policy))
+
+    def remote_allowed(self, host: str, policy: NetworkPolicy) -> bool:
+        routed = _routed(policy)
+        return address_allowed(host, remote_networks(policy)) and (routed is None or routed(host))
 
     watch_remote = staticmethod(watch_remote)
     route_of = staticmethod(route_of)
 
     def route_undisclosed(self, pc: aiortc.RTCPeerConnection, policy: NetworkPolicy) -> bool:
-        """Whether ``policy.remote_networks`` cannot be checked yet on ``pc``'s route.
+        """Whether the policy's addresses cannot be checked yet on ``pc``'s route.
 
         When the remote's connectivity checks arrive before its trickled
         candidate (a browser trickles its candidates after the OFFER, through
@@ -233,30 +306,35 @@ class WrtcBackend:
         connection waits for it (up to ``ROUTE_DISCLOSURE_WAIT``) before it
         opens, instead of refusing a route it cannot see yet.
         """
-        if policy.remote_networks is None:
+        if policy.remote_networks is None and policy.local_addresses is None:
             return False
         route = route_of(pc)
-        return route is not None and route.remote_address[0] == HIDDEN
+        return route is not None and _remote_of(route) == HIDDEN
 
     def route_refused(self, pc: aiortc.RTCPeerConnection, policy: NetworkPolicy) -> str | None:
-        """Why ``pc``'s route breaks ``policy.remote_networks``; ``None`` if it does not.
+        """Why ``pc``'s route breaks ``policy``'s addresses; ``None`` if it does not.
 
         libwebrtc may pair with a peer-reflexive candidate (learnt from a check
         the remote sent), whose address it does not even disclose; aiortc's
-        hooks drop such packets instead.
+        hooks drop such packets instead. With ``local_addresses``, the remote
+        must be one the kernel reaches from an allowed address (so packets
+        leave through an allowed interface): the local end of the pair may be
+        another of libwebrtc's sockets (it gathers on every interface), whose
+        packets the kernel then routes out of that allowed interface too.
         """
-        networks = remote_networks(policy)
-        if networks is None:
+        if policy.remote_networks is None and policy.local_addresses is None:
             return None
         route = route_of(pc)
         if route is None:
             return None
-        host = route.remote_address[0]
-        if address_allowed(host, networks):
+        host = _remote_of(route)
+        routed = _routed(policy)
+        if address_allowed(host, remote_networks(policy)) and (routed is None or routed(host)):
             return None
         shown = "an undisclosed peer-reflexive address" if host == HIDDEN else host
+        field = "remote_networks" if policy.remote_networks is not None else "local_addresses"
         return (
-            f"the route goes to {shown}, outside NetworkPolicy.remote_networks "
+            f"the route goes to {shown}, outside NetworkPolicy.{field} "
             "(on wrtc, peerpy can only check the route once selected)"
         )
 

@@ -60,7 +60,7 @@ def describe(offer: Offer) -> str:
 
 
 class RichProgress:
-    """A :class:`peerpy.transfer.session.Progress` that draws one bar with rate and ETA."""
+    """A :class:`peerpy.transfer.options.Progress` that draws one bar with rate and ETA."""
 
     def __init__(self, console: Console | None = None, *, verb: str = "Sending") -> None:
         self._console = console or stderr_console()

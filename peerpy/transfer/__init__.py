@@ -5,8 +5,17 @@ The pieces, from the bottom up:
 * :mod:`~peerpy.transfer.protocol`: the messages, without I/O;
 * :mod:`~peerpy.transfer.auth`: codes, SPAKE2 and the DTLS fingerprint check;
 * :mod:`~peerpy.transfer.files`: manifests, safe names, partial files, resume;
-* :mod:`~peerpy.transfer.session`: sender and receiver over a DataConnection;
+* :mod:`~peerpy.transfer.options`: options, progress reports and stats;
+* :mod:`~peerpy.transfer.channel`: the framed channel over a DataConnection,
+  with its heartbeat, liveness and the authentication both sides run;
+* :mod:`~peerpy.transfer.sender` and :mod:`~peerpy.transfer.receiver`: the two
+  sides of one transfer over a channel;
 * :mod:`~peerpy.transfer.endpoints`: the code-based ``send``/``receive`` with Peers.
+
+Each module imports only those above it (``sender`` and ``receiver`` not each
+other).  ``protocol``, ``auth``, ``files`` and ``options`` import no anyio or
+aiortc; :mod:`~peerpy.transfer.session` keeps the names it held before the
+split importable.
 
 >>> stats = await send_files(["photos/"], on_code=print)          # doctest: +SKIP
 >>> stats = await receive_files("7-purple-sausage", output=".")   # doctest: +SKIP
@@ -26,19 +35,19 @@ if TYPE_CHECKING:
     from .endpoints import send_files as send_files
     from .files import Target as Target
     from .files import build_manifest as build_manifest
-    from .session import NullProgress as NullProgress
-    from .session import Progress as Progress
-    from .session import TransferOptions as TransferOptions
-    from .session import TransferStats as TransferStats
+    from .options import NullProgress as NullProgress
+    from .options import Progress as Progress
+    from .options import TransferOptions as TransferOptions
+    from .options import TransferStats as TransferStats
 
 # The protocol, auth and errors modules import no I/O library; the names
-# below need anyio and aiortc and load on first use.
+# below load on first use (the endpoints need anyio and aiortc).
 _LAZY = {
-    "NullProgress": "session",
-    "Progress": "session",
+    "NullProgress": "options",
+    "Progress": "options",
     "Target": "files",
-    "TransferOptions": "session",
-    "TransferStats": "session",
+    "TransferOptions": "options",
+    "TransferStats": "options",
     "build_manifest": "files",
     "receive_files": "endpoints",
     "send_files": "endpoints",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 from typing import Any, Final, Literal
@@ -47,6 +48,7 @@ __all__ = [
     "Role",
     "connection_fingerprints",
     "make_code",
+    "nameplate_span",
     "parse_code",
     "sdp_fingerprints",
 ]
@@ -54,6 +56,14 @@ __all__ = [
 #: The broker id of a sender is this prefix followed by the nameplate.
 NAMEPLATE_PREFIX: Final = "peerpy-xfer-"
 Role = Literal["sender", "receiver"]
+#: Nameplates 1..999 on a broker of this machine or the local network: short
+#: to type, and only neighbours can try them.
+LOCAL_NAMEPLATES: Final = 999
+#: Nameplates 1..999 999 on any other broker: a stranger who tries each
+#: nameplate once (a wrong code ends that transfer) needs a million tries,
+#: not a thousand, to end every waiting transfer.
+SHARED_NAMEPLATES: Final = 999_999
+_LAN_SUFFIXES: Final = (".local", ".lan", ".home", ".home.arpa", ".internal", ".localhost")
 _CODE_RE: Final = re.compile(r"^(\d{1,9})((?:-[a-z0-9]+){1,8})$")
 _FINGERPRINT_RE: Final = re.compile(r"^a=fingerprint:(\S+)\s+([0-9A-Fa-f:]+)\s*$", re.MULTILINE)
 
@@ -84,6 +94,30 @@ def make_code(nameplate: int, *, words: int = 2) -> Code:
     if nameplate < 0 or not 1 <= words <= 8:
         raise BadCodeError("a code needs a nameplate >= 0 and 1 to 8 words")
     return Code(nameplate, tuple(secrets.choice(WORDS) for _ in range(words)))
+
+
+def nameplate_span(hosts: list[str]) -> int:
+    """How many nameplates a sender draws from on brokers at ``hosts``.
+
+    :data:`LOCAL_NAMEPLATES` if every host is this machine or the local
+    network (a loopback, private or link-local address, ``localhost``, a
+    name without a dot or under ``.local``, ``.lan``, ``.home.arpa``...),
+    else :data:`SHARED_NAMEPLATES`.
+    """
+    return LOCAL_NAMEPLATES if all(_is_local(h) for h in hosts) else SHARED_NAMEPLATES
+
+
+def _is_local(host: str) -> bool:
+    name = host.strip("[]").rstrip(".").lower()
+    try:
+        address = ipaddress.ip_address(name.split("%")[0])
+    except ValueError:
+        return name == "localhost" or "." not in name or name.endswith(_LAN_SUFFIXES)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    shared = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT: not a LAN
+    local = address.is_loopback or address.is_private or address.is_link_local
+    return local and address not in shared
 
 
 def parse_code(text: str) -> Code:

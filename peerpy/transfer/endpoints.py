@@ -1,4 +1,4 @@
-"""Code-based sending and receiving: the Peers around a transfer session.
+"""Code-based sending and receiving: the Peers around a sender and a receiver.
 
 :func:`send_files` registers the sender on the broker under a nameplate id
 (``peerpy-xfer-7``), reports the code, and serves the first receiver that
@@ -34,12 +34,12 @@ from typing import Any, BinaryIO
 import anyio
 import anyio.lowlevel
 
-from ..config import Limits, Timeouts
+from ..config import Limits, Timeouts, resolve_servers
 from ..dataconnection import DataConnection
 from ..exceptions import PeerUnavailableError, UnavailableIdError
 from ..peer import Peer
 from ..serialization import Limits as DecodingLimits
-from .auth import Code, make_code, parse_code
+from .auth import Code, make_code, nameplate_span, parse_code
 from .errors import (
     NoSenderError,
     PeerVanishedError,
@@ -48,17 +48,10 @@ from .errors import (
     TransferUsageError,
 )
 from .files import Conflict, Source, Target, build_manifest, text_manifest
+from .options import Progress, TransferOptions, TransferStats
 from .protocol import MAX_FRAME, PROTOCOL
-from .session import (
-    Completed,
-    Confirmer,
-    Progress,
-    TransferOptions,
-    TransferStats,
-    _yes,
-    receive_over,
-    send_over,
-)
+from .receiver import Completed, Confirmer, accept_all, receive_over
+from .sender import send_over
 
 __all__ = [
     "MAX_RECONNECTS",
@@ -119,11 +112,18 @@ def _peer_kwargs(
 async def _register(
     stack: contextlib.AsyncExitStack, code: Code | None, words: int, kwargs: dict[str, Any]
 ) -> tuple[Peer, Code]:
-    """Register under a free nameplate (or the given code's); return the peer and code."""
+    """Register under a free nameplate (or the given code's); return the peer and code.
+
+    Nameplates are short on a local broker and long on a shared one
+    (:func:`~peerpy.transfer.auth.nameplate_span`); after five taken ones,
+    a hundred times as many are tried.
+    """
+    hosts = [address.host for address in resolve_servers(kwargs["server"])]
+    span = nameplate_span(hosts)
     for attempt in range(_NAMEPLATE_TRIES):
         if code is None or attempt:
-            span = 999 if attempt < 5 else 99_999
-            candidate = make_code(secrets.randbelow(span) + 1, words=words)
+            drawn = span if attempt < 5 else span * 100 + 99
+            candidate = make_code(secrets.randbelow(drawn) + 1, words=words)
         else:
             candidate = code
         try:
@@ -294,7 +294,7 @@ async def receive_files(
     *,
     output: str | os.PathLike[str] = ".",
     conflict: Conflict = "refuse",
-    confirm: Confirmer = _yes,
+    confirm: Confirmer = accept_all,
     progress: Progress | None = None,
     options: TransferOptions | None = None,
     server: str | None = None,
@@ -357,7 +357,7 @@ async def _receive(
                 conn,
                 code,
                 target,
-                confirm=confirm if not attempt else _yes,  # the person said yes already
+                confirm=confirm if not attempt else accept_all,  # the person said yes already
                 progress=progress,
                 options=options,
                 completed=completed,

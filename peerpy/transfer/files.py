@@ -25,7 +25,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Final, Literal
 
@@ -38,7 +38,16 @@ from .errors import (
     TransferUsageError,
     UnsafePathError,
 )
-from .protocol import HASH_NAME, MAX_TEXT, EntryKind, FileEntry, Offer
+from .protocol import (
+    HASH_NAME,
+    MAX_FILES,
+    MAX_OFFER_BYTES,
+    MAX_TEXT,
+    EntryKind,
+    FileEntry,
+    Offer,
+    offer_bytes,
+)
 
 __all__ = [
     "PARTIAL_SUFFIX",
@@ -127,9 +136,13 @@ def _entry(rel: PurePosixPath, path: Path, st: os.stat_result) -> FileEntry:
 def build_manifest(paths: Iterable[str | os.PathLike[str]]) -> tuple[Offer, list[Source]]:
     """Walk files and folders to send; return the offer and each entry's source.
 
-    Folders are sent with their tree (sorted, so both sides agree); symbolic
-    links and special files inside folders are skipped; top-level names must be
-    distinct.  Raise :class:`TransferUsageError` for missing or unreadable paths.
+    Folders are sent with their tree (sorted, so both sides agree), walked
+    without recursion whatever their depth; symbolic links and special files
+    inside folders are skipped; top-level names must be distinct.  Raise
+    :class:`TransferUsageError` for missing or unreadable paths, and for what
+    the receiver would refuse: unsafe names, over
+    :data:`~peerpy.transfer.protocol.MAX_FILES` entries (the walk stops there)
+    or an offer over :data:`~peerpy.transfer.protocol.MAX_OFFER_BYTES`.
     """
     sources: list[Source] = []
     seen: set[str] = set()
@@ -148,30 +161,63 @@ def build_manifest(paths: Iterable[str | os.PathLike[str]]) -> tuple[Offer, list
         if stat.S_ISREG(st.st_mode):
             sources.append(Source(_entry(PurePosixPath(name), path, st), path))
         elif stat.S_ISDIR(st.st_mode):
-            sources.extend(_walk(path, PurePosixPath(name), st))
+            _walk(path, PurePosixPath(name), st, sources)
         else:
             raise TransferUsageError(f"cannot send {str(raw)!r}: not a file or folder")
+        _check_count(sources)
     for source in sources:
         safe_relative_path(source.entry.path)  # refuse locally what the peer would refuse
-    return Offer(tuple(s.entry for s in sources)), sources
+    offer = Offer(tuple(s.entry for s in sources))
+    size = offer_bytes(offer)
+    if size > MAX_OFFER_BYTES:
+        raise TransferUsageError(
+            f"the list of {len(sources)} names to send takes {size} bytes, over the "
+            f"{MAX_OFFER_BYTES} a receiver accepts: send fewer files at once, or an archive"
+        )
+    return offer, sources
 
 
-def _walk(root: Path, rel: PurePosixPath, st: os.stat_result) -> list[Source]:
-    found = [Source(_entry(rel, root, st), None)]
-    try:
-        children = sorted(os.scandir(root), key=lambda e: e.name)
-    except OSError as exc:
-        raise TransferUsageError(f"cannot read folder {str(root)!r}: {exc.strerror}") from None
-    for child in children:
+def _check_count(sources: list[Source]) -> None:
+    if len(sources) > MAX_FILES:
+        raise TransferUsageError(
+            f"over {MAX_FILES} files and folders to send, more than a receiver accepts: "
+            "send fewer at once, or an archive"
+        )
+
+
+def _walk(root: Path, rel: PurePosixPath, st: os.stat_result, found: list[Source]) -> None:
+    """Append ``root`` and its tree to ``found``, depth first, each folder's names sorted.
+
+    Iterative (a stack of open folders), so depth costs no recursion; stops
+    with :class:`TransferUsageError` past :data:`MAX_FILES` entries.
+    """
+    found.append(Source(_entry(rel, root, st), None))
+    stack = [(_children(root), rel)]
+    while stack:
+        children, parent = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            continue
         if child.is_symlink():
             continue
         child_st = child.stat()
-        child_rel = rel / child.name
+        child_rel = parent / child.name
         if stat.S_ISDIR(child_st.st_mode):
-            found.extend(_walk(Path(child.path), child_rel, child_st))
+            found.append(Source(_entry(child_rel, Path(child.path), child_st), None))
+            stack.append((_children(Path(child.path)), child_rel))
         elif stat.S_ISREG(child_st.st_mode):
             found.append(Source(_entry(child_rel, Path(child.path), child_st), Path(child.path)))
-    return found
+        _check_count(found)
+
+
+def _children(folder: Path) -> Iterator[os.DirEntry[str]]:
+    """The entries of ``folder``, sorted by name."""
+    try:
+        with os.scandir(folder) as entries:
+            return iter(sorted(entries, key=lambda e: e.name))
+    except OSError as exc:
+        raise TransferUsageError(f"cannot read folder {str(folder)!r}: {exc.strerror}") from None
 
 
 def hash_prefix(path: Path, length: int) -> Any:
@@ -194,6 +240,9 @@ def hash_prefix(path: Path, length: int) -> Any:
 # -- receiver side ------------------------------------------------------------
 
 
+_Folders = dict[str, tuple[Path, "_Folders"]]
+
+
 class Target:
     """The output folder, and where each offered entry will be written."""
 
@@ -204,6 +253,10 @@ class Target:
         self.conflict = conflict
         #: Where a single received file goes instead of the folder (``--stdout``).
         self.stdout = stdout
+        # The real folders found under the root (name -> (resolved, its
+        # folders)): checking an entry costs one lstat per folder not seen
+        # yet, not one per level (1 200 levels took ~15 s with Path.resolve()).
+        self._folders: _Folders = {}
 
     def destination(self, entry: FileEntry) -> Path:
         """The checked destination of ``entry`` inside the root.
@@ -213,12 +266,33 @@ class Target:
         """
         rel = safe_relative_path(entry.path)
         path = self.root.joinpath(*rel.parts)
-        parent = path.parent.resolve()
-        if parent != self.root and self.root not in parent.parents:
+        parent = self._resolve_folder(rel.parts[:-1])
+        if not parent.is_relative_to(self.root):
             raise UnsafePathError(f"refusing {entry.path!r}: a link on the way leaves {self.root}")
         if path.is_symlink():
             raise UnsafePathError(f"refusing {entry.path!r}: the destination is a symbolic link")
         return path
+
+    def _resolve_folder(self, parts: tuple[str, ...]) -> Path:
+        """``root.joinpath(*parts).resolve()``, walking down the folders known to be real."""
+        resolved, children = self.root, self._folders
+        for depth, name in enumerate(parts):
+            known = children.get(name)
+            if known is not None:
+                resolved, children = known
+                continue
+            try:
+                st = (resolved / name).lstat()
+            except OSError:  # not there (yet): nothing below it can be a link
+                return resolved.joinpath(*parts[depth:])
+            if stat.S_ISLNK(st.st_mode):  # checked by the caller, never kept
+                return self.root.joinpath(*parts).resolve()
+            resolved = resolved / name
+            if not stat.S_ISDIR(st.st_mode):  # a file in the way: nothing below exists
+                return resolved.joinpath(*parts[depth + 1 :])
+            children[name] = (resolved, {})
+            children = children[name][1]
+        return resolved
 
     def conflicts(self, offer: Offer) -> list[str]:
         """Offered files whose destination already exists (and is not our partial)."""
@@ -270,7 +344,6 @@ class PartialFile:
         self.partial = destination.with_name(destination.name + PARTIAL_SUFFIX)
         self.state = destination.with_name(destination.name + STATE_SUFFIX)
         self._fd: int | None = None
-        self.hasher: Any = None
         self.written = 0
 
     def _state_value(self) -> dict[str, Any]:
@@ -293,7 +366,10 @@ class PartialFile:
         return min(size.st_size, self.entry.size)
 
     def open(self, offset: int) -> None:
-        """Open for writing at ``offset`` (truncating beyond it); record the state file."""
+        """Open for writing at ``offset`` (truncating beyond it); record the state file.
+
+        The handle also reads: :meth:`digest` reads the file back through it.
+        """
         for path in (self.state, self.partial):
             if path.is_symlink():
                 raise UnsafePathError(f"refusing to write through the symbolic link {path}")
@@ -302,7 +378,7 @@ class PartialFile:
             state = os.open(self.state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600)
             with os.fdopen(state, "w") as f:
                 f.write(json.dumps(self._state_value()))
-            flags = os.O_WRONLY | os.O_CREAT | _NOFOLLOW
+            flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW
             self._fd = os.open(self.partial, flags, 0o600)
             os.ftruncate(self._fd, offset)
             os.lseek(self._fd, offset, os.SEEK_SET)
@@ -324,6 +400,26 @@ class PartialFile:
         except OSError as exc:
             raise _disk_error(exc, self.destination) from None
         self.written += len(data)
+
+    def digest(self) -> bytes:
+        """The SHA-256 of the partial file as it is on disk, read back to its end.
+
+        Flushed to disk first (``fsync``), then read through the handle we
+        wrote with, so whatever else changed the file meanwhile (another
+        process, a bad disk) shows.  Reads the whole file: call it in a
+        worker thread.
+        """
+        assert self._fd is not None
+        hasher = hashlib.new(HASH_NAME)
+        try:
+            os.fsync(self._fd)
+            offset = 0
+            while block := os.pread(self._fd, HASH_BLOCK, offset):
+                hasher.update(block)
+                offset += len(block)
+        except OSError as exc:
+            raise _disk_error(exc, self.destination) from None
+        return hasher.digest()
 
     def close(self) -> None:
         """Close the partial file (it stays on disk)."""
@@ -363,7 +459,8 @@ class StreamSink:
     """A received entry that is not a file: a text kept in memory, or ``--stdout``.
 
     Same interface as :class:`PartialFile`, without resume: nothing is kept
-    on disk, so an interrupted run starts again from the first byte.
+    on disk, so an interrupted run starts again from the first byte, and the
+    digest is of the bytes as they were passed on.
     """
 
     def __init__(self, entry: FileEntry, out: BinaryIO | None) -> None:
@@ -371,6 +468,7 @@ class StreamSink:
         self.out = out
         self.held = bytearray()  # a text (bounded by MAX_TEXT when parsed)
         self.written = 0
+        self._hasher = hashlib.new(HASH_NAME)
 
     def resumable(self) -> int:
         """Always 0: a stream cannot resume."""
@@ -381,6 +479,7 @@ class StreamSink:
         if offset:
             raise TransferError(f"{self.entry.path}: a stream cannot resume at {offset}")
         self.written = 0
+        self._hasher = hashlib.new(HASH_NAME)
 
     def write(self, data: bytes | memoryview) -> None:
         """Pass ``data`` on to the output (or keep it, for a text)."""
@@ -393,7 +492,12 @@ class StreamSink:
                 self.out.write(data)
             except OSError as exc:  # a closed pipe (`| head`), a full disk
                 raise TransferError(f"cannot write to standard output: {exc}") from None
+        self._hasher.update(data)
         self.written += len(data)
+
+    def digest(self) -> bytes:
+        """The SHA-256 of the bytes passed on (hashed as they went: nothing to read back)."""
+        return self._hasher.digest()
 
     def close(self) -> None:
         """Flush the output."""

@@ -11,7 +11,8 @@ nothing.  The first byte says what the frame holds::
     M  msgpack map with a ``t`` key              a control message, below
 
 Control messages (an offer or accept too long for one frame continues in more
-frames of the same type, with ``more: true`` on all but the last)::
+frames of the same type, with ``more: true`` on all but the last; an offer
+lists at most :data:`MAX_FILES` entries in at most :data:`MAX_OFFER_BYTES`)::
 
     both        pake {m}            SPAKE2 message (see :mod:`peerpy.transfer.auth`)
     both        confirm {k, f}      key and fingerprint confirmation MACs
@@ -52,6 +53,7 @@ __all__ = [
     "MAX_CHUNK",
     "MAX_FILES",
     "MAX_FRAME",
+    "MAX_OFFER_BYTES",
     "MAX_TEXT",
     "PAYLOAD_KINDS",
     "PRE_AUTH_MAX_FRAME",
@@ -74,6 +76,7 @@ __all__ = [
     "Reject",
     "Resume",
     "encode",
+    "offer_bytes",
     "parse",
 ]
 
@@ -83,6 +86,11 @@ PROTOCOL: Final = "peerpy-transfer/2"
 HASH_NAME: Final = "sha256"
 #: The most entries an offer may list (bounds the receiver's memory).
 MAX_FILES: Final = 100_000
+#: The most bytes the frames of one offer may take together: the receiver
+#: holds the whole offer before its person is asked, and 100 000 paths of
+#: 4 096 characters would be ~0.4 GB.  16 MiB leaves ~130 characters per path
+#: at the entry limit, and more for fewer entries.
+MAX_OFFER_BYTES: Final = 16 * 1024 * 1024
 #: Longest accepted path in an offer, in characters.
 MAX_PATH_CHARS: Final = 4096
 _MAX_SIZE: Final = 2**62
@@ -403,6 +411,11 @@ def _parts(head: dict[str, Any], key: str, items: list[Any]) -> list[bytes]:
     return frames
 
 
+def offer_bytes(offer: Offer) -> int:
+    """The bytes the frames of ``offer`` take (at most :data:`MAX_OFFER_BYTES` accepted)."""
+    return sum(len(frame) for frame in encode(offer))
+
+
 def encode(message: Message) -> list[bytes]:
     """The frames carrying ``message``: one, except for long offers and accepts."""
     if isinstance(message, Data):
@@ -428,6 +441,7 @@ class Decoder:
     def __init__(self) -> None:
         self.max_frame = PRE_AUTH_MAX_FRAME
         self._entries: list[FileEntry] | None = None  # an offer being joined
+        self._offer_bytes = 0  # the frames of that offer so far
         self._resume: list[Resume] | None = None  # an accept being joined
 
     def authenticated(self) -> None:
@@ -463,23 +477,30 @@ class Decoder:
         message = parse(value)
         more = isinstance(value, Mapping) and value.get("more") is True
         if isinstance(message, Offer):
-            return self._join_offer(value, message, more)
+            return self._join_offer(value, message, more, len(frame))
         if isinstance(message, Accept):
             return self._join_accept(message, more)
         if self._entries is not None or self._resume is not None:
             raise TransferProtocolError(f"{type(message).__name__} inside an unfinished list")
         return message
 
-    def _join_offer(self, value: Mapping[str, Any], part: Offer, more: bool) -> Offer | None:
+    def _join_offer(
+        self, value: Mapping[str, Any], part: Offer, more: bool, nbytes: int
+    ) -> Offer | None:
         if self._entries is None:
             if value.get("v") != PROTOCOL:
                 raise TransferProtocolError(
                     f"unsupported transfer protocol {value.get('v')!r}"[:200]
                 )
-            self._entries = []
+            self._entries, self._offer_bytes = [], 0
         self._entries.extend(part.entries)
+        self._offer_bytes += nbytes
         if len(self._entries) > MAX_FILES:
             raise TransferProtocolError(f"an offer lists over {MAX_FILES} entries")
+        if self._offer_bytes > MAX_OFFER_BYTES:
+            raise TransferProtocolError(
+                f"an offer of over {MAX_OFFER_BYTES} bytes (paths too long for their number)"
+            )
         if more:
             return None
         entries, self._entries = self._entries, None

@@ -95,6 +95,13 @@ class BrokerConfig:
       ES256) whose ``sub`` is the id or ``*`` (see :mod:`peerpy_server.auth`).
     * ``jwt_audience``: with JWTs, the ``aud`` claim a token must carry (``None``:
       not checked).
+    * ``room_max_members``: the most members of one room; ``rooms_per_client``:
+      the most rooms one client is in; ``max_rooms``: the most rooms at once
+      (cluster-wide in cluster mode); ``room_metadata_bytes``: the largest member
+      metadata (compact JSON, UTF-8 bytes); ``None`` turns each one off.
+      ``room_rate`` / ``room_burst``: each client may join or leave rooms
+      ``room_rate`` times per second on average and ``room_burst`` at once;
+      past that a join is refused with ``rate-limited`` (see :mod:`peerpy_server.core.rooms`).
     * ``redis_url`` / ``redis_prefix``: cluster mode, every broker on the same
       Redis and prefix shares one realm (see :mod:`peerpy_server.cluster`).
     """
@@ -137,6 +144,13 @@ class BrokerConfig:
     rate_limit: float | None = attrs.field(default=500.0, validator=_optional_positive)
     rate_burst: int = attrs.field(default=5000, validator=attrs.validators.gt(0))
     warning_interval: float | None = attrs.field(default=10.0, validator=_optional_positive)
+    # Rooms (docs/rooms.md): bounds, None turns each one off.
+    room_max_members: int | None = attrs.field(default=64, validator=_optional_positive)
+    rooms_per_client: int | None = attrs.field(default=16, validator=_optional_positive)
+    max_rooms: int | None = attrs.field(default=10_000, validator=_optional_positive)
+    room_metadata_bytes: int | None = attrs.field(default=4096, validator=_optional_positive)
+    room_rate: float | None = attrs.field(default=5.0, validator=_optional_positive)
+    room_burst: int = attrs.field(default=32, validator=attrs.validators.gt(0))
     # ICE servers for peers (docs/broker.md "STUN and TURN"): UDP port of the
     # built-in STUN responder (None: off); TURN URLs and the secret shared with
     # coturn's static-auth-secret; seconds minted TURN credentials stay valid.

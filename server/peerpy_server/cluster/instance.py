@@ -7,7 +7,8 @@ of our ids, expiry of the queues).  Redis I/O goes through :mod:`.wire`; what
 it uses of the broker is :class:`~.host.ClusterHost`.
 
 When Redis is unreachable the broker keeps serving its own clients; a message
-it cannot route gets EXPIRE back to its sender, a new registration gets an
+it cannot route gets EXPIRE back to its sender, whose payload says so
+(:data:`STORE_UNREACHABLE`: the destination may exist), a new registration gets an
 ERROR, and ``GET <path>health`` says 503 until Redis is back.  After a Redis
 restart the next refresh claims the instance's ids again (queued messages are
 lost unless Redis persists them).
@@ -19,12 +20,19 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
-from peerpy_protocol.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
+from peerpy_protocol.messages import (
+    CLUSTER_UNAVAILABLE,
+    RelayType,
+    ServerErrorMessage,
+    serialize,
+    serialize_relay,
+)
 from redis.exceptions import RedisError
 
+from ..core.ice_access import UNREACHABLE, Registered
 from ..core.realm import LIMIT_REACHED, Client, Link, truncate
 from .batch import BatchCompiler
 from .codec import entries, entry, source
@@ -32,6 +40,7 @@ from .host import ClusterHost
 from .ops import Call, Direct, Eval, Mode, Op, Publish, Route, RouteCall
 from .outbox import Outbox
 from .owners import OwnerCache
+from .rooms import SWEEP_INSTANCES, RedisDirectory
 from .scripts import Keys, Lua
 from .wire import RETRY, Wire
 
@@ -40,6 +49,11 @@ __all__ = ["Cluster"]
 logger: Final = logging.getLogger("peerpy_server.cluster")
 
 UNAVAILABLE: Final = "Server is unavailable: its cluster store cannot be reached"
+#: The payload of the EXPIRE a sender gets for a message Redis failed to route.
+STORE_UNREACHABLE: Final = {
+    "reason": CLUSTER_UNAVAILABLE,
+    "msg": "Server could not route this message: its cluster store cannot be reached",
+}
 #: The ERROR a client gets when its registration was lost with the cluster store.
 LOST: Final = "Server lost this registration: its cluster store was unreachable too long"
 #: Seconds after Redis lost its data (a restart) during which no free id may be
@@ -60,6 +74,8 @@ SENDER_SHARE: Final = 8
 STALLED_AFTER: Final = 1.0
 #: Most cached owners (see :class:`~.owners.OwnerCache`); past that the cache starts afresh.
 OWNERS_LIMIT: Final = 100_000
+#: Seconds ``/ice`` waits for Redis to say which token an id holds (then 503).
+LOOKUP_WAIT: Final = 2.0
 #: Seconds :meth:`Cluster.aclose` waits for the outbox (the last releases) to be written.
 CLOSE_GRACE: Final = 2.0
 #: The result given to the operations of a batch Redis did not take.
@@ -92,7 +108,7 @@ class Cluster:
         self._owners = OwnerCache(self.instance, OWNERS_LIMIT)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._helpers: set[asyncio.Task[None]] = set()  # /peers answers, awaited on close
+        self._helpers: set[asyncio.Task[None]] = set()  # /peers, /ice answers, awaited on close
         self._reachable = False
         self._writing = False  # the writer holds a batch not yet answered
         self._writing_since = 0.0  # broker.now() when that batch was sent
@@ -100,6 +116,8 @@ class Cluster:
         self._expired: set[tuple[str, str]] = set()  # EXPIREs sent for the failed batch
         self._epoch = ""  # the epoch Redis had when we last saw it (see scripts.EPOCH)
         self._contact = 0.0  # broker.now() when Redis last answered
+        #: The members of every room, in Redis (see :mod:`.rooms`).
+        self.rooms = RedisDirectory(config, keys, self.instance, self._push)
 
     def _count(self) -> None:
         self._broker.stats.redis_round_trips += 1
@@ -202,6 +220,7 @@ class Cluster:
         key: str,
         peer_id: str,
         token: str,
+        rooms: bool = False,
         done: Callable[[Client | None], None],
     ) -> None:
         """Register ``peer_id`` cluster-wide, then locally; ``done(client or None)`` after.
@@ -232,7 +251,9 @@ class Cluster:
             if previous and previous != self.instance:
                 # The id moves here: its old socket elsewhere is closed.
                 self._publish(previous, entry("s", peer_id, token))
-            client = realm.connect(link, key=key, peer_id=peer_id, token=token, now=broker.now())
+            client = realm.connect(
+                link, key=key, peer_id=peer_id, token=token, now=broker.now(), rooms=rooms
+            )
             done(client)
             if client is None:
                 self.release(peer_id, token)
@@ -261,6 +282,15 @@ class Cluster:
         notice = kind is RelayType.LEAVE or kind is RelayType.EXPIRE
         self._route(client.id, dst, frame, Mode.NOTICE if notice else Mode.RELAY)
 
+    def deliver(self, peer_id: str, frame: str) -> bool:
+        """Send a room notice to ``peer_id``: here if it is local, else through Redis.
+
+        ``True`` once sent or routed; a notice for an id nobody holds is dropped.
+        """
+        if not self._broker.realm.deliver_local(peer_id, frame):
+            self._route("", peer_id, frame, Mode.NOTICE)
+        return True
+
     def respond_later(self, respond: Callable[[list[str]], None]) -> None:
         """Call ``respond(ids)`` with the ids registered in the whole cluster (``/peers``)."""
 
@@ -271,7 +301,30 @@ class Cluster:
                 ids = self._broker.realm.ids()  # what this instance knows
             respond(ids)
 
-        task = asyncio.get_running_loop().create_task(answer())
+        self._helper(answer())
+
+    def registration(self, peer_id: str, answer: Callable[[Registered], None]) -> None:
+        """Call ``answer`` with the token ``peer_id`` holds in the cluster (``/ice``).
+
+        ``None`` if no instance holds it; :data:`~..core.ice_access.UNREACHABLE`
+        if Redis did not answer within :data:`LOOKUP_WAIT` seconds.
+        """
+        key = self._keys.id(peer_id)
+
+        async def look() -> None:
+            try:
+                value = await asyncio.wait_for(self._wire.get(key), LOOKUP_WAIT)
+            except (RedisError, OSError, asyncio.TimeoutError):
+                answer(UNREACHABLE)
+                return
+            # "<instance> <token>"
+            answer(None if value is None else value.partition(" ")[2])
+
+        self._helper(look())
+
+    def _helper(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a helper task (an HTTP answer), cancelled by :meth:`aclose`."""
+        task = asyncio.get_running_loop().create_task(coro)
         self._helpers.add(task)
         task.add_done_callback(self._helpers.discard)
 
@@ -287,11 +340,13 @@ class Cluster:
 
     def _route_failed(self, src: str, dst: str, mode: Mode) -> None:
         # Never a silent loss: the sender hears EXPIRE for what was not routed
-        # (once per destination in a failed batch).
+        # (once per destination in a failed batch), saying that Redis failed:
+        # dst may well exist (PeerJS ignores the payload).
         if mode is not Mode.NOTICE and (src, dst) not in self._expired:
             self._expired.add((src, dst))
             self._broker.stats.expired += 1
-            self._broker.realm.deliver_local(src, serialize_relay(RelayType.EXPIRE, dst, src))
+            frame = serialize_relay(RelayType.EXPIRE, dst, src, STORE_UNREACHABLE)
+            self._broker.realm.deliver_local(src, frame)
 
     def _publish(self, instance: str, payload: bytes) -> None:
         self._outbox.add(Publish(self._keys.channel(instance), payload), bounded=False)
@@ -484,6 +539,7 @@ class Cluster:
         self._broker.write_gathered()
 
     def _push_refresh(self) -> None:
+        self._push(self.rooms.alive())
         clients = list(self._broker.realm.clients())
         for start in range(0, len(clients), REFRESH_CHUNK):
             chunk = clients[start : start + REFRESH_CHUNK]
@@ -501,6 +557,10 @@ class Cluster:
         args = [str(int(config.expire_timeout * 1000)), "1000", self._keys.prefix]
         result = await self._wire.run(Lua.SWEEP, [self._keys.expiry], args)
         self._reached(True)
+        swept = await self._wire.run(
+            Lua.ROOM_SWEEP, self._keys.room_sweep, [self._keys.prefix, str(SWEEP_INSTANCES)]
+        )
+        self.rooms.swept(swept)
         for index in range(0, len(result), 2):
             dst, senders = result[index], result[index + 1]
             for src in senders:

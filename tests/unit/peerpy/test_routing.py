@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 import pytest
-from peerpy_protocol.messages import Relay, RelayType
+from peerpy_protocol.messages import CLUSTER_UNAVAILABLE, Relay, RelayType
 from peerpy_protocol.payloads import (
     AnswerPayload,
     CandidatePayload,
@@ -123,6 +123,26 @@ def test_expire_fails_only_our_unanswered_connections_to_the_sender(setup: Setup
     assert [type(e) for e in waiting.errors] == [PeerUnavailableError]
     assert "Could not connect to peer ghost" in str(waiting.errors[0])
     assert answered.errors == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "cause"),
+    [
+        (None, False),
+        ({"reason": CLUSTER_UNAVAILABLE, "msg": "..."}, True),
+        ({"reason": "something-else"}, False),
+        ("cluster-unavailable", False),
+    ],
+)
+def test_an_expire_from_an_unreachable_cluster_store_names_it(
+    setup: Setup, payload: object, cause: bool
+) -> None:
+    """Our broker's EXPIRE for a message Redis failed to route says so; others do not."""
+    waiting = add(setup, Conn("bob", "dc_1"))
+    setup.router.route(Relay(RelayType.EXPIRE, src="bob", payload=payload))
+    [error] = waiting.errors
+    assert str(error).startswith("Could not connect to peer bob")
+    assert ("cluster store is unreachable" in str(error)) is cause
 
 
 @pytest.mark.parametrize(
