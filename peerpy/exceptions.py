@@ -102,7 +102,7 @@ class ConfigurationError(UsageError, ValueError):
 
 
 class InvalidAddressError(UsageError, ValueError):
-    """An address, network or buffer size given to a ``NetworkPolicy`` is invalid."""
+    """An address, network, buffer size or wait given to a ``NetworkPolicy`` is invalid."""
 
 
 class MediaFileError(UsageError, OSError):

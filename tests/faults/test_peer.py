@@ -409,7 +409,7 @@ def test_remote_gone_must_be_positive_seconds(value: object) -> None:
 
 async def test_remote_gone_needs_no_network_policy() -> None:
     """remote_gone applies even with a NetworkPolicy of all None; None keeps plain aiortc."""
-    bare = NetworkPolicy(udp_buffer_bytes=None)
+    bare = NetworkPolicy(udp_buffer_bytes=None, relay_hold=None)
     assert not bare.needs_hooks
     config = RTCConfiguration(iceServers=[])
     watched = create_peer_connection(config, bare, remote_gone=5.0)
