@@ -9,7 +9,6 @@ on over a new one: every value once, in order, ``reconnecting`` then
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -19,15 +18,7 @@ from peerpy.config import Timeouts
 from peerpy.exceptions import PeerError, ResumeFailedError
 from peerpy.peer import Peer
 
-from ...brokers import peerpy_server
-
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def url() -> AsyncIterator[str]:
-    async with peerpy_server() as broker_url:
-        yield broker_url
 
 
 def value(n: int) -> Any:
