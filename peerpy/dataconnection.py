@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar, Literal, overload
 
 import anyio
 import anyio.lowlevel
+import attrs
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.sdp import SessionDescription as ParsedSdp
 from peerpy_protocol.payloads import AnswerPayload, ConnectionType, OfferPayload, Resume
@@ -43,6 +45,7 @@ from .generation import GenerationSwitch
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
 from .resumption import Resumption
 from .serialization import CLOSE, Serializer
+from .stats import ConnectionStats, payload_size
 
 #: Seconds an acknowledgement may wait for more messages to acknowledge with it.
 ACK_DELAY = 0.05
@@ -78,6 +81,7 @@ class DataConnection(Connection):
         reliable: bool,
         originator: bool,
         logger: logging.Logger,
+        resumable: bool = True,
     ) -> None:
         super().__init__(
             owner,
@@ -105,12 +109,17 @@ class DataConnection(Connection):
         self._high_water = self._backend.send_high_water(owner.limits.send_high_water)
         self._waiting_frames = 0  # see buffer_size
         # Resumption (see peerpy.resumption), once both sides offered it.
+        self._may_resume = resumable  # False: never offered (a room's connection)
         self._resume: Resumption | None = None
         self._switch: GenerationSwitch | None = None
         self._closing = False  # close() was called: a closing channel is no loss
         self._bye_sent = False
         self._bye_pending = False  # a bye sent while closing, to flush (see _before_close)
         self._ack_timer: asyncio.TimerHandle | None = None
+        self._heard_at: float | None = None  # when the remote's last envelope arrived
+        # The application's payload bytes, across generations (see stats()).
+        self._sent_bytes = 0
+        self._received_bytes = 0
 
     @property
     def data_channel(self) -> RTCDataChannel | None:
@@ -184,9 +193,38 @@ class DataConnection(Connection):
         return (self._owner.timeouts.remote_gone or 50.0) + 1.0
 
     @property
+    def remote_silence(self) -> float | None:
+        """Seconds since anything arrived from the remote of a resumable connection.
+
+        Values and resumption's acknowledgements both count: the remote's
+        peerpy acknowledges what we send even while its application sends
+        nothing, so a short silence here while we send means the path and the
+        remote's event loop are alive.  ``None`` on a connection that is not
+        resumable, or before anything arrived.
+        """
+        if self._heard_at is None:
+            return None
+        return time.monotonic() - self._heard_at
+
+    @property
     def generation(self) -> int:
         """How many times the peer connection was replaced (0: the first one)."""
         return 0 if self._switch is None else self._switch.generation
+
+    async def stats(self) -> ConnectionStats:
+        """The connection's numbers now (see :mod:`peerpy.stats`); once closed, as it closed.
+
+        ``bytes_sent``/``bytes_received`` count the application's payload:
+        each serialized message once, across resumptions, as
+        ``RTCDataChannelStats`` counts a PeerJS channel.  On a resumable
+        connection, resumption's own bytes (a 9-byte envelope per message,
+        the acknowledgements, the *bye*, the tail sent again after a resume)
+        are not in them: :meth:`raw_stats` shows every byte (the transport's
+        counts; on wrtc also the current channel's).  Cancelling stops
+        collecting them; the connection is unaffected.
+        """
+        stats = await super().stats()
+        return attrs.evolve(stats, bytes_sent=self._sent_bytes, bytes_received=self._received_bytes)
 
     # -- negotiation --------------------------------------------------------
 
@@ -198,8 +236,10 @@ class DataConnection(Connection):
         }
 
     def _resume_offer(self) -> Resume | None:
-        """What we offer to resume, if ``Timeouts.resume`` allows it."""
-        return None if self._owner.timeouts.resume is None else Resume(0, self._high_water)
+        """What we offer to resume, if ``Timeouts.resume`` and the connection allow it."""
+        if self._owner.timeouts.resume is None or not self._may_resume:
+            return None
+        return Resume(0, self._high_water)
 
     async def _start_as_caller(self) -> None:
         """Make the one data channel, then send the OFFER."""
@@ -216,7 +256,7 @@ class DataConnection(Connection):
         await self._send_answer(mine if self._resume is not None else None)
 
     def _on_answer(self, answer: AnswerPayload) -> None:
-        if answer.resume is not None and self._owner.timeouts.resume is not None:
+        if answer.resume is not None and self._resume_offer() is not None:
             self._enable_resume(answer.resume.window)
 
     def _enable_resume(self, remote_window: int) -> None:
@@ -294,6 +334,7 @@ class DataConnection(Connection):
             if frame is None:
                 return
             message = frame
+        self._received_bytes += payload_size(message)
         try:
             values = self._serializer.decode_sized(message)
         except DecodeError as exc:
@@ -322,6 +363,7 @@ class DataConnection(Connection):
         except ProtocolError as exc:
             self._fail(exc)
             return None
+        self._heard_at = time.monotonic()
         if got.acked:
             self._writable.set()
         if got.bye:
@@ -451,6 +493,7 @@ class DataConnection(Connection):
     async def _send_frame(self, frame: bytes | str) -> None:
         if self._resume is not None:
             await self._send_resumable(self._resume, frame)
+            self._sent_bytes += payload_size(frame)
             return
         channel = self._channel
         assert channel is not None
@@ -469,6 +512,7 @@ class DataConnection(Connection):
             raise MessageTooBigError(str(exc)) from None
         except Exception as exc:  # aiortc raises InvalidStateError when closing
             raise self._closed_error() from exc
+        self._sent_bytes += payload_size(frame)
 
     async def _wait_writable(self, blocked: Callable[[], bool]) -> None:
         """Wait while ``blocked()``; raise if the connection closes.  Cancelling stops waiting."""

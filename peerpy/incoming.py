@@ -46,6 +46,7 @@ from .exceptions import DisconnectedError, NegotiationFailedError, PeerError
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
 from .mediaconnection import MediaConnection
 from .registry import Registry
+from .rooms.mesh import resumable
 from .serialization import SerializerFactory, serializer_for_wire_name
 
 __all__ = ["Claims", "Incoming", "until_destroyed"]
@@ -178,6 +179,7 @@ class Incoming:
             reliable=bool(offer.reliable),
             originator=False,
             logger=self._log,
+            resumable=resumable(offer.metadata),
         )
         host._register(conn)
         self.admission.admit(conn)

@@ -21,6 +21,7 @@ from .connection import Host, SdpTransform
 from .dataconnection import DataConnection
 from .exceptions import UsageError
 from .mediaconnection import MediaConnection, check_tracks
+from .rooms.mesh import resumable
 from .serialization import SerializerFactory, create_serializer
 
 __all__ = ["Outgoing"]
@@ -68,6 +69,7 @@ class Outgoing:
             reliable=reliable or serializer.reliable_required,
             originator=True,
             logger=self._log,
+            resumable=resumable(metadata),
         )
         conn.sdp_transform = sdp_transform
         host._register(conn)

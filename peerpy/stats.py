@@ -24,7 +24,9 @@ Which member each figure comes from:
 ========================== ===========================================================
 figure                     W3C source
 ========================== ===========================================================
-bytes_sent/received        data connection: the ``data-channel`` (payload bytes);
+bytes_sent/received        data connection: the ``data-channel`` (payload bytes;
+                           ``DataConnection.stats()`` puts its own count of the
+                           application's payload there, see :func:`payload_size`);
                            call: the ``transport`` (every byte of the connection)
 packets_sent/received      the ``transport`` (else the selected ``candidate-pair``)
 packets_lost               ``packetsLost`` of the ``inbound-rtp`` (lost on the way to
@@ -48,12 +50,19 @@ import attrs
 
 from .route import Route
 
-__all__ = ["ConnectionStats", "Report", "TrackStats"]
+__all__ = ["ConnectionStats", "Report", "TrackStats", "payload_size"]
 
 #: A stats report in the W3C's JSON form: stats id -> ``{"type": ..., camelCase members}``.
 Report = Mapping[str, Mapping[str, Any]]
 
 Direction = Literal["outbound", "inbound"]
+
+
+def payload_size(message: bytes | str) -> int:
+    """The bytes ``RTCDataChannelStats`` counts for one message: its length, a string's UTF-8."""
+    if isinstance(message, bytes) or message.isascii():
+        return len(message)
+    return len(message.encode())
 
 
 @attrs.frozen
@@ -88,7 +97,9 @@ class TrackStats:
 class ConnectionStats:
     """The numbers of a data or media connection at one moment (see the module docstring)."""
 
-    #: Bytes sent: a data connection's payload bytes, a call's transport bytes.
+    #: Bytes sent: a data connection's payload bytes (the application's
+    #: messages, resumption's envelopes and acknowledgements excluded), a
+    #: call's transport bytes.
     bytes_sent: int | None = None
     #: Bytes received, counted as :attr:`bytes_sent`.
     bytes_received: int | None = None

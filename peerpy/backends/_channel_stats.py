@@ -10,13 +10,18 @@ entry) when its own report has none for the channel.
 The counts are the W3C's ``RTCDataChannelStats``: ``bytesSent`` and
 ``bytesReceived`` are payload bytes (a string's UTF-8 bytes), without SCTP
 or DTLS headers, counted as the application hands a message to the channel
-and as the channel delivers one.
+and as the channel delivers one.  On a resumable connection they include
+resumption's envelopes and acknowledgements; ``DataConnection.stats()``
+reports its own count of the application's payload instead (the entry stays
+in the report the backend builds).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from typing import TYPE_CHECKING, Any, Final
+
+from ..stats import payload_size
 
 if TYPE_CHECKING:
     from aiortc import RTCDataChannel
@@ -37,13 +42,7 @@ class _Counts:
 
     def received(self, message: bytes | str) -> None:
         self.messages_received += 1
-        self.bytes_received += _payload_size(message)
-
-
-def _payload_size(message: bytes | str) -> int:
-    if isinstance(message, bytes) or message.isascii():
-        return len(message)
-    return len(message.encode())
+        self.bytes_received += payload_size(message)
 
 
 def count_channel(channel: RTCDataChannel) -> None:
@@ -59,7 +58,7 @@ def count_channel(channel: RTCDataChannel) -> None:
     def counted_send(data: bytes | str) -> None:
         send(data)
         counts.messages_sent += 1
-        counts.bytes_sent += _payload_size(data)
+        counts.bytes_sent += payload_size(data)
 
     setattr(channel, "send", counted_send)  # noqa: B010 - per object, not the class
     channel.on("message", counts.received)

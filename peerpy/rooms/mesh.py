@@ -14,7 +14,9 @@ backpressure), and reports when the connection ends (``lost(member, error)``):
 an open connection that dies means the member is gone for us (crashed, frozen,
 cut off: ``Timeouts.remote_gone``), whether or not the broker said so yet.
 
-Room connections are marked so they never reach ``Peer.accept()``: their
+Room connections never resume on a new peer connection (see :func:`resumable`):
+a dead one means the member is gone for us.  They are marked so they never
+reach ``Peer.accept()``: their
 metadata is ``{"peerpy-room": NAME}`` (:func:`room_metadata`), which PeerJS's
 ``peer.connect(id, {metadata})`` and ``peer.call(id, stream, {metadata})``
 can send too; the channel label is ``peerpy-room:NAME``, for people reading
@@ -36,7 +38,7 @@ from ..exceptions import ConnectionClosedError, PeerError
 from ..mediaconnection import MediaConnection
 from .membership import offers
 
-__all__ = ["ROOM_KEY", "Link", "Mesh", "MeshHost", "room_metadata", "room_of"]
+__all__ = ["ROOM_KEY", "Link", "Mesh", "MeshHost", "resumable", "room_metadata", "room_of"]
 
 #: The metadata key marking a connection as a room's.
 ROOM_KEY = "peerpy-room"
@@ -56,6 +58,19 @@ def room_of(metadata: Any) -> str | None:
         if isinstance(name, str):
             return name
     return None
+
+
+def resumable(metadata: Any) -> bool:
+    """Whether a data connection with ``metadata`` may offer resumption: not a room's.
+
+    A room must see a frozen or cut-off member leave within
+    ``Timeouts.remote_gone``, and a resumable connection hides such a member
+    for up to ``Timeouts.resume`` (it cannot tell a frozen remote from a lost
+    path).  Rooms recover by themselves instead: who is a member is the
+    broker's word, and a member seen leaving that joins again (as
+    ``auto_reconnect`` does after a network change) gets a new connection.
+    """
+    return room_of(metadata) is None
 
 
 class MeshHost(Protocol):

@@ -146,9 +146,18 @@ class Channel:
         A resumable connection (see :mod:`peerpy.generation`) is silent while it
         resumes, and for up to :attr:`~peerpy.DataConnection.path_loss_bound`
         before it notices the path is dead; it fails by itself if it cannot resume.
+        But while the remote's peerpy acknowledges our heartbeats
+        (:attr:`~peerpy.DataConnection.remote_silence`) longer than a heartbeat
+        interval into the silence, the path is alive: the other side went quiet.
         """
-        bound = self.conn.path_loss_bound
-        return self.conn.reconnecting or (bound is not None and silent < bound)
+        conn = self.conn
+        if conn.reconnecting:
+            return True
+        bound = conn.path_loss_bound
+        if bound is None or silent >= bound:
+            return False
+        heard = conn.remote_silence
+        return heard is None or heard > self.options.idle_timeout - self.options.heartbeat_interval
 
     async def expect(self, kind: type[M], limit: float | None = None) -> M:
         """The next message, which must be a ``kind``.  Cancelling loses nothing."""

@@ -61,6 +61,11 @@ async def test_a_lost_peer_connection_is_resumed_in_order(
                 while len(got) < total:
                     got.append(await incoming.recv())
         assert got == [value(n) for n in range(total)]
+        # Payload counted once on each side: the tail sent again is not counted twice.
+        sent, received = (await conn.stats()).bytes_sent, (await incoming.stats()).bytes_received
+        assert sent == received
+        assert sent is not None
+        assert sent > 60 * 20_000
         assert conn.generation >= 1
         assert incoming.generation == conn.generation
         assert ("a", "resumed") in events

@@ -371,6 +371,8 @@ async def test_a_crashed_member_is_seen_leaving(
         ra.on("leave", lambda who: left.set())
         process = await anyio.to_thread.run_sync(member, peer_id + "b")
         await meshed(ra)
+        # Room connections do not resume: a frozen member must not hide behind one.
+        assert [conn.resumable for conn in ra.connections.values()] == [False]
         await ra.send("are you there?")
         started = time.monotonic()
         process.send_signal(getattr(signal, how))

@@ -54,7 +54,9 @@ async def test_data_stats_count_the_payload_sent(
     url: str, peer_id: str, backends: tuple[str, str]
 ) -> None:
     """Payload bytes within 1 % of what was sent, on both sides; packets, RTT, route;
-    the figures stay readable after the connection closed."""
+    the figures stay readable after the connection closed.  Resumption's
+    acknowledgements are not payload: the receiver's bytes_sent stays 0, while its
+    channel carries them (at most one 11-byte acknowledgement per message)."""
     caller, callee = backends
     sent = VALUES * VALUE_BYTES
     async with (
@@ -64,6 +66,8 @@ async def test_data_stats_count_the_payload_sent(
         conn = await alice.connect(peer_id + "b", reliable=True)
         incoming = await bob.accept()
         assert (conn.backend, incoming.backend) == backends
+        assert conn.resumable
+        assert incoming.resumable
         with anyio.fail_after(30):
             for n in range(VALUES):
                 await conn.send(bytes([n % 256]) * VALUE_BYTES)
@@ -73,6 +77,9 @@ async def test_data_stats_count_the_payload_sent(
         assert within_one_percent(ours.bytes_sent, sent), ours
         assert within_one_percent(theirs.bytes_received, sent), theirs
         assert ours.bytes_received == theirs.bytes_sent == 0
+        wire = await incoming._backend.stats_report(incoming.peer_connection, incoming.data_channel)
+        acks = sum(e.get("bytesSent", 0) for e in wire.values() if e["type"] == "data-channel")
+        assert 0 < acks <= VALUES * 11
         # The transport carried the payload in packets of at most ~1.2 kB.
         assert ours.packets_sent is not None
         assert ours.packets_sent > sent / 1300
