@@ -15,11 +15,10 @@ broker session or other connections.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar
 
 import anyio
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
@@ -47,12 +46,9 @@ from .exceptions import (
     WebRTCError,
 )
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
-from .network import NetworkPolicy
+from .owner import Host, Owner
 from .route import Route
 from .stats import ConnectionStats
-
-if TYPE_CHECKING:
-    from .config import Limits, Timeouts
 
 __all__ = ["Connection", "ConnectionState", "Host", "Owner", "SdpTransform"]
 
@@ -71,30 +67,7 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
 
 
-class Owner(Protocol):
-    """What a connection needs from its :class:`~peerpy.peer.Peer`."""
-
-    @property
-    def network(self) -> NetworkPolicy: ...
-    @property
-    def timeouts(self) -> Timeouts: ...
-    @property
-    def limits(self) -> Limits: ...
-    async def _send_relay(self, message: Relay) -> None: ...
-    def _spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None: ...
-    def _forget(self, connection: Connection) -> None: ...
-    def _new_pc(self, *, media: bool = False) -> RTCPeerConnection: ...
-
-
-class Host(Owner, Protocol):
-    """What the code making a peer's connections (incoming, outgoing) needs of the peer."""
-
-    def _register(self, conn: Connection) -> None: ...
-
-
 Signal = OfferPayload | AnswerPayload | CandidatePayload
-#: ``Connection._route_wait`` once ROUTE_DISCLOSURE_WAIT has passed.
-_WAITED: Final = object()
 
 
 class Connection:
@@ -138,7 +111,7 @@ class Connection:
         self._opened = anyio.Event()
         self._closed = anyio.Event()
         self._remote_set = False
-        self._route_wait: asyncio.TimerHandle | object | None = None  # see _set_open
+        self._route_wait = backends.RouteWait(lambda: None if self.closed else self._set_open())
         self._pending_candidates: list[IceCandidateInit] = []
         self._signals: Mailbox[Signal] = Mailbox(MAX_PENDING_SIGNALS)
         self._events = EventEmitter(self._EVENTS, owner._spawn, logger)
@@ -148,16 +121,6 @@ class Connection:
         """Follow ``pc``'s ICE state and remote; events of a replaced ``pc`` are ignored."""
         pc.on("iceconnectionstatechange", lambda: self._on_ice_state(pc))
         self._backend.watch_remote(pc, lambda silent: self._on_remote_gone(pc, silent))
-
-    def _adopt(self, pc: RTCPeerConnection) -> None:
-        """Carry on over a new peer connection (resumption); the old one is closed."""
-        old = self.peer_connection
-        self.peer_connection = pc
-        self._backend = backends.backend_of(pc)
-        self._remote_set = False
-        self._pending_candidates = []
-        self._watch(pc)
-        self._owner._spawn(old.close)
 
     #: PeerJS's ``sdpTransform``: rewrites our offer or answer SDP before it
     #: is sent (set by ``connect``/``call``/``answer``).
@@ -354,7 +317,7 @@ class Connection:
             self._log.debug("ignoring candidate outside the allowed networks: %s", line)
             return
         await self.peer_connection.addIceCandidate(candidate)
-        if isinstance(self._route_wait, asyncio.TimerHandle):
+        if self._route_wait.waiting:
             self._set_open()  # the candidate may disclose the route (wrtc)
 
     async def _send_offer(self, extra: dict[str, Any], resume: Resume | None = None) -> None:
@@ -428,20 +391,9 @@ class Connection:
 
     def _set_open(self) -> None:
         pc, policy = self.peer_connection, self._owner.network
-        if (
-            self._state is ConnectionState.NEGOTIATING
-            and self._route_wait is not _WAITED
-            and self._backend.route_undisclosed(pc, policy)
-        ):
-            # wrtc: the remote's trickled candidate will disclose the address; checked
-            # again as candidates are added (_add_candidate), refused at the deadline.
-            if self._route_wait is None:
-                loop = asyncio.get_running_loop()
-                self._route_wait = loop.call_later(backends.ROUTE_DISCLOSURE_WAIT, self._waited)
-            return
-        if isinstance(self._route_wait, asyncio.TimerHandle):
-            self._route_wait.cancel()
-            self._route_wait = None
+        opening = self._state is ConnectionState.NEGOTIATING
+        if self._route_wait.needed(self._backend, pc, policy, opening=opening):
+            return  # wrtc: the remote's trickled candidate will disclose the address
         refused = self._backend.route_refused(pc, policy)
         if refused is not None:
             self._fail(NegotiationFailedError(f"Connection to {self.peer} refused: {refused}"))
@@ -451,12 +403,6 @@ class Connection:
             self._state = ConnectionState.OPEN
             self._opened.set()
             self._events.emit("open")
-
-    def _waited(self) -> None:
-        """The route stayed undisclosed for ROUTE_DISCLOSURE_WAIT s: check it (and refuse)."""
-        self._route_wait = _WAITED
-        if not self.closed:
-            self._set_open()
 
     def _fail(self, error: PeerError) -> None:
         """Record why the connection ends, report it and close."""

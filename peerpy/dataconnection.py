@@ -12,14 +12,16 @@ estimate of its decoded size, not by the frame that completed it) plus what the
 serializer holds for values not complete yet (chunks of a chunked message, the
 partial value of a MsgPack stream). Past it the connection fails with
 :class:`~peerpy.exceptions.ProtocolError`.
+
+The connection's parts: :mod:`peerpy.sending` (backpressure, the remote's
+size limit), :mod:`peerpy.receiving` (decoding, the bound above), and between
+two peerpy peers :mod:`peerpy.resumable` (resumption's envelopes, with
+:mod:`peerpy.generation` moving to a new peer connection).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar, Literal, overload
 
@@ -27,32 +29,25 @@ import anyio
 import anyio.lowlevel
 import attrs
 from aiortc import RTCDataChannel, RTCPeerConnection
-from aiortc.sdp import SessionDescription as ParsedSdp
 from peerpy_protocol.payloads import AnswerPayload, ConnectionType, OfferPayload, Resume
 
-from .connection import Connection, Owner, Signal
+from .connection import Connection, Signal
 from .events import DATA_CONNECTION_EVENTS
 from .exceptions import (
     ConnectionClosedError,
     DecodeError,
-    MessageTooBigError,
     NotOpenError,
     PeerError,
     ProtocolError,
     UsageError,
 )
-from .generation import GenerationSwitch
-from .mailbox import Mailbox, MailboxClosed, MailboxFull
-from .resumption import Resumption
-from .serialization import CLOSE, Serializer
-from .stats import ConnectionStats, payload_size
-
-#: Seconds an acknowledgement may wait for more messages to acknowledge with it.
-ACK_DELAY = 0.05
-#: Seconds ``close()`` waits for the remote to close after the *bye* of a resumable connection.
-BYE_WAIT = 1.0
-#: Seconds the teardown waits for a bye to leave before closing the peer connection.
-BYE_FLUSH = 0.2
+from .mailbox import MailboxClosed
+from .owner import Owner
+from .receiving import Receiver
+from .resumable import BYE_WAIT, ResumableChannel
+from .sending import Sender
+from .serialization import Serializer
+from .stats import ConnectionStats
 
 __all__ = ["DataConnection"]
 
@@ -101,25 +96,14 @@ class DataConnection(Connection):
         self.reliable = reliable
         self._serializer = serializer
         self._channel: RTCDataChannel | None = None
-        self._writable = anyio.Event()
-        self._inbox: Mailbox[Any] = Mailbox(max_bytes=owner.limits.receive_buffer_bytes)
+        self._receiver = Receiver(self, owner.limits.receive_buffer_bytes)
         self._close_requested = False
-        self._send_limit: int | None = None  # the remote's max-message-size, once known
-        # wrtc caps it: libwebrtc refuses sends beyond 16 MiB buffered.
-        self._high_water = self._backend.send_high_water(owner.limits.send_high_water)
-        self._waiting_frames = 0  # see buffer_size
-        # Resumption (see peerpy.resumption), once both sides offered it.
+        # wrtc caps the high water: libwebrtc refuses sends beyond 16 MiB buffered.
+        self._sender = Sender(self, self._backend.send_high_water(owner.limits.send_high_water))
+        # Resumption (see peerpy.resumable), once both sides offered it.
         self._may_resume = resumable  # False: never offered (a room's connection)
-        self._resume: Resumption | None = None
-        self._switch: GenerationSwitch | None = None
+        self._resumable: ResumableChannel | None = None
         self._closing = False  # close() was called: a closing channel is no loss
-        self._bye_sent = False
-        self._bye_pending = False  # a bye sent while closing, to flush (see _before_close)
-        self._ack_timer: asyncio.TimerHandle | None = None
-        self._heard_at: float | None = None  # when the remote's last envelope arrived
-        # The application's payload bytes, across generations (see stats()).
-        self._sent_bytes = 0
-        self._received_bytes = 0
 
     @property
     def data_channel(self) -> RTCDataChannel | None:
@@ -148,7 +132,7 @@ class DataConnection(Connection):
 
         Values waiting for :meth:`recv` plus incomplete chunked/streamed values.
         """
-        return self._inbox.bytes + self._serializer.held_bytes
+        return self._receiver.held_bytes
 
     @property
     def buffered_amount(self) -> int:
@@ -164,21 +148,21 @@ class DataConnection(Connection):
         (chunks) that sends in progress have not handed to the channel yet,
         beside :attr:`buffered_amount`, the bytes already in the channel.
         """
-        return self._waiting_frames
+        return self._sender.waiting_frames
 
     @property
     def resumable(self) -> bool:
         """Whether this connection survives the loss of its peer connection.
 
         True between two peerpy peers (both with ``Timeouts.resume`` set); a
-        PeerJS remote never is (see :mod:`peerpy.generation`).
+        PeerJS remote never is, nor a room's connection (see :mod:`peerpy.generation`).
         """
-        return self._resume is not None
+        return self._resumable is not None
 
     @property
     def reconnecting(self) -> bool:
         """Whether the connection is resuming on a new peer connection (sends wait)."""
-        return self._switch is not None and self._switch.active
+        return self._resumable is not None and self._resumable.reconnecting
 
     @property
     def path_loss_bound(self) -> float | None:
@@ -188,7 +172,7 @@ class DataConnection(Connection):
         (or closed), so a protocol on top can wait instead of counting a silence
         as the remote gone (``Timeouts.remote_gone`` plus a second).
         """
-        if self._resume is None:
+        if self._resumable is None:
             return None
         return (self._owner.timeouts.remote_gone or 50.0) + 1.0
 
@@ -202,14 +186,12 @@ class DataConnection(Connection):
         remote's event loop are alive.  ``None`` on a connection that is not
         resumable, or before anything arrived.
         """
-        if self._heard_at is None:
-            return None
-        return time.monotonic() - self._heard_at
+        return None if self._resumable is None else self._resumable.remote_silence
 
     @property
     def generation(self) -> int:
         """How many times the peer connection was replaced (0: the first one)."""
-        return 0 if self._switch is None else self._switch.generation
+        return 0 if self._resumable is None else self._resumable.switch.generation
 
     async def stats(self) -> ConnectionStats:
         """The connection's numbers now (see :mod:`peerpy.stats`); once closed, as it closed.
@@ -224,7 +206,9 @@ class DataConnection(Connection):
         collecting them; the connection is unaffected.
         """
         stats = await super().stats()
-        return attrs.evolve(stats, bytes_sent=self._sent_bytes, bytes_received=self._received_bytes)
+        return attrs.evolve(
+            stats, bytes_sent=self._sender.sent_bytes, bytes_received=self._receiver.received_bytes
+        )
 
     # -- negotiation --------------------------------------------------------
 
@@ -239,7 +223,7 @@ class DataConnection(Connection):
         """What we offer to resume, if ``Timeouts.resume`` and the connection allow it."""
         if self._owner.timeouts.resume is None or not self._may_resume:
             return None
-        return Resume(0, self._high_water)
+        return Resume(0, self._sender.high_water)
 
     async def _start_as_caller(self) -> None:
         """Make the one data channel, then send the OFFER."""
@@ -253,25 +237,22 @@ class DataConnection(Connection):
         if offer.resume is not None and mine is not None:
             self._enable_resume(offer.resume.window)
         await self._set_remote(offer.sdp)
-        await self._send_answer(mine if self._resume is not None else None)
+        await self._send_answer(mine if self._resumable is not None else None)
 
     def _on_answer(self, answer: AnswerPayload) -> None:
         if answer.resume is not None and self._resume_offer() is not None:
             self._enable_resume(answer.resume.window)
 
     def _enable_resume(self, remote_window: int) -> None:
-        self._resume = Resumption(
-            window=self._high_water, ordered=self.reliable, remote_window=remote_window
-        )
-        self._switch = GenerationSwitch(self, self._log)
+        self._resumable = ResumableChannel(self, remote_window, self._log)
 
     async def _apply(self, signal: Signal) -> None:
         resume = getattr(signal, "resume", None)
         if isinstance(signal, OfferPayload | AnswerPayload) and resume and resume.generation:
-            if self._switch is None or not self.open:
+            if self._resumable is None or not self.open:
                 self._log.warning("ignoring a resume %s for %s", type(signal).__name__, self)
                 return
-            await self._switch.on_signal(signal)
+            await self._resumable.switch.on_signal(signal)
             return
         await super()._apply(signal)
 
@@ -285,11 +266,13 @@ class DataConnection(Connection):
         self._channel = channel
         self._backend.tune_channel(channel)  # aiortc: a cheaper SCTP send path
         limits = self._owner.limits
-        channel.bufferedAmountLowThreshold = min(limits.send_low_water, self._high_water)
+        channel.bufferedAmountLowThreshold = min(limits.send_low_water, self._sender.high_water)
         # Events of a channel replaced by resumption are ignored.
         channel.on("open", lambda: self._on_channel_open(channel))
-        channel.on("message", lambda m: self._on_message(m) if channel is self._channel else None)
-        channel.on("bufferedamountlow", self._on_writable)
+        channel.on(
+            "message", lambda m: self._receiver.on_message(m) if channel is self._channel else None
+        )
+        channel.on("bufferedamountlow", lambda: self._sender.writable.set())
         channel.on("close", lambda: self._on_channel_close(channel))
         if channel.readyState == "open":
             self._on_channel_open(channel)
@@ -301,103 +284,26 @@ class DataConnection(Connection):
     def _on_channel_open(self, channel: RTCDataChannel) -> None:
         if channel is not self._channel:
             return
-        if self._switch is not None and self._switch.active:
-            self._switch.channel_open(channel)
+        if self._resumable is not None and self._resumable.reconnecting:
+            self._resumable.switch.channel_open(channel)
         else:
             self._set_open()
 
     def _on_channel_close(self, channel: RTCDataChannel) -> None:
         if channel is not self._channel:
             return
-        if self._resume is not None and self.open and not self._closing:
+        if self._resumable is not None and self.open and not self._closing:
             self._path_lost(ConnectionClosedError(f"the data channel to {self.peer} closed"))
         else:
             self._close_soon()
 
     def _path_lost(self, error: PeerError | None) -> None:
-        if self._switch is not None and self.open and not self._closing:
-            error = error or ConnectionClosedError(f"the peer connection to {self.peer} closed")
-            self._switch.lost(error, remote_closed=isinstance(error, ConnectionClosedError))
+        if self._resumable is not None and self.open and not self._closing:
+            self._resumable.lost(error)
         else:
             super()._path_lost(error)
 
-    def _on_writable(self) -> None:
-        self._writable.set()
-
     # -- receiving ----------------------------------------------------------
-
-    def _on_message(self, message: bytes | str) -> None:
-        if self.closed or self._error is not None:  # failed: decode nothing more
-            return
-        if self._resume is not None:
-            frame = self._unwrap(self._resume, message)
-            if frame is None:
-                return
-            message = frame
-        self._received_bytes += payload_size(message)
-        try:
-            values = self._serializer.decode_sized(message)
-        except DecodeError as exc:
-            self._fail(exc)
-            return
-        for value, size in values:
-            if value is CLOSE:
-                self._close_requested = True
-                self._close_soon()
-                return
-            if self._events.has("data"):
-                self._events.emit("data", value)
-                continue
-            try:
-                self._inbox.put_nowait(value, size)
-            except MailboxFull:
-                self._fail_unread(self._inbox.bytes + size)
-                return
-        if self.received_bytes_held > self._inbox.max_bytes:
-            self._fail_unread(self.received_bytes_held)
-
-    def _unwrap(self, resume: Resumption, message: bytes | str) -> bytes | str | None:
-        """The message inside a resumable connection's envelope; ``None``: nothing to decode."""
-        try:
-            got = resume.receive(message)
-        except ProtocolError as exc:
-            self._fail(exc)
-            return None
-        self._heard_at = time.monotonic()
-        if got.acked:
-            self._writable.set()
-        if got.bye:
-            self._close_requested = True
-            self._close_soon()
-        if got.frame is not None:
-            if resume.ack_due():
-                self._send_ack()
-            elif self._ack_timer is None:
-                self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self._send_ack)
-        return got.frame
-
-    def _send_ack(self) -> None:
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
-        channel = self._channel
-        if self._resume is None or channel is None or self.reconnecting:
-            return  # the next generation acknowledges everything when it opens
-        with contextlib.suppress(Exception):  # closing: the same
-            channel.send(self._resume.ack())
-
-    def _fail_unread(self, held: int) -> None:
-        """Fail the connection: more than the receive buffer is received and unread.
-
-        Values already queued stay readable; nothing more is decoded.
-        """
-        self._fail(
-            ProtocolError(
-                f"{held} bytes received and not read (partial values included) exceed "
-                f"Limits.receive_buffer_bytes={self._inbox.max_bytes}; "
-                "read faster or raise Limits.receive_buffer_bytes"
-            )
-        )
 
     @overload  # type: ignore[override]  # names typed here, any str in Connection
     def on(self, event: Literal["data"], handler: Callable[[Any], Any]) -> Callable[..., Any]: ...
@@ -428,7 +334,7 @@ class DataConnection(Connection):
         first = event == "data" and not self._events.has("data")
         self._events.on(event, handler)
         if first:
-            for value in self._inbox.drain():
+            for value in self._receiver.inbox.drain():
                 self._events.emit("data", value)
         return handler
 
@@ -439,7 +345,7 @@ class DataConnection(Connection):
         every received value was read.  Cancelling loses nothing.
         """
         try:
-            return await self._inbox.get()
+            return await self._receiver.inbox.get()
         except MailboxClosed:
             raise self._closed_error() from None
 
@@ -479,72 +385,7 @@ class DataConnection(Connection):
                 if not self.closed
                 else f"Connection to {self.peer} is closed: cannot send."
             )
-        frames = self._serializer.encode(value)
-        left = len(frames)
-        self._waiting_frames += left
-        try:
-            for frame in frames:
-                await self._send_frame(frame)
-                left -= 1
-                self._waiting_frames -= 1
-        finally:
-            self._waiting_frames -= left
-
-    async def _send_frame(self, frame: bytes | str) -> None:
-        if self._resume is not None:
-            await self._send_resumable(self._resume, frame)
-            self._sent_bytes += payload_size(frame)
-            return
-        channel = self._channel
-        assert channel is not None
-        await self._wait_writable(lambda: channel.bufferedAmount > self._high_water)
-        if self._send_limit is None:
-            self._send_limit = remote_max_message_size(self.peer_connection)
-        # aiortc 1.16 enforces the limit too; aiortc 1.15 (Python 3.10) does not.
-        if self._send_limit and _wire_size(frame, self._send_limit) > self._send_limit:
-            raise MessageTooBigError(
-                f"a message of {_wire_size(frame, 0)} bytes exceeds the remote's "
-                f"max-message-size of {self._send_limit} bytes"
-            )
-        try:
-            channel.send(frame)
-        except ValueError as exc:
-            raise MessageTooBigError(str(exc)) from None
-        except Exception as exc:  # aiortc raises InvalidStateError when closing
-            raise self._closed_error() from exc
-        self._sent_bytes += payload_size(frame)
-
-    async def _wait_writable(self, blocked: Callable[[], bool]) -> None:
-        """Wait while ``blocked()``; raise if the connection closes.  Cancelling stops waiting."""
-        while blocked():
-            self._writable = anyio.Event()
-            with anyio.move_on_after(1.0):  # also notice a close while waiting
-                await self._writable.wait()
-            if not self.open:
-                raise self._closed_error()
-        if not self.open:
-            raise self._closed_error()
-
-    async def _send_resumable(self, resume: Resumption, frame: bytes | str) -> None:
-        """Number ``frame`` and send it; wait while resuming or while the tail is full.
-
-        A frame sent on a peer connection that is then lost stays in the tail
-        and goes again on the next one.
-        """
-        size = _wire_size(frame, 0)
-        await self._wait_writable(lambda: self.reconnecting or not resume.room_for(size))
-        if self._send_limit is None:
-            self._send_limit = remote_max_message_size(self.peer_connection)
-        if self._send_limit and size > self._send_limit:
-            raise MessageTooBigError(
-                f"a message of {size} bytes exceeds the remote's "
-                f"max-message-size of {self._send_limit} bytes"
-            )
-        channel = self._channel
-        assert channel is not None
-        for wire in resume.wrap(frame, self._send_limit):
-            with contextlib.suppress(Exception):  # lost with its peer connection: replayed
-                channel.send(wire)
+        await self._sender.send(self._serializer.encode(value))
 
     async def close(self, *, flush: bool = False) -> None:
         """Close the connection.
@@ -561,70 +402,37 @@ class DataConnection(Connection):
                         # On an unordered channel the close request could
                         # overtake data still in flight: wait until the remote
                         # acknowledged everything first.
-                        await self._wait_acknowledged()
+                        await self._sender.wait_acknowledged()
                     for frame in self._serializer.encode_close():
-                        await self._send_frame(frame)
+                        await self._sender.send_frame(frame)
                     await self.wait_closed()
             except PeerError as exc:
                 self._log.debug("flush before close failed: %s", exc)
         self._closing = True
-        if self._send_bye():
+        if self._resumable is not None and self._resumable.send_bye():
             # Give the bye time to arrive: the remote closes when it reads it.
             with anyio.move_on_after(min(self._owner.timeouts.close, BYE_WAIT)):
                 await self.wait_closed()
         await self._close()
 
-    def _send_bye(self) -> bool:
-        """Tell a resumable remote that we close on purpose (once); whether it was sent."""
-        channel = self._channel
-        if self._resume is None or self._bye_sent or channel is None or self.reconnecting:
-            return False
-        if channel.readyState != "open":
-            return False
-        self._bye_sent = True
-        try:
-            channel.send(Resumption.bye())
-        except Exception:
-            return False
-        return True
-
     async def _before_close(self) -> None:
-        """Let a bye sent while closing leave before the peer connection closes (0.2 s at most)."""
-        if not self._bye_pending:
-            return
-        with anyio.move_on_after(BYE_FLUSH):
-            await anyio.lowlevel.checkpoint()
-            pc = self.peer_connection
-            while self.buffered_amount or self._backend.unacknowledged(pc):  # noqa: ASYNC110
-                await anyio.sleep(0.005)
-        if self._channel is not None:
-            self._channel.close()
-
-    def _unacknowledged(self) -> bool:
-        if self._resume is not None:
-            return bool(self._resume.tail_length)
-        return bool(self.buffered_amount) or self._backend.unacknowledged(self.peer_connection)
-
-    async def _wait_acknowledged(self) -> None:
-        """Wait until every byte sent so far is acknowledged by the remote's SCTP."""
-        # aiortc has no event for "all acknowledged": poll its queues.
-        while self.open and self._unacknowledged():  # noqa: ASYNC110
-            await anyio.sleep(0.01)
+        if self._resumable is not None:
+            await self._resumable.flush_bye()
 
     def _on_closing(self) -> None:
         self._closing = True
-        self._bye_pending = self._send_bye()  # else the remote would resume
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
+        if self._resumable is not None:
+            self._resumable.closing()
         try:
             self._serializer.finish()
         except DecodeError as exc:
             # The remote closed in the middle of a chunked or streamed message.
             self._log.warning("connection %s closed mid-message: %s", self.connection_id, exc)
             self._error = self._error or exc
-        self._inbox.close()
-        self._writable.set()
-        if self._channel is not None and not self._bye_pending:
+        self._receiver.inbox.close()
+        self._sender.writable.set()
+        bye_pending = self._resumable is not None and self._resumable.bye_pending
+        if self._channel is not None and not bye_pending:
             self._channel.close()
 
     async def __aenter__(self) -> DataConnection:
@@ -632,28 +440,3 @@ class DataConnection(Connection):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-
-def remote_max_message_size(pc: RTCPeerConnection) -> int:
-    """The largest message the remote accepts, from its SDP (RFC 8841 §6).
-
-    Its ``a=max-message-size``, 65536 when absent, 0 (no limit) when it says 0
-    or there is no remote data section yet.
-    """
-    description = pc.remoteDescription
-    if description is None:
-        return 0
-    for media in ParsedSdp.parse(description.sdp).media:
-        if media.kind == "application":
-            capabilities = media.sctpCapabilities
-            return 65536 if capabilities is None else int(capabilities.maxMessageSize)
-    return 0
-
-
-def _wire_size(frame: bytes | str, limit: int) -> int:
-    """The size of ``frame`` on the wire; a short str is not encoded to tell."""
-    if isinstance(frame, bytes):
-        return len(frame)
-    if len(frame) * 4 <= limit:  # UTF-8 takes at most 4 bytes a character
-        return len(frame)
-    return len(frame.encode())

@@ -41,6 +41,7 @@ from peerpy_protocol.payloads import (
     Resume,
 )
 
+from . import backends
 from .backoff import backoff_delays
 from .exceptions import ConnectionClosedError, PeerError, PeerUnavailableError, ResumeFailedError
 
@@ -118,8 +119,8 @@ class GenerationSwitch:
             self._log.warning("resumed route refused: %s", refused)
             self._progress.set()
             return
-        resume = conn._resume
-        assert resume is not None
+        assert conn._resumable is not None
+        resume = conn._resumable.resume
         tail = resume.replay()
         try:
             channel.send(resume.ack())
@@ -138,7 +139,7 @@ class GenerationSwitch:
             self.generation,
             len(tail),
         )
-        conn._writable.set()
+        conn._sender.writable.set()
         conn._events.emit("resumed")
 
     async def on_signal(self, signal: OfferPayload | AnswerPayload) -> None:
@@ -162,11 +163,22 @@ class GenerationSwitch:
             self.lost(ConnectionClosedError(f"{conn.peer} resumes the connection"))
         self.generation = generation
         pc = conn._owner._new_pc()
-        conn._adopt(pc)
+        self._adopt(pc)
         conn._channel = None
         pc.on("datachannel", lambda channel: self._on_datachannel(pc, channel))
         await conn._set_remote(signal.sdp)
-        await conn._send_answer(Resume(generation, conn._high_water))
+        await conn._send_answer(Resume(generation, conn._sender.high_water))
+
+    def _adopt(self, pc: RTCPeerConnection) -> None:
+        """Carry the connection on over a new peer connection; the old one is closed."""
+        conn = self._conn
+        old = conn.peer_connection
+        conn.peer_connection = pc
+        conn._backend = backends.backend_of(pc)
+        conn._remote_set = False
+        conn._pending_candidates = []
+        conn._watch(pc)
+        conn._owner._spawn(old.close)
 
     def _on_datachannel(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
         if pc is self._conn.peer_connection and self._conn._channel is None:
@@ -213,10 +225,12 @@ class GenerationSwitch:
         while not conn.closed:
             self.generation += 1
             pc = conn._owner._new_pc()
-            conn._adopt(pc)
+            self._adopt(pc)
             conn._attach(pc.createDataChannel(conn.label, ordered=conn.reliable))
             self._log.debug("offering generation %d of %s", self.generation, conn.connection_id)
-            await conn._send_offer(conn._offer_fields(), Resume(self.generation, conn._high_water))
+            await conn._send_offer(
+                conn._offer_fields(), Resume(self.generation, conn._sender.high_water)
+            )
             if await self._wait_progress(ATTEMPT):
                 return
             await anyio.sleep(next(delays))

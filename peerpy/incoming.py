@@ -39,12 +39,13 @@ from peerpy_protocol.payloads import (
 )
 
 from .admission import Admission
-from .connection import Connection, Host
+from .connection import Connection
 from .dataconnection import DataConnection
 from .events import EventEmitter
 from .exceptions import DisconnectedError, NegotiationFailedError, PeerError
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
 from .mediaconnection import MediaConnection
+from .owner import Host
 from .registry import Registry
 from .rooms.mesh import resumable
 from .serialization import SerializerFactory, serializer_for_wire_name

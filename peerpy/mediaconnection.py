@@ -35,7 +35,7 @@ from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 from aiortc.sdp import SessionDescription as ParsedSdp
 from peerpy_protocol.payloads import ConnectionType, OfferPayload, SessionDescription
 
-from .connection import Connection, Owner, SdpTransform
+from .connection import Connection, SdpTransform
 from .diagnosis import failure_message
 from .exceptions import (
     ConnectionClosedError,
@@ -45,6 +45,7 @@ from .exceptions import (
     UsageError,
     WebRTCError,
 )
+from .owner import Owner
 
 __all__ = ["AUX_CHANNEL_LABEL", "MediaConnection", "MediaStream"]
 

@@ -17,10 +17,11 @@ from typing import Any
 from aiortc import MediaStreamTrack
 from peerpy_protocol.ids import connection_id, validate_id
 
-from .connection import Host, SdpTransform
+from .connection import SdpTransform
 from .dataconnection import DataConnection
 from .exceptions import UsageError
 from .mediaconnection import MediaConnection, check_tracks
+from .owner import Host
 from .rooms.mesh import resumable
 from .serialization import SerializerFactory, create_serializer
 

@@ -66,10 +66,10 @@ class Registry:
         for conn in self:
             if peer not in (None, conn.peer):
                 continue
-            switch = getattr(conn, "_switch", None)
-            if switch is not None and switch.active:
+            resumable = getattr(conn, "_resumable", None)
+            if resumable is not None and resumable.reconnecting:
                 if peer is not None:
-                    switch.expired()
+                    resumable.switch.expired()
             elif conn.originator and not conn._remote_set:
                 conn._fail(error)
 

@@ -56,6 +56,8 @@ from ..exceptions import ConfigurationError
 from ..network import DEFAULT_UDP_BUFFER_BYTES, NetworkPolicy
 
 if TYPE_CHECKING:
+    import asyncio
+
     from aiortc import (
         MediaStreamTrack,
         RTCConfiguration,
@@ -74,6 +76,7 @@ __all__ = [
     "ROUTE_DISCLOSURE_WAIT",
     "Backend",
     "BackendName",
+    "RouteWait",
     "backend_of",
     "choose_backend",
     "create_peer_connection",
@@ -351,6 +354,49 @@ def create_peer_connection(
 #: Seconds a wrtc connection may wait, before it opens, for libwebrtc to disclose a
 #: peer-reflexive remote's address (see :meth:`Backend.route_undisclosed`).
 ROUTE_DISCLOSURE_WAIT: Final = 5.0
+
+
+class RouteWait:
+    """One connection's wait, before it opens, for its route to be disclosed (wrtc).
+
+    Its policy check (``policy.remote_networks``) needs the selected pair's
+    remote address, which wrtc may not know until the remote's trickled
+    candidate arrives: the connection then waits, rechecking as candidates
+    come, and after :data:`ROUTE_DISCLOSURE_WAIT` seconds ``recheck()`` runs
+    once more with no waiting left (the policy check then refuses an
+    undisclosed route).
+    """
+
+    def __init__(self, recheck: Callable[[], None]) -> None:
+        self._recheck = recheck
+        self._timer: asyncio.TimerHandle | None = None
+        self._over = False  # ROUTE_DISCLOSURE_WAIT has passed
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the connection waits for its route now."""
+        return self._timer is not None
+
+    def needed(
+        self, backend: Backend, pc: RTCPeerConnection, policy: NetworkPolicy, *, opening: bool
+    ) -> bool:
+        """Whether an ``opening`` connection must wait (start the wait); else stop waiting."""
+        if opening and not self._over and backend.route_undisclosed(pc, policy):
+            if self._timer is None:
+                import asyncio  # here: importing the backends stays free of I/O libraries
+
+                loop = asyncio.get_running_loop()
+                self._timer = loop.call_later(ROUTE_DISCLOSURE_WAIT, self._expired)
+            return True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        return False
+
+    def _expired(self) -> None:
+        self._timer = None
+        self._over = True
+        self._recheck()
 
 
 # --- The event loop ------------------------------------------------------------

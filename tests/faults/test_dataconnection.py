@@ -54,7 +54,7 @@ async def pair(
 def on_the_wire(conn: DataConnection, frame: bytes) -> list[bytes]:
     """``frame`` as a hostile remote writes it: in the envelope of a resumable connection
     (see peerpy.resumption), else as it is."""
-    resume = conn._resume
+    resume = None if conn._resumable is None else conn._resumable.resume
     return [frame] if resume is None else resume.wrap(frame)
 
 
@@ -98,7 +98,7 @@ async def test_unread_values_close_the_connection_at_the_buffer(
         assert (
             BUFFER - VALUE_BYTES[name] - MSGPACK_SLICE_BYTES < held <= BUFFER + MSGPACK_SLICE_BYTES
         )
-        queued = len(incoming._inbox)
+        queued = len(incoming._receiver.inbox)
         assert queued <= BUFFER // VALUE_BYTES[name]
         for _ in range(queued):  # what was queued before the failure stays readable
             assert await incoming.recv() == values[0]
@@ -125,7 +125,7 @@ async def test_a_partial_value_larger_than_the_buffer_closes(
             await incoming.wait_closed()
         assert isinstance(incoming.error, ProtocolError)
         assert "partial values included" in str(incoming.error)
-        assert len(incoming._inbox) == 0
+        assert len(incoming._receiver.inbox) == 0
         # It failed while the value was incomplete: the chunks were still pending,
         # just past the bound (by at most one frame). Without the count of partial
         # values the value would complete (held up to max_buffered_bytes) and be

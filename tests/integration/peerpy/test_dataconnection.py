@@ -252,9 +252,9 @@ async def test_sender_vanishing_mid_message_is_reported(
             # (a fast backend delivers a whole queued message before closing).
             frames = list(conn._serializer.encode(os.urandom(4 * 1024 * 1024)))
             for frame in frames[: len(frames) // 2]:
-                await conn._send_frame(frame)
+                await conn._sender.send_frame(frame)
             with anyio.fail_after(10):
-                await conn._wait_acknowledged()  # those chunks did arrive
+                await conn._sender.wait_acknowledged()  # those chunks did arrive
             await anyio.sleep(0.3)
         # alice is gone: her message never all arrived
         with anyio.fail_after(20):
@@ -292,7 +292,7 @@ async def test_recv_gives_values_in_the_order_sent(
             await conn.send(value)
         # Let all of the first batch arrive unread: it waits in the inbox.
         with anyio.fail_after(15):
-            while len(incoming._inbox) < len(first):  # noqa: ASYNC110 - the inbox fills
+            while len(incoming._receiver.inbox) < len(first):  # noqa: ASYNC110 - the inbox fills
                 await anyio.sleep(0.02)
         got = []
         async with anyio.create_task_group() as tg:

@@ -107,7 +107,8 @@ async def test_resume_gives_up_when_the_remote_is_gone(url: str, peer_id: str) -
         async with bob:
             conn = await alice.connect(peer_id + "b")
             incoming = await bob.accept()
-            incoming._bye_sent = True  # as if the process died: no bye
+            assert incoming._resumable is not None
+            incoming._resumable._bye_sent = True  # as if the process died: no bye
         with anyio.fail_after(20):
             await conn.wait_closed()
         assert isinstance(conn.error, PeerError)

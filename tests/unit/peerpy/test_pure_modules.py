@@ -3,7 +3,8 @@
 ``NetworkPolicy`` (peerpy.network), the relay hold (peerpy.relayhold),
 ``Route`` (peerpy.route), the connection statistics (peerpy.stats), the ICE diagnosis
 (peerpy.diagnosis), choosing a backend (peerpy.backends) and wrtc's SDP
-filtering (peerpy.backends._sdp) are pure; aiortc, aioice and libwebrtc load
+filtering (peerpy.backends._sdp) and what a connection needs of its peer
+(peerpy.owner) are pure; aiortc, aioice and libwebrtc load
 only with the backend object that uses them (peerpy.backends.aiortc, .wrtc).
 """
 
@@ -22,6 +23,7 @@ PURE = (
     "peerpy.backends",
     "peerpy.backends._sdp",
     "peerpy.relayhold",
+    "peerpy.owner",
 )
 #: What a pure module must not pull in.
 IMPURE = ("aiortc", "aioice", "webrtc", "av", "anyio", "asyncio", "websockets")
