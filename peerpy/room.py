@@ -174,16 +174,9 @@ class Room:
         await self._close(send_leave=True)
 
     async def _close(self, *, send_leave: bool, error: PeerError | None = None) -> None:
-        if self._state is RoomState.LEFT:
+        if not self._end(error):
             return
-        self._state = RoomState.LEFT
-        self._error = self._error or error
-        self._answered.set()
-        self._touch()
         self._hub.forget(self)
-        self._membership.clear()
-        self._inbox.close()
-        self._read.set()
         with anyio.CancelScope(shield=True):
             if send_leave:
                 await self._hub.send_leave(self)
@@ -192,16 +185,21 @@ class Room:
 
     def _abandon(self, error: PeerError) -> None:
         """The peer is destroyed: end now; its connections close with the peer."""
+        if self._end(error):
+            self._mesh.abandon()
+
+    def _end(self, error: PeerError | None) -> bool:
+        """Go to LEFT: wake every waiter, forget the members; ``False`` if already there."""
         if self._state is RoomState.LEFT:
-            return
+            return False
         self._state = RoomState.LEFT
         self._error = self._error or error
         self._answered.set()
         self._touch()
         self._membership.clear()
-        self._mesh.abandon()
         self._inbox.close()
         self._read.set()
+        return True
 
     # -- events -------------------------------------------------------------
 
