@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import anyio
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
+from aiortc.exceptions import InvalidStateError
 from peerpy_protocol.janus import SUBPROTOCOL, VIDEOROOM, Event, JanusCalls, Mode, Reply, SfuInfo
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
@@ -55,7 +56,8 @@ __all__ = ["SfuCalls", "SfuHost"]
 JSON = Any
 #: Seconds between keepalives (Janus drops a silent session after 60 s by default).
 KEEPALIVE = 20.0
-_FAILURES = (OSError, WebSocketException, PeerError, TimeoutError)
+# InvalidStateError: a peer connection closed under a negotiation (the session ended).
+_FAILURES = (OSError, WebSocketException, PeerError, TimeoutError, InvalidStateError)
 
 
 class SfuHost(Protocol):
@@ -155,6 +157,9 @@ class SfuCalls:
         self._session: _Session | None = None
         self._publisher = 0  # our publisher handle
         self._published: RTCPeerConnection | None = None
+        # what _published carries, and on which session: publishing twice is once
+        self._published_as: tuple[_Session, tuple[MediaStreamTrack, ...]] | None = None
+        self._publishing = anyio.Lock()
         self._feeds: dict[int, _Feed] = {}  # Janus feed id -> subscription
         # Janus's trickled candidates: applied to the handle's peer connection once it has
         # Janus's description, kept until then.
@@ -386,11 +391,19 @@ class SfuCalls:
         return RTCSessionDescription(sdp=sdp, type=str(jsep.get("type")))
 
     async def _publish(self) -> None:
-        """Offer our tracks to Janus on the publisher handle; apply its answer."""
-        session, tracks = self._session, self._tracks
-        if session is None or tracks is None:
-            return
+        """Offer our tracks to Janus on the publisher handle and apply its answer, unless they
+        are published on this session already (``room.call`` and a session's start may both
+        ask).  Cancelling stops waiting for Janus; the peer connection stays until replaced."""
+        async with self._publishing:
+            session, tracks = self._session, self._tracks
+            if session is None or tracks is None or self._published_as == (session, tracks):
+                return
+            await self._offer(session, tracks)
+            self._published_as = (session, tracks)
+
+    async def _offer(self, session: _Session, tracks: tuple[MediaStreamTrack, ...]) -> None:
         old, self._published = self._published, None
+        self._published_as = None
         if old is not None:
             await old.close()
         pc = self._published = self._new_pc()
@@ -447,5 +460,6 @@ class SfuCalls:
         if self._published is not None:
             pcs.append(self._published)
             self._published = None
+        self._published_as = None
         for pc in pcs:
             await pc.close()
