@@ -6,7 +6,10 @@ that calls the room the same way reaches us by an incoming call, which
 :class:`Calls` answers receive-only and announces with the room's ``stream``
 event ``(member, MediaStream)``.  So each direction between two members is its
 own call (its own peer connection): a member that only listens sends nothing,
-and nobody has to renegotiate when someone starts or stops sending.
+and nobody has to renegotiate when someone starts or stops sending.  The calls
+get the tracks through a relay, so each gets every frame (calls reading one
+track directly would take turns at its frames) and closing a call leaves the
+user's tracks alone.
 
 The cost is the mesh's: with ``n`` members each sending, every peer encodes
 and uploads its media ``n - 1`` times and decodes ``n - 1`` streams, over
@@ -21,6 +24,7 @@ from collections.abc import Callable, Iterable
 
 import anyio
 from aiortc import MediaStreamTrack
+from aiortc.contrib.media import MediaRelay
 
 from ..exceptions import PeerError
 from ..mediaconnection import MediaConnection, MediaStream, check_tracks
@@ -43,6 +47,7 @@ class Calls:
         self._on_stream = on_stream
         self._log = logger
         self._tracks: tuple[MediaStreamTrack, ...] | None = None
+        self._relay = MediaRelay()  # one copy of each track per call
         self._out: dict[str, MediaConnection] = {}
         self._in: dict[str, MediaConnection] = {}
         self._closed = False
@@ -101,8 +106,9 @@ class Calls:
 
     async def _call(self, member: str) -> MediaConnection | None:
         assert self._tracks is not None
+        tracks = [self._relay.subscribe(track, buffered=False) for track in self._tracks]
         try:
-            call = await self._host.call(member, self._tracks, metadata=room_metadata(self._room))
+            call = await self._host.call(member, tracks, metadata=room_metadata(self._room))
         except PeerError as exc:
             self._log.warning("room %s: calling %s failed: %s", self._room, member, exc)
             return None
