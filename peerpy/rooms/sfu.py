@@ -6,9 +6,9 @@ mesh :class:`~peerpy.rooms.calls.Calls` for :class:`SfuCalls`, which has the
 same methods:
 
 - on joining, it opens a session on Janus's WebSocket API
-  (:mod:`peerpy.rooms.janus`) and joins the VideoRoom room as a *publisher* named with our member
-  id (with the PIN and the token the broker minted for us), publishing
-  nothing yet: so a member that never calls (a viewer) still receives;
+  (:mod:`peerpy.rooms.janus`) and joins the VideoRoom room as a *publisher*
+  shown as our member id (with the PIN, the token and the participant id the
+  broker gave us), publishing nothing yet: so a member that never calls (a viewer) still receives;
 - :meth:`SfuCalls.start` (``room.call(tracks)``) publishes ``tracks`` once:
   one aiortc peer connection to Janus, whatever the number of members;
 - each publisher Janus lists (now or later) gets a subscriber handle and a
@@ -213,7 +213,7 @@ class SfuCalls:
         joined = await session.message(
             self._publisher,
             {"request": "join", "ptype": "publisher", "room": info.room, "pin": info.pin,
-             "token": info.token, "display": me},
+             "token": info.token, "id": info.id, "display": me},
         )  # fmt: skip
         self._session = session
         self._ready.set()

@@ -5,9 +5,10 @@
 // docs/rooms.md).  It does what the Python SDK does (peerpy.rooms.sfu), so
 // browsers and Python members share SFU rooms:
 // - it opens Janus's WebSocket API ("janus-protocol"), creates a session and
-//   joins the VideoRoom room as a publisher shown as our peer id, with the PIN
-//   and the token the broker minted for us, publishing nothing yet (a viewer
-//   still receives);
+//   joins the VideoRoom room as a publisher shown as our peer id, with the PIN,
+//   the token and the participant id the broker gave us (the broker kicks a
+//   participant whose id does not match the member it shows), publishing
+//   nothing yet (a viewer still receives);
 // - room.call(stream) publishes the stream once: one RTCPeerConnection to
 //   Janus, whatever the number of members;
 // - each publisher Janus lists gets a subscriber handle and a receive-only
@@ -203,7 +204,7 @@ export class SfuMedia {
     this._publisher = await session.attach();
     const joined = await session.message(this._publisher, {
       request: "join", ptype: "publisher", room: info.room, pin: info.pin, token: info.token,
-      display: this._me,
+      id: info.id, display: this._me,
     });
     this._publishers(joined.data.publishers);
     if (this._stream) this._publish().catch((err) => console.warn(`peerpy-rooms: ${err.message}`));
