@@ -52,6 +52,7 @@ from peerpy.binarypack import (
     DEFAULT_MAX_OBJECTS,
     MAX_SAFE_INTEGER,
     pack,
+    string_key,
     unpack_counted,
 )
 from peerpy.chunking import CHUNK_MTU, Chunker, Reassembler, parse_chunk
@@ -223,7 +224,7 @@ def _plain(value: object, depth: int, max_depth: int, *, msgpack_types: bool) ->
             raise EncodeError(f"value nests deeper than {max_depth} arrays/maps (or is cyclic)")
         if isinstance(value, dict):
             return {
-                _key(k, value): _plain(v, depth + 1, max_depth, msgpack_types=msgpack_types)
+                string_key(k, value): _plain(v, depth + 1, max_depth, msgpack_types=msgpack_types)
                 for k, v in value.items()
             }
         return [_plain(v, depth + 1, max_depth, msgpack_types=msgpack_types) for v in value]
@@ -234,17 +235,6 @@ def _plain(value: object, depth: int, max_depth: int, *, msgpack_types: bool) ->
             raise EncodeError("MsgPack needs timezone-aware datetimes (a JS Date is an instant)")
         return value
     raise EncodeError(f"cannot encode a value of type {type(value).__qualname__}")
-
-
-def _key(key: object, mapping: dict[object, object]) -> str:
-    if isinstance(key, str):
-        return key if type(key) is str else str.__str__(key)
-    if isinstance(key, int) and not isinstance(key, bool):
-        text = str(int(key))
-        if text in mapping:
-            raise EncodeError(f"map has both the keys {key!r} and {text!r}")
-        return text
-    raise EncodeError(f"map keys must be str or int, not {type(key).__qualname__}")
 
 
 def _json_object_bound(data: bytes) -> int:
