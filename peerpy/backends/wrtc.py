@@ -45,6 +45,12 @@ What peerpy adds on top:
   ``remote_gone`` below 5 s acts as about 5 s.
 - ``conn.route``: the selected pair of the data transport, from libwebrtc's
   ``RTCIceTransport.getSelectedCandidatePair()``.
+- Stats: libwebrtc's report is the W3C's (``webrtc.RTCStatsReport``, every
+  member of the specification it fills), so :meth:`WrtcBackend.stats_report`
+  takes its JSON form; a connection closing keeps its last report (taken in
+  ``close()``, as libwebrtc gives none once closed), and a data channel's
+  bytes are peerpy's counts once libwebrtc dropped the closed channel
+  (:mod:`peerpy.backends._channel_stats`).
 - The 16 MiB send queue: libwebrtc refuses sends beyond 16 MiB buffered;
   ``Limits.send_high_water`` is capped at :data:`HIGH_WATER`
   (:meth:`WrtcBackend.send_high_water`), so a peerpy ``send()`` waits instead.
@@ -53,10 +59,11 @@ What peerpy adds on top:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import webrtc
@@ -70,11 +77,13 @@ from ..diagnosis import IceSummary
 from ..exceptions import ConfigurationError
 from ..network import NetworkPolicy, address_allowed, check_remote_gone, remote_networks
 from ..route import Route
-from . import _sdp
+from . import _channel_stats, _sdp
 
 if TYPE_CHECKING:
     # The types of the API both backends share (webrtc.aiortc's mirror them).
     import aiortc
+
+    from ..stats import Report
 
 __all__ = [
     "BACKEND",
@@ -92,6 +101,9 @@ DISCONNECT_AFTER: Final = 5.0
 SEND_QUEUE_LIMIT: Final = 16 * 1024 * 1024
 #: The most a wrtc data channel buffers before send() waits: well below SEND_QUEUE_LIMIT.
 HIGH_WATER: Final = 8 * 1024 * 1024
+
+#: Seconds a closing connection waits for libwebrtc's last stats report.
+FINAL_STATS_WAIT: Final = 1.0
 
 #: The host of a remote address libwebrtc does not disclose (peer-reflexive candidates).
 HIDDEN: Final = "?"
@@ -121,6 +133,7 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
         self._peerpy_on_gone: Callable[[float], None] | None = None
         self._peerpy_timer: asyncio.TimerHandle | None = None
         self._peerpy_since = 0.0
+        self._peerpy_final: webrtc.RTCStatsReport | None = None  # the report as it closed
         if remote_gone is not None:
             # Binds the layer to libwebrtc's ICE state events (see _emit_ice_state).
             self.on("iceconnectionstatechange", _ignore)
@@ -155,7 +168,21 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
         if self._peerpy_timer is not None:
             self._peerpy_timer.cancel()
             self._peerpy_timer = None
+        if self._peerpy_final is None and self.connectionState != "closed":
+            # libwebrtc reports nothing once closed: keep the last figures
+            # (if it cannot give them, closing goes on without).
+            with contextlib.suppress(Exception):
+                self._peerpy_final = await asyncio.wait_for(
+                    self._native.get_stats(), FINAL_STATS_WAIT
+                )
         await super().close()
+
+    async def _peerpy_stats(self) -> webrtc.RTCStatsReport:
+        if self._peerpy_final is not None:
+            return self._peerpy_final
+        if self.connectionState == "closed":  # closed before a report could be kept
+            return webrtc.RTCStatsReport({})
+        return await self._native.get_stats()
 
 
 def _ignore() -> None:
@@ -353,10 +380,38 @@ class WrtcBackend:
         return min(requested, HIGH_WATER)
 
     def tune_channel(self, channel: aiortc.RTCDataChannel) -> None:
-        pass  # libwebrtc's SCTP needs nothing
+        # libwebrtc's SCTP needs nothing; its stats drop the channel once closed.
+        _channel_stats.count_channel(channel)
 
     def unacknowledged(self, pc: aiortc.RTCPeerConnection) -> bool:
         return False  # libwebrtc does not expose its SCTP queues
+
+    def add_track(self, pc: aiortc.RTCPeerConnection, track: aiortc.MediaStreamTrack) -> None:
+        pc.addTrack(track)  # libwebrtc counts frames itself
+
+    def receive_track(self, track: aiortc.MediaStreamTrack, max_frames: int) -> bool:
+        return False  # peerpy does not bound a libwebrtc track's frames (yet)
+
+    async def stats_report(
+        self, pc: aiortc.RTCPeerConnection, channel: aiortc.RTCDataChannel | None
+    ) -> Report:
+        report = await self.raw_stats(pc)
+        entries = {stats_id: stats.to_json() for stats_id, stats in report.items()}
+        # libwebrtc reports a data channel until it closes; peerpy's counts after.
+        counted = _channel_stats.channel_entry(channel)
+        if counted is not None and not any(
+            entry.get("type") == "data-channel" and entry.get("label") == counted["label"]
+            for entry in entries.values()
+        ):
+            entries[counted["id"]] = counted
+        return entries
+
+    async def raw_stats(self, pc: aiortc.RTCPeerConnection) -> Mapping[str, Any]:
+        if isinstance(pc, _PeerConnection):
+            report: Mapping[str, Any] = await pc._peerpy_stats()
+        else:
+            report = await pc._native.get_stats()  # type: ignore[attr-defined]
+        return report
 
 
 #: The wrtc backend.
