@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from .mediaconnection import MediaStream as MediaStream
     from .network import NetworkPolicy as NetworkPolicy
     from .peer import Peer as Peer
+    from .room import Room as Room
     from .route import Route as Route
+    from .stats import ConnectionStats as ConnectionStats
+    from .stats import TrackStats as TrackStats
 
 __version__ = "0.1.0"
 
@@ -37,7 +40,10 @@ _LAZY = {
     "Limits": "config",
     "Timeouts": "config",
     "NetworkPolicy": "network",
+    "Room": "room",
     "Route": "route",
+    "ConnectionStats": "stats",
+    "TrackStats": "stats",
 }
 
 __all__ = ["__version__", *_exceptions_all, *_LAZY]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import anyio
@@ -33,6 +33,7 @@ from . import dataconnection as _dataconnection
 from . import media as _media
 from . import mediaconnection as _mediaconnection
 from .exceptions import ConnectionClosedError, UsageError
+from .stats import ConnectionStats
 
 if TYPE_CHECKING:
     from .sync import Peer
@@ -154,6 +155,14 @@ class _Connection:
         if forward is not None:
             self._owner._call_sync(self._conn.off, event, forward)
 
+    def stats(self) -> ConnectionStats:
+        """The connection's numbers now (see :meth:`peerpy.DataConnection.stats`)."""
+        return self._owner._call(self._conn.stats)
+
+    def raw_stats(self) -> Mapping[str, Any]:
+        """The backend's full stats report (see :meth:`peerpy.DataConnection.raw_stats`)."""
+        return self._owner._call(self._conn.raw_stats)
+
     def __enter__(self) -> Self:
         return self
 
@@ -177,6 +186,10 @@ class DataConnection(_Connection):
     received_bytes_held = Forward()
     buffered_amount = Forward()
     buffer_size = Forward()
+    resumable = Forward()
+    reconnecting = Forward()
+    generation = Forward()
+    path_loss_bound = Forward()
 
     def send(self, value: Any) -> None:
         """Send ``value``; blocks while the channel is over its high-water mark."""

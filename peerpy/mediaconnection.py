@@ -20,12 +20,12 @@ announced by one ``stream`` event, not one per track.
 Decoded frames of a remote track wait in aiortc's queue until the application
 reads them.  That queue is unbounded in aiortc; peerpy bounds it to
 :attr:`MediaConnection.max_buffered_frames` per track, dropping the oldest
-frames, so a track nobody reads cannot exhaust memory.
+frames, so a track nobody reads cannot exhaust memory (the backend does it,
+``Backend.receive_track``, and counts those frames in ``frames_dropped``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar
@@ -130,24 +130,6 @@ def _receivable(sdp: str) -> dict[str, int]:
         if media.kind in counts and media.direction in ("sendrecv", "recvonly", None):
             counts[media.kind] += 1
     return counts
-
-
-class _LatestFrames(asyncio.Queue[Any]):
-    """aiortc's frame queue, bounded: when full, the oldest frame is dropped."""
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__()
-        self._limit = maxsize
-        self.dropped = 0
-
-    def put_nowait(self, item: Any) -> None:
-        while self.qsize() >= self._limit:
-            self.get_nowait()
-            self.dropped += 1
-        super().put_nowait(item)
-
-    async def put(self, item: Any) -> None:
-        self.put_nowait(item)
 
 
 class MediaConnection(Connection):
@@ -261,7 +243,7 @@ class MediaConnection(Connection):
         """Add the tracks, open the auxiliary channel (as PeerJS does), send the OFFER."""
         pc = self.peer_connection
         for track in self._local_tracks:
-            pc.addTrack(track)
+            self._backend.add_track(pc, track)
         sending = {track.kind for track in self._local_tracks}
         for kind in self._receive:
             if kind not in sending:
@@ -328,7 +310,7 @@ class MediaConnection(Connection):
         try:
             await self._set_remote(offer)
             for track in self._local_tracks:
-                self.peer_connection.addTrack(track)
+                self._backend.add_track(self.peer_connection, track)
             await self._send_answer()
         except PeerError:
             raise
@@ -372,10 +354,7 @@ class MediaConnection(Connection):
             self._events.emit("stream", self._remote_stream)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        queue = getattr(track, "_queue", None)
-        if type(queue) is asyncio.Queue and queue.empty():
-            track._queue = _LatestFrames(self.max_buffered_frames)  # type: ignore[attr-defined]
-        else:  # pragma: no cover - another aiortc version
+        if not self._backend.receive_track(track, self.max_buffered_frames):
             self._log.debug("cannot bound the frame queue of %r", track)
         self._remote_tracks.append(track)
 

@@ -39,6 +39,8 @@ from .mediaconnection import MediaConnection
 from .network import NetworkPolicy
 from .outgoing import Outgoing
 from .registry import Registry
+from .room import Room
+from .rooms.hub import Rooms
 from .routing import Router
 from .serialization import SerializerFactory, check_factories
 from .session import BrokerSession, TokenProvider
@@ -107,6 +109,9 @@ class Peer:
             validate_id(id)
         set_debug(debug)
         self._id = id
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._destroyed = False
         self._log = logger or logging.getLogger("peerpy.peer")
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
@@ -125,6 +130,7 @@ class Peer:
         self._events = EventEmitter(PEER_EVENTS, self._spawn, self._log)
         self._serializers = check_factories(serializers)
         self._incoming = Incoming(self, self._registry, self._events, self._serializers, self._log)
+        self._incoming.claims = self._rooms = Rooms(self, self._log)  # room connections
         self._outgoing = Outgoing(self, self._serializers, self._log)
         self._router = Router(
             self._registry, self._incoming.on_offer, self._log, anyio.current_time
@@ -143,9 +149,6 @@ class Peer:
         )
         self._signaling = self._session.signaling
         self._ice = BrokerIce(self, self._session.ice_servers, self._log)
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._destroyed = False
 
     def __repr__(self) -> str:
         state = "destroyed" if self._destroyed else "open" if self.open else "disconnected"
@@ -233,9 +236,7 @@ class Peer:
                 await self._ice.start()
                 self._spawn(self._ice.keep_fresh)
             self._events.emit("open", self._id)  # as PeerJS, on the first registration too
-        except BaseException:
-            # Leave the task group cleanly, then raise the error itself rather
-            # than the group wrapping it.
+        except BaseException:  # leave the group cleanly, raise the error unwrapped
             if self._tg is not None:
                 self._tg.cancel_scope.cancel()
             await stack.aclose()
@@ -249,25 +250,21 @@ class Peer:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._stack is not None
-        # Leave the task group as on a normal exit (the teardown cancels it),
-        # so the caller's exception propagates as itself, not wrapped in an
-        # ExceptionGroup by the task group.
+        # Exit the group as on a normal exit: the caller's exception is not wrapped.
         await self._stack.__aexit__(None, None, None)
         return False
 
     async def disconnect(self) -> None:
-        """Close the broker session; open connections stay up.
+        """Close the broker session (:meth:`reconnect` claims the id again); connections stay.
 
-        The broker forgets our id; :meth:`reconnect` claims it again.  Not
-        cancellable.
+        Not cancellable.
         """
         await self._session.disconnect()
 
     async def reconnect(self) -> None:
-        """Open a new broker session with the same id and token.
+        """Open a new broker session with the same id and token; cancelling abandons it.
 
-        Raise :class:`DisconnectedError` if the peer is destroyed and
-        :class:`UsageError` if it is connected.  Cancelling abandons the attempt.
+        Raise :class:`DisconnectedError` if the peer is destroyed, :class:`UsageError` if open.
         """
         await self._session.reconnect()
 
@@ -290,6 +287,7 @@ class Peer:
         self._destroyed = True
         with anyio.CancelScope(shield=True):
             self._incoming.close()
+            self._rooms.close()
             async with anyio.create_task_group() as tg:
                 for conn in self._registry:
                     tg.start_soon(conn._close)
@@ -319,7 +317,7 @@ class Peer:
         are typed: a type checker flags ``peer.on("conection", ...)``.  An
         ``open`` handler registered on an open peer runs at once, as PeerJS code expects.
         """
-        replay = (self._id,) if event == "open" and self.open else None
+        replay = (self._id,) if event == "open" and self._stack is not None and self.open else None
         return self._events.on(event, handler, replay=replay)
 
     def off(self, event: PeerEvent, handler: Callable[..., Any]) -> None:
@@ -399,6 +397,10 @@ class Peer:
             sdp_transform=sdp_transform,
         )
 
+    def join(self, room: str, *, metadata: Any = None) -> Room:
+        """``async with peer.join(room, metadata=...) as room:`` (see :class:`peerpy.room.Room`)."""
+        return self._rooms.join(room, metadata)
+
     # -- incoming -----------------------------------------------------------
 
     async def accept(self) -> DataConnection:
@@ -425,10 +427,7 @@ class Peer:
         return until_destroyed(self.accept_call)
 
     async def list_peers(self) -> list[str]:
-        """Ids registered on the broker (needs ``--allow_discovery`` there).
-
-        Cancelling abandons the request.
-        """
+        """Ids registered on the broker (--allow_discovery).  Cancelling abandons the request."""
         return await self._signaling.list_peers()
 
     # -- plumbing used by connections ----------------------------------------

@@ -26,7 +26,6 @@ import functools
 import inspect
 import logging
 import queue
-import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
@@ -53,13 +52,17 @@ from .blocking import _Connection as _Connection
 from .config import ServerAddress
 from .events import PeerEvent
 from .exceptions import DisconnectedError
+from .rooms.blocking import Room
 
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
-
-__all__ = ["DataConnection", "FrameCounter", "MediaConnection", "MediaStream", "Peer", "Recorder"]
+__all__ = [
+    "DataConnection",
+    "FrameCounter",
+    "MediaConnection",
+    "MediaStream",
+    "Peer",
+    "Recorder",
+    "Room",
+]
 
 T = TypeVar("T")
 _log = logging.getLogger("peerpy.sync")
@@ -316,6 +319,10 @@ class Peer:
                 yield self.accept_call()
             except DisconnectedError:
                 return
+
+    def join(self, room: str, *, metadata: Any = None) -> Room:
+        """``with peer.join(room, metadata=...) as room:`` (see :class:`peerpy.room.Room`)."""
+        return Room(self._call_sync(lambda: self._peer.join(room, metadata=metadata)), self)
 
     def list_peers(self) -> list[str]:
         """Ids registered on the broker (needs discovery on)."""

@@ -205,6 +205,10 @@ def gone_cases() -> list[object]:
     return cases
 
 
+#: remote_gone 2 s, and no resumption: the connection ends as a PeerJS one does.
+QUICK_NOT_RESUMABLE = Timeouts(remote_gone=2.0, resume=None)
+
+
 def notice_bounds(mine: str, remote_gone: float | None) -> tuple[float, float]:
     """(least silence reported, latest close after the signal) for ``remote_gone`` on ``mine``."""
     if remote_gone is None:
@@ -227,7 +231,10 @@ async def test_gone_remote_is_noticed_within_10_s(
     """A remote killed or frozen closes our connection with RemoteGoneError within 10 s
     (with the default remote_gone; within about a short one's seconds with that)."""
     mine, theirs = backends
-    timeouts = Timeouts() if remote_gone is None else Timeouts(remote_gone=remote_gone)
+    # Without resumption (peerpy.generation), as with a PeerJS remote: the
+    # connection itself ends; tests/integration/peerpy/test_resumption.py covers
+    # a resumable one.
+    timeouts = Timeouts(remote_gone=remote_gone or Timeouts().remote_gone, resume=None)
     least, within = notice_bounds(mine, remote_gone)
     async with (
         remote_peer(broker, peer_id + "r", mode, theirs) as remote,
@@ -273,7 +280,7 @@ async def test_shorter_remote_gone_notices_sooner(
     whose floor that is), well before the default 8 s."""
     async with (
         remote_peer(broker, peer_id + "r", "data", backends[1]) as remote,
-        Peer(peer_id, server=broker, backend=backends[0], timeouts=Timeouts(remote_gone=2.0)) as me,
+        Peer(peer_id, server=broker, backend=backends[0], timeouts=QUICK_NOT_RESUMABLE) as me,
     ):
         conn = await open_to(remote, me, "data")
         errors: list[PeerError] = []
@@ -373,7 +380,7 @@ async def test_local_stall_does_not_condemn_a_healthy_remote(
     stall = 4.0 if backends[0] == "aiortc" else WRTC_SILENT_AFTER + 1.5
     async with (
         remote_peer(broker, peer_id + "r", "data", backends[1]) as remote,
-        Peer(peer_id, server=broker, backend=backends[0], timeouts=Timeouts(remote_gone=2.0)) as me,
+        Peer(peer_id, server=broker, backend=backends[0], timeouts=QUICK_NOT_RESUMABLE) as me,
     ):
         conn = await open_to(remote, me, "data")
         assert isinstance(conn, DataConnection)
@@ -402,7 +409,7 @@ def test_remote_gone_must_be_positive_seconds(value: object) -> None:
 
 async def test_remote_gone_needs_no_network_policy() -> None:
     """remote_gone applies even with a NetworkPolicy of all None; None keeps plain aiortc."""
-    bare = NetworkPolicy(udp_buffer_bytes=None)
+    bare = NetworkPolicy(udp_buffer_bytes=None, relay_hold=None)
     assert not bare.needs_hooks
     config = RTCConfiguration(iceServers=[])
     watched = create_peer_connection(config, bare, remote_gone=5.0)

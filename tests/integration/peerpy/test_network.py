@@ -36,7 +36,9 @@ from peerpy.network import (
 
 pytestmark = pytest.mark.anyio
 
-OFF = NetworkPolicy(local_addresses=None, remote_networks=None, udp_buffer_bytes=None)
+OFF = NetworkPolicy(
+    local_addresses=None, remote_networks=None, udp_buffer_bytes=None, relay_hold=None
+)
 LINUX = sys.platform.startswith("linux")
 
 PeerFactory = Callable[[NetworkPolicy], RTCPeerConnection]
