@@ -17,15 +17,20 @@ The remote media is one :class:`MediaStream` holding every negotiated track,
 known as soon as the remote description is applied (:meth:`wait_stream`), and
 announced by one ``stream`` event, not one per track.
 
-Decoded frames of a remote track wait in aiortc's queue until the application
-reads them.  That queue is unbounded in aiortc; peerpy bounds it to
-:attr:`MediaConnection.max_buffered_frames` per track, dropping the oldest
-frames, so a track nobody reads cannot exhaust memory.
+Calls run on the peer's backend (see :mod:`peerpy.backends`): the tracks
+sent are aiortc ``MediaStreamTrack`` objects on either, and so are the remote
+tracks, whose ``recv()`` gives ``av`` frames; on wrtc,
+:mod:`peerpy.backends.wrtc_media` adapts them to libwebrtc's media engine.
+
+Decoded frames of a remote track wait until the application reads them, at
+most :attr:`MediaConnection.max_buffered_frames` per track on aiortc (whose
+own queue is unbounded), about a second of media on wrtc (libwebrtc's track
+processor); the oldest frames are dropped, so a track nobody reads cannot
+exhaust memory.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar
@@ -132,24 +137,6 @@ def _receivable(sdp: str) -> dict[str, int]:
     return counts
 
 
-class _LatestFrames(asyncio.Queue[Any]):
-    """aiortc's frame queue, bounded: when full, the oldest frame is dropped."""
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__()
-        self._limit = maxsize
-        self.dropped = 0
-
-    def put_nowait(self, item: Any) -> None:
-        while self.qsize() >= self._limit:
-            self.get_nowait()
-            self.dropped += 1
-        super().put_nowait(item)
-
-    async def put(self, item: Any) -> None:
-        self.put_nowait(item)
-
-
 class MediaConnection(Connection):
     """A call with a remote peer (PeerJS's ``MediaConnection``).
 
@@ -167,7 +154,8 @@ class MediaConnection(Connection):
     type: ClassVar[ConnectionType] = ConnectionType.MEDIA
     _EVENTS: ClassVar[tuple[str, ...]] = (*Connection._EVENTS, "stream", "willCloseOnRemote")
 
-    #: Decoded frames kept per remote track for the application; older ones are dropped.
+    #: Decoded frames kept per remote track for the application on aiortc; older ones are
+    #: dropped (wrtc keeps about a second: see :mod:`peerpy.backends.wrtc_media`).
     max_buffered_frames: ClassVar[int] = 60
 
     def __init__(
@@ -372,12 +360,8 @@ class MediaConnection(Connection):
             self._events.emit("stream", self._remote_stream)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        queue = getattr(track, "_queue", None)
-        if type(queue) is asyncio.Queue and queue.empty():
-            track._queue = _LatestFrames(self.max_buffered_frames)  # type: ignore[attr-defined]
-        else:  # pragma: no cover - another aiortc version
-            self._log.debug("cannot bound the frame queue of %r", track)
-        self._remote_tracks.append(track)
+        # The backend gives the aiortc track the application reads, bounded.
+        self._remote_tracks.append(self._backend.remote_track(track, self.max_buffered_frames))
 
     def _on_connection_state(self) -> None:
         state = self.peer_connection.connectionState

@@ -8,6 +8,8 @@ Everything peerpy does specially on aiortc is under ``peerpy/backends/``:
   :func:`ice_sockets`, re-exported here);
 - :mod:`peerpy.backends._sctp`: the cheaper SCTP send path given to each data
   channel's transport (:meth:`AiortcBackend.tune_channel`);
+- here too: the bound on a remote track's frame queue (unbounded in aiortc),
+  :meth:`AiortcBackend.remote_track`;
 - here: :data:`BACKEND`, the :class:`~peerpy.backends.Backend` object, which
   also reads the selected candidate pair (:meth:`~AiortcBackend.route_of`), the
   candidates gathered (:meth:`~AiortcBackend.ice_summary`) and the SCTP queues
@@ -20,9 +22,12 @@ the hooks, so its SDP passes through unchanged.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from aiortc import (
+    MediaStreamTrack,
     RTCDataChannel,
     RTCIceCandidate,
     RTCPeerConnection,
@@ -43,11 +48,34 @@ __all__ = [
     "BACKEND",
     "SUPPORTED_BACKENDS",
     "AiortcBackend",
+    "LatestFrames",
     "create_peer_connection",
     "ice_sockets",
     "route_of",
     "watch_remote",
 ]
+
+
+_log = logging.getLogger("peerpy.backends")
+
+
+class LatestFrames(asyncio.Queue[Any]):
+    """aiortc's frame queue of a remote track, bounded: when full, the oldest frame is dropped."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__()
+        self._limit = maxsize
+        #: Frames dropped so far.
+        self.dropped = 0
+
+    def put_nowait(self, item: Any) -> None:
+        while self.qsize() >= self._limit:
+            self.get_nowait()
+            self.dropped += 1
+        super().put_nowait(item)
+
+    async def put(self, item: Any) -> None:
+        self.put_nowait(item)
 
 
 def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
@@ -143,6 +171,15 @@ class AiortcBackend:
         return bool(
             getattr(sctp, "_data_channel_queue", None) or getattr(sctp, "_outbound_queue", None)
         )
+
+    def remote_track(self, track: MediaStreamTrack, max_frames: int) -> MediaStreamTrack:
+        """``track`` itself, its frame queue bounded to ``max_frames`` (:class:`LatestFrames`)."""
+        queue = getattr(track, "_queue", None)
+        if type(queue) is asyncio.Queue and queue.empty():
+            track._queue = LatestFrames(max_frames)  # type: ignore[attr-defined]
+        else:  # pragma: no cover - another aiortc version
+            _log.debug("cannot bound the frame queue of %r", track)
+        return track
 
 
 #: The aiortc backend.

@@ -38,6 +38,10 @@ What peerpy adds on top:
   from that ``"disconnected"`` (counting the 5 s already silent) and reports
   the remote gone when ICE has not recovered by then; so on wrtc a
   ``remote_gone`` below 5 s acts as about 5 s.
+- Calls: :mod:`peerpy.backends.wrtc_media` adapts an application's aiortc
+  tracks to the layer's senders (``addTrack``/``addTransceiver`` here take
+  them) and the remote tracks to aiortc's ``MediaStreamTrack``
+  (:meth:`WrtcBackend.remote_track`); libwebrtc encodes and decodes.
 - ``conn.route``: the selected pair of the data transport, from libwebrtc's
   ``RTCIceTransport.getSelectedCandidatePair()``.
 - The 16 MiB send queue: libwebrtc refuses sends beyond 16 MiB buffered;
@@ -65,7 +69,7 @@ from ..diagnosis import IceSummary
 from ..exceptions import ConfigurationError
 from ..network import NetworkPolicy, address_allowed, check_remote_gone, remote_networks
 from ..route import Route
-from . import _sdp
+from . import _sdp, wrtc_media
 
 if TYPE_CHECKING:
     # The types of the API both backends share (webrtc.aiortc's mirror them).
@@ -87,6 +91,9 @@ DISCONNECT_AFTER: Final = 5.0
 SEND_QUEUE_LIMIT: Final = 16 * 1024 * 1024
 #: The most a wrtc data channel buffers before send() waits: well below SEND_QUEUE_LIMIT.
 HIGH_WATER: Final = 8 * 1024 * 1024
+
+#: Seconds closing a call waits for its senders to stop between frames.
+FEEDS_DRAIN: Final = 1.0
 
 #: The host of a remote address libwebrtc does not disclose (peer-reflexive candidates).
 HIDDEN: Final = "?"
@@ -146,10 +153,20 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
         if self._peerpy_on_gone is not None and self._native_ice_state() == "disconnected":
             self._peerpy_on_gone(time.monotonic() - self._peerpy_since)
 
+    def addTrack(self, track: Any) -> Any:
+        # An application's aiortc track goes through a feed (see wrtc_media).
+        return super().addTrack(wrtc_media.feed(track))
+
+    def addTransceiver(self, trackOrKind: Any, direction: str = "sendrecv") -> Any:
+        return super().addTransceiver(wrtc_media.feed(trackOrKind), direction)
+
     async def close(self) -> None:
         if self._peerpy_timer is not None:
             self._peerpy_timer.cancel()
             self._peerpy_timer = None
+        if self.connectionState != "closed":
+            # The senders' pumps stop between frames, not in the middle of one.
+            await wrtc_media.drain([s.track for s in self.getSenders()], FEEDS_DRAIN)
         await super().close()
 
 
@@ -350,6 +367,15 @@ class WrtcBackend:
 
     def unacknowledged(self, pc: aiortc.RTCPeerConnection) -> bool:
         return False  # libwebrtc does not expose its SCTP queues
+
+    def remote_track(
+        self, track: aiortc.MediaStreamTrack, max_frames: int
+    ) -> aiortc.MediaStreamTrack:
+        """``track`` as an aiortc track; libwebrtc keeps about a second, not ``max_frames``.
+
+        See :mod:`peerpy.backends.wrtc_media`.
+        """
+        return wrtc_media.received(track)
 
 
 #: The wrtc backend.
