@@ -392,7 +392,9 @@ class MediaConnection(Connection):
     async def close(self) -> None:
         """Hang up: the remote closes too once it sees the auxiliary channel close.
 
-        The local tracks are not stopped (they are yours).  Not cancellable.
+        The local tracks a sender read from end with the call (aiortc's senders
+        stop them, and wrtc's do the same): to keep a source for other calls,
+        send a ``MediaRelay`` subscription of it.  Not cancellable.
         """
         await self._close()
 

@@ -132,10 +132,11 @@ async def test_audio_video_both_ways(pair: tuple[Peer, Peer]) -> None:
 
 
 async def test_hang_up_propagates_both_ways(pair: tuple[Peer, Peer]) -> None:
-    """Closing a call closes the other end, whichever side hangs up."""
+    """Closing a call closes the other end, whichever side hangs up; the tracks sent end."""
     alice, bob = pair
     for hang_up_by_caller in (True, False):
-        out, incoming = await dial(alice, bob, av_tracks(), [])
+        local = av_tracks()
+        out, incoming = await dial(alice, bob, local, [])
         closed = anyio.Event()
         (incoming if hang_up_by_caller else out).on("close", closed.set)
         await (out if hang_up_by_caller else incoming).close()
@@ -145,6 +146,8 @@ async def test_hang_up_propagates_both_ways(pair: tuple[Peer, Peer]) -> None:
         assert incoming.closed
         assert alice.connections == []
         assert bob.connections == []
+        # As aiortc's senders do (MediaRelay keeps a source for other calls).
+        assert [track.readyState for track in local] == ["ended", "ended"]
 
 
 async def test_receive_only_answer(pair: tuple[Peer, Peer]) -> None:

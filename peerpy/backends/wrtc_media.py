@@ -12,9 +12,8 @@ speak aiortc's own classes: its tracks subclass its copy of aiortc's
 adapts the two, so the application keeps aiortc's types on either backend:
 
 - :class:`Feed`: what a wrtc sender reads for an application's (aiortc) track.
-  It ends the way the layer expects, and closing the call stops the feed, not
-  the application's track (as on aiortc, where hanging up leaves local tracks
-  running: they are the application's).
+  It ends the way the layer expects, and a sender that stops it (the call
+  closing) stops the application's track too, as aiortc's senders do.
 - :class:`ReceivedTrack`: a remote track as an ``aiortc.MediaStreamTrack``,
   whose ``recv()`` gives av frames and raises aiortc's ``MediaStreamError``
   when the track ends, so :class:`peerpy.media.FrameCounter`,
@@ -102,6 +101,11 @@ class Feed(WrtcTrack):  # type: ignore[misc]
             return frame.result()
         except MediaStreamError:
             raise WrtcMediaStreamError from None
+
+    def stop(self) -> None:
+        """Stop the feed and its source (as an aiortc sender stops its track)."""
+        super().stop()
+        self.source.stop()
 
     def end(self) -> bool:
         """Make :meth:`recv` end the sender's pump; whether a pump reads this feed."""
