@@ -18,8 +18,8 @@ target: wrtc at most 0.4x aiortc). A third process measures the media source
 alone (the pattern made and converted to I420, the tone), which both pay, to
 give the ratio of the rest (codecs, RTP, transport, frame adaptation); the
 bitrate sent (outbound-rtp ``bytesSent``) shows what each encoder chose. Both
-backends run on uvloop when it is installed, as peerpy's CLI does. The broker runs in this process (not
-counted); only 127.0.0.1 is used.
+backends run on uvloop when it is installed, as peerpy's CLI does. The broker
+runs in this process (not counted); only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
