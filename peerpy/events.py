@@ -15,11 +15,28 @@ from typing import Any, Literal, TypeVar, get_args
 
 from .exceptions import UsageError
 
-__all__ = ["PEER_EVENTS", "EventEmitter", "PeerEvent", "check_event"]
+__all__ = [
+    "CONNECTION_EVENTS",
+    "DATA_CONNECTION_EVENTS",
+    "PEER_EVENTS",
+    "ConnectionEvent",
+    "DataConnectionEvent",
+    "EventEmitter",
+    "PeerEvent",
+    "check_event",
+]
 
 #: The events of :meth:`peerpy.Peer.on` (typed, so that a misspelt name is a type error).
 PeerEvent = Literal["open", "connection", "call", "disconnected", "close", "error"]
 PEER_EVENTS: tuple[str, ...] = get_args(PeerEvent)
+#: The events every connection has (data and media).
+ConnectionEvent = Literal["open", "close", "error", "iceStateChanged"]
+CONNECTION_EVENTS: tuple[str, ...] = get_args(ConnectionEvent)
+#: The events of :meth:`peerpy.DataConnection.on`: PeerJS's, and a resumable
+#: connection's ``reconnecting`` (its peer connection is lost; argument: the
+#: error) and ``resumed`` (it goes on over a new one).
+DataConnectionEvent = Literal[ConnectionEvent, "data", "reconnecting", "resumed"]
+DATA_CONNECTION_EVENTS: tuple[str, ...] = (*CONNECTION_EVENTS, "data", "reconnecting", "resumed")
 
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)

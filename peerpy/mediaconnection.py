@@ -22,11 +22,12 @@ sent are aiortc ``MediaStreamTrack`` objects on either, and so are the remote
 tracks, whose ``recv()`` gives ``av`` frames; on wrtc,
 :mod:`peerpy.backends.wrtc_media` adapts them to libwebrtc's media engine.
 
-Decoded frames of a remote track wait until the application reads them, at
+Decoded frames of a remote track wait until the application reads them: at
 most :attr:`MediaConnection.max_buffered_frames` per track on aiortc (whose
-own queue is unbounded), about a second of media on wrtc (libwebrtc's track
-processor); the oldest frames are dropped, so a track nobody reads cannot
-exhaust memory.
+own queue is unbounded; the backend bounds it, ``Backend.receive_track``, and
+counts those frames in ``frames_dropped``), about a second of media on wrtc
+(libwebrtc's track processor); the oldest frames are dropped, so a track
+nobody reads cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ class MediaConnection(Connection):
         """Add the tracks, open the auxiliary channel (as PeerJS does), send the OFFER."""
         pc = self.peer_connection
         for track in self._local_tracks:
-            pc.addTrack(track)
+            self._backend.add_track(pc, track)
         sending = {track.kind for track in self._local_tracks}
         for kind in self._receive:
             if kind not in sending:
@@ -316,7 +317,7 @@ class MediaConnection(Connection):
         try:
             await self._set_remote(offer)
             for track in self._local_tracks:
-                self.peer_connection.addTrack(track)
+                self._backend.add_track(self.peer_connection, track)
             await self._send_answer()
         except PeerError:
             raise
@@ -361,7 +362,7 @@ class MediaConnection(Connection):
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         # The backend gives the aiortc track the application reads, bounded.
-        self._remote_tracks.append(self._backend.remote_track(track, self.max_buffered_frames))
+        self._remote_tracks.append(self._backend.receive_track(track, self.max_buffered_frames))
 
     def _on_connection_state(self) -> None:
         state = self.peer_connection.connectionState

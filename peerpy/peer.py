@@ -38,6 +38,8 @@ from .mediaconnection import MediaConnection
 from .network import NetworkPolicy
 from .outgoing import Outgoing
 from .registry import Registry
+from .room import Room
+from .rooms.hub import Rooms
 from .routing import Router
 from .serialization import SerializerFactory, check_factories
 from .session import BrokerSession, TokenProvider
@@ -121,6 +123,7 @@ class Peer:
         self._events = EventEmitter(PEER_EVENTS, self._spawn, self._log)
         self._serializers = check_factories(serializers)
         self._incoming = Incoming(self, self._registry, self._events, self._serializers, self._log)
+        self._incoming.claims = self._rooms = Rooms(self, self._log)  # room connections
         self._outgoing = Outgoing(self, self._serializers, self._log)
         self._router = Router(self._registry, self._incoming.on_offer, self._log)
         self._session = BrokerSession(
@@ -227,9 +230,7 @@ class Peer:
                 await self._ice.start()
                 self._spawn(self._ice.keep_fresh)
             self._events.emit("open", self._id)  # as PeerJS, on the first registration too
-        except BaseException:
-            # Leave the task group cleanly, then raise the error itself rather
-            # than the group wrapping it.
+        except BaseException:  # leave the group cleanly, raise the error unwrapped
             if self._tg is not None:
                 self._tg.cancel_scope.cancel()
             await stack.aclose()
@@ -243,25 +244,21 @@ class Peer:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._stack is not None
-        # Leave the task group as on a normal exit (the teardown cancels it),
-        # so the caller's exception propagates as itself, not wrapped in an
-        # ExceptionGroup by the task group.
+        # Exit the group as on a normal exit: the caller's exception is not wrapped.
         await self._stack.__aexit__(None, None, None)
         return False
 
     async def disconnect(self) -> None:
-        """Close the broker session; open connections stay up.
+        """Close the broker session (:meth:`reconnect` claims the id again); connections stay.
 
-        The broker forgets our id; :meth:`reconnect` claims it again.  Not
-        cancellable.
+        Not cancellable.
         """
         await self._session.disconnect()
 
     async def reconnect(self) -> None:
-        """Open a new broker session with the same id and token.
+        """Open a new broker session with the same id and token; cancelling abandons it.
 
-        Raise :class:`DisconnectedError` if the peer is destroyed and
-        :class:`UsageError` if it is connected.  Cancelling abandons the attempt.
+        Raise :class:`DisconnectedError` if the peer is destroyed, :class:`UsageError` if open.
         """
         await self._session.reconnect()
 
@@ -284,6 +281,7 @@ class Peer:
         self._destroyed = True
         with anyio.CancelScope(shield=True):
             self._incoming.close()
+            self._rooms.close()
             async with anyio.create_task_group() as tg:
                 for conn in self._registry:
                     tg.start_soon(conn._close)
@@ -399,6 +397,10 @@ class Peer:
             sdp_transform=sdp_transform,
         )
 
+    def join(self, room: str, *, metadata: Any = None) -> Room:
+        """``async with peer.join(room, metadata=...) as room:`` (see :class:`peerpy.room.Room`)."""
+        return self._rooms.join(room, metadata)
+
     # -- incoming -----------------------------------------------------------
 
     async def accept(self) -> DataConnection:
@@ -425,10 +427,7 @@ class Peer:
         return until_destroyed(self.accept_call)
 
     async def list_peers(self) -> list[str]:
-        """Ids registered on the broker (needs ``--allow_discovery`` there).
-
-        Cancelling abandons the request.
-        """
+        """Ids registered on the broker (--allow_discovery).  Cancelling abandons the request."""
         return await self._signaling.list_peers()
 
     # -- plumbing used by connections ----------------------------------------

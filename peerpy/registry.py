@@ -56,9 +56,21 @@ class Registry:
             del self._connections[key]
 
     def fail_pending(self, error: PeerError, peer: str | None = None) -> None:
-        """Fail outgoing connections (to ``peer``, or all) that got no answer yet."""
+        """Fail outgoing connections (to ``peer``, or all) that got no answer yet.
+
+        A connection resuming on a new peer connection (see
+        :mod:`peerpy.generation`) is not failed when our broker session is lost
+        (``peer`` is ``None``: it waits for the next one); told that ``peer``
+        is gone (EXPIRE), it decides itself.
+        """
         for conn in self:
-            if conn.originator and not conn._remote_set and peer in (None, conn.peer):
+            if peer not in (None, conn.peer):
+                continue
+            switch = getattr(conn, "_switch", None)
+            if switch is not None and switch.active:
+                if peer is not None:
+                    switch.expired()
+            elif conn.originator and not conn._remote_set:
                 conn._fail(error)
 
     def fail_peer(self, peer: str, error: PeerError) -> None:

@@ -20,7 +20,7 @@ import logging
 import queue
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -34,13 +34,15 @@ from . import peer as _peer
 from .backends import loop_options
 from .events import PEER_EVENTS, PeerEvent, check_event
 from .exceptions import ConnectionClosedError, DisconnectedError
+from .rooms.blocking import Room
+from .stats import ConnectionStats
 
 if sys.version_info >= (3, 11):
     from typing import Self
 else:  # pragma: no cover
     from typing_extensions import Self
 
-__all__ = ["DataConnection", "MediaConnection", "Peer"]
+__all__ = ["DataConnection", "MediaConnection", "Peer", "Room"]
 
 T = TypeVar("T")
 _log = logging.getLogger("peerpy.sync")
@@ -115,6 +117,14 @@ class _Connection:
         forward = self._owner._forwarders.pop((id(self._conn), event, handler), None)
         if forward is not None:
             self._owner._call_sync(self._conn.off, event, forward)
+
+    def stats(self) -> ConnectionStats:
+        """The connection's numbers now (see :meth:`peerpy.DataConnection.stats`)."""
+        return self._owner._call(self._conn.stats)
+
+    def raw_stats(self) -> Mapping[str, Any]:
+        """The backend's full stats report (see :meth:`peerpy.DataConnection.raw_stats`)."""
+        return self._owner._call(self._conn.raw_stats)
 
     def __enter__(self) -> Self:
         return self
@@ -397,6 +407,11 @@ class Peer:
                 yield self.accept_call()
             except DisconnectedError:
                 return
+
+    def join(self, room: str, *, metadata: Any = None) -> Room:
+        """``with peer.join(room, metadata=...) as room:`` (see :class:`peerpy.room.Room`)."""
+        async_peer = self._async_peer()
+        return Room(self._call_sync(lambda: async_peer.join(room, metadata=metadata)), self)
 
     def list_peers(self) -> list[str]:
         """Ids registered on the broker (needs discovery on)."""

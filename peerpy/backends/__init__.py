@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 
     from ..diagnosis import IceSummary
     from ..route import Route
+    from ..stats import Report
 
 __all__ = [
     "BACKENDS",
@@ -276,7 +277,40 @@ class Backend(Protocol):
         ...
 
     def tune_channel(self, channel: RTCDataChannel) -> None:
-        """Prepare a data connection's channel (its SCTP transport) for sending."""
+        """Prepare a data connection's channel (its SCTP transport) for sending.
+
+        Also count its payload bytes for :meth:`stats_report` where the backend
+        reports none (aiortc). Called before the channel opens.
+        """
+        ...
+
+    def add_track(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
+        """Send ``track`` on ``pc`` (``pc.addTrack``), counting its frames for the stats."""
+        ...
+
+    def receive_track(self, track: MediaStreamTrack, max_frames: int) -> MediaStreamTrack:
+        """The track the application reads for a remote ``track`` of a call.
+
+        An ``aiortc.MediaStreamTrack`` whose ``recv()`` gives av frames,
+        keeping at most ``max_frames`` (aiortc; about a second on wrtc) for a
+        reader that falls behind, dropping the oldest. Also count the frames
+        decoded and dropped for the stats where the backend reports none.
+        """
+        ...
+
+    async def stats_report(self, pc: RTCPeerConnection, channel: RTCDataChannel | None) -> Report:
+        """``pc``'s stats in the W3C's JSON form (see :mod:`peerpy.stats`), ``channel``'s included.
+
+        Once ``pc`` is closed, its figures as it closed. Cancelling stops
+        collecting them.
+        """
+        ...
+
+    async def raw_stats(self, pc: RTCPeerConnection) -> Mapping[str, Any]:
+        """The backend's own full report of ``pc`` (aiortc's or libwebrtc's ``RTCStatsReport``).
+
+        Cancelling stops collecting it.
+        """
         ...
 
     def unacknowledged(self, pc: RTCPeerConnection) -> bool:
@@ -284,15 +318,6 @@ class Backend(Protocol):
 
         Beyond the channel's ``bufferedAmount``; ``False`` where the backend
         cannot tell.
-        """
-        ...
-
-    def remote_track(self, track: MediaStreamTrack, max_frames: int) -> MediaStreamTrack:
-        """The track the application reads for a remote ``track`` of a call.
-
-        An ``aiortc.MediaStreamTrack`` whose ``recv()`` gives av frames, keeping
-        at most about ``max_frames`` frames for a reader that falls behind
-        (dropping the oldest).
         """
         ...
 

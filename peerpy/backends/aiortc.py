@@ -8,8 +8,10 @@ Everything peerpy does specially on aiortc is under ``peerpy/backends/``:
   :func:`ice_sockets`, re-exported here);
 - :mod:`peerpy.backends._sctp`: the cheaper SCTP send path given to each data
   channel's transport (:meth:`AiortcBackend.tune_channel`);
-- here too: the bound on a remote track's frame queue (unbounded in aiortc),
-  :meth:`AiortcBackend.remote_track`;
+- :mod:`peerpy.backends._aiortc_stats`: what aiortc's stats lack (a data
+  channel's bytes, the selected pair's round-trip time, frame counts), counted
+  or read by peerpy, and the report in the W3C's form
+  (:meth:`AiortcBackend.stats_report`);
 - here: :data:`BACKEND`, the :class:`~peerpy.backends.Backend` object, which
   also reads the selected candidate pair (:meth:`~AiortcBackend.route_of`), the
   candidates gathered (:meth:`~AiortcBackend.ice_summary`) and the SCTP queues
@@ -22,8 +24,8 @@ the hooks, so its SDP passes through unchanged.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from aiortc import (
@@ -38,17 +40,17 @@ from aiortc.sdp import candidate_from_sdp
 from ..diagnosis import IceSummary
 from ..network import address_allowed, remote_networks
 from ..route import Route
-from . import _sctp
+from . import _aioice, _aiortc_stats, _channel_stats, _sctp
 from ._aioice import SUPPORTED_BACKENDS, create_peer_connection, ice_sockets, watch_remote
 
 if TYPE_CHECKING:
     from ..network import NetworkPolicy
+    from ..stats import Report
 
 __all__ = [
     "BACKEND",
     "SUPPORTED_BACKENDS",
     "AiortcBackend",
-    "LatestFrames",
     "create_peer_connection",
     "ice_sockets",
     "route_of",
@@ -57,25 +59,6 @@ __all__ = [
 
 
 _log = logging.getLogger("peerpy.backends")
-
-
-class LatestFrames(asyncio.Queue[Any]):
-    """aiortc's frame queue of a remote track, bounded: when full, the oldest frame is dropped."""
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__()
-        self._limit = maxsize
-        #: Frames dropped so far.
-        self.dropped = 0
-
-    def put_nowait(self, item: Any) -> None:
-        while self.qsize() >= self._limit:
-            self.get_nowait()
-            self.dropped += 1
-        super().put_nowait(item)
-
-    async def put(self, item: Any) -> None:
-        self.put_nowait(item)
 
 
 def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
@@ -165,21 +148,29 @@ class AiortcBackend:
     def tune_channel(self, channel: RTCDataChannel) -> None:
         # A cheaper SCTP send path on the aiortc versions it was written for.
         _sctp.tune(channel.transport)
+        _channel_stats.count_channel(channel)  # aiortc reports no data-channel stats
+
+    def add_track(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
+        _aiortc_stats.count_sender(pc.addTrack(track))
+
+    def receive_track(self, track: MediaStreamTrack, max_frames: int) -> MediaStreamTrack:
+        if not _aiortc_stats.bound_frames(track, max_frames):  # pragma: no cover
+            _log.debug("cannot bound the frame queue of %r (another aiortc version)", track)
+        return track
+
+    async def stats_report(self, pc: RTCPeerConnection, channel: RTCDataChannel | None) -> Report:
+        timed = (getattr(c, _aioice.RTT, None) for c in _ice_connections(pc))
+        rtt = next((value for value in timed if value is not None), None)
+        return await _aiortc_stats.stats_report(pc, channel, rtt)
+
+    async def raw_stats(self, pc: RTCPeerConnection) -> Mapping[str, Any]:
+        return await pc.getStats()
 
     def unacknowledged(self, pc: RTCPeerConnection) -> bool:
         sctp = pc.sctp
         return bool(
             getattr(sctp, "_data_channel_queue", None) or getattr(sctp, "_outbound_queue", None)
         )
-
-    def remote_track(self, track: MediaStreamTrack, max_frames: int) -> MediaStreamTrack:
-        """``track`` itself, its frame queue bounded to ``max_frames`` (:class:`LatestFrames`)."""
-        queue = getattr(track, "_queue", None)
-        if type(queue) is asyncio.Queue and queue.empty():
-            track._queue = LatestFrames(max_frames)  # type: ignore[attr-defined]
-        else:  # pragma: no cover - another aiortc version
-            _log.debug("cannot bound the frame queue of %r", track)
-        return track
 
 
 #: The aiortc backend.

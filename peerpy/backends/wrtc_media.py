@@ -51,6 +51,7 @@ __all__ = [
     "ReceivedTrack",
     "drain",
     "feed",
+    "name_tracks",
     "received",
 ]
 
@@ -177,6 +178,19 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
     # The exception (the track ended) is raised to the reader, if one still waits.
     if not future.cancelled():
         future.exception()
+
+
+def name_tracks(entries: dict[str, Any], ids: dict[str, str]) -> None:
+    """Give ``entries`` (a stats report in JSON form) the application's track ids.
+
+    libwebrtc's ``media-source`` stats name the track generator a sender
+    reads; ``ids`` maps those to the ids of the tracks the application sent.
+    """
+    for entry in entries.values():
+        if isinstance(entry, dict):
+            native = entry.get("trackIdentifier")
+            if isinstance(native, str) and native in ids:
+                entry["trackIdentifier"] = ids[native]
 
 
 def feed(track: object) -> object:

@@ -8,6 +8,7 @@
     peerpy receive [CODE]        receive them (asks first unless --yes; prompts for the code)
     peerpy receive CODE --stdout write the one file to standard output
     peerpy chat ID [REMOTE]      line-based chat
+    peerpy chat [ID] --room NAME group chat in a room (--name: what the others see)
     peerpy demo [--size 64MiB]   embedded broker + two peers on 127.0.0.1: a rate
 
 Every command takes ``--server``, ``--ice-servers`` and ``--ice-addresses``;
@@ -117,8 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     clash.add_argument("--rename", action="store_true", help="save as 'name (1).ext' instead")
 
     chat = sub.add_parser("chat", parents=[common], help="line-based chat")
-    chat.add_argument("id", metavar="ID", help="your peer id")
+    chat.add_argument("id", nargs="?", metavar="ID", help="your peer id (--room: optional)")
     chat.add_argument("remote", nargs="?", metavar="REMOTE", help="peer to connect to")
+    chat.add_argument("--room", metavar="NAME", help="group chat with everyone in room NAME")
+    chat.add_argument("--name", help="the name the room shows for you (default: your id)")
 
     demo = sub.add_parser("demo", parents=[common], help="local transfer demo with a rate")
     demo.add_argument("--size", default=DEFAULT_DEMO_SIZE, help="bytes to send (default 64MiB)")
@@ -232,6 +235,8 @@ async def _send(args: argparse.Namespace, run: _Run) -> int:
     console.print(backend_line)
     if stats.route is not None:
         console.print(f"route: {stats.route}")
+    if args.verbose and stats.connection is not None:
+        console.print(f"stats: {stats.connection.summary()}")
     return 0
 
 
@@ -315,11 +320,13 @@ async def _receive(args: argparse.Namespace, run: _Run) -> int:
     console.print(backend_line)
     if stats.route is not None:
         console.print(f"route: {stats.route}")
+    if args.verbose and stats.connection is not None:
+        console.print(f"stats: {stats.connection.summary()}")
     return 0
 
 
 async def _chat(args: argparse.Namespace, run: _Run) -> int:
-    from .chat import run_chat
+    from .chat import run_chat, run_room_chat
 
     async def read_line() -> str | None:
         line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
@@ -328,6 +335,16 @@ async def _chat(args: argparse.Namespace, run: _Run) -> int:
     def write(text: str) -> None:
         print(text, flush=True)
 
+    if args.room is not None and args.remote is not None:
+        raise UsageError("--room chats with everyone in the room: give no REMOTE")
+    if args.room is not None:
+        options = _peer_options(args)
+        await run_room_chat(
+            args.id, args.room, name=args.name, read_line=read_line, write=write, **options
+        )
+        return 0
+    if args.id is None:
+        raise UsageError("give your ID (and a REMOTE to call), or --room NAME for a group chat")
     await run_chat(args.id, args.remote, read_line=read_line, write=write, **_peer_options(args))
     return 0
 

@@ -24,7 +24,14 @@ frame ``type``              direction   payload
                                         expired, or its broker died
 ``ROOM-ERROR``              to joiner   ``{"room": NAME, "type": T, "msg": TEXT}``, ``T`` one of
                                         :class:`RoomErrorType`
+``ROOM-SFU``                to members  ``{"room": NAME, "sfu": SFU or null, "msg": TEXT}``: the
+                                        room's media moved to another SFU (or has none now)
 ==========================  ==========  =======================================================
+
+When the broker forwards the room's media through an SFU (``--janus``),
+``ROOM-MEMBERS`` also holds ``"sfu": SFU``, the object of
+:class:`peerpy_protocol.janus.SfuInfo`: where to publish and subscribe, and
+the credentials minted for this member.
 
 A room name follows the peer id rule (:data:`peerpy_protocol.ids.ID_PATTERN`)
 and is at most :data:`MAX_NAME_LENGTH` characters; metadata is any JSON value
@@ -50,6 +57,7 @@ import attrs
 
 from .exceptions import InvalidMetadataError, InvalidRoomError, ProtocolError
 from .ids import ID_PATTERN
+from .janus import SfuInfo
 from .messages import _dumps, _envelope
 
 __all__ = [
@@ -64,6 +72,7 @@ __all__ = [
     "RoomLeave",
     "RoomMembers",
     "RoomMessage",
+    "RoomSfu",
     "from_envelope",
     "metadata_size",
     "offers_rooms",
@@ -85,7 +94,7 @@ MAX_NAME_LENGTH: Final = 256
 #: The broker's default bound on a member's serialized metadata (``--room-metadata-bytes``).
 DEFAULT_METADATA_BYTES: Final = 4096
 #: The envelope types this module parses.
-ROOM_TYPES: Final = frozenset({"ROOM-JOIN", "ROOM-LEAVE", "ROOM-MEMBERS", "ROOM-ERROR"})
+ROOM_TYPES: Final = frozenset({"ROOM-JOIN", "ROOM-LEAVE", "ROOM-MEMBERS", "ROOM-ERROR", "ROOM-SFU"})
 
 
 class RoomErrorType(str, enum.Enum):
@@ -123,10 +132,25 @@ class RoomLeave:
 
 @attrs.frozen
 class RoomMembers:
-    """``ROOM-MEMBERS``: the other members of ``room`` and their metadata, sent to a joiner."""
+    """``ROOM-MEMBERS``: the other members of ``room`` and their metadata, sent to a joiner;
+    ``sfu`` when the room's media goes through an SFU."""
 
     room: str
     members: Mapping[str, JSON] = attrs.field(factory=dict)
+    sfu: SfuInfo | None = None
+    #: ``"sfu"`` when the room's media goes through an SFU (``sfu`` may then be ``None``: the
+    #: SFU is unreachable now), else ``"mesh"``.
+    media: str = attrs.field(default="mesh", kw_only=True)
+
+
+@attrs.frozen
+class RoomSfu:
+    """``ROOM-SFU``: the room's SFU changed (``sfu``), or there is none now (``None``, ``msg``
+    saying why)."""
+
+    room: str
+    sfu: SfuInfo | None
+    msg: str = ""
 
 
 @attrs.frozen
@@ -138,7 +162,7 @@ class RoomError:
     msg: str = ""
 
 
-RoomMessage: TypeAlias = RoomJoin | RoomLeave | RoomMembers | RoomError
+RoomMessage: TypeAlias = RoomJoin | RoomLeave | RoomMembers | RoomError | RoomSfu
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -235,7 +259,19 @@ def from_envelope(envelope: dict[str, JSON]) -> RoomMessage:
         members = payload.get("members") if isinstance(payload, dict) else None
         if not isinstance(members, dict):
             raise ProtocolError("ROOM-MEMBERS payload has no object 'members'")
-        return RoomMembers(_room(payload, kind), members)
+        sfu = payload.get("sfu")
+        return RoomMembers(
+            _room(payload, kind),
+            members,
+            None if sfu is None else SfuInfo.from_json(sfu),
+            media="sfu" if "sfu" in payload else "mesh",
+        )
+    if kind == "ROOM-SFU":
+        room = _room(payload, kind)
+        sfu, msg = payload.get("sfu"), payload.get("msg", "")
+        if not isinstance(msg, str):
+            raise ProtocolError("ROOM-SFU payload's 'msg' must be a string")
+        return RoomSfu(room, None if sfu is None else SfuInfo.from_json(sfu), msg)
     if kind == "ROOM-ERROR":
         room = _room(payload, kind)
         error_type, msg = payload.get("type"), payload.get("msg", "")
@@ -258,7 +294,15 @@ def _envelope_of(message: RoomMessage) -> dict[str, JSON]:
         kind, payload = "ROOM-LEAVE", {"room": message.room}
     elif isinstance(message, RoomMembers):
         payload = {"room": message.room, "members": dict(message.members)}
+        if message.media == "sfu":
+            payload["sfu"] = None if message.sfu is None else message.sfu.to_json()
         return {"type": "ROOM-MEMBERS", "payload": payload}
+    elif isinstance(message, RoomSfu):
+        sfu = None if message.sfu is None else message.sfu.to_json()
+        return {
+            "type": "ROOM-SFU",
+            "payload": {"room": message.room, "sfu": sfu, "msg": message.msg},
+        }
     else:
         payload = {"room": message.room, "type": message.type, "msg": message.msg}
         return {"type": "ROOM-ERROR", "payload": payload}

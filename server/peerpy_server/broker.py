@@ -29,9 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from .config import BrokerConfig
@@ -51,6 +51,7 @@ from .transports.websocket import Gathering, TcpSession
 if TYPE_CHECKING:
     from .auth import JwtAuthorizer
     from .cluster import Cluster
+    from .sfu import Sfu
 
 __all__ = ["TICK", "Broker", "serve"]
 
@@ -114,6 +115,9 @@ class Broker:
         )
         if self.cluster is not None:
             self.cluster.rooms.front = self.rooms
+        #: Room media through Janus (``--janus``), or ``None``.
+        self.sfu = _sfu(config, self._send_now, self.rooms.local_members)
+        self.rooms.sfu = self.sfu
         self._collector = BrokerCollector(
             self.stats, self.realm, lambda: len(self.realm), rooms=self.rooms
         )
@@ -188,6 +192,8 @@ class Broker:
         self._timer = self._loop.create_task(self._run_timers(), name="peerpy_server timers")
         if self.cluster is not None:
             await self.cluster.start()
+        if self.sfu is not None:
+            await self.sfu.start()
 
     async def aclose(self) -> None:
         """Stop listening, close every WebSocket with 1001 and wait (briefly) until they are gone.
@@ -224,6 +230,8 @@ class Broker:
                 await server.wait_closed()
             if self.cluster is not None:
                 await self.cluster.aclose()
+            if self.sfu is not None:
+                await self.sfu.aclose()
             logger.info("Broker stopped")
 
     async def _drained(self) -> None:
@@ -234,12 +242,7 @@ class Broker:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     # -- where -------------------------------------------------------------
@@ -406,6 +409,12 @@ class Broker:
         """The connection is gone (idempotent)."""
         self._admission.forget(session)
 
+    def _send_now(self, peer_id: str, frame: str) -> bool:
+        """Send a room frame outside any frame handling (the SFU's answers) and write it."""
+        sent = self.rooms.send(peer_id, frame)
+        self.write_gathered()
+        return sent
+
     def write_gathered(self) -> None:
         """Write the frames gathered for each connection (see :meth:`TcpSession.send`)."""
         self.gathering.write()
@@ -437,6 +446,27 @@ class Broker:
                 self.warnings.flush(now)
             except Exception:  # a bug must not stop the timers
                 logger.exception("Timer sweep failed")
+
+
+def _sfu(
+    config: BrokerConfig,
+    send: Callable[[str, str], bool],
+    local_members: Callable[[str], list[str]],
+) -> Sfu | None:
+    """The Janus instances of ``janus_urls``, if any (see :mod:`peerpy_server.sfu`)."""
+    if not config.janus_urls:
+        return None
+    from .sfu import Sfu, parse_instance
+
+    key = config.janus_key.encode() if config.janus_key else secrets.token_bytes(32)
+    return Sfu(
+        [parse_instance(url) for url in config.janus_urls],
+        key=key,
+        admin_key=config.janus_admin_key,
+        publishers=config.room_max_members or 100,
+        send=send,
+        local_members=local_members,
+    )
 
 
 def _authorizer(config: BrokerConfig) -> JwtAuthorizer | None:

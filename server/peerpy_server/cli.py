@@ -192,6 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
         rooms.add_argument(
             flag, type=kind, default=default, metavar=metavar, help=f"{text} (default: %(default)s)"
         )
+    sfu = parser.add_argument_group("rooms through an SFU (docs/rooms.md)")
+    sfu.add_argument(
+        "--janus",
+        action="append",
+        default=[],
+        metavar="URL[,PUBLIC_URL]",
+        help="a Janus WebSocket API (repeatable): room media then goes through Janus's "
+        "VideoRoom; PUBLIC_URL, if given, is what members connect to",
+    )
+    for flag, env, text in (
+        ("--janus-key", "PEERPY_JANUS_KEY", "key Janus room secrets and PINs derive from: the "
+         "same on every broker of a cluster (default: env %s, else random per process)"),
+        ("--janus-admin-key", "PEERPY_JANUS_ADMIN_KEY",
+         "the VideoRoom admin_key Janus requires to create rooms (default: env %s)"),
+    ):  # fmt: skip
+        sfu.add_argument(flag, default=os.environ.get(env), metavar="KEY", help=text % env)
     ice = parser.add_argument_group("ICE servers for peers (served at PATH/KEY/ice)")
     ice.add_argument("--stun", action="store_true", help="answer STUN binding requests on UDP")
     ice.add_argument("--stun-port", type=int, default=3478, help="UDP port of --stun (3478)")
@@ -327,6 +343,9 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         jwt_audience=args.jwt_audience,
         redis_url=args.redis or None,
         redis_prefix=args.redis_prefix,
+        janus_urls=args.janus,
+        janus_key=args.janus_key,
+        janus_admin_key=args.janus_admin_key,
     )
 
 

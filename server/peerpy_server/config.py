@@ -104,6 +104,12 @@ class BrokerConfig:
       past that a join is refused with ``rate-limited`` (see :mod:`peerpy_server.core.rooms`).
     * ``redis_url`` / ``redis_prefix``: cluster mode, every broker on the same
       Redis and prefix shares one realm (see :mod:`peerpy_server.cluster`).
+    * ``janus_urls``: Janus WebSocket API URLs (``URL`` or ``URL,PUBLIC_URL``,
+      the second handed to members); with any, every room's media goes through
+      Janus's VideoRoom (see :mod:`peerpy_server.sfu`).  ``janus_key``: the key
+      room secrets and PINs derive from (give every broker of a cluster the same;
+      ``None``: random per process); ``janus_admin_key``: VideoRoom's
+      ``admin_key``, if Janus requires one to create rooms.
     """
 
     host: str | None = None
@@ -170,6 +176,10 @@ class BrokerConfig:
     # realm) and the prefix of every key and channel, so realms can share a Redis.
     redis_url: str | None = attrs.field(default=None, repr=False)
     redis_prefix: str = "peerpy:"
+    # Rooms through an SFU (peerpy_server.sfu, docs/rooms.md).
+    janus_urls: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    janus_key: str | None = attrs.field(default=None, repr=False)
+    janus_admin_key: str | None = attrs.field(default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
@@ -182,6 +192,9 @@ class BrokerConfig:
             raise ValueError("give jwt_secret or jwt_public_key, not both")
         if bool(self.turn_urls) != bool(self.turn_secret):
             raise ValueError("turn_urls and turn_secret must be given together")
+        for url in self.janus_urls:
+            if not all(part.strip().startswith(("ws://", "wss://")) for part in url.split(",")):
+                raise ValueError(f"a Janus URL starts with ws:// or wss://, got {url!r}")
         for url in self.turn_urls:
             if not url.startswith(("turn:", "turns:")):
                 raise ValueError(f"a TURN URL starts with turn: or turns:, got {url!r}")

@@ -41,6 +41,7 @@ REDACTED_LOGGERS: Final = (
     "peerpy_server.ice",
     "peerpy_server.realm",
     "peerpy_server.rooms",
+    "peerpy_server.sfu",
     "peerpy_server.stun",
     "peerpy_server.websocket",
 )

@@ -12,7 +12,7 @@ from anyio.abc import ByteReceiveStream, Process
 from peerpy_protocol.ids import random_token
 from playwright.async_api import BrowserContext
 
-from ..brokers import free_port, peerpy_server
+from ..helpers.brokers import free_port, peerpy_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.interop]
 

@@ -7,12 +7,13 @@ connect to TARGET, send ``--size`` random bytes, check the echo is identical.
 pattern both ways; each side reports ``{"event": "media"}`` once it decoded
 frames, and the caller hangs up when a line arrives on its stdin.
 
-Both print ``{"event": "open", "route": ...}`` once the connection is open and
-the caller prints ``{"event": "done", ...}`` with the round trip's time.  ICE
-servers come from ``--ice`` (a JSON list of ``{urls, username, credential}``);
-``--ice broker`` leaves them unset so the peer asks its broker.  Every step is
-bounded by ``--deadline`` seconds.  ``--backend`` picks the WebRTC backend
-(aiortc by default) and ``--ice-addresses`` the local addresses ICE may use.
+Both print ``{"event": "open", "route": ...}`` once the connection is open
+(the caller adds ``opened_in``, the seconds ``connect()`` took) and the caller
+prints ``{"event": "done", ...}`` with the round trip's time.  ICE servers come
+from ``--ice`` (a JSON list of ``{urls, username, credential}``); ``--ice
+broker`` leaves them unset so the peer asks its broker.  Every step is bounded
+by ``--deadline`` seconds.  ``--backend`` picks the WebRTC backend (aiortc by
+default) and ``--ice-addresses`` the local addresses ICE may use.
 """
 
 from __future__ import annotations
@@ -71,8 +72,10 @@ async def listen(peer: Peer) -> None:
 
 
 async def connect(peer: Peer, target: str, size: int) -> None:
+    asked = time.monotonic()
     conn = await peer.connect(target)
-    emit(event="open", route=route_json(conn.route))
+    opened_in = round(time.monotonic() - asked, 3)
+    emit(event="open", route=route_json(conn.route), opened_in=opened_in)
     payload = os.urandom(size)
     started = time.monotonic()
     await conn.send(payload)

@@ -30,7 +30,7 @@ spread a large expiry over several slices and serve other clients in between.
 Memory of queues is accounted as what it really costs, not as characters of
 JSON: :data:`QUEUE_OVERHEAD`, :data:`MESSAGE_OVERHEAD` and
 :data:`SENDER_OVERHEAD` were measured with :mod:`tracemalloc`
-(``tests/server/test_abuse.py`` measures them again), and strings count as
+(``tests/unit/server/test_realm.py`` measures them again), and strings count as
 ``sys.getsizeof``.  A queue's overhead stays charged until its deque entry
 is swept, so the budget covers flushed entries too.
 """

@@ -20,7 +20,10 @@ The wire messages are :mod:`peerpy_protocol.rooms`'s.  Two layers, both sans-I/O
   Redis round trip in cluster mode).
 
 On a join the joiner gets ``ROOM-MEMBERS`` (the *other* members) and each other
-member ``ROOM-JOIN`` with ``src``; on a leave the remaining members get
+member ``ROOM-JOIN`` with ``src``; with an :class:`Sfu` (``--janus``) the
+joiner's ``ROOM-MEMBERS`` waits for :meth:`Sfu.admit` and carries its ``sfu``
+(followed by a ``ROOM-SFU`` saying why when it has none), and every leave is
+told to :meth:`Sfu.left`; on a leave the remaining members get
 ``ROOM-LEAVE`` with ``src``.  A refusal is a ``ROOM-ERROR`` to the joiner,
 counted in :attr:`Stats.room_refused <peerpy_server.core.stats.Stats>` and
 logged at most once per ``warning_interval`` per reason.
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from peerpy_protocol.exceptions import PeerError, ProtocolError
 from peerpy_protocol.rooms import (
@@ -39,6 +42,7 @@ from peerpy_protocol.rooms import (
     RoomJoin,
     RoomLeave,
     RoomMembers,
+    RoomSfu,
     from_envelope,
     serialize,
     validate_metadata,
@@ -46,6 +50,9 @@ from peerpy_protocol.rooms import (
 )
 
 from ..config import BrokerConfig
+
+if TYPE_CHECKING:
+    from peerpy_protocol.janus import SfuInfo
 from ..logs import WarningLimiter
 from .realm import Client, truncate
 from .stats import Stats
@@ -74,6 +81,15 @@ class Directory(Protocol):
 
     def members(self, room: str, answer: Callable[[list[str]], None]) -> None:
         """Call ``answer(ids)`` with the members of ``room`` (``[]`` if none)."""
+
+
+class Sfu(Protocol):
+    """What the rooms front needs from :class:`peerpy_server.sfu.Sfu`."""
+
+    def admit(
+        self, room: str, member: str, then: Callable[[SfuInfo | None, str], None]
+    ) -> None: ...
+    def left(self, room: str, member: str, empty: bool) -> None: ...
 
 
 class LocalDirectory:
@@ -159,6 +175,8 @@ class Rooms:
         self._stats = stats
         self._warnings = warnings
         self._allowed = allowed
+        #: Room media through an SFU (``--janus``), or ``None``: set by the broker.
+        self.sfu: Sfu | None = None
         # Local client id -> the rooms it joined or is joining (ordered).
         self._joined: dict[str, dict[str, None]] = {}
         self._buckets: dict[str, _Bucket] = {}
@@ -178,6 +196,14 @@ class Rooms:
     def room_count(self) -> int:
         """Rooms with a member on this broker (the ``rooms`` gauge; one step per membership)."""
         return len({room for rooms in self._joined.values() for room in rooms})
+
+    def local_members(self, room: str) -> list[str]:
+        """The clients of this broker in (or joining) ``room``."""
+        return [peer_id for peer_id, rooms in self._joined.items() if room in rooms]
+
+    def send(self, peer_id: str, frame: str) -> bool:
+        """Send a frame to a member wherever it is connected."""
+        return self._send(peer_id, frame)
 
     def members(self, room: str, answer: Callable[[list[str]], None]) -> None:
         """Call ``answer(ids)`` with the members of ``room`` (``GET <path><key>/rooms/<name>``)."""
@@ -223,8 +249,12 @@ class Rooms:
     def left(self, room: str, peer_id: str, remaining: Iterable[str]) -> None:
         """Tell ``remaining`` that ``peer_id`` left ``room`` (the cluster's sweep calls it too)."""
         frame = serialize(RoomLeave(room, src=peer_id))
+        left = 0
         for member in remaining:
             self._send(member, frame)
+            left += 1
+        if self.sfu is not None:
+            self.sfu.left(room, peer_id, empty=not left)
 
     # -- joining -----------------------------------------------------------------
 
@@ -260,9 +290,18 @@ class Rooms:
                 text = "the room is full" if answer is RoomErrorType.ROOM_FULL else "too many rooms"
                 self._refuse(client, room, answer, text, now)
                 return
-            self._send(peer_id, serialize(RoomMembers(room, answer)))
+            if self.sfu is None:
+                admitted(answer, None, "")
+            else:
+                self.sfu.admit(room, peer_id, lambda sfu, why: admitted(answer, sfu, why))
+
+        def admitted(others: dict[str, JSON], sfu: SfuInfo | None, why: str) -> None:
+            media = "mesh" if self.sfu is None else "sfu"
+            self._send(peer_id, serialize(RoomMembers(room, others, sfu, media=media)))
+            if media == "sfu" and sfu is None:
+                self._send(peer_id, serialize(RoomSfu(room, None, why)))
             notice = serialize(RoomJoin(room, metadata, src=peer_id))
-            for member in answer:
+            for member in others:
                 self._send(member, notice)
 
         self.directory.join(room, peer_id, metadata, done)

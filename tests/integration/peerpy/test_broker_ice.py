@@ -22,8 +22,8 @@ from peerpy_server import Broker, BrokerConfig
 
 from peerpy import Peer
 
-from ...redis_support import running_redis
-from ...server.conftest import run_cluster
+from ...helpers.redis import running_redis
+from ...helpers.targets import run_cluster
 
 pytestmark = pytest.mark.anyio
 

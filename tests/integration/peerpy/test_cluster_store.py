@@ -16,8 +16,8 @@ from peerpy_server.cluster import wire
 
 from peerpy import Peer, PeerUnavailableError
 
-from ...redis_support import running_redis
-from ...server.conftest import run_cluster
+from ...helpers.redis import running_redis
+from ...helpers.targets import run_cluster
 
 pytestmark = pytest.mark.anyio
 

@@ -24,7 +24,7 @@ from peerpy.config import Timeouts
 from peerpy.exceptions import InvalidTokenError, PeerError
 from peerpy.peer import Peer
 
-from ...brokers import free_port
+from ...helpers.brokers import free_port
 
 pytestmark = pytest.mark.anyio
 

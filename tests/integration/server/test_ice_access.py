@@ -22,8 +22,10 @@ from peerpy_server.cluster import instance
 from peerpy_server.core.ice_access import FAILURE_BURST
 from websockets.asyncio.client import connect
 
-from ...redis_support import running_redis
-from ...server.conftest import http_request, peer_client, run_cluster, run_ours
+from ...helpers.http import http_request
+from ...helpers.redis import running_redis
+from ...helpers.signaling import peer_client
+from ...helpers.targets import run_cluster, run_ours
 
 pytestmark = pytest.mark.anyio
 

@@ -16,8 +16,10 @@ import jwt
 import pytest
 from peerpy_protocol.rooms import OPEN_WITH_ROOMS
 
-from ...redis_support import RedisServer, running_redis
-from ...server.conftest import Client, Target, client, http_request, run_asgi, run_cluster, run_ours
+from ...helpers.http import http_request
+from ...helpers.redis import RedisServer, running_redis
+from ...helpers.signaling import Client, client
+from ...helpers.targets import Target, run_asgi, run_cluster, run_ours
 
 pytestmark = pytest.mark.anyio
 

@@ -119,3 +119,15 @@ def test_outside_the_path_and_other_methods_are_404() -> None:
     assert (post.status_code, post.body) == (404, b"Cannot POST /myapp/peerjs/id")
     [preflight] = ask(view, "/myapp/peerjs/id", method="OPTIONS")
     assert preflight.status_code == 204
+
+
+def test_the_rooms_module_is_served_to_pages() -> None:
+    """GET {path}peerpy-rooms.js answers the browser module, as JavaScript, with CORS."""
+    view = FakeView(path="/myapp")
+    [module] = ask(view, "/myapp/peerpy-rooms.js")
+    assert module.status_code == 200
+    assert module.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    assert module.headers["Access-Control-Allow-Origin"] == "https://app"
+    assert b"export function joinRoom" in module.body
+    [outside] = ask(view, "/peerpy-rooms.js")
+    assert outside.status_code == 404
