@@ -234,6 +234,11 @@ def _positive_delay(instance: object, attribute: attrs.Attribute[float], value: 
         raise ConfigurationError(f"Timeouts.{attribute.name} must be a positive number of seconds")
 
 
+def _optional_delay(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if value is not None:
+        _positive_delay(instance, attribute, value)  # type: ignore[arg-type]
+
+
 def _check_remote_gone(instance: object, attribute: object, value: object) -> None:
     try:
         check_remote_gone(value)
@@ -266,6 +271,11 @@ class Timeouts:
     #: long closes with :class:`~peerpy.exceptions.RemoteGoneError` (checks run
     #: about every second).  ``None``: aioice's own checks (47-50 s).
     remote_gone: float | None = attrs.field(default=8.0, validator=_check_remote_gone)
+    #: A data connection between two peerpy peers whose peer connection is lost
+    #: (ICE failed, ``remote_gone``) negotiates a new one through the broker and
+    #: goes on (see :mod:`peerpy.resumption`); it gives up after this long.
+    #: ``None``: never offer resumption (every connection behaves as PeerJS's).
+    resume: float | None = attrs.field(default=60.0, validator=_optional_delay)
 
 
 @attrs.frozen

@@ -30,7 +30,8 @@ side misbehaved" (:class:`ProtocolError`), as h11 does::
     ├── PeerUnavailableError       peer-unavailable: no such peer on the broker
     ├── WebRTCError                webrtc: SDP or ICE plumbing failed
     │   ├── NegotiationFailedError     negotiation-failed: ICE failed / timed out
-    │   │   └── RemoteGoneError            the remote stopped answering (killed, frozen, cut off)
+    │   │   ├── RemoteGoneError            the remote stopped answering (killed, frozen, cut off)
+    │   │   └── ResumeFailedError          a lost connection not resumed within Timeouts.resume
     │   └── BackendVersionError        aiortc/aioice versions the network hooks do not know
     ├── ConnectionClosedError      connection-closed
     └── RoomError                  the broker refused a room operation
@@ -80,6 +81,7 @@ __all__ = [
     "PeerUnavailableError",
     "ProtocolError",
     "RemoteGoneError",
+    "ResumeFailedError",
     "RoomError",
     "RoomForbiddenError",
     "RoomFullError",
@@ -204,6 +206,13 @@ class RemoteGoneError(NegotiationFailedError):
     Its process was killed or frozen, or the network between us went away.
     The ``type`` stays ``negotiation-failed``, the error PeerJS reports when
     ICE fails.
+    """
+
+
+class ResumeFailedError(NegotiationFailedError):
+    """A resumable connection lost its peer connection and no new one opened in time.
+
+    See :mod:`peerpy.generation`; raised after ``Timeouts.resume``.
     """
 
 

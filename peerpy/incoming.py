@@ -29,7 +29,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol, TypeVar
 
 import anyio
-from peerpy_protocol.payloads import ConnectionType, OfferPayload
+from peerpy_protocol.messages import Relay, RelayType
+from peerpy_protocol.payloads import (
+    AnswerPayload,
+    ConnectionType,
+    OfferPayload,
+    Resume,
+    SessionDescription,
+)
 
 from .admission import Admission
 from .connection import Connection, Host
@@ -116,8 +123,16 @@ class Incoming:
                 return call
 
     def on_offer(self, src: str, offer: OfferPayload) -> None:
-        """Check, make room for, build and admit the connection ``offer`` asks for."""
+        """Check, make room for, build and admit the connection ``offer`` asks for.
+
+        An OFFER to resume a connection (a new generation, see
+        :mod:`peerpy.generation`) goes to that connection, never to
+        ``accept()``; if there is no such connection it is refused.
+        """
         host = self._host
+        if offer.resume is not None and offer.resume.generation > 0:
+            self._on_resume_offer(src, offer)
+            return
         serializer = None
         if offer.type is ConnectionType.DATA:
             try:
@@ -140,7 +155,7 @@ class Incoming:
         if serializer is None:
             call = MediaConnection(
                 host,
-                host._new_pc(media=True),
+                host._new_pc(),
                 peer=src,
                 connection_id=offer.connection_id,
                 metadata=offer.metadata,
@@ -168,6 +183,24 @@ class Incoming:
         self.admission.admit(conn)
         conn.deliver(offer)
         host._spawn(lambda: self._welcome(conn))
+
+    def _on_resume_offer(self, src: str, offer: OfferPayload) -> None:
+        conn = self._registry.get(src, offer.connection_id)
+        if isinstance(conn, DataConnection) and conn.resumable and not conn.closed:
+            conn.deliver(offer)
+            return
+        self._log.info(
+            "refusing to resume %s from %s: no such connection", offer.connection_id, src
+        )
+        assert offer.resume is not None
+        refusal = AnswerPayload(
+            SessionDescription("answer", ""),
+            ConnectionType.DATA,
+            offer.connection_id,
+            Resume(offer.resume.generation, 0, refused=True),
+        )
+        relay = Relay(RelayType.ANSWER, dst=src, payload=refusal.to_json())
+        self._host._spawn(lambda: self._host._send_relay(relay))
 
     def _deliver_call(self, call: MediaConnection) -> bool:
         """Give an incoming call to the ``call`` handlers, else to accept_call()."""

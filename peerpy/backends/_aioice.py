@@ -71,7 +71,9 @@ a stalled local event loop from condemning a healthy remote: answers that
 queued meanwhile are read before any check times out. The callback given to
 :func:`watch_remote` runs first and should close the peer connection; if that
 has not happened 2 s later, the aioice connection closes itself, as on aioice's
-own expiry.
+own expiry. Each check answered before its first retransmission also gives
+the pair's round-trip time, which ``conn.stats()`` reports (kept in the
+connection's :data:`RTT` attribute).
 
 Direct before relayed
 ---------------------
@@ -434,9 +436,12 @@ async def _await_silence(connection: Connection, limit: float) -> float:
             # limit is short (a check takes at most 3.5 s anyway).
             deadline = last_answer + limit - loop.time()
             window = max(min(deadline, limit / 2), _MIN_CHECK_WINDOW)
+            sent = loop.time()
             if await _consent_check(pair.protocol, request, pair.remote_addr, key, window):
                 last_answer = loop.time()
                 misses = 0
+                if last_answer - sent < _MIN_CHECK_WINDOW:  # not retransmitted (Karn)
+                    setattr(connection, RTT, last_answer - sent)  # for the stats
             else:
                 misses += 1
         silent = loop.time() - last_answer
@@ -472,6 +477,8 @@ async def _consent_check(
     return True
 
 
+#: The attribute of an aioice connection holding its latest consent check's round trip (s).
+RTT: Final = "_peerpy_rtt"
 #: Seconds between consent checks with ``remote_gone`` set (aioice: 5).
 _CONSENT_INTERVAL: Final = 1.0
 #: Unanswered checks in a row needed, besides the silence, to declare a remote gone.

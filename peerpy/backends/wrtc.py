@@ -43,8 +43,18 @@ What peerpy adds on top:
   from that ``"disconnected"`` (counting the 5 s already silent) and reports
   the remote gone when ICE has not recovered by then; so on wrtc a
   ``remote_gone`` below 5 s acts as about 5 s.
+- Calls: :mod:`peerpy.backends.wrtc_media` adapts an application's aiortc
+  tracks to the layer's senders (``addTrack``/``addTransceiver`` here take
+  them) and the remote tracks to aiortc's ``MediaStreamTrack``
+  (:meth:`WrtcBackend.receive_track`); libwebrtc encodes and decodes.
 - ``conn.route``: the selected pair of the data transport, from libwebrtc's
   ``RTCIceTransport.getSelectedCandidatePair()``.
+- Stats: libwebrtc's report is the W3C's (``webrtc.RTCStatsReport``, every
+  member of the specification it fills), so :meth:`WrtcBackend.stats_report`
+  takes its JSON form; a connection closing keeps its last report (taken in
+  ``close()``, as libwebrtc gives none once closed), and a data channel's
+  bytes are peerpy's counts once libwebrtc dropped the closed channel
+  (:mod:`peerpy.backends._channel_stats`).
 - The 16 MiB send queue: libwebrtc refuses sends beyond 16 MiB buffered;
   ``Limits.send_high_water`` is capped at :data:`HIGH_WATER`
   (:meth:`WrtcBackend.send_high_water`), so a peerpy ``send()`` waits instead.
@@ -53,10 +63,11 @@ What peerpy adds on top:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import webrtc
@@ -70,11 +81,13 @@ from ..diagnosis import IceSummary
 from ..exceptions import ConfigurationError
 from ..network import NetworkPolicy, address_allowed, check_remote_gone, remote_networks
 from ..route import Route
-from . import _sdp
+from . import _channel_stats, _sdp, wrtc_media
 
 if TYPE_CHECKING:
     # The types of the API both backends share (webrtc.aiortc's mirror them).
     import aiortc
+
+    from ..stats import Report
 
 __all__ = [
     "BACKEND",
@@ -92,6 +105,11 @@ DISCONNECT_AFTER: Final = 5.0
 SEND_QUEUE_LIMIT: Final = 16 * 1024 * 1024
 #: The most a wrtc data channel buffers before send() waits: well below SEND_QUEUE_LIMIT.
 HIGH_WATER: Final = 8 * 1024 * 1024
+
+#: Seconds closing a call waits for its senders to stop between frames.
+FEEDS_DRAIN: Final = 1.0
+#: Seconds a closing connection waits for libwebrtc's last stats report.
+FINAL_STATS_WAIT: Final = 1.0
 
 #: The host of a remote address libwebrtc does not disclose (peer-reflexive candidates).
 HIDDEN: Final = "?"
@@ -121,6 +139,10 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
         self._peerpy_on_gone: Callable[[float], None] | None = None
         self._peerpy_timer: asyncio.TimerHandle | None = None
         self._peerpy_since = 0.0
+        #: libwebrtc's track ids (in its stats) -> those the application sees.
+        self._peerpy_track_ids: dict[str, str] = {}
+        self.on("track", self._peerpy_received)
+        self._peerpy_final: webrtc.RTCStatsReport | None = None  # the report as it closed
         if remote_gone is not None:
             # Binds the layer to libwebrtc's ICE state events (see _emit_ice_state).
             self.on("iceconnectionstatechange", _ignore)
@@ -151,11 +173,50 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
         if self._peerpy_on_gone is not None and self._native_ice_state() == "disconnected":
             self._peerpy_on_gone(time.monotonic() - self._peerpy_since)
 
+    def addTrack(self, track: Any) -> Any:
+        # An application's aiortc track goes through a feed (see wrtc_media).
+        sender = super().addTrack(wrtc_media.feed(track))
+        self._peerpy_sent(sender)
+        return sender
+
+    def addTransceiver(self, trackOrKind: Any, direction: str = "sendrecv") -> Any:
+        transceiver = super().addTransceiver(wrtc_media.feed(trackOrKind), direction)
+        self._peerpy_sent(transceiver.sender)
+        return transceiver
+
+    def _peerpy_received(self, track: Any) -> None:
+        native = getattr(track, "_native", None)
+        if native is not None:
+            self._peerpy_track_ids[str(native.id)] = track.id
+
+    def _peerpy_sent(self, sender: Any) -> None:
+        # libwebrtc's stats name the generator's track: remember the application's id.
+        native = getattr(getattr(sender, "_native", None), "track", None)
+        if native is not None and sender.track is not None:
+            self._peerpy_track_ids[str(native.id)] = sender.track.id
+
     async def close(self) -> None:
         if self._peerpy_timer is not None:
             self._peerpy_timer.cancel()
             self._peerpy_timer = None
+        if self._peerpy_final is None and self.connectionState != "closed":
+            # libwebrtc reports nothing once closed: keep the last figures
+            # (if it cannot give them, closing goes on without).
+            with contextlib.suppress(Exception):
+                self._peerpy_final = await asyncio.wait_for(
+                    self._native.get_stats(), FINAL_STATS_WAIT
+                )
+        if self.connectionState != "closed":
+            # The senders' pumps stop between frames, not in the middle of one.
+            await wrtc_media.drain([s.track for s in self.getSenders()], FEEDS_DRAIN)
         await super().close()
+
+    async def _peerpy_stats(self) -> webrtc.RTCStatsReport:
+        if self._peerpy_final is not None:
+            return self._peerpy_final
+        if self.connectionState == "closed":  # closed before a report could be kept
+            return webrtc.RTCStatsReport({})
+        return await self._native.get_stats()
 
 
 def _ignore() -> None:
@@ -353,10 +414,46 @@ class WrtcBackend:
         return min(requested, HIGH_WATER)
 
     def tune_channel(self, channel: aiortc.RTCDataChannel) -> None:
-        pass  # libwebrtc's SCTP needs nothing
+        # libwebrtc's SCTP needs nothing; its stats drop the channel once closed.
+        _channel_stats.count_channel(channel)
 
     def unacknowledged(self, pc: aiortc.RTCPeerConnection) -> bool:
         return False  # libwebrtc does not expose its SCTP queues
+
+    def add_track(self, pc: aiortc.RTCPeerConnection, track: aiortc.MediaStreamTrack) -> None:
+        pc.addTrack(track)  # through a feed (_PeerConnection.addTrack); libwebrtc counts frames
+
+    def receive_track(
+        self, track: aiortc.MediaStreamTrack, max_frames: int
+    ) -> aiortc.MediaStreamTrack:
+        """``track`` as an aiortc track; libwebrtc keeps about a second, not ``max_frames``.
+
+        libwebrtc counts its frames itself. See :mod:`peerpy.backends.wrtc_media`.
+        """
+        return wrtc_media.received(track)
+
+    async def stats_report(
+        self, pc: aiortc.RTCPeerConnection, channel: aiortc.RTCDataChannel | None
+    ) -> Report:
+        report = await self.raw_stats(pc)
+        entries = {stats_id: stats.to_json() for stats_id, stats in report.items()}
+        if isinstance(pc, _PeerConnection):
+            wrtc_media.name_tracks(entries, pc._peerpy_track_ids)
+        # libwebrtc reports a data channel until it closes; peerpy's counts after.
+        counted = _channel_stats.channel_entry(channel)
+        if counted is not None and not any(
+            entry.get("type") == "data-channel" and entry.get("label") == counted["label"]
+            for entry in entries.values()
+        ):
+            entries[counted["id"]] = counted
+        return entries
+
+    async def raw_stats(self, pc: aiortc.RTCPeerConnection) -> Mapping[str, Any]:
+        if isinstance(pc, _PeerConnection):
+            report: Mapping[str, Any] = await pc._peerpy_stats()
+        else:
+            report = await pc._native.get_stats()  # type: ignore[attr-defined]
+        return report
 
 
 #: The wrtc backend.

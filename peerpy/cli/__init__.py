@@ -235,6 +235,8 @@ async def _send(args: argparse.Namespace, run: _Run) -> int:
     console.print(backend_line)
     if stats.route is not None:
         console.print(f"route: {stats.route}")
+    if args.verbose and stats.connection is not None:
+        console.print(f"stats: {stats.connection.summary()}")
     return 0
 
 
@@ -318,6 +320,8 @@ async def _receive(args: argparse.Namespace, run: _Run) -> int:
     console.print(backend_line)
     if stats.route is not None:
         console.print(f"route: {stats.route}")
+    if args.verbose and stats.connection is not None:
+        console.print(f"stats: {stats.connection.summary()}")
     return 0
 
 

@@ -51,6 +51,13 @@ async def pair(
         yield conn, incoming
 
 
+def on_the_wire(conn: DataConnection, frame: bytes) -> list[bytes]:
+    """``frame`` as a hostile remote writes it: in the envelope of a resumable connection
+    (see peerpy.resumption), else as it is."""
+    resume = conn._resume
+    return [frame] if resume is None else resume.wrap(frame)
+
+
 async def send_quietly(conn: DataConnection, values: list[Any]) -> int:
     """Send ``values`` until the connection fails; return how many were sent."""
     sent = 0
@@ -174,7 +181,8 @@ async def test_decoding_bomb_closes_the_connection(
             for frame in frames:
                 if not conn.open:
                     break
-                channel.send(frame)  # what a hostile remote can put on the wire
+                for wire in on_the_wire(conn, frame):
+                    channel.send(wire)  # what a hostile remote can put on the wire
                 while channel.bufferedAmount > 1024 * 1024 and conn.open:  # noqa: ASYNC110
                     await anyio.sleep(0.01)
             await incoming.wait_closed()

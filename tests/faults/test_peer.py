@@ -7,9 +7,8 @@ with no error at all).  Every process is stopped by its PID.  The default
 ``remote_gone`` (8 s) is waited out once per backend; the other cases set a short
 one, so they wait seconds, not the default, for the same detection code.
 
-The data cases run on both backends (``backends``: this side, then the remote
-process), mixed pairs included.  Media calls always run on aiortc (see
-:mod:`peerpy.backends`), so the media cases run once, on aiortc.  On wrtc,
+The data and media cases run on both backends (``backends``: this side, then the
+remote process), mixed pairs included for data.  On wrtc,
 libwebrtc checks consent itself and reports the remote silent after about 5 s
 (:mod:`peerpy.backends.wrtc`), so a ``remote_gone`` below 5 s acts as about 5 s there.
 """
@@ -58,8 +57,6 @@ REMOTE = Path(__file__).parents[1] / "helpers" / "processes" / "deadpeer_process
 NOTICE_WITHIN = 10.0
 #: Seconds libwebrtc lets a remote be silent before it reports ICE "disconnected".
 WRTC_SILENT_AFTER = 5.0
-#: Why the media cases do not run on wrtc.
-MEDIA_ON_AIORTC = "media calls always run on aiortc, whatever the peer's backend"
 
 
 def needs(pair: tuple[str, str]) -> list[pytest.MarkDecorator]:
@@ -196,13 +193,15 @@ def gone_cases() -> list[object]:
     ]:
         for signum, remote_gone in signals:
             marks = needs(pair)
-            if mode == "media" and "wrtc" in pair:
-                marks.append(pytest.mark.skip(reason=MEDIA_ON_AIORTC))
             name = {kill: "kill", stop: "stop"}[signum]
             limit = "default" if remote_gone is None else f"{remote_gone:g}s"
             case_id = f"{mode}-{'-'.join(pair)}-{name}-{limit}"
             cases.append(pytest.param(mode, pair, signum, remote_gone, id=case_id, marks=marks))
     return cases
+
+
+#: remote_gone 2 s, and no resumption: the connection ends as a PeerJS one does.
+QUICK_NOT_RESUMABLE = Timeouts(remote_gone=2.0, resume=None)
 
 
 def notice_bounds(mine: str, remote_gone: float | None) -> tuple[float, float]:
@@ -227,15 +226,17 @@ async def test_gone_remote_is_noticed_within_10_s(
     """A remote killed or frozen closes our connection with RemoteGoneError within 10 s
     (with the default remote_gone; within about a short one's seconds with that)."""
     mine, theirs = backends
-    timeouts = Timeouts() if remote_gone is None else Timeouts(remote_gone=remote_gone)
+    # Without resumption (peerpy.generation), as with a PeerJS remote: the
+    # connection itself ends; tests/integration/peerpy/test_resumption.py covers
+    # a resumable one.
+    timeouts = Timeouts(remote_gone=remote_gone or Timeouts().remote_gone, resume=None)
     least, within = notice_bounds(mine, remote_gone)
     async with (
         remote_peer(broker, peer_id + "r", mode, theirs) as remote,
         Peer(peer_id, server=broker, backend=mine, timeouts=timeouts) as me,
     ):
         conn = await open_to(remote, me, mode)
-        if isinstance(conn, DataConnection):
-            assert conn.backend == mine
+        assert conn.backend == mine
         errors: list[PeerError] = []
         closed_event = anyio.Event()
         conn.on("error", errors.append)
@@ -273,7 +274,7 @@ async def test_shorter_remote_gone_notices_sooner(
     whose floor that is), well before the default 8 s."""
     async with (
         remote_peer(broker, peer_id + "r", "data", backends[1]) as remote,
-        Peer(peer_id, server=broker, backend=backends[0], timeouts=Timeouts(remote_gone=2.0)) as me,
+        Peer(peer_id, server=broker, backend=backends[0], timeouts=QUICK_NOT_RESUMABLE) as me,
     ):
         conn = await open_to(remote, me, "data")
         errors: list[PeerError] = []
@@ -373,7 +374,7 @@ async def test_local_stall_does_not_condemn_a_healthy_remote(
     stall = 4.0 if backends[0] == "aiortc" else WRTC_SILENT_AFTER + 1.5
     async with (
         remote_peer(broker, peer_id + "r", "data", backends[1]) as remote,
-        Peer(peer_id, server=broker, backend=backends[0], timeouts=Timeouts(remote_gone=2.0)) as me,
+        Peer(peer_id, server=broker, backend=backends[0], timeouts=QUICK_NOT_RESUMABLE) as me,
     ):
         conn = await open_to(remote, me, "data")
         assert isinstance(conn, DataConnection)
