@@ -51,6 +51,7 @@ __all__ = [
     "MediaConnection",
     "MediaStream",
     "Recorder",
+    "repeat",
     "within",
 ]
 
@@ -72,6 +73,15 @@ def within(timeout: float | None, wait: Callable[[], Awaitable[T]]) -> Callable[
             return await wait()
 
     return waiting
+
+
+def repeat(get: Callable[[], T], *, until: type[Exception]) -> Iterator[T]:
+    """``get()`` again and again, until it raises ``until`` (the blocking ``async for``)."""
+    while True:
+        try:
+            yield get()
+        except until:
+            return
 
 
 class Forward:
@@ -143,17 +153,12 @@ class _Connection:
         not read, in order, before any later one; an ``open`` handler on an
         open connection runs at once (as in the async API).
         """
-        # Register on the event loop thread: there the connection hands the
-        # values it holds to the new handler with no message slipping between.
-        forward = self._owner._forwarder(self._conn, event, handler)
-        self._owner._call_sync(self._conn.on, event, forward)
+        self._owner._on(self._conn, event, handler)
         return handler
 
     def off(self, event: str, handler: Callable[..., Any]) -> None:
         """Stop calling ``handler`` for ``event``."""
-        forward = self._owner._forwarders.pop((id(self._conn), event, handler), None)
-        if forward is not None:
-            self._owner._call_sync(self._conn.off, event, forward)
+        self._owner._off(self._conn, event, handler)
 
     def stats(self) -> ConnectionStats:
         """The connection's numbers now (see :meth:`peerpy.DataConnection.stats`)."""
@@ -200,11 +205,7 @@ class DataConnection(_Connection):
         return self._owner._call(within(timeout, self._conn.recv))
 
     def __iter__(self) -> Iterator[Any]:
-        while True:
-            try:
-                yield self.recv()
-            except ConnectionClosedError:
-                return
+        return repeat(self.recv, until=ConnectionClosedError)
 
     def close(self, *, flush: bool = False) -> None:
         """Close the connection (see :meth:`peerpy.DataConnection.close`)."""

@@ -46,6 +46,7 @@ from .blocking import (
     MediaConnection,
     MediaStream,
     Recorder,
+    repeat,
     within,
 )
 from .blocking import _Connection as _Connection
@@ -210,6 +211,20 @@ class Peer:
         self._forwarders[(id(target), event, handler)] = forward
         return forward
 
+    def _on(self, target: Any, event: str, handler: Callable[..., Any]) -> None:
+        """Have ``target`` (an async object on the loop) call ``handler`` on the dispatcher.
+
+        Registered on the event loop thread: there the target hands the values
+        it holds to the new handler with no message slipping between.
+        """
+        self._call_sync(target.on, event, self._forwarder(target, event, handler))
+
+    def _off(self, target: Any, event: str, handler: Callable[..., Any]) -> None:
+        """Undo :meth:`_on` (nothing if ``handler`` is not registered)."""
+        forward = self._forwarders.pop((id(target), event, handler), None)
+        if forward is not None:
+            self._call_sync(target.off, event, forward)
+
     # -- forwarded API ------------------------------------------------------
 
     @property
@@ -232,20 +247,20 @@ class Peer:
             self._options["token"] = value
         self._read(setattr, self._peer, "token", value)
 
-    @property
-    def open(self) -> bool:
-        """Whether the broker session is open (we can connect and be reached)."""
-        return self._peer.open
+    open = Forward(
+        "Whether the broker session is open (we can connect and be reached).",
+        via="_peer",
+        settable=False,
+    )
 
     @property
     def disconnected(self) -> bool:
         """Whether the broker session is closed (also before :meth:`start`)."""
         return not self.open
 
-    @property
-    def destroyed(self) -> bool:
-        """Whether the peer is destroyed: nothing works any more."""
-        return self._peer.destroyed
+    destroyed = Forward(
+        "Whether the peer is destroyed: nothing works any more.", via="_peer", settable=False
+    )
 
     @property
     def server(self) -> ServerAddress:
@@ -298,11 +313,7 @@ class Peer:
         return self._wrap(self._call(within(timeout, self._peer.accept)))
 
     def __iter__(self) -> Iterator[DataConnection]:
-        while True:
-            try:
-                yield self.accept()
-            except DisconnectedError:
-                return
+        return repeat(self.accept, until=DisconnectedError)
 
     def call(self, peer: str, tracks: Any = None, **options: Any) -> MediaConnection:
         """Call ``peer`` with aiortc tracks (see :meth:`peerpy.Peer.call`)."""
@@ -314,11 +325,7 @@ class Peer:
 
     def calls(self) -> Iterator[MediaConnection]:
         """Incoming calls, until the peer is destroyed."""
-        while True:
-            try:
-                yield self.accept_call()
-            except DisconnectedError:
-                return
+        return repeat(self.accept_call, until=DisconnectedError)
 
     def join(self, room: str, *, metadata: Any = None) -> Room:
         """``with peer.join(room, metadata=...) as room:`` (see :class:`peerpy.room.Room`)."""
