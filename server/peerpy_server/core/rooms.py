@@ -57,23 +57,19 @@ from ..logs import WarningLimiter
 from .realm import Client, truncate
 from .stats import Stats
 
-__all__ = ["Directory", "LocalDirectory", "Rooms"]
+__all__ = ["Directory", "Joined", "LocalDirectory", "Rooms"]
 
 logger: Final = logging.getLogger("peerpy_server.rooms")
 
 JSON = Any
+#: What :meth:`Directory.join` answers: the other members' metadata, or why not.
+Joined = Callable[[dict[str, JSON] | RoomErrorType], None]
 
 
 class Directory(Protocol):
     """Where the members of every room are kept (in memory, or in Redis)."""
 
-    def join(
-        self,
-        room: str,
-        peer_id: str,
-        metadata: JSON,
-        done: Callable[[dict[str, JSON] | RoomErrorType], None],
-    ) -> None:
+    def join(self, room: str, peer_id: str, metadata: JSON, done: Joined) -> None:
         """Add ``peer_id`` to ``room`` (or update its metadata); ``done(others or refusal)``."""
 
     def leave(self, room: str, peer_id: str, done: Callable[[list[str]], None]) -> None:
@@ -107,13 +103,7 @@ class LocalDirectory:
         #: Room name -> member id -> metadata (a room with no member is deleted).
         self.rooms: dict[str, dict[str, JSON]] = {}
 
-    def join(
-        self,
-        room: str,
-        peer_id: str,
-        metadata: JSON,
-        done: Callable[[dict[str, JSON] | RoomErrorType], None],
-    ) -> None:
+    def join(self, room: str, peer_id: str, metadata: JSON, done: Joined) -> None:
         members = self.rooms.get(room)
         if members is None:
             if self._max_rooms is not None and len(self.rooms) >= self._max_rooms:
