@@ -110,8 +110,8 @@ class Peer:
         self.servers = resolve_servers(
             server, host=host, port=port, path=path, secure=secure, key=key
         )
-        # No ICE servers configured anywhere: ask the broker once registered.
-        self.configuration, self._ice_from_broker = resolve_ice(ice_servers, configuration)
+        ice = resolve_ice(ice_servers, configuration, servers=self.servers)
+        self.configuration, self._ice_from_broker = ice
         self.network = network or resolve_network(ice_addresses)
         #: The backend of data connections: ``"aiortc"`` or ``"wrtc"`` (media: aiortc).
         #: From ``backend`` (``"auto"``, ``"aiortc"``, ``"wrtc"``), else PEERPY_BACKEND,
