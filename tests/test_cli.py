@@ -140,6 +140,8 @@ async def test_chat_lines_both_ways() -> None:
 
         async def lines_a() -> str | None:
             await b_sent.wait()
+            while f"b{tok}: second" not in said["a"]:  # noqa: ASYNC110 - a list, no event
+                await anyio.sleep(0.02)
             return None  # a ends after hearing b
 
         b_lines = iter(["hi from b\n", "second\n"])
