@@ -301,11 +301,9 @@ async def _receive(args: argparse.Namespace, run: _Run) -> int:
 
 
 async def _chat(args: argparse.Namespace, run: _Run) -> int:
-    from .chat import run_chat
+    from .chat import run_chat, stdin_lines
 
-    async def read_line() -> str | None:
-        line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
-        return line or None
+    read_line = stdin_lines()
 
     def write(text: str) -> None:
         print(text, flush=True)
@@ -319,7 +317,8 @@ async def _chat(args: argparse.Namespace, run: _Run) -> int:
                 options["server"] = await stack.enter_async_context(chat_broker(args.id))
             else:
                 options["server"] = await find_chat(args.remote, args.wait)
-        await run_chat(args.id, args.remote, read_line=read_line, write=write, **options)
+        settings = {name: value for name, value in options.items() if value is not None}
+        await run_chat(args.id, args.remote, read_line=read_line, write=write, **settings)
     return 0
 
 

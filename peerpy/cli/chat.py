@@ -2,12 +2,16 @@
 
 Input is read from the start, so that the end of the input (Ctrl-D) leaves
 even while waiting for the other side; lines typed before it connects are
-sent once it does.
+sent once it does (``echo hi | peerpy chat bob alice`` says hi, then leaves).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import sys
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,7 +22,7 @@ from ..dataconnection import DataConnection
 from ..exceptions import PeerError
 from ..peer import Peer
 
-__all__ = ["run_chat"]
+__all__ = ["run_chat", "stdin_lines"]
 
 ReadLine = Callable[[], Awaitable[str | None]]
 
@@ -65,6 +69,30 @@ async def run_chat(
             raise failure
 
 
+def stdin_lines() -> ReadLine:
+    """A ``read_line`` for standard input, read by a daemon thread of its own.
+
+    Not a worker thread of the event loop: a person who never presses Enter
+    would keep one of those, and with it the process, alive after the chat
+    ended (the other side left).  Call it on the event loop (asyncio).
+    """
+    loop = asyncio.get_running_loop()
+    send, receive = anyio.create_memory_object_stream[str | None](math.inf)
+
+    def pump() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: the chat is over
+            for line in iter(sys.stdin.readline, ""):
+                loop.call_soon_threadsafe(send.send_nowait, line)
+            loop.call_soon_threadsafe(send.send_nowait, None)
+
+    threading.Thread(target=pump, name="peerpy chat input", daemon=True).start()
+
+    async def read_line() -> str | None:
+        return await receive.receive()
+
+    return read_line
+
+
 async def _read_all(read_line: ReadLine, send: MemoryObjectSendStream[str | None]) -> None:
     """Pass every input line on, then ``None`` at the end of the input."""
     async with send:
@@ -76,8 +104,8 @@ async def _read_all(read_line: ReadLine, send: MemoryObjectSendStream[str | None
 async def _meet(
     peer: Peer, remote: str | None, lines: MemoryObjectReceiveStream[str | None]
 ) -> tuple[DataConnection | None, list[str], bool]:
-    """The open connection (``None`` if the input ended first), lines typed meanwhile, and
-    whether the input ended."""
+    """The open connection (``None`` if the input ended, empty, first), the lines typed
+    meanwhile, and whether the input ended."""
     opened: list[DataConnection] = []
     early: list[str] = []
     ended = False
@@ -93,8 +121,9 @@ async def _meet(
         tg.start_soon(open_connection)
         async for line in lines:
             if line is None:
+                # Nothing typed: leave now.  Lines typed (a pipe): deliver them, then leave.
                 ended = True
-                if not opened:
+                if not opened and not early:
                     tg.cancel_scope.cancel()
                 break
             early.append(line)

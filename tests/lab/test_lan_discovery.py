@@ -40,10 +40,10 @@ class LanLab:
         self.env.update(PEERPY_ICE_SERVERS="", PEERPY_BACKEND="aiortc")
         self._runs = 0
 
-    def cli(self, host: str, *argv: str) -> Cli:
+    def cli(self, host: str, *argv: str, stdin: int | None = subprocess.DEVNULL) -> Cli:
         """Start ``peerpy ARGV`` in lab host ``host``; output goes to files."""
         self._runs += 1
-        return Cli(self, host, f"{host}-{self._runs}", list(argv))
+        return Cli(self, host, f"{host}-{self._runs}", list(argv), stdin)
 
     def listening(self, host: str) -> list[str]:
         """The TCP addresses something listens on in ``host`` (``ss -ltn``)."""
@@ -54,7 +54,9 @@ class LanLab:
 class Cli:
     """One ``python -m peerpy.cli`` process in a lab host."""
 
-    def __init__(self, lan: LanLab, host: str, tag: str, argv: list[str]) -> None:
+    def __init__(
+        self, lan: LanLab, host: str, tag: str, argv: list[str], stdin: int | None
+    ) -> None:
         self.out_path = lan.workdir / f"{tag}.out"
         self.err_path = lan.workdir / f"{tag}.err"
         with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
@@ -64,6 +66,7 @@ class Cli:
                 env=lan.env,
                 stdout=out.fileno(),
                 stderr=err.fileno(),
+                stdin=stdin,
             )
 
     def out(self) -> str:
@@ -232,3 +235,17 @@ def test_failed_connection_shows_the_diagnosis_on_both_sides(lan: LanLab, tmp_pa
         assert "ICE servers: none." in side.err()
     assert sender.process.poll() is None  # it still waits for a receiver that can connect
     Lab.stop(sender.process)
+
+
+def test_chat_meets_on_the_lan(lan: LanLab) -> None:
+    """``peerpy chat alice`` hosts and announces; ``peerpy chat bob alice`` finds it."""
+    alice = lan.cli("a1", "chat", "alice", stdin=subprocess.PIPE)
+    wait_for(lambda: "waiting for someone" in alice.out(), 20, "alice waiting")
+    bob = lan.cli("a2", "chat", "bob", "alice", stdin=subprocess.PIPE)
+    assert bob.process.stdin is not None
+    bob.process.stdin.write(b"hello over the LAN\n")
+    bob.process.stdin.close()  # bob leaves after his line
+    wait_for(lambda: "bob: hello over the LAN" in alice.out(), 30, "bob's line at alice")
+    wait_for(lambda: "* bob left" in alice.out(), 20, "bob leaving")
+    assert bob.wait() == 0, bob.err()
+    assert alice.wait() == 0, alice.err()
