@@ -45,10 +45,12 @@ class Command:
 
     def wait(self, timeout: float = 60) -> int:
         """The exit status; fail the test (with stderr) if it still runs after ``timeout``."""
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"{self.tag} still runs; stderr:\n{self.err()}") from None
+        deadline = time.monotonic() + timeout
+        while (status := self.process.poll()) is None:
+            late = time.monotonic() > deadline
+            assert not late, f"{self.tag} still runs after {timeout} s; stderr:\n{self.err()}"
+            time.sleep(0.02)
+        return status
 
     def wait_for(self, text: str, *, stream: str = "err", timeout: float = 30) -> None:
         """Until ``text`` appears on stderr (or ``stream="out"``); fail if the process ends."""
