@@ -29,8 +29,10 @@ def stderr_console() -> Console:
     """The console progress and messages go to (stdout stays for codes and results).
 
     Off a terminal nothing is wrapped: a log file or a pipe gets whole lines.
+    No markup: messages print as written (``pip install 'peerpy-sdk[wrtc]'``).
     """
-    return Console(file=sys.stderr, highlight=False, soft_wrap=not sys.stderr.isatty())
+    terminal = sys.stderr.isatty()
+    return Console(file=sys.stderr, highlight=False, markup=False, soft_wrap=not terminal)
 
 
 def parse_size(text: str) -> int:

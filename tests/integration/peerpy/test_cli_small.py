@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,3 +132,12 @@ def test_nothing_wraps_off_a_terminal(broker: str, tmp_path: Path, procs: list[C
     assert len(line) > 80
     send.wait_for(line)
     assert line in send.err().splitlines()
+
+
+def test_messages_print_as_written() -> None:
+    """No rich markup: ``[wrtc]`` in a message (the backend line's advice) is not eaten."""
+    text = "pip install 'peerpy-sdk[wrtc]'"
+    code = f"from peerpy.cli.progress import stderr_console; stderr_console().print({text!r})"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=30, check=True)  # fmt: skip
+    assert shown.stderr == text + "\n"
