@@ -61,18 +61,30 @@ _ACROSS: Final = (
 
 def lan_addresses() -> list[str]:
     """This machine's IPv4 addresses on local networks (private or link-local, not loopback)."""
+    return [str(interface.ip) for interface in _lan_interfaces()]
+
+
+def _lan_interfaces() -> list[ipaddress.IPv4Interface]:
     import ifaddr
 
-    found: list[str] = []
+    found: list[ipaddress.IPv4Interface] = []
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
             if not isinstance(ip.ip, str):  # IPv6: (address, flowinfo, scope)
                 continue
-            address = ipaddress.IPv4Address(ip.ip)
+            interface = ipaddress.IPv4Interface(f"{ip.ip}/{ip.network_prefix}")
+            address = interface.ip
             local = address.is_private or address.is_link_local or address in _SHARED
-            if local and not address.is_loopback and ip.ip not in found:
-                found.append(ip.ip)
+            if local and not address.is_loopback and interface not in found:
+                found.append(interface)
     return found
+
+
+def _reachable_first(announced: list[str]) -> list[str]:
+    """``announced`` with the addresses on one of our own networks first."""
+    networks = [interface.network for interface in _lan_interfaces()]
+    ours = [a for a in announced if any(ipaddress.IPv4Address(a) in n for n in networks)]
+    return ours + [a for a in announced if a not in ours]
 
 
 _SHARED: Final = ipaddress.IPv4Network("100.64.0.0/10")  # carrier-grade NAT, Tailscale
@@ -249,7 +261,7 @@ async def _find(instance: str, wait: float) -> str | None:
         info = AsyncServiceInfo(SERVICE_TYPE, f"{instance}.{SERVICE_TYPE}")
         if not await info.async_request(zc.zeroconf, wait * 1000):
             return None
-    announced = info.parsed_addresses(IPVersion.V4Only)
+    announced = _reachable_first(info.parsed_addresses(IPVersion.V4Only))
     if not announced or info.port is None:
         return None
     path = (info.properties.get(b"path") or b"/").decode(errors="replace")
