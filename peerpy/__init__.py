@@ -11,9 +11,9 @@ library; the names below that need aiortc and anyio load on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_names
 from .exceptions import *  # noqa: F403
 from .exceptions import __all__ as _exceptions_all
 
@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from .mediaconnection import MediaStream as MediaStream
     from .network import NetworkPolicy as NetworkPolicy
     from .peer import Peer as Peer
+    from .room import Room as Room
     from .route import Route as Route
+    from .stats import ConnectionStats as ConnectionStats
+    from .stats import TrackStats as TrackStats
 
 __version__ = "0.1.0"
 
@@ -37,16 +40,13 @@ _LAZY = {
     "Limits": "config",
     "Timeouts": "config",
     "NetworkPolicy": "network",
+    "Room": "room",
     "Route": "route",
+    "ConnectionStats": "stats",
+    "TrackStats": "stats",
 }
 
 __all__ = ["__version__", *_exceptions_all, *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'peerpy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _LAZY)

@@ -101,12 +101,19 @@ class ServerAddress:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.secure else 'http'}://{host}:{self.port}{self.path}"
 
-    def websocket_url(self, peer_id: str, token: str, version: str) -> str:
-        """The signaling WebSocket URL PeerJS 1.5 builds (spec §1.3)."""
-        query = urllib.parse.urlencode(
-            {"key": self.key, "id": peer_id, "token": token, "version": version}
-        )
-        return "ws" + self.base_url[4:] + "peerjs?" + query
+    def websocket_url(
+        self, peer_id: str, token: str, version: str, extensions: Sequence[str] = ()
+    ) -> str:
+        """The signaling WebSocket URL PeerJS 1.5 builds (spec §1.3).
+
+        ``extensions`` (e.g. ``["rooms"]``) adds ``ext=rooms``: the peerpy
+        extensions we speak, which our broker then confirms in its OPEN;
+        PeerJS's ``peer`` ignores the parameter.
+        """
+        query = {"key": self.key, "id": peer_id, "token": token, "version": version}
+        if extensions:
+            query["ext"] = ",".join(extensions)
+        return "ws" + self.base_url[4:] + "peerjs?" + urllib.parse.urlencode(query)
 
 
 def normalize_path(path: str) -> str:
@@ -251,6 +258,11 @@ def _positive_delay(instance: object, attribute: attrs.Attribute[float], value: 
         raise ConfigurationError(f"Timeouts.{attribute.name} must be a positive number of seconds")
 
 
+def _optional_delay(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if value is not None:
+        _positive_delay(instance, attribute, value)  # type: ignore[arg-type]
+
+
 def _check_remote_gone(instance: object, attribute: object, value: object) -> None:
     try:
         check_remote_gone(value)
@@ -283,6 +295,11 @@ class Timeouts:
     #: long closes with :class:`~peerpy.exceptions.RemoteGoneError` (checks run
     #: about every second).  ``None``: aioice's own checks (47-50 s).
     remote_gone: float | None = attrs.field(default=8.0, validator=_check_remote_gone)
+    #: A data connection between two peerpy peers whose peer connection is lost
+    #: (ICE failed, ``remote_gone``) negotiates a new one through the broker and
+    #: goes on (see :mod:`peerpy.resumption`); it gives up after this long.
+    #: ``None``: never offer resumption (every connection behaves as PeerJS's).
+    resume: float | None = attrs.field(default=60.0, validator=_optional_delay)
 
 
 @attrs.frozen

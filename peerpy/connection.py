@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import anyio
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from peerpy_protocol.messages import Relay, RelayType
 from peerpy_protocol.payloads import (
     AnswerPayload,
@@ -30,12 +30,13 @@ from peerpy_protocol.payloads import (
     ConnectionType,
     IceCandidateInit,
     OfferPayload,
+    Resume,
     SessionDescription,
 )
 
 from . import backends
 from .diagnosis import failure_message
-from .events import EventEmitter
+from .events import CONNECTION_EVENTS, EventEmitter
 from .exceptions import (
     ConnectionClosedError,
     NegotiationFailedError,
@@ -46,8 +47,9 @@ from .exceptions import (
     WebRTCError,
 )
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
-from .network import NetworkPolicy, remote_candidate_allowed
+from .network import NetworkPolicy
 from .route import Route
+from .stats import ConnectionStats
 
 if TYPE_CHECKING:
     from .config import Limits, Timeouts
@@ -81,12 +83,18 @@ class Owner(Protocol):
     async def _send_relay(self, message: Relay) -> None: ...
     def _spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None: ...
     def _forget(self, connection: Connection) -> None: ...
+    def _new_pc(self) -> RTCPeerConnection: ...
 
 
 class Host(Owner, Protocol):
     """What the code making a peer's connections (incoming, outgoing) needs of the peer."""
 
-    def _new_pc(self, *, media: bool = False) -> RTCPeerConnection: ...
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def open(self) -> bool: ...
+    @property
+    def destroyed(self) -> bool: ...
     def _register(self, conn: Connection) -> None: ...
 
 
@@ -100,7 +108,8 @@ class Connection:
 
     type: ClassVar[ConnectionType]
     _route: Route | None = None
-    _EVENTS: ClassVar[tuple[str, ...]] = ("open", "close", "error", "iceStateChanged")
+    _channel: RTCDataChannel | None = None  # the data channel, or a call's auxiliary one
+    _EVENTS: ClassVar[tuple[str, ...]] = CONNECTION_EVENTS
 
     def __init__(
         self,
@@ -121,6 +130,7 @@ class Connection:
         self.metadata = metadata
         #: Whether this side called ``connect()``/``call()``.
         self.originator = originator
+        self._started_at = anyio.current_time()  # to say how long an EXPIRE took
         #: The peer connection, for advanced use: aiortc's, or on the wrtc
         #: backend ``webrtc.aiortc``'s, which has aiortc's API (see :mod:`peerpy.backends`).
         self.peer_connection = pc
@@ -139,8 +149,22 @@ class Connection:
         self._pending_candidates: list[IceCandidateInit] = []
         self._signals: Mailbox[Signal] = Mailbox(MAX_PENDING_SIGNALS)
         self._events = EventEmitter(self._EVENTS, owner._spawn, logger)
-        pc.on("iceconnectionstatechange", self._on_ice_state)
-        self._backend.watch_remote(pc, self._on_remote_gone)
+        self._watch(pc)
+
+    def _watch(self, pc: RTCPeerConnection) -> None:
+        """Follow ``pc``'s ICE state and remote; events of a replaced ``pc`` are ignored."""
+        pc.on("iceconnectionstatechange", lambda: self._on_ice_state(pc))
+        self._backend.watch_remote(pc, lambda silent: self._on_remote_gone(pc, silent))
+
+    def _adopt(self, pc: RTCPeerConnection) -> None:
+        """Carry on over a new peer connection (resumption); the old one is closed."""
+        old = self.peer_connection
+        self.peer_connection = pc
+        self._backend = backends.backend_of(pc)
+        self._remote_set = False
+        self._pending_candidates = []
+        self._watch(pc)
+        self._owner._spawn(old.close)
 
     #: PeerJS's ``sdpTransform``: rewrites our offer or answer SDP before it
     #: is sent (set by ``connect``/``call``/``answer``).
@@ -181,14 +205,36 @@ class Connection:
             self._route = self._backend.route_of(self.peer_connection) or self._route
         return self._route
 
+    async def stats(self) -> ConnectionStats:
+        """The connection's numbers now (see :mod:`peerpy.stats`); once closed, as it closed.
+
+        Cancelling stops collecting them; the connection is unaffected.
+        """
+        report = await self._backend.stats_report(self.peer_connection, self._channel)
+        data = self.type is ConnectionType.DATA
+        return ConnectionStats.from_report(report, route=self.route, data=data)
+
+    async def raw_stats(self) -> Mapping[str, Any]:
+        """The backend's full stats report: aiortc's or libwebrtc's ``RTCStatsReport``.
+
+        Cancelling stops collecting it; the connection is unaffected.
+        """
+        return await self._backend.raw_stats(self.peer_connection)
+
     @property
     def error(self) -> PeerError | None:
         """Why the connection failed or closed abnormally, if it did."""
         return self._error
 
     def on(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """Register a PeerJS-style event handler (see :mod:`peerpy.events`)."""
-        return self._events.on(event, handler)
+        """Register a PeerJS-style event handler (see :mod:`peerpy.events`).
+
+        An ``open`` handler registered on an open connection also runs at once:
+        ``connect()`` returns the connection open, and PeerJS code ported line
+        by line registers ``open`` after it.
+        """
+        replay = () if event == "open" and self.open else None
+        return self._events.on(event, handler, replay=replay)
 
     def off(self, event: str, handler: Callable[..., Any]) -> None:
         """Remove an event handler."""
@@ -290,7 +336,7 @@ class Connection:
                 self._log.warning("ignoring an unexpected ANSWER for %s", self.connection_id)
                 return
             await self._set_remote(signal.sdp)
-            self._on_answer()
+            self._on_answer(signal)
         else:
             if self.originator or self._remote_set:
                 self._log.warning("ignoring an unexpected OFFER for %s", self.connection_id)
@@ -317,14 +363,14 @@ class Connection:
             return
         candidate.sdpMid = init.sdp_mid
         candidate.sdpMLineIndex = init.sdp_mline_index
-        if not remote_candidate_allowed(candidate, self._owner.network):
+        if not self._backend.remote_allowed(candidate.ip, self._owner.network):
             self._log.debug("ignoring candidate outside the allowed networks: %s", line)
             return
         await self.peer_connection.addIceCandidate(candidate)
         if isinstance(self._route_wait, asyncio.TimerHandle):
             self._set_open()  # the candidate may disclose the route (wrtc)
 
-    async def _send_offer(self, extra: dict[str, Any]) -> None:
+    async def _send_offer(self, extra: dict[str, Any], resume: Resume | None = None) -> None:
         """Create the offer (gathering candidates) and send it through the broker."""
         pc = self.peer_connection
         await pc.setLocalDescription(await pc.createOffer())
@@ -334,18 +380,19 @@ class Connection:
             type=self.type,
             connection_id=self.connection_id,
             metadata=self.metadata,
+            resume=resume,
             **extra,
         )
         await self._owner._send_relay(
             Relay(RelayType.OFFER, dst=self.peer, payload=payload.to_json())
         )
 
-    async def _send_answer(self) -> None:
+    async def _send_answer(self, resume: Resume | None = None) -> None:
         """Create the answer (gathering candidates) and send it through the broker."""
         pc = self.peer_connection
         await pc.setLocalDescription(await pc.createAnswer())
         sdp = self._local_sdp(pc.localDescription)
-        payload = AnswerPayload(sdp, self.type, self.connection_id)
+        payload = AnswerPayload(sdp, self.type, self.connection_id, resume)
         await self._owner._send_relay(
             Relay(RelayType.ANSWER, dst=self.peer, payload=payload.to_json())
         )
@@ -355,28 +402,42 @@ class Connection:
         await self._set_remote(offer.sdp)
         await self._send_answer()
 
-    def _on_answer(self) -> None:
+    def _on_answer(self, answer: AnswerPayload) -> None:
         """Caller side: the ANSWER was applied."""
 
     # -- life cycle ---------------------------------------------------------
 
-    def _on_ice_state(self) -> None:
-        state = self.peer_connection.iceConnectionState
+    def _on_ice_state(self, pc: RTCPeerConnection) -> None:
+        if pc is not self.peer_connection:
+            return  # a peer connection replaced by resumption
+        state = pc.iceConnectionState
         self._events.emit("iceStateChanged", state)
         if state == "failed":
             failed = f"Negotiation of connection to {self.peer} failed."
-            self._fail(NegotiationFailedError(failure_message(failed, self.peer_connection)))
+            self._path_lost(NegotiationFailedError(failure_message(failed, pc)))
         elif state == "closed" and not self.closed:
-            self._close_soon()
+            self._path_lost(None)
 
-    def _on_remote_gone(self, silent: float) -> None:
+    def _on_remote_gone(self, pc: RTCPeerConnection, silent: float) -> None:
         # Called before ICE closes, so this error is the one reported, not
         # the channel closing or ICE failing that follow.
-        self._fail(
+        if pc is not self.peer_connection:
+            return
+        self._path_lost(
             RemoteGoneError(
                 f"remote peer {self.peer} stopped answering (no ICE consent for {silent:.1f} s)"
             )
         )
+
+    def _path_lost(self, error: PeerError | None) -> None:
+        """The peer connection failed (``error``) or closed (``None``): close.
+
+        A resumable data connection negotiates a new one instead.
+        """
+        if error is None:
+            self._close_soon()
+        else:
+            self._fail(error)
 
     def _set_open(self) -> None:
         pc, policy = self.peer_connection, self._owner.network
@@ -434,14 +495,18 @@ class Connection:
         self._signals.close()
         self._signals.clear()
         self._on_closing()
+        self._owner._forget(self)  # closed: no longer one of the peer's connections
+        await self._before_close()
         await self.peer_connection.close()
-        self._owner._forget(self)
         self._closed.set()
         if was_open:
             self._events.emit("close")
 
     def _on_closing(self) -> None:
         """Hook for subclasses: release what they hold (streams, channels)."""
+
+    async def _before_close(self) -> None:
+        """Hook for subclasses: a last, short wait before the peer connection closes."""
 
     async def _close(self) -> None:
         """Close now and wait until torn down.  Not cancellable."""

@@ -15,11 +15,28 @@ from typing import Any, Literal, TypeVar, get_args
 
 from .exceptions import UsageError
 
-__all__ = ["PEER_EVENTS", "EventEmitter", "PeerEvent", "check_event"]
+__all__ = [
+    "CONNECTION_EVENTS",
+    "DATA_CONNECTION_EVENTS",
+    "PEER_EVENTS",
+    "ConnectionEvent",
+    "DataConnectionEvent",
+    "EventEmitter",
+    "PeerEvent",
+    "check_event",
+]
 
 #: The events of :meth:`peerpy.Peer.on` (typed, so that a misspelt name is a type error).
 PeerEvent = Literal["open", "connection", "call", "disconnected", "close", "error"]
 PEER_EVENTS: tuple[str, ...] = get_args(PeerEvent)
+#: The events every connection has (data and media).
+ConnectionEvent = Literal["open", "close", "error", "iceStateChanged"]
+CONNECTION_EVENTS: tuple[str, ...] = get_args(ConnectionEvent)
+#: The events of :meth:`peerpy.DataConnection.on`: PeerJS's, and a resumable
+#: connection's ``reconnecting`` (its peer connection is lost; argument: the
+#: error) and ``resumed`` (it goes on over a new one).
+DataConnectionEvent = Literal[ConnectionEvent, "data", "reconnecting", "resumed"]
+DATA_CONNECTION_EVENTS: tuple[str, ...] = (*CONNECTION_EVENTS, "data", "reconnecting", "resumed")
 
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
@@ -40,10 +57,17 @@ class EventEmitter:
         self._spawn = spawn
         self._log = logger
 
-    def on(self, event: str, handler: H) -> H:
-        """Call ``handler(*args)`` each time ``event`` happens; returns ``handler``."""
+    def on(self, event: str, handler: H, *, replay: tuple[Any, ...] | None = None) -> H:
+        """Call ``handler(*args)`` each time ``event`` happens; returns ``handler``.
+
+        With ``replay``, ``event`` already happened (a connection or peer that
+        is open): ``handler(*replay)`` also runs at once, alone, as PeerJS code
+        expects when it registers ``open`` after the object opened.
+        """
         check_event(event, self._handlers)
         self._handlers[event].append(handler)
+        if replay is not None:
+            self._call(event, handler, replay)
         return handler
 
     def off(self, event: str, handler: Handler) -> None:
@@ -59,13 +83,17 @@ class EventEmitter:
     def emit(self, event: str, *args: Any) -> None:
         """Call every handler of ``event``; never raises."""
         for handler in list(self._handlers[event]):
-            try:
-                result = handler(*args)
-            except Exception:
-                self._log.exception("%s handler %r failed", event, handler)
-                continue
-            if inspect.isawaitable(result):
-                self._spawn(self._guard(event, handler, result))
+            self._call(event, handler, args)
+
+    def _call(self, event: str, handler: Handler, args: tuple[Any, ...]) -> None:
+        """Call one handler; a coroutine runs in the owner's task group.  Never raises."""
+        try:
+            result = handler(*args)
+        except Exception:
+            self._log.exception("%s handler %r failed", event, handler)
+            return
+        if inspect.isawaitable(result):
+            self._spawn(self._guard(event, handler, result))
 
     def _guard(
         self, event: str, handler: Handler, awaitable: Awaitable[Any]

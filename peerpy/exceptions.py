@@ -16,22 +16,32 @@ side misbehaved" (:class:`ProtocolError`), as h11 does::
     │   ├── EncodeError                a value the serialization cannot carry
     │   ├── ConfigurationError         a malformed setting (keyword or PEERPY_* variable)
     │   ├── InvalidAddressError        a bad address or network in a NetworkPolicy
-    │   └── MediaFileError             a media file or device that cannot be opened
+    │   ├── MediaFileError             a media file or device that cannot be opened
+    │   ├── InvalidRoomError           invalid-room: a room name breaking the id rule
+    │   └── InvalidMetadataError       invalid-metadata: room metadata not JSON, or too big
     ├── ProtocolError              the remote side sent something invalid
     │   └── DecodeError                bytes that do not decode (or reassemble)
     ├── ServerError                server-error: the broker refused us
     │   ├── UnavailableIdError         unavailable-id: the id is taken
     │   ├── InvalidKeyError            invalid-key
-    │   └── InvalidTokenError          the broker refused the token (an expired JWT...)
+    │   ├── InvalidTokenError          the broker refused the token (an expired JWT...)
+    │   └── RoomsUnsupportedError      the broker has no rooms (PeerJS's peer, an older broker)
     ├── NetworkError               network: the broker is unreachable or lost
     ├── PeerUnavailableError       peer-unavailable: no such peer on the broker
     ├── WebRTCError                webrtc: SDP or ICE plumbing failed
     │   ├── NegotiationFailedError     negotiation-failed: ICE failed / timed out
-    │   │   └── RemoteGoneError            the remote stopped answering (killed, frozen, cut off)
+    │   │   ├── RemoteGoneError            the remote stopped answering (killed, frozen, cut off)
+    │   │   └── ResumeFailedError          a lost connection not resumed within Timeouts.resume
     │   └── BackendVersionError        aiortc/aioice versions the network hooks do not know
-    └── ConnectionClosedError      connection-closed
+    ├── ConnectionClosedError      connection-closed
+    └── RoomError                  the broker refused a room operation
+        ├── RoomFullError              room-full
+        ├── RoomForbiddenError         room-forbidden: the token may not join it
+        ├── RoomLimitError             room-limit: too many rooms (ours or the broker's)
+        └── RoomRateLimitedError       rate-limited: joining and leaving too fast
 
-``PeerError``, ``UsageError``, ``InvalidIdError`` and ``ProtocolError`` are
+``PeerError``, ``UsageError``, ``InvalidIdError``, ``InvalidRoomError``,
+``InvalidMetadataError`` and ``ProtocolError`` are
 defined in :mod:`peerpy_protocol.exceptions` (the protocol core the broker shares,
 distribution ``peerpy-protocol``) and re-exported here: they are the same classes.
 File transfers add their own branch (``TransferError`` and friends), drawn in
@@ -40,7 +50,14 @@ File transfers add their own branch (``TransferError`` and friends), drawn in
 
 from __future__ import annotations
 
-from peerpy_protocol.exceptions import InvalidIdError, PeerError, ProtocolError, UsageError
+from peerpy_protocol.exceptions import (
+    InvalidIdError,
+    InvalidMetadataError,
+    InvalidRoomError,
+    PeerError,
+    ProtocolError,
+    UsageError,
+)
 
 __all__ = [
     "BackendVersionError",
@@ -52,6 +69,8 @@ __all__ = [
     "InvalidAddressError",
     "InvalidIdError",
     "InvalidKeyError",
+    "InvalidMetadataError",
+    "InvalidRoomError",
     "InvalidTokenError",
     "MediaFileError",
     "MessageTooBigError",
@@ -62,6 +81,13 @@ __all__ = [
     "PeerUnavailableError",
     "ProtocolError",
     "RemoteGoneError",
+    "ResumeFailedError",
+    "RoomError",
+    "RoomForbiddenError",
+    "RoomFullError",
+    "RoomLimitError",
+    "RoomRateLimitedError",
+    "RoomsUnsupportedError",
     "ServerError",
     "UnavailableIdError",
     "UsageError",
@@ -100,7 +126,7 @@ class ConfigurationError(UsageError, ValueError):
 
 
 class InvalidAddressError(UsageError, ValueError):
-    """An address, network or buffer size given to a ``NetworkPolicy`` is invalid."""
+    """An address, network, buffer size or wait given to a ``NetworkPolicy`` is invalid."""
 
 
 class MediaFileError(UsageError, OSError):
@@ -140,6 +166,16 @@ class InvalidTokenError(ServerError):
     """
 
 
+class RoomsUnsupportedError(ServerError):
+    """The broker has no rooms: PeerJS's ``peer`` server, or an older peerpy-server.
+
+    Raised at once by :meth:`Peer.join() <peerpy.Peer.join>` when the broker's
+    OPEN did not announce the ``rooms`` extension.
+    """
+
+    type = "rooms-unsupported"
+
+
 class NetworkError(PeerError):
     """The broker cannot be reached, or the connection to it was lost."""
 
@@ -173,6 +209,13 @@ class RemoteGoneError(NegotiationFailedError):
     """
 
 
+class ResumeFailedError(NegotiationFailedError):
+    """A resumable connection lost its peer connection and no new one opened in time.
+
+    See :mod:`peerpy.generation`; raised after ``Timeouts.resume``.
+    """
+
+
 class BackendVersionError(WebRTCError, RuntimeError):
     """The installed aiortc/aioice are not the versions the network hooks support."""
 
@@ -181,3 +224,33 @@ class ConnectionClosedError(PeerError):
     """The connection closed."""
 
     type = "connection-closed"
+
+
+class RoomError(PeerError):
+    """The broker refused a room operation; :attr:`type` is its reason."""
+
+    type = "room-error"
+
+
+class RoomFullError(RoomError):
+    """The room holds the most members the broker allows (``--room-max-members``)."""
+
+    type = "room-full"
+
+
+class RoomForbiddenError(RoomError):
+    """The token's ``rooms`` claim does not allow this room."""
+
+    type = "room-forbidden"
+
+
+class RoomLimitError(RoomError):
+    """This peer is in as many rooms as allowed, or the broker holds as many as it may."""
+
+    type = "room-limit"
+
+
+class RoomRateLimitedError(RoomError):
+    """This peer joined and left rooms too fast; try again a little later."""
+
+    type = "rate-limited"

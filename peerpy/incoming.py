@@ -13,6 +13,10 @@ step costs no peer connection and a bad one closes nothing:
    ``connection`` handlers, else to :meth:`Incoming.accept`), a call once it
    rings (to the ``call`` handlers, else to :meth:`Incoming.accept_call`).
 
+Connections that belong to a room (see :mod:`peerpy.rooms.mesh`) never reach
+the application this way: the :class:`Claims` (the peer's rooms) refuse an
+OFFER for a room we are not in at step 1 and take the others at step 4.
+
 A data connection not open by its deadline (``Timeouts.half_open``) is closed;
 one that finds ``Limits.pending_connections`` waiting for ``accept()`` is
 closed too, and an unanswered call expires after ``Timeouts.negotiation``.
@@ -22,10 +26,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import anyio
-from peerpy_protocol.payloads import ConnectionType, OfferPayload
+from peerpy_protocol.messages import Relay, RelayType
+from peerpy_protocol.payloads import (
+    AnswerPayload,
+    ConnectionType,
+    OfferPayload,
+    Resume,
+    SessionDescription,
+)
 
 from .admission import Admission
 from .connection import Connection, Host
@@ -38,7 +49,7 @@ from .mediaconnection import MediaConnection
 from .registry import Registry
 from .serialization import SerializerFactory, serializer_for_wire_name
 
-__all__ = ["Incoming", "until_destroyed"]
+__all__ = ["Claims", "Incoming", "until_destroyed"]
 
 T = TypeVar("T")
 
@@ -50,6 +61,18 @@ async def until_destroyed(accept: Callable[[], Awaitable[T]]) -> AsyncIterator[T
             yield await accept()
         except DisconnectedError:
             return
+
+
+class Claims(Protocol):
+    """Who may take incoming connections before the application (the peer's rooms)."""
+
+    def wants(self, src: str, offer: OfferPayload) -> bool | None:
+        """``True``/``False``: build the connection or refuse the OFFER; ``None``: not mine."""
+        ...
+
+    def take(self, conn: Connection) -> bool:
+        """Take ``conn`` (open data, or a ringing call) if it is mine."""
+        ...
 
 
 class Incoming:
@@ -64,6 +87,8 @@ class Incoming:
         logger: logging.Logger,
     ) -> None:
         self._host = host
+        #: Who takes incoming connections first (the peer's rooms), if anyone.
+        self.claims: Claims | None = None
         self._registry = registry
         self._events = events
         self._serializers = serializers
@@ -99,8 +124,16 @@ class Incoming:
                 return call
 
     def on_offer(self, src: str, offer: OfferPayload) -> None:
-        """Check, make room for, build and admit the connection ``offer`` asks for."""
+        """Check, make room for, build and admit the connection ``offer`` asks for.
+
+        An OFFER to resume a connection (a new generation, see
+        :mod:`peerpy.generation`) goes to that connection, never to
+        ``accept()``; if there is no such connection it is refused.
+        """
         host = self._host
+        if offer.resume is not None and offer.resume.generation > 0:
+            self._on_resume_offer(src, offer)
+            return
         serializer = None
         if offer.type is ConnectionType.DATA:
             try:
@@ -112,6 +145,8 @@ class Incoming:
             except PeerError as exc:
                 self._log.warning("refusing %s from %s: %s", offer.connection_id, src, exc)
                 return
+        if self.claims is not None and self.claims.wants(src, offer) is False:
+            return
         room = self.admission.make_room(src, offer.connection_id, len(self._registry))
         for evicted, why in room.evicted:
             self._registry.forget(evicted)  # its task finishes the teardown
@@ -121,7 +156,7 @@ class Incoming:
         if serializer is None:
             call = MediaConnection(
                 host,
-                host._new_pc(media=True),
+                host._new_pc(),
                 peer=src,
                 connection_id=offer.connection_id,
                 metadata=offer.metadata,
@@ -150,10 +185,30 @@ class Incoming:
         conn.deliver(offer)
         host._spawn(lambda: self._welcome(conn))
 
+    def _on_resume_offer(self, src: str, offer: OfferPayload) -> None:
+        conn = self._registry.get(src, offer.connection_id)
+        if isinstance(conn, DataConnection) and conn.resumable and not conn.closed:
+            conn.deliver(offer)
+            return
+        self._log.info(
+            "refusing to resume %s from %s: no such connection", offer.connection_id, src
+        )
+        assert offer.resume is not None
+        refusal = AnswerPayload(
+            SessionDescription("answer", ""),
+            ConnectionType.DATA,
+            offer.connection_id,
+            Resume(offer.resume.generation, 0, refused=True),
+        )
+        relay = Relay(RelayType.ANSWER, dst=src, payload=refusal.to_json())
+        self._host._spawn(lambda: self._host._send_relay(relay))
+
     def _deliver_call(self, call: MediaConnection) -> bool:
         """Give an incoming call to the ``call`` handlers, else to accept_call()."""
         if call.closed:  # closed to make room for newer OFFERs before it rang
             return False
+        if self.claims is not None and self.claims.take(call):
+            return True
         if self._events.has("call"):
             self._events.emit("call", call)
             return True
@@ -186,6 +241,8 @@ class Incoming:
             return
         finally:
             self.admission.discard(conn)
+        if self.claims is not None and self.claims.take(conn):
+            return
         if self._events.has("connection"):
             self._events.emit("connection", conn)
             return

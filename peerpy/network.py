@@ -8,7 +8,10 @@ A :class:`NetworkPolicy` says, for one :class:`~aiortc.RTCPeerConnection`:
 - which remote networks it may talk to: remote candidates outside them, whether
   embedded in the remote SDP or trickled, are ignored, and datagrams arriving
   from outside them (STUN checks and data alike) are dropped;
-- how large the UDP socket buffers of the ICE sockets are.
+- how large the UDP socket buffers of the ICE sockets are;
+- how long relayed candidate pairs wait for a direct one
+  (:mod:`peerpy.relayhold`), so that peers given STUN and TURN connect
+  directly whenever they can.
 
 The policy is a pure value object: this module imports nothing of aiortc or
 aioice. The aiortc backend applies it through hooks into aioice
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from peerpy.exceptions import BackendVersionError, InvalidAddressError, UsageError
+from peerpy.relayhold import DEFAULT_RELAY_HOLD
 
 if TYPE_CHECKING:
     from aiortc import RTCIceCandidate
@@ -135,6 +139,13 @@ def _check_buffer(instance: object, attribute: object, value: object) -> None:
         )
 
 
+def _check_relay_hold(instance: object, attribute: object, value: object) -> None:
+    try:
+        check_relay_hold(value)
+    except UsageError as exc:
+        raise InvalidAddressError(str(exc)) from None
+
+
 #: NetworkPolicy's default UDP socket buffer size (aiortc tuning; wrtc sizes its own).
 DEFAULT_UDP_BUFFER_BYTES: Final = 4 * 1024 * 1024
 
@@ -156,6 +167,11 @@ class NetworkPolicy:
     udp_buffer_bytes: int | None = attrs.field(
         default=DEFAULT_UDP_BUFFER_BYTES, validator=_check_buffer
     )
+    #: Seconds relayed (TURN) candidate pairs wait for a direct pair before they
+    #: are checked, on the controlling side (see :mod:`peerpy.relayhold`; Pion's
+    #: ``SetRelayAcceptanceMinWait``). ``None``: no wait, the first pair to
+    #: succeed wins (aioice's way). aiortc only: libwebrtc prefers direct pairs itself.
+    relay_hold: float | None = attrs.field(default=DEFAULT_RELAY_HOLD, validator=_check_relay_hold)
 
     @classmethod
     def loopback(cls) -> NetworkPolicy:
@@ -169,6 +185,7 @@ class NetworkPolicy:
             self.local_addresses is None
             and self.remote_networks is None
             and self.udp_buffer_bytes is None
+            and not self.relay_hold
         )
 
 
@@ -211,15 +228,25 @@ def remote_candidate_allowed(candidate: RTCIceCandidate, policy: NetworkPolicy) 
 
 def check_remote_gone(value: object) -> None:
     """Raise :class:`UsageError` unless ``value`` is ``None`` or a positive number of seconds."""
+    _check_seconds(value, "remote_gone must be a positive number", zero=False)
+
+
+def check_relay_hold(value: object) -> None:
+    """Raise :class:`UsageError` unless ``value`` is ``None`` or a number of seconds >= 0."""
+    _check_seconds(value, "relay_hold must be a number >= 0", zero=True)
+
+
+def _check_seconds(value: object, must: str, *, zero: bool) -> None:
     if value is None:
         return
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or not math.isfinite(value)
-        or value <= 0
+        or value < 0
+        or (value == 0 and not zero)
     ):
-        raise UsageError(f"remote_gone must be a positive number of seconds or None, got {value!r}")
+        raise UsageError(f"{must} of seconds or None, got {value!r}")
 
 
 #: What this module used to hold and now re-exports from the aiortc backend.

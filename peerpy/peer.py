@@ -31,12 +31,16 @@ from .config import Limits, ServerAddress, Timeouts, resolve_ice, resolve_networ
 from .connection import Connection, SdpTransform
 from .dataconnection import DataConnection
 from .events import PEER_EVENTS, EventEmitter, PeerEvent
-from .exceptions import DisconnectedError, PeerError, UsageError
+from .exceptions import PeerError, UsageError
+from .ice import BrokerIce
 from .incoming import Incoming, until_destroyed
+from .logs import set_debug
 from .mediaconnection import MediaConnection
 from .network import NetworkPolicy
 from .outgoing import Outgoing
 from .registry import Registry
+from .room import Room
+from .rooms.hub import Rooms
 from .routing import Router
 from .serialization import SerializerFactory, check_factories
 from .session import BrokerSession, TokenProvider
@@ -57,11 +61,10 @@ class Peer:
     moves to the next one) or ``host``/``port``/``path``/``secure`` as in PeerJS,
     else ``PEERPY_SERVER``, else ``http://127.0.0.1:9000/``.  ICE servers come
     from ``ice_servers`` (or a full aiortc ``configuration``), else
-    ``PEERPY_ICE_SERVERS``, else whatever the broker offers at ``GET
-    {path}{key}/ice`` once registered (none from a broker without it).  The
-    local addresses ICE gathers on come from ``network`` or ``ice_addresses``,
-    else ``PEERPY_ICE_ADDRESSES``.
-    Data connections run on ``backend`` (``"auto"``, ``"aiortc"`` or
+    ``PEERPY_ICE_SERVERS``, else the broker's ``GET {path}{key}/ice`` once
+    registered, refreshed before its TURN credentials expire (:mod:`peerpy.ice`).
+    ICE gathers on ``network`` or ``ice_addresses``, else ``PEERPY_ICE_ADDRESSES``.
+    Data connections and calls run on ``backend`` (``"auto"``, ``"aiortc"`` or
     ``"wrtc"``), else ``PEERPY_BACKEND``, else auto (see :mod:`peerpy.backends`).
     With ``auto_reconnect=True`` a lost broker session is registered again
     (same id and token, backing off from ``Timeouts.reconnect_initial`` to
@@ -70,7 +73,8 @@ class Peer:
     its open connections (see :mod:`peerpy.session`).  ``token`` is the secret
     that owns the id (random by default), or a callable returning one (a
     ``str`` or an awaitable of it), asked before registering and again
-    whenever the broker refuses the token (an expired JWT).
+    whenever the broker refuses the token (an expired JWT).  ``debug`` (0-3) is
+    PeerJS's: the level of the ``peerpy`` logger (see :mod:`peerpy.logs`).
 
     >>> async with Peer("alice") as peer:      # doctest: +SKIP
     ...     conn = await peer.connect("bob")
@@ -99,10 +103,15 @@ class Peer:
         logger: logging.Logger | None = None,
         backend: str | None = None,
         serializers: Mapping[str, SerializerFactory] | None = None,
+        debug: int | None = None,
     ) -> None:
         if id is not None:
             validate_id(id)
+        set_debug(debug)
         self._id = id
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._destroyed = False
         self._log = logger or logging.getLogger("peerpy.peer")
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
@@ -113,9 +122,8 @@ class Peer:
         ice = resolve_ice(ice_servers, configuration, servers=self.servers)
         self.configuration, self._ice_from_broker = ice
         self.network = network or resolve_network(ice_addresses)
-        #: The backend of data connections: ``"aiortc"`` or ``"wrtc"`` (media: aiortc).
-        #: From ``backend`` (``"auto"``, ``"aiortc"``, ``"wrtc"``), else PEERPY_BACKEND,
-        #: else auto: wrtc when installed and it can honour ``network`` (see peerpy.backends).
+        #: The backend of data connections and calls: ``"aiortc"`` or ``"wrtc"``, from
+        #: ``backend``, else PEERPY_BACKEND, else auto (see :mod:`peerpy.backends`).
         self.backend = _backend.choose_backend(
             _backend.resolve_backend(backend), self.configuration, self.network
         )
@@ -123,8 +131,11 @@ class Peer:
         self._events = EventEmitter(PEER_EVENTS, self._spawn, self._log)
         self._serializers = check_factories(serializers)
         self._incoming = Incoming(self, self._registry, self._events, self._serializers, self._log)
+        self._incoming.claims = self._rooms = Rooms(self, self._log)  # room connections
         self._outgoing = Outgoing(self, self._serializers, self._log)
-        self._router = Router(self._registry, self._incoming.on_offer, self._log)
+        self._router = Router(
+            self._registry, self._incoming.on_offer, self._log, anyio.current_time
+        )
         self._session = BrokerSession(
             self,
             self.servers,
@@ -138,9 +149,7 @@ class Peer:
             logger=self._log,
         )
         self._signaling = self._session.signaling
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._destroyed = False
+        self._ice = BrokerIce(self, self._session.ice_servers, self._log)
 
     def __repr__(self) -> str:
         state = "destroyed" if self._destroyed else "open" if self.open else "disconnected"
@@ -225,11 +234,10 @@ class Peer:
                 self._id = validate_id(await self._signaling.fetch_id())
             await self._session.register(self._tg)
             if self._ice_from_broker:
-                self.configuration = RTCConfiguration(iceServers=await self._session.ice_servers())
+                await self._ice.start()
+                self._spawn(self._ice.keep_fresh)
             self._events.emit("open", self._id)  # as PeerJS, on the first registration too
-        except BaseException:
-            # Leave the task group cleanly, then raise the error itself rather
-            # than the group wrapping it.
+        except BaseException:  # leave the group cleanly, raise the error unwrapped
             if self._tg is not None:
                 self._tg.cancel_scope.cancel()
             await stack.aclose()
@@ -243,25 +251,21 @@ class Peer:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._stack is not None
-        # Leave the task group as on a normal exit (the teardown cancels it),
-        # so the caller's exception propagates as itself, not wrapped in an
-        # ExceptionGroup by the task group.
+        # Exit the group as on a normal exit: the caller's exception is not wrapped.
         await self._stack.__aexit__(None, None, None)
         return False
 
     async def disconnect(self) -> None:
-        """Close the broker session; open connections stay up.
+        """Close the broker session (:meth:`reconnect` claims the id again); connections stay.
 
-        The broker forgets our id; :meth:`reconnect` claims it again.  Not
-        cancellable.
+        Not cancellable.
         """
         await self._session.disconnect()
 
     async def reconnect(self) -> None:
-        """Open a new broker session with the same id and token.
+        """Open a new broker session with the same id and token; cancelling abandons it.
 
-        Raise :class:`DisconnectedError` if the peer is destroyed and
-        :class:`UsageError` if it is connected.  Cancelling abandons the attempt.
+        Raise :class:`DisconnectedError` if the peer is destroyed, :class:`UsageError` if open.
         """
         await self._session.reconnect()
 
@@ -284,6 +288,7 @@ class Peer:
         self._destroyed = True
         with anyio.CancelScope(shield=True):
             self._incoming.close()
+            self._rooms.close()
             async with anyio.create_task_group() as tg:
                 for conn in self._registry:
                     tg.start_soon(conn._close)
@@ -310,9 +315,11 @@ class Peer:
         ``open`` fires once registered (the first time, and after each
         :meth:`reconnect`) with our id.  With a ``connection`` handler,
         incoming connections go to it instead of :meth:`accept`.  Event names
-        are typed: a type checker flags ``peer.on("conection", ...)``.
+        are typed: a type checker flags ``peer.on("conection", ...)``.  An
+        ``open`` handler registered on an open peer runs at once, as PeerJS code expects.
         """
-        return self._events.on(event, handler)
+        replay = (self._id,) if event == "open" and self._stack is not None and self.open else None
+        return self._events.on(event, handler, replay=replay)
 
     def off(self, event: PeerEvent, handler: Callable[..., Any]) -> None:
         """Remove an event handler."""
@@ -320,15 +327,9 @@ class Peer:
 
     # -- outgoing -----------------------------------------------------------
 
-    def _check_usable(self) -> None:
-        if self._destroyed:
-            raise DisconnectedError("The peer is destroyed.")
-        if not self.open:
-            raise DisconnectedError("Cannot connect to new Peer after disconnecting from server.")
-
-    def _new_pc(self, *, media: bool = False) -> RTCPeerConnection:
+    def _new_pc(self) -> RTCPeerConnection:
         return _backend.create_peer_connection(
-            "aiortc" if media else self.backend,
+            self.backend,
             self.configuration,
             self.network,
             remote_gone=self.timeouts.remote_gone,
@@ -358,7 +359,6 @@ class Peer:
         open within ``timeout`` seconds (default ``Timeouts.negotiation``).
         Cancelling closes the half-made connection.
         """
-        self._check_usable()
         return await self._outgoing.connect(
             peer,
             label=label,
@@ -389,7 +389,6 @@ class Peer:
         connected within ``timeout`` seconds (default ``Timeouts.negotiation``)
         or ICE fails.  Cancelling closes the half-made call.
         """
-        self._check_usable()
         return await self._outgoing.call(
             peer,
             tracks,
@@ -398,6 +397,10 @@ class Peer:
             timeout=timeout,
             sdp_transform=sdp_transform,
         )
+
+    def join(self, room: str, *, metadata: Any = None) -> Room:
+        """``async with peer.join(room, metadata=...) as room:`` (see :class:`peerpy.room.Room`)."""
+        return self._rooms.join(room, metadata)
 
     # -- incoming -----------------------------------------------------------
 
@@ -425,10 +428,7 @@ class Peer:
         return until_destroyed(self.accept_call)
 
     async def list_peers(self) -> list[str]:
-        """Ids registered on the broker (needs ``--allow_discovery`` there).
-
-        Cancelling abandons the request.
-        """
+        """Ids registered on the broker (--allow_discovery).  Cancelling abandons the request."""
         return await self._signaling.list_peers()
 
     # -- plumbing used by connections ----------------------------------------

@@ -1,9 +1,13 @@
 """The peer's session with the broker: one WebSocket, heartbeats, HTTP look-ups.
 
-:class:`Signaling` opens ``{path}peerjs?key&id&token&version``, waits for the
-broker's OPEN, then hands every relayed message to a callback in arrival
-order.  Unlike PeerJS (peerjs#55), nothing sent while the socket is not open is
-dropped: messages wait in a bounded queue and go out after the next OPEN.
+:class:`Signaling` opens ``{path}peerjs?key&id&token&version&ext``, waits for
+the broker's OPEN, then hands every relayed message to a callback in arrival
+order.  ``ext=rooms`` asks for peerpy's extensions: our broker lists those it
+has in its OPEN (:attr:`Signaling.extensions`) and then sends their frames
+(``ROOM-*``), which go to :attr:`Signaling.on_extension`; PeerJS's ``peer``
+ignores the parameter and its OPEN lists none.  Unlike PeerJS (peerjs#55),
+nothing sent while the socket is not open is dropped: messages wait in a
+bounded queue and go out after the next OPEN.
 
 However the socket ends after OPEN -- a clean close, a reset, EOF, the broker
 killed, its ping time-out, a heartbeat that cannot be sent -- :meth:`Signaling.run`
@@ -26,7 +30,7 @@ from collections.abc import Callable
 import anyio
 import anyio.abc
 from aiortc import RTCIceServer
-from peerpy_protocol import messages
+from peerpy_protocol import messages, rooms
 from peerpy_protocol.redact import RedactSecrets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
@@ -55,6 +59,10 @@ MAX_FRAME = 1 << 20
 
 #: Called with each relayed message, in arrival order (it must not block).
 RelayHandler = Callable[[messages.Relay], None]
+#: Called with each frame of an extension (``ROOM-*``), in arrival order (it must not block).
+ExtensionHandler = Callable[[messages.Unknown], None]
+#: The peerpy extensions this client speaks (``ext=`` in the WebSocket URL).
+EXTENSIONS = (rooms.ROOMS_EXT,)
 
 # websockets logs the handshake's request line, token included, at DEBUG.
 logging.getLogger("websockets.client").addFilter(RedactSecrets())
@@ -101,6 +109,10 @@ class Signaling:
         #: Why the current session ended, and whether aclose() ended it.
         self._lost: NetworkError | None = None
         self._closing = False
+        #: The extensions the broker's last OPEN announced (e.g. ``{"rooms"}``).
+        self.extensions: frozenset[str] = frozenset()
+        #: Where frames of those extensions go (set by their owner, e.g. the rooms).
+        self.on_extension: ExtensionHandler | None = None
 
     @property
     def open(self) -> bool:
@@ -158,18 +170,19 @@ class Signaling:
     async def fetch_ice_servers(self, peer_id: str, token: str) -> list[RTCIceServer]:
         """The ICE servers the broker offers this registered peer (``GET {key}/ice``).
 
-        A broker without the endpoint (``peer`` 1.0.2 answers 404), a refusal
-        or a malformed answer gives ``[]``, logged.  Cancelling abandons the request.
+        A broker without the endpoint (``peer`` 1.0.2 answers 404) gives
+        ``[]``, a malformed answer ``[]`` with a warning.  Raise
+        :class:`ServerError` if the broker refuses (401: it does not know this
+        id and token, 429, 503...) and :class:`NetworkError` if it cannot be
+        reached.  Cancelling abandons the request.
         """
         query = urllib.parse.urlencode({"id": peer_id, "token": token})
-        try:
-            status, body = await self._get(f"ice?{query}")
-        except NetworkError as exc:
-            self._log.info("no ICE servers from the broker: %s", exc)
+        status, body = await self._get(f"ice?{query}")
+        if status == 404:
+            self._log.debug("the broker offers no ICE servers (HTTP 404)")
             return []
         if status != 200:
-            self._log.debug("the broker offers no ICE servers (HTTP %d)", status)
-            return []
+            raise ServerError(f"the broker refused our ICE servers request (HTTP {status})")
         try:
             return ice_servers_from_json(json.loads(body))
         except (ValueError, TypeError) as exc:
@@ -196,7 +209,7 @@ class Signaling:
         closed the socket; every other end (close frame, EOF, reset, a failed
         heartbeat...) raises :class:`NetworkError`.  Cancelling closes the socket.
         """
-        url = self.address.websocket_url(peer_id, token, CLIENT_VERSION)
+        url = self.address.websocket_url(peer_id, token, CLIENT_VERSION, EXTENSIONS)
         self._ended = anyio.Event()
         try:
             with anyio.fail_after(self._timeouts.open):
@@ -257,6 +270,7 @@ class Signaling:
                 self._log.warning("ignoring a malformed frame from the broker: %s", exc)
                 continue
             if isinstance(message, messages.Open):
+                self.extensions = frozenset(EXTENSIONS if rooms.offers_rooms(frame) else ())
                 return
             if isinstance(message, messages.IdTaken):
                 raise UnavailableIdError(f'ID "{peer_id}" is taken')
@@ -296,6 +310,12 @@ class Signaling:
                 except Exception:
                     # One bad message must not end the session for every connection.
                     self._log.exception("handling %s failed", _truncate(str(frame)))
+            elif isinstance(message, messages.Unknown) and self.on_extension is not None:
+                self._log.debug("<- %s", _truncate(str(frame)))
+                try:
+                    self.on_extension(message)
+                except Exception:
+                    self._log.exception("handling %s failed", _truncate(str(frame)))
             elif isinstance(message, messages.Open):
                 self._log.debug("extra OPEN from the broker")
             else:
@@ -323,24 +343,26 @@ class Signaling:
         wait: this one is dropped, those waiting are kept.  Cancelling may
         leave the message unsent.
         """
-        frame = messages.serialize(message)
+        await self.send_frame(messages.serialize(message), f"{message.type.value} to {message.dst}")
+
+    async def send_frame(self, frame: str, what: str) -> None:
+        """Send a serialized message (``what`` names it in errors) as :meth:`send` does."""
         if self._socket is None or not self._open:
-            self._enqueue(frame, message, "not connected to the broker")
+            self._enqueue(frame, what, "not connected to the broker")
             return
         self._log.debug("-> %s", _truncate(frame))
         try:
             await self._socket.send(frame)
         except SOCKET_ERRORS:
             # The session is ending (run() reports why): send it after the next OPEN.
-            self._enqueue(frame, message, "lost the broker")
+            self._enqueue(frame, what, "lost the broker")
 
-    def _enqueue(self, frame: str, message: messages.Relay, why: str) -> None:
+    def _enqueue(self, frame: str, what: str, why: str) -> None:
         """Keep ``frame`` for the next OPEN, or refuse it (NetworkError) past MAX_QUEUED."""
         if len(self._queue) >= MAX_QUEUED:
             raise NetworkError(
                 f"{why}, and {MAX_QUEUED} messages already wait for it (the most kept): "
-                f"this {message.type.value} to {message.dst} is dropped; "
-                "those waiting go out after the next OPEN"
+                f"this {what} is dropped; those waiting go out after the next OPEN"
             )
         self._queue.append(frame)
 

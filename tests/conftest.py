@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from anyio.from_thread import start_blocking_portal
 from peerpy_protocol.ids import random_token
 
 from peerpy.backends import wrtc_installed
 
-from .brokers import peerjs_server, peerpy_server
+from .helpers.brokers import peerjs_server, peerpy_server
 
 
 @pytest.fixture
@@ -80,3 +81,20 @@ async def broker_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
         return
     async with peerpy_server(expire_timeout=1.0, allow_discovery=True) as url:
         yield url
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    """Our broker in-process on 127.0.0.1 (messages to an absent peer expire after 1 s)."""
+    async with peerpy_server(expire_timeout=1.0) as broker_url:
+        yield broker_url
+
+
+@pytest.fixture
+def sync_url() -> Iterator[str]:
+    """Our broker as ``url``, on an event loop thread of its own (for blocking tests)."""
+    with (
+        start_blocking_portal("asyncio") as portal,
+        portal.wrap_async_context_manager(peerpy_server(expire_timeout=1.0)) as broker_url,
+    ):
+        yield broker_url

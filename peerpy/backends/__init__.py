@@ -4,18 +4,20 @@ peerpy drives a peer connection through aiortc's API (``createOffer``,
 ``setRemoteDescription``, ``createDataChannel``, pyee events...). Two
 libraries provide it:
 
-- ``aiortc`` (the default, always installed): pure Python SCTP and DTLS, about
+- ``aiortc`` (always installed, the fallback): pure Python SCTP and DTLS, about
   20 MB/s per data connection (30 MB/s on uvloop); data and media.
-- ``wrtc`` (``pip install 'peerpy-sdk[wrtc]'``): libwebrtc, the engine in
+- ``wrtc`` (installed with peerpy where its wheels exist): libwebrtc, the engine in
   Chrome, through ``webrtc.aiortc``, its aiortc-compatible layer; 100+ MB/s
-  at a fraction of the CPU. peerpy uses it for data connections only; media
-  calls always run on aiortc (its tracks and :mod:`peerpy.media`).
+  at a fraction of the CPU; data and media (libwebrtc's codecs, at a fraction
+  of aiortc's CPU per stream), the application's tracks staying aiortc's
+  (:mod:`peerpy.backends.wrtc_media`).
 
 A :class:`~peerpy.Peer` picks its backend from ``backend=`` or
-``PEERPY_BACKEND``: ``"auto"`` (the default) uses wrtc for data connections
-when it is installed and the peer's :class:`~peerpy.network.NetworkPolicy`
-and configuration can be honoured on it (:func:`wrtc_unsupported`), else
-aiortc. The two interoperate, in both offer directions.
+``PEERPY_BACKEND``, for its data connections and calls alike: ``"auto"`` (the
+default) uses wrtc when it is installed (a dependency wherever wrtc ships a wheel) and the peer's
+:class:`~peerpy.network.NetworkPolicy` and configuration can be honoured on it
+(:func:`wrtc_unsupported`; address policies can), else aiortc. The two
+interoperate, in both offer directions.
 
 Each backend is one object behind the :class:`Backend` Protocol (as anyio's
 ``_backends``), holding everything specific to it, so no code outside this
@@ -28,7 +30,8 @@ connection and calls that object.
   (:mod:`peerpy.backends._aioice`) and its SCTP send path
   (:mod:`peerpy.backends._sctp`);
 - :mod:`peerpy.backends.wrtc`: wrtc, imported only when wrtc is used, with the
-  SDP filtering it needs (:mod:`peerpy.backends._sdp`, pure).
+  SDP filtering it needs (:mod:`peerpy.backends._sdp`, pure) and the track
+  adapters of calls (:mod:`peerpy.backends.wrtc_media`).
 
 Imports go one way: the backends import :mod:`peerpy.network` (the pure
 policy), :mod:`peerpy.route` and :mod:`peerpy.diagnosis` (value objects);
@@ -56,6 +59,7 @@ from ..network import DEFAULT_UDP_BUFFER_BYTES, NetworkPolicy
 
 if TYPE_CHECKING:
     from aiortc import (
+        MediaStreamTrack,
         RTCConfiguration,
         RTCDataChannel,
         RTCIceCandidate,
@@ -65,6 +69,7 @@ if TYPE_CHECKING:
 
     from ..diagnosis import IceSummary
     from ..route import Route
+    from ..stats import Report
 
 __all__ = [
     "BACKENDS",
@@ -127,23 +132,17 @@ def resolve_backend(backend: str | None = None, *, environ: Mapping[str, str] = 
 def wrtc_unsupported(configuration: RTCConfiguration, policy: NetworkPolicy) -> str | None:
     """Why wrtc cannot honour ``policy``/``configuration``, naming the field; ``None`` if it can.
 
-    libwebrtc gathers on every interface (loopback too once allowed, which is
-    process-wide) and sizes its own sockets, so it cannot restrict gathering
-    to chosen non-loopback addresses nor take ``udp_buffer_bytes`` other than
-    the default (which is aiortc tuning). Remote filtering works: peerpy
-    filters the candidates it is given (SDP and trickled).
+    libwebrtc sizes its own sockets, so it cannot take ``udp_buffer_bytes``
+    other than the default (which is aiortc tuning), and peerpy does not drive
+    its relay-only gathering. Addresses are honoured (see
+    :mod:`peerpy.backends.wrtc`): only the allowed local candidates are
+    signalled, remote candidates are kept only where the kernel routes them
+    out of an allowed address, and a route outside the policy is refused.
     """
     if policy.udp_buffer_bytes not in (None, DEFAULT_UDP_BUFFER_BYTES):
         return (
             "NetworkPolicy.udp_buffer_bytes cannot be set on the wrtc backend "
             "(libwebrtc sizes its own sockets); leave it at the default or use backend='aiortc'"
-        )
-    if policy.local_addresses is not None and not all(
-        _is_loopback(a) for a in policy.local_addresses
-    ):
-        return (
-            "NetworkPolicy.local_addresses other than loopback cannot be honoured on the wrtc "
-            "backend (libwebrtc gathers on every interface); use backend='aiortc'"
         )
     policy_value = getattr(getattr(configuration, "iceTransportPolicy", None), "value", "all")
     if policy_value != "all":
@@ -154,20 +153,14 @@ def wrtc_unsupported(configuration: RTCConfiguration, policy: NetworkPolicy) -> 
     return None
 
 
-def _is_loopback(address: str) -> bool:
-    import ipaddress
-
-    return ipaddress.ip_address(address).is_loopback
-
-
 def choose_backend(
     name: str, configuration: RTCConfiguration, policy: NetworkPolicy
 ) -> BackendName:
-    """The backend data connections use for a peer asking for ``name``.
+    """The backend a peer asking for ``name`` runs its connections (data and calls) on.
 
-    ``"auto"`` falls back to aiortc when wrtc is absent, cannot honour the
-    policy, or the policy restricts addresses at all (local or remote); ``"wrtc"``
-    raises :class:`ConfigurationError` when it cannot honour the policy.
+    ``"auto"`` falls back to aiortc when wrtc is absent or cannot honour the
+    policy (:func:`wrtc_unsupported`); ``"wrtc"`` raises
+    :class:`ConfigurationError` then.
     """
     return explain_backend(name, configuration, policy)[0]
 
@@ -186,17 +179,6 @@ def explain_backend(
         if name == "wrtc":
             raise ConfigurationError("backend 'wrtc' needs the wrtc package")
         return "aiortc", "wrtc is not installed: pip install 'peerpy-sdk[wrtc]' for the fast one"
-    if name == "auto" and (
-        policy.local_addresses is not None or policy.remote_networks is not None
-    ):
-        # libwebrtc gathers on every interface and may pick a peer-reflexive route
-        # outside the policy, which peerpy can only refuse once it is selected (the
-        # connection then fails): auto keeps aiortc, whose hooks enforce both.
-        # backend="wrtc" still takes such a policy, with that caveat.
-        field = "local addresses" if policy.local_addresses is not None else "remote networks"
-        return "aiortc", (
-            f"not wrtc: it cannot confine ICE to the chosen {field}; PEERPY_BACKEND=wrtc forces it"
-        )
     reason = wrtc_unsupported(configuration, policy)
     if reason is None:
         return "wrtc", None
@@ -206,7 +188,7 @@ def explain_backend(
 
 
 def fastest_backend() -> BackendName:
-    """The fastest backend installed for data connections (what the CLI uses)."""
+    """The fastest backend installed (what the CLI uses)."""
     return "wrtc" if wrtc_installed() else "aiortc"
 
 
@@ -260,6 +242,10 @@ class Backend(Protocol):
         """The remote SDP to apply (without candidates outside ``policy.remote_networks``)."""
         ...
 
+    def remote_allowed(self, host: str, policy: NetworkPolicy) -> bool:
+        """Whether a trickled remote candidate on ``host`` may be added under ``policy``."""
+        ...
+
     def watch_remote(self, pc: RTCPeerConnection, callback: Callable[[float], None]) -> bool:
         """Call ``callback(seconds_silent)`` once ``pc``'s remote is gone; whether ``pc`` watches.
 
@@ -291,7 +277,40 @@ class Backend(Protocol):
         ...
 
     def tune_channel(self, channel: RTCDataChannel) -> None:
-        """Prepare a data connection's channel (its SCTP transport) for sending."""
+        """Prepare a data connection's channel (its SCTP transport) for sending.
+
+        Also count its payload bytes for :meth:`stats_report` where the backend
+        reports none (aiortc). Called before the channel opens.
+        """
+        ...
+
+    def add_track(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
+        """Send ``track`` on ``pc`` (``pc.addTrack``), counting its frames for the stats."""
+        ...
+
+    def receive_track(self, track: MediaStreamTrack, max_frames: int) -> MediaStreamTrack:
+        """The track the application reads for a remote ``track`` of a call.
+
+        An ``aiortc.MediaStreamTrack`` whose ``recv()`` gives av frames,
+        keeping at most ``max_frames`` (aiortc; about a second on wrtc) for a
+        reader that falls behind, dropping the oldest. Also count the frames
+        decoded and dropped for the stats where the backend reports none.
+        """
+        ...
+
+    async def stats_report(self, pc: RTCPeerConnection, channel: RTCDataChannel | None) -> Report:
+        """``pc``'s stats in the W3C's JSON form (see :mod:`peerpy.stats`), ``channel``'s included.
+
+        Once ``pc`` is closed, its figures as it closed. Cancelling stops
+        collecting them.
+        """
+        ...
+
+    async def raw_stats(self, pc: RTCPeerConnection) -> Mapping[str, Any]:
+        """The backend's own full report of ``pc`` (aiortc's or libwebrtc's ``RTCStatsReport``).
+
+        Cancelling stops collecting it.
+        """
         ...
 
     def unacknowledged(self, pc: RTCPeerConnection) -> bool:

@@ -22,7 +22,8 @@ per object, never per module or class:
 2. the aioice ``Connection`` of each new transport gets its class switched to a
    subclass that overrides ``get_component_candidates`` (to pick the addresses
    and size the buffers), ``add_remote_candidate`` (to filter candidates),
-   ``query_consent`` (to notice a dead remote, see below) and, for aioice 0.10
+   ``query_consent`` (to notice a dead remote, see below), ``connect`` and
+   ``check_start`` (to hold relayed pairs back, see below) and, for aioice 0.10
    only, ``request_received`` (to refuse unauthenticated checks);
 3. each ``StunProtocol`` it gathers gets its class switched to a subclass whose
    ``datagram_received`` drops datagrams from disallowed addresses.
@@ -38,13 +39,14 @@ The internals used are the same in both pairs (the mangled method name, the
 signatures of ``get_component_candidates``, ``add_remote_candidate`` and
 ``StunProtocol.request``, the ``_protocols`` list, consent checks sent with
 ``retransmissions=0``, ``query_consent`` started as one task once ICE
-completes, ``build_request``, ``_nominated``, ``remote_password`` and
-``_query_consent_task``). The differences handled here, each commented where it
-is: aiortc 1.15 has no ``RTCConfiguration.iceTransportPolicy`` (so no
-relay-only policy); aioice 0.10 takes a binding request lacking
-MESSAGE-INTEGRITY or USERNAME as authenticated (the connection subclass answers
-it 400, as 0.13 does) and keeps checks received before ``connect()`` in an
-unbounded list (bounded here to 0.13's 100).
+completes, ``build_request``, ``_nominated``, ``remote_password``,
+``_query_consent_task``, ``check_start``, ``check_state``, ``_check_list``,
+``_remote_candidates_end`` and the pairs' ``state`` and ``remote_nominated``).
+The differences handled here, each commented where it is: aiortc 1.15 has no
+``RTCConfiguration.iceTransportPolicy`` (so no relay-only policy); aioice 0.10
+takes a binding request lacking MESSAGE-INTEGRITY or USERNAME as authenticated
+(the connection subclass answers it 400, as 0.13 does) and keeps checks
+received before ``connect()`` in an unbounded list (bounded here to 0.13's 100).
 
 mDNS (``.local``) remote candidates
 -----------------------------------
@@ -69,7 +71,21 @@ a stalled local event loop from condemning a healthy remote: answers that
 queued meanwhile are read before any check times out. The callback given to
 :func:`watch_remote` runs first and should close the peer connection; if that
 has not happened 2 s later, the aioice connection closes itself, as on aioice's
-own expiry.
+own expiry. Each check answered before its first retransmission also gives
+the pair's round-trip time, which ``conn.stats()`` reports (kept in the
+connection's :data:`RTT` attribute).
+
+Direct before relayed
+---------------------
+aioice, when controlling, nominates the first pair whose check succeeds, and a
+relayed pair can win that race against a direct pair whose first check the
+other side's NAT dropped. With ``NetworkPolicy.relay_hold`` set, each check of
+a relayed pair first waits for :class:`~peerpy.relayhold.RelayHold` to allow
+it (polled every 20 ms, aioice's own pacing), marked in progress meanwhile so
+that aioice's pacing goes on with the other pairs and does not declare the
+check list failed. Triggered checks (answering the other side's) go through
+the same ``check_start``, so the remote's relayed checks cannot tip the race
+either.
 
 Socket buffers
 --------------
@@ -99,13 +115,14 @@ from typing import Any, Final
 
 import attrs
 from aioice import Candidate, Connection
-from aioice.ice import StunProtocol
+from aioice.ice import CandidatePair, StunProtocol
 from aioice.stun import Message, TransactionError, TransactionTimeout
 from aiortc import RTCConfiguration, RTCDtlsTransport, RTCPeerConnection
 from aiortc.exceptions import InvalidStateError
 
 from ..exceptions import BackendVersionError, InvalidAddressError, UsageError, WebRTCError
 from ..network import IPNetwork, NetworkPolicy, address_allowed, check_remote_gone, remote_networks
+from ..relayhold import PairView, RelayHold, relayed
 
 __all__ = ["SUPPORTED_BACKENDS", "create_peer_connection", "ice_sockets", "watch_remote"]
 
@@ -149,7 +166,7 @@ def _check_backend() -> None:
     parameters = inspect.signature(StunProtocol.request).parameters
     if "retransmissions" not in parameters:
         problems.append("aioice StunProtocol.request() has no retransmissions parameter")
-    for method in ("query_consent", "build_request", "close"):
+    for method in ("query_consent", "build_request", "close", "check_start", "check_state"):
         if not callable(getattr(Connection, method, None)):
             problems.append(f"aioice Connection has no {method}()")
     if problems:
@@ -172,6 +189,8 @@ class _Rules:
     remote_gone: float | None = None
     #: Whether host candidates are gathered at all (not with a relay-only policy).
     gathers_hosts: bool = True
+    #: Seconds relayed pairs wait for a direct one (NetworkPolicy.relay_hold); None: none.
+    relay_hold: float | None = None
 
 
 def _adopt(obj: object, base: type, subclass: type) -> None:
@@ -243,6 +262,27 @@ class _PolicyConnection(Connection):
 
     _peerpy_rules: _Rules
     _peerpy_report_gone: Callable[[float], bool]
+    _peerpy_hold: RelayHold | None = None
+
+    async def connect(self) -> None:
+        """Start the relay hold's clock, then run aioice's checks.
+
+        Cancelling cancels the checks, as in aioice.
+        """
+        hold = self._peerpy_rules.relay_hold
+        if hold:
+            self._peerpy_hold = RelayHold(started=asyncio.get_running_loop().time(), hold=hold)
+        await super().connect()
+
+    async def check_start(self, pair: CandidatePair) -> None:
+        """Check ``pair``, a relayed one once the hold allows it.
+
+        Cancelling (aioice does once a pair is nominated) ends the wait or the check.
+        """
+        hold = self._peerpy_hold
+        if hold is not None and _view(pair).relayed:
+            await _await_release(self, pair, hold)
+        await super().check_start(pair)
 
     async def close(self) -> None:
         if not _AIOICE_AUTHENTICATES:
@@ -335,6 +375,43 @@ class _PolicyConnection(Connection):
         await self.close()
 
 
+def _view(pair: CandidatePair) -> PairView:
+    return PairView(
+        relayed=relayed(pair.local_candidate.type, pair.remote_candidate.type),
+        failed=pair.state == CandidatePair.State.FAILED,
+    )
+
+
+async def _await_release(connection: Connection, pair: CandidatePair, hold: RelayHold) -> None:
+    """Wait until ``hold`` allows checking the relayed ``pair``.  Cancelling ends the wait."""
+    loop = asyncio.get_running_loop()
+    waiting = False
+    while True:
+        more = not connection._remote_candidates_end or (
+            getattr(connection, "_remote_candidates_resolving", 0) > 0
+        )
+        if hold.allows(
+            _view(pair),
+            [_view(p) for p in connection._check_list],
+            now=loop.time(),
+            controlling=connection.ice_controlling,
+            nominated_by_remote=pair.remote_nominated,
+            more_candidates=more,
+        ):
+            return
+        if not waiting:
+            waiting = True
+            logger.debug("holding relayed pair %s back for a direct one", pair)
+            # In progress for aioice: its pacing moves on to the next pair,
+            # and the check list cannot be taken for failed meanwhile.
+            connection.check_state(pair, CandidatePair.State.IN_PROGRESS)
+        await asyncio.sleep(min(_HOLD_POLL, max(0.0, hold.release_at - loop.time())))
+
+
+#: How often a held relayed pair looks whether it may go (aioice paces checks at 20 ms).
+_HOLD_POLL: Final = 0.02
+
+
 async def _await_silence(connection: Connection, limit: float) -> float:
     """Send consent checks until none was answered for ``limit`` s; return the silence.
 
@@ -359,9 +436,12 @@ async def _await_silence(connection: Connection, limit: float) -> float:
             # limit is short (a check takes at most 3.5 s anyway).
             deadline = last_answer + limit - loop.time()
             window = max(min(deadline, limit / 2), _MIN_CHECK_WINDOW)
+            sent = loop.time()
             if await _consent_check(pair.protocol, request, pair.remote_addr, key, window):
                 last_answer = loop.time()
                 misses = 0
+                if last_answer - sent < _MIN_CHECK_WINDOW:  # not retransmitted (Karn)
+                    setattr(connection, RTT, last_answer - sent)  # for the stats
             else:
                 misses += 1
         silent = loop.time() - last_answer
@@ -397,6 +477,8 @@ async def _consent_check(
     return True
 
 
+#: The attribute of an aioice connection holding its latest consent check's round trip (s).
+RTT: Final = "_peerpy_rtt"
 #: Seconds between consent checks with ``remote_gone`` set (aioice: 5).
 _CONSENT_INTERVAL: Final = 1.0
 #: Unanswered checks in a row needed, besides the silence, to declare a remote gone.
@@ -598,6 +680,8 @@ def create_peer_connection(
         buffer_bytes=policy.udp_buffer_bytes,
         remote_gone=remote_gone,
         gathers_hosts=not relay_only,
+        # Relay-only: every pair is relayed, there is nothing to wait for.
+        relay_hold=None if relay_only else policy.relay_hold,
     )
     return _PolicyPeerConnection(configuration, rules)
 

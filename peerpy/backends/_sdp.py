@@ -38,12 +38,23 @@ def _is_loopback_literal(host: str) -> bool:
         return False
 
 
-def remote_candidates(sdp: str, policy: NetworkPolicy) -> str:
-    """``sdp`` without the candidates outside ``policy.remote_networks``."""
+def remote_candidates(
+    sdp: str, policy: NetworkPolicy, routed: Callable[[str], bool] | None = None
+) -> str:
+    """``sdp`` without the candidates outside ``policy.remote_networks``.
+
+    ``routed(host)``, when given, must also accept the candidate's address (the
+    wrtc backend passes a check of the local address the kernel would send from).
+    """
     networks = remote_networks(policy)
-    if networks is None:
+    if networks is None and routed is None:
         return sdp
-    return _filter_candidates(sdp, lambda _protocol, host: address_allowed(host, networks))
+    return _filter_candidates(
+        sdp,
+        lambda _protocol, host: (
+            address_allowed(host, networks) and (routed is None or routed(host))
+        ),
+    )
 
 
 def local_candidates(sdp: str, policy: NetworkPolicy) -> str:

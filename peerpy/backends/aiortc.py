@@ -8,6 +8,10 @@ Everything peerpy does specially on aiortc is under ``peerpy/backends/``:
   :func:`ice_sockets`, re-exported here);
 - :mod:`peerpy.backends._sctp`: the cheaper SCTP send path given to each data
   channel's transport (:meth:`AiortcBackend.tune_channel`);
+- :mod:`peerpy.backends._aiortc_stats`: what aiortc's stats lack (a data
+  channel's bytes, the selected pair's round-trip time, frame counts), counted
+  or read by peerpy, and the report in the W3C's form
+  (:meth:`AiortcBackend.stats_report`);
 - here: :data:`BACKEND`, the :class:`~peerpy.backends.Backend` object, which
   also reads the selected candidate pair (:meth:`~AiortcBackend.route_of`), the
   candidates gathered (:meth:`~AiortcBackend.ice_summary`) and the SCTP queues
@@ -20,9 +24,12 @@ the hooks, so its SDP passes through unchanged.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from aiortc import (
+    MediaStreamTrack,
     RTCDataChannel,
     RTCIceCandidate,
     RTCPeerConnection,
@@ -31,12 +38,14 @@ from aiortc import (
 from aiortc.sdp import candidate_from_sdp
 
 from ..diagnosis import IceSummary
+from ..network import address_allowed, remote_networks
 from ..route import Route
-from . import _sctp
+from . import _aioice, _aiortc_stats, _channel_stats, _sctp
 from ._aioice import SUPPORTED_BACKENDS, create_peer_connection, ice_sockets, watch_remote
 
 if TYPE_CHECKING:
     from ..network import NetworkPolicy
+    from ..stats import Report
 
 __all__ = [
     "BACKEND",
@@ -47,6 +56,9 @@ __all__ = [
     "route_of",
     "watch_remote",
 ]
+
+
+_log = logging.getLogger("peerpy.backends")
 
 
 def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
@@ -108,6 +120,9 @@ class AiortcBackend:
     def remote_sdp(self, sdp: str, policy: NetworkPolicy) -> str:
         return sdp  # the hooks drop remote candidates outside remote_networks
 
+    def remote_allowed(self, host: str, policy: NetworkPolicy) -> bool:
+        return address_allowed(host, remote_networks(policy))
+
     watch_remote = staticmethod(watch_remote)
     route_of = staticmethod(route_of)
 
@@ -133,6 +148,23 @@ class AiortcBackend:
     def tune_channel(self, channel: RTCDataChannel) -> None:
         # A cheaper SCTP send path on the aiortc versions it was written for.
         _sctp.tune(channel.transport)
+        _channel_stats.count_channel(channel)  # aiortc reports no data-channel stats
+
+    def add_track(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
+        _aiortc_stats.count_sender(pc.addTrack(track))
+
+    def receive_track(self, track: MediaStreamTrack, max_frames: int) -> MediaStreamTrack:
+        if not _aiortc_stats.bound_frames(track, max_frames):  # pragma: no cover
+            _log.debug("cannot bound the frame queue of %r (another aiortc version)", track)
+        return track
+
+    async def stats_report(self, pc: RTCPeerConnection, channel: RTCDataChannel | None) -> Report:
+        timed = (getattr(c, _aioice.RTT, None) for c in _ice_connections(pc))
+        rtt = next((value for value in timed if value is not None), None)
+        return await _aiortc_stats.stats_report(pc, channel, rtt)
+
+    async def raw_stats(self, pc: RTCPeerConnection) -> Mapping[str, Any]:
+        return await pc.getStats()
 
     def unacknowledged(self, pc: RTCPeerConnection) -> bool:
         sctp = pc.sctp

@@ -8,9 +8,29 @@ What peerpy adds on top:
 
 - Loopback: libwebrtc skips loopback interfaces unless ``allow_loopback()``
   was called before the first connection of the process; peerpy calls it
-  before its first wrtc connection, and :meth:`WrtcBackend.local_sdp`
-  advertises only the candidates the policy allows (none on loopback when
-  ``local_addresses`` is ``None``, as with aiortc).
+  before its first wrtc connection if that connection may need loopback (its
+  ``local_addresses`` are set, or it has no ICE servers, as on an offline
+  machine), and :meth:`WrtcBackend.local_sdp` advertises only the candidates
+  the policy allows (none on loopback when ``local_addresses`` is ``None``,
+  as with aiortc). With loopback allowed and STUN or TURN configured,
+  libwebrtc's gathering waits about 5 s for the loopback candidate's server
+  queries, which cannot succeed (measured in the NAT lab: 5.2 s to open on a
+  LAN, 10.3 s across two NATs, against 0.03 s and 0.12 s without).
+- ``local_addresses``: libwebrtc gathers on every interface and offers no
+  per-connection way to stop it (wrtc exposes no network ignore list or
+  mask; its field trials hold none; ``allow_loopback()`` is process-wide and
+  only adds loopback). peerpy confines it from the outside, in three steps:
+  only candidates on the allowed addresses are signalled
+  (:meth:`WrtcBackend.local_sdp`), so the remote sends only to them; remote
+  candidates are kept only when the kernel would send to them from an allowed
+  address (:func:`source_address`: a connected UDP socket, no packet sent),
+  so every check libwebrtc sends, from whichever of its sockets, is routed
+  out of an allowed interface; and a selected pair whose local host address
+  or remote lies outside the policy is refused before the connection opens
+  (:meth:`WrtcBackend.route_refused`). What stays: libwebrtc's checks from
+  its other sockets leave through the allowed interface with another source
+  address, and a check arriving from an address routed elsewhere (a
+  peer-reflexive remote) is answered by libwebrtc itself.
 - ``remote_networks``: remote candidates outside them are dropped from the
   remote SDP (:meth:`WrtcBackend.remote_sdp`) and when trickled; since
   libwebrtc may still pair with a peer-reflexive remote, the selected route is
@@ -23,8 +43,18 @@ What peerpy adds on top:
   from that ``"disconnected"`` (counting the 5 s already silent) and reports
   the remote gone when ICE has not recovered by then; so on wrtc a
   ``remote_gone`` below 5 s acts as about 5 s.
+- Calls: :mod:`peerpy.backends.wrtc_media` adapts an application's aiortc
+  tracks to the layer's senders (``addTrack``/``addTransceiver`` here take
+  them) and the remote tracks to aiortc's ``MediaStreamTrack``
+  (:meth:`WrtcBackend.receive_track`); libwebrtc encodes and decodes.
 - ``conn.route``: the selected pair of the data transport, from libwebrtc's
   ``RTCIceTransport.getSelectedCandidatePair()``.
+- Stats: libwebrtc's report is the W3C's (``webrtc.RTCStatsReport``, every
+  member of the specification it fills), so :meth:`WrtcBackend.stats_report`
+  takes its JSON form; a connection closing keeps its last report (taken in
+  ``close()``, as libwebrtc gives none once closed), and a data channel's
+  bytes are peerpy's counts once libwebrtc dropped the closed channel
+  (:mod:`peerpy.backends._channel_stats`).
 - The 16 MiB send queue: libwebrtc refuses sends beyond 16 MiB buffered;
   ``Limits.send_high_water`` is capped at :data:`HIGH_WATER`
   (:meth:`WrtcBackend.send_high_water`), so a peerpy ``send()`` waits instead.
@@ -33,8 +63,11 @@ What peerpy adds on top:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import webrtc
@@ -48,13 +81,22 @@ from ..diagnosis import IceSummary
 from ..exceptions import ConfigurationError
 from ..network import NetworkPolicy, address_allowed, check_remote_gone, remote_networks
 from ..route import Route
-from . import _sdp
+from . import _channel_stats, _sdp, wrtc_media
 
 if TYPE_CHECKING:
     # The types of the API both backends share (webrtc.aiortc's mirror them).
     import aiortc
 
-__all__ = ["BACKEND", "WrtcBackend", "create_peer_connection", "route_of", "watch_remote"]
+    from ..stats import Report
+
+__all__ = [
+    "BACKEND",
+    "WrtcBackend",
+    "create_peer_connection",
+    "route_of",
+    "source_address",
+    "watch_remote",
+]
 
 #: Seconds libwebrtc takes, without hearing the remote, to report ICE "disconnected"
 #: (measured: 5.0-5.2 s after the remote froze, libwebrtc M152 defaults).
@@ -63,6 +105,11 @@ DISCONNECT_AFTER: Final = 5.0
 SEND_QUEUE_LIMIT: Final = 16 * 1024 * 1024
 #: The most a wrtc data channel buffers before send() waits: well below SEND_QUEUE_LIMIT.
 HIGH_WATER: Final = 8 * 1024 * 1024
+
+#: Seconds closing a call waits for its senders to stop between frames.
+FEEDS_DRAIN: Final = 1.0
+#: Seconds a closing connection waits for libwebrtc's last stats report.
+FINAL_STATS_WAIT: Final = 1.0
 
 #: The host of a remote address libwebrtc does not disclose (peer-reflexive candidates).
 HIDDEN: Final = "?"
@@ -92,6 +139,10 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
         self._peerpy_on_gone: Callable[[float], None] | None = None
         self._peerpy_timer: asyncio.TimerHandle | None = None
         self._peerpy_since = 0.0
+        #: libwebrtc's track ids (in its stats) -> those the application sees.
+        self._peerpy_track_ids: dict[str, str] = {}
+        self.on("track", self._peerpy_received)
+        self._peerpy_final: webrtc.RTCStatsReport | None = None  # the report as it closed
         if remote_gone is not None:
             # Binds the layer to libwebrtc's ICE state events (see _emit_ice_state).
             self.on("iceconnectionstatechange", _ignore)
@@ -122,11 +173,50 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
         if self._peerpy_on_gone is not None and self._native_ice_state() == "disconnected":
             self._peerpy_on_gone(time.monotonic() - self._peerpy_since)
 
+    def addTrack(self, track: Any) -> Any:
+        # An application's aiortc track goes through a feed (see wrtc_media).
+        sender = super().addTrack(wrtc_media.feed(track))
+        self._peerpy_sent(sender)
+        return sender
+
+    def addTransceiver(self, trackOrKind: Any, direction: str = "sendrecv") -> Any:
+        transceiver = super().addTransceiver(wrtc_media.feed(trackOrKind), direction)
+        self._peerpy_sent(transceiver.sender)
+        return transceiver
+
+    def _peerpy_received(self, track: Any) -> None:
+        native = getattr(track, "_native", None)
+        if native is not None:
+            self._peerpy_track_ids[str(native.id)] = track.id
+
+    def _peerpy_sent(self, sender: Any) -> None:
+        # libwebrtc's stats name the generator's track: remember the application's id.
+        native = getattr(getattr(sender, "_native", None), "track", None)
+        if native is not None and sender.track is not None:
+            self._peerpy_track_ids[str(native.id)] = sender.track.id
+
     async def close(self) -> None:
         if self._peerpy_timer is not None:
             self._peerpy_timer.cancel()
             self._peerpy_timer = None
+        if self._peerpy_final is None and self.connectionState != "closed":
+            # libwebrtc reports nothing once closed: keep the last figures
+            # (if it cannot give them, closing goes on without).
+            with contextlib.suppress(Exception):
+                self._peerpy_final = await asyncio.wait_for(
+                    self._native.get_stats(), FINAL_STATS_WAIT
+                )
+        if self.connectionState != "closed":
+            # The senders' pumps stop between frames, not in the middle of one.
+            await wrtc_media.drain([s.track for s in self.getSenders()], FEEDS_DRAIN)
         await super().close()
+
+    async def _peerpy_stats(self) -> webrtc.RTCStatsReport:
+        if self._peerpy_final is not None:
+            return self._peerpy_final
+        if self.connectionState == "closed":  # closed before a report could be kept
+            return webrtc.RTCStatsReport({})
+        return await self._native.get_stats()
 
 
 def _ignore() -> None:
@@ -141,12 +231,15 @@ def create_peer_connection(
 ) -> aiortc.RTCPeerConnection:
     """A wrtc peer connection for ``policy`` (checked by ``peerpy.backends.wrtc_unsupported``)."""
     check_remote_gone(remote_gone)
-    if not _allow_loopback() and policy.local_addresses is not None:
+    servers = [] if configuration is None else list(configuration.iceServers or [])
+    loopback = any(ipaddress.ip_address(a).is_loopback for a in policy.local_addresses or ())
+    # Allowing loopback stalls gathering with ICE servers (see above): only when needed.
+    allowed = _allow_loopback() if loopback or not servers else False
+    if loopback and not allowed:
         raise ConfigurationError(
             "NetworkPolicy.local_addresses: wrtc gathers loopback candidates only if "
             "allowed before the process's first wrtc connection (WRTC_ALLOW_LOOPBACK=1)"
         )
-    servers = [] if configuration is None else list(configuration.iceServers or [])
     native = WrtcConfiguration(
         iceServers=[WrtcIceServer(s.urls, s.username, s.credential) for s in servers]
     )
@@ -201,6 +294,50 @@ def route_of(pc: aiortc.RTCPeerConnection) -> Route | None:
     )
 
 
+def source_address(host: str) -> str | None:
+    """The local address the kernel would send from to reach ``host``; ``None``: no route.
+
+    Connecting a UDP socket sends nothing: the kernel only looks up the route
+    (and picks its source address, that of the outgoing interface).
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a hostname (mDNS): its route cannot be told
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((str(address), 9))
+        except OSError:
+            return None
+        local = str(probe.getsockname()[0]).split("%")[0]
+    return str(ipaddress.ip_address(local))
+
+
+def _remote_of(route: Route) -> str:
+    """The remote address of ``route``, or :data:`HIDDEN`, as far as the policy is concerned.
+
+    A peer-reflexive remote libwebrtc does not disclose is on this machine when
+    the pair's local end is a loopback host candidate: only this host can send
+    to a loopback address (Linux, macOS and Windows drop such packets arriving
+    from outside). Such a remote counts as ``127.0.0.1``.
+    """
+    host = route.remote_address[0]
+    if host == HIDDEN and route.local_type == "host":
+        local = ipaddress.ip_address(route.local_address[0])
+        if local.is_loopback:
+            return "127.0.0.1" if local.version == 4 else "::1"
+    return host
+
+
+def _routed(policy: NetworkPolicy) -> Callable[[str], bool] | None:
+    """Whether a remote address is reached from ``policy.local_addresses`` (``None``: any)."""
+    allowed = policy.local_addresses
+    if allowed is None:
+        return None
+    return lambda host: source_address(host) in allowed
+
+
 class WrtcBackend:
     """The :class:`~peerpy.backends.Backend` of wrtc (use :data:`BACKEND`)."""
 
@@ -218,13 +355,17 @@ class WrtcBackend:
         return _sdp.local_candidates(sdp, policy)
 
     def remote_sdp(self, sdp: str, policy: NetworkPolicy) -> str:
-        return _sdp.remote_candidates(sdp, policy)
+        return _sdp.remote_candidates(sdp, policy, _routed(policy))
+
+    def remote_allowed(self, host: str, policy: NetworkPolicy) -> bool:
+        routed = _routed(policy)
+        return address_allowed(host, remote_networks(policy)) and (routed is None or routed(host))
 
     watch_remote = staticmethod(watch_remote)
     route_of = staticmethod(route_of)
 
     def route_undisclosed(self, pc: aiortc.RTCPeerConnection, policy: NetworkPolicy) -> bool:
-        """Whether ``policy.remote_networks`` cannot be checked yet on ``pc``'s route.
+        """Whether the policy's addresses cannot be checked yet on ``pc``'s route.
 
         When the remote's connectivity checks arrive before its trickled
         candidate (a browser trickles its candidates after the OFFER, through
@@ -233,30 +374,35 @@ class WrtcBackend:
         connection waits for it (up to ``ROUTE_DISCLOSURE_WAIT``) before it
         opens, instead of refusing a route it cannot see yet.
         """
-        if policy.remote_networks is None:
+        if policy.remote_networks is None and policy.local_addresses is None:
             return False
         route = route_of(pc)
-        return route is not None and route.remote_address[0] == HIDDEN
+        return route is not None and _remote_of(route) == HIDDEN
 
     def route_refused(self, pc: aiortc.RTCPeerConnection, policy: NetworkPolicy) -> str | None:
-        """Why ``pc``'s route breaks ``policy.remote_networks``; ``None`` if it does not.
+        """Why ``pc``'s route breaks ``policy``'s addresses; ``None`` if it does not.
 
         libwebrtc may pair with a peer-reflexive candidate (learnt from a check
         the remote sent), whose address it does not even disclose; aiortc's
-        hooks drop such packets instead.
+        hooks drop such packets instead. With ``local_addresses``, the remote
+        must be one the kernel reaches from an allowed address (so packets
+        leave through an allowed interface): the local end of the pair may be
+        another of libwebrtc's sockets (it gathers on every interface), whose
+        packets the kernel then routes out of that allowed interface too.
         """
-        networks = remote_networks(policy)
-        if networks is None:
+        if policy.remote_networks is None and policy.local_addresses is None:
             return None
         route = route_of(pc)
         if route is None:
             return None
-        host = route.remote_address[0]
-        if address_allowed(host, networks):
+        host = _remote_of(route)
+        routed = _routed(policy)
+        if address_allowed(host, remote_networks(policy)) and (routed is None or routed(host)):
             return None
         shown = "an undisclosed peer-reflexive address" if host == HIDDEN else host
+        field = "remote_networks" if policy.remote_networks is not None else "local_addresses"
         return (
-            f"the route goes to {shown}, outside NetworkPolicy.remote_networks "
+            f"the route goes to {shown}, outside NetworkPolicy.{field} "
             "(on wrtc, peerpy can only check the route once selected)"
         )
 
@@ -268,10 +414,46 @@ class WrtcBackend:
         return min(requested, HIGH_WATER)
 
     def tune_channel(self, channel: aiortc.RTCDataChannel) -> None:
-        pass  # libwebrtc's SCTP needs nothing
+        # libwebrtc's SCTP needs nothing; its stats drop the channel once closed.
+        _channel_stats.count_channel(channel)
 
     def unacknowledged(self, pc: aiortc.RTCPeerConnection) -> bool:
         return False  # libwebrtc does not expose its SCTP queues
+
+    def add_track(self, pc: aiortc.RTCPeerConnection, track: aiortc.MediaStreamTrack) -> None:
+        pc.addTrack(track)  # through a feed (_PeerConnection.addTrack); libwebrtc counts frames
+
+    def receive_track(
+        self, track: aiortc.MediaStreamTrack, max_frames: int
+    ) -> aiortc.MediaStreamTrack:
+        """``track`` as an aiortc track; libwebrtc keeps about a second, not ``max_frames``.
+
+        libwebrtc counts its frames itself. See :mod:`peerpy.backends.wrtc_media`.
+        """
+        return wrtc_media.received(track)
+
+    async def stats_report(
+        self, pc: aiortc.RTCPeerConnection, channel: aiortc.RTCDataChannel | None
+    ) -> Report:
+        report = await self.raw_stats(pc)
+        entries = {stats_id: stats.to_json() for stats_id, stats in report.items()}
+        if isinstance(pc, _PeerConnection):
+            wrtc_media.name_tracks(entries, pc._peerpy_track_ids)
+        # libwebrtc reports a data channel until it closes; peerpy's counts after.
+        counted = _channel_stats.channel_entry(channel)
+        if counted is not None and not any(
+            entry.get("type") == "data-channel" and entry.get("label") == counted["label"]
+            for entry in entries.values()
+        ):
+            entries[counted["id"]] = counted
+        return entries
+
+    async def raw_stats(self, pc: aiortc.RTCPeerConnection) -> Mapping[str, Any]:
+        if isinstance(pc, _PeerConnection):
+            report: Mapping[str, Any] = await pc._peerpy_stats()
+        else:
+            report = await pc._native.get_stats()  # type: ignore[attr-defined]
+        return report
 
 
 #: The wrtc backend.

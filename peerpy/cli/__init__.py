@@ -8,6 +8,7 @@
     peerpy receive [CODE]        receive them (asks first unless --yes; prompts for the code)
     peerpy receive CODE --stdout write the one file to standard output
     peerpy chat ID [REMOTE]      line-based chat
+    peerpy chat [ID] --room NAME group chat in a room (--name: what the others see)
     peerpy demo [--size 64MiB]   embedded broker + two peers on 127.0.0.1: a rate
 
 Every command takes ``--server``, ``--key``, ``--token``, ``--ice-servers``
@@ -201,6 +202,8 @@ async def _send(args: argparse.Namespace, run: _Run) -> int:
     console.print(backend_line)
     if stats.route is not None:
         console.print(f"route: {stats.route}")
+    if args.verbose and stats.connection is not None:
+        console.print(f"stats: {stats.connection.summary()}")
     return 0
 
 
@@ -297,19 +300,30 @@ async def _receive(args: argparse.Namespace, run: _Run) -> int:
     console.print(backend_line)
     if stats.route is not None:
         console.print(f"route: {stats.route}")
+    if args.verbose and stats.connection is not None:
+        console.print(f"stats: {stats.connection.summary()}")
     return 0
 
 
 async def _chat(args: argparse.Namespace, run: _Run) -> int:
-    from .chat import run_chat, stdin_lines
-
-    read_line = stdin_lines()
+    from .chat import run_chat, run_room_chat, stdin_lines
 
     def write(text: str) -> None:
         print(text, flush=True)
 
+    if args.room is not None and args.remote is not None:
+        raise UsageError("--room chats with everyone in the room: give no REMOTE")
+    if args.room is None and args.id is None:
+        raise UsageError("give your ID (and a REMOTE to call), or --room NAME for a group chat")
     options = _peer_options(args)
     async with contextlib.AsyncExitStack() as stack:
+        read_line = await stack.enter_async_context(stdin_lines())
+        if args.room is not None:  # rooms live on a broker: PEERPY_SERVER's, else the default
+            settings = {name: value for name, value in options.items() if value is not None}
+            await run_room_chat(
+                args.id, args.room, name=args.name, read_line=read_line, write=write, **settings
+            )
+            return 0
         if options["server"] is None:  # no broker named: meet on the local network
             from .lan import chat_broker, find_chat
 

@@ -1,4 +1,8 @@
-"""``peerpy chat``: a line-based chat between two peers, on the SDK.
+"""``peerpy chat``: a line-based chat between two peers, or a group chat in a room.
+
+``peerpy chat ID [REMOTE]`` talks with one peer over one data connection;
+``peerpy chat [ID] --room NAME [--name NAME]`` joins a room (:mod:`peerpy.room`)
+and talks with everyone in it, printing a line when someone joins or leaves.
 
 Input is read from the start, so that the end of the input (Ctrl-D) leaves
 even while waiting for the other side; lines typed before it connects are
@@ -12,17 +16,18 @@ import contextlib
 import math
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..dataconnection import DataConnection
-from ..exceptions import PeerError
+from ..exceptions import NegotiationFailedError, PeerError
 from ..peer import Peer
+from ..room import Room
 
-__all__ = ["run_chat", "stdin_lines"]
+__all__ = ["run_chat", "run_room_chat", "stdin_lines"]
 
 ReadLine = Callable[[], Awaitable[str | None]]
 
@@ -69,28 +74,36 @@ async def run_chat(
             raise failure
 
 
-def stdin_lines() -> ReadLine:
+@contextlib.asynccontextmanager
+async def stdin_lines() -> AsyncIterator[ReadLine]:
     """A ``read_line`` for standard input, read by a daemon thread of its own.
 
     Not a worker thread of the event loop: a person who never presses Enter
     would keep one of those, and with it the process, alive after the chat
-    ended (the other side left).  Call it on the event loop (asyncio).
+    ended (the other side left).  Enter it on the event loop (asyncio).
     """
     loop = asyncio.get_running_loop()
     send, receive = anyio.create_memory_object_stream[str | None](math.inf)
 
+    def deliver(line: str | None) -> None:
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            send.send_nowait(line)
+
     def pump() -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed: the chat is over
-            for line in iter(sys.stdin.readline, ""):
-                loop.call_soon_threadsafe(send.send_nowait, line)
-            loop.call_soon_threadsafe(send.send_nowait, None)
-
-    threading.Thread(target=pump, name="peerpy chat input", daemon=True).start()
+            try:
+                for line in iter(sys.stdin.readline, ""):
+                    loop.call_soon_threadsafe(deliver, line)
+            except (OSError, ValueError):  # no readable standard input: as if it ended
+                pass
+            loop.call_soon_threadsafe(deliver, None)
 
     async def read_line() -> str | None:
         return await receive.receive()
 
-    return read_line
+    with send, receive:
+        threading.Thread(target=pump, name="peerpy chat input", daemon=True).start()
+        yield read_line
 
 
 async def _read_all(read_line: ReadLine, send: MemoryObjectSendStream[str | None]) -> None:
@@ -166,3 +179,61 @@ async def _say(conn: DataConnection, line: str) -> None:
     line = line.rstrip("\r\n")
     if line and conn.open:
         await conn.send(line)
+
+
+async def run_room_chat(
+    peer_id: str | None,
+    room_name: str,
+    *,
+    name: str | None,
+    read_line: ReadLine,
+    write: Callable[[str], None],
+    **peer_kwargs: Any,
+) -> None:
+    """Join room ``room_name`` as ``peer_id`` (the broker picks one if ``None``); chat there.
+
+    Others see ``name`` (default: the peer id).  Each line from ``read_line()``
+    goes to every member; each value received is written as ``"<name>: <text>"``,
+    and joins and leaves as ``"* <name> joined"`` / ``"* <name> left"``.  Ends
+    when the input ends.  Cancelling leaves the room.
+    """
+    async with Peer(peer_id, **peer_kwargs) as peer:
+        me = name or peer.id or ""
+        async with peer.join(room_name, metadata={"name": me}) as room:
+            names = {member: _name(member, meta) for member, meta in room.members.items()}
+            present = ", ".join(sorted(names.values())) or "nobody else yet"
+            write(f"* in room {room_name} as {me} with {present}; type lines, end with Ctrl-D")
+
+            def joined(member: str, metadata: Any) -> None:
+                names[member] = _name(member, metadata)
+                write(f"* {names[member]} joined")
+
+            room.on("join", joined)
+            room.on("leave", lambda member: write(f"* {names.get(member, member)} left"))
+            room.on(
+                "data", lambda member, value: write(f"{names.get(member, member)}: {_text(value)}")
+            )
+            await _type_in_room(room, read_line, write)
+
+
+def _name(member: str, metadata: Any) -> str:
+    """The name a member chose (``{"name": ...}`` metadata), else its id."""
+    if isinstance(metadata, dict) and isinstance(metadata.get("name"), str):
+        return f"{metadata['name']}"
+    return member
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+async def _type_in_room(room: Room, read_line: ReadLine, write: Callable[[str], None]) -> None:
+    """Send each input line to the room until the input ends."""
+    while (line := await read_line()) is not None:
+        line = line.rstrip("\r\n")
+        if not line:
+            continue
+        try:
+            await room.send(line)
+        except NegotiationFailedError as exc:  # the others got it
+            write(f"* {exc}")

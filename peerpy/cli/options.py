@@ -112,8 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     clash.add_argument("--rename", action="store_true", help="save as 'name (1).ext' instead")
 
     chat = sub.add_parser("chat", parents=[common], help="line-based chat")
-    chat.add_argument("id", metavar="ID", help="your peer id")
+    chat.add_argument("id", nargs="?", metavar="ID", help="your peer id (--room: optional)")
     chat.add_argument("remote", nargs="?", metavar="REMOTE", help="peer to connect to")
+    chat.add_argument("--room", metavar="NAME", help="group chat with everyone in room NAME")
+    chat.add_argument("--name", help="the name the room shows for you (default: your id)")
     chat.add_argument(
         "--wait",
         type=float,

@@ -122,9 +122,15 @@ class Channel:
 
     async def _frame(self) -> Any:
         idle = self.options.idle_timeout
+        started = time.monotonic()
         try:
-            with anyio.fail_after(idle):
-                return await self.conn.recv()
+            while True:
+                try:
+                    with anyio.fail_after(idle):
+                        return await self.conn.recv()
+                except TimeoutError:
+                    if not self._may_resume(time.monotonic() - started):
+                        raise
         except TimeoutError:
             raise PeerVanishedError(
                 f"{self.other} sent nothing for {idle:g} s (killed, suspended or cut off)"
@@ -133,6 +139,16 @@ class Channel:
             raise PeerVanishedError(
                 f"{self.other} closed the connection before the transfer finished"
             ) from None
+
+    def _may_resume(self, silent: float) -> bool:
+        """Whether a silence may be a lost path the connection resumes (wait on) or not.
+
+        A resumable connection (see :mod:`peerpy.generation`) is silent while it
+        resumes, and for up to :attr:`~peerpy.DataConnection.path_loss_bound`
+        before it notices the path is dead; it fails by itself if it cannot resume.
+        """
+        bound = self.conn.path_loss_bound
+        return self.conn.reconnecting or (bound is not None and silent < bound)
 
     async def expect(self, kind: type[M], limit: float | None = None) -> M:
         """The next message, which must be a ``kind``.  Cancelling loses nothing."""

@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 import anyio
 import anyio.lowlevel
 
-from ..config import Limits, resolve_servers
+from ..config import Limits, Timeouts, resolve_servers
 from ..dataconnection import DataConnection
 from ..exceptions import PeerUnavailableError, UnavailableIdError
 from ..peer import Peer
@@ -87,11 +87,19 @@ MAX_RECONNECTS = 5
 _log = logging.getLogger("peerpy.transfer")
 
 
+#: Transfers keep their own liveness contract for now: a killed or frozen side is
+#: noticed within seconds (idle_timeout) and the transfer resumes by a rerun.
+#: A resumable connection (peerpy.generation) cannot tell a frozen remote from a
+#: lost path for Timeouts.resume, so transfers do not offer resumption yet;
+#: _Channel already waits while a connection resumes, for when they do.
+TRANSFER_TIMEOUTS = Timeouts(resume=None)
+
+
 def _peer_kwargs(limits: Limits, **given: Any) -> dict[str, Any]:
     """The Peer keywords of a transfer side: the caller's settings (``None``: the
-    environment's or Peer's default) and its limits."""
+    environment's or Peer's default), its limits and :data:`TRANSFER_TIMEOUTS`."""
     kwargs = {name: value for name, value in given.items() if value is not None}
-    return {"server": None, **kwargs, "limits": limits}
+    return {"server": None, **kwargs, "limits": limits, "timeouts": TRANSFER_TIMEOUTS}
 
 
 async def _register(
@@ -197,6 +205,7 @@ async def _serve(
                 conn, code, sources, progress=progress, options=options, on_notice=notice
             )
             stats.route = conn.route
+            stats.connection = await conn.stats()
             return stats
         except StoppedError as exc:
             notice(str(exc))  # now, not once the Peer has closed
@@ -370,6 +379,7 @@ async def _receive(
                 on_notice=notice,
             )
             stats.route = conn.route
+            stats.connection = await conn.stats()
             return stats
         except StoppedError as exc:
             notice(str(exc))  # now, not once the Peer has closed

@@ -20,6 +20,7 @@ from .protocol import MAX_CHUNK, FileEntry, Offer
 
 if TYPE_CHECKING:
     from ..route import Route
+    from ..stats import ConnectionStats
 
 __all__ = ["IO_BLOCK", "NullProgress", "Progress", "TransferOptions", "TransferStats"]
 
@@ -105,6 +106,8 @@ class TransferStats:
     texts: list[str] = attrs.Factory(list)
     #: The route the connection took (see :mod:`peerpy.route`).
     route: Route | None = None
+    #: The connection's numbers at the end (see :mod:`peerpy.stats`).
+    connection: ConnectionStats | None = None
 
     @property
     def rate(self) -> float:

@@ -6,19 +6,28 @@ PeerJS error ``type`` string as :attr:`PeerError.type`::
 
     PeerError
     ├── UsageError                 the caller misused the API
-    │   └── InvalidIdError             invalid-id: a peer id breaks PeerJS's rule
+    │   ├── InvalidIdError             invalid-id: a peer id breaks PeerJS's rule
+    │   ├── InvalidRoomError           invalid-room: a room name breaks the id rule or is too long
+    │   └── InvalidMetadataError       invalid-metadata: room metadata that is not JSON or too big
     └── ProtocolError              the remote side sent something invalid
 
 The SDK adds the rest of the tree (network, WebRTC, serialization errors...)
 under these classes; :mod:`peerpy.exceptions` draws all of it and re-exports
-the four classes here, so ``peerpy.PeerError is peerpy_protocol.PeerError``.
+the classes here, so ``peerpy.PeerError is peerpy_protocol.PeerError``.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-__all__ = ["InvalidIdError", "PeerError", "ProtocolError", "UsageError"]
+__all__ = [
+    "InvalidIdError",
+    "InvalidMetadataError",
+    "InvalidRoomError",
+    "PeerError",
+    "ProtocolError",
+    "UsageError",
+]
 
 
 class PeerError(Exception):
@@ -41,6 +50,18 @@ class InvalidIdError(UsageError, ValueError):
     """A peer id does not follow the PeerJS id rule."""
 
     type = "invalid-id"
+
+
+class InvalidRoomError(UsageError, ValueError):
+    """A room name breaks the peer id rule or is longer than the bound."""
+
+    type = "invalid-room"
+
+
+class InvalidMetadataError(UsageError, ValueError):
+    """Room metadata is not a JSON value, or its JSON is over the size bound."""
+
+    type = "invalid-metadata"
 
 
 class ProtocolError(PeerError):

@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - exercised only without orjson
     orjson = None  # type: ignore[assignment]
 
 __all__ = [
+    "CLUSTER_UNAVAILABLE",
     "Heartbeat",
     "IdTaken",
     "InvalidKey",
@@ -47,10 +48,19 @@ __all__ = [
     "parse_for_relay",
     "serialize",
     "serialize_relay",
+    "store_unreachable",
 ]
 
 #: A parsed JSON value.
 JSON = Any
+
+
+#: ``payload.reason`` of an EXPIRE our broker sends when it could not route the
+#: message because its cluster store (Redis) is unreachable or too slow: the
+#: destination may well exist.  A peerpy extra on ``peer``'s wire: PeerJS
+#: ignores an EXPIRE's payload (it reports ``Could not connect to peer <src>``
+#: either way), and a client-sent EXPIRE can only fail connections to its sender.
+CLUSTER_UNAVAILABLE: Final = "cluster-unavailable"
 
 
 class RelayType(str, enum.Enum):
@@ -113,6 +123,16 @@ class Unknown:
 
     type: str
     raw: JSON = attrs.field(eq=False, repr=False, default=None)
+
+
+def store_unreachable(message: Relay) -> bool:
+    """Whether ``message`` is an EXPIRE saying the broker's cluster store was unreachable."""
+    payload = message.payload
+    return (
+        message.type is RelayType.EXPIRE
+        and isinstance(payload, dict)
+        and payload.get("reason") == CLUSTER_UNAVAILABLE
+    )
 
 
 Message: TypeAlias = Open | IdTaken | ServerErrorMessage | InvalidKey | Heartbeat | Relay | Unknown

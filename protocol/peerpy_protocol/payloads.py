@@ -22,6 +22,7 @@ __all__ = [
     "ConnectionType",
     "IceCandidateInit",
     "OfferPayload",
+    "Resume",
     "SessionDescription",
 ]
 
@@ -71,6 +72,64 @@ class SessionDescription:
         return {"type": self.type, "sdp": self.sdp}
 
 
+#: The version of peerpy's resumption in ``Resume.version``.
+RESUME_VERSION = 1
+#: The largest generation and window accepted (JSON numbers stay exact below 2**53).
+_MAX_RESUME_NUMBER = 2**53
+
+
+@attrs.frozen
+class Resume:
+    """peerpy's resumable-connection capability, in an OFFER or ANSWER (``"peerpyResume"``).
+
+    Only peerpy peers send it: in an OFFER it says "I can resume this data
+    connection" (``generation`` 0) or asks to resume it on a new peer
+    connection (``generation`` 1, 2...); in an ANSWER it says the answerer
+    resumes too (or, with ``refused``, that it has no such connection to
+    resume).  ``window`` is the sender's unacknowledged-tail bound in bytes,
+    so the receiver acknowledges often enough.  A PeerJS peer ignores the
+    field in an OFFER and never sends it, so its connections stay as they are.
+    """
+
+    generation: int = 0
+    window: int = 0
+    refused: bool = False
+    version: int = RESUME_VERSION
+
+    @classmethod
+    def from_json(cls, obj: JSON) -> Resume:
+        generation = _field(obj, "generation", int)
+        window = _field(obj, "window", int)
+        version = _field(obj, "version", int)
+        if not (0 <= generation < _MAX_RESUME_NUMBER and 0 <= window < _MAX_RESUME_NUMBER):
+            raise ProtocolError("peerpyResume generation and window must be in 0..2**53")
+        return cls(generation, window, obj.get("refused") is True, version)
+
+    def to_json(self) -> dict[str, JSON]:
+        obj: dict[str, JSON] = {
+            "version": self.version,
+            "generation": self.generation,
+            "window": self.window,
+        }
+        if self.refused:
+            obj["refused"] = True
+        return obj
+
+
+def _resume(obj: JSON) -> Resume | None:
+    """The ``peerpyResume`` field of a payload; ``None`` if absent or of another version."""
+    raw = obj.get("peerpyResume")
+    if raw is None:
+        return None
+    resume = Resume.from_json(raw)
+    return resume if resume.version == RESUME_VERSION else None
+
+
+def _described(sdp: SessionDescription, kind: ConnectionType, cid: str) -> dict[str, JSON]:
+    """The fields an OFFER and an ANSWER payload share, in PeerJS's order."""
+    return {"sdp": sdp.to_json(), "type": kind.value, "connectionId": cid}
+
+
 @attrs.frozen
 class OfferPayload:
     """What an OFFER carries (spec §3.2).
@@ -87,6 +146,8 @@ class OfferPayload:
     label: str | None = None
     reliable: bool | None = None
     serialization: str | None = None
+    #: peerpy's resumption capability (data connections between peerpy peers).
+    resume: Resume | None = None
 
     @classmethod
     def from_json(cls, obj: JSON) -> OfferPayload:
@@ -99,20 +160,19 @@ class OfferPayload:
             label=_field(obj, "label", str, optional=True),
             reliable=bool(obj.get("reliable")) if kind is ConnectionType.DATA else None,
             serialization=_field(obj, "serialization", str, optional=True),
+            resume=_resume(obj) if kind is ConnectionType.DATA else None,
         )
 
     def to_json(self) -> dict[str, JSON]:
-        obj: dict[str, JSON] = {
-            "sdp": self.sdp.to_json(),
-            "type": self.type.value,
-            "connectionId": self.connection_id,
-        }
+        obj = _described(self.sdp, self.type, self.connection_id)
         if self.metadata is not None:
             obj["metadata"] = self.metadata
         if self.type is ConnectionType.DATA:
             obj["label"] = self.label if self.label is not None else self.connection_id
             obj["reliable"] = bool(self.reliable)
             obj["serialization"] = self.serialization or "binary"
+            if self.resume is not None:
+                obj["peerpyResume"] = self.resume.to_json()
         return obj
 
 
@@ -123,21 +183,24 @@ class AnswerPayload:
     sdp: SessionDescription
     type: ConnectionType
     connection_id: str
+    #: The answerer resumes too (only in answer to an OFFER that asked).
+    resume: Resume | None = None
 
     @classmethod
     def from_json(cls, obj: JSON) -> AnswerPayload:
+        kind = _connection_type(obj)
         return cls(
             sdp=SessionDescription.from_json(_field(obj, "sdp", dict)),
-            type=_connection_type(obj),
+            type=kind,
             connection_id=_field(obj, "connectionId", str),
+            resume=_resume(obj) if kind is ConnectionType.DATA else None,
         )
 
     def to_json(self) -> dict[str, JSON]:
-        return {
-            "sdp": self.sdp.to_json(),
-            "type": self.type.value,
-            "connectionId": self.connection_id,
-        }
+        obj = _described(self.sdp, self.type, self.connection_id)
+        if self.resume is not None:
+            obj["peerpyResume"] = self.resume.to_json()
+        return obj
 
 
 @attrs.frozen

@@ -14,6 +14,12 @@ So a token is a bearer secret for every id it names: whoever holds a
 ``sub: "*"`` token can take over any id registered with that same token (and
 get its TURN credentials).  Mint ``*`` tokens per user, never one for many.
 
+An optional ``rooms`` claim, a list of room names or ``fnmatch`` patterns
+(``["lobby", "team-*"]``), restricts which rooms the token's bearer may join
+(:meth:`JwtAuthorizer.may_join`; a refused join gets ``ROOM-ERROR``
+``room-forbidden``).  Without the claim every room is allowed; a claim that is
+not a list of strings allows none.
+
 With ``audience`` (``--jwt-audience``) the token's ``aud`` claim must name it
 (a token minted for another service is refused).  An HS256 secret shorter
 than :data:`MIN_SECRET_BYTES` is refused when the authorizer is built
@@ -23,6 +29,7 @@ be brute-forced offline from any one token.
 
 from __future__ import annotations
 
+import fnmatch
 from typing import TYPE_CHECKING, Any, Final
 
 import jwt
@@ -86,6 +93,29 @@ class JwtAuthorizer:
             public_key=config.jwt_public_key,
             audience=config.jwt_audience,
         )
+
+    def may_join(self, token: str, room: str) -> bool:
+        """Whether ``token`` (already accepted when its client registered) lets it join ``room``.
+
+        The signature is checked again, its expiry is not: the token was valid
+        when the socket was opened, and the socket stays.
+        """
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=self._algorithms,
+                audience=self._audience,
+                options={"verify_exp": False, "verify_aud": self._audience is not None},
+            )
+        except jwt.InvalidTokenError:
+            return False
+        patterns = claims.get("rooms")
+        if patterns is None:
+            return True
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            return False
+        return any(fnmatch.fnmatchcase(room, pattern) for pattern in patterns)
 
     def authorize(self, peer_id: str, token: str) -> str | None:
         """``None`` if ``token`` lets its bearer register ``peer_id``, else why not."""

@@ -28,17 +28,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
+import secrets
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from .config import BrokerConfig
 from .core.admission import Admission
 from .core.host import TICK, HttpView
+from .core.ice_access import UNREACHABLE, IceAccess, IceRequest, Registered, Verdict
 from .core.realm import Client, Realm
+from .core.rooms import LocalDirectory, Rooms
 from .core.session import Session
 from .core.stats import Stats
 from .ice import ice_servers, warn_if_turn_is_open
@@ -48,7 +49,9 @@ from .transports.stun import serve_stun
 from .transports.websocket import Gathering, TcpSession
 
 if TYPE_CHECKING:
+    from .auth import JwtAuthorizer
     from .cluster import Cluster
+    from .sfu import Sfu
 
 __all__ = ["TICK", "Broker", "serve"]
 
@@ -90,17 +93,38 @@ class Broker:
             def released(client: Client) -> None:
                 cluster.release(client.id, client.token)
 
+        authorizer = _authorizer(config)
         self.realm = Realm(
             config,
             self.warnings,
             stats=self.stats,
-            authorize=_authorizer(config),
+            authorize=None if authorizer is None else authorizer.authorize,
             remote=remote,
             released=released,
         )
-        self._collector = BrokerCollector(self.stats, self.realm, lambda: len(self.realm))
+        #: Room membership (docs/rooms.md): in memory, or in Redis in cluster mode.
+        self.rooms = self.realm.rooms = Rooms(
+            config,
+            LocalDirectory(config.room_max_members, config.max_rooms)
+            if self.cluster is None
+            else self.cluster.rooms,
+            self.realm.deliver_local if self.cluster is None else self.cluster.deliver,
+            stats=self.stats,
+            warnings=self.warnings,
+            allowed=None if authorizer is None else authorizer.may_join,
+        )
+        if self.cluster is not None:
+            self.cluster.rooms.front = self.rooms
+        #: Room media through Janus (``--janus``), or ``None``.
+        self.sfu = _sfu(config, self._send_now, self.rooms.local_members)
+        self.rooms.sfu = self.sfu
+        self._collector = BrokerCollector(
+            self.stats, self.realm, lambda: len(self.realm), rooms=self.rooms
+        )
         # Every transport's connections (the built-in server's and the ASGI app's).
         self._admission: Admission[Session] = Admission(config, self.stats, self.warnings)
+        # Who gets /ice (key, id and token; refusals bounded per address).
+        self._ice_access = IceAccess(config.key, self.stats, self.warnings, self.now)
         #: The built-in server's shared read buffer and gathered frames.
         self.gathering = Gathering(config.max_write_buffer)
         self._server: asyncio.Server | None = None
@@ -168,6 +192,8 @@ class Broker:
         self._timer = self._loop.create_task(self._run_timers(), name="peerpy_server timers")
         if self.cluster is not None:
             await self.cluster.start()
+        if self.sfu is not None:
+            await self.sfu.start()
 
     async def aclose(self) -> None:
         """Stop listening, close every WebSocket with 1001 and wait (briefly) until they are gone.
@@ -204,6 +230,8 @@ class Broker:
                 await server.wait_closed()
             if self.cluster is not None:
                 await self.cluster.aclose()
+            if self.sfu is not None:
+                await self.sfu.aclose()
             logger.info("Broker stopped")
 
     async def _drained(self) -> None:
@@ -214,12 +242,7 @@ class Broker:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     # -- where -------------------------------------------------------------
@@ -294,25 +317,47 @@ class Broker:
             self.cluster.respond_later(answer)
 
     def ice_servers(
-        self, peer_id: str, token: str, host: str | None
-    ) -> list[dict[str, Any]] | None:
-        """The ICE servers for registered peer ``peer_id``; ``None`` if id/token do not match.
+        self, request: IceRequest, answer: Callable[[int, list[dict[str, Any]] | None], None]
+    ) -> None:
+        """``GET <path><key>/ice``: ``answer(status, servers)`` (see :mod:`.core.ice_access`).
 
-        ``host`` is the request's ``Host`` header, used to name our STUN server.
+        The id and token are checked on this instance, or in cluster mode in
+        Redis (any instance's peers); ``request.host`` names our STUN server.
+        """
+
+        def decided(verdict: Verdict) -> None:
+            if verdict is not Verdict.GRANTED:
+                answer(verdict.value, None)
+                return
+            config = self.config
+            servers = ice_servers(
+                peer_id=request.peer_id,
+                now=time.time(),
+                host_header=request.host,
+                stun_port=self.stun_port,
+                turn_urls=config.turn_urls,
+                turn_secret=config.turn_secret,
+                turn_ttl=config.turn_ttl,
+            )
+            answer(200, servers)
+
+        self._ice_access.check(request, self._registered, decided)
+
+    def _registered(self, peer_id: str, answer: Callable[[Registered], None]) -> None:
+        """The token ``peer_id`` is registered with: here, or in cluster mode in Redis.
+
+        Redis unreachable: this instance's own client still gets an answer.
         """
         client = self.realm.client(peer_id)
-        if client is None or not hmac.compare_digest(client.token.encode(), token.encode()):
-            return None
-        config = self.config
-        return ice_servers(
-            peer_id=peer_id,
-            now=time.time(),
-            host_header=host,
-            stun_port=self.stun_port,
-            turn_urls=config.turn_urls,
-            turn_secret=config.turn_secret,
-            turn_ttl=config.turn_ttl,
-        )
+        local = None if client is None else client.token
+        if self.cluster is None:
+            answer(local)
+            return
+
+        def found(registered: Registered) -> None:
+            answer(local if registered is UNREACHABLE and local is not None else registered)
+
+        self.cluster.registration(peer_id, found)
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """``GET <path>health``: 200 and a JSON report, or 503 when the broker cannot serve.
@@ -349,6 +394,10 @@ class Broker:
         """``GET <path>metrics``: the Prometheus text exposition."""
         return render(self._collector)
 
+    def room_members(self, room: str, answer: Callable[[list[str]], None]) -> None:
+        """Call ``answer(ids)`` with the members of ``room``: now, or in cluster mode from Redis."""
+        self.rooms.members(room, answer)
+
     # -- used by the sessions, the transports and the cluster (Host) -------------
 
     def now(self) -> float:
@@ -372,6 +421,12 @@ class Broker:
     def forget(self, session: Session) -> None:
         """The connection is gone (idempotent)."""
         self._admission.forget(session)
+
+    def _send_now(self, peer_id: str, frame: str) -> bool:
+        """Send a room frame outside any frame handling (the SFU's answers) and write it."""
+        sent = self.rooms.send(peer_id, frame)
+        self.write_gathered()
+        return sent
 
     def write_gathered(self) -> None:
         """Write the frames gathered for each connection (see :meth:`TcpSession.send`)."""
@@ -406,13 +461,34 @@ class Broker:
                 logger.exception("Timer sweep failed")
 
 
-def _authorizer(config: BrokerConfig) -> Callable[[str, str], str | None] | None:
-    """The realm's token check for ``jwt_secret``/``jwt_public_key``, if either is set."""
+def _sfu(
+    config: BrokerConfig,
+    send: Callable[[str, str], bool],
+    local_members: Callable[[str], list[str]],
+) -> Sfu | None:
+    """The Janus instances of ``janus_urls``, if any (see :mod:`peerpy_server.sfu`)."""
+    if not config.janus_urls:
+        return None
+    from .sfu import Sfu, parse_instance
+
+    key = config.janus_key.encode() if config.janus_key else secrets.token_bytes(32)
+    return Sfu(
+        [parse_instance(url) for url in config.janus_urls],
+        key=key,
+        admin_key=config.janus_admin_key,
+        publishers=config.room_max_members or 100,
+        send=send,
+        local_members=local_members,
+    )
+
+
+def _authorizer(config: BrokerConfig) -> JwtAuthorizer | None:
+    """The token checks for ``jwt_secret``/``jwt_public_key``, if either is set."""
     if config.jwt_secret is None and config.jwt_public_key is None:
         return None
     from .auth import JwtAuthorizer
 
-    return JwtAuthorizer.from_config(config).authorize
+    return JwtAuthorizer.from_config(config)
 
 
 async def serve(config: BrokerConfig) -> None:

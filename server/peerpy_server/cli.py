@@ -190,6 +190,37 @@ def build_parser() -> argparse.ArgumentParser:
         "S",
         "log a repeated warning at most once per S seconds (default: %(default)s)",
     )
+    rooms = parser.add_argument_group("rooms (docs/rooms.md); 0 turns a bound off")
+    for flag, kind, default, metavar, text in (
+        ("--room-max-members", int, defaults.room_max_members, "N", "most members of one room"),
+        ("--rooms-per-client", int, defaults.rooms_per_client, "N", "most rooms one client is in"),
+        ("--max-rooms", int, defaults.max_rooms, "N", "most rooms at once (cluster-wide)"),
+        ("--room-metadata-bytes", int, defaults.room_metadata_bytes, "BYTES",
+         "largest member metadata, as compact JSON"),
+        ("--room-rate", float, defaults.room_rate, "OPS/S",
+         "room joins and leaves per second one client may make on average"),
+        ("--room-burst", int, defaults.room_burst, "N",
+         "room joins and leaves one client may make at once"),
+    ):  # fmt: skip
+        rooms.add_argument(
+            flag, type=kind, default=default, metavar=metavar, help=f"{text} (default: %(default)s)"
+        )
+    sfu = parser.add_argument_group("rooms through an SFU (docs/rooms.md)")
+    sfu.add_argument(
+        "--janus",
+        action="append",
+        default=[],
+        metavar="URL[,PUBLIC_URL]",
+        help="a Janus WebSocket API (repeatable): room media then goes through Janus's "
+        "VideoRoom; PUBLIC_URL, if given, is what members connect to",
+    )
+    for flag, env, text in (
+        ("--janus-key", "PEERPY_JANUS_KEY", "key Janus room secrets and PINs derive from: the "
+         "same on every broker of a cluster (default: env %s, else random per process)"),
+        ("--janus-admin-key", "PEERPY_JANUS_ADMIN_KEY",
+         "the VideoRoom admin_key Janus requires to create rooms (default: env %s)"),
+    ):  # fmt: skip
+        sfu.add_argument(flag, default=os.environ.get(env), metavar="KEY", help=text % env)
     ice = parser.add_argument_group("ICE servers for peers (served at PATH/KEY/ice)")
     ice.add_argument("--stun", action="store_true", help="answer STUN binding requests on UDP")
     ice.add_argument("--stun-port", type=int, default=3478, help="UDP port of --stun (3478)")
@@ -311,6 +342,12 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         max_queues=args.max_queues or None,
         max_queues_per_sender=args.max_queues_per_sender or None,
         warning_interval=args.warning_interval or None,
+        room_max_members=args.room_max_members or None,
+        rooms_per_client=args.rooms_per_client or None,
+        max_rooms=args.max_rooms or None,
+        room_metadata_bytes=args.room_metadata_bytes or None,
+        room_rate=args.room_rate or None,
+        room_burst=args.room_burst,
         stun_port=args.stun_port if args.stun else None,
         turn_urls=[url.strip() for url in str(args.turn_url or "").split(",") if url.strip()],
         turn_secret=args.turn_secret if args.turn_url else None,
@@ -320,6 +357,9 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         jwt_audience=args.jwt_audience,
         redis_url=args.redis or None,
         redis_prefix=args.redis_prefix,
+        janus_urls=args.janus,
+        janus_key=args.janus_key,
+        janus_admin_key=args.janus_admin_key,
     )
 
 

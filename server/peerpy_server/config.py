@@ -100,8 +100,21 @@ class BrokerConfig:
       ES256) whose ``sub`` is the id or ``*`` (see :mod:`peerpy_server.auth`).
     * ``jwt_audience``: with JWTs, the ``aud`` claim a token must carry (``None``:
       not checked).
+    * ``room_max_members``: the most members of one room; ``rooms_per_client``:
+      the most rooms one client is in; ``max_rooms``: the most rooms at once
+      (cluster-wide in cluster mode); ``room_metadata_bytes``: the largest member
+      metadata (compact JSON, UTF-8 bytes); ``None`` turns each one off.
+      ``room_rate`` / ``room_burst``: each client may join or leave rooms
+      ``room_rate`` times per second on average and ``room_burst`` at once;
+      past that a join is refused with ``rate-limited`` (see :mod:`peerpy_server.core.rooms`).
     * ``redis_url`` / ``redis_prefix``: cluster mode, every broker on the same
       Redis and prefix shares one realm (see :mod:`peerpy_server.cluster`).
+    * ``janus_urls``: Janus WebSocket API URLs (``URL`` or ``URL,PUBLIC_URL``,
+      the second handed to members); with any, every room's media goes through
+      Janus's VideoRoom (see :mod:`peerpy_server.sfu`).  ``janus_key``: the key
+      room secrets and PINs derive from (give every broker of a cluster the same;
+      ``None``: random per process); ``janus_admin_key``: VideoRoom's
+      ``admin_key``, if Janus requires one to create rooms.
     """
 
     host: str | tuple[str, ...] | None = attrs.field(default=None, converter=_host)
@@ -142,6 +155,13 @@ class BrokerConfig:
     rate_limit: float | None = attrs.field(default=500.0, validator=_optional_positive)
     rate_burst: int = attrs.field(default=5000, validator=attrs.validators.gt(0))
     warning_interval: float | None = attrs.field(default=10.0, validator=_optional_positive)
+    # Rooms (docs/rooms.md): bounds, None turns each one off.
+    room_max_members: int | None = attrs.field(default=64, validator=_optional_positive)
+    rooms_per_client: int | None = attrs.field(default=16, validator=_optional_positive)
+    max_rooms: int | None = attrs.field(default=10_000, validator=_optional_positive)
+    room_metadata_bytes: int | None = attrs.field(default=4096, validator=_optional_positive)
+    room_rate: float | None = attrs.field(default=5.0, validator=_optional_positive)
+    room_burst: int = attrs.field(default=32, validator=attrs.validators.gt(0))
     # ICE servers for peers (docs/broker.md "STUN and TURN"): UDP port of the
     # built-in STUN responder (None: off); TURN URLs and the secret shared with
     # coturn's static-auth-secret; seconds minted TURN credentials stay valid.
@@ -161,6 +181,10 @@ class BrokerConfig:
     # realm) and the prefix of every key and channel, so realms can share a Redis.
     redis_url: str | None = attrs.field(default=None, repr=False)
     redis_prefix: str = "peerpy:"
+    # Rooms through an SFU (peerpy_server.sfu, docs/rooms.md).
+    janus_urls: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    janus_key: str | None = attrs.field(default=None, repr=False)
+    janus_admin_key: str | None = attrs.field(default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
@@ -173,6 +197,9 @@ class BrokerConfig:
             raise ValueError("give jwt_secret or jwt_public_key, not both")
         if bool(self.turn_urls) != bool(self.turn_secret):
             raise ValueError("turn_urls and turn_secret must be given together")
+        for url in self.janus_urls:
+            if not all(part.strip().startswith(("ws://", "wss://")) for part in url.split(",")):
+                raise ValueError(f"a Janus URL starts with ws:// or wss://, got {url!r}")
         for url in self.turn_urls:
             if not url.startswith(("turn:", "turns:")):
                 raise ValueError(f"a TURN URL starts with turn: or turns:, got {url!r}")

@@ -40,6 +40,8 @@ REDACTED_LOGGERS: Final = (
     "peerpy_server.http",
     "peerpy_server.ice",
     "peerpy_server.realm",
+    "peerpy_server.rooms",
+    "peerpy_server.sfu",
     "peerpy_server.stun",
     "peerpy_server.websocket",
 )

@@ -19,7 +19,10 @@ Exported metrics (all prefixed ``peerpy_broker_``):
 * ``refusals_total{reason}``: connections and messages refused, by reason;
 * ``relay_latency_seconds``: from the read of a message to the write of what
   it caused (histogram);
-* ``redis_round_trips_total``: commands sent to Redis (cluster mode).
+* ``redis_round_trips_total``: commands sent to Redis (cluster mode);
+* ``rooms`` / ``room_members``: rooms with a member on this instance, and the
+  room memberships of its clients (gauges);
+* ``room_refusals_total{reason}``: room joins refused, by ``ROOM-ERROR`` type.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from .core.stats import LATENCY_BUCKETS, Stats
 
 if TYPE_CHECKING:
     from .core.realm import Realm
+    from .core.rooms import Rooms
 
 __all__ = ["BrokerCollector", "render"]
 
@@ -50,10 +54,13 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 class BrokerCollector(Collector):
     """Builds the metric families from a :class:`Stats` and a realm at scrape time."""
 
-    def __init__(self, stats: Stats, realm: Realm, clients: Callable[[], int]) -> None:
+    def __init__(
+        self, stats: Stats, realm: Realm, clients: Callable[[], int], *, rooms: Rooms | None = None
+    ) -> None:
         self._stats = stats
         self._realm = realm
         self._clients = clients
+        self._rooms = rooms
 
     def collect(self) -> Iterator[Metric]:
         stats = self._stats
@@ -101,6 +108,22 @@ class BrokerCollector(Collector):
         yield CounterMetricFamily(
             prefix + "redis_round_trips", "Commands sent to Redis", value=stats.redis_round_trips
         )
+        rooms = self._rooms
+        if rooms is not None:
+            yield GaugeMetricFamily(
+                prefix + "rooms", "Rooms with a member on this instance", value=rooms.room_count
+            )
+            yield GaugeMetricFamily(
+                prefix + "room_members",
+                "Room memberships of the clients on this instance",
+                value=rooms.memberships,
+            )
+        room_refused = CounterMetricFamily(
+            prefix + "room_refusals", "Room joins refused, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(stats.room_refused.items()):
+            room_refused.add_metric([reason], count)
+        yield room_refused
 
 
 def render(collector: BrokerCollector) -> bytes:

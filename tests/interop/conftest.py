@@ -27,7 +27,7 @@ import pytest
 from peerpy_protocol.ids import random_token
 from playwright.async_api import BrowserContext, ConsoleMessage
 
-from ..brokers import PEERJS_SERVER, peerpy_server
+from ..helpers.brokers import PEERJS_SERVER, peerpy_server
 from .browser import CHROMIUM, PEERJS_DIST, StaticServer, launch, open_page
 from .pairs import Pair, python_peer
 

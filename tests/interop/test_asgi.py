@@ -14,7 +14,7 @@ import pytest
 from peerpy_server import BrokerConfig
 from peerpy_server.asgi import BrokerApp
 
-from ..server.conftest import mounted_app, run_uvicorn
+from ..helpers.targets import mounted_app, run_uvicorn
 from .pairs import Pair
 from .values import BROWSER_SEES, BROWSER_SENDS, PY_SEES, PY_SENDS, assert_same
 

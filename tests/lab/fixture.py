@@ -110,6 +110,19 @@ def read_event(process: subprocess.Popen[bytes], timeout: float) -> dict[str, An
     return event
 
 
+@contextlib.contextmanager
+def busy(processes: int, seconds: float) -> Iterator[None]:
+    """``processes`` busy loops (CPU load), each ending by itself after ``seconds``."""
+    loop = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    spinning = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for process in spinning:
+            process.kill()
+            process.wait()
+
+
 class RunningLab:
     """A built lab with coturn and the broker running in ``pub``."""
 
@@ -181,13 +194,18 @@ class RunningLab:
         self._ids += 1
         return f"{role}{self._ids}x{os.getpid()}"
 
-    def peer(self, host: str, *args: str, tls: bool = False) -> subprocess.Popen[bytes]:
-        """Run tests/lab/peer.py in ``host`` against the broker (``tls``: the HTTPS one)."""
+    def peer(
+        self, host: str, *args: str, tls: bool = False, backend: str = "aiortc"
+    ) -> subprocess.Popen[bytes]:
+        """Run tests/lab/peer.py in ``host`` against the broker (``tls``: the HTTPS one).
+
+        ``backend`` is its ``--backend``, unless ``args`` give one.
+        """
         env = dict(self.env, SSL_CERT_FILE=str(self.certificate)) if tls else self.env
         server = self.tls_broker_url if tls else self.broker_url
         return self.lab.spawn(
             host,
-            [sys.executable, str(PEER_SCRIPT), *args, "--server", server],
+            [sys.executable, str(PEER_SCRIPT), "--backend", backend, *args, "--server", server],
             env=env,
             stderr=subprocess.DEVNULL,
         )
@@ -201,8 +219,12 @@ class RunningLab:
         caller_ice: list[dict[str, str]] | str,
         negotiation: float = 30.0,
         tls: bool = False,
+        backends: tuple[str, str] = ("aiortc", "aiortc"),
     ) -> Outcome:
-        """Run one 1 MiB echo from ``caller`` to ``listener`` (two lab hosts)."""
+        """Run one 1 MiB echo from ``caller`` to ``listener`` (two lab hosts).
+
+        ``backends``: the listener's and the caller's ``--backend``.
+        """
         listen_id, call_id = self.fresh_id("l"), self.fresh_id("c")
 
         def ice(value: list[dict[str, str]] | str) -> str:
@@ -210,13 +232,15 @@ class RunningLab:
 
         limit = negotiation + 20
         server = self.peer(listener, "listen", listen_id, "--ice", ice(listener_ice),
-                           "--deadline", str(limit + 10), tls=tls)  # fmt: skip
+                           "--deadline", str(limit + 10), tls=tls,
+                           backend=backends[0])  # fmt: skip
         try:
             registered = read_event(server, 15)
             assert registered["event"] == "registered", registered
             client = self.peer(caller, "connect", call_id, listen_id, "--ice", ice(caller_ice),
                                "--deadline", str(limit),
-                               "--negotiation", str(negotiation), tls=tls)  # fmt: skip
+                               "--negotiation", str(negotiation), tls=tls,
+                               backend=backends[1])  # fmt: skip
             try:
                 caller_registered = read_event(client, 15)
                 assert caller_registered["event"] == "registered", caller_registered
@@ -226,7 +250,8 @@ class RunningLab:
                 done = read_event(client, limit)
                 accepted = read_event(server, 5)
                 assert accepted["event"] == "open", accepted
-                return Outcome(registered, caller_registered, accepted, done)
+                closed = read_event(server, 10) if done["event"] == "done" else None
+                return Outcome(registered, caller_registered, accepted, done, first, closed)
             finally:
                 Lab.stop(client)
         finally:
@@ -273,6 +298,10 @@ class Outcome:
     listener_open: dict[str, Any] | None
     #: The caller's ``done`` (or ``error``) event.
     caller_result: dict[str, Any]
+    #: The caller's ``open`` event, with ``opened_in`` (``None`` if it never opened).
+    caller_open: dict[str, Any] | None = None
+    #: The listener's ``closed`` event, with the route it ended on (after a ``done``).
+    listener_closed: dict[str, Any] | None = None
 
     @property
     def routes(self) -> tuple[dict[str, Any], dict[str, Any]]:

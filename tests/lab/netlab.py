@@ -222,6 +222,18 @@ class Lab:
         self.ip(host, "route", "add", "default", "via", f"10.{index}.0.1")
         return address
 
+    def add_segment_host(self, name: str, address: str) -> str:
+        """A host on pub's segment itself (no NAT) at ``address`` in 203.0.113.0/24.
+
+        Its interface is ``eth0``: a test may change its address or take it down.
+        """
+        host = self._namespace(name)
+        port = f"s{next(self._links)}"
+        self._veth(self.pub, port, host, "eth0")
+        self.ip(self.pub, "link", "set", port, "master", "br0")
+        self.ip(host, "addr", "add", f"{address}/24", "dev", "eth0")
+        return host
+
     # -- processes ---------------------------------------------------------
 
     def spawn(

@@ -7,11 +7,13 @@ connect to TARGET, send ``--size`` random bytes, check the echo is identical.
 pattern both ways; each side reports ``{"event": "media"}`` once it decoded
 frames, and the caller hangs up when a line arrives on its stdin.
 
-Both print ``{"event": "open", "route": ...}`` once the connection is open and
-the caller prints ``{"event": "done", ...}`` with the round trip's time.  ICE
-servers come from ``--ice`` (a JSON list of ``{urls, username, credential}``);
-``--ice broker`` leaves them unset so the peer asks its broker.  Every step is
-bounded by ``--deadline`` seconds.
+Both print ``{"event": "open", "route": ...}`` once the connection is open
+(the caller adds ``opened_in``, the seconds ``connect()`` took) and the caller
+prints ``{"event": "done", ...}`` with the round trip's time.  ICE servers come
+from ``--ice`` (a JSON list of ``{urls, username, credential}``); ``--ice
+broker`` leaves them unset so the peer asks its broker.  Every step is bounded
+by ``--deadline`` seconds.  ``--backend`` picks the WebRTC backend (aiortc by
+default) and ``--ice-addresses`` the local addresses ICE may use.
 """
 
 from __future__ import annotations
@@ -70,8 +72,10 @@ async def listen(peer: Peer) -> None:
 
 
 async def connect(peer: Peer, target: str, size: int) -> None:
+    asked = time.monotonic()
     conn = await peer.connect(target)
-    emit(event="open", route=route_json(conn.route))
+    opened_in = round(time.monotonic() - asked, 3)
+    emit(event="open", route=route_json(conn.route), opened_in=opened_in)
     payload = os.urandom(size)
     started = time.monotonic()
     await conn.send(payload)
@@ -123,6 +127,8 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--size", type=int, default=1 << 20)
     parser.add_argument("--deadline", type=float, default=40.0)
     parser.add_argument("--negotiation", type=float, default=30.0)
+    parser.add_argument("--backend", default="aiortc", choices=["aiortc", "wrtc", "auto"])
+    parser.add_argument("--ice-addresses", help="comma-separated NetworkPolicy.local_addresses")
     args = parser.parse_args(argv)
     os.environ.pop("PEERPY_ICE_ADDRESSES", None)
     if args.ice == "broker":
@@ -130,10 +136,20 @@ async def main(argv: list[str]) -> int:
     with anyio.fail_after(args.deadline):
         timeouts = Timeouts(negotiation=args.negotiation)
         servers = ice_servers(args.ice)
+        addresses = args.ice_addresses.split(",") if args.ice_addresses else None
         async with Peer(
-            args.id, server=args.server, ice_servers=servers, timeouts=timeouts
+            args.id,
+            server=args.server,
+            ice_servers=servers,
+            ice_addresses=addresses,
+            timeouts=timeouts,
+            backend=args.backend,
         ) as peer:
-            emit(event="registered", ice=[s.urls for s in peer.configuration.iceServers or []])
+            emit(
+                event="registered",
+                ice=[s.urls for s in peer.configuration.iceServers or []],
+                backend=peer.backend,
+            )
             if args.role == "listen":
                 await listen(peer)
             elif args.role == "connect":

@@ -31,7 +31,7 @@ class ClusterRealm(Protocol):
         """The realm's own checks of a registration; refuses (and says so) if they fail."""
 
     def connect(
-        self, link: Link, *, key: str, peer_id: str, token: str, now: float
+        self, link: Link, *, key: str, peer_id: str, token: str, now: float, rooms: bool = False
     ) -> Client | None:
         """Register ``peer_id`` locally (it was claimed cluster-wide)."""
 

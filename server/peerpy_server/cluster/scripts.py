@@ -12,6 +12,11 @@ Every key and channel lives under ``redis_prefix`` (``p`` below):
 ``p epoch``            a random value set by the first instance after Redis starts
 ``p settling``         present while instances claim their ids again (Redis lost them)
 ``p inst:<instance>``  the channel of one instance (relayed batches)
+``p room:<name>``      hash: member id -> ``"<instance> <metadata JSON>"``
+``p rooms``            set: the names of rooms with a member (``max_rooms``)
+``p rm:<instance>``    set: room and id joined by a newline, the members that instance holds
+``p rinst``            sorted set: instances with room members, scored by
+                       their expiry (ms), refreshed like the ids
 =====================  ====================================================
 
 :class:`Keys` is the only place the Python side builds them; :data:`ROUTE`
@@ -28,7 +33,22 @@ from typing import Final
 
 import attrs
 
-__all__ = ["CLAIM", "EPOCH", "PEERS", "REFRESH", "RELEASE", "ROUTE", "SWEEP", "Keys", "Lua"]
+__all__ = [
+    "CLAIM",
+    "EPOCH",
+    "PEERS",
+    "REFRESH",
+    "RELEASE",
+    "ROOM_ALIVE",
+    "ROOM_JOIN",
+    "ROOM_LEAVE",
+    "ROOM_LIST",
+    "ROOM_SWEEP",
+    "ROUTE",
+    "SWEEP",
+    "Keys",
+    "Lua",
+]
 
 
 @attrs.frozen
@@ -77,6 +97,20 @@ class Keys:
     def refresh(self, peer_ids: list[str]) -> list[str]:
         """KEYS of :data:`REFRESH` for ``peer_ids``."""
         return [self.ids, *(self.id(peer_id) for peer_id in peer_ids)]
+
+    def room(self, name: str) -> str:
+        """The members of room ``name``."""
+        return self.prefix + "room:" + name
+
+    def room_join(self, name: str, instance: str) -> list[str]:
+        """KEYS of :data:`ROOM_JOIN` (and :data:`ROOM_LEAVE`, which ignores the last)."""
+        p = self.prefix
+        return [p + "room:" + name, p + "rooms", p + "rm:" + instance, p + "rinst"]
+
+    @property
+    def room_sweep(self) -> list[str]:
+        """KEYS of :data:`ROOM_SWEEP` (:data:`ROOM_ALIVE` uses the first)."""
+        return [self.prefix + "rinst", self.prefix + "rooms"]
 
 
 #: KEYS: id, q, qs, qb, expiry, ids, epoch, settling; ARGV: instance, token,
@@ -251,6 +285,84 @@ end
 return out
 """
 
+#: KEYS: room, rooms, rm:<instance>, rinst; ARGV: instance, id, metadata JSON,
+#: max members, max rooms (0: no bound), room name, ttl ms.  Adds the member
+#: (or updates its metadata) unless the room is full or a new room would pass
+#: max rooms; marks the instance alive.  Returns {"room-full"},
+#: {"room-limit"} or {"ok", {id, "<instance> <metadata>", ...}} (every member).
+ROOM_JOIN: Final = """
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then
+  local n = redis.call('HLEN', KEYS[1])
+  if n == 0 then
+    local most = tonumber(ARGV[5])
+    if most > 0 and redis.call('SCARD', KEYS[2]) >= most then return {'room-limit'} end
+  elseif tonumber(ARGV[4]) > 0 and n >= tonumber(ARGV[4]) then
+    return {'room-full'}
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[1] .. ' ' .. ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[6])
+redis.call('SADD', KEYS[3], ARGV[6] .. '\\n' .. ARGV[2])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[4], t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[7]), ARGV[1])
+return {'ok', redis.call('HGETALL', KEYS[1])}
+"""
+
+#: KEYS: room, rooms, rm:<instance>; ARGV: instance, id, room name.  Removes
+#: the member if this instance holds it; returns the remaining ids, or nil if
+#: it was not a member here (e.g. it joined again through another instance).
+ROOM_LEAVE: Final = """
+redis.call('SREM', KEYS[3], ARGV[3] .. '\\n' .. ARGV[2])
+local cur = redis.call('HGET', KEYS[1], ARGV[2])
+if not cur or string.sub(cur, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then return false end
+redis.call('HDEL', KEYS[1], ARGV[2])
+if redis.call('HLEN', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[2], ARGV[3])
+  return {}
+end
+return redis.call('HKEYS', KEYS[1])
+"""
+
+#: KEYS: room.  The member ids.
+ROOM_LIST: Final = """
+return redis.call('HKEYS', KEYS[1])
+"""
+
+#: KEYS: rinst; ARGV: instance, ttl ms.  This instance is alive for ttl more.
+ROOM_ALIVE: Final = """
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[1], t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2]), ARGV[1])
+"""
+
+#: KEYS: rinst, rooms; ARGV: key prefix, most instances.  Removes the members
+#: held by instances past their expiry (killed brokers); returns
+#: {room, id, {remaining ids}, ...} for the notices.
+ROOM_SWEEP: Final = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, inst in ipairs(dead) do
+  local set = ARGV[1] .. 'rm:' .. inst
+  for _, e in ipairs(redis.call('SMEMBERS', set)) do
+    local nl = string.find(e, '\\n', 1, true)
+    local room, id = string.sub(e, 1, nl - 1), string.sub(e, nl + 1)
+    local key = ARGV[1] .. 'room:' .. room
+    local cur = redis.call('HGET', key, id)
+    if cur and string.sub(cur, 1, #inst + 1) == inst .. ' ' then
+      redis.call('HDEL', key, id)
+      if redis.call('HLEN', key) == 0 then redis.call('SREM', KEYS[2], room) end
+      table.insert(out, room)
+      table.insert(out, id)
+      table.insert(out, redis.call('HKEYS', key))
+    end
+  end
+  redis.call('DEL', set)
+  redis.call('ZREM', KEYS[1], inst)
+end
+return out
+"""
+
 
 class Lua(enum.Enum):
     """The scripts, as named by the operations (:class:`.ops.Eval`)."""
@@ -262,6 +374,11 @@ class Lua(enum.Enum):
     ROUTE = ROUTE
     SWEEP = SWEEP
     EPOCH = EPOCH
+    ROOM_JOIN = ROOM_JOIN
+    ROOM_LEAVE = ROOM_LEAVE
+    ROOM_LIST = ROOM_LIST
+    ROOM_ALIVE = ROOM_ALIVE
+    ROOM_SWEEP = ROOM_SWEEP
 
     @property
     def sha(self) -> str:

@@ -108,6 +108,16 @@ class Wire:
         self._counted()
         return reply
 
+    async def get(self, key: str) -> str | None:
+        """``GET key``.
+
+        Raise :class:`RedisError` or :class:`OSError` if Redis cannot answer.
+        Cancelling it abandons the call (the pooled connection is dropped).
+        """
+        value = await self._redis.get(key)
+        self._counted()
+        return None if value is None else str(value)
+
     async def execute(self, calls: list[Call]) -> list[Any]:
         """Send ``calls`` in one round trip; one reply (or exception) per call.
 

@@ -11,7 +11,11 @@ Layered bottom-up; each module imports only those above it:
 * :mod:`~peerpy_server.core.session`: one WebSocket's life whatever its
   transport (registration, rate and size limits, unregistration);
 * :mod:`~peerpy_server.core.admission`: the table of open connections
-  (per-address limits, the handshake deadline, the ping round).
+  (per-address limits, the handshake deadline, the ping round);
+* :mod:`~peerpy_server.core.limiter`: token buckets per source address in a
+  bounded table (STUN answers, ``/ice`` refusals);
+* :mod:`~peerpy_server.core.ice_access`: who gets ``/ice`` (key, id and
+  token, here or cluster-wide; refusals bounded per address).
 
 Time is passed in as ``now`` (seconds, monotonic) or read through the host's
 ``now()``; tests drive all of it with fakes and a moved clock

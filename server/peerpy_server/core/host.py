@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 if TYPE_CHECKING:
     from ..config import BrokerConfig
     from ..logs import WarningLimiter
+    from .ice_access import IceRequest
     from .realm import Client, Link, Realm
     from .session import Session
     from .stats import Stats
@@ -46,9 +47,13 @@ class Claims(Protocol):
         key: str,
         peer_id: str,
         token: str,
+        rooms: bool = False,
         done: Callable[[Client | None], None],
     ) -> None:
-        """Register ``peer_id`` cluster-wide, then locally; call ``done(client or None)`` after."""
+        """Register ``peer_id`` cluster-wide, then locally; call ``done(client or None)`` after.
+
+        ``rooms``: the client asked for the rooms extension (see :meth:`Realm.connect`).
+        """
 
 
 class HttpView(Protocol):
@@ -69,15 +74,26 @@ class HttpView(Protocol):
         """
 
     def ice_servers(
-        self, peer_id: str, token: str, host: str | None
-    ) -> list[dict[str, Any]] | None:
-        """The ICE servers of registered ``peer_id``; ``None`` if id and token do not match."""
+        self, request: IceRequest, answer: Callable[[int, list[dict[str, Any]] | None], None]
+    ) -> None:
+        """Call ``answer(status, servers)`` once for ``/ice`` (:mod:`.ice_access`).
+
+        200 and the ICE servers of the registered peer, else 401, 429 or 503
+        and ``None``.  At once, or in cluster mode once Redis said whether
+        the id is registered (within a bounded wait).
+        """
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """The status code and JSON report of ``/health``."""
 
     def metrics(self) -> bytes:
         """The Prometheus text of ``/metrics``."""
+
+    def room_members(self, room: str, answer: Callable[[list[str]], None]) -> None:
+        """Call ``answer(ids)`` with the members of ``room`` (``/rooms/<name>``).
+
+        At once without Redis, in cluster mode once Redis listed them.
+        """
 
 
 class Host(Protocol):

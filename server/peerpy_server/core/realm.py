@@ -14,6 +14,10 @@ The I/O layer calls, for each WebSocket:
 * :meth:`Realm.receive` for each message;
 * :meth:`Realm.disconnect` when the socket is gone;
 
+with :attr:`Realm.rooms` (:class:`RoomHook`) given the room messages of the
+registered clients and told of every client that is gone, whatever the reason
+(disconnect, LEAVE, alive timeout, cut off, moved to another instance);
+
 and :meth:`Realm.sweep` periodically (expiry and alive timeout).
 
 The registry is an insertion-ordered dict kept sorted by time (a HEARTBEAT
@@ -26,7 +30,7 @@ spread a large expiry over several slices and serve other clients in between.
 Memory of queues is accounted as what it really costs, not as characters of
 JSON: :data:`QUEUE_OVERHEAD`, :data:`MESSAGE_OVERHEAD` and
 :data:`SENDER_OVERHEAD` were measured with :mod:`tracemalloc`
-(``tests/server/test_abuse.py`` measures them again), and strings count as
+(``tests/unit/server/test_realm.py`` measures them again), and strings count as
 ``sys.getsizeof``.  A queue's overhead stays charged until its deque entry
 is swept, so the budget covers flushed entries too.
 """
@@ -37,7 +41,7 @@ import logging
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from peerpy_protocol.exceptions import ProtocolError
 from peerpy_protocol.messages import (
@@ -46,10 +50,12 @@ from peerpy_protocol.messages import (
     Open,
     RelayType,
     ServerErrorMessage,
+    Unknown,
     parse_for_relay,
     serialize,
     serialize_relay,
 )
+from peerpy_protocol.rooms import OPEN_WITH_ROOMS, ROOM_TYPES
 
 from ..config import BrokerConfig
 from ..logs import WarningLimiter
@@ -62,6 +68,7 @@ __all__ = [
     "Client",
     "Link",
     "Realm",
+    "RoomHook",
     "truncate",
 ]
 
@@ -72,6 +79,7 @@ INVALID_KEY: Final = "Invalid key provided"
 LIMIT_REACHED: Final = "Server has reached its concurrent user limit"
 
 _OPEN: Final = serialize(Open())
+_OPEN_ROOMS: Final = OPEN_WITH_ROOMS
 _ID_TAKEN: Final = serialize(IdTaken())
 _LEAVE: Final = RelayType.LEAVE
 _EXPIRE: Final = RelayType.EXPIRE
@@ -104,6 +112,16 @@ class Link(Protocol):
 
     def close(self, code: int | None = None, reason: str = "") -> None:
         """Close the socket (``code=None`` sends a close frame without a status)."""
+
+
+class RoomHook(Protocol):
+    """What the realm tells the rooms (:class:`peerpy_server.core.rooms.Rooms`)."""
+
+    def receive(self, client: Client, envelope: dict[str, Any], now: float) -> None:
+        """Handle a room message (``ROOM-...`` envelope) from the registered ``client``."""
+
+    def drop(self, peer_id: str) -> None:
+        """The registered client ``peer_id`` is gone: it leaves its rooms."""
 
 
 class Client:
@@ -168,6 +186,8 @@ class Realm:
         self._sender_queues: dict[str, int] = {}  # src -> live queues it is a sender of
         self._queued = 0
         self._now = 0.0  # the time of the call being handled, for rate-limited warnings
+        #: Where room messages go, and who is told of clients gone (``None``: no rooms).
+        self.rooms: RoomHook | None = None
         #: Repeated warnings are logged through this (see :mod:`peerpy_server.logs`).
         self.warnings = (
             warnings if warnings is not None else WarningLimiter(config.warning_interval)
@@ -220,12 +240,13 @@ class Realm:
     # -- connection lifecycle --------------------------------------------
 
     def connect(
-        self, link: Link, *, key: str, peer_id: str, token: str, now: float
+        self, link: Link, *, key: str, peer_id: str, token: str, now: float, rooms: bool = False
     ) -> Client | None:
         """Register a new socket, following ``peer``'s order of checks (spec §1.3).
 
         Return the client record, or ``None`` after sending the refusal
-        (ERROR or ID-TAKEN) and closing ``link``.
+        (ERROR or ID-TAKEN) and closing ``link``.  ``rooms``: the client asked
+        for the rooms extension (``ext=rooms``), so OPEN says the broker has it.
         """
         self._now = now
         config = self._config
@@ -243,7 +264,7 @@ class Realm:
             client = Client(peer_id, token, link, now)
             self._clients[peer_id] = client
             logger.info("Client connected: %s", truncate(peer_id))
-            opened = link.send(_OPEN)
+            opened = link.send(_OPEN_ROOMS if rooms and self.rooms is not None else _OPEN)
         elif config.open_on_takeover:
             # Improvement: the new socket gets OPEN, the old one is closed,
             # and liveness starts afresh.
@@ -252,7 +273,7 @@ class Realm:
             self._clients[peer_id] = client
             logger.info("Client reconnected (same token): %s", truncate(peer_id))
             current.link.close(1000, "superseded by a new connection")
-            opened = link.send(_OPEN)
+            opened = link.send(_OPEN_ROOMS if rooms and self.rooms is not None else _OPEN)
         else:
             # peer 1.0.2: silent swap, old socket left open, lastPing kept.
             client = Client(peer_id, token, link, current.last_ping)
@@ -311,11 +332,15 @@ class Realm:
         if client is None or (token is not None and client.token != token):
             return
         del self._clients[peer_id]  # not released: the id is someone else's now
+        if self.rooms is not None:
+            self.rooms.drop(peer_id)
         logger.info("Client moved to another instance: %s", truncate(peer_id))
         client.link.close(1000, "superseded by a new connection")
 
     def _unregister(self, client: Client) -> None:
         del self._clients[client.id]
+        if self.rooms is not None:
+            self.rooms.drop(client.id)
         if self._released is not None:
             self._released(client)
 
@@ -411,6 +436,13 @@ class Realm:
                 # Keep the registry ordered by last HEARTBEAT.
                 del self._clients[client.id]
                 self._clients[client.id] = client
+        elif (
+            type(message) is Unknown
+            and message.type in ROOM_TYPES
+            and self.rooms is not None
+            and self._clients.get(client.id) is client
+        ):
+            self.rooms.receive(client, message.raw, now)
         else:
             logger.debug("Ignored a %s message from %s", type(message).__name__, client.id)
 

@@ -7,7 +7,8 @@ under uvicorn or any ASGI server).  Both subclass :class:`Session`, which holds
 what does not depend on how bytes move:
 
 * registration once the handshake is accepted (:meth:`Session.register`): the
-  ``key``/``id``/``token`` query parameters go to :meth:`Realm.connect`, or to
+  ``key``/``id``/``token`` query parameters (and ``ext=rooms``, asking for the
+  rooms extension, :mod:`peerpy_protocol.rooms`) go to :meth:`Realm.connect`, or to
   :meth:`Cluster.claim` in cluster mode, which answers later through
   :meth:`Session.claimed` (a socket that left meanwhile is unregistered at once);
 * the message rate limit (:meth:`Session.spend`: a token bucket of
@@ -31,6 +32,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, ClassVar, Final
 from urllib.parse import parse_qs
+
+from peerpy_protocol.rooms import wants_rooms
 
 from .realm import Client, truncate
 
@@ -125,13 +128,14 @@ class Session:
             return values[0] if values else ""
 
         key, peer_id, token = first("key"), first("id"), first("token")
+        rooms = wants_rooms(first("ext"))
         cluster = host.cluster
         if cluster is None:
             self._client = host.realm.connect(
-                self, key=key, peer_id=peer_id, token=token, now=host.now()
+                self, key=key, peer_id=peer_id, token=token, now=host.now(), rooms=rooms
             )
             return False
-        cluster.claim(self, key=key, peer_id=peer_id, token=token, done=self.claimed)
+        cluster.claim(self, key=key, peer_id=peer_id, token=token, rooms=rooms, done=self.claimed)
         return True
 
     def claimed(self, client: Client | None) -> None:

@@ -32,6 +32,7 @@ class Stats:
         "redis_round_trips",
         "refused",
         "relayed",
+        "room_refused",
     )
 
     def __init__(self) -> None:
@@ -42,6 +43,8 @@ class Stats:
         self.latency_count = 0
         self.latency_sum = 0.0
         self.redis_round_trips = 0
+        #: Room joins refused, by ROOM-ERROR type (``room-full``, ``rate-limited``...).
+        self.room_refused: dict[str, int] = {}
 
     def refuse(self, reason: str) -> None:
         """Count one refusal; ``reason`` is a fixed string, never client-chosen text."""

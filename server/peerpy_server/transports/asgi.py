@@ -80,15 +80,17 @@ async def serve_http(host: Host, scope: Scope, send: Send) -> None:
         (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
     )
     request = Request(path + "?" + query if query else path, headers)
-    # Answered at once, or for /peers in cluster mode once Redis listed the ids
-    # (bounded by its socket timeout).
+    # Answered at once, or for /peers and /ice in cluster mode once Redis
+    # answered (bounded by its socket timeout, and the lookup's own wait).
     answered: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
 
     def reply(response: Response) -> None:
         if not answered.done():
             answered.set_result(response)
 
-    http.respond(request, host.view, reply, method=scope["method"], mount=mount)
+    client = scope.get("client")
+    ip = str(client[0]) if client else "?"
+    http.respond(request, host.view, reply, ip=ip, method=scope["method"], mount=mount)
     response = await answered
     raw = [
         (name.lower().encode("latin-1"), value.encode("latin-1"))

@@ -8,8 +8,14 @@ both transports (the built-in server and the ASGI app) answer with
 * ``GET {path}``: the JSON banner;
 * ``GET {path}/{key}/id``: a fresh unused UUID, bare text (``{key}`` is not checked);
 * ``GET {path}/{key}/peers``: the registered ids if discovery is on, else 401;
+* ``GET {path}/{key}/rooms/{name}``: the member ids of room ``name``
+  (URL-encoded) if discovery is on, else 401 (peerpy extra, ``docs/rooms.md``);
 * ``GET {path}/{key}/ice?id=ID&token=TOKEN``: the ICE servers for that
-  registered peer (a peerpy extra, see :mod:`peerpy_server.ice`), else 401;
+  registered peer (a peerpy extra, see :mod:`peerpy_server.ice`), else 401
+  (wrong key, unknown id or token), 429 (too many refusals from this address)
+  or 503 (the cluster store cannot say); see :mod:`peerpy_server.core.ice_access`;
+* ``GET {path}/peerpy-rooms.js``: the rooms module for PeerJS pages (``docs/interop.md``),
+  and ``{path}/peerpy-rooms-sfu.js``, its part for rooms whose media goes through Janus;
 * ``GET {path}/health``: JSON about the broker (clients, queues, Redis),
   200 when it can serve, 503 when it cannot (peerpy extra, ``docs/broker.md``);
 * ``GET {path}/metrics``: Prometheus text (peerpy extra, :mod:`peerpy_server.metrics`);
@@ -23,17 +29,19 @@ Every response closes the connection; PeerJS makes one request per fetch.
 from __future__ import annotations
 
 import http
+import importlib.resources
 import json
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from ..config import BrokerConfig
 from ..core.host import HttpView
+from ..core.ice_access import IceRequest
 
 __all__ = ["INFO", "bad_request", "request_method", "respond"]
 
@@ -43,6 +51,13 @@ INFO: Final = (
     b' connections between PeerJS clients.","website":"https://peerjs.com/"}'
 )
 _JSON: Final = "application/json; charset=utf-8"
+_JS: Final = "text/javascript; charset=utf-8"
+#: The browser modules in ``static/``, each served at ``{path}NAME``: the rooms module and
+#: its SFU part (which the rooms module imports).
+MODULES: Final = {
+    name: (importlib.resources.files("peerpy_server") / "static" / name).read_bytes()
+    for name in ("peerpy-rooms.js", "peerpy-rooms-sfu.js")
+}
 _HTML: Final = "text/html; charset=utf-8"
 _TEXT: Final = "text/plain; charset=utf-8"
 _PROMETHEUS: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -106,16 +121,18 @@ def respond(
     view: HttpView,
     reply: Callable[[Response], None],
     *,
+    ip: str,
     method: str | None = None,
     mount: str | None = None,
 ) -> None:
     """Answer a plain (non-upgrade) HTTP request: ``reply(response)``, once.
 
-    ``reply`` is called before this returns, except for ``/peers`` in cluster
-    mode, which waits for Redis to list the ids (:meth:`HttpView.peers`).
-    ``method`` overrides the request's method and ``mount`` the mount path
-    ``config.path`` (the ASGI application passes both: its server parsed the
-    request, and it may be mounted under a prefix).
+    ``reply`` is called before this returns, except for ``/peers`` and
+    ``/ice`` in cluster mode, which wait for Redis (:meth:`HttpView.peers`,
+    :meth:`HttpView.ice_servers`).  ``ip`` is the client's address (``/ice``
+    limits refusals per address).  ``method`` overrides the request's method
+    and ``mount`` the mount path ``config.path`` (the ASGI application passes
+    both: its server parsed the request, and it may be mounted under a prefix).
     """
     config = view.config
     path = request.path.partition("?")[0]
@@ -149,6 +166,8 @@ def respond(
     elif parts == ["health"]:
         status, report = view.health()
         answer(status, json.dumps(report, separators=(",", ":")).encode(), _JSON)
+    elif len(parts) == 1 and parts[0] in MODULES:
+        answer(200, MODULES[parts[0]], _JS)
     elif parts == ["metrics"]:
         answer(200, view.metrics(), _PROMETHEUS)
     elif len(parts) == 2 and parts[1] == "id":
@@ -158,14 +177,29 @@ def respond(
             view.peers(lambda ids: answer(200, _json(ids), _JSON))
         else:
             answer(401, b"Unauthorized", _TEXT)
+    elif len(parts) == 3 and parts[1] == "rooms":
+        if config.allow_discovery:
+            room = urllib.parse.unquote(parts[2])
+            view.room_members(room, lambda ids: answer(200, _json(ids), _JSON))
+        else:
+            answer(401, b"Unauthorized", _TEXT)
     elif len(parts) == 2 and parts[1] == "ice":
         query = urllib.parse.parse_qs(request.path.partition("?")[2])
-        peer_id, token = query.get("id", [""])[0], query.get("token", [""])[0]
-        servers = view.ice_servers(peer_id, token, request.headers.get("Host")) if peer_id else None
-        if servers is None:
-            answer(401, b"Unauthorized", _TEXT)
-        else:
-            answer(200, _json(servers), _JSON)
+        ask = IceRequest(
+            key=parts[0],
+            peer_id=query.get("id", [""])[0],
+            token=query.get("token", [""])[0],
+            host=request.headers.get("Host"),
+            ip=ip,
+        )
+
+        def granted(status: int, servers: list[dict[str, Any]] | None) -> None:
+            if servers is None:
+                answer(status, http.HTTPStatus(status).phrase.encode(), _TEXT)
+            else:
+                answer(200, _json(servers), _JSON)
+
+        view.ice_servers(ask, granted)
     else:
         answer(404, f"Cannot {method} {path}".encode(), _HTML)
 

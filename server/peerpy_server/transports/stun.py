@@ -12,11 +12,12 @@ reflector.
 What it does answer is still a reflection: a 20-byte Binding request from a
 forged source address gets a 60-70-byte answer sent to that address (3-3.5
 times the request).  So each source address gets a token bucket
-(:class:`SourceLimiter`: :data:`SOURCE_RATE` answers per second on average,
-:data:`SOURCE_BURST` at once); past it, requests are dropped unanswered and
-counted (``refusals_total{reason="stun-rate-limit"}``), so one address can be
-sent at most about :data:`SOURCE_RATE` x 70 bytes per second, whoever forges
-it.  The table of buckets is bounded (:data:`MAX_SOURCES`): a bucket that has
+(:class:`~peerpy_server.core.limiter.SourceLimiter`: :data:`SOURCE_RATE`
+answers per second on average, :data:`SOURCE_BURST` at once); past it,
+requests are dropped unanswered and counted
+(``refusals_total{reason="stun-rate-limit"}``), so one address can be sent
+at most about :data:`SOURCE_RATE` x 70 bytes per second, whoever forges it.
+The table of buckets is bounded (:data:`MAX_SOURCES`): a bucket that has
 refilled carries no state and is forgotten first; when every tracked source is
 still active, a new source is not answered (``stun-sources-full``) until one
 refills.
@@ -32,18 +33,19 @@ from __future__ import annotations
 import asyncio
 import binascii
 import ipaddress
-import itertools
 import logging
 import struct
 from typing import TYPE_CHECKING, Final, cast
 
 import attrs
 
+from ..core.limiter import SourceLimiter
+
 if TYPE_CHECKING:
     from ..core.stats import Stats
     from ..logs import WarningLimiter
 
-__all__ = ["SourceLimiter", "StunProtocol", "parse_request", "respond", "serve_stun"]
+__all__ = ["StunProtocol", "parse_request", "respond", "serve_stun", "stun_limiter"]
 
 logger = logging.getLogger("peerpy_server.stun")
 
@@ -148,57 +150,9 @@ def respond(data: bytes, addr: tuple[str, int]) -> bytes | None:
     return _message(BINDING_SUCCESS, tid, mapped)
 
 
-class SourceLimiter:
-    """Token buckets per source address, in a bounded table; sans-I/O (``now`` is passed in).
-
-    The table is kept in order of last use, so the entries at its front are
-    the stalest: a full table first forgets those that have refilled (a full
-    bucket is the same as no entry); if the stalest has not, none has, and a
-    new source is refused.  Each call costs O(1), amortised.
-    """
-
-    __slots__ = ("_buckets", "_burst", "_idle", "_max_sources", "_rate")
-
-    def __init__(
-        self,
-        rate: float = SOURCE_RATE,
-        burst: int = SOURCE_BURST,
-        max_sources: int = MAX_SOURCES,
-    ) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._max_sources = max_sources
-        self._idle = burst / rate  # seconds after which an untouched bucket is full
-        self._buckets: dict[str, tuple[float, float]] = {}  # source -> (tokens, last use)
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def allow(self, source: str, now: float) -> str | None:
-        """Take a token for ``source``: ``None`` if it may be answered, else the refusal reason."""
-        buckets = self._buckets
-        entry = buckets.pop(source, None)
-        if entry is None:
-            if len(buckets) >= self._max_sources and not self._forget_idle(now):
-                return "stun-sources-full"
-            tokens = self._burst
-        else:
-            tokens = min(self._burst, entry[0] + (now - entry[1]) * self._rate)
-        if tokens < 1.0:
-            buckets[source] = (tokens, now)
-            return "stun-rate-limit"
-        buckets[source] = (tokens - 1.0, now)
-        return None
-
-    def _forget_idle(self, now: float) -> bool:
-        """Drop refilled buckets from the stale end; ``True`` if there is room now."""
-        buckets = self._buckets
-        deadline = now - self._idle
-        for source, (_, last) in list(itertools.islice(buckets.items(), 64)):
-            if last > deadline:
-                break
-            del buckets[source]
-        return len(buckets) < self._max_sources
+def stun_limiter() -> SourceLimiter:
+    """The responder's buckets (:data:`SOURCE_RATE`, :data:`SOURCE_BURST`, :data:`MAX_SOURCES`)."""
+    return SourceLimiter(rate=SOURCE_RATE, burst=SOURCE_BURST, max_sources=MAX_SOURCES, name="stun")
 
 
 class StunProtocol(asyncio.DatagramProtocol):
@@ -219,7 +173,7 @@ class StunProtocol(asyncio.DatagramProtocol):
         self.answered = 0
         #: Requests left unanswered by the per-source limit.
         self.refused = 0
-        self.limiter = limiter if limiter is not None else SourceLimiter()
+        self.limiter = limiter if limiter is not None else stun_limiter()
         self._stats = stats
         self._warnings = warnings
         self._clock = asyncio.get_running_loop().time

@@ -458,7 +458,7 @@ class TcpSession(Session, asyncio.BufferedProtocol):
         path, _, query = request.path.partition("?")
         host.settled(self)
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            http.respond(request, host.view, self._reply)
+            http.respond(request, host.view, self._reply, ip=self.ip)
             return
         if path != host.config.websocket_path or http.request_method(request) != "GET":
             logger.info("WebSocket upgrade on %s refused", truncate(request.path))

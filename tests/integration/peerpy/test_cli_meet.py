@@ -21,7 +21,7 @@ import pytest
 
 from peerpy.cli import qr_text
 
-from ...brokers import free_port
+from ...helpers.brokers import free_port
 from ...helpers.cli import Command, commands
 
 SECRET = "a-jwt-secret-long-enough-for-hs256-" + os.urandom(8).hex()

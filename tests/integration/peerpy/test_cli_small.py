@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ...brokers import threaded_peerpy_server, wait_registered
+from ...helpers.brokers import threaded_peerpy_server, wait_registered
 from ...helpers.cli import Command, commands
 
 

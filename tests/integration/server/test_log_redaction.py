@@ -22,8 +22,9 @@ import pytest
 
 import peerpy
 
-from ...brokers import free_port, wait_listening
-from ...server.conftest import client, http_request
+from ...helpers.brokers import free_port, wait_listening
+from ...helpers.http import http_request
+from ...helpers.signaling import client
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,8 @@ import socket
 
 import pytest
 
-from ...server.conftest import peer_client, run_ours
+from ...helpers.signaling import peer_client
+from ...helpers.targets import run_ours
 
 pytestmark = pytest.mark.anyio
 

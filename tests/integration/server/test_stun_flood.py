@@ -18,7 +18,7 @@ import time
 import pytest
 from peerpy_server import Broker, BrokerConfig
 
-from ...server.conftest import http_request
+from ...helpers.http import http_request
 
 pytestmark = pytest.mark.anyio
 

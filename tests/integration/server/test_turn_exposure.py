@@ -10,8 +10,10 @@ import time
 
 import pytest
 
-from ...brokers import free_port, wait_listening
-from ...server.conftest import http_request, peer_client, run_ours
+from ...helpers.brokers import free_port, wait_listening
+from ...helpers.http import http_request
+from ...helpers.signaling import peer_client
+from ...helpers.targets import run_ours
 
 pytestmark = pytest.mark.anyio
 

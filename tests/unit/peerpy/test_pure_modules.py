@@ -1,6 +1,7 @@
 """The SDK's value objects and backend choice import no WebRTC, event-loop or I/O library.
 
-``NetworkPolicy`` (peerpy.network), ``Route`` (peerpy.route), the ICE diagnosis
+``NetworkPolicy`` (peerpy.network), the relay hold (peerpy.relayhold),
+``Route`` (peerpy.route), the connection statistics (peerpy.stats), the ICE diagnosis
 (peerpy.diagnosis), choosing a backend (peerpy.backends) and wrtc's SDP
 filtering (peerpy.backends._sdp) are pure; aiortc, aioice and libwebrtc load
 only with the backend object that uses them (peerpy.backends.aiortc, .wrtc).
@@ -16,9 +17,11 @@ import pytest
 PURE = (
     "peerpy.network",
     "peerpy.route",
+    "peerpy.stats",
     "peerpy.diagnosis",
     "peerpy.backends",
     "peerpy.backends._sdp",
+    "peerpy.relayhold",
 )
 #: What a pure module must not pull in.
 IMPURE = ("aiortc", "aioice", "webrtc", "av", "anyio", "asyncio", "websockets")

@@ -101,6 +101,7 @@ class FakeClaims:
         key: str,
         peer_id: str,
         token: str,
+        rooms: bool = False,
         done: Callable[[Client | None], None],
     ) -> None:
         self.pending.append((peer_id, done))

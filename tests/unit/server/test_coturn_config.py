@@ -2,7 +2,7 @@
 
 docs/turnserver.conf is quoted verbatim by docs/deploy.md and docs/broker.md;
 tests/lab/fixture.py runs it with only the secret and its log and pid files
-changed.  The lab itself (tests/test_netlab.py) checks that the real coturn
+changed.  The lab itself (tests/lab/test_netlab.py) checks that the real coturn
 refuses CreatePermission towards the denied ranges.
 """
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from peerpy_server.config import BrokerConfig
+from peerpy_server.core.ice_access import IceRequest
 from peerpy_server.transports.http import INFO, respond
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -20,6 +21,7 @@ class FakeView:
         self.ids = ["alice", "bob"]
         self.later: list[Callable[[list[str]], None]] = []
         self.deferred = False
+        self.asked: list[IceRequest] = []
 
     def is_taken(self, peer_id: str) -> bool:
         return peer_id in self.ids
@@ -31,9 +33,13 @@ class FakeView:
             answer(self.ids)
 
     def ice_servers(
-        self, peer_id: str, token: str, host: str | None
-    ) -> list[dict[str, Any]] | None:
-        return [{"urls": f"stun:{host}"}] if (peer_id, token) == ("alice", "t") else None
+        self, request: IceRequest, answer: Callable[[int, list[dict[str, Any]] | None], None]
+    ) -> None:
+        self.asked.append(request)
+        if (request.peer_id, request.token) == ("alice", "t"):
+            answer(200, [{"urls": f"stun:{request.host}"}])
+        else:
+            answer(401, None)
 
     def health(self) -> tuple[int, dict[str, Any]]:
         return 503, {"status": "full"}
@@ -45,7 +51,7 @@ class FakeView:
 def ask(view: FakeView, path: str, method: str | None = None) -> list[Response]:
     replies: list[Response] = []
     request = Request(path, Headers({"Host": "broker.example", "Origin": "https://app"}))
-    respond(request, view, replies.append, method=method)
+    respond(request, view, replies.append, ip="192.0.2.7", method=method)
     return replies
 
 
@@ -65,7 +71,11 @@ def test_routes_answer_at_once() -> None:
     [ice] = ask(view, "/peerjs/ice?id=alice&token=t")
     assert json.loads(ice.body) == [{"urls": "stun:broker.example"}]
     [wrong] = ask(view, "/peerjs/ice?id=alice&token=x")
-    assert wrong.status_code == 401
+    assert (wrong.status_code, wrong.body) == (401, b"Unauthorized")
+    assert ask(view, "/otherkey/ice?id=alice&token=t")[0].status_code == 200  # the view's job
+    assert view.asked[-1] == IceRequest(
+        key="otherkey", peer_id="alice", token="t", host="broker.example", ip="192.0.2.7"
+    )
 
 
 def test_peers_needs_discovery() -> None:
@@ -82,7 +92,7 @@ def test_peers_answers_when_the_view_lists_them() -> None:
     view = FakeView(allow_discovery=True)
     view.deferred = True
     replies: list[Response] = []
-    respond(Request("/peerjs/peers", Headers()), view, replies.append)
+    respond(Request("/peerjs/peers", Headers()), view, replies.append, ip="192.0.2.7")
     assert replies == []
     [answer] = view.later
     answer(["alice", "bob", "carol"])
@@ -109,3 +119,21 @@ def test_outside_the_path_and_other_methods_are_404() -> None:
     assert (post.status_code, post.body) == (404, b"Cannot POST /myapp/peerjs/id")
     [preflight] = ask(view, "/myapp/peerjs/id", method="OPTIONS")
     assert preflight.status_code == 204
+
+
+def test_the_rooms_module_is_served_to_pages() -> None:
+    """GET {path}peerpy-rooms.js answers the browser module, as JavaScript, with CORS; the SFU
+    part it imports is beside it."""
+    view = FakeView(path="/myapp")
+    [module] = ask(view, "/myapp/peerpy-rooms.js")
+    assert module.status_code == 200
+    assert module.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    assert module.headers["Access-Control-Allow-Origin"] == "https://app"
+    assert b"export function joinRoom" in module.body
+    [outside] = ask(view, "/peerpy-rooms.js")
+    assert outside.status_code == 404
+    [sfu] = ask(view, "/myapp/peerpy-rooms-sfu.js")  # imported by the rooms module
+    assert sfu.status_code == 200
+    assert sfu.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    assert b"export class SfuMedia" in sfu.body
+    assert b'from "./peerpy-rooms-sfu.js"' in module.body

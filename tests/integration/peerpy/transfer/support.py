@@ -24,7 +24,7 @@ from peerpy.transfer.protocol import PROTOCOL, Accept, EntryKind, FileEntry, Fil
 from peerpy.transfer.receiver import receive_over
 from peerpy.transfer.sender import send_over
 
-from ....brokers import peerpy_server
+from ....helpers.brokers import peerpy_server
 
 FAST = TransferOptions(
     chunk_size=16 * 1024, window=256 * 1024, ack_every=64 * 1024, idle_timeout=10
@@ -138,3 +138,40 @@ async def offer_one_file(
     await ch.expect(Accept)
     await ch.send(FileStart(0, 0))
     return ch
+
+
+#: The options of :func:`hostile_offer` and of the tests that play a hostile sender.
+HOSTILE = TransferOptions(idle_timeout=5)
+
+
+async def hostile_offer(tmp_path: Path, entries: list[FileEntry]) -> BaseException | None:
+    """An authenticated sender offers ``entries``; return what receive_over raised."""
+    code = Code(9, ("a", "b"))
+    result: dict[str, BaseException | None] = {}
+    async with peerpy_server() as url:
+        tok = random_token()
+        async with Peer("s" + tok, server=url) as sp, Peer("r" + tok, server=url) as rp:
+
+            async def sender() -> None:
+                conn = await sp.accept()
+                ch = Channel(conn, HOSTILE)
+                with contextlib.suppress(Exception):
+                    await authenticate(ch, code, "sender")
+                    await ch.send(Offer(tuple(entries)))
+                    await ch.recv(10)
+
+            async def receiver() -> None:
+                conn = await rp.connect(
+                    sp.id or "", serialization="raw", reliable=True, metadata={"protocol": PROTOCOL}
+                )
+                try:
+                    await receive_over(conn, code, Target(tmp_path / "out"), options=HOSTILE)
+                    result["error"] = None
+                except Exception as exc:
+                    result["error"] = exc
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(sender)
+                    tg.start_soon(receiver)
+    return result["error"]

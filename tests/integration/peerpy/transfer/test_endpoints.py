@@ -12,7 +12,7 @@ from peerpy.transfer import TransferUsageError, receive_files, send_files
 from peerpy.transfer.auth import Code
 from peerpy.transfer.protocol import MAX_FILES, MAX_OFFER_BYTES
 
-from ....brokers import peerpy_server
+from ....helpers.brokers import peerpy_server
 from ....helpers.trees import long_names, make_deep_folder, remove_tree
 from .support import FAST, transfer
 

@@ -1,31 +1,42 @@
-"""The receiving side over real peers: what it verifies, and what it refuses of a sender."""
+"""The receiving side over real peers: what it verifies, and what it refuses of a sender.
+
+Hostile offers come from an authenticated sender (:func:`.support.hostile_offer`):
+bounded texts, absurd mtimes, symlinked state and partial files.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import anyio
 import attrs
 import pytest
+from peerpy_protocol.ids import random_token
 
 from peerpy.dataconnection import DataConnection
+from peerpy.peer import Peer
 from peerpy.transfer import (
     IntegrityError,
     PeerVanishedError,
     TransferError,
     TransferProtocolError,
+    UnsafePathError,
 )
 from peerpy.transfer.auth import Code
 from peerpy.transfer.channel import Channel, authenticate
-from peerpy.transfer.files import PARTIAL_SUFFIX, Target, build_manifest
+from peerpy.transfer.files import PARTIAL_SUFFIX, STATE_SUFFIX, Target, build_manifest
 from peerpy.transfer.options import NullProgress
 from peerpy.transfer.protocol import (
     MAX_FILES,
     MAX_OFFER_BYTES,
+    PROTOCOL,
     Accept,
     Data,
+    EntryKind,
     FileDone,
     FileEntry,
     FileStart,
@@ -34,8 +45,17 @@ from peerpy.transfer.protocol import (
 from peerpy.transfer.receiver import Completed, receive_over
 from peerpy.transfer.sender import send_over
 
-from ....brokers import peerpy_server
-from .support import FAST, ConnectionCutter, both, offer_one_file, pair, transfer
+from ....helpers.brokers import peerpy_server
+from .support import (
+    FAST,
+    HOSTILE,
+    ConnectionCutter,
+    both,
+    hostile_offer,
+    offer_one_file,
+    pair,
+    transfer,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -226,3 +246,80 @@ async def test_more_bytes_than_offered_are_refused(
     partial = out / ("f.bin" + PARTIAL_SUFFIX)
     assert partial.stat().st_size <= 1000
     assert partial.read_bytes() == payload[: partial.stat().st_size]
+
+
+# -- hostile offers (an authenticated sender) ------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_texts_are_bounded_in_memory(tmp_path: Path) -> None:
+    """A text over 1 MiB, or several texts in one offer, are refused at the offer."""
+    from peerpy.transfer import TransferProtocolError
+    from peerpy.transfer.protocol import MAX_TEXT, EntryKind, FileEntry
+
+    (tmp_path / "out").mkdir()
+    many = [FileEntry(f"t{n}", EntryKind.TEXT, MAX_TEXT, 0.0) for n in range(3)]
+    error = await hostile_offer(tmp_path, many)
+    assert isinstance(error, TransferProtocolError), error
+    assert "only entry" in str(error)
+    huge = [FileEntry("t", EntryKind.TEXT, MAX_TEXT + 1, 0.0)]
+    error = await hostile_offer(tmp_path, huge)
+    assert isinstance(error, TransferProtocolError), error
+    assert "text over" in str(error)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mtime", [1e300, -1e300, 2.0**40])
+async def test_absurd_mtime_refused_before_anything_is_written(
+    tmp_path: Path, mtime: float
+) -> None:
+    """An offered mtime of ±1e300 (OverflowError in os.utime before) is a protocol
+    error at the offer: no file, partial or state file is created."""
+    (tmp_path / "out").mkdir()
+    error = await hostile_offer(tmp_path, [FileEntry("x", EntryKind.FILE, 4, mtime)])
+    assert isinstance(error, TransferProtocolError), error
+    assert "mtime" in str(error)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("suffix", [STATE_SUFFIX, PARTIAL_SUFFIX])
+async def test_state_and_partial_symlinks_not_followed(tmp_path: Path, suffix: str) -> None:
+    """A pre-existing NAME.peerpy-state (or -partial) symlink is refused, its target
+    untouched."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious data\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ("x" + suffix)).symlink_to(victim)
+    source = tmp_path / "x"
+    source.write_bytes(b"AAAA")
+    _, sources = build_manifest([source])
+    code = Code(8, ("c", "d"))
+    result: dict[str, Any] = {}
+    async with peerpy_server() as url:
+        tok = random_token()
+        async with Peer("s" + tok, server=url) as sp, Peer("r" + tok, server=url) as rp:
+
+            async def sender() -> None:
+                conn = await sp.accept()
+                with contextlib.suppress(Exception):
+                    await send_over(conn, code, sources, options=HOSTILE)
+
+            async def receiver() -> None:
+                conn = await rp.connect(
+                    sp.id or "", serialization="raw", reliable=True, metadata={"protocol": PROTOCOL}
+                )
+                try:
+                    await receive_over(conn, code, Target(out), options=HOSTILE)
+                except Exception as exc:
+                    result["error"] = exc
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(sender)
+                    tg.start_soon(receiver)
+    assert isinstance(result.get("error"), UnsafePathError), result
+    assert victim.read_text() == "precious data\n"
+    assert not (out / "x").exists()

@@ -1,10 +1,26 @@
-"""Transfer codes: how long a nameplate is, by where the broker is."""
+"""Transfer codes (words, parsing, how long a nameplate is, by where the broker is) and the
+SPAKE2 handshake with its DTLS fingerprint check."""
 
 from __future__ import annotations
 
 import pytest
 
-from peerpy.transfer.auth import LOCAL_NAMEPLATES, SHARED_NAMEPLATES, nameplate_span
+from peerpy.transfer import (
+    AuthenticationError,
+    BadCodeError,
+    ManInTheMiddleError,
+    make_code,
+    parse_code,
+)
+from peerpy.transfer.auth import (
+    LOCAL_NAMEPLATES,
+    SHARED_NAMEPLATES,
+    Code,
+    Handshake,
+    nameplate_span,
+    sdp_fingerprints,
+)
+from peerpy.transfer.words import WORDS
 
 
 @pytest.mark.parametrize(
@@ -33,3 +49,45 @@ def test_one_shared_broker_among_several_makes_them_long() -> None:
     """A cluster with any broker outside the local network counts as shared."""
     assert nameplate_span(["127.0.0.1", "broker.example.com"]) == SHARED_NAMEPLATES
     assert nameplate_span(["127.0.0.1", "192.168.0.2"]) == LOCAL_NAMEPLATES
+
+
+def test_word_list_and_codes() -> None:
+    """256 distinct words; codes print as number-words and parse back, forgivingly."""
+    assert len(WORDS) == 256 == len(set(WORDS))
+    code = make_code(7)
+    assert str(code).startswith("7-")
+    assert len(code.words) == 2
+    assert parse_code(str(code)) == code
+    assert parse_code("  7 Purple  sausage ") == Code(7, ("purple", "sausage"))
+    assert parse_code("7-purple-sausage").peer_id == "peerpy-xfer-7"
+    for bad in ("", "purple-sausage", "7", "7-", "x-purple", "7-pur ple!"):
+        with pytest.raises(BadCodeError):
+            parse_code(bad)
+
+
+def test_handshake_detects_wrong_code_and_swapped_fingerprints() -> None:
+    """Same code and fingerprints verify; another code or certificate is refused."""
+    fa, fb, fm = ("sha-256 AA",), ("sha-256 BB",), ("sha-256 CC",)
+
+    def run(code_b: Code, b_remote: tuple[str, ...]) -> None:
+        a = Handshake(Code(1, ("x", "y")), "sender", fa, fb)
+        b = Handshake(code_b, "receiver", fb, b_remote)
+        pa, pb = a.start(), b.start()
+        ca, cb = a.on_pake(pb), b.on_pake(pa)
+        a.on_confirm(cb)
+        b.on_confirm(ca)
+
+    run(Code(1, ("x", "y")), fa)
+    with pytest.raises(AuthenticationError) as info:
+        run(Code(1, ("x", "z")), fa)
+    assert not isinstance(info.value, ManInTheMiddleError)
+    with pytest.raises(ManInTheMiddleError):
+        run(Code(1, ("x", "y")), fm)
+
+
+def test_sdp_fingerprints_normalized() -> None:
+    """Fingerprint lines are collected, lowercased algorithm, uppercased value, sorted."""
+    sdp = "v=0\r\na=fingerprint:SHA-256 ab:cd\r\nm=application\r\na=fingerprint:sha-512 01\r\n"
+    assert sdp_fingerprints(sdp) == ("sha-256 AB:CD", "sha-512 01")
+    with pytest.raises(AuthenticationError):
+        sdp_fingerprints("v=0\r\n")

@@ -1,4 +1,4 @@
-"""The sender's manifest and the receiver's partial files, on a real file system."""
+"""The sender's manifest, safe names and the receiver's partial files, on a real file system."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from peerpy.transfer import TransferError, TransferUsageError
-from peerpy.transfer.files import PartialFile, StreamSink, build_manifest
+from peerpy.transfer import TransferError, TransferUsageError, UnsafePathError
+from peerpy.transfer.files import (
+    PARTIAL_SUFFIX,
+    STATE_SUFFIX,
+    PartialFile,
+    StreamSink,
+    Target,
+    build_manifest,
+    safe_relative_path,
+)
 from peerpy.transfer.protocol import MAX_OFFER_BYTES, EntryKind, FileEntry, offer_bytes
 
 from ....helpers.trees import long_names, make_deep_folder, remove_tree
@@ -73,3 +81,33 @@ def test_a_stream_takes_no_byte_past_its_offered_size() -> None:
     with pytest.raises(TransferError, match="more bytes than the offered 4"):
         sink.write(b"de")
     assert out.getvalue() == b"abc"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["/etc/passwd", "../up", "a/../../b", "a//b", "./a", "a/.", "C:evil", "a\\b", "CON",
+     "nul.txt", "lpt1", "a/aux.tar.gz", "bad\x00", "tab\tname", "x" * 256, "trail.",
+     "f" + PARTIAL_SUFFIX, "f" + STATE_SUFFIX, ""],
+)  # fmt: skip
+def test_unsafe_names_refused(name: str) -> None:
+    """Absolute paths, '..', device names, control characters... raise UnsafePathError."""
+    with pytest.raises(UnsafePathError):
+        safe_relative_path(name)
+
+
+def test_safe_names_accepted() -> None:
+    """Ordinary nested names, unicode and dots inside names are fine."""
+    assert str(safe_relative_path("photos/été 2024/a.b.jpg")) == "photos/été 2024/a.b.jpg"
+    assert str(safe_relative_path("console.log")) == "console.log"
+
+
+def test_link_escaping_target_refused(tmp_path: Path) -> None:
+    """A folder on the way that links outside the output folder is refused."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").symlink_to(tmp_path)
+    with pytest.raises(UnsafePathError):
+        Target(out).destination(FileEntry("sub/x"))
+    (out / "f").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UnsafePathError):
+        Target(out).destination(FileEntry("f"))

@@ -1,0 +1,238 @@
+"""The generation switch: a resumable data connection moving to a new peer connection.
+
+When the peer connection of a resumable :class:`~peerpy.dataconnection.DataConnection`
+is lost (ICE failed, the remote silent for ``Timeouts.remote_gone``, or its
+channel closed without a *bye*), its :class:`GenerationSwitch`:
+
+1. emits ``reconnecting`` (with the error that ended the path) and holds
+   every ``send()`` (the messages already sent stay in the tail of
+   :mod:`peerpy.resumption`);
+2. negotiates a new peer connection through the broker, the next
+   *generation*: the side that opened the connection (the originator) sends
+   an OFFER carrying ``peerpyResume`` with the generation number, on a new
+   peer connection with a data channel of the same label and ordering, and
+   tries again (backing off as ``auto_reconnect`` does) until one opens; the
+   other side answers each such OFFER on a new peer connection, and probes
+   the broker meanwhile so that it learns if the remote is gone;
+3. once the new channel opens: acknowledges what it received, sends the
+   tail again (the remote drops what it already had), emits ``resumed`` and
+   lets the sends go on.
+
+It gives up, failing the connection with
+:class:`~peerpy.exceptions.ResumeFailedError`, after ``Timeouts.resume``, when
+the broker says the remote is gone (EXPIRE, for :data:`ABSENT_GRACE` seconds
+in a row, or at once if the remote closed its side) or when the remote
+answers that it has no such connection any more.  A LEAVE from the remote
+fails it at once (as any connection).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final
+
+import anyio
+from peerpy_protocol.messages import Relay, RelayType
+from peerpy_protocol.payloads import (
+    AnswerPayload,
+    CandidatePayload,
+    IceCandidateInit,
+    OfferPayload,
+    Resume,
+)
+
+from .backoff import backoff_delays
+from .exceptions import ConnectionClosedError, PeerError, PeerUnavailableError, ResumeFailedError
+
+if TYPE_CHECKING:
+    from aiortc import RTCDataChannel, RTCPeerConnection
+
+    from .dataconnection import DataConnection
+
+__all__ = ["ABSENT_GRACE", "ATTEMPT", "PROBE_EVERY", "GenerationSwitch"]
+
+#: Seconds one generation may take to open before the originator tries the next.
+ATTEMPT: Final = 8.0
+#: Seconds between the answering side's probes of the remote through the broker.
+PROBE_EVERY: Final = 2.0
+#: Seconds the broker may say the remote is unknown before resumption gives up:
+#: a remote whose own address changed may be registering again (the broker
+#: usually still holds its old session then, which a same-token takeover
+#: replaces without a gap), while a killed one is gone for good.
+ABSENT_GRACE: Final = 3.0
+
+
+class GenerationSwitch:
+    """Moves one resumable data connection to new peer connections (see the module)."""
+
+    def __init__(self, conn: DataConnection, logger: logging.Logger) -> None:
+        self._conn = conn
+        self._log = logger
+        #: The generation of the current peer connection (0: the first).
+        self.generation = 0
+        #: Whether a resumption is under way.
+        self.active = False
+        #: How many times the connection resumed.
+        self.resumes = 0
+        self._cause: PeerError | None = None
+        self._progress = anyio.Event()  # set when an attempt opens, fails or the remote refuses
+        self._absent_since: float | None = None
+        self._remote_closed = False  # the path ended with the remote closing its channel
+
+    # -- events from the connection ------------------------------------------
+
+    def lost(self, error: PeerError, *, remote_closed: bool = False) -> None:
+        """The current peer connection is lost: start resuming (or retry the attempt)."""
+        if self.active:
+            self._progress.set()  # this generation failed too
+            return
+        conn = self._conn
+        self.active = True
+        self._cause = error
+        self._remote_closed = remote_closed
+        self._absent_since = None
+        conn._detach()
+        self._log.info(
+            "connection %s to %s lost (%s): resuming", conn.connection_id, conn.peer, error
+        )
+        conn._events.emit("reconnecting", error)
+        conn._owner._spawn(self._run)
+
+    def expired(self) -> None:
+        """The broker said the remote is not registered (EXPIRE)."""
+        now = anyio.current_time()
+        if self._absent_since is None:
+            self._absent_since = now
+        if self._remote_closed or now - self._absent_since >= ABSENT_GRACE:
+            self._conn._fail(
+                PeerUnavailableError(
+                    f"connection to {self._conn.peer} lost and the remote is gone from the broker"
+                )
+            )
+
+    def channel_open(self, channel: RTCDataChannel) -> None:
+        """The new generation's channel opened: replay the tail and go on."""
+        conn = self._conn
+        refused = conn._backend.route_refused(conn.peer_connection, conn._owner.network)
+        if refused is not None:
+            self._log.warning("resumed route refused: %s", refused)
+            self._progress.set()
+            return
+        resume = conn._resume
+        assert resume is not None
+        tail = resume.replay()
+        try:
+            channel.send(resume.ack())
+            for wire in tail:
+                channel.send(wire)
+        except Exception as exc:  # closed again at once: the next generation replays
+            self._log.debug("replay on generation %d failed: %s", self.generation, exc)
+            return
+        self.active = False
+        self.resumes += 1
+        self._progress.set()
+        self._log.info(
+            "connection %s to %s resumed (generation %d, %d messages replayed)",
+            conn.connection_id,
+            conn.peer,
+            self.generation,
+            len(tail),
+        )
+        conn._writable.set()
+        conn._events.emit("resumed")
+
+    async def on_signal(self, signal: OfferPayload | AnswerPayload) -> None:
+        """A resume OFFER (answering side) or ANSWER (originator) for this connection."""
+        assert signal.resume is not None
+        self._absent_since = None
+        conn = self._conn
+        generation = signal.resume.generation
+        if isinstance(signal, AnswerPayload):
+            if not conn.originator or generation != self.generation or conn._remote_set:
+                return  # an answer to an attempt given up
+            if signal.resume.refused:
+                conn._fail(ConnectionClosedError(f"{conn.peer} closed the connection"))
+                return
+            await conn._set_remote(signal.sdp)
+            return
+        if conn.originator or generation <= self.generation:
+            return  # not ours to answer, or an OFFER overtaken by a newer one
+        if not self.active:
+            # The remote saw the path die first: follow it.
+            self.lost(ConnectionClosedError(f"{conn.peer} resumes the connection"))
+        self.generation = generation
+        pc = conn._owner._new_pc()
+        conn._adopt(pc)
+        conn._channel = None
+        pc.on("datachannel", lambda channel: self._on_datachannel(pc, channel))
+        await conn._set_remote(signal.sdp)
+        await conn._send_answer(Resume(generation, conn._high_water))
+
+    def _on_datachannel(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
+        if pc is self._conn.peer_connection and self._conn._channel is None:
+            self._conn._attach(channel)
+
+    # -- the resumption task -------------------------------------------------
+
+    async def _run(self) -> None:
+        """Resume within ``Timeouts.resume`` or fail the connection.
+
+        Cancelled only with the peer, which closes the connection.
+        """
+        conn = self._conn
+        limit = conn._owner.timeouts.resume
+        assert limit is not None
+        try:
+            with anyio.fail_after(limit):
+                if conn.originator:
+                    await self._redial()
+                else:
+                    await self._await_offer()
+        except TimeoutError:
+            conn._fail(
+                ResumeFailedError(
+                    f"connection to {conn.peer} lost ({self._cause}) and not resumed "
+                    f"within Timeouts.resume={limit:g} s"
+                )
+            )
+        except PeerError as exc:
+            conn._fail(exc)
+
+    async def _wait_progress(self, limit: float) -> bool:
+        """Wait up to ``limit`` s for the attempt to end; whether the connection resumed."""
+        with anyio.move_on_after(limit):
+            await self._conn._wait_unless_closed(self._progress)
+        self._progress = anyio.Event()
+        return not self.active
+
+    async def _redial(self) -> None:
+        """Originator: offer new generations until one opens."""
+        conn = self._conn
+        timeouts = conn._owner.timeouts
+        delays = backoff_delays(timeouts.reconnect_initial, timeouts.reconnect_max)
+        while not conn.closed:
+            self.generation += 1
+            pc = conn._owner._new_pc()
+            conn._adopt(pc)
+            conn._attach(pc.createDataChannel(conn.label, ordered=conn.reliable))
+            self._log.debug("offering generation %d of %s", self.generation, conn.connection_id)
+            await conn._send_offer(conn._offer_fields(), Resume(self.generation, conn._high_water))
+            if await self._wait_progress(ATTEMPT):
+                return
+            await anyio.sleep(next(delays))
+
+    async def _await_offer(self) -> None:
+        """Answering side: answer the originator's OFFERs (routed here) until one opens.
+
+        Meanwhile probe the remote through the broker, which answers EXPIRE
+        if it is gone: an empty candidate for this connection, which the
+        remote ignores.
+        """
+        conn = self._conn
+        probe = CandidatePayload(
+            IceCandidateInit("", "0", 0), conn.type, conn.connection_id
+        ).to_json()
+        while not conn.closed:
+            await conn._owner._send_relay(Relay(RelayType.CANDIDATE, dst=conn.peer, payload=probe))
+            if await self._wait_progress(PROBE_EVERY):
+                return

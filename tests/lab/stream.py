@@ -1,0 +1,99 @@
+"""A lab peer streaming sequence-numbered messages, for the resumption cases.
+
+``recv ID``: register as ID, accept one data connection and read JSON messages
+``{"seq": n}`` until ``{"end": n}``; then print ``{"event": "done", ...}``: how
+many arrived, whether each came once and in order, the longest silence
+between two messages (``stall``) and when it ended (``stall_end``, on the
+monotonic clock of the lab, shared by its namespaces).  ``send ID TARGET``:
+connect to TARGET and send ``--rate`` messages a second for ``--seconds``,
+then the end marker.  Both print ``{"event": ...}`` lines for ``open``,
+``reconnecting`` and ``resumed`` (with the route and the time), and ``error``.
+
+Timeouts are short for the lab: ``remote_gone`` 3 s, ``resume`` 45 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import anyio
+
+from peerpy import DataConnection, Peer, Timeouts
+from peerpy.exceptions import PeerError
+
+TIMEOUTS = Timeouts(remote_gone=3.0, resume=45.0, reconnect_max=1.0)
+
+
+def emit(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def watch(conn: DataConnection) -> None:
+    """Report the connection's resumption events."""
+    conn.on("reconnecting", lambda error: emit(event="reconnecting", t=time.monotonic(),
+                                               error=str(error)))  # fmt: skip
+    conn.on("resumed", lambda: emit(event="resumed", t=time.monotonic(), route=str(conn.route),
+                                    generation=conn.generation))  # fmt: skip
+
+
+async def receive(conn: DataConnection) -> None:
+    expected, duplicates, disorder = 0, 0, 0
+    last = time.monotonic()
+    stall, stall_end = 0.0, last
+    async for message in conn:
+        now = time.monotonic()
+        if "end" in message:
+            emit(event="done", received=expected, total=message["end"], duplicates=duplicates,
+                 disorder=disorder, stall=round(stall, 2), stall_end=stall_end)  # fmt: skip
+            return
+        seq = message["seq"]
+        if seq < expected:
+            duplicates += 1
+            continue
+        if seq > expected:
+            disorder += 1
+        if now - last > stall:
+            stall, stall_end = now - last, now
+        expected, last = seq + 1, now
+    emit(event="error", error=f"closed after {expected} messages: {conn.error}")
+
+
+async def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("role", choices=("send", "recv"))
+    parser.add_argument("id")
+    parser.add_argument("target", nargs="?")
+    parser.add_argument("--server", required=True)
+    parser.add_argument("--rate", type=float, default=125.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    async with Peer(args.id, server=args.server, ice_servers=[], timeouts=TIMEOUTS,
+                    auto_reconnect=True) as peer:  # fmt: skip
+        try:
+            if args.role == "recv":
+                emit(event="ready")
+                conn = await peer.accept()
+                watch(conn)
+                emit(event="open", route=str(conn.route), backend=conn.backend)
+                await receive(conn)
+            else:
+                conn = await peer.connect(args.target, reliable=True, serialization="json")
+                watch(conn)
+                emit(event="open", route=str(conn.route), backend=conn.backend)
+                count = int(args.rate * args.seconds)
+                start = time.monotonic()
+                for seq in range(count):
+                    await conn.send({"seq": seq, "pad": "x" * 64})
+                    await anyio.sleep(max(0.0, start + (seq + 1) / args.rate - time.monotonic()))
+                await conn.send({"end": count})
+                await conn.close(flush=True)
+        except PeerError as exc:
+            emit(event="error", error=f"{type(exc).__name__}: {exc}")
+
+
+if __name__ == "__main__":
+    anyio.run(main, sys.argv[1:])
