@@ -129,7 +129,7 @@ class Outgoing:
             raise UsageError("a call needs tracks to send or kinds to receive")
         call = MediaConnection(
             host,
-            host._new_pc(media=True),
+            host._new_pc(),
             peer=peer,
             connection_id=connection_id("media"),
             metadata=metadata,

@@ -64,7 +64,7 @@ class Peer:
     ``PEERPY_ICE_SERVERS``, else the broker's ``GET {path}{key}/ice`` once
     registered, refreshed before its TURN credentials expire (:mod:`peerpy.ice`).
     ICE gathers on ``network`` or ``ice_addresses``, else ``PEERPY_ICE_ADDRESSES``.
-    Data connections run on ``backend`` (``"auto"``, ``"aiortc"`` or
+    Data connections and calls run on ``backend`` (``"auto"``, ``"aiortc"`` or
     ``"wrtc"``), else ``PEERPY_BACKEND``, else auto (see :mod:`peerpy.backends`).
     With ``auto_reconnect=True`` a lost broker session is registered again
     (same id and token, backing off from ``Timeouts.reconnect_initial`` to
@@ -121,7 +121,7 @@ class Peer:
         )
         self.configuration, self._ice_from_broker = resolve_ice(ice_servers, configuration)
         self.network = network or resolve_network(ice_addresses)
-        #: The backend of data connections: ``"aiortc"`` or ``"wrtc"`` (media: aiortc), from
+        #: The backend of data connections and calls: ``"aiortc"`` or ``"wrtc"``, from
         #: ``backend``, else PEERPY_BACKEND, else auto (see :mod:`peerpy.backends`).
         self.backend = _backend.choose_backend(
             _backend.resolve_backend(backend), self.configuration, self.network
@@ -326,9 +326,9 @@ class Peer:
 
     # -- outgoing -----------------------------------------------------------
 
-    def _new_pc(self, *, media: bool = False) -> RTCPeerConnection:
+    def _new_pc(self) -> RTCPeerConnection:
         return _backend.create_peer_connection(
-            "aiortc" if media else self.backend,
+            self.backend,
             self.configuration,
             self.network,
             remote_gone=self.timeouts.remote_gone,

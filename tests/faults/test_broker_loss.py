@@ -7,8 +7,8 @@ each other way a WebSocket can end.  Each time the peer reports ``error``
 (NetworkError) and ``disconnected``, ``async with Peer`` does not raise, open
 connections keep carrying data, and ``auto_reconnect`` registers again.
 
-The cases with data connections run on both backends (``peer_backend``, which
-child processes inherit); media calls always run on aiortc.
+The cases run on both backends (``peer_backend``, which child processes
+inherit), calls included.
 """
 
 from __future__ import annotations
