@@ -226,8 +226,14 @@ class Lab:
         """A host on pub's segment itself (no NAT) at ``address`` in 203.0.113.0/24.
 
         Its interface is ``eth0``: a test may change its address or take it down.
+        As on systemd hosts (its sysctl.d/50-default.conf), removing the
+        primary address promotes a secondary one instead of removing every
+        address of the subnet with it (``promote_secondaries``; a new network
+        namespace has it off).
         """
         host = self._namespace(name)
+        _run(["ip", "netns", "exec", host, "sysctl", "-qw",
+              "net.ipv4.conf.all.promote_secondaries=1"])  # fmt: skip
         port = f"s{next(self._links)}"
         self._veth(self.pub, port, host, "eth0")
         self.ip(self.pub, "link", "set", port, "master", "br0")

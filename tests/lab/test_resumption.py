@@ -18,58 +18,26 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from peerpy.backends import wrtc_installed
-
-from .fixture import BROKER_PORT, read_event
-from .netlab import PUB_ADDRESS, Lab, lab_unavailable_reason
+from .fixture import read_event
+from .netlab import Lab
+from .segment import SERVER, STREAM, segment_lab, stream_env
 
 pytestmark = [pytest.mark.netlab, pytest.mark.timeout(150)]
 
-STREAM = Path(__file__).with_name("stream.py")
-SERVER = f"http://{PUB_ADDRESS}:{BROKER_PORT}/"
 #: (A's backend, B's backend) of each pair, side by side.
 PAIRS = [("aiortc", "aiortc"), ("wrtc", "wrtc"), ("aiortc", "wrtc")]
 #: Seconds of streaming before the network changes.
 BEFORE = 4.0
 
 
-def _unavailable() -> str | None:
-    reason = lab_unavailable_reason()
-    if reason is None and not wrtc_installed():
-        reason = "the resumption lab runs wrtc too (pip install 'peerpy-sdk[wrtc]')"
-    return reason
-
-
 @pytest.fixture
 def lab() -> Iterator[Lab]:
-    reason = _unavailable()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the lab must run in CI: {reason}")
-        pytest.skip(reason)
-    lab = Lab()
-    try:
-        lab.spawn(
-            "pub",
-            [sys.executable, "-m", "peerpy_server.cli", "--host", PUB_ADDRESS,
-             "--port", str(BROKER_PORT), "--log-level", "WARNING"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+    with segment_lab(wrtc=True) as lab:
         yield lab
-    finally:
-        lab.close()
-
-
-def _env(backend: str) -> dict[str, str]:
-    env = dict(os.environ, PEERPY_BACKEND=backend, PEERPY_ICE_SERVERS="")
-    env.pop("PEERPY_ICE_ADDRESSES", None)  # the lab's addresses, not loopback
-    env.pop("PEERPY_SERVER", None)
-    return env
 
 
 def stream_across(
@@ -86,11 +54,11 @@ def stream_across(
         lab.add_segment_host(b, f"203.0.113.{20 + index}")
         tag = f"{os.getpid()}x{index}"
         receiver = lab.spawn(a, [sys.executable, str(STREAM), "recv", f"ra{tag}",
-                                 "--server", SERVER], env=_env(a_backend))  # fmt: skip
+                                 "--server", SERVER], env=stream_env(a_backend))  # fmt: skip
         _wait_ready(receiver)
         sender = lab.spawn(b, [sys.executable, str(STREAM), "send", f"sb{tag}", f"ra{tag}",
                                "--server", SERVER, "--seconds", str(seconds)],
-                           env=_env(b_backend))  # fmt: skip
+                           env=stream_env(b_backend))  # fmt: skip
         runs.append(((a_backend, b_backend), lab.ns(b), receiver, sender))
     for _, _, receiver, sender in runs:
         assert read_event(receiver, 30)["event"] == "open"
@@ -101,7 +69,7 @@ def stream_across(
         change(namespace)
     results = []
     for pair, _, receiver, _ in runs:
-        events = []
+        events: list[dict[str, Any]] = []
         while not events or events[-1]["event"] not in ("done", "error"):
             events.append(read_event(receiver, seconds + 60))
         results.append((pair, events, changed))
@@ -130,12 +98,6 @@ def check(results: list[tuple[tuple[str, str], list[dict[str, Any]], float]], bo
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="B's broker WebSocket dies with its old address and is noticed only by the "
-    "keepalive ping (20-40 s); re-registering within seconds is auto_reconnect's "
-    "address-change detection (issue 19, branch direct-path)",
-)
 def test_stream_survives_an_address_change(lab: Lab) -> None:
     """Case 1: B's address changes mid-stream (new added, old removed): A gets every
     message once, in order, and the stream stalls at most 15 s."""
