@@ -12,7 +12,9 @@ With ``gone_after=None`` there are only HEARTBEATs (websockets' own keepalive
 watches the socket then).
 
 - **our address is gone**: every :data:`CHECK_EVERY` seconds the socket's
-  local address is checked (:func:`local_address_present`); gone means dead;
+  local address is checked (:func:`address_gone`): no longer the host's, or no
+  longer the one the host would reach the broker from (the default route
+  switched to another network), means dead;
 - **no pong**: a WebSocket ping goes every ``gone_after / 2`` seconds (one at a
   time); one unanswered after ``gone_after`` seconds (``Timeouts.broker_gone``)
   means dead.  So a broker that goes silent is noticed within 1.5 x
@@ -33,7 +35,7 @@ from typing import Final
 
 import attrs
 
-__all__ = ["CHECK_EVERY", "Keepalive", "Tick", "local_address_present"]
+__all__ = ["CHECK_EVERY", "Keepalive", "Tick", "address_gone"]
 
 #: Seconds between two checks of the socket's local address.
 CHECK_EVERY: Final = 1.0
@@ -105,22 +107,36 @@ class Keepalive:
         return min(times)
 
 
-def local_address_present(sockname: tuple[object, ...]) -> bool:
-    """Whether ``sockname`` (a socket's local address) is still one of this host's.
+def address_gone(sockname: tuple[object, ...], peername: tuple[object, ...]) -> str | None:
+    """Why a socket from ``sockname`` to ``peername`` no longer reaches its remote, or ``None``.
 
-    Binds a UDP socket to it (port 0): ``EADDRNOTAVAIL`` means the address is
-    gone.  Any other failure counts as present (nothing is known).  With
-    ``net.ipv4.ip_nonlocal_bind`` (or ``ipv6.ip_nonlocal_bind``) set, the bind
-    always succeeds and only the ping notices a dead socket.
+    Gone when ``sockname``'s address is no longer one of this host's (a UDP
+    socket cannot bind to it: ``EADDRNOTAVAIL``), or when the host would now
+    reach ``peername`` from another address (a UDP socket connected to it, so
+    only a route look-up, no packet: the default route was switched to
+    another network, where replies to the old address cannot come back).
+    Anything else -- no route at all (a link down), another error -- counts
+    as not gone: nothing is known, and the ping still watches.  With
+    ``net.ipv4.ip_nonlocal_bind`` set the bind always succeeds.
     """
-    host = sockname[0]
-    if not isinstance(host, str):
-        return True
+    host, remote = sockname[0], peername[0]
+    if not isinstance(host, str) or not isinstance(remote, str):
+        return None
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    address = (host, 0, *sockname[2:4]) if family == socket.AF_INET6 else (host, 0)
+    extra = sockname[2:4] if family == socket.AF_INET6 else ()
     try:
         with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.bind(address)
+            probe.bind((host, 0, *extra))
     except OSError as exc:
-        return exc.errno != errno.EADDRNOTAVAIL
-    return True
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return f"our address {host} is gone"
+        return None
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((remote, 9, *peername[2:4]))
+            source = probe.getsockname()[0]
+    except OSError:
+        return None
+    if source != host:
+        return f"the route to the broker now leaves from {source}, not from our {host}"
+    return None

@@ -48,7 +48,7 @@ from .exceptions import (
     ServerError,
     UnavailableIdError,
 )
-from .keepalive import Keepalive, local_address_present
+from .keepalive import Keepalive, address_gone
 
 __all__ = ["Signaling"]
 
@@ -349,6 +349,7 @@ class Signaling:
             heartbeat=self._timeouts.heartbeat, gone_after=gone_after, now=anyio.current_time()
         )
         local = socket.transport.get_extra_info("sockname")
+        remote = socket.transport.get_extra_info("peername")
         pong: Awaitable[float] | None = None
         while True:
             await anyio.sleep_until(keepalive.next_wake())
@@ -358,8 +359,8 @@ class Signaling:
                 pong = None
             tick = keepalive.tick(now)
             gone = tick.gone
-            if gone is None and tick.check and local and not local_address_present(local):
-                gone = f"our address {local[0]} is gone (the network changed)"
+            if gone is None and tick.check and local and remote:
+                gone = address_gone(local, remote)
             if gone is not None:
                 self._note_lost(NetworkError(gone))
                 socket.transport.abort()

@@ -47,7 +47,7 @@ def test_a_peer_whose_address_changed_registers_again_and_is_reachable(lab: Lab)
     changed = time.monotonic()
     lost = read_event(receiver, 10)
     assert lost["event"] == "peer-error", lost
-    assert "our address 203.0.113.40 is gone" in lost["error"]
+    assert "our address 203.0.113.40 is gone" in lost["error"], lost
     registered = read_event(receiver, 10)
     assert registered["event"] == "registered", registered
     assert registered["t"] - changed <= REGISTERED_WITHIN, registered["t"] - changed

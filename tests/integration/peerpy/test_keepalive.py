@@ -3,8 +3,8 @@
 A broker that stops answering (SIGSTOP: its socket stays open, nothing comes
 back) is noticed by the ping's ``Timeouts.broker_gone``, not by TCP, and
 ``auto_reconnect`` registers again once it answers.  The address check
-(:func:`~peerpy.keepalive.local_address_present`) tells a local address from
-one this host does not have.
+(:func:`~peerpy.keepalive.address_gone`) tells a local address from one this
+host does not have, and from one it would not reach the remote from.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 
 from peerpy.config import Timeouts
 from peerpy.exceptions import NetworkError
-from peerpy.keepalive import local_address_present
+from peerpy.keepalive import address_gone
 from peerpy.peer import Peer
 from tests.helpers.processes import broker_process
 
@@ -66,7 +66,12 @@ async def frozen_and_back(process: subprocess.Popen[bytes], url: str, peer_id: s
 
 
 def test_the_address_check_tells_our_addresses_from_others() -> None:
-    """127.0.0.1 and 127.0.0.2 are this host's (lo holds 127/8); 192.0.2.1 (TEST-NET-1) is not."""
-    assert local_address_present(("127.0.0.1", 40000))
-    assert local_address_present(("127.0.0.2", 40000))
-    assert not local_address_present(("192.0.2.1", 40000))
+    """From 127.0.0.1 to 127.0.0.1: current.  192.0.2.1 (TEST-NET-1) is not ours: gone.
+    127.0.0.2 is ours (lo holds 127/8) but 127.0.0.1 is reached from 127.0.0.1: gone."""
+    broker = ("127.0.0.1", 9000)
+    assert address_gone(("127.0.0.1", 40000), broker) is None
+    assert address_gone(("192.0.2.1", 40000), broker) == "our address 192.0.2.1 is gone"
+    assert address_gone(("127.0.0.2", 40000), broker) == (
+        "the route to the broker now leaves from 127.0.0.1, not from our 127.0.0.2"
+    )
+    assert address_gone(("127.0.0.1", 40000), ("192.0.2.1", 9000)) is None  # no route: unknown
