@@ -210,16 +210,22 @@ class Lab:
 
     def add_host(self, name: str, nat: str) -> str:
         """A host on ``nat``'s LAN, routed through it; returns its address."""
+        host = self._namespace(name)
+        address = self.add_leg(name, nat, "eth0")
+        self.ip(host, "route", "add", "default", "via", f"10.{self._nats[nat]}.0.1")
+        return address
+
+    def add_leg(self, name: str, nat: str, device: str = "eth1") -> str:
+        """A second link of host ``name``, ``device`` on ``nat``'s LAN, without a
+        default route (a test switches the default route to it); returns its address."""
         index = self._nats[nat]
         number = sum(1 for n in self._hosts.values() if n == index) + 2
-        self._hosts[name] = index
-        host = self._namespace(name)
+        self._hosts[f"{name}:{device}"] = index
         port = f"l{next(self._links)}"
-        self._veth(self.ns(nat), port, host, "eth0")
+        self._veth(self.ns(nat), port, self.ns(name), device)
         self.ip(self.ns(nat), "link", "set", port, "master", "brl")
         address = f"10.{index}.0.{number}"
-        self.ip(host, "addr", "add", f"{address}/24", "dev", "eth0")
-        self.ip(host, "route", "add", "default", "via", f"10.{index}.0.1")
+        self.ip(self.ns(name), "addr", "add", f"{address}/24", "dev", device)
         return address
 
     def add_segment_host(self, name: str, address: str) -> str:
