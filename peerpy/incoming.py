@@ -155,7 +155,7 @@ class Incoming:
         if serializer is None:
             call = MediaConnection(
                 host,
-                host._new_pc(media=True),
+                host._new_pc(),
                 peer=src,
                 connection_id=offer.connection_id,
                 metadata=offer.metadata,

@@ -125,6 +125,11 @@ def _resume(obj: JSON) -> Resume | None:
     return resume if resume.version == RESUME_VERSION else None
 
 
+def _described(sdp: SessionDescription, kind: ConnectionType, cid: str) -> dict[str, JSON]:
+    """The fields an OFFER and an ANSWER payload share, in PeerJS's order."""
+    return {"sdp": sdp.to_json(), "type": kind.value, "connectionId": cid}
+
+
 @attrs.frozen
 class OfferPayload:
     """What an OFFER carries (spec §3.2).
@@ -159,11 +164,7 @@ class OfferPayload:
         )
 
     def to_json(self) -> dict[str, JSON]:
-        obj: dict[str, JSON] = {
-            "sdp": self.sdp.to_json(),
-            "type": self.type.value,
-            "connectionId": self.connection_id,
-        }
+        obj = _described(self.sdp, self.type, self.connection_id)
         if self.metadata is not None:
             obj["metadata"] = self.metadata
         if self.type is ConnectionType.DATA:
@@ -196,11 +197,7 @@ class AnswerPayload:
         )
 
     def to_json(self) -> dict[str, JSON]:
-        obj: dict[str, JSON] = {
-            "sdp": self.sdp.to_json(),
-            "type": self.type.value,
-            "connectionId": self.connection_id,
-        }
+        obj = _described(self.sdp, self.type, self.connection_id)
         if self.resume is not None:
             obj["peerpyResume"] = self.resume.to_json()
         return obj
