@@ -119,7 +119,8 @@ class Peer:
         self.servers = resolve_servers(
             server, host=host, port=port, path=path, secure=secure, key=key
         )
-        self.configuration, self._ice_from_broker = resolve_ice(ice_servers, configuration)
+        ice = resolve_ice(ice_servers, configuration, servers=self.servers)
+        self.configuration, self._ice_from_broker = ice
         self.network = network or resolve_network(ice_addresses)
         #: The backend of data connections and calls: ``"aiortc"`` or ``"wrtc"``, from
         #: ``backend``, else PEERPY_BACKEND, else auto (see :mod:`peerpy.backends`).
