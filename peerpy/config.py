@@ -282,6 +282,12 @@ class Timeouts:
     close: float = 5.0
     #: Interval between HEARTBEAT messages to the broker (PeerJS: 5 s).
     heartbeat: float = 5.0
+    #: The broker socket counts as dead (the session ends, ``auto_reconnect``
+    #: registers again) when a WebSocket ping gets no pong for this long; a
+    #: ping goes every half of it, and the socket's local address is checked
+    #: every second (see :mod:`peerpy.keepalive`).  ``None``: websockets' own
+    #: keepalive (a ping every 20 s, 20 s for its pong) and no address check.
+    broker_gone: float | None = attrs.field(default=5.0, validator=_optional_delay)
     #: ``auto_reconnect``: the first wait after losing the broker, doubling on
     #: each failed attempt up to ``reconnect_max`` (each wait shortened at
     #: random by up to half), so a broker back after any outage is rejoined
