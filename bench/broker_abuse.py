@@ -32,19 +32,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.helpers.brokers import ROOT, free_port
+from tests.helpers.flood import masked, raw_client
+
 UNCAPPED = ["--max-queues", "0", "--max-queues-per-sender", "0", "--rate-limit", "0"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_kib(pid: int) -> int:
@@ -84,31 +82,6 @@ def broker(*flags: str, log: Path | None = None) -> Iterator[tuple[subprocess.Po
             proc.wait()
         if log is not None and not isinstance(out, int):
             out.close()
-
-
-def masked(payload: bytes) -> bytes:
-    return bytes((0x81, 0x80 | len(payload))) + b"\0\0\0\0" + payload
-
-
-@contextlib.asynccontextmanager
-async def raw_client(port: int, peer_id: str) -> AsyncIterator[socket.socket]:
-    sock = socket.socket()
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    try:
-        await loop.sock_connect(sock, ("127.0.0.1", port))
-        request = (
-            f"GET /peerjs?key=peerjs&id={peer_id}&token=t HTTP/1.1\r\nHost: x\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        await loop.sock_sendall(sock, request.encode())
-        received = b""
-        while b'{"type":"OPEN"}' not in received:
-            received += await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
-        yield sock
-    finally:
-        sock.close()
 
 
 def ws_url(port: int, peer_id: str) -> str:

@@ -46,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
@@ -199,6 +199,26 @@ def raw_policy(udp_buffer: int | None) -> Any:
     return NetworkPolicy(local_addresses=(LOOPBACK,), udp_buffer_bytes=udp_buffer)
 
 
+async def timed_send(
+    case: Case, peer: Pipe, send: Callable[[bytes], Awaitable[None]]
+) -> dict[str, Any]:
+    """Send ``total_bytes`` in values through ``send``, then wait for the receiver's word.
+
+    Returns the sender's figures: ``t_start``, ``t_sent``, ``sent``, ``cpu_tx``
+    (CPU seconds until the receiver got everything).
+    """
+    payload = os.urandom(case.value_size)
+    sent = 0
+    t_start, cpu_start = time.monotonic(), time.process_time()
+    while sent < case.total_bytes:
+        await send(payload)
+        sent += len(payload)
+    t_sent = time.monotonic()
+    await pipe_recv(peer)  # the receiver got everything
+    cpu = time.process_time() - cpu_start
+    return {"t_start": t_start, "t_sent": t_sent, "sent": sent, "cpu_tx": cpu}
+
+
 async def raw_sender(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     """Offer over the pipe, then send ``total_bytes`` with bufferedAmount flow control."""
     from aiortc import RTCConfiguration
@@ -219,26 +239,16 @@ async def raw_sender(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
     await pc.setRemoteDescription(backend.description(await pipe_recv(peer), "answer"))
     await opened.wait()
     negotiation = time.monotonic() - t0
-    payload = os.urandom(case.value_size)
-    sent = 0
-    t_start, cpu_start = time.monotonic(), time.process_time()
-    while sent < case.total_bytes:
+
+    async def send(payload: bytes) -> None:
         if channel.bufferedAmount > case.high_water:
             writable.clear()
             await writable.wait()
         channel.send(payload)
-        sent += len(payload)
-    t_sent = time.monotonic()
-    await pipe_recv(peer)  # the receiver got everything
-    cpu = time.process_time() - cpu_start
+
+    figures = await timed_send(case, peer, send)
     await pc.close()
-    return {
-        "t_start": t_start,
-        "t_sent": t_sent,
-        "sent": sent,
-        "negotiation": negotiation,
-        "cpu_tx": cpu,
-    }
+    return {**figures, "negotiation": negotiation}
 
 
 async def raw_receiver(case: Case, peer: Pipe, result: Pipe) -> dict[str, Any]:
@@ -301,23 +311,9 @@ async def peerpy_sender(
         t0 = time.monotonic()
         conn = await p.connect(rx_id, serialization=case.serialization, reliable=True)
         negotiation = time.monotonic() - t0
-        payload = os.urandom(case.value_size)
-        sent = 0
-        t_start, cpu_start = time.monotonic(), time.process_time()
-        while sent < case.total_bytes:
-            await conn.send(payload)
-            sent += len(payload)
-        t_sent = time.monotonic()
-        await pipe_recv(peer)
-        cpu = time.process_time() - cpu_start
+        figures = await timed_send(case, peer, conn.send)
         await conn.close()
-    return {
-        "t_start": t_start,
-        "t_sent": t_sent,
-        "sent": sent,
-        "negotiation": negotiation,
-        "cpu_tx": cpu,
-    }
+    return {**figures, "negotiation": negotiation}
 
 
 async def peerpy_receiver(

@@ -11,9 +11,9 @@ library; the names below that need aiortc and anyio load on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_names
 from .exceptions import *  # noqa: F403
 from .exceptions import __all__ as _exceptions_all
 
@@ -49,10 +49,4 @@ _LAZY = {
 __all__ = ["__version__", *_exceptions_all, *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'peerpy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _LAZY)

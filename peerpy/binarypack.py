@@ -45,6 +45,7 @@ __all__ = [
     "MAX_SAFE_INTEGER",
     "binary_header",
     "pack",
+    "string_key",
     "unpack",
     "unpack_counted",
 ]
@@ -93,13 +94,22 @@ def pack(obj: object, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
 
 def binary_header(length: int) -> bytes:
     """Return the BinaryPack header of a binary value of ``length`` bytes."""
-    if length <= 0x0F:
-        return bytes((0xA0 | length,))
-    if length <= 0xFFFF:
-        return b"\xda" + _U16.pack(length)
-    if length <= _MAX_LEN:
-        return b"\xdb" + _U32.pack(length)
-    raise EncodeError(f"binary value of {length} bytes is too long for BinaryPack")
+    return _length_header(length, 0xA0, b"\xda", b"\xdb", "binary value", "bytes")
+
+
+def _length_header(n: int, fix: int, code16: bytes, code32: bytes, kind: str, unit: str) -> bytes:
+    """The header of a binary value, string, array or map of length ``n``.
+
+    One byte (``fix | n``) up to 15, else ``code16`` or ``code32`` and the
+    length; longer than 2**32 - 1: EncodeError naming ``kind`` and ``unit``.
+    """
+    if n <= 0x0F:
+        return bytes((fix | n,))
+    if n <= 0xFFFF:
+        return code16 + _U16.pack(n)
+    if n <= _MAX_LEN:
+        return code32 + _U32.pack(n)
+    raise EncodeError(f"{kind} of {n} {unit} is too long for BinaryPack")
 
 
 def _pack(obj: object, out: list[bytes], depth: int, max_depth: int) -> None:
@@ -193,26 +203,8 @@ def _pack_str(s: str, out: list[bytes]) -> None:
         data = s.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise EncodeError(f"string is not valid Unicode (lone surrogate): {exc}") from None
-    n = len(data)
-    if n <= 0x0F:
-        out.append(bytes((0xB0 | n,)))
-    elif n <= 0xFFFF:
-        out.append(b"\xd8" + _U16.pack(n))
-    elif n <= _MAX_LEN:
-        out.append(b"\xd9" + _U32.pack(n))
-    else:
-        raise EncodeError(f"string of {n} bytes is too long for BinaryPack")
+    out.append(_length_header(len(data), 0xB0, b"\xd8", b"\xd9", "string", "bytes"))
     out.append(data)
-
-
-def _container_header(n: int, fix: int, code16: bytes, code32: bytes) -> bytes:
-    if n <= 0x0F:
-        return bytes((fix | n,))
-    if n <= 0xFFFF:
-        return code16 + _U16.pack(n)
-    if n <= _MAX_LEN:
-        return code32 + _U32.pack(n)
-    raise EncodeError(f"container of {n} items is too long for BinaryPack")
 
 
 def _pack_array(
@@ -220,7 +212,7 @@ def _pack_array(
 ) -> None:
     if depth >= max_depth:
         raise EncodeError(f"value nests deeper than {max_depth} arrays/maps (or is cyclic)")
-    out.append(_container_header(len(seq), 0x90, b"\xdc", b"\xdd"))
+    out.append(_length_header(len(seq), 0x90, b"\xdc", b"\xdd", "container", "items"))
     for item in seq:
         _pack(item, out, depth + 1, max_depth)
 
@@ -228,18 +220,22 @@ def _pack_array(
 def _pack_map(mapping: dict[object, object], out: list[bytes], depth: int, max_depth: int) -> None:
     if depth >= max_depth:
         raise EncodeError(f"value nests deeper than {max_depth} arrays/maps (or is cyclic)")
-    out.append(_container_header(len(mapping), 0x80, b"\xde", b"\xdf"))
+    out.append(_length_header(len(mapping), 0x80, b"\xde", b"\xdf", "container", "items"))
     for key, value in mapping.items():
         if type(key) is not str:
-            key = _string_key(key, mapping)
+            key = string_key(key, mapping)
         _pack_str(key, out)
         _pack(value, out, depth + 1, max_depth)
 
 
-def _string_key(key: object, mapping: dict[object, object]) -> str:
-    """Turn an ``int`` key into its decimal string, as JS object keys are."""
+def string_key(key: object, mapping: dict[object, object]) -> str:
+    """The map key ``key`` of ``mapping`` as a ``str``.
+
+    An ``int`` becomes its decimal string, as JS object keys are; another type,
+    or an ``int`` whose string is also a key of ``mapping``, raises EncodeError.
+    """
     if isinstance(key, str):
-        return str.__str__(key)
+        return key if type(key) is str else str.__str__(key)
     if isinstance(key, int) and not isinstance(key, bool):
         text = str(int(key))
         if text in mapping:

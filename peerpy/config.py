@@ -9,6 +9,8 @@ the keyword wins:
     bundled broker's default address on this machine.  Several comma-separated
     URLs name brokers of one cluster (``peerpy-server --redis``): a peer starts
     on the first and ``auto_reconnect`` moves to the next when one is gone.
+    The word ``peerjs`` names :data:`PEERJS_CLOUD`, the PeerJS project's
+    public broker, with PeerJS's default ICE servers (never a default).
 ``PEERPY_ICE_SERVERS``
     Comma-separated ICE server URLs (``stun:host:port``,
     ``turn:user:secret@host:port``); empty means none.  Default: none.
@@ -39,6 +41,8 @@ from .serialization import Limits as DecodingLimits
 
 __all__ = [
     "DEFAULT_SERVER",
+    "PEERJS_CLOUD",
+    "PEERJS_ICE_SERVERS",
     "Limits",
     "ServerAddress",
     "Timeouts",
@@ -52,6 +56,18 @@ __all__ = [
 
 #: The broker peers use when neither ``host=``, ``server=`` nor PEERPY_SERVER says.
 DEFAULT_SERVER = "http://127.0.0.1:9000/"
+#: ``server="peerjs"``: the PeerJS project's public cloud broker, as PeerJS 1.5.5
+#: builds it with no options.  It sees every peer's id and addresses (never the
+#: data, which goes peer to peer, encrypted); it is never used unless named.
+PEERJS_CLOUD = "https://0.peerjs.com:443/"
+#: The ICE servers PeerJS 1.5.5 uses by default (``util.defaultConfig``): Google's
+#: STUN server and the PeerJS project's TURN servers; the ``peerjs`` preset's.
+PEERJS_ICE_SERVERS: tuple[str, ...] = (
+    "stun:stun.l.google.com:19302",
+    "turn:peerjs:peerjsp@eu-0.turn.peerjs.com:3478",
+    "turn:peerjs:peerjsp@us-0.turn.peerjs.com:3478",
+)
+_PRESETS = {"peerjs": PEERJS_CLOUD}
 
 
 @attrs.frozen
@@ -140,7 +156,7 @@ def resolve_server(
     options and override the matching parts of the URL.
     """
     url = server or environ.get("PEERPY_SERVER") or DEFAULT_SERVER
-    base = ServerAddress.from_url(url, key=key)
+    base = ServerAddress.from_url(_PRESETS.get(url.strip().lower(), url), key=key)
     if host is not None and host != base.host:
         # A new host: the URL's port and path belong to another broker.
         secure_value = bool(secure) if secure is not None else False
@@ -192,17 +208,25 @@ def resolve_ice(
     ice_servers: Sequence[RTCIceServer | str] | None,
     configuration: RTCConfiguration | None,
     *,
+    servers: Sequence[ServerAddress] = (),
     environ: Mapping[str, str] = os.environ,
 ) -> tuple[RTCConfiguration, bool]:
     """A peer's configuration, and whether to ask the broker for ICE servers instead.
 
     ``configuration`` wins, then ``ice_servers``, then PEERPY_ICE_SERVERS;
-    with none of them set, the broker's are fetched once registered.
+    with none of them set, the ``peerjs`` preset's (:data:`PEERJS_ICE_SERVERS`)
+    when ``servers`` is the PeerJS cloud, else the broker's, fetched once registered.
     """
-    from_broker = (
-        configuration is None and ice_servers is None and "PEERPY_ICE_SERVERS" not in environ
-    )
-    return configuration or resolve_rtc_configuration(ice_servers, environ=environ), from_broker
+    if configuration is None and ice_servers is None and "PEERPY_ICE_SERVERS" not in environ:
+        if servers and all(is_peerjs_cloud(server) for server in servers):
+            return resolve_rtc_configuration(PEERJS_ICE_SERVERS, environ=environ), False
+        return resolve_rtc_configuration(None, environ=environ), True
+    return configuration or resolve_rtc_configuration(ice_servers, environ=environ), False
+
+
+def is_peerjs_cloud(server: ServerAddress) -> bool:
+    """Whether ``server`` is the PeerJS project's public broker (the ``peerjs`` preset)."""
+    return server.host == ServerAddress.from_url(PEERJS_CLOUD).host
 
 
 def resolve_network(
@@ -258,6 +282,12 @@ class Timeouts:
     close: float = 5.0
     #: Interval between HEARTBEAT messages to the broker (PeerJS: 5 s).
     heartbeat: float = 5.0
+    #: The broker socket counts as dead (the session ends, ``auto_reconnect``
+    #: registers again) when a WebSocket ping gets no pong for this long; a
+    #: ping goes every half of it, and the socket's local address is checked
+    #: every second (see :mod:`peerpy.keepalive`).  ``None``: websockets' own
+    #: keepalive (a ping every 20 s, 20 s for its pong) and no address check.
+    broker_gone: float | None = attrs.field(default=5.0, validator=_optional_delay)
     #: ``auto_reconnect``: the first wait after losing the broker, doubling on
     #: each failed attempt up to ``reconnect_max`` (each wait shortened at
     #: random by up to half), so a broker back after any outage is rejoined

@@ -97,6 +97,7 @@ class Connection:
         self.metadata = metadata
         #: Whether this side called ``connect()``/``call()``.
         self.originator = originator
+        self._started_at = anyio.current_time()  # to say how long an EXPIRE took
         #: The peer connection, for advanced use: aiortc's, or on the wrtc
         #: backend ``webrtc.aiortc``'s, which has aiortc's API (see :mod:`peerpy.backends`).
         self.peer_connection = pc
@@ -183,8 +184,14 @@ class Connection:
         return self._error
 
     def on(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """Register a PeerJS-style event handler (see :mod:`peerpy.events`)."""
-        return self._events.on(event, handler)
+        """Register a PeerJS-style event handler (see :mod:`peerpy.events`).
+
+        An ``open`` handler registered on an open connection also runs at once:
+        ``connect()`` returns the connection open, and PeerJS code ported line
+        by line registers ``open`` after it.
+        """
+        replay = () if event == "open" and self.open else None
+        return self._events.on(event, handler, replay=replay)
 
     def off(self, event: str, handler: Callable[..., Any]) -> None:
         """Remove an event handler."""

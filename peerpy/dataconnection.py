@@ -327,12 +327,13 @@ class DataConnection(Connection):
         and ``resumed`` (on the new one; :attr:`route` then shows it).
 
         Values go to ``data`` handlers if there are any, else to :meth:`recv`.
+        An ``open`` handler registered on an open connection runs at once.
         The first ``data`` handler is at once given, in order, the values that
         arrived before it and were not read, so a handler registered late (in
         a ``connection`` handler, after an ``await``) misses nothing.
         """
         first = event == "data" and not self._events.has("data")
-        self._events.on(event, handler)
+        super().on(event, handler)
         if first:
             for value in self._receiver.inbox.drain():
                 self._events.emit("data", value)

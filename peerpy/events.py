@@ -57,10 +57,17 @@ class EventEmitter:
         self._spawn = spawn
         self._log = logger
 
-    def on(self, event: str, handler: H) -> H:
-        """Call ``handler(*args)`` each time ``event`` happens; returns ``handler``."""
+    def on(self, event: str, handler: H, *, replay: tuple[Any, ...] | None = None) -> H:
+        """Call ``handler(*args)`` each time ``event`` happens; returns ``handler``.
+
+        With ``replay``, ``event`` already happened (a connection or peer that
+        is open): ``handler(*replay)`` also runs at once, alone, as PeerJS code
+        expects when it registers ``open`` after the object opened.
+        """
         check_event(event, self._handlers)
         self._handlers[event].append(handler)
+        if replay is not None:
+            self._call(event, handler, replay)
         return handler
 
     def off(self, event: str, handler: Handler) -> None:
@@ -76,13 +83,17 @@ class EventEmitter:
     def emit(self, event: str, *args: Any) -> None:
         """Call every handler of ``event``; never raises."""
         for handler in list(self._handlers[event]):
-            try:
-                result = handler(*args)
-            except Exception:
-                self._log.exception("%s handler %r failed", event, handler)
-                continue
-            if inspect.isawaitable(result):
-                self._spawn(self._guard(event, handler, result))
+            self._call(event, handler, args)
+
+    def _call(self, event: str, handler: Handler, args: tuple[Any, ...]) -> None:
+        """Call one handler; a coroutine runs in the owner's task group.  Never raises."""
+        try:
+            result = handler(*args)
+        except Exception:
+            self._log.exception("%s handler %r failed", event, handler)
+            return
+        if inspect.isawaitable(result):
+            self._spawn(self._guard(event, handler, result))
 
     def _guard(
         self, event: str, handler: Handler, awaitable: Awaitable[Any]

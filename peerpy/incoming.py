@@ -41,6 +41,7 @@ from peerpy_protocol.payloads import (
 from .admission import Admission
 from .connection import Connection
 from .dataconnection import DataConnection
+from .diagnosis import failure_message
 from .events import EventEmitter
 from .exceptions import DisconnectedError, NegotiationFailedError, PeerError
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
@@ -157,7 +158,7 @@ class Incoming:
         if serializer is None:
             call = MediaConnection(
                 host,
-                host._new_pc(media=True),
+                host._new_pc(),
                 peer=src,
                 connection_id=offer.connection_id,
                 metadata=offer.metadata,
@@ -234,8 +235,9 @@ class Incoming:
             with anyio.fail_after(limit if deadline is None else deadline - anyio.current_time()):
                 await conn.wait_open()
         except (PeerError, TimeoutError) as exc:
-            if isinstance(exc, TimeoutError):  # _fail logs it
-                conn._fail(NegotiationFailedError(f"incoming connection not open in {limit:g} s"))
+            if isinstance(exc, TimeoutError):  # _fail logs it, with what ICE gathered
+                text = f"incoming connection not open in {limit:g} s"
+                conn._fail(NegotiationFailedError(failure_message(text, conn.peer_connection)))
             else:
                 self._log.debug("incoming %s from %s: %s", conn.connection_id, conn.peer, exc)
             await conn._close()

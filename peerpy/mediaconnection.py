@@ -17,11 +17,17 @@ The remote media is one :class:`MediaStream` holding every negotiated track,
 known as soon as the remote description is applied (:meth:`wait_stream`), and
 announced by one ``stream`` event, not one per track.
 
-Decoded frames of a remote track wait in aiortc's queue until the application
-reads them.  That queue is unbounded in aiortc; peerpy bounds it to
-:attr:`MediaConnection.max_buffered_frames` per track, dropping the oldest
-frames, so a track nobody reads cannot exhaust memory (the backend does it,
-``Backend.receive_track``, and counts those frames in ``frames_dropped``).
+Calls run on the peer's backend (see :mod:`peerpy.backends`): the tracks
+sent are aiortc ``MediaStreamTrack`` objects on either, and so are the remote
+tracks, whose ``recv()`` gives ``av`` frames; on wrtc,
+:mod:`peerpy.backends.wrtc_media` adapts them to libwebrtc's media engine.
+
+Decoded frames of a remote track wait until the application reads them: at
+most :attr:`MediaConnection.max_buffered_frames` per track on aiortc (whose
+own queue is unbounded; the backend bounds it, ``Backend.receive_track``, and
+counts those frames in ``frames_dropped``), about a second of media on wrtc
+(libwebrtc's track processor); the oldest frames are dropped, so a track
+nobody reads cannot exhaust memory.
 """
 
 from __future__ import annotations
@@ -150,7 +156,8 @@ class MediaConnection(Connection):
     type: ClassVar[ConnectionType] = ConnectionType.MEDIA
     _EVENTS: ClassVar[tuple[str, ...]] = (*Connection._EVENTS, "stream", "willCloseOnRemote")
 
-    #: Decoded frames kept per remote track for the application; older ones are dropped.
+    #: Decoded frames kept per remote track for the application on aiortc; older ones are
+    #: dropped (wrtc keeps about a second: see :mod:`peerpy.backends.wrtc_media`).
     max_buffered_frames: ClassVar[int] = 60
 
     def __init__(
@@ -355,9 +362,8 @@ class MediaConnection(Connection):
             self._events.emit("stream", self._remote_stream)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        if not self._backend.receive_track(track, self.max_buffered_frames):
-            self._log.debug("cannot bound the frame queue of %r", track)
-        self._remote_tracks.append(track)
+        # The backend gives the aiortc track the application reads, bounded.
+        self._remote_tracks.append(self._backend.receive_track(track, self.max_buffered_frames))
 
     def _on_connection_state(self) -> None:
         state = self.peer_connection.connectionState
@@ -388,7 +394,9 @@ class MediaConnection(Connection):
     async def close(self) -> None:
         """Hang up: the remote closes too once it sees the auxiliary channel close.
 
-        The local tracks are not stopped (they are yours).  Not cancellable.
+        The local tracks a sender read from end with the call (aiortc's senders
+        stop them, and wrtc's do the same): to keep a source for other calls,
+        send a ``MediaRelay`` subscription of it.  Not cancellable.
         """
         await self._close()
 

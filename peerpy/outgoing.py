@@ -5,7 +5,8 @@ for on a new peer connection, registers it (so the broker's ANSWER and
 candidates find it) and drives it until it is open, within a deadline
 (``timeout``, else ``Timeouts.negotiation``).  A connection that fails or
 times out, or whose caller is cancelled, is closed before the error reaches
-the caller.
+the caller.  Before any of that, :meth:`Outgoing.check` refuses what cannot
+work: a destroyed or disconnected peer, our own id, metadata that is not JSON.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Any
 
 from aiortc import MediaStreamTrack
 from peerpy_protocol.ids import connection_id, validate_id
+from peerpy_protocol.messages import RelayType, serialize_relay
 
 from .connection import SdpTransform
 from .dataconnection import DataConnection
-from .exceptions import UsageError
+from .exceptions import DisconnectedError, EncodeError, UsageError
 from .mediaconnection import MediaConnection, check_tracks
 from .owner import Host
 from .rooms.mesh import resumable
@@ -38,6 +40,31 @@ class Outgoing:
         self._serializers = serializers
         self._log = logger
 
+    def check(self, peer: str, metadata: Any) -> None:
+        """Raise :class:`UsageError` (or a subclass) if connecting to ``peer`` cannot work.
+
+        :class:`DisconnectedError` if the peer is destroyed or off the broker;
+        :class:`UsageError` for our own id (PeerJS would wait for an answer that
+        never comes); :class:`EncodeError` if ``metadata`` cannot travel as JSON.
+        """
+        host = self._host
+        if host.destroyed:
+            raise DisconnectedError("The peer is destroyed.")
+        if not host.open:
+            raise DisconnectedError("Cannot connect to new Peer after disconnecting from server.")
+        validate_id(peer)
+        if peer == host.id:
+            raise UsageError(
+                f"cannot connect to yourself: {peer!r} is this peer's own id; "
+                "a connection needs two peers (two Peer objects, each with its own id)"
+            )
+        try:
+            serialize_relay(RelayType.OFFER, None, peer, {"metadata": metadata})
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise EncodeError(
+                f"metadata must be JSON (dict, list, str, int, float, bool or None): {exc}"
+            ) from None
+
     async def connect(
         self,
         peer: str,
@@ -53,8 +80,8 @@ class Outgoing:
 
         Cancelling closes the half-made connection.
         """
+        self.check(peer, metadata)
         host = self._host
-        validate_id(peer)
         serializer = create_serializer(
             serialization, limits=host.limits.decoding, custom=self._serializers
         )
@@ -96,8 +123,8 @@ class Outgoing:
 
         Cancelling closes the half-made call.
         """
+        self.check(peer, metadata)
         host = self._host
-        validate_id(peer)
         local = check_tracks(tracks)
         if any(kind not in ("audio", "video") for kind in receive) or isinstance(receive, str):
             raise UsageError(f"receive takes kinds 'audio'/'video', got {receive!r}")
@@ -105,7 +132,7 @@ class Outgoing:
             raise UsageError("a call needs tracks to send or kinds to receive")
         call = MediaConnection(
             host,
-            host._new_pc(media=True),
+            host._new_pc(),
             peer=peer,
             connection_id=connection_id("media"),
             metadata=metadata,

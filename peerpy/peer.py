@@ -31,9 +31,10 @@ from .config import Limits, ServerAddress, Timeouts, resolve_ice, resolve_networ
 from .connection import Connection, SdpTransform
 from .dataconnection import DataConnection
 from .events import PEER_EVENTS, EventEmitter, PeerEvent
-from .exceptions import DisconnectedError, PeerError, UsageError
+from .exceptions import PeerError, UsageError
 from .ice import BrokerIce
 from .incoming import Incoming, until_destroyed
+from .logs import set_debug
 from .mediaconnection import MediaConnection
 from .network import NetworkPolicy
 from .outgoing import Outgoing
@@ -63,7 +64,7 @@ class Peer:
     ``PEERPY_ICE_SERVERS``, else the broker's ``GET {path}{key}/ice`` once
     registered, refreshed before its TURN credentials expire (:mod:`peerpy.ice`).
     ICE gathers on ``network`` or ``ice_addresses``, else ``PEERPY_ICE_ADDRESSES``.
-    Data connections run on ``backend`` (``"auto"``, ``"aiortc"`` or
+    Data connections and calls run on ``backend`` (``"auto"``, ``"aiortc"`` or
     ``"wrtc"``), else ``PEERPY_BACKEND``, else auto (see :mod:`peerpy.backends`).
     With ``auto_reconnect=True`` a lost broker session is registered again
     (same id and token, backing off from ``Timeouts.reconnect_initial`` to
@@ -72,7 +73,8 @@ class Peer:
     its open connections (see :mod:`peerpy.session`).  ``token`` is the secret
     that owns the id (random by default), or a callable returning one (a
     ``str`` or an awaitable of it), asked before registering and again
-    whenever the broker refuses the token (an expired JWT).
+    whenever the broker refuses the token (an expired JWT).  ``debug`` (0-3) is
+    PeerJS's: the level of the ``peerpy`` logger (see :mod:`peerpy.logs`).
 
     >>> async with Peer("alice") as peer:      # doctest: +SKIP
     ...     conn = await peer.connect("bob")
@@ -101,10 +103,15 @@ class Peer:
         logger: logging.Logger | None = None,
         backend: str | None = None,
         serializers: Mapping[str, SerializerFactory] | None = None,
+        debug: int | None = None,
     ) -> None:
         if id is not None:
             validate_id(id)
+        set_debug(debug)
         self._id = id
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._destroyed = False
         self._log = logger or logging.getLogger("peerpy.peer")
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
@@ -112,9 +119,10 @@ class Peer:
         self.servers = resolve_servers(
             server, host=host, port=port, path=path, secure=secure, key=key
         )
-        self.configuration, self._ice_from_broker = resolve_ice(ice_servers, configuration)
+        ice = resolve_ice(ice_servers, configuration, servers=self.servers)
+        self.configuration, self._ice_from_broker = ice
         self.network = network or resolve_network(ice_addresses)
-        #: The backend of data connections: ``"aiortc"`` or ``"wrtc"`` (media: aiortc), from
+        #: The backend of data connections and calls: ``"aiortc"`` or ``"wrtc"``, from
         #: ``backend``, else PEERPY_BACKEND, else auto (see :mod:`peerpy.backends`).
         self.backend = _backend.choose_backend(
             _backend.resolve_backend(backend), self.configuration, self.network
@@ -125,7 +133,9 @@ class Peer:
         self._incoming = Incoming(self, self._registry, self._events, self._serializers, self._log)
         self._incoming.claims = self._rooms = Rooms(self, self._log)  # room connections
         self._outgoing = Outgoing(self, self._serializers, self._log)
-        self._router = Router(self._registry, self._incoming.on_offer, self._log)
+        self._router = Router(
+            self._registry, self._incoming.on_offer, self._log, anyio.current_time
+        )
         self._session = BrokerSession(
             self,
             self.servers,
@@ -140,9 +150,6 @@ class Peer:
         )
         self._signaling = self._session.signaling
         self._ice = BrokerIce(self, self._session.ice_servers, self._log)
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._destroyed = False
 
     def __repr__(self) -> str:
         state = "destroyed" if self._destroyed else "open" if self.open else "disconnected"
@@ -308,9 +315,11 @@ class Peer:
         ``open`` fires once registered (the first time, and after each
         :meth:`reconnect`) with our id.  With a ``connection`` handler,
         incoming connections go to it instead of :meth:`accept`.  Event names
-        are typed: a type checker flags ``peer.on("conection", ...)``.
+        are typed: a type checker flags ``peer.on("conection", ...)``.  An
+        ``open`` handler registered on an open peer runs at once, as PeerJS code expects.
         """
-        return self._events.on(event, handler)
+        replay = (self._id,) if event == "open" and self._stack is not None and self.open else None
+        return self._events.on(event, handler, replay=replay)
 
     def off(self, event: PeerEvent, handler: Callable[..., Any]) -> None:
         """Remove an event handler."""
@@ -318,15 +327,9 @@ class Peer:
 
     # -- outgoing -----------------------------------------------------------
 
-    def _check_usable(self) -> None:
-        if self._destroyed:
-            raise DisconnectedError("The peer is destroyed.")
-        if not self.open:
-            raise DisconnectedError("Cannot connect to new Peer after disconnecting from server.")
-
-    def _new_pc(self, *, media: bool = False) -> RTCPeerConnection:
+    def _new_pc(self) -> RTCPeerConnection:
         return _backend.create_peer_connection(
-            "aiortc" if media else self.backend,
+            self.backend,
             self.configuration,
             self.network,
             remote_gone=self.timeouts.remote_gone,
@@ -356,7 +359,6 @@ class Peer:
         open within ``timeout`` seconds (default ``Timeouts.negotiation``).
         Cancelling closes the half-made connection.
         """
-        self._check_usable()
         return await self._outgoing.connect(
             peer,
             label=label,
@@ -387,7 +389,6 @@ class Peer:
         connected within ``timeout`` seconds (default ``Timeouts.negotiation``)
         or ICE fails.  Cancelling closes the half-made call.
         """
-        self._check_usable()
         return await self._outgoing.call(
             peer,
             tracks,

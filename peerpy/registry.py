@@ -13,7 +13,7 @@ records the error and asks its own task to close it (``Connection._fail``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from .exceptions import ConnectionClosedError, PeerError
@@ -55,13 +55,15 @@ class Registry:
         if self._connections.get(key) is conn:
             del self._connections[key]
 
-    def fail_pending(self, error: PeerError, peer: str | None = None) -> None:
+    def fail_pending(
+        self, error: PeerError | Callable[[Connection], PeerError], peer: str | None = None
+    ) -> None:
         """Fail outgoing connections (to ``peer``, or all) that got no answer yet.
 
-        A connection resuming on a new peer connection (see
-        :mod:`peerpy.generation`) is not failed when our broker session is lost
-        (``peer`` is ``None``: it waits for the next one); told that ``peer``
-        is gone (EXPIRE), it decides itself.
+        ``error`` is the error, or makes each connection's own.  A connection
+        resuming on a new peer connection (see :mod:`peerpy.generation`) is not
+        failed when our broker session is lost (``peer`` is ``None``: it waits
+        for the next one); told that ``peer`` is gone (EXPIRE), it decides itself.
         """
         for conn in self:
             if peer not in (None, conn.peer):
@@ -71,7 +73,7 @@ class Registry:
                 if peer is not None:
                     resumable.switch.expired()
             elif conn.originator and not conn._remote_set:
-                conn._fail(error)
+                conn._fail(error if isinstance(error, PeerError) else error(conn))
 
     def fail_peer(self, peer: str, error: PeerError) -> None:
         """Fail every connection with ``peer`` (it left the broker)."""

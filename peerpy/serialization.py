@@ -52,6 +52,7 @@ from peerpy.binarypack import (
     DEFAULT_MAX_OBJECTS,
     MAX_SAFE_INTEGER,
     pack,
+    string_key,
     unpack_counted,
 )
 from peerpy.chunking import CHUNK_MTU, Chunker, Reassembler, parse_chunk
@@ -223,7 +224,7 @@ def _plain(value: object, depth: int, max_depth: int, *, msgpack_types: bool) ->
             raise EncodeError(f"value nests deeper than {max_depth} arrays/maps (or is cyclic)")
         if isinstance(value, dict):
             return {
-                _key(k, value): _plain(v, depth + 1, max_depth, msgpack_types=msgpack_types)
+                string_key(k, value): _plain(v, depth + 1, max_depth, msgpack_types=msgpack_types)
                 for k, v in value.items()
             }
         return [_plain(v, depth + 1, max_depth, msgpack_types=msgpack_types) for v in value]
@@ -234,17 +235,6 @@ def _plain(value: object, depth: int, max_depth: int, *, msgpack_types: bool) ->
             raise EncodeError("MsgPack needs timezone-aware datetimes (a JS Date is an instant)")
         return value
     raise EncodeError(f"cannot encode a value of type {type(value).__qualname__}")
-
-
-def _key(key: object, mapping: dict[object, object]) -> str:
-    if isinstance(key, str):
-        return key if type(key) is str else str.__str__(key)
-    if isinstance(key, int) and not isinstance(key, bool):
-        text = str(int(key))
-        if text in mapping:
-            raise EncodeError(f"map has both the keys {key!r} and {text!r}")
-        return text
-    raise EncodeError(f"map keys must be str or int, not {type(key).__qualname__}")
 
 
 def _json_object_bound(data: bytes) -> int:
@@ -382,11 +372,9 @@ class BinarySerializer:
         self._reassembler.check_complete()
 
 
-class JsonSerializer:
-    """``json``: compact UTF-8 JSON in binary frames (PeerJS 1.5 rules)."""
+class _Unchunked:
+    """A serializer whose every message stands alone: nothing is held between them."""
 
-    name: str = "json"
-    wire_name: str = "json"
     reliable_required: bool = False
 
     #: Nothing is held between messages.
@@ -395,6 +383,24 @@ class JsonSerializer:
     def __init__(self, *, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self.max_message_bytes = self.limits.max_message_bytes
+
+    def decode(self, message: bytes | str) -> list[object]:
+        """The value of one message (see :meth:`decode_sized`)."""
+        return [value for value, _ in self.decode_sized(message)]
+
+    def decode_sized(self, message: bytes | str) -> list[tuple[object, int]]:
+        """The value of one message, with its accounted size."""
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Nothing can be left incomplete."""
+
+
+class JsonSerializer(_Unchunked):
+    """``json``: compact UTF-8 JSON in binary frames (PeerJS 1.5 rules)."""
+
+    name: str = "json"
+    wire_name: str = "json"
 
     def encode(self, value: object) -> list[bytes | str]:
         """Encode ``value``; MessageTooBigError if it takes 16300 bytes or more."""
@@ -416,16 +422,13 @@ class JsonSerializer:
         """The close request: ``{"__peerData":{"type":"close"}}``."""
         return [json.dumps(_CLOSE_VALUE, separators=(",", ":")).encode()]
 
-    def decode(self, message: bytes | str) -> list[object]:
-        """Parse one JSON message (a leading BOM is skipped, like TextDecoder)."""
-        return [value for value, _ in self.decode_sized(message)]
-
     def decode_sized(self, message: bytes | str) -> list[tuple[object, int]]:
-        """Like :meth:`decode`, the value with its accounted size.
+        """Parse one JSON message: its value with its accounted size.
 
-        A message whose punctuation allows more than ``Limits.max_objects``
-        objects is refused before parsing (PeerJS sends no JSON of 16300 bytes
-        or more, so no PeerJS message comes near it).
+        A leading BOM is skipped, like TextDecoder.  A message whose punctuation
+        allows more than ``Limits.max_objects`` objects is refused before parsing
+        (PeerJS sends no JSON of 16300 bytes or more, so no PeerJS message comes
+        near it).
         """
         data = _binary_frame(message, self.max_message_bytes, self.name)
         bound = _json_object_bound(data)
@@ -442,27 +445,16 @@ class JsonSerializer:
         objects = _count_objects(value) if bound > 1 else 1
         return [(value, len(data) + OBJECT_COST * objects)]
 
-    def finish(self) -> None:
-        """Nothing can be left incomplete."""
-
 
 def _reject_constant(name: str) -> object:
     raise DecodeError(f"{name} is not valid JSON")
 
 
-class RawSerializer:
+class RawSerializer(_Unchunked):
     """``raw``: ``str`` and bytes-like values go out and come back untouched."""
 
     name: str = "raw"
     wire_name: str = "raw"
-    reliable_required: bool = False
-
-    #: Nothing is held between messages.
-    held_bytes: int = 0
-
-    def __init__(self, *, limits: Limits | None = None) -> None:
-        self.limits = limits or Limits()
-        self.max_message_bytes = self.limits.max_message_bytes
 
     def encode(self, value: object) -> list[bytes | str]:
         """``str`` becomes a text frame, bytes-likes a binary frame."""
@@ -478,21 +470,14 @@ class RawSerializer:
         """Always raises: PeerJS cannot express the close request over raw."""
         raise EncodeError("raw serialization has no in-band close request; close the channel")
 
-    def decode(self, message: bytes | str) -> list[object]:
-        """Return the message as received (``str`` or ``bytes``)."""
-        return [value for value, _ in self.decode_sized(message)]
-
     def decode_sized(self, message: bytes | str) -> list[tuple[object, int]]:
-        """Like :meth:`decode`, the value with its accounted size."""
+        """The message as received (``str`` or ``bytes``), with its accounted size."""
         if len(message) > self.max_message_bytes:
             raise DecodeError(f"message of {len(message)} bytes exceeds {self.max_message_bytes}")
         size = len(message) + OBJECT_COST
         if isinstance(message, str):
             return [(message if type(message) is str else str(message), size)]
         return [(message if type(message) is bytes else bytes(message), size)]
-
-    def finish(self) -> None:
-        """Nothing can be left incomplete."""
 
 
 class MsgPackSerializer:

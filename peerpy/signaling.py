@@ -10,22 +10,26 @@ nothing sent while the socket is not open is dropped: messages wait in a
 bounded queue and go out after the next OPEN.
 
 However the socket ends after OPEN -- a clean close, a reset, EOF, the broker
-killed, its ping time-out, a heartbeat that cannot be sent -- :meth:`Signaling.run`
-ends the same way, with :class:`~peerpy.exceptions.NetworkError` saying why.
+killed, its ping time-out, a heartbeat that cannot be sent, our keepalive
+(:mod:`peerpy.keepalive`: no pong within ``Timeouts.broker_gone``, our own
+address gone) -- :meth:`Signaling.run` ends the same way, with
+:class:`~peerpy.exceptions.NetworkError` saying why.
 No websockets or OS exception escapes: the peer's connections outlive the broker.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
 import os
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
@@ -44,6 +48,7 @@ from .exceptions import (
     ServerError,
     UnavailableIdError,
 )
+from .keepalive import Keepalive, address_gone
 
 __all__ = ["Signaling"]
 
@@ -70,10 +75,19 @@ logging.getLogger("websockets.client").addFilter(RedactSecrets())
 #: How a WebSocket session can fail under us: websockets' own errors (closed,
 #: protocol violations, handshake) and the OS's (reset, unreachable, EOF).
 SOCKET_ERRORS: tuple[type[Exception], ...] = (WebSocketException, OSError, EOFError)
+#: A send of the keepalive's that did not complete in time, or failed.
+KEEPALIVE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *SOCKET_ERRORS)
+#: websockets' keepalive (ping interval and pong time-out, its defaults), used
+#: only when ours is off (``Timeouts(broker_gone=None)``).
+WEBSOCKETS_PING = 20.0
 
 
 def _describe(exc: BaseException) -> str:
     """A one-line reason for a lost socket, for logs and NetworkError."""
+    if isinstance(exc, NetworkError):  # the keepalive's verdict
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return "the broker took no data for Timeouts.broker_gone (a send did not complete)"
     if isinstance(exc, ConnectionClosed):
         if exc.rcvd is None and exc.sent is None:
             cause = exc.__cause__ or exc.__context__
@@ -210,6 +224,7 @@ class Signaling:
         heartbeat...) raises :class:`NetworkError`.  Cancelling closes the socket.
         """
         url = self.address.websocket_url(peer_id, token, CLIENT_VERSION, EXTENSIONS)
+        keepalive = self._timeouts.broker_gone is not None
         self._ended = anyio.Event()
         try:
             with anyio.fail_after(self._timeouts.open):
@@ -222,6 +237,9 @@ class Signaling:
                     max_size=MAX_FRAME,
                     open_timeout=None,
                     user_agent_header="peerpy",
+                    # websockets' own keepalive (its defaults) only when ours is off.
+                    ping_interval=None if keepalive else WEBSOCKETS_PING,
+                    ping_timeout=None if keepalive else WEBSOCKETS_PING,
                 )
         except TimeoutError:
             raise NetworkError(f"no answer from the broker at {self.address.base_url}") from None
@@ -322,16 +340,41 @@ class Signaling:
                 self._log.info("ignoring %r from the broker", message)
 
     async def _heartbeat(self, socket: ClientConnection) -> None:
-        """Send HEARTBEAT every ``Timeouts.heartbeat``; if one cannot be sent, drop the
-        socket so that :meth:`_read` ends too."""
+        """Send HEARTBEATs and pings, and check our address, as :mod:`peerpy.keepalive`
+        says; when the broker counts as gone or a send fails, drop the socket so that
+        :meth:`_read` ends too."""
         frame = messages.serialize(messages.Heartbeat())
+        gone_after = self._timeouts.broker_gone
+        keepalive = Keepalive(
+            heartbeat=self._timeouts.heartbeat, gone_after=gone_after, now=anyio.current_time()
+        )
+        local = socket.transport.get_extra_info("sockname")
+        remote = socket.transport.get_extra_info("peername")
+        pong: Awaitable[float] | None = None
         while True:
-            await anyio.sleep(self._timeouts.heartbeat)
+            await anyio.sleep_until(keepalive.next_wake())
+            now = anyio.current_time()
+            if isinstance(pong, asyncio.Future) and pong.done():
+                keepalive.ponged(now)
+                pong = None
+            tick = keepalive.tick(now)
+            gone = tick.gone
+            if gone is None and tick.check and local and remote:
+                gone = address_gone(local, remote)
+            if gone is not None:
+                self._note_lost(NetworkError(gone))
+                socket.transport.abort()
+                return
             try:
-                await socket.send(frame)
+                # A send into a full buffer waits: bound it as a pong is.
+                with anyio.fail_after(gone_after or math.inf):
+                    if tick.heartbeat:
+                        await socket.send(frame)
+                    if tick.ping:
+                        pong = await socket.ping()
             except ConnectionClosed:
                 return  # the reader sees the same close
-            except SOCKET_ERRORS as exc:
+            except KEEPALIVE_ERRORS as exc:
                 self._note_lost(exc)
                 socket.transport.abort()
                 return

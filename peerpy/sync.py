@@ -5,6 +5,14 @@ loop thread (an anyio blocking portal) and forwards every call to it; there is
 no second implementation.  Event handlers run one at a time, in order, on a
 dispatcher thread of the peer, so a handler may call blocking methods.
 
+:class:`Peer`, :class:`DataConnection` and :class:`MediaConnection` have the
+public names of their async twins (a test compares them); what differs:
+``start()``/``close()`` replace ``async with``/``aclose()``, the waiting
+methods take a ``timeout``, and the plumbing a peer calls on its connections
+(``deliver``, ``run``) is not there (see :data:`peerpy.blocking.ASYNC_ONLY`).
+Media frames are read with :class:`FrameCounter` and :class:`Recorder`, the
+blocking twins of :mod:`peerpy.media`'s (in :mod:`peerpy.blocking`).
+
 >>> from peerpy.sync import Peer                        # doctest: +SKIP
 >>> with Peer("alice") as peer, peer.connect("bob") as conn:
 ...     conn.send("hello")
@@ -18,9 +26,8 @@ import functools
 import inspect
 import logging
 import queue
-import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -32,17 +39,31 @@ from . import dataconnection as _dataconnection
 from . import mediaconnection as _mediaconnection
 from . import peer as _peer
 from .backends import loop_options
-from .events import PEER_EVENTS, PeerEvent, check_event
-from .exceptions import ConnectionClosedError, DisconnectedError
+from .blocking import (
+    DataConnection,
+    Forward,
+    FrameCounter,
+    MediaConnection,
+    MediaStream,
+    Recorder,
+    repeat,
+    within,
+)
+from .blocking import _Connection as _Connection
+from .config import ServerAddress
+from .events import PeerEvent
+from .exceptions import DisconnectedError
 from .rooms.blocking import Room
-from .stats import ConnectionStats
 
-if sys.version_info >= (3, 11):
-    from typing import Self
-else:  # pragma: no cover
-    from typing_extensions import Self
-
-__all__ = ["DataConnection", "MediaConnection", "Peer", "Room"]
+__all__ = [
+    "DataConnection",
+    "FrameCounter",
+    "MediaConnection",
+    "MediaStream",
+    "Peer",
+    "Recorder",
+    "Room",
+]
 
 T = TypeVar("T")
 _log = logging.getLogger("peerpy.sync")
@@ -72,139 +93,13 @@ class _Dispatcher:
             self._thread.join(timeout=10)
 
 
-class _Connection:
-    """What the blocking data and media connections share."""
-
-    def __init__(self, conn: _connection.Connection, owner: Peer) -> None:
-        self._conn = conn
-        self._owner = owner
-
-    def __repr__(self) -> str:
-        return repr(self._conn).replace("<", "<sync ", 1)
-
-    def __getattr__(self, name: str) -> Any:
-        # Plain attributes: peer, connection_id, metadata, open, closed, error,
-        # peer_connection, and each kind's own (label, remote_stream...).  An
-        # async method becomes a blocking one, never an un-awaited coroutine.
-        value = getattr(self._conn, name)
-        if inspect.iscoroutinefunction(value):
-            return _blocking(self._owner, value)
-        return value
-
-    def wait_closed(self, timeout: float | None = None) -> None:
-        """Block until the connection is closed."""
-
-        async def wait() -> None:
-            with anyio.fail_after(timeout):
-                await self._conn.wait_closed()
-
-        self._owner._call(wait)
-
-    def on(self, event: str, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """Call ``handler`` on the peer's dispatcher thread each time ``event`` happens.
-
-        A first ``data`` handler also gets the values received before it and
-        not read, in order, before any later one.
-        """
-        # Register on the event loop thread: there the connection hands the
-        # values it holds to the new handler with no message slipping between.
-        forward = self._owner._forwarder(self._conn, event, handler)
-        self._owner._call_sync(self._conn.on, event, forward)
-        return handler
-
-    def off(self, event: str, handler: Callable[..., Any]) -> None:
-        """Stop calling ``handler`` for ``event``."""
-        forward = self._owner._forwarders.pop((id(self._conn), event, handler), None)
-        if forward is not None:
-            self._owner._call_sync(self._conn.off, event, forward)
-
-    def stats(self) -> ConnectionStats:
-        """The connection's numbers now (see :meth:`peerpy.DataConnection.stats`)."""
-        return self._owner._call(self._conn.stats)
-
-    def raw_stats(self) -> Mapping[str, Any]:
-        """The backend's full stats report (see :meth:`peerpy.DataConnection.raw_stats`)."""
-        return self._owner._call(self._conn.raw_stats)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connection."""
-        raise NotImplementedError
-
-
-class DataConnection(_Connection):
-    """Blocking twin of :class:`peerpy.DataConnection`."""
-
-    _conn: _dataconnection.DataConnection
-
-    def send(self, value: Any) -> None:
-        """Send ``value``; blocks while the channel is over its high-water mark."""
-        self._owner._call(self._conn.send, value)
-
-    def recv(self, timeout: float | None = None) -> Any:
-        """Return the next value; raise ``TimeoutError`` after ``timeout`` seconds."""
-
-        async def recv() -> Any:
-            with anyio.fail_after(timeout):
-                return await self._conn.recv()
-
-        return self._owner._call(recv)
-
-    def __iter__(self) -> Iterator[Any]:
-        while True:
-            try:
-                yield self.recv()
-            except ConnectionClosedError:
-                return
-
-    def close(self, *, flush: bool = False) -> None:
-        """Close the connection (see :meth:`peerpy.DataConnection.close`)."""
-        self._owner._call(lambda: self._conn.close(flush=flush))
-
-
-class MediaConnection(_Connection):
-    """Blocking twin of :class:`peerpy.MediaConnection`."""
-
-    _conn: _mediaconnection.MediaConnection
-
-    def answer(self, tracks: Any = None, **options: Any) -> None:
-        """Answer an incoming call (see :meth:`peerpy.MediaConnection.answer`)."""
-        self._owner._call(lambda: self._conn.answer(tracks, **options))
-
-    def wait_stream(self, timeout: float | None = None) -> _mediaconnection.MediaStream:
-        """Block until the remote stream with all its tracks is known."""
-
-        async def wait() -> _mediaconnection.MediaStream:
-            with anyio.fail_after(timeout):
-                return await self._conn.wait_stream()
-
-        return self._owner._call(wait)
-
-    def close(self) -> None:
-        """Hang up."""
-        self._owner._call(self._conn.close)
-
-
-def _blocking(owner: Peer, method: Callable[..., Awaitable[T]]) -> Callable[..., T]:
-    """``method`` (async) as a blocking call on ``owner``'s event loop thread."""
-
-    @functools.wraps(method)
-    def call(*args: Any, **kwargs: Any) -> T:
-        return owner._call(lambda: method(*args, **kwargs))
-
-    return call
-
-
 class Peer:
     """Blocking twin of :class:`peerpy.Peer`; takes the same arguments.
 
-    Handlers may be registered with :meth:`on` before :meth:`start` (they
-    then hear the first ``open``).
+    The async peer is made at once (a bad argument raises here, and
+    ``backend``, ``timeouts``... are there before :meth:`start`), and started
+    by :meth:`start` or ``with``.  Handlers may be registered with :meth:`on`
+    before :meth:`start` (they then hear the first ``open``).
     """
 
     def __init__(self, id: str | None = None, **options: Any) -> None:
@@ -212,12 +107,12 @@ class Peer:
         self._options = options
         self._stack = contextlib.ExitStack()
         self._portal: BlockingPortal | None = None
-        self._peer: _peer.Peer | None = None
         self._dispatcher: _Dispatcher | None = None
         self._wrappers: dict[int, _Connection] = {}
         # (id of the async object, event, handler) -> what was registered there.
         self._forwarders: dict[tuple[int, str, Callable[..., Any]], Callable[..., None]] = {}
-        self._early: list[tuple[str, Callable[..., None]]] = []  # on() before start()
+        self._early: list[tuple[PeerEvent, Callable[..., None]]] = []  # on() before start()
+        self._peer = self._make_peer()
 
     def __enter__(self) -> Peer:
         self.start()
@@ -240,22 +135,23 @@ class Peer:
         try:
             portal = start_blocking_portal("asyncio", loop_options())
             self._portal = self._stack.enter_context(portal)
-            self._peer = peer = self._portal.call(self._make_peer)
-            for event, forward in self._early:  # before registering: they hear "open"
-                peer.on(event, forward)  # type: ignore[call-overload]
-            self._stack.enter_context(self._portal.wrap_async_context_manager(peer))
+            self._stack.enter_context(self._portal.wrap_async_context_manager(self._peer))
         except BaseException:
             self._stack.close()
-            self._portal = self._peer = None
+            self._portal = None
+            self._peer = self._make_peer()  # a Peer starts once: a fresh one for the next try
             raise
 
-    async def _make_peer(self) -> _peer.Peer:
+    def _make_peer(self) -> _peer.Peer:
         options = dict(self._options)
         token = options.get("token")
         if callable(token) and not inspect.iscoroutinefunction(token):
             # A blocking token provider (an HTTP call...) runs on a worker thread.
             options["token"] = functools.partial(anyio.to_thread.run_sync, token)
-        return _peer.Peer(self._id_arg, **options)
+        peer = _peer.Peer(self._id_arg, **options)
+        for event, forward in self._early:  # registered before start(): they hear "open"
+            peer.on(event, forward)
+        return peer
 
     def close(self) -> None:
         """Close every connection, leave the broker and stop the loop thread."""
@@ -274,10 +170,15 @@ class Peer:
             raise DisconnectedError("the peer is not started (use `with Peer(...) as peer`)")
         return self._portal.call(func, *args)
 
-    def _async_peer(self) -> _peer.Peer:
-        if self._peer is None:
+    def _read(self, func: Callable[..., T], *args: Any) -> T:
+        """Run ``func`` on the event loop thread once started; before, here (nothing runs)."""
+        return func(*args) if self._portal is None else self._call_sync(func, *args)
+
+    def _wrap_async_context(self, target: Any) -> Any:
+        """``async with target`` on the event loop thread, as a blocking context manager."""
+        if self._portal is None:
             raise DisconnectedError("the peer is not started (use `with Peer(...) as peer`)")
-        return self._peer
+        return self._portal.wrap_async_context_manager(target)
 
     @overload
     def _wrap(self, conn: _dataconnection.DataConnection) -> DataConnection: ...
@@ -288,12 +189,12 @@ class Peer:
     def _wrap(self, conn: _connection.Connection) -> _Connection:
         wrapper = self._wrappers.get(id(conn))
         if wrapper is None or wrapper._conn is not conn:
-            kind = (
-                MediaConnection
-                if isinstance(conn, _mediaconnection.MediaConnection)
-                else DataConnection
-            )
-            wrapper = self._wrappers[id(conn)] = kind(conn, self)
+            if isinstance(conn, _mediaconnection.MediaConnection):
+                wrapper = MediaConnection(conn, self)
+            else:
+                assert isinstance(conn, _dataconnection.DataConnection)
+                wrapper = DataConnection(conn, self)
+            self._wrappers[id(conn)] = wrapper
         return wrapper
 
     def _dispatching(self, handler: Callable[..., Any]) -> Callable[..., None]:
@@ -310,11 +211,26 @@ class Peer:
         self._forwarders[(id(target), event, handler)] = forward
         return forward
 
+    def _on(self, target: Any, event: str, handler: Callable[..., Any]) -> None:
+        """Have ``target`` (an async object on the loop) call ``handler`` on the dispatcher.
+
+        Registered on the event loop thread: there the target hands the values
+        it holds to the new handler with no message slipping between.
+        """
+        self._call_sync(target.on, event, self._forwarder(target, event, handler))
+
+    def _off(self, target: Any, event: str, handler: Callable[..., Any]) -> None:
+        """Undo :meth:`_on` (nothing if ``handler`` is not registered)."""
+        forward = self._forwarders.pop((id(target), event, handler), None)
+        if forward is not None:
+            self._call_sync(target.off, event, forward)
+
     # -- forwarded API ------------------------------------------------------
 
     @property
     def id(self) -> str | None:
-        return self._peer.id if self._peer else self._id_arg
+        """This peer's id (``None`` until the broker gave one)."""
+        return self._peer.id
 
     @property
     def token(self) -> str | None:
@@ -323,119 +239,120 @@ class Peer:
         Setting it gives the next registration a new token (see
         :attr:`peerpy.Peer.token`); before :meth:`start`, the first one.
         """
-        return self._peer.token if self._peer else None
+        return self._peer.token if self._portal is not None else None
 
     @token.setter
     def token(self, value: str) -> None:
-        if self._peer is None:
+        if self._portal is None:
             self._options["token"] = value
-        else:
-            self._call_sync(setattr, self._peer, "token", value)
+        self._read(setattr, self._peer, "token", value)
 
-    @property
-    def open(self) -> bool:
-        return bool(self._peer and self._peer.open)
+    open = Forward(
+        "Whether the broker session is open (we can connect and be reached).",
+        via="_peer",
+        settable=False,
+    )
 
     @property
     def disconnected(self) -> bool:
         """Whether the broker session is closed (also before :meth:`start`)."""
         return not self.open
 
+    destroyed = Forward(
+        "Whether the peer is destroyed: nothing works any more.", via="_peer", settable=False
+    )
+
+    @property
+    def server(self) -> ServerAddress:
+        """The broker in use (one of :attr:`servers`)."""
+        return self._peer.server
+
+    @server.setter
+    def server(self, address: ServerAddress) -> None:
+        self._read(setattr, self._peer, "server", address)
+
+    servers = Forward(
+        "Every broker of the cluster (see :attr:`peerpy.Peer.servers`).",
+        via="_peer",
+        settable=False,
+    )
+    backend = Forward(
+        'The backend of data connections: ``"aiortc"`` or ``"wrtc"`` (:mod:`peerpy.backends`).',
+        via="_peer",
+        settable=False,
+    )
+    configuration = Forward(
+        "aiortc's configuration of the peer connections (ICE servers).", via="_peer", settable=False
+    )
+    network = Forward(
+        "Where ICE may gather and connect (see :mod:`peerpy.network`).", via="_peer", settable=False
+    )
+    timeouts = Forward("The peer's timeouts.", via="_peer", settable=False)
+    limits = Forward("The peer's limits.", via="_peer", settable=False)
+
     @property
     def connections(self) -> list[_Connection]:
         """The live connections, data and media (blocking twins)."""
-        if self._peer is None:
-            return []
-        return [
-            self._wrap(conn) for conn in self._call_sync(lambda: self._async_peer().connections)
-        ]
+        return [self._wrap(conn) for conn in self._read(lambda: self._peer.connections)]
 
     def get_connection(self, peer: str, connection_id: str) -> _Connection | None:
         """The connection with ``peer`` whose id is ``connection_id``, if any."""
-        if self._peer is None:
-            return None
-        conn = self._call_sync(self._peer.get_connection, peer, connection_id)
+        conn = self._read(self._peer.get_connection, peer, connection_id)
         return None if conn is None else self._wrap(conn)
 
-    @property
-    def destroyed(self) -> bool:
-        return bool(self._peer and self._peer.destroyed)
+    def half_open_connections(self) -> list[_Connection]:
+        """Incoming connections whose OFFER arrived but which are not open yet, oldest first."""
+        return [self._wrap(conn) for conn in self._read(self._peer.half_open_connections)]
 
     def connect(self, peer: str, **options: Any) -> DataConnection:
         """Open a data connection (see :meth:`peerpy.Peer.connect`)."""
-        async_peer = self._async_peer()
-        return self._wrap(self._call(lambda: async_peer.connect(peer, **options)))
+        return self._wrap(self._call(lambda: self._peer.connect(peer, **options)))
 
     def accept(self, timeout: float | None = None) -> DataConnection:
         """Wait for the next incoming data connection."""
-
-        async_peer = self._async_peer()
-
-        async def accept() -> _dataconnection.DataConnection:
-            with anyio.fail_after(timeout):
-                return await async_peer.accept()
-
-        return self._wrap(self._call(accept))
+        return self._wrap(self._call(within(timeout, self._peer.accept)))
 
     def __iter__(self) -> Iterator[DataConnection]:
-        while True:
-            try:
-                yield self.accept()
-            except DisconnectedError:
-                return
+        return repeat(self.accept, until=DisconnectedError)
 
     def call(self, peer: str, tracks: Any = None, **options: Any) -> MediaConnection:
         """Call ``peer`` with aiortc tracks (see :meth:`peerpy.Peer.call`)."""
-        async_peer = self._async_peer()
-        return self._wrap(self._call(lambda: async_peer.call(peer, tracks, **options)))
+        return self._wrap(self._call(lambda: self._peer.call(peer, tracks, **options)))
 
     def accept_call(self, timeout: float | None = None) -> MediaConnection:
         """Wait for the next incoming call, not yet answered."""
-
-        async_peer = self._async_peer()
-
-        async def accept() -> _mediaconnection.MediaConnection:
-            with anyio.fail_after(timeout):
-                return await async_peer.accept_call()
-
-        return self._wrap(self._call(accept))
+        return self._wrap(self._call(within(timeout, self._peer.accept_call)))
 
     def calls(self) -> Iterator[MediaConnection]:
         """Incoming calls, until the peer is destroyed."""
-        while True:
-            try:
-                yield self.accept_call()
-            except DisconnectedError:
-                return
+        return repeat(self.accept_call, until=DisconnectedError)
 
     def join(self, room: str, *, metadata: Any = None) -> Room:
         """``with peer.join(room, metadata=...) as room:`` (see :class:`peerpy.room.Room`)."""
-        async_peer = self._async_peer()
-        return Room(self._call_sync(lambda: async_peer.join(room, metadata=metadata)), self)
+        return Room(self._call_sync(lambda: self._peer.join(room, metadata=metadata)), self)
 
     def list_peers(self) -> list[str]:
         """Ids registered on the broker (needs discovery on)."""
-        return self._call(self._async_peer().list_peers)
+        return self._call(self._peer.list_peers)
 
     def disconnect(self) -> None:
         """Close the broker session; connections stay up."""
-        self._call(self._async_peer().disconnect)
+        self._call(self._peer.disconnect)
 
     def reconnect(self) -> None:
         """Register again with the same id and token."""
-        self._call(self._async_peer().reconnect)
+        self._call(self._peer.reconnect)
 
     def on(self, event: PeerEvent, handler: Callable[..., Any]) -> Callable[..., Any]:
         """Call ``handler`` on the dispatcher thread each time ``event`` happens.
 
-        Works before :meth:`start` too: the handler then hears the first ``open``.
+        Works before :meth:`start` too: the handler then hears the first
+        ``open``; an ``open`` handler on an open peer runs at once.
         """
         forward = self._forwarder(self, event, handler)
-        if self._peer is None:
-            check_event(event, PEER_EVENTS)
+        self._read(self._peer.on, event, forward)
+        if self._portal is None:
             self._early.append((event, forward))
-        else:
-            self._call_sync(self._peer.on, event, forward)
         return handler
 
     def off(self, event: PeerEvent, handler: Callable[..., Any]) -> None:
@@ -443,7 +360,6 @@ class Peer:
         forward = self._forwarders.pop((id(self), event, handler), None)
         if forward is None:
             return
-        if self._peer is None:
+        if self._portal is None:
             self._early.remove((event, forward))
-        else:
-            self._call_sync(self._peer.off, event, forward)
+        self._read(self._peer.off, event, forward)

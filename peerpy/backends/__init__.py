@@ -8,12 +8,13 @@ libraries provide it:
   20 MB/s per data connection (30 MB/s on uvloop); data and media.
 - ``wrtc`` (installed with peerpy where its wheels exist): libwebrtc, the engine in
   Chrome, through ``webrtc.aiortc``, its aiortc-compatible layer; 100+ MB/s
-  at a fraction of the CPU. peerpy uses it for data connections only; media
-  calls always run on aiortc (its tracks and :mod:`peerpy.media`).
+  at a fraction of the CPU; data and media (libwebrtc's codecs, at a fraction
+  of aiortc's CPU per stream), the application's tracks staying aiortc's
+  (:mod:`peerpy.backends.wrtc_media`).
 
 A :class:`~peerpy.Peer` picks its backend from ``backend=`` or
-``PEERPY_BACKEND``: ``"auto"`` (the default) uses wrtc for data connections
-when it is installed (a dependency wherever wrtc ships a wheel) and the peer's
+``PEERPY_BACKEND``, for its data connections and calls alike: ``"auto"`` (the
+default) uses wrtc when it is installed (a dependency wherever wrtc ships a wheel) and the peer's
 :class:`~peerpy.network.NetworkPolicy` and configuration can be honoured on it
 (:func:`wrtc_unsupported`; address policies can), else aiortc. The two
 interoperate, in both offer directions.
@@ -29,7 +30,8 @@ connection and calls that object.
   (:mod:`peerpy.backends._aioice`) and its SCTP send path
   (:mod:`peerpy.backends._sctp`);
 - :mod:`peerpy.backends.wrtc`: wrtc, imported only when wrtc is used, with the
-  SDP filtering it needs (:mod:`peerpy.backends._sdp`, pure).
+  SDP filtering it needs (:mod:`peerpy.backends._sdp`, pure) and the track
+  adapters of calls (:mod:`peerpy.backends.wrtc_media`).
 
 Imports go one way: the backends import :mod:`peerpy.network` (the pure
 policy), :mod:`peerpy.route` and :mod:`peerpy.diagnosis` (value objects);
@@ -157,7 +159,7 @@ def wrtc_unsupported(configuration: RTCConfiguration, policy: NetworkPolicy) -> 
 def choose_backend(
     name: str, configuration: RTCConfiguration, policy: NetworkPolicy
 ) -> BackendName:
-    """The backend data connections use for a peer asking for ``name``.
+    """The backend a peer asking for ``name`` runs its connections (data and calls) on.
 
     ``"auto"`` falls back to aiortc when wrtc is absent or cannot honour the
     policy (:func:`wrtc_unsupported`); ``"wrtc"`` raises
@@ -189,7 +191,7 @@ def explain_backend(
 
 
 def fastest_backend() -> BackendName:
-    """The fastest backend installed for data connections (what the CLI uses)."""
+    """The fastest backend installed (what the CLI uses)."""
     return "wrtc" if wrtc_installed() else "aiortc"
 
 
@@ -289,11 +291,13 @@ class Backend(Protocol):
         """Send ``track`` on ``pc`` (``pc.addTrack``), counting its frames for the stats."""
         ...
 
-    def receive_track(self, track: MediaStreamTrack, max_frames: int) -> bool:
-        """Keep at most ``max_frames`` of a remote track's decoded frames, dropping the oldest.
+    def receive_track(self, track: MediaStreamTrack, max_frames: int) -> MediaStreamTrack:
+        """The track the application reads for a remote ``track`` of a call.
 
-        Also count the frames decoded and dropped for the stats where the
-        backend reports none. Return whether the backend could bound it.
+        An ``aiortc.MediaStreamTrack`` whose ``recv()`` gives av frames,
+        keeping at most ``max_frames`` (aiortc; about a second on wrtc) for a
+        reader that falls behind, dropping the oldest. Also count the frames
+        decoded and dropped for the stats where the backend reports none.
         """
         ...
 

@@ -24,6 +24,7 @@ the hooks, so its SDP passes through unchanged.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -55,6 +56,9 @@ __all__ = [
     "route_of",
     "watch_remote",
 ]
+
+
+_log = logging.getLogger("peerpy.backends")
 
 
 def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
@@ -149,8 +153,10 @@ class AiortcBackend:
     def add_track(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
         _aiortc_stats.count_sender(pc.addTrack(track))
 
-    def receive_track(self, track: MediaStreamTrack, max_frames: int) -> bool:
-        return _aiortc_stats.bound_frames(track, max_frames)
+    def receive_track(self, track: MediaStreamTrack, max_frames: int) -> MediaStreamTrack:
+        if not _aiortc_stats.bound_frames(track, max_frames):  # pragma: no cover
+            _log.debug("cannot bound the frame queue of %r (another aiortc version)", track)
+        return track
 
     async def stats_report(self, pc: RTCPeerConnection, channel: RTCDataChannel | None) -> Report:
         timed = (getattr(c, _aioice.RTT, None) for c in _ice_connections(pc))

@@ -43,6 +43,10 @@ What peerpy adds on top:
   from that ``"disconnected"`` (counting the 5 s already silent) and reports
   the remote gone when ICE has not recovered by then; so on wrtc a
   ``remote_gone`` below 5 s acts as about 5 s.
+- Calls: :mod:`peerpy.backends.wrtc_media` adapts an application's aiortc
+  tracks to the layer's senders (``addTrack``/``addTransceiver`` here take
+  them) and the remote tracks to aiortc's ``MediaStreamTrack``
+  (:meth:`WrtcBackend.receive_track`); libwebrtc encodes and decodes.
 - ``conn.route``: the selected pair of the data transport, from libwebrtc's
   ``RTCIceTransport.getSelectedCandidatePair()``.
 - Stats: libwebrtc's report is the W3C's (``webrtc.RTCStatsReport``, every
@@ -77,7 +81,7 @@ from ..diagnosis import IceSummary
 from ..exceptions import ConfigurationError
 from ..network import NetworkPolicy, address_allowed, check_remote_gone, remote_networks
 from ..route import Route
-from . import _channel_stats, _sdp
+from . import _channel_stats, _sdp, wrtc_media
 
 if TYPE_CHECKING:
     # The types of the API both backends share (webrtc.aiortc's mirror them).
@@ -102,6 +106,8 @@ SEND_QUEUE_LIMIT: Final = 16 * 1024 * 1024
 #: The most a wrtc data channel buffers before send() waits: well below SEND_QUEUE_LIMIT.
 HIGH_WATER: Final = 8 * 1024 * 1024
 
+#: Seconds closing a call waits for its senders to stop between frames.
+FEEDS_DRAIN: Final = 1.0
 #: Seconds a closing connection waits for libwebrtc's last stats report.
 FINAL_STATS_WAIT: Final = 1.0
 
@@ -133,6 +139,9 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
         self._peerpy_on_gone: Callable[[float], None] | None = None
         self._peerpy_timer: asyncio.TimerHandle | None = None
         self._peerpy_since = 0.0
+        #: libwebrtc's track ids (in its stats) -> those the application sees.
+        self._peerpy_track_ids: dict[str, str] = {}
+        self.on("track", self._peerpy_received)
         self._peerpy_final: webrtc.RTCStatsReport | None = None  # the report as it closed
         if remote_gone is not None:
             # Binds the layer to libwebrtc's ICE state events (see _emit_ice_state).
@@ -164,6 +173,28 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
         if self._peerpy_on_gone is not None and self._native_ice_state() == "disconnected":
             self._peerpy_on_gone(time.monotonic() - self._peerpy_since)
 
+    def addTrack(self, track: Any) -> Any:
+        # An application's aiortc track goes through a feed (see wrtc_media).
+        sender = super().addTrack(wrtc_media.feed(track))
+        self._peerpy_sent(sender)
+        return sender
+
+    def addTransceiver(self, trackOrKind: Any, direction: str = "sendrecv") -> Any:
+        transceiver = super().addTransceiver(wrtc_media.feed(trackOrKind), direction)
+        self._peerpy_sent(transceiver.sender)
+        return transceiver
+
+    def _peerpy_received(self, track: Any) -> None:
+        native = getattr(track, "_native", None)
+        if native is not None:
+            self._peerpy_track_ids[str(native.id)] = track.id
+
+    def _peerpy_sent(self, sender: Any) -> None:
+        # libwebrtc's stats name the generator's track: remember the application's id.
+        native = getattr(getattr(sender, "_native", None), "track", None)
+        if native is not None and sender.track is not None:
+            self._peerpy_track_ids[str(native.id)] = sender.track.id
+
     async def close(self) -> None:
         if self._peerpy_timer is not None:
             self._peerpy_timer.cancel()
@@ -175,6 +206,9 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
                 self._peerpy_final = await asyncio.wait_for(
                     self._native.get_stats(), FINAL_STATS_WAIT
                 )
+        if self.connectionState != "closed":
+            # The senders' pumps stop between frames, not in the middle of one.
+            await wrtc_media.drain([s.track for s in self.getSenders()], FEEDS_DRAIN)
         await super().close()
 
     async def _peerpy_stats(self) -> webrtc.RTCStatsReport:
@@ -387,16 +421,24 @@ class WrtcBackend:
         return False  # libwebrtc does not expose its SCTP queues
 
     def add_track(self, pc: aiortc.RTCPeerConnection, track: aiortc.MediaStreamTrack) -> None:
-        pc.addTrack(track)  # libwebrtc counts frames itself
+        pc.addTrack(track)  # through a feed (_PeerConnection.addTrack); libwebrtc counts frames
 
-    def receive_track(self, track: aiortc.MediaStreamTrack, max_frames: int) -> bool:
-        return False  # peerpy does not bound a libwebrtc track's frames (yet)
+    def receive_track(
+        self, track: aiortc.MediaStreamTrack, max_frames: int
+    ) -> aiortc.MediaStreamTrack:
+        """``track`` as an aiortc track; libwebrtc keeps about a second, not ``max_frames``.
+
+        libwebrtc counts its frames itself. See :mod:`peerpy.backends.wrtc_media`.
+        """
+        return wrtc_media.received(track)
 
     async def stats_report(
         self, pc: aiortc.RTCPeerConnection, channel: aiortc.RTCDataChannel | None
     ) -> Report:
         report = await self.raw_stats(pc)
         entries = {stats_id: stats.to_json() for stats_id, stats in report.items()}
+        if isinstance(pc, _PeerConnection):
+            wrtc_media.name_tracks(entries, pc._peerpy_track_ids)
         # libwebrtc reports a data channel until it closes; peerpy's counts after.
         counted = _channel_stats.channel_entry(channel)
         if counted is not None and not any(

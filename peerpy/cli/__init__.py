@@ -11,9 +11,11 @@
     peerpy chat [ID] --room NAME group chat in a room (--name: what the others see)
     peerpy demo [--size 64MiB]   embedded broker + two peers on 127.0.0.1: a rate
 
-Every command takes ``--server``, ``--ice-servers`` and ``--ice-addresses``;
-without them, ``PEERPY_SERVER``, ``PEERPY_ICE_SERVERS`` and
-``PEERPY_ICE_ADDRESSES`` apply, as for :class:`peerpy.Peer`.  Built on
+Every command takes ``--server``, ``--key``, ``--token``, ``--ice-servers``
+and ``--ice-addresses`` (:mod:`peerpy.cli.options`); without them, the
+``PEERPY_*`` variables of the same names apply, as for :class:`peerpy.Peer`.
+With no broker named, ``send``/``receive``/``chat`` meet on the local network
+(:mod:`peerpy.cli.lan`).  Built on
 argparse (standard library: no dependency for a secondary interface, and
 ``main(argv)`` returns exit codes instead of exiting).  Exit status: 0 done,
 1 the transfer or connection failed, 2 bad usage, 130 interrupted (SIGINT),
@@ -45,95 +47,35 @@ import anyio
 import anyio.abc
 import attrs
 
-from .. import __version__
 from .. import backends as backend
 from ..config import resolve_network, resolve_rtc_configuration
-from ..exceptions import NegotiationFailedError, PeerError, UsageError
-from ..transfer import Code, receive_files, send_files
+from ..exceptions import NegotiationFailedError, NetworkError, PeerError, UsageError
+from ..transfer import Code, parse_code, receive_files, send_files
 from ..transfer.errors import (
     PeerVanishedError,
     RejectedError,
     StoppedError,
     TransferUsageError,
 )
-from ..transfer.files import PARTIAL_SUFFIX, Conflict
+from ..transfer.files import PARTIAL_SUFFIX, Conflict, build_manifest, text_manifest
 from ..transfer.protocol import Offer
-from .progress import RichProgress, describe, format_size, parse_size, stderr_console
-from .prompt import prompt_code
+from .options import build_parser, check_ice_addresses, peer_options, receive_command
+from .progress import (
+    RichProgress,
+    describe,
+    format_size,
+    is_text,
+    parse_size,
+    stderr_console,
+)
+from .prompt import check_code, prompt_code
 
-__all__ = ["build_parser", "main"]
-
-DEFAULT_DEMO_SIZE = "64MiB"
-
-
-def _list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``peerpy`` (exposed for docs and tests)."""
-    common = argparse.ArgumentParser(add_help=False)
-    net = common.add_argument_group("network (flags win over the environment)")
-    net.add_argument("--server", help="broker URL (else PEERPY_SERVER)")
-    net.add_argument(
-        "--ice-servers",
-        type=_list,
-        metavar="URLS",
-        help="comma-separated stun:/turn: URLs, '' for none (else PEERPY_ICE_SERVERS)",
-    )
-    net.add_argument(
-        "--ice-addresses",
-        type=_list,
-        metavar="ADDRS",
-        help="comma-separated local addresses ICE may use (else PEERPY_ICE_ADDRESSES)",
-    )
-    common.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
-
-    parser = argparse.ArgumentParser(
-        prog="peerpy", description="Peer-to-peer files and chat over WebRTC, PeerJS-compatible."
-    )
-    parser.add_argument("--version", action="version", version=f"peerpy {__version__}")
-    # -v before the command counts too (`peerpy -v send x` as `peerpy send x -v`).
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, dest="verbose_before", help=argparse.SUPPRESS
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    send = sub.add_parser("send", parents=[common], help="send files and folders with a code")
-    send.add_argument("paths", nargs="*", metavar="PATH", help="files, folders, or - for stdin")
-    send.add_argument("--text", help="send this message instead of files")
-    send.add_argument("--qr", action="store_true", help="also print the code as a QR code")
-    send.add_argument("--code", help="use this code (number-words) instead of a random one")
-    send.add_argument("--words", type=int, default=2, help="words in a random code (default 2)")
-
-    receive = sub.add_parser("receive", parents=[common], help="receive with a code")
-    receive.add_argument("code", nargs="?", metavar="CODE", help="asked for when left out")
-    receive.add_argument(
-        "--stdout", action="store_true", help="write the one file to stdout (progress on stderr)"
-    )
-    receive.add_argument("-o", "--output", default=".", metavar="DIR", help="where to put files")
-    receive.add_argument("-y", "--yes", action="store_true", help="accept without asking")
-    clash = receive.add_mutually_exclusive_group()
-    clash.add_argument("--overwrite", action="store_true", help="replace existing files")
-    clash.add_argument("--rename", action="store_true", help="save as 'name (1).ext' instead")
-
-    chat = sub.add_parser("chat", parents=[common], help="line-based chat")
-    chat.add_argument("id", nargs="?", metavar="ID", help="your peer id (--room: optional)")
-    chat.add_argument("remote", nargs="?", metavar="REMOTE", help="peer to connect to")
-    chat.add_argument("--room", metavar="NAME", help="group chat with everyone in room NAME")
-    chat.add_argument("--name", help="the name the room shows for you (default: your id)")
-
-    demo = sub.add_parser("demo", parents=[common], help="local transfer demo with a rate")
-    demo.add_argument("--size", default=DEFAULT_DEMO_SIZE, help="bytes to send (default 64MiB)")
-    return parser
+__all__ = ["build_parser", "main", "qr_text"]
 
 
 def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "server": args.server,
-        "ice_servers": args.ice_servers,
-        "ice_addresses": args.ice_addresses,
-    }
+    """The run's Peer settings; ``server`` None (no broker named) is filled in by the command."""
+    return peer_options(args)
 
 
 def _backend_line(args: argparse.Namespace) -> str:
@@ -161,8 +103,12 @@ class _Run:
 
     args: argparse.Namespace
     progress: RichProgress | None = None
+    #: What :meth:`say` printed, so that an error already told is not printed again.
+    said: list[str] = attrs.Factory(list)
 
     def say(self, text: str) -> None:
+        text = plain(text)
+        self.said.append(text)
         print(f"peerpy {self.args.command}: {text}", file=sys.stderr, flush=True)
 
     def resume_hint(self) -> str:
@@ -201,33 +147,54 @@ async def _send(args: argparse.Namespace, run: _Run) -> int:
         raise TransferUsageError("nothing to send: give paths, - for stdin, or --text")
     if "-" in args.paths and len(args.paths) > 1:
         raise TransferUsageError("- (standard input) must be the only thing sent")
+    options = _peer_options(args)
+    named = options["server"]  # None: the local network, with a broker of our own
 
     def on_code(code: Code) -> None:
         print(f"Code: {code}", flush=True)
-        console.print(f"On the other machine run:  peerpy receive {code}")
+        command = receive_command(str(code), named, options["key"])
+        where = "" if named else " on this network"
+        console.print(f"On the other machine{where} run:  {command}")
         if args.qr:
-            console.print(qr_text(str(code)), highlight=False, markup=False)
+            payload = str(code) if command == f"peerpy receive {code}" else command
+            console.print(qr_text(payload), highlight=False, markup=False)
 
     backend_line = _backend_line(args)
     run.progress = RichProgress(console, verb="Sending")
-    with contextlib.ExitStack() as stack:
-        paths = args.paths
+    async with contextlib.AsyncExitStack() as stack:
+        paths, text = args.paths, args.text
+        if text == "-":
+            text = await anyio.to_thread.run_sync(sys.stdin.read)
         if paths == ["-"]:
             console.print("reading standard input ...")
-            spooled, size = await anyio.to_thread.run_sync(_spool_stdin, stack)
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="peerpy-stdin-"))
+            spooled, size = await anyio.to_thread.run_sync(_spool_stdin, Path(folder))
             paths = [spooled]
             console.print(f"read {format_size(size)} from standard input")
+        code = args.code
+        if named is None:
+            from .lan import sender_broker
+
+            # Usage errors (a missing file, a long text) before anything is announced.
+            if text is not None:
+                text_manifest(text)
+            else:
+                await anyio.to_thread.run_sync(build_manifest, paths)
+
+            fixed = parse_code(code) if code is not None else None
+            lan = await stack.enter_async_context(sender_broker(fixed, args.words))
+            code, options["server"] = lan.code, lan.url
         stats = await send_files(
             paths,
             on_code=on_code,
-            code=args.code,
+            code=code,
             words=args.words,
             progress=run.progress,
             on_notice=run.say,
-            text=args.text,
-            **_peer_options(args),
+            text=text,
+            **options,
         )
-    what = "a text" if args.text is not None else f"{stats.files} file(s)"
+    what = "a text" if text is not None else f"{stats.files} file(s)"
     console.print(
         f"sent {what}, {format_size(stats.transferred_bytes)} in "
         f"{stats.seconds:.1f} s ({format_size(stats.rate)}/s), verified by the receiver"
@@ -240,13 +207,12 @@ async def _send(args: argparse.Namespace, run: _Run) -> int:
     return 0
 
 
-def _spool_stdin(stack: contextlib.ExitStack) -> tuple[str, int]:
-    """Copy standard input to a temporary file named ``stdin`` (removed on exit).
+def _spool_stdin(folder: Path) -> tuple[str, int]:
+    """Copy standard input to a file named ``stdin`` in ``folder`` (a temporary one).
 
     The transfer protocol offers sizes and hashes up front, as croc does for
     stdin; the copy also lets a reconnection resume within this run.
     """
-    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="peerpy-stdin-")))
     path = folder / "stdin"
     with path.open("wb") as out:
         shutil.copyfileobj(sys.stdin.buffer, out, 1024 * 1024)
@@ -285,34 +251,48 @@ async def _receive(args: argparse.Namespace, run: _Run) -> int:
     code = args.code
     if code is None:
         code = await anyio.to_thread.run_sync(prompt_code, abandon_on_cancel=True)
+    parsed = check_code(code)  # before anything reaches the sender: one try per code
     conflict: Conflict = "overwrite" if args.overwrite else "rename" if args.rename else "refuse"
+    texts_only = True
 
     async def confirm(offer: Offer, already: int) -> bool:
-        if args.yes:
-            console.print(f"receiving {describe(offer)}")
+        nonlocal texts_only
+        texts_only = is_text(offer)
+        if args.yes or texts_only:  # a text is only printed: nothing to agree to
+            if not texts_only:
+                console.print(f"receiving {describe(offer)}")
             return True
         return await _ask(offer, already)
 
     backend_line = _backend_line(args)
+    options = _peer_options(args)
+    peer_id = None
+    if options["server"] is None:  # no broker named: find the sender's on the local network
+        from .lan import find_broker, receiver_id
+
+        options["server"] = await find_broker(parsed, args.wait)
+        peer_id = receiver_id(parsed)
     run.progress = RichProgress(console, verb="Receiving")
     stats = await receive_files(
-        code,
+        parsed,
         output=args.output,
         conflict=conflict,
         confirm=confirm,
         progress=run.progress,
         on_notice=run.say,
         stdout=sys.stdout.buffer if args.stdout else None,
-        **_peer_options(args),
+        peer_id=peer_id,
+        **options,
     )
     for text in stats.texts:
         print(text, flush=True)
     for path in stats.paths:
         if str(path) != "-":
             print(path)
-    what = "a text" if stats.texts and not stats.paths else f"{stats.files} file(s)"
+    if texts_only and stats.texts:  # like wormhole's --only-text: the text and nothing else
+        return 0
     console.print(
-        f"received {what}, {format_size(stats.transferred_bytes)} in "
+        f"received {stats.files} file(s), {format_size(stats.transferred_bytes)} in "
         f"{stats.seconds:.1f} s ({format_size(stats.rate)}/s)"
         + (f", {format_size(stats.resumed_bytes)} resumed" if stats.resumed_bytes else "")
         + ", SHA-256 verified"
@@ -326,26 +306,33 @@ async def _receive(args: argparse.Namespace, run: _Run) -> int:
 
 
 async def _chat(args: argparse.Namespace, run: _Run) -> int:
-    from .chat import run_chat, run_room_chat
-
-    async def read_line() -> str | None:
-        line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
-        return line or None
+    from .chat import run_chat, run_room_chat, stdin_lines
 
     def write(text: str) -> None:
         print(text, flush=True)
 
     if args.room is not None and args.remote is not None:
         raise UsageError("--room chats with everyone in the room: give no REMOTE")
-    if args.room is not None:
-        options = _peer_options(args)
-        await run_room_chat(
-            args.id, args.room, name=args.name, read_line=read_line, write=write, **options
-        )
-        return 0
-    if args.id is None:
+    if args.room is None and args.id is None:
         raise UsageError("give your ID (and a REMOTE to call), or --room NAME for a group chat")
-    await run_chat(args.id, args.remote, read_line=read_line, write=write, **_peer_options(args))
+    options = _peer_options(args)
+    async with contextlib.AsyncExitStack() as stack:
+        read_line = await stack.enter_async_context(stdin_lines())
+        if args.room is not None:  # rooms live on a broker: PEERPY_SERVER's, else the default
+            settings = {name: value for name, value in options.items() if value is not None}
+            await run_room_chat(
+                args.id, args.room, name=args.name, read_line=read_line, write=write, **settings
+            )
+            return 0
+        if options["server"] is None:  # no broker named: meet on the local network
+            from .lan import chat_broker, find_chat
+
+            if args.remote is None:
+                options["server"] = await stack.enter_async_context(chat_broker(args.id))
+            else:
+                options["server"] = await find_chat(args.remote, args.wait)
+        settings = {name: value for name, value in options.items() if value is not None}
+        await run_chat(args.id, args.remote, read_line=read_line, write=write, **settings)
     return 0
 
 
@@ -355,8 +342,7 @@ async def _demo(args: argparse.Namespace, run: _Run) -> int:
     options = _peer_options(args)
     if options["ice_addresses"] is None and not os.environ.get("PEERPY_ICE_ADDRESSES"):
         options["ice_addresses"] = ["127.0.0.1"]  # by itself the demo stays on loopback
-    # Without --server or PEERPY_SERVER the demo embeds its own broker.
-    options["server"] = options["server"] or os.environ.get("PEERPY_SERVER") or None
+    # Without --server or PEERPY_SERVER the demo embeds its own broker on 127.0.0.1.
     console = stderr_console()
     console.print(_backend_line(argparse.Namespace(**{**vars(args), **options})))
     await run_demo(parse_size(args.size), console=console, **options)
@@ -419,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     run = _Run(args)
     try:
+        check_ice_addresses(args.ice_addresses)
         return backend.run(_run, _COMMANDS[args.command], run)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -430,10 +417,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, UsageError):
             print(f"peerpy {args.command}: {error}", file=sys.stderr)
             return 2
-        hint = ""
+        text, hint = describe_error(error), ""
         if isinstance(error, StoppedError | PeerVanishedError) and run.where():
             hint = f" ({run.where().strip()}); {run.resume_hint()}"
-        print(f"peerpy {args.command}: error: {describe_error(error)}{hint}", file=sys.stderr)
+        if text in run.said:  # told as it happened: only what to do now
+            if hint:
+                print(f"peerpy {args.command}: {hint.lstrip()}", file=sys.stderr)
+            return 1
+        print(f"peerpy {args.command}: error: {text}{hint}", file=sys.stderr)
         return 1
 
 
@@ -443,17 +434,32 @@ _NEGOTIATION = re.compile(
 )
 
 
+_UNREACHABLE = "cannot reach the broker at "
+
+
 def describe_error(error: PeerError) -> str:
-    """The error's text for a person: ICE failures name no internal peer id."""
+    """The error's text for a person: ICE failures name no internal peer id; an
+    unreachable broker comes with what to do."""
     text = str(error)
     if isinstance(error, NegotiationFailedError):
-
-        def plain(match: re.Match[str]) -> str:
-            limit = match["limit"]
-            return "could not connect to the other side" + (f" within {limit}" if limit else "")
-
-        text = _NEGOTIATION.sub(plain, text)
+        text = plain(text)
+    if isinstance(error, NetworkError) and text.startswith(_UNREACHABLE):
+        text += (
+            "; start a broker there (`peerpy-server`), or name one with --server URL "
+            "(--server peerjs: the PeerJS project's public broker), or drop --server and "
+            "PEERPY_SERVER to meet on the local network"
+        )
     return text
+
+
+def plain(text: str) -> str:
+    """``text`` with a failed negotiation worded for a person (no internal peer id)."""
+
+    def worded(match: re.Match[str]) -> str:
+        limit = match["limit"]
+        return "could not connect to the other side" + (f" within {limit}" if limit else "")
+
+    return _NEGOTIATION.sub(worded, text)
 
 
 def _peer_error(exc: BaseException) -> PeerError | None:

@@ -3,21 +3,31 @@
 ``peerpy chat ID [REMOTE]`` talks with one peer over one data connection;
 ``peerpy chat [ID] --room NAME [--name NAME]`` joins a room (:mod:`peerpy.room`)
 and talks with everyone in it, printing a line when someone joins or leaves.
+
+Input is read from the start, so that the end of the input (Ctrl-D) leaves
+even while waiting for the other side; lines typed before it connects are
+sent once it does (``echo hi | peerpy chat bob alice`` says hi, then leaves).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+import math
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..dataconnection import DataConnection
 from ..exceptions import NegotiationFailedError, PeerError
 from ..peer import Peer
 from ..room import Room
 
-__all__ = ["run_chat", "run_room_chat"]
+__all__ = ["run_chat", "run_room_chat", "stdin_lines"]
 
 ReadLine = Callable[[], Awaitable[str | None]]
 
@@ -34,28 +44,103 @@ async def run_chat(
 
     Each line from ``read_line()`` (``None`` at end of input) is sent as a
     string; each received value is written as ``"<peer>: <text>"``.  Ends when
-    the input ends or the other side leaves.  Cancelling closes the chat.
+    the input ends (also while still waiting for the other side: the id is
+    released at once) or the other side leaves.  Cancelling closes the chat.
     """
-    async with Peer(peer_id, **peer_kwargs) as peer:
+    send, lines = anyio.create_memory_object_stream[str | None](math.inf)
+    async with lines, Peer(peer_id, **peer_kwargs) as peer, anyio.create_task_group() as reading:
+        reading.start_soon(_read_all, read_line, send)
         if remote is None:
-            write(f"* waiting for someone to connect to {peer.id} ...")
-            conn = await peer.accept()
-        else:
-            conn = await peer.connect(remote, reliable=True)
+            write(f"* waiting for someone to connect to {peer.id} (Ctrl-D leaves) ...")
+        conn, early, ended = await _meet(peer, remote, lines)
+        if conn is None:
+            write("* input ended: left before anyone connected")
+            reading.cancel_scope.cancel()
+            return
         write(f"* connected to {conn.peer}; type lines, end with Ctrl-D")
         failure: PeerError | None = None
         leaving = anyio.Event()
         async with anyio.create_task_group() as tg:
             tg.start_soon(_show, conn, write, leaving, tg.cancel_scope)
             try:
-                await _type(conn, read_line)
+                await _type(conn, early, None if ended else lines)
             except PeerError as exc:  # raised after the group, not wrapped in a group
                 failure = exc
             leaving.set()
             # Close politely; what the other side sent before still gets shown.
             await conn.close(flush=True)
+        reading.cancel_scope.cancel()
         if failure is not None:
             raise failure
+
+
+@contextlib.asynccontextmanager
+async def stdin_lines() -> AsyncIterator[ReadLine]:
+    """A ``read_line`` for standard input, read by a daemon thread of its own.
+
+    Not a worker thread of the event loop: a person who never presses Enter
+    would keep one of those, and with it the process, alive after the chat
+    ended (the other side left).  Enter it on the event loop (asyncio).
+    """
+    loop = asyncio.get_running_loop()
+    send, receive = anyio.create_memory_object_stream[str | None](math.inf)
+
+    def deliver(line: str | None) -> None:
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            send.send_nowait(line)
+
+    def pump() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: the chat is over
+            try:
+                for line in iter(sys.stdin.readline, ""):
+                    loop.call_soon_threadsafe(deliver, line)
+            except (OSError, ValueError):  # no readable standard input: as if it ended
+                pass
+            loop.call_soon_threadsafe(deliver, None)
+
+    async def read_line() -> str | None:
+        return await receive.receive()
+
+    with send, receive:
+        threading.Thread(target=pump, name="peerpy chat input", daemon=True).start()
+        yield read_line
+
+
+async def _read_all(read_line: ReadLine, send: MemoryObjectSendStream[str | None]) -> None:
+    """Pass every input line on, then ``None`` at the end of the input."""
+    async with send:
+        while (line := await read_line()) is not None:
+            await send.send(line)
+        await send.send(None)
+
+
+async def _meet(
+    peer: Peer, remote: str | None, lines: MemoryObjectReceiveStream[str | None]
+) -> tuple[DataConnection | None, list[str], bool]:
+    """The open connection (``None`` if the input ended, empty, first), the lines typed
+    meanwhile, and whether the input ended."""
+    opened: list[DataConnection] = []
+    early: list[str] = []
+    ended = False
+    async with anyio.create_task_group() as tg:
+
+        async def open_connection() -> None:
+            if remote is None:
+                opened.append(await peer.accept())
+            else:
+                opened.append(await peer.connect(remote, reliable=True))
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(open_connection)
+        async for line in lines:
+            if line is None:
+                # Nothing typed: leave now.  Lines typed (a pipe): deliver them, then leave.
+                ended = True
+                if not opened and not early:
+                    tg.cancel_scope.cancel()
+                break
+            early.append(line)
+    return (opened[0] if opened else None), early, ended
 
 
 async def _show(
@@ -76,12 +161,24 @@ async def _show(
         scope.cancel()
 
 
-async def _type(conn: DataConnection, read_line: ReadLine) -> None:
-    """Send each input line until the input ends."""
-    while (line := await read_line()) is not None:
-        line = line.rstrip("\r\n")
-        if line and conn.open:
-            await conn.send(line)
+async def _type(
+    conn: DataConnection, early: list[str], lines: MemoryObjectReceiveStream[str | None] | None
+) -> None:
+    """Send the lines typed before the connection opened, then each one until the input ends."""
+    for typed in early:
+        await _say(conn, typed)
+    if lines is None:
+        return
+    async for line in lines:
+        if line is None:
+            return
+        await _say(conn, line)
+
+
+async def _say(conn: DataConnection, line: str) -> None:
+    line = line.rstrip("\r\n")
+    if line and conn.open:
+        await conn.send(line)
 
 
 async def run_room_chat(

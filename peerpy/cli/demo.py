@@ -75,6 +75,8 @@ async def run_demo(
     server: str | None = None,
     ice_servers: Sequence[str] | None = None,
     ice_addresses: Sequence[str] | None = None,
+    key: str | None = None,
+    token: str | None = None,
 ) -> float:
     """Send a generated ``size``-byte file from a sender process to this one; return bytes/s.
 
@@ -95,6 +97,10 @@ async def run_demo(
                 command += ["--ice-servers", ",".join(ice_servers)]
             if ice_addresses is not None:
                 command += ["--ice-addresses", ",".join(ice_addresses)]
+            if key is not None:
+                command += ["--key", key]
+            if token is not None:  # a JWT for "*" (both peers), as the receiver's
+                command += ["--token", token]
             async with await anyio.open_process(
                 [*command, str(source)], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
             ) as sender:
@@ -108,6 +114,8 @@ async def run_demo(
                         server=url,
                         ice_servers=ice_servers,
                         ice_addresses=ice_addresses,
+                        key=key,
+                        token=token,
                     )
                     with anyio.fail_after(_SENDER_EXIT):
                         status = await sender.wait()

@@ -19,15 +19,20 @@ from rich.progress import (
 from ..transfer.errors import TransferUsageError
 from ..transfer.protocol import EntryKind, FileEntry, Offer
 
-__all__ = ["RichProgress", "describe", "format_size", "parse_size", "stderr_console"]
+__all__ = ["RichProgress", "describe", "format_size", "is_text", "parse_size", "stderr_console"]
 
 _UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?)?b?\s*$", re.IGNORECASE)
 
 
 def stderr_console() -> Console:
-    """The console progress and messages go to (stdout stays for codes and results)."""
-    return Console(file=sys.stderr, highlight=False)
+    """The console progress and messages go to (stdout stays for codes and results).
+
+    Off a terminal nothing is wrapped: a log file or a pipe gets whole lines.
+    No markup: messages print as written (``pip install 'peerpy-sdk[wrtc]'``).
+    """
+    terminal = sys.stderr.isatty()
+    return Console(file=sys.stderr, highlight=False, markup=False, soft_wrap=not terminal)
 
 
 def parse_size(text: str) -> int:
@@ -48,10 +53,16 @@ def format_size(nbytes: float) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def is_text(offer: Offer) -> bool:
+    """Whether ``offer`` is a message (``peerpy send --text``), not files."""
+    files = offer.files
+    return len(files) == 1 and files[0][1].kind is EntryKind.TEXT
+
+
 def describe(offer: Offer) -> str:
     """One line about an offer: ``3 files (12.5 MiB): a.txt, photos/...``."""
     files = offer.files
-    if len(files) == 1 and files[0][1].kind is EntryKind.TEXT:
+    if is_text(offer):
         return f"a text ({format_size(offer.total_bytes)})"
     top = sorted({e.path.split("/")[0] for e in offer.entries})
     names = ", ".join(top[:4]) + (", ..." if len(top) > 4 else "")
@@ -78,8 +89,10 @@ class RichProgress:
         return f"{format_size(max(self.done, 0))} of {format_size(self.total)}"
 
     def begin(self, offer: Offer, already: int) -> None:
-        """Start the bar at ``already`` of the offer's bytes."""
+        """Start the bar at ``already`` of the offer's bytes (none for a text: no noise)."""
         self.total, self.done = offer.total_bytes, already
+        if is_text(offer):
+            return
         self._bar = Progress(
             TextColumn("{task.description}", markup=False),
             BarColumn(),

@@ -11,10 +11,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from ..transfer.errors import TransferUsageError
+from ..transfer.auth import Code, parse_code
+from ..transfer.errors import BadCodeError, TransferUsageError
 from ..transfer.words import WORDS
 
-__all__ = ["complete_code", "prompt_code"]
+__all__ = ["check_code", "complete_code", "prompt_code"]
 
 PROMPT = "Enter the code (Tab completes the words): "
 
@@ -30,6 +31,28 @@ def complete_code(text: str) -> list[str]:
         return []
     prefix = head + sep
     return [f"{prefix}{word}-" for word in WORDS if word.startswith(last.lower())]
+
+
+def check_code(text: str) -> Code:
+    """Parse ``text``; refuse a code of list words with one typed only in part (half-typed).
+
+    The sender gives each code one try, so ``7-purple-sau`` (Tab not pressed,
+    or Enter too early) would end the transfer on both sides: it is caught
+    here, before anything is sent.  A code with a word that starts no list
+    word is a chosen one (``send --code 7-no-thanks``) and is left to the sender.
+    """
+    code = parse_code(text)
+    starts = {word: [w for w in WORDS if w.startswith(word)] for word in code.words}
+    if not all(starts.values()):  # a word of no list word's: a chosen code (send --code)
+        return code
+    for word, completions in starts.items():
+        if word not in WORDS:
+            shown = " or ".join(completions[:3]) + (" or ..." if len(completions) > 3 else "")
+            raise BadCodeError(
+                f"{text!r} looks half-typed: {word!r} is the start of {shown}; type the "
+                "whole code (nothing was sent: the sender's one try is not used up)"
+            )
+    return code
 
 
 def _completer(text: str, state: int) -> str | None:

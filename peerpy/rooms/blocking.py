@@ -14,13 +14,13 @@ handler).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-import anyio
 from aiortc import MediaStreamTrack
 
 from .. import room as _room
+from ..blocking import Forward, repeat, within
 from ..exceptions import ConnectionClosedError
 
 if TYPE_CHECKING:
@@ -39,30 +39,15 @@ class Room:
     def __repr__(self) -> str:
         return repr(self._room).replace("<", "<sync ", 1)
 
-    @property
-    def name(self) -> str:
-        """The room's name."""
-        return self._room.name
-
-    @property
-    def metadata(self) -> Any:
-        """Our metadata, as the other members see it."""
-        return self._room.metadata
+    name = Forward("The room's name.", via="_room", settable=False)
+    metadata = Forward("Our metadata, as the other members see it.", via="_room", settable=False)
+    state = Forward("Where the room is in its life.", via="_room", settable=False)
+    joined = Forward("Whether we are a member now.", via="_room", settable=False)
 
     @property
     def members(self) -> Mapping[str, Any]:
         """The other members' ids and metadata, as they are now (read-only)."""
         return MappingProxyType(self._owner._call_sync(lambda: dict(self._room.members)))
-
-    @property
-    def state(self) -> _room.RoomState:
-        """Where the room is in its life."""
-        return self._room.state
-
-    @property
-    def joined(self) -> bool:
-        """Whether we are a member now."""
-        return self._room.joined
 
     @property
     def connections(self) -> dict[str, DataConnection]:
@@ -75,12 +60,7 @@ class Room:
         self._owner._call(self._room.__aenter__)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.leave()
 
     def leave(self) -> None:
@@ -93,19 +73,10 @@ class Room:
 
     def recv(self, timeout: float | None = None) -> tuple[str, Any]:
         """Return the next ``(member, value)``; raise ``TimeoutError`` after ``timeout`` s."""
-
-        async def recv() -> tuple[str, Any]:
-            with anyio.fail_after(timeout):
-                return await self._room.recv()
-
-        return self._owner._call(recv)
+        return self._owner._call(within(timeout, self._room.recv))
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
-        while True:
-            try:
-                yield self.recv()
-            except ConnectionClosedError:
-                return
+        return repeat(self.recv, until=ConnectionClosedError)
 
     def call(self, tracks: Iterable[MediaStreamTrack]) -> dict[str, MediaConnection]:
         """Send ``tracks`` to every member (see :meth:`peerpy.room.Room.call`)."""
@@ -118,12 +89,9 @@ class Room:
         A first ``data`` handler also gets the values received before it and
         not read, in order, before any later one.
         """
-        forward = self._owner._forwarder(self._room, event, handler)
-        self._owner._call_sync(self._room.on, event, forward)
+        self._owner._on(self._room, event, handler)
         return handler
 
     def off(self, event: _room.RoomEvent, handler: Callable[..., Any]) -> None:
         """Stop calling ``handler`` for ``event``."""
-        forward = self._owner._forwarders.pop((id(self._room), event, handler), None)
-        if forward is not None:
-            self._owner._call_sync(self._room.off, event, forward)
+        self._owner._off(self._room, event, handler)

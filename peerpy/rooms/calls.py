@@ -6,7 +6,13 @@ that calls the room the same way reaches us by an incoming call, which
 :class:`Calls` answers receive-only and announces with the room's ``stream``
 event ``(member, MediaStream)``.  So each direction between two members is its
 own call (its own peer connection): a member that only listens sends nothing,
-and nobody has to renegotiate when someone starts or stops sending.
+and nobody has to renegotiate when someone starts or stops sending.  The calls
+get the tracks through a relay, so each gets every frame (calls reading one
+track directly would take turns at its frames) and closing a call leaves the
+user's tracks alone; video frames are converted once, before the relay, to the
+yuv420p the encoders take (aiortc's encoders, each in its own thread, would
+otherwise convert one shared frame at once, and PyAV's converter, cached on
+the frame, is not thread-safe: a segfault).
 
 The cost is the mesh's: with ``n`` members each sending, every peer encodes
 and uploads its media ``n - 1`` times and decodes ``n - 1`` streams, over
@@ -18,9 +24,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import anyio
+import av
 from aiortc import MediaStreamTrack
+from aiortc.contrib.media import MediaRelay
 
 from ..exceptions import PeerError
 from ..mediaconnection import MediaConnection, MediaStream, check_tracks
@@ -30,6 +39,22 @@ __all__ = ["Calls"]
 
 #: Told of each member's stream, once its call is up.
 OnStream = Callable[[str, MediaStream], None]
+
+
+class _Encodable(MediaStreamTrack):
+    """``source``'s frames, video converted to yuv420p (see the module docstring)."""
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self._source = source
+
+    async def recv(self) -> Any:
+        """The source's next frame.  Cancelling loses nothing the source has not given."""
+        frame = await self._source.recv()
+        if isinstance(frame, av.VideoFrame) and frame.format.name != "yuv420p":
+            return frame.reformat(format="yuv420p")
+        return frame
 
 
 class Calls:
@@ -43,6 +68,8 @@ class Calls:
         self._on_stream = on_stream
         self._log = logger
         self._tracks: tuple[MediaStreamTrack, ...] | None = None
+        self._relay = MediaRelay()  # one copy of each track per call
+        self._encodable: dict[MediaStreamTrack, _Encodable] = {}
         self._out: dict[str, MediaConnection] = {}
         self._in: dict[str, MediaConnection] = {}
         self._closed = False
@@ -56,6 +83,7 @@ class Calls:
         the calls go on.
         """
         self._tracks = check_tracks(tracks)
+        self._encodable = {t: self._encodable.get(t) or _Encodable(t) for t in self._tracks}
         done: dict[str, MediaConnection] = {}
 
         async def one(member: str) -> None:
@@ -101,8 +129,10 @@ class Calls:
 
     async def _call(self, member: str) -> MediaConnection | None:
         assert self._tracks is not None
+        sources = [self._encodable[track] for track in self._tracks]
+        tracks = [self._relay.subscribe(source, buffered=False) for source in sources]
         try:
-            call = await self._host.call(member, self._tracks, metadata=room_metadata(self._room))
+            call = await self._host.call(member, tracks, metadata=room_metadata(self._room))
         except PeerError as exc:
             self._log.warning("room %s: calling %s failed: %s", self._room, member, exc)
             return None

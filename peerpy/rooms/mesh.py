@@ -82,13 +82,7 @@ class MeshHost(Protocol):
     def limits(self) -> Limits: ...
     def _spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None: ...
     async def connect(
-        self,
-        peer: str,
-        *,
-        label: str | None = None,
-        metadata: Any = None,
-        serialization: str = "binary",
-        reliable: bool = False,
+        self, peer: str, *, label: str, metadata: Any, serialization: str, reliable: bool
     ) -> DataConnection: ...
     async def call(
         self, peer: str, tracks: Any = None, *, metadata: Any = None

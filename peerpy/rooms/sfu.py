@@ -5,10 +5,10 @@ with ``"sfu"``, see docs/rooms.md), the :class:`~peerpy.room.Room` swaps its
 mesh :class:`~peerpy.rooms.calls.Calls` for :class:`SfuCalls`, which has the
 same methods:
 
-- on joining, it opens Janus's WebSocket API (``janus-protocol``), creates a
-  session and joins the VideoRoom room as a *publisher* named with our member
-  id (with the PIN and the token the broker minted for us), publishing
-  nothing yet: so a member that never calls (a viewer) still receives;
+- on joining, it opens a session on Janus's WebSocket API
+  (:mod:`peerpy.rooms.janus`) and joins the VideoRoom room as a *publisher*
+  shown as our member id (with the PIN, the token and the participant id the
+  broker gave us), publishing nothing yet: so a member that never calls (a viewer) still receives;
 - :meth:`SfuCalls.start` (``room.call(tracks)``) publishes ``tracks`` once:
   one aiortc peer connection to Janus, whatever the number of members;
 - each publisher Janus lists (now or later) gets a subscriber handle and a
@@ -39,23 +39,18 @@ from typing import Any, Protocol
 import anyio
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
-from peerpy_protocol.janus import SUBPROTOCOL, VIDEOROOM, Event, JanusCalls, Mode, Reply, SfuInfo
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, WebSocketException
-from websockets.typing import Subprotocol
+from peerpy_protocol.janus import Event, SfuInfo
 
 from .. import backends as _backend
 from ..config import Timeouts
-from ..exceptions import NetworkError, PeerError, ProtocolError
+from ..exceptions import NetworkError, ProtocolError
 from ..mediaconnection import MediaConnection, MediaStream, check_tracks
 from ..network import NetworkPolicy
+from .janus import FAILURES, JanusSession, open_session
 
 __all__ = ["SfuCalls", "SfuHost"]
 
 JSON = Any
-#: Seconds between keepalives (Janus drops a silent session after 60 s by default).
-KEEPALIVE = 20.0
-_FAILURES = (OSError, WebSocketException, PeerError, TimeoutError)
 
 
 class SfuHost(Protocol):
@@ -69,59 +64,6 @@ class SfuHost(Protocol):
     @property
     def timeouts(self) -> Timeouts: ...
     def _spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None: ...
-
-
-class _Session:
-    """One WebSocket to Janus and its session: requests, handles, events."""
-
-    def __init__(self, ws: ClientConnection, timeout: float) -> None:
-        self.ws = ws
-        self.timeout = timeout
-        self.calls = JanusCalls()
-        self.waiting: dict[str, tuple[anyio.Event, list[Reply]]] = {}
-        self.id = 0
-
-    async def call(self, message: dict[str, JSON], mode: Mode = "sync") -> Reply:
-        """Send a request and return its reply; :class:`JanusError` if refused,
-        :class:`NetworkError` if not answered in time.  Cancelling stops waiting."""
-        if self.id:
-            message = {"session_id": self.id, **message}
-        transaction, frame = self.calls.request(message, mode)
-        done: tuple[anyio.Event, list[Reply]] = (anyio.Event(), [])
-        self.waiting[transaction] = done
-        try:
-            await self.ws.send(frame)
-            with anyio.move_on_after(self.timeout):
-                await done[0].wait()
-        finally:
-            self.waiting.pop(transaction, None)
-            self.calls.forget(transaction)
-        if not done[1]:
-            raise NetworkError(f"Janus did not answer {message.get('janus')} in {self.timeout:g} s")
-        reply = done[1][0]
-        if reply.error is not None:
-            raise reply.error
-        return reply
-
-    def answered(self, reply: Reply) -> None:
-        done = self.waiting.get(reply.transaction)
-        if done is not None:
-            done[1].append(reply)
-            done[0].set()
-
-    async def attach(self) -> int:
-        reply = await self.call({"janus": "attach", "plugin": VIDEOROOM})
-        return int(reply.data["id"])
-
-    async def message(
-        self, handle: int, body: dict[str, JSON], jsep: dict[str, JSON] | None = None
-    ) -> Reply:
-        """A VideoRoom request that may carry JSEP (answered by an event).  Cancelling stops
-        waiting."""
-        request: dict[str, JSON] = {"janus": "message", "handle_id": handle, "body": body}
-        if jsep is not None:
-            request["jsep"] = jsep
-        return await self.call(request, "async")
 
 
 class _Feed:
@@ -152,9 +94,12 @@ class SfuCalls:
         self._why = "the broker has not said where the room's SFU is yet"
         self._tracks: tuple[MediaStreamTrack, ...] | None = None
         self._relay = MediaRelay()  # publishing again after a move reuses the tracks
-        self._session: _Session | None = None
+        self._session: JanusSession | None = None
         self._publisher = 0  # our publisher handle
         self._published: RTCPeerConnection | None = None
+        # what _published carries, and on which session: publishing twice is once
+        self._published_as: tuple[JanusSession, tuple[MediaStreamTrack, ...]] | None = None
+        self._publishing = anyio.Lock()
         self._feeds: dict[int, _Feed] = {}  # Janus feed id -> subscription
         # Janus's trickled candidates: applied to the handle's peer connection once it has
         # Janus's description, kept until then.
@@ -202,7 +147,7 @@ class SfuCalls:
             raise NetworkError(f"room {self._room!r}: cannot publish: {self._why}")
         try:
             await self._publish()
-        except _FAILURES as exc:
+        except FAILURES as exc:
             raise NetworkError(f"room {self._room!r}: publishing to the SFU failed: {exc}") from exc
         return {}
 
@@ -236,24 +181,19 @@ class SfuCalls:
     async def _run(self, info: SfuInfo, stop: anyio.Event) -> None:
         """Join ``info``'s room and serve its events until ``stop`` or the socket closes."""
         failure: BaseException | None = None
-        session: _Session | None = None
+        session: JanusSession | None = None
+        timeout = self._host.timeouts.negotiation
         try:
-            async with connect(
-                info.url, subprotocols=[Subprotocol(SUBPROTOCOL)], open_timeout=10,
-                ping_interval=None, max_size=4 * 2**20,
-            ) as ws:  # fmt: skip
-                session = _Session(ws, self._host.timeouts.negotiation)
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._read, session, tg.cancel_scope)
-                    tg.start_soon(self._keepalive, session, tg.cancel_scope)
-                    try:
-                        await self._join(session, info)
-                    except _FAILURES as exc:
-                        failure = exc
-                        tg.cancel_scope.cancel()
+            async with open_session(
+                info.url, request_timeout=timeout, on_event=self._event, logger=self._log
+            ) as session:
+                try:
+                    await self._join(session, info)
+                except FAILURES as exc:
+                    failure = exc
+                else:
                     await stop.wait()
-                    tg.cancel_scope.cancel()
-        except _FAILURES as exc:
+        except FAILURES as exc:
             failure = exc
         finally:
             if self._session is session:
@@ -267,37 +207,13 @@ class SfuCalls:
             )
             self._log.warning("room %s: %s", self._room, self._why)
 
-    async def _keepalive(self, session: _Session, scope: anyio.CancelScope) -> None:
-        try:
-            while True:
-                await anyio.sleep(KEEPALIVE)
-                await session.call({"janus": "keepalive"})
-        except _FAILURES:
-            scope.cancel()
-
-    async def _read(self, session: _Session, scope: anyio.CancelScope) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for frame in session.ws:
-                try:
-                    incoming = session.calls.receive(frame)
-                except ProtocolError as exc:
-                    self._log.warning("room %s: bad frame from Janus: %s", self._room, exc)
-                    continue
-                if isinstance(incoming, Reply):
-                    session.answered(incoming)
-                elif isinstance(incoming, Event):
-                    self._event(incoming)
-        scope.cancel()  # Janus closed the connection
-
-    async def _join(self, session: _Session, info: SfuInfo) -> None:
-        created = await session.call({"janus": "create"})
-        session.id = int(created.data["id"])
+    async def _join(self, session: JanusSession, info: SfuInfo) -> None:
         self._publisher = await session.attach()
         me = self._host.id or ""
         joined = await session.message(
             self._publisher,
             {"request": "join", "ptype": "publisher", "room": info.room, "pin": info.pin,
-             "token": info.token, "display": me},
+             "token": info.token, "id": info.id, "display": me},
         )  # fmt: skip
         self._session = session
         self._ready.set()
@@ -309,7 +225,7 @@ class SfuCalls:
     async def _republish(self) -> None:
         try:
             await self._publish()
-        except _FAILURES as exc:
+        except FAILURES as exc:
             self._log.warning("room %s: publishing again failed: %s", self._room, exc)
 
     def _event(self, event: Event) -> None:
@@ -365,7 +281,7 @@ class SfuCalls:
             return
         ice.sdpMid = candidate.get("sdpMid")
         ice.sdpMLineIndex = candidate.get("sdpMLineIndex")
-        with contextlib.suppress(*_FAILURES):
+        with contextlib.suppress(*FAILURES):
             await pc.addIceCandidate(ice)
 
     def _new_pc(self) -> RTCPeerConnection:
@@ -386,11 +302,19 @@ class SfuCalls:
         return RTCSessionDescription(sdp=sdp, type=str(jsep.get("type")))
 
     async def _publish(self) -> None:
-        """Offer our tracks to Janus on the publisher handle; apply its answer."""
-        session, tracks = self._session, self._tracks
-        if session is None or tracks is None:
-            return
+        """Offer our tracks to Janus on the publisher handle and apply its answer, unless they
+        are published on this session already (``room.call`` and a session's start may both
+        ask).  Cancelling stops waiting for Janus; the peer connection stays until replaced."""
+        async with self._publishing:
+            session, tracks = self._session, self._tracks
+            if session is None or tracks is None or self._published_as == (session, tracks):
+                return
+            await self._offer(session, tracks)
+            self._published_as = (session, tracks)
+
+    async def _offer(self, session: JanusSession, tracks: tuple[MediaStreamTrack, ...]) -> None:
         old, self._published = self._published, None
+        self._published_as = None
         if old is not None:
             await old.close()
         pc = self._published = self._new_pc()
@@ -420,7 +344,7 @@ class SfuCalls:
             await self._described(feed.handle, pc)
             await pc.setLocalDescription(await pc.createAnswer())
             await session.message(feed.handle, {"request": "start"}, await self._local_jsep(pc))
-        except _FAILURES as exc:
+        except FAILURES as exc:
             self._log.warning("room %s: subscribing to %s failed: %s", self._room, feed.member, exc)
             self._feeds.pop(feed_id, None)
             return
@@ -433,7 +357,7 @@ class SfuCalls:
             return
         session = self._session
         if session is not None and feed.handle:
-            with contextlib.suppress(*_FAILURES):
+            with contextlib.suppress(*FAILURES):
                 await session.call({"janus": "detach", "handle_id": feed.handle})
         self._ready_pcs.pop(feed.handle, None)
         if feed.pc is not None:
@@ -447,5 +371,6 @@ class SfuCalls:
         if self._published is not None:
             pcs.append(self._published)
             self._published = None
+        self._published_as = None
         for pc in pcs:
             await pc.close()

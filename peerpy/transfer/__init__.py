@@ -23,9 +23,9 @@ split importable.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_names
 from .auth import Code, make_code, parse_code
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
@@ -56,10 +56,4 @@ _LAZY = {
 __all__ = ["Code", "make_code", "parse_code", *_LAZY, *_errors_all]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'peerpy.transfer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _LAZY)

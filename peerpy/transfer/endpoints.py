@@ -47,6 +47,7 @@ from .errors import (
     TransferError,
     TransferUsageError,
 )
+from .failures import watching_logger
 from .files import Conflict, Source, Target, build_manifest, text_manifest
 from .options import Progress, TransferOptions, TransferStats
 from .protocol import MAX_FRAME, PROTOCOL
@@ -94,19 +95,11 @@ _log = logging.getLogger("peerpy.transfer")
 TRANSFER_TIMEOUTS = Timeouts(resume=None)
 
 
-def _peer_kwargs(
-    server: str | None,
-    ice_servers: Sequence[str] | None,
-    ice_addresses: Sequence[str] | None,
-    limits: Limits,
-) -> dict[str, Any]:
-    return {
-        "server": server,
-        "ice_servers": ice_servers,
-        "ice_addresses": ice_addresses,
-        "limits": limits,
-        "timeouts": TRANSFER_TIMEOUTS,
-    }
+def _peer_kwargs(limits: Limits, **given: Any) -> dict[str, Any]:
+    """The Peer keywords of a transfer side: the caller's settings (``None``: the
+    environment's or Peer's default), its limits and :data:`TRANSFER_TIMEOUTS`."""
+    kwargs = {name: value for name, value in given.items() if value is not None}
+    return {"server": None, **kwargs, "limits": limits, "timeouts": TRANSFER_TIMEOUTS}
 
 
 async def _register(
@@ -151,6 +144,8 @@ async def send_files(
     ice_addresses: Sequence[str] | None = None,
     on_notice: Callable[[str], Any] | None = None,
     text: str | None = None,
+    key: str | None = None,
+    token: str | None = None,
 ) -> TransferStats:
     """Offer ``paths`` (files and folders) under a fresh code and send them.
 
@@ -164,7 +159,7 @@ async def send_files(
     errors.  ``on_notice`` hears one-line news as it happens (default: the
     ``peerpy.transfer`` logger), such as a receiver gone silent.  Cancelling
     tells the receiver the sender stopped; the receiver keeps partial files
-    to resume.
+    to resume.  ``key`` and ``token`` go to the Peer (a broker's API key, a JWT).
     """
     if text is not None and paths:
         raise TransferUsageError("send either paths or a text, not both")
@@ -172,7 +167,15 @@ async def send_files(
     fixed = parse_code(code) if isinstance(code, str) else code
     options = options or TransferOptions()
     notice = on_notice or _log.warning
-    kwargs = _peer_kwargs(server, ice_servers, ice_addresses, SENDER_LIMITS)
+    kwargs = _peer_kwargs(
+        SENDER_LIMITS,
+        server=server,
+        ice_servers=ice_servers,
+        ice_addresses=ice_addresses,
+        key=key,
+        token=token,
+        logger=watching_logger(notice),  # a receiver that cannot connect: tell why
+    )
 
     async def body(stop: anyio.CancelScope) -> TransferStats | None:
         async with contextlib.AsyncExitStack() as stack:
@@ -303,6 +306,9 @@ async def receive_files(
     ice_addresses: Sequence[str] | None = None,
     on_notice: Callable[[str], Any] | None = None,
     stdout: BinaryIO | None = None,
+    key: str | None = None,
+    token: str | None = None,
+    peer_id: str | None = None,
 ) -> TransferStats:
     """Receive what the sender of ``code`` offers into the folder ``output``.
 
@@ -317,16 +323,24 @@ async def receive_files(
     failure.  ``on_notice`` hears one-line news as it happens (default: the
     ``peerpy.transfer`` logger), such as a sender gone silent.  Cancelling
     tells the sender the receiver stopped; partial files keep their
-    ``.peerpy-partial`` suffix for a resume.
+    ``.peerpy-partial`` suffix for a resume.  ``key``, ``token`` and ``peer_id``
+    (default: one from the broker) go to the Peer.
     """
     parsed = parse_code(code) if isinstance(code, str) else code
     target = Target(Path(output), conflict, stdout)
     options = options or TransferOptions()
     notice = on_notice or _log.warning
-    kwargs = _peer_kwargs(server, ice_servers, ice_addresses, RECEIVER_LIMITS)
+    kwargs = _peer_kwargs(
+        RECEIVER_LIMITS,
+        server=server,
+        ice_servers=ice_servers,
+        ice_addresses=ice_addresses,
+        key=key,
+        token=token,
+    )
 
     async def body(stop: anyio.CancelScope) -> TransferStats | None:
-        async with Peer(**kwargs) as peer:
+        async with Peer(peer_id, **kwargs) as peer:
             with stop:
                 return await _receive(peer, parsed, target, confirm, progress, options, notice)
         return None

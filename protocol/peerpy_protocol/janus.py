@@ -35,6 +35,7 @@ import attrs
 from .exceptions import PeerError, ProtocolError
 
 __all__ = [
+    "MAX_ID",
     "NO_SUCH_ROOM",
     "ROOM_EXISTS",
     "SUBPROTOCOL",
@@ -174,30 +175,42 @@ def _reply(transaction: str, message: dict[str, JSON]) -> Reply:
     return Reply(transaction, data, _jsep(message))
 
 
+#: The largest VideoRoom room or participant id peerpy uses (JavaScript's MAX_SAFE_INTEGER).
+MAX_ID: Final = 2**53 - 1
+
+
 @attrs.frozen
 class SfuInfo:
     """Where a room's media goes: Janus's WebSocket ``url``, the VideoRoom ``room`` number, its
-    ``pin`` and this member's ``token`` (minted by the broker for this member only)."""
+    ``pin``, this member's ``token`` (minted by the broker for this member only) and the
+    participant ``id`` it must join with (the broker kicks a participant whose id is not the
+    one it gave the member its display name claims)."""
 
     url: str
     room: int
     pin: str
     token: str
+    id: int
 
     def to_json(self) -> dict[str, JSON]:
         """The ``"sfu"`` object of ``ROOM-MEMBERS`` and ``ROOM-SFU``."""
-        return {"url": self.url, "room": self.room, "pin": self.pin, "token": self.token}
+        return {"url": self.url, "room": self.room, "pin": self.pin, "token": self.token,
+                "id": self.id}  # fmt: skip
 
     @classmethod
     def from_json(cls, value: JSON) -> SfuInfo:
         """Parse an ``"sfu"`` object; :class:`ProtocolError` if a field is missing or wrong."""
         if not isinstance(value, dict):
             raise ProtocolError("'sfu' must be a JSON object")
-        url, room, pin, token = (value.get(k) for k in ("url", "room", "pin", "token"))
+        url, room, pin, token, id_ = (value.get(k) for k in ("url", "room", "pin", "token", "id"))
         if not (isinstance(url, str) and url.startswith(("ws://", "wss://"))):
             raise ProtocolError("'sfu' needs a ws:// or wss:// 'url'")
-        if not isinstance(room, int) or isinstance(room, bool) or room <= 0:
-            raise ProtocolError("'sfu' needs a positive integer 'room'")
         if not isinstance(pin, str) or not isinstance(token, str):
             raise ProtocolError("'sfu' needs a string 'pin' and 'token'")
-        return cls(url, room, pin, token)
+        return cls(url, _safe_id(room, "room"), pin, token, _safe_id(id_, "id"))
+
+
+def _safe_id(value: JSON, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_ID:
+        raise ProtocolError(f"'sfu' needs a positive integer {name!r} (at most 2**53 - 1)")
+    return value

@@ -116,17 +116,41 @@ class Resume:
         return obj
 
 
-def _resume(obj: JSON) -> Resume | None:
-    """The ``peerpyResume`` field of a payload; ``None`` if absent or of another version."""
+def _resume(obj: JSON, kind: ConnectionType) -> Resume | None:
+    """The ``peerpyResume`` field of a data connection's payload.
+
+    ``None`` if absent, of another version, or on a media connection's payload.
+    """
     raw = obj.get("peerpyResume")
-    if raw is None:
+    if raw is None or kind is not ConnectionType.DATA:
         return None
     resume = Resume.from_json(raw)
     return resume if resume.version == RESUME_VERSION else None
 
 
 @attrs.frozen
-class OfferPayload:
+class _Described:
+    """What an OFFER and an ANSWER payload share: one connection's SDP."""
+
+    sdp: SessionDescription
+    type: ConnectionType
+    connection_id: str
+
+    @staticmethod
+    def _parse(obj: JSON) -> tuple[SessionDescription, ConnectionType, str]:
+        """The shared fields of a payload read from JSON: ``sdp``, ``type``, ``connectionId``."""
+        kind = _connection_type(obj)
+        sdp = SessionDescription.from_json(_field(obj, "sdp", dict))
+        return sdp, kind, _field(obj, "connectionId", str)
+
+    def _json(self) -> dict[str, JSON]:
+        """The shared fields, in PeerJS's order."""
+        sdp, kind = self.sdp.to_json(), self.type.value
+        return {"sdp": sdp, "type": kind, "connectionId": self.connection_id}
+
+
+@attrs.frozen
+class OfferPayload(_Described):
     """What an OFFER carries (spec §3.2).
 
     ``label``, ``reliable`` and ``serialization`` exist for data connections
@@ -134,9 +158,6 @@ class OfferPayload:
     PeerJS leaves out ``undefined``.
     """
 
-    sdp: SessionDescription
-    type: ConnectionType
-    connection_id: str
     metadata: JSON = None
     label: str | None = None
     reliable: bool | None = None
@@ -146,24 +167,20 @@ class OfferPayload:
 
     @classmethod
     def from_json(cls, obj: JSON) -> OfferPayload:
-        kind = _connection_type(obj)
+        sdp, kind, connection_id = cls._parse(obj)
         return cls(
-            sdp=SessionDescription.from_json(_field(obj, "sdp", dict)),
-            type=kind,
-            connection_id=_field(obj, "connectionId", str),
+            sdp,
+            kind,
+            connection_id,
             metadata=obj.get("metadata"),
             label=_field(obj, "label", str, optional=True),
             reliable=bool(obj.get("reliable")) if kind is ConnectionType.DATA else None,
             serialization=_field(obj, "serialization", str, optional=True),
-            resume=_resume(obj) if kind is ConnectionType.DATA else None,
+            resume=_resume(obj, kind),
         )
 
     def to_json(self) -> dict[str, JSON]:
-        obj: dict[str, JSON] = {
-            "sdp": self.sdp.to_json(),
-            "type": self.type.value,
-            "connectionId": self.connection_id,
-        }
+        obj = self._json()
         if self.metadata is not None:
             obj["metadata"] = self.metadata
         if self.type is ConnectionType.DATA:
@@ -176,31 +193,19 @@ class OfferPayload:
 
 
 @attrs.frozen
-class AnswerPayload:
+class AnswerPayload(_Described):
     """What an ANSWER carries: the SDP answer for one connection."""
 
-    sdp: SessionDescription
-    type: ConnectionType
-    connection_id: str
     #: The answerer resumes too (only in answer to an OFFER that asked).
     resume: Resume | None = None
 
     @classmethod
     def from_json(cls, obj: JSON) -> AnswerPayload:
-        kind = _connection_type(obj)
-        return cls(
-            sdp=SessionDescription.from_json(_field(obj, "sdp", dict)),
-            type=kind,
-            connection_id=_field(obj, "connectionId", str),
-            resume=_resume(obj) if kind is ConnectionType.DATA else None,
-        )
+        sdp, kind, connection_id = cls._parse(obj)
+        return cls(sdp, kind, connection_id, _resume(obj, kind))
 
     def to_json(self) -> dict[str, JSON]:
-        obj: dict[str, JSON] = {
-            "sdp": self.sdp.to_json(),
-            "type": self.type.value,
-            "connectionId": self.connection_id,
-        }
+        obj = self._json()
         if self.resume is not None:
             obj["peerpyResume"] = self.resume.to_json()
         return obj

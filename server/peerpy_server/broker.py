@@ -32,7 +32,6 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from .config import BrokerConfig
@@ -164,7 +163,7 @@ class Broker:
         ssl_context = config.make_ssl_context()
         self._server = await loop.create_server(
             lambda: TcpSession(self, self.gathering),
-            host=config.host,
+            host=list(config.host) if isinstance(config.host, tuple) else config.host,
             port=config.port,
             ssl=ssl_context,
             # The TLS handshake happens before TcpSession sees the socket.
@@ -187,7 +186,7 @@ class Broker:
         warn_if_turn_is_open(self.config)
         if self.config.stun_port is not None:
             self._stun = await serve_stun(
-                self.config.host, self.config.stun_port, stats=self.stats, warnings=self.warnings
+                self._first_host(), self.config.stun_port, stats=self.stats, warnings=self.warnings
             )
         assert self._loop is not None
         self._timer = self._loop.create_task(self._run_timers(), name="peerpy_server timers")
@@ -243,12 +242,7 @@ class Broker:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     # -- where -------------------------------------------------------------
@@ -266,7 +260,7 @@ class Broker:
     @property
     def url(self) -> str:
         """Base URL of the HTTP API, ending in ``/``: ``http://127.0.0.1:PORT/myapp/``."""
-        host = self.config.host
+        host = self._first_host()
         if host in (None, "", "0.0.0.0"):
             host = "127.0.0.1"
         elif host == "::":
@@ -276,6 +270,19 @@ class Broker:
         scheme = "https" if self.config.tls else "http"
         path = self.config.path.rstrip("/") + "/"
         return f"{scheme}://{host}:{self._port}{path}"
+
+    def _first_host(self) -> str | None:
+        host = self.config.host
+        return host[0] if isinstance(host, tuple) else host
+
+    @property
+    def addresses(self) -> list[str]:
+        """Every ``host:port`` a listening socket is bound to (``[::]:9000``: every interface)."""
+        found = []
+        for sock in self._server.sockets if self._server is not None else ():
+            host, port = sock.getsockname()[:2]
+            found.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return found
 
     @property
     def stun_port(self) -> int | None:

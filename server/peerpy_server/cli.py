@@ -23,7 +23,10 @@ from .broker import Broker
 from .config import BrokerConfig
 from .logs import JsonFormatter, RedactSecrets
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = ["DEFAULT_PORT", "build_parser", "config_from_args", "main"]
+
+#: The port clients assume (peerpy's DEFAULT_SERVER is http://127.0.0.1:9000/).
+DEFAULT_PORT = 9000
 
 _DESCRIPTION = """\
 A PeerJS-compatible signaling server (wire-compatible with peer 1.0.2).
@@ -36,8 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peerpy-server", description=_DESCRIPTION)
     add = parser.add_argument
     add("--version", action="version", version=f"peerpy-server {__version__}")
-    add("-p", "--port", type=int, help="port to listen on (default: env PORT; required otherwise)")
-    add("-H", "--host", help="address to listen on (default: every interface)")
+    add(
+        "-p",
+        "--port",
+        type=int,
+        help=f"port to listen on (default: env PORT, else {DEFAULT_PORT}, where peerpy looks)",
+    )
+    add(
+        "-H",
+        "--host",
+        action="append",
+        help="address to listen on, repeatable (default: every interface)",
+    )
     add(
         "--path",
         default=os.environ.get("PEERSERVER_PATH", "/"),
@@ -275,9 +288,10 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
     port = args.port
     if port is None:
         env_port = os.environ.get("PORT")
-        if not env_port:
-            raise ValueError("--port is required (or set the PORT environment variable)")
-        port = int(env_port)
+        try:
+            port = int(env_port) if env_port else DEFAULT_PORT
+        except ValueError:
+            raise ValueError(f"the PORT environment variable is not a port: {env_port!r}") from None
     if (args.sslkey is None) != (args.sslcert is None):
         raise ValueError(
             "Warning: PeerServer will not run because either the key "
@@ -303,7 +317,7 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
         raise ValueError("--jwt-audience needs --jwt-secret or --jwt-public-key")
     defaults = BrokerConfig()
     return BrokerConfig(
-        host=args.host,
+        host=_hosts(args.host),
         port=port,
         path=args.path,
         key=args.key,
@@ -349,6 +363,13 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
     )
 
 
+def _hosts(hosts: list[str] | None) -> str | tuple[str, ...] | None:
+    """``--host`` given once is a string, several times a tuple; none: every interface."""
+    if not hosts:
+        return None
+    return hosts[0] if len(hosts) == 1 else tuple(hosts)
+
+
 async def _run(config: BrokerConfig) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
     loop = asyncio.get_running_loop()
@@ -357,11 +378,15 @@ async def _run(config: BrokerConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         async with Broker(config) as broker:
+            where = config.host if isinstance(config.host, str) else ", ".join(config.host or ())
             print(
-                f"Started PeerServer on {config.host or '::'}, port: {broker.port}, "
+                f"Started PeerServer on {where or '::'}, port: {broker.port}, "
                 f"path: {config.path} ({broker.url})",
                 flush=True,
             )
+            for address in broker.addresses:
+                every = " (every interface)" if address.startswith(("0.0.0.0:", "[::]:")) else ""
+                print(f"listening on {address}{every}", flush=True)
             await stop.wait()
             print("Shutting down", flush=True)
     finally:

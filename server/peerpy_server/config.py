@@ -37,6 +37,10 @@ def _optional_positive(instance: Any, attribute: Any, value: float | None) -> No
         raise ValueError(f"{attribute.name} must be > 0 or None, got {value!r}")
 
 
+def _host(value: str | Iterable[str] | None) -> str | tuple[str, ...] | None:
+    return value if value is None or isinstance(value, str) else tuple(value)
+
+
 def _strings(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
@@ -47,7 +51,8 @@ class BrokerConfig:
 
     ``peer`` 1.0.2 options:
 
-    * ``host``: address to listen on; ``None`` means every interface (``peer``'s default).
+    * ``host``: address to listen on, or a tuple of them; ``None`` means every
+      interface (``peer``'s default).
     * ``port``: TCP port; ``0`` picks a free one (read it back from ``Broker.port``).
     * ``path``: mount path of the HTTP API; the WebSocket endpoint is ``{path}/peerjs``.
     * ``key``: the API key checked on the WebSocket handshake.
@@ -112,7 +117,7 @@ class BrokerConfig:
       ``admin_key``, if Janus requires one to create rooms.
     """
 
-    host: str | None = None
+    host: str | tuple[str, ...] | None = attrs.field(default=None, converter=_host)
     port: int = attrs.field(
         default=9000, validator=[attrs.validators.ge(0), attrs.validators.le(65535)]
     )

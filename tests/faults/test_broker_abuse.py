@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from ..helpers.brokers import free_port
+from ..helpers.flood import masked, raw_client
 from ..helpers.signaling import peer_client
 from ..helpers.targets import Target, run_ours
 
@@ -95,35 +96,6 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS")
-
-
-def masked(payload: bytes) -> bytes:
-    """A client text frame with an all-zero mask (so the payload is sent as is)."""
-    if len(payload) < 126:
-        return bytes((0x81, 0x80 | len(payload))) + b"\0\0\0\0" + payload
-    return bytes((0x81, 0x80 | 126)) + len(payload).to_bytes(2, "big") + b"\0\0\0\0" + payload
-
-
-@contextlib.asynccontextmanager
-async def raw_client(port: int, peer_id: str, path: str = "") -> AsyncIterator[socket.socket]:
-    """A registered client on a plain non-blocking socket (the flooder): OPEN consumed."""
-    sock = socket.socket()
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    try:
-        await loop.sock_connect(sock, ("127.0.0.1", port))
-        request = (
-            f"GET {path}/peerjs?key=peerjs&id={peer_id}&token=t HTTP/1.1\r\nHost: x\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        await loop.sock_sendall(sock, request.encode())
-        received = b""
-        while b'{"type":"OPEN"}' not in received:
-            received += await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
-        yield sock
-    finally:
-        sock.close()
 
 
 async def flood_distinct_ids(sock: socket.socket, n: int) -> None:

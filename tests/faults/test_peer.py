@@ -7,9 +7,8 @@ with no error at all).  Every process is stopped by its PID.  The default
 ``remote_gone`` (8 s) is waited out once per backend; the other cases set a short
 one, so they wait seconds, not the default, for the same detection code.
 
-The data cases run on both backends (``backends``: this side, then the remote
-process), mixed pairs included.  Media calls always run on aiortc (see
-:mod:`peerpy.backends`), so the media cases run once, on aiortc.  On wrtc,
+The data and media cases run on both backends (``backends``: this side, then the
+remote process), mixed pairs included for data.  On wrtc,
 libwebrtc checks consent itself and reports the remote silent after about 5 s
 (:mod:`peerpy.backends.wrtc`), so a ``remote_gone`` below 5 s acts as about 5 s there.
 """
@@ -58,8 +57,6 @@ REMOTE = Path(__file__).parents[1] / "helpers" / "processes" / "deadpeer_process
 NOTICE_WITHIN = 10.0
 #: Seconds libwebrtc lets a remote be silent before it reports ICE "disconnected".
 WRTC_SILENT_AFTER = 5.0
-#: Why the media cases do not run on wrtc.
-MEDIA_ON_AIORTC = "media calls always run on aiortc, whatever the peer's backend"
 
 
 def needs(pair: tuple[str, str]) -> list[pytest.MarkDecorator]:
@@ -196,8 +193,6 @@ def gone_cases() -> list[object]:
     ]:
         for signum, remote_gone in signals:
             marks = needs(pair)
-            if mode == "media" and "wrtc" in pair:
-                marks.append(pytest.mark.skip(reason=MEDIA_ON_AIORTC))
             name = {kill: "kill", stop: "stop"}[signum]
             limit = "default" if remote_gone is None else f"{remote_gone:g}s"
             case_id = f"{mode}-{'-'.join(pair)}-{name}-{limit}"
@@ -241,8 +236,7 @@ async def test_gone_remote_is_noticed_within_10_s(
         Peer(peer_id, server=broker, backend=mine, timeouts=timeouts) as me,
     ):
         conn = await open_to(remote, me, mode)
-        if isinstance(conn, DataConnection):
-            assert conn.backend == mine
+        assert conn.backend == mine
         errors: list[PeerError] = []
         closed_event = anyio.Event()
         conn.on("error", errors.append)

@@ -133,8 +133,12 @@ def playwright_disabled_features() -> tuple[str, ...] | None:
     return None
 
 
-def chromium_args(*, media: bool = False) -> tuple[list[str], list[str]]:
-    """Return (args, ignore_default_args) for launching Chromium as the recipe says."""
+def chromium_args(*, media: bool = False, loopback: bool = True) -> tuple[list[str], list[str]]:
+    """Return (args, ignore_default_args) for launching Chromium as the recipe says.
+
+    ``loopback=False`` leaves out ``--allow-loopback-in-peer-connection``: a
+    stock Chromium, which offers no ICE candidate on a loopback-only host.
+    """
     own = playwright_disabled_features()
     features = list(
         dict.fromkeys([*(own or FALLBACK_PLAYWRIGHT_FEATURES), *EXTRA_DISABLED_FEATURES])
@@ -148,7 +152,7 @@ def chromium_args(*, media: bool = False) -> tuple[list[str], list[str]]:
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        "--allow-loopback-in-peer-connection",
+        *(["--allow-loopback-in-peer-connection"] if loopback else []),
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         f"--disable-features={','.join(features)}",
     ]
@@ -169,14 +173,14 @@ async def command_line(context: BrowserContext) -> str:
 
 @contextlib.asynccontextmanager
 async def launch(
-    user_data_dir: Path, origin: str, *, media: bool = False
+    user_data_dir: Path, origin: str, *, media: bool = False, loopback: bool = True
 ) -> AsyncIterator[BrowserContext]:
     """Start headless Chromium (a persistent context) with media allowed on ``origin``.
 
     Checks at launch that exactly one ``--disable-features`` switch reached
     Chromium and that it hides no local IP behind mDNS.
     """
-    args, ignore = chromium_args(media=media)
+    args, ignore = chromium_args(media=media, loopback=loopback)
     async with async_playwright() as pw:
         context = await pw.chromium.launch_persistent_context(
             str(user_data_dir),

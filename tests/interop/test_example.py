@@ -13,6 +13,7 @@ from peerpy_protocol.ids import random_token
 from playwright.async_api import BrowserContext
 
 from ..helpers.brokers import free_port, peerpy_server
+from .browser import launch
 
 pytestmark = [pytest.mark.anyio, pytest.mark.interop]
 
@@ -41,6 +42,46 @@ async def stop(process: Process) -> None:
     if process.returncode is None:
         process.kill()
         await process.wait()
+
+
+async def start_serve(broker: str, python_id: str) -> tuple[Process, Lines, str]:
+    """serve.py in a subprocess; return it, its output and the page's URL."""
+    process = await anyio.open_process(
+        [sys.executable, str(SERVE), "--server", broker, "--id", python_id,
+         "--http-port", str(free_port())],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    out = Lines(process.stdout)
+    text = await out.until("in a browser")
+    return process, out, text.split("* open ", 1)[1].split()[0]
+
+
+async def test_example_page_connects_or_says_why_on_loopback_with_stock_chromium(
+    tmp_path: Path,
+) -> None:
+    """On a loopback-only host a Chromium without --allow-loopback-in-peer-connection
+    mostly offers no ICE candidate and never finishes gathering (once in a few runs it
+    connects anyway): the page either connects or says why within seconds, never hangs."""
+    python_id = "python-" + random_token()
+    async with peerpy_server(path="/") as broker:
+        process, _out, url = await start_serve(broker, python_id)
+        try:
+            async with launch(tmp_path / "profile", url.rstrip("/"), loopback=False) as context:
+                page = await context.new_page()
+                await page.goto(url + "?id=tab-" + python_id)
+                await page.click("#call")
+                log = ""
+                with anyio.fail_after(8):  # the page gives up after 2.5 s without a candidate
+                    while "cannot connect" not in log and "connected to" not in log:
+                        await anyio.sleep(0.1)
+                        log = await page.inner_text("#log")
+                if "cannot connect" in log:
+                    assert "found no network address" in log
+                    assert "--allow-loopback-in-peer-connection" in log
+                    await page.wait_for_selector("#call:not([disabled])", timeout=2_000)
+        finally:
+            await stop(process)
 
 
 async def test_example_page_and_script_chat(chromium: BrowserContext) -> None:

@@ -1,7 +1,9 @@
 """Media calls between peerpy and the real PeerJS 1.5.5 in Chromium (fake camera and microphone).
 
-Each case runs on both brokers.  Python sends a 440 Hz tone and 320x240
-colour bars (:mod:`peerpy.media`); the browser sends Chromium's fake devices
+Each case runs on both brokers, with the Python peer on each backend (aiortc's
+codecs, then libwebrtc's through :mod:`peerpy.backends.wrtc_media`).  Python
+sends a 440 Hz tone and 320x240 colour bars (:mod:`peerpy.media`); the browser
+sends Chromium's fake devices
 (a beep every half second, an animated 320x240 picture).  Each side checks
 that the other's frames decode:
 
@@ -26,12 +28,22 @@ import pytest
 from aiortc import MediaStreamTrack
 
 from peerpy import MediaConnection
+from peerpy.backends import wrtc_installed
 from peerpy.media import PatternVideoTrack, ToneAudioTrack
 from peerpy.mediaconnection import MediaStream
 
 from .pairs import Pair
 
 pytestmark = [pytest.mark.anyio, pytest.mark.interop]
+
+
+@pytest.fixture(scope="module", params=["aiortc", "wrtc"])
+def python_backend(request: pytest.FixtureRequest) -> str:
+    """Every case runs with the Python peer on each backend (wrtc: when installed)."""
+    if request.param == "wrtc" and not wrtc_installed():
+        pytest.skip("wrtc is not installed (pip install 'peerpy-sdk[wrtc]')")
+    return str(request.param)
+
 
 #: Ask conftest for a Chromium with the fake camera and microphone.
 CHROMIUM_MEDIA = True

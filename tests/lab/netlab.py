@@ -210,24 +210,36 @@ class Lab:
 
     def add_host(self, name: str, nat: str) -> str:
         """A host on ``nat``'s LAN, routed through it; returns its address."""
+        host = self._namespace(name)
+        address = self.add_leg(name, nat, "eth0")
+        self.ip(host, "route", "add", "default", "via", f"10.{self._nats[nat]}.0.1")
+        return address
+
+    def add_leg(self, name: str, nat: str, device: str = "eth1") -> str:
+        """A second link of host ``name``, ``device`` on ``nat``'s LAN, without a
+        default route (a test switches the default route to it); returns its address."""
         index = self._nats[nat]
         number = sum(1 for n in self._hosts.values() if n == index) + 2
-        self._hosts[name] = index
-        host = self._namespace(name)
+        self._hosts[f"{name}:{device}"] = index
         port = f"l{next(self._links)}"
-        self._veth(self.ns(nat), port, host, "eth0")
+        self._veth(self.ns(nat), port, self.ns(name), device)
         self.ip(self.ns(nat), "link", "set", port, "master", "brl")
         address = f"10.{index}.0.{number}"
-        self.ip(host, "addr", "add", f"{address}/24", "dev", "eth0")
-        self.ip(host, "route", "add", "default", "via", f"10.{index}.0.1")
+        self.ip(self.ns(name), "addr", "add", f"{address}/24", "dev", device)
         return address
 
     def add_segment_host(self, name: str, address: str) -> str:
         """A host on pub's segment itself (no NAT) at ``address`` in 203.0.113.0/24.
 
         Its interface is ``eth0``: a test may change its address or take it down.
+        As on systemd hosts (its sysctl.d/50-default.conf), removing the
+        primary address promotes a secondary one instead of removing every
+        address of the subnet with it (``promote_secondaries``; a new network
+        namespace has it off).
         """
         host = self._namespace(name)
+        _run(["ip", "netns", "exec", host, "sysctl", "-qw",
+              "net.ipv4.conf.all.promote_secondaries=1"])  # fmt: skip
         port = f"s{next(self._links)}"
         self._veth(self.pub, port, host, "eth0")
         self.ip(self.pub, "link", "set", port, "master", "br0")

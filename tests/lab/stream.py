@@ -7,7 +7,9 @@ between two messages (``stall``) and when it ended (``stall_end``, on the
 monotonic clock of the lab, shared by its namespaces).  ``send ID TARGET``:
 connect to TARGET and send ``--rate`` messages a second for ``--seconds``,
 then the end marker.  Both print ``{"event": ...}`` lines for ``open``,
-``reconnecting`` and ``resumed`` (with the route and the time), and ``error``.
+``reconnecting`` and ``resumed`` (with the route and the time), and ``error``;
+and for the peer's broker session, ``peer-error`` (the session lost, why) and
+``registered`` (registered again by ``auto_reconnect``), with the time.
 
 Timeouts are short for the lab: ``remote_gone`` 3 s, ``resume`` 45 s.
 """
@@ -15,6 +17,7 @@ Timeouts are short for the lab: ``remote_gone`` 3 s, ``resume`` 45 s.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -73,6 +76,10 @@ async def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     async with Peer(args.id, server=args.server, ice_servers=[], timeouts=TIMEOUTS,
                     auto_reconnect=True) as peer:  # fmt: skip
+        peer.on("error", lambda error: emit(event="peer-error", t=time.monotonic(),
+                                            error=str(error)))  # fmt: skip
+        opens = itertools.count()  # the first "open" replays the registration we are in
+        peer.on("open", lambda _id: next(opens) and emit(event="registered", t=time.monotonic()))
         try:
             if args.role == "recv":
                 emit(event="ready")

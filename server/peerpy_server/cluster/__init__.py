@@ -28,7 +28,7 @@ by a stale cache entry can arrive after a later one that went straight to the
 new owner: only while an id moves between instances, a window of about one
 Redis round trip.
 
-The package, bottom-up (only :mod:`.instance` and :mod:`.wire` do I/O)::
+The package, bottom-up (only :mod:`.wire`, :mod:`.writer` and :mod:`.instance` do I/O)::
 
     scripts   the Lua scripts and the one key builder (Keys)
     ops       typed operations (Route, Publish, Eval) and calls
@@ -38,7 +38,9 @@ The package, bottom-up (only :mod:`.instance` and :mod:`.wire` do I/O)::
     batch     the batch compiler: operations -> Redis calls
     wire      Redis: pipelines, NOSCRIPT reload, publisher, subscription
     host      what the cluster uses of the broker (a Protocol)
-    instance  Cluster: claims, routes, the writer, subscriber and timers
+    writer    the outbox written to Redis in order, batch by batch
+    rooms     the members of every room, in Redis
+    instance  Cluster: claims, routes, the subscriber and timers
 """
 
 from __future__ import annotations

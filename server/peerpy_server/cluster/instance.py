@@ -1,15 +1,15 @@
 """One broker's side of the cluster: :class:`Cluster` (claims, routes, timers).
 
-It owns the tasks of one instance: the writer (the outbox, :mod:`.outbox`,
-written to Redis in batches compiled by :mod:`.batch`), the subscriber (what
-other instances relay to our clients, :mod:`.codec`) and the timers (refresh
-of our ids, expiry of the queues).  Redis I/O goes through :mod:`.wire`; what
-it uses of the broker is :class:`~.host.ClusterHost`.
+It owns the tasks of one instance: the writer (the outbox written to Redis in
+batches, :mod:`.writer`), the subscriber (what other instances relay to our
+clients, :mod:`.codec`) and the timers (refresh of our ids, expiry of the
+queues).  Redis I/O goes through :mod:`.wire`; what it uses of the broker is
+:class:`~.host.ClusterHost`.
 
 When Redis is unreachable the broker keeps serving its own clients; a message
 it cannot route gets EXPIRE back to its sender, whose payload says so
-(:data:`STORE_UNREACHABLE`: the destination may exist), a new registration gets an
-ERROR, and ``GET <path>health`` says 503 until Redis is back.  After a Redis
+(:data:`~.writer.STORE_UNREACHABLE`: the destination may exist), a new
+registration gets an ERROR, and ``GET <path>health`` says 503 until Redis is back.  After a Redis
 restart the next refresh claims the instance's ids again (queued messages are
 lost unless Redis persists them).
 """
@@ -23,63 +23,40 @@ import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
-from peerpy_protocol.messages import (
-    CLUSTER_UNAVAILABLE,
-    RelayType,
-    ServerErrorMessage,
-    serialize,
-    serialize_relay,
-)
+from peerpy_protocol.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
 from redis.exceptions import RedisError
 
 from ..core.ice_access import UNREACHABLE, Registered
-from ..core.realm import LIMIT_REACHED, Client, Link, truncate
+from ..core.realm import LIMIT_REACHED, Client, Link
 from .batch import BatchCompiler
 from .codec import entries, entry, source
 from .host import ClusterHost
-from .ops import Call, Direct, Eval, Mode, Op, Publish, Route, RouteCall
-from .outbox import Outbox
+from .ops import Call, Eval, Mode
 from .owners import OwnerCache
 from .rooms import SWEEP_INSTANCES, RedisDirectory
 from .scripts import Keys, Lua
-from .wire import RETRY, Wire
+from .wire import Wire
+from .writer import Writer
 
 __all__ = ["Cluster"]
 
 logger: Final = logging.getLogger("peerpy_server.cluster")
 
 UNAVAILABLE: Final = "Server is unavailable: its cluster store cannot be reached"
-#: The payload of the EXPIRE a sender gets for a message Redis failed to route.
-STORE_UNREACHABLE: Final = {
-    "reason": CLUSTER_UNAVAILABLE,
-    "msg": "Server could not route this message: its cluster store cannot be reached",
-}
 #: The ERROR a client gets when its registration was lost with the cluster store.
 LOST: Final = "Server lost this registration: its cluster store was unreachable too long"
 #: Seconds after Redis lost its data (a restart) during which no free id may be
 #: claimed: every instance notices Redis is back within about RETRY + a tick
 #: and claims its ids again first.
 SETTLE: Final = 3.0
-#: Most operations written to Redis in one pipeline.
-BATCH: Final = 1000
 #: Most ids refreshed by one script call.
 REFRESH_CHUNK: Final = 500
-#: Most operations waiting for Redis; past that (Redis slow or unreachable) a
-#: new one fails at once: its sender gets EXPIRE, a registration an ERROR.
-OUTBOX_LIMIT: Final = 100_000
-#: One sender may hold at most this share of ``max_queued_bytes`` in the outbox
-#: (and at least two messages of ``max_message_size``).
-SENDER_SHARE: Final = 8
-#: Seconds a batch may wait for Redis before health says the cluster is stalled.
-STALLED_AFTER: Final = 1.0
 #: Most cached owners (see :class:`~.owners.OwnerCache`); past that the cache starts afresh.
 OWNERS_LIMIT: Final = 100_000
 #: Seconds ``/ice`` waits for Redis to say which token an id holds (then 503).
 LOOKUP_WAIT: Final = 2.0
 #: Seconds :meth:`Cluster.aclose` waits for the outbox (the last releases) to be written.
 CLOSE_GRACE: Final = 2.0
-#: The result given to the operations of a batch Redis did not take.
-_FAILED: Final = ConnectionError("Redis unreachable")
 
 
 class Cluster:
@@ -96,28 +73,22 @@ class Cluster:
         self.instance = secrets.token_hex(8)
         self._keys = keys = Keys(config.redis_prefix)
         self._wire = Wire(url, self._count)
-        self._compiler = BatchCompiler(
-            keys, self.instance, config.max_queue_messages, config.max_queue_bytes
-        )
-        self._ttl_ms = str(int(config.alive_timeout * 1000))
-        budget = config.max_queued_bytes
-        per_sender = max(budget // SENDER_SHARE, 2 * config.max_message_size)
-        self._outbox = Outbox(OUTBOX_LIMIT, max_bytes=budget, max_sender_bytes=per_sender)
         # The instance holding each id we routed to lately (from ROUTE results):
         # routes to them skip the Lua lookup (see .batch and _received).
         self._owners = OwnerCache(self.instance, OWNERS_LIMIT)
-        self._wake = asyncio.Event()
+        compiler = BatchCompiler(
+            keys, self.instance, config.max_queue_messages, config.max_queue_bytes
+        )
+        self._writer = Writer(broker, self._wire, compiler, self._owners, self._reached)
+        self._ttl_ms = str(int(config.alive_timeout * 1000))
         self._tasks: list[asyncio.Task[None]] = []
         self._helpers: set[asyncio.Task[None]] = set()  # /peers, /ice answers, awaited on close
         self._reachable = False
-        self._writing = False  # the writer holds a batch not yet answered
-        self._writing_since = 0.0  # broker.now() when that batch was sent
         self._closing = False  # aclose has begun: the loops stop
-        self._expired: set[tuple[str, str]] = set()  # EXPIREs sent for the failed batch
         self._epoch = ""  # the epoch Redis had when we last saw it (see scripts.EPOCH)
         self._contact = 0.0  # broker.now() when Redis last answered
         #: The members of every room, in Redis (see :mod:`.rooms`).
-        self.rooms = RedisDirectory(config, keys, self.instance, self._push)
+        self.rooms = RedisDirectory(config, keys, self.instance, self._writer.push)
 
     def _count(self) -> None:
         self._broker.stats.redis_round_trips += 1
@@ -143,7 +114,7 @@ class Cluster:
 
         channel = self._keys.channel(self.instance)
         for coro, name in (
-            (self._write_loop(), "writer"),
+            (self._writer.run(), "writer"),
             (self._wire.subscribe(channel, self._received_batch, ready), "subscriber"),
             (self._timer_loop(), "timers"),
         ):
@@ -161,14 +132,14 @@ class Cluster:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CLOSE_GRACE
         # Write what is queued (the releases of the clients just closed) first.
-        while (self._outbox or self._writing) and self._reachable:
+        while self._writer.busy and self._reachable:
             if loop.time() > deadline:
                 break
             await asyncio.sleep(0.01)
         pending = [(client.id, client.token) for client in self._broker.realm.clients()]
         # The loops also stop on _closing: on Python 3.11 asyncio.wait_for can
         # swallow a cancellation that comes as its operation completes.
-        self._closing = self._wire.closing = True
+        self._closing = self._wire.closing = self._writer.closing = True
         tasks = [*self._tasks, *self._helpers]
         for _ in range(2):
             for task in tasks:
@@ -199,17 +170,14 @@ class Cluster:
         """
         if not (self._reachable and self._wire.subscribed):
             return "down"
-        broker = self._broker
-        if (self._writing and broker.now() - self._writing_since > STALLED_AFTER) or (
-            self._outbox.bytes > broker.config.max_queued_bytes // 2
-        ):
+        if self._writer.stalled:
             return "stalled"
         return "up"
 
     @property
     def backlog(self) -> int:
         """Bytes held by the operations waiting for Redis (or being written)."""
-        return self._outbox.bytes
+        return self._writer.backlog
 
     # -- used by the connection and the realm --------------------------------
 
@@ -250,7 +218,7 @@ class Cluster:
             previous, frames = result[1], result[2]
             if previous and previous != self.instance:
                 # The id moves here: its old socket elsewhere is closed.
-                self._publish(previous, entry("s", peer_id, token))
+                self._writer.publish(self._keys.channel(previous), entry("s", peer_id, token))
             client = realm.connect(
                 link, key=key, peer_id=peer_id, token=token, now=broker.now(), rooms=rooms
             )
@@ -270,17 +238,17 @@ class Cluster:
 
         limit = str(broker.config.concurrent_limit)
         args = [self.instance, token, self._ttl_ms, peer_id, limit]
-        self._push(Eval(Lua.CLAIM, self._keys.claim(peer_id), args, claimed, failed))
+        self._writer.push(Eval(Lua.CLAIM, self._keys.claim(peer_id), args, claimed, failed))
 
     def release(self, peer_id: str, token: str) -> None:
         """Free ``peer_id`` in Redis if this instance still holds it with ``token``."""
         args = [self.instance, token, peer_id]
-        self._push(Eval(Lua.RELEASE, self._keys.release(peer_id), args))
+        self._writer.push(Eval(Lua.RELEASE, self._keys.release(peer_id), args))
 
     def route(self, client: Client, kind: RelayType, dst: str, frame: str) -> None:
         """Relay ``frame`` to ``dst``, which is not connected here (the realm's remote hook)."""
         notice = kind is RelayType.LEAVE or kind is RelayType.EXPIRE
-        self._route(client.id, dst, frame, Mode.NOTICE if notice else Mode.RELAY)
+        self._writer.route(client.id, dst, frame, Mode.NOTICE if notice else Mode.RELAY)
 
     def deliver(self, peer_id: str, frame: str) -> bool:
         """Send a room notice to ``peer_id``: here if it is local, else through Redis.
@@ -288,7 +256,7 @@ class Cluster:
         ``True`` once sent or routed; a notice for an id nobody holds is dropped.
         """
         if not self._broker.realm.deliver_local(peer_id, frame):
-            self._route("", peer_id, frame, Mode.NOTICE)
+            self._writer.route("", peer_id, frame, Mode.NOTICE)
         return True
 
     def respond_later(self, respond: Callable[[list[str]], None]) -> None:
@@ -328,131 +296,6 @@ class Cluster:
         self._helpers.add(task)
         task.add_done_callback(self._helpers.discard)
 
-    # -- the outbox ----------------------------------------------------------------
-
-    def _route(self, src: str, dst: str, frame: str, mode: Mode) -> None:
-        # Consecutive routes are merged by the writer (see .batch).
-        if self._outbox.add(Route(dst, frame, src, mode)):
-            self._wake.set()
-        else:
-            self._refused(src)
-            self._route_failed(src, dst, mode)
-
-    def _route_failed(self, src: str, dst: str, mode: Mode) -> None:
-        # Never a silent loss: the sender hears EXPIRE for what was not routed
-        # (once per destination in a failed batch), saying that Redis failed:
-        # dst may well exist (PeerJS ignores the payload).
-        if mode is not Mode.NOTICE and (src, dst) not in self._expired:
-            self._expired.add((src, dst))
-            self._broker.stats.expired += 1
-            frame = serialize_relay(RelayType.EXPIRE, dst, src, STORE_UNREACHABLE)
-            self._broker.realm.deliver_local(src, frame)
-
-    def _publish(self, instance: str, payload: bytes) -> None:
-        self._outbox.add(Publish(self._keys.channel(instance), payload), bounded=False)
-        self._wake.set()
-
-    def _push(self, op: Eval) -> None:
-        if self._outbox.add(op):
-            self._wake.set()
-            return
-        self._refused("")
-        if op.failed is not None:
-            op.failed()
-
-    def _refused(self, src: str) -> None:
-        broker = self._broker
-        broker.stats.refuse("cluster-backlog")
-        broker.warnings.warning(
-            logger, "cluster-backlog", broker.now(),
-            "Redis too slow: %d bytes wait for it; refused an operation from %s",
-            self._outbox.bytes, truncate(src) or "this broker",
-        )  # fmt: skip
-
-    # -- the writer ----------------------------------------------------------------
-
-    async def _write_loop(self) -> None:
-        """Write the outbox to Redis in order, one pipeline per batch."""
-        broker = self._broker
-        while not self._closing:
-            await self._wake.wait()
-            await asyncio.sleep(0)  # let the reads already due add to this batch
-            self._wake.clear()
-            while self._outbox:
-                batch = self._outbox.take(BATCH)
-                self._writing = True
-                self._writing_since = broker.now()
-                try:
-                    problem = await self._write(batch)
-                except (RedisError, OSError) as exc:
-                    problem = exc
-                    self._failed(batch)
-                finally:
-                    self._writing = False
-                    self._expired.clear()
-                    self._outbox.done(batch)
-                self._reached(problem is None)
-                if problem is not None:
-                    broker.warnings.warning(
-                        logger, "redis", broker.now(), "Redis unreachable: %s", problem
-                    )
-                broker.write_gathered()
-                if not self._reachable:
-                    await asyncio.sleep(RETRY)
-
-    async def _write(self, batch: list[Op]) -> Exception | None:
-        """One batch: one pipeline, then one ROUTE for the direct publishes nobody took.
-
-        Each operation's callback (or, for an operation Redis could not run,
-        its failure) is called once; if the pipeline fails, this raises before
-        any is called; if only that second ROUTE fails, its routes fail (their
-        senders get EXPIRE) and the error is returned.
-        """
-        calls = self._compiler.compile(batch, self._owners)
-        replies = await self._wire.execute(calls)
-        again: list[int] = []  # routes published to an owner that is gone
-        for call, reply in zip(calls, replies, strict=True):
-            if type(call) is Direct:
-                if reply == 0:  # no subscriber: that instance is gone
-                    self._owners.drop(call.owner)
-                    again += call.indexes
-                elif isinstance(reply, Exception):
-                    self._routed(batch, call.indexes, reply)
-            elif type(call) is RouteCall:
-                self._routed(batch, call.indexes, reply)
-            elif type(call) is Eval:
-                _answer(call, reply)
-        if again:
-            # Through ROUTE now: it queues for the ids whose instance is gone.
-            again.sort()
-            call = self._compiler.route_call([(i, _route_at(batch, i)) for i in again])
-            try:
-                (reply,) = await self._wire.execute([call])
-            except (RedisError, OSError) as exc:
-                self._routed(batch, again, exc)
-                return exc
-            self._routed(batch, again, reply)
-        return None
-
-    def _routed(self, batch: list[Op], indexes: list[int], reply: Any) -> None:
-        """Handle a ROUTE reply: cache the owners it names; EXPIRE if it failed."""
-        if isinstance(reply, Exception):
-            for index in indexes:
-                route = _route_at(batch, index)
-                self._route_failed(route.src, route.dst, route.mode)
-            return
-        for index, result in zip(indexes, reply, strict=True):
-            if isinstance(result, str):
-                self._owners.learn(_route_at(batch, index).dst, result)
-
-    def _failed(self, batch: list[Op]) -> None:
-        """Redis could not take ``batch``: every failure callback, every sender's EXPIRE."""
-        for op in batch:
-            if type(op) is Route:
-                self._route_failed(op.src, op.dst, op.mode)
-            elif type(op) is Eval:
-                _answer(op, _FAILED)
-
     # -- the subscriber ------------------------------------------------------------
 
     def _received_batch(self, data: bytes) -> None:
@@ -477,14 +320,15 @@ class Cluster:
                 pass
             elif mode == "r":
                 # Its client left meanwhile: queue it like any message for an offline id.
-                self._route(source(frame), dst, frame, Mode.QUEUE)
+                self._writer.route(source(frame), dst, frame, Mode.QUEUE)
             elif mode == "c" or mode == "m":
                 # Sent on a cached owner that is no longer us: route it through
                 # Redis (which knows the owner), and tell the sender to forget us.
-                self._route(source(frame), dst, frame, Mode.RELAY if mode == "c" else Mode.NOTICE)
+                relay = Mode.RELAY if mode == "c" else Mode.NOTICE
+                self._writer.route(source(frame), dst, frame, relay)
                 if sender and dst not in stale:
                     stale.add(dst)
-                    self._publish(sender, entry("x", dst, self.instance))
+                    self._writer.publish(self._keys.channel(sender), entry("x", dst, self.instance))
 
     # -- the timers ----------------------------------------------------------------
 
@@ -521,7 +365,7 @@ class Cluster:
             if not self._reachable:
                 self._reachable = True
                 args = [secrets.token_hex(8), self._epoch, str(int(SETTLE * 1000))]
-                self._push(Eval(Lua.EPOCH, self._keys.epoch(), args, self._saw_epoch))
+                self._writer.push(Eval(Lua.EPOCH, self._keys.epoch(), args, self._saw_epoch))
                 self._push_refresh()
         else:
             self._reachable = False
@@ -539,7 +383,7 @@ class Cluster:
         self._broker.write_gathered()
 
     def _push_refresh(self) -> None:
-        self._push(self.rooms.alive())
+        self._writer.push(self.rooms.alive())
         clients = list(self._broker.realm.clients())
         for start in range(0, len(clients), REFRESH_CHUNK):
             chunk = clients[start : start + REFRESH_CHUNK]
@@ -549,7 +393,7 @@ class Cluster:
             def refreshed(lost: Any, chunk: list[Client] = chunk) -> None:
                 self._lose([chunk[int(index) - 1].id for index in lost])
 
-            self._push(Eval(Lua.REFRESH, self._keys.refresh(ids), args, refreshed))
+            self._writer.push(Eval(Lua.REFRESH, self._keys.refresh(ids), args, refreshed))
 
     async def _expire(self) -> None:
         broker = self._broker
@@ -567,23 +411,5 @@ class Cluster:
                 frame = serialize_relay(RelayType.EXPIRE, dst, src)
                 broker.stats.expired += 1
                 if not broker.realm.deliver_local(src, frame):
-                    self._route(dst, src, frame, Mode.NOTICE)
+                    self._writer.route(dst, src, frame, Mode.NOTICE)
         broker.write_gathered()
-
-
-def _route_at(batch: list[Op], index: int) -> Route:
-    op = batch[index]
-    assert type(op) is Route
-    return op
-
-
-def _answer(op: Eval, reply: Any) -> None:
-    """Call ``op``'s callback with ``reply``, or its failure if ``reply`` is an error."""
-    try:
-        if isinstance(reply, Exception):
-            if op.failed is not None:
-                op.failed()
-        elif op.done is not None:
-            op.done(reply)
-    except Exception:  # a bug in one callback must not stop the writer
-        logger.exception("Cluster callback failed")

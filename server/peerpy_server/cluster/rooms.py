@@ -33,7 +33,7 @@ from .scripts import Keys, Lua
 
 if TYPE_CHECKING:
     from ..config import BrokerConfig
-    from ..core.rooms import Rooms
+    from ..core.rooms import Joined, Rooms
 
 __all__ = ["SWEEP_INSTANCES", "RedisDirectory"]
 
@@ -59,13 +59,7 @@ class RedisDirectory:
         #: The rooms front, told of the members of dead instances (set by the broker).
         self.front: Rooms | None = None
 
-    def join(
-        self,
-        room: str,
-        peer_id: str,
-        metadata: Any,
-        done: Callable[[dict[str, Any] | RoomErrorType], None],
-    ) -> None:
+    def join(self, room: str, peer_id: str, metadata: Any, done: Joined) -> None:
         """Add ``peer_id`` to ``room`` in Redis; ``done(other members or refusal)`` after."""
         instance = self._instance
 

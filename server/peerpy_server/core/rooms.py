@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from peerpy_protocol.exceptions import PeerError, ProtocolError
 from peerpy_protocol.rooms import (
@@ -57,23 +57,34 @@ from ..logs import WarningLimiter
 from .realm import Client, truncate
 from .stats import Stats
 
-__all__ = ["Directory", "LocalDirectory", "Rooms"]
+__all__ = ["Directory", "Joined", "LocalDirectory", "Rooms"]
 
 logger: Final = logging.getLogger("peerpy_server.rooms")
 
 JSON = Any
+V = TypeVar("V")
+#: What :meth:`Directory.join` answers: the other members' metadata, or why not.
+Joined = Callable[[dict[str, JSON] | RoomErrorType], None]
+
+
+def _remove(table: dict[str, dict[str, V]], key: str, item: str) -> dict[str, V] | None:
+    """Take ``item`` out of ``table[key]``, and ``key`` out of ``table`` once empty.
+
+    Return what ``table[key]`` holds after, or ``None`` if ``item`` was not there.
+    """
+    inner = table.get(key)
+    if inner is None or item not in inner:
+        return None
+    del inner[item]
+    if not inner:
+        del table[key]
+    return inner
 
 
 class Directory(Protocol):
     """Where the members of every room are kept (in memory, or in Redis)."""
 
-    def join(
-        self,
-        room: str,
-        peer_id: str,
-        metadata: JSON,
-        done: Callable[[dict[str, JSON] | RoomErrorType], None],
-    ) -> None:
+    def join(self, room: str, peer_id: str, metadata: JSON, done: Joined) -> None:
         """Add ``peer_id`` to ``room`` (or update its metadata); ``done(others or refusal)``."""
 
     def leave(self, room: str, peer_id: str, done: Callable[[list[str]], None]) -> None:
@@ -107,13 +118,7 @@ class LocalDirectory:
         #: Room name -> member id -> metadata (a room with no member is deleted).
         self.rooms: dict[str, dict[str, JSON]] = {}
 
-    def join(
-        self,
-        room: str,
-        peer_id: str,
-        metadata: JSON,
-        done: Callable[[dict[str, JSON] | RoomErrorType], None],
-    ) -> None:
+    def join(self, room: str, peer_id: str, metadata: JSON, done: Joined) -> None:
         members = self.rooms.get(room)
         if members is None:
             if self._max_rooms is not None and len(self.rooms) >= self._max_rooms:
@@ -129,13 +134,9 @@ class LocalDirectory:
         done({member: data for member, data in members.items() if member != peer_id})
 
     def leave(self, room: str, peer_id: str, done: Callable[[list[str]], None]) -> None:
-        members = self.rooms.get(room)
-        if members is None or peer_id not in members:
-            return
-        del members[peer_id]
-        if not members:
-            del self.rooms[room]
-        done(list(members))
+        members = _remove(self.rooms, room, peer_id)
+        if members is not None:
+            done(list(members))
 
     def members(self, room: str, answer: Callable[[list[str]], None]) -> None:
         answer(list(self.rooms.get(room, ())))
@@ -231,13 +232,8 @@ class Rooms:
 
     def leave(self, peer_id: str, room: str) -> None:
         """``peer_id`` leaves ``room`` (a no-op if it is not in it)."""
-        rooms = self._joined.get(peer_id)
-        if rooms is None or room not in rooms:
-            return
-        del rooms[room]
-        if not rooms:
-            del self._joined[peer_id]
-        self._leave(room, peer_id)
+        if _remove(self._joined, peer_id, room) is not None:
+            self._leave(room, peer_id)
 
     def drop(self, peer_id: str) -> None:
         """The local client ``peer_id`` is gone: it leaves every room it is in."""

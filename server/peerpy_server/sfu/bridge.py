@@ -14,6 +14,13 @@ calls it at two points:
 * :meth:`Sfu.left`, when a member left: its token is removed and its Janus
   participants kicked; when the room is empty, the Janus room is destroyed.
 
+Janus checks a joiner's PIN and token, not the display name it shows, so an
+admitted member could show itself as another member.  Each member is given the
+participant id it must join with (:func:`~.placement.participant_id`), and
+every ``check`` seconds the broker lists the participants of each room with
+local members and kicks those whose id is not the one of the member their
+display name claims (an *impostor*, logged at WARNING).
+
 When an instance dies or comes back, every room with a member on this broker
 is placed again; a room that moves is created on its new instance and each of
 its local members gets a ``ROOM-SFU`` with a new token (or ``"sfu": null`` and
@@ -36,7 +43,7 @@ from peerpy_protocol.janus import NO_SUCH_ROOM, JanusError, SfuInfo
 from peerpy_protocol.rooms import RoomSfu, serialize
 
 from .janus import JanusAdmin
-from .placement import Instance, choose, credentials, mint_token, room_number
+from .placement import Instance, choose, credentials, mint_token, participant_id, room_number
 
 __all__ = ["Admitted", "Sfu"]
 
@@ -73,6 +80,7 @@ class Sfu:
         send: Callable[[str, str], bool],
         local_members: Callable[[str], list[str]],
         retry: float = 1.0,
+        check: float = 1.0,
     ) -> None:
         self.instances = list(instances)
         self._key = key
@@ -81,6 +89,7 @@ class Sfu:
         self._send = send
         self._local_members = local_members
         self._retry = retry
+        self._check = check
         #: Urls of the instances connected now.
         self.live: set[str] = set()
         self._admins: dict[str, JanusAdmin] = {}
@@ -96,6 +105,7 @@ class Sfu:
         for instance, event in zip(self.instances, tried, strict=True):
             task = asyncio.ensure_future(self._supervise(instance, event))
             self._supervisors.append(task)
+        self._supervisors.append(asyncio.ensure_future(self._check_loop()))
         await asyncio.gather(*(event.wait() for event in tried))
 
     async def aclose(self) -> None:
@@ -159,9 +169,10 @@ class Sfu:
 
     # -- the work ----------------------------------------------------------------
 
-    def _info(self, instance: Instance, room: str, token: str) -> SfuInfo:
+    def _info(self, instance: Instance, room: str, member: str, token: str) -> SfuInfo:
         _, pin = credentials(self._key, instance, room)
-        return SfuInfo(instance.public_url, room_number(room), pin, token)
+        member_id = participant_id(self._key, instance, room, member)
+        return SfuInfo(instance.public_url, room_number(room), pin, token, member_id)
 
     async def _ensure(self, state: _Room, instance: Instance, room: str) -> None:
         """Create ``room`` on ``instance`` unless this broker already did since it connected."""
@@ -199,7 +210,7 @@ class Sfu:
             return
         state.instance = instance
         state.tokens[member] = token
-        then(self._info(instance, room, token), "")
+        then(self._info(instance, room, member, token), "")
 
     async def _left(self, room: str, member: str, empty: bool) -> None:
         state = self._rooms.get(room)
@@ -212,7 +223,7 @@ class Sfu:
                 if token is not None:
                     await admin.allow(room_number(room), secret=secret, token=token, allowed=False)
                 if not empty:
-                    await admin.kick(room_number(room), secret=secret, display=member)
+                    await admin.kick_display(room_number(room), secret=secret, display=member)
         if empty:
             urls = set(state.created if state is not None else ())
             if instance is not None:
@@ -222,6 +233,27 @@ class Sfu:
                 await self._destroy(url, room)
         elif state is not None and not state.tokens and not self._local_members(room):
             self._rooms.pop(room, None)
+
+    async def _check_loop(self) -> None:
+        """Every ``check`` seconds, kick the impostors of each room (see the module docstring)."""
+        while True:
+            await asyncio.sleep(self._check)
+            for room, state in list(self._rooms.items()):
+                instance = state.instance
+                if instance is not None and instance.url in state.created:
+                    with contextlib.suppress(*_FAILURES):
+                        await self._kick_impostors(instance, room)
+
+    async def _kick_impostors(self, instance: Instance, room: str) -> None:
+        admin = self._admins.get(instance.url)
+        if admin is None:
+            return
+        number = room_number(room)
+        secret, _ = credentials(self._key, instance, room)
+        for participant, display in await admin.participants(number):
+            if display is None or participant != participant_id(self._key, instance, room, display):
+                logger.warning("Kicking participant %d of room %s on %s: it shows itself as %r without that member's id", participant, room, instance.url, display)  # fmt: skip # noqa: E501
+                await admin.kick(number, secret=secret, participant=participant)
 
     async def _destroy(self, url: str, room: str) -> None:
         admin = self._admins.get(url)
@@ -261,7 +293,8 @@ class Sfu:
             for member in members:
                 token = await self._token(target, room, member)
                 state.tokens[member] = token
-                self._send(member, serialize(RoomSfu(room, self._info(target, room, token))))
+                info = self._info(target, room, member, token)
+                self._send(member, serialize(RoomSfu(room, info)))
         except _FAILURES as exc:
             logger.warning("Could not move room %s to %s: %s", room, target.url, exc)
         logger.info("Room %s moved to Janus at %s (%d local members)", room, target.url, len(members))  # fmt: skip # noqa: E501

@@ -5,8 +5,9 @@ session, attaches the VideoRoom plugin and sends a ``keepalive`` every
 :data:`KEEPALIVE` seconds (Janus drops a silent session after its
 ``session_timeout``, 60 s by default).  Its methods are the VideoRoom requests
 a broker needs: create a room (with its secret, PIN and an allowed-token
-list), destroy it, add and remove a member's token, kick a member's
-participants.  The frames and their matching are :mod:`peerpy_protocol.janus`'s.
+list), destroy it, add and remove a member's token, list the participants,
+kick one or all those shown as a member.  The frames and their matching are
+:mod:`peerpy_protocol.janus`'s.
 
 :meth:`JanusAdmin.run` returns (or raises) when the WebSocket closes:
 :class:`~peerpy_server.sfu.bridge.Sfu` then counts the instance dead.
@@ -182,17 +183,30 @@ class JanusAdmin:
              "allowed": [token]}
         )  # fmt: skip
 
-    async def kick(self, room: int, *, secret: str, display: str) -> int:
-        """Kick the participants of ``room`` shown as ``display``; return how many.  Cancelling
-        stops waiting."""
+    async def participants(self, room: int) -> list[tuple[int, str | None]]:
+        """The ``(id, display)`` of each participant of ``room``.  Cancelling stops waiting."""
         listed = await self._videoroom({"request": "listparticipants", "room": room})
         participants = listed.data.get("participants")
-        kicked = 0
+        found: list[tuple[int, str | None]] = []
         for participant in participants if isinstance(participants, list) else ():
-            if isinstance(participant, dict) and participant.get("display") == display:
-                await self._videoroom(
-                    {"request": "kick", "room": room, "secret": secret, "id": participant["id"]}
-                )
+            if isinstance(participant, dict) and isinstance(participant.get("id"), int):
+                display = participant.get("display")
+                found.append((participant["id"], display if isinstance(display, str) else None))
+        return found
+
+    async def kick(self, room: int, *, secret: str, participant: int) -> None:
+        """Kick participant ``participant`` out of ``room``.  Cancelling stops waiting."""
+        await self._videoroom(
+            {"request": "kick", "room": room, "secret": secret, "id": participant}
+        )
+
+    async def kick_display(self, room: int, *, secret: str, display: str) -> int:
+        """Kick the participants of ``room`` shown as ``display``; return how many.  Cancelling
+        stops waiting."""
+        kicked = 0
+        for participant, shown in await self.participants(room):
+            if shown == display:
+                await self.kick(room, secret=secret, participant=participant)
                 kicked += 1
         return kicked
 

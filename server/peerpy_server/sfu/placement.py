@@ -16,7 +16,13 @@ each other, so each is a function of the room's name, the instance list
   the instance and the room (:func:`credentials`); the PIN alone does not let
   anyone publish: each admitted member also gets a random **token**
   (:func:`mint_token`) the broker adds to the room's allowed list and removes
-  when the member leaves.
+  when the member leaves;
+* each member's VideoRoom **participant id** is HMAC-SHA256 of the key, the
+  instance, the room and the member id, cut to 53 bits (:func:`participant_id`):
+  Janus does not tie a token to a display name, so a member could show itself
+  as another; the broker gives each member its id, and any participant whose
+  id is not the one of the member its display name claims is an impostor
+  (every broker of the cluster can tell, no member can forge another's id).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ __all__ = [
     "credentials",
     "mint_token",
     "parse_instance",
+    "participant_id",
     "ranking",
     "room_number",
 ]
@@ -92,6 +99,13 @@ def credentials(key: bytes, instance: Instance, room: str) -> tuple[str, str]:
         return hmac.new(key, message, hashlib.sha256).hexdigest()
 
     return mac("secret"), mac("pin")[:24]
+
+
+def participant_id(key: bytes, instance: Instance, room: str, member: str) -> int:
+    """The VideoRoom participant id of ``member`` in ``room`` on ``instance`` (1 to 2**53 - 1)."""
+    message = f"participant\0{instance.url}\0{room}\0{member}".encode()
+    value = int.from_bytes(hmac.new(key, message, hashlib.sha256).digest()[:8], "big") & MAX_ROOM
+    return value or 1
 
 
 def mint_token() -> str:

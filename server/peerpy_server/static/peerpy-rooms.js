@@ -30,6 +30,11 @@
 // - The sender of a value is the peer at the other end of its connection.
 // - A member whose open connection closes has left, for us (a crash shows in
 //   PeerJS within its ICE timeouts, or through the broker at once).
+// - When the broker runs with Janus (ROOM-MEMBERS carries "sfu"), call() and
+//   "stream" go through Janus's VideoRoom instead of the mesh: one upload per
+//   member (peerpy-rooms-sfu.js, served beside this file); data stays on the mesh.
+
+import { SfuMedia } from "./peerpy-rooms-sfu.js";
 
 export const ROOM_KEY = "peerpy-room";
 export const NO_ROOMS =
@@ -109,6 +114,10 @@ class Hub {
     switch (message.type) {
       case "ROOM-MEMBERS":
         room._snapshot(payload.members || {});
+        if ("sfu" in payload) room._useSfu(payload.sfu, "");
+        break;
+      case "ROOM-SFU":
+        room._useSfu(payload.sfu ?? null, payload.msg || "");
         break;
       case "ROOM-ERROR": {
         const error = new RoomError(payload.type, `cannot join room ${room.name}: ${payload.msg}`);
@@ -148,6 +157,7 @@ class Room {
     this._handlers = { join: [], leave: [], data: [], stream: [] };
     this._stream = null; // our media, once call() was called
     this._calls = new Map(); // id -> [MediaConnection]
+    this._sfu = null; // SfuMedia, when the broker says the media goes through Janus
     this._answered = null;
     this._early = []; // [id, data] from connections that outran their member's ROOM-JOIN
     this._gone = false;
@@ -195,6 +205,7 @@ class Room {
   /** Send our MediaStream to every member, now and later; theirs come as "stream" events. */
   async call(stream) {
     this._stream = stream;
+    if (this._sfu) return this._sfu.call(stream);
     for (const id of this.members.keys()) this._call(id);
   }
 
@@ -207,6 +218,19 @@ class Room {
     this._hub.send({ type: "ROOM-LEAVE", payload: { room: this.name } });
     for (const id of [...this.members.keys()]) this._drop(id);
     this.members.clear();
+    if (this._sfu) this._sfu.close();
+  }
+
+  _useSfu(info, why) {
+    if (!this._sfu) {
+      const peer = this._hub.peer;
+      this._sfu = new SfuMedia(peer.id, peer.options.config, (id, stream) => {
+        if (this.members.has(id)) this._emit("stream", id, stream);
+      });
+      for (const calls of this._calls.values()) for (const call of calls) call.close();
+      this._calls.clear();
+    }
+    this._sfu.use(info, why);
   }
 
   _sendJoin() {
@@ -229,7 +253,7 @@ class Room {
     this.members.set(id, metadata);
     if (!known) {
       if (this._hub.peer.id < id && !this._links.has(id)) this._dial(id);
-      if (this._stream) this._call(id);
+      if (this._stream && !this._sfu) this._call(id);
     }
     if (!same) this._emit("join", id, metadata);
     if (!known && this._early.some(([from]) => from === id)) {
@@ -252,6 +276,7 @@ class Room {
     if (conn) conn.close();
     for (const call of this._calls.get(id) || []) call.close();
     this._calls.delete(id);
+    if (this._sfu) this._sfu.drop(id);
     this._wake(id);
   }
 
@@ -335,6 +360,10 @@ class Room {
   }
 
   _answerCall(call) {
+    if (this._sfu) {
+      call.close(); // a mesh call in an SFU room: refused, as the Python SDK does
+      return;
+    }
     const calls = this._calls.get(call.peer) || [];
     calls.push(call);
     this._calls.set(call.peer, calls);

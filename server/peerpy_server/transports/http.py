@@ -14,7 +14,8 @@ both transports (the built-in server and the ASGI app) answer with
   registered peer (a peerpy extra, see :mod:`peerpy_server.ice`), else 401
   (wrong key, unknown id or token), 429 (too many refusals from this address)
   or 503 (the cluster store cannot say); see :mod:`peerpy_server.core.ice_access`;
-* ``GET {path}/peerpy-rooms.js``: the rooms module for PeerJS pages (``docs/interop.md``);
+* ``GET {path}/peerpy-rooms.js``: the rooms module for PeerJS pages (``docs/interop.md``),
+  and ``{path}/peerpy-rooms-sfu.js``, its part for rooms whose media goes through Janus;
 * ``GET {path}/health``: JSON about the broker (clients, queues, Redis),
   200 when it can serve, 503 when it cannot (peerpy extra, ``docs/broker.md``);
 * ``GET {path}/metrics``: Prometheus text (peerpy extra, :mod:`peerpy_server.metrics`);
@@ -51,10 +52,12 @@ INFO: Final = (
 )
 _JSON: Final = "application/json; charset=utf-8"
 _JS: Final = "text/javascript; charset=utf-8"
-#: ``static/peerpy-rooms.js``, served at ``{path}peerpy-rooms.js``.
-ROOMS_JS: Final = (
-    importlib.resources.files("peerpy_server") / "static" / "peerpy-rooms.js"
-).read_bytes()
+#: The browser modules in ``static/``, each served at ``{path}NAME``: the rooms module and
+#: its SFU part (which the rooms module imports).
+MODULES: Final = {
+    name: (importlib.resources.files("peerpy_server") / "static" / name).read_bytes()
+    for name in ("peerpy-rooms.js", "peerpy-rooms-sfu.js")
+}
 _HTML: Final = "text/html; charset=utf-8"
 _TEXT: Final = "text/plain; charset=utf-8"
 _PROMETHEUS: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -163,8 +166,8 @@ def respond(
     elif parts == ["health"]:
         status, report = view.health()
         answer(status, json.dumps(report, separators=(",", ":")).encode(), _JSON)
-    elif parts == ["peerpy-rooms.js"]:
-        answer(200, ROOMS_JS, _JS)
+    elif len(parts) == 1 and parts[0] in MODULES:
+        answer(200, MODULES[parts[0]], _JS)
     elif parts == ["metrics"]:
         answer(200, view.metrics(), _PROMETHEUS)
     elif len(parts) == 2 and parts[1] == "id":

@@ -2,8 +2,10 @@
 
 The scripts those children run sit beside this module: ``broker_peer_process.py``
 (an echoing peer with ``auto_reconnect``), ``deadpeer_process.py`` (the remote
-that tests/faults/test_peer.py kills or freezes) and ``deadpeer_measure.py``
-(the by-hand measurement behind its bounds).
+that tests/faults/test_peer.py kills or freezes), ``deadpeer_measure.py``
+(the by-hand measurement behind its bounds) and ``call_member_process.py`` (a
+member of a room call, many of which tests/integration/sfu/test_call_of_eight.py
+runs and kills one of).
 
 Everything listens on 127.0.0.1 only, and every process started here is
 stopped by its PID.

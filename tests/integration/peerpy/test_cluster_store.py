@@ -46,7 +46,7 @@ async def test_connect_while_redis_is_frozen_names_the_cluster_store(
 
 
 async def test_an_unknown_peer_is_still_plainly_unavailable(peer_id: str) -> None:
-    """Redis up, nobody registered as the id: the plain PeerJS message, no cause added."""
+    """Redis up, nobody registered as the id: PeerJS's message and why, no store named."""
     with running_redis() as redis_server:
         async with (
             run_cluster(redis_server.url, size=2, expire_timeout=0.5) as target,
@@ -54,4 +54,7 @@ async def test_an_unknown_peer_is_still_plainly_unavailable(peer_id: str) -> Non
         ):
             with pytest.raises(PeerUnavailableError) as caught:
                 await alice.connect(peer_id + "nobody", timeout=10)
-            assert str(caught.value) == f"Could not connect to peer {peer_id}nobody"
+            message = str(caught.value)
+            assert message.startswith(f"Could not connect to peer {peer_id}nobody: ")
+            assert f"no peer is registered as '{peer_id}nobody'" in message
+            assert "cluster store" not in message

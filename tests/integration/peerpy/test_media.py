@@ -1,7 +1,13 @@
-"""MediaConnection and media helpers: calls between Python peers over a real broker."""
+"""MediaConnection and media helpers: calls between Python peers over a real broker.
+
+The calls run on both backends, alone and mixed in both offer directions (see
+``PAIR_CASES``), as the data suites do.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +17,7 @@ import av
 import pytest
 from aiortc import MediaStreamTrack
 
+from peerpy.backends import wrtc_installed
 from peerpy.config import Timeouts
 from peerpy.exceptions import (
     ConnectionClosedError,
@@ -42,13 +49,35 @@ def av_tracks() -> list[MediaStreamTrack]:
     return [ToneAudioTrack(), PatternVideoTrack(**SMALL)]  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def pair(broker_url: str, peer_id: str) -> AsyncIterator[tuple[Peer, Peer]]:
-    """Two peers registered on the broker."""
-    async with (
-        Peer(peer_id + "a", server=broker_url) as alice,
-        Peer(peer_id + "b", server=broker_url) as bob,
-    ):
+#: (broker, caller's backend, callee's backend): both brokers on aiortc, then wrtc
+#: alone and mixed with aiortc in both offer directions (the broker only relays).
+PAIR_CASES = [
+    ("peerpy", "aiortc", "aiortc"),
+    ("peer-1.0.2", "aiortc", "aiortc"),
+    ("peerpy", "wrtc", "wrtc"),
+    ("peerpy", "aiortc", "wrtc"),
+    ("peerpy", "wrtc", "aiortc"),
+]
+
+
+@pytest.fixture(params=PAIR_CASES, ids=["-".join(case) for case in PAIR_CASES])
+async def pair(request: pytest.FixtureRequest, peer_id: str) -> AsyncIterator[tuple[Peer, Peer]]:
+    """Two peers registered on a broker, on their backends (alice calls)."""
+    broker, *backends = request.param
+    if "wrtc" in backends and not wrtc_installed():
+        pytest.skip("wrtc is not installed (pip install 'peerpy-sdk[wrtc]')")
+    async with contextlib.AsyncExitStack() as stack:
+        if broker == "peerpy":
+            url = await stack.enter_async_context(
+                peerpy_server(expire_timeout=1.0, allow_discovery=True)
+            )
+        else:
+            url = request.getfixturevalue("node_broker_url")
+        alice = await stack.enter_async_context(
+            Peer(peer_id + "a", server=url, backend=backends[0])
+        )
+        bob = await stack.enter_async_context(Peer(peer_id + "b", server=url, backend=backends[1]))
+        assert (alice.backend, bob.backend) == tuple(backends)
         yield alice, bob
 
 
@@ -105,10 +134,11 @@ async def test_audio_video_both_ways(pair: tuple[Peer, Peer]) -> None:
 
 
 async def test_hang_up_propagates_both_ways(pair: tuple[Peer, Peer]) -> None:
-    """Closing a call closes the other end, whichever side hangs up."""
+    """Closing a call closes the other end, whichever side hangs up; the tracks sent end."""
     alice, bob = pair
     for hang_up_by_caller in (True, False):
-        out, incoming = await dial(alice, bob, av_tracks(), [])
+        local = av_tracks()
+        out, incoming = await dial(alice, bob, local, [])
         closed = anyio.Event()
         (incoming if hang_up_by_caller else out).on("close", closed.set)
         await (out if hang_up_by_caller else incoming).close()
@@ -118,6 +148,8 @@ async def test_hang_up_propagates_both_ways(pair: tuple[Peer, Peer]) -> None:
         assert incoming.closed
         assert alice.connections == []
         assert bob.connections == []
+        # As aiortc's senders do (MediaRelay keeps a source for other calls).
+        assert [track.readyState for track in local] == ["ended", "ended"]
 
 
 async def test_receive_only_answer(pair: tuple[Peer, Peer]) -> None:
@@ -320,18 +352,40 @@ async def test_bad_media_input(pair: tuple[Peer, Peer], tmp_path: Path) -> None:
         Recorder(tmp_path / "no" / "dir" / "x.mkv", [track])
 
 
-async def test_unread_remote_track_is_bounded(pair: tuple[Peer, Peer]) -> None:
-    """Frames nobody reads are dropped beyond max_buffered_frames, oldest first."""
+def frames_kept(backend: str) -> int:
+    """The most video frames a remote track keeps for a reader that stalls, on ``backend``."""
+    if backend == "aiortc":
+        return MediaConnection.max_buffered_frames
+    from peerpy.backends.wrtc_media import VIDEO_BUFFERED
+
+    return VIDEO_BUFFERED
+
+
+async def test_unread_remote_track_is_bounded(
+    pair: tuple[Peer, Peer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stalled reader finds only the newest frames (the oldest dropped), then reads on."""
+    monkeypatch.setattr(MediaConnection, "max_buffered_frames", 10)
     alice, bob = pair
-    _out, incoming = await dial(alice, bob, [ToneAudioTrack()], [])
-    audio = (await incoming.wait_stream()).audio
-    assert audio is not None
+    fps = 30
+    _out, incoming = await dial(alice, bob, [PatternVideoTrack(96, 64, fps)], [])
+    video = (await incoming.wait_stream()).video
+    assert video is not None
+    kept = frames_kept(bob.backend)
     with anyio.fail_after(10):
-        while getattr(audio, "_queue").dropped < 5:  # noqa: B009, ASYNC110 - aiortc internals
-            await anyio.sleep(0.1)
-    assert getattr(audio, "_queue").qsize() <= MediaConnection.max_buffered_frames  # noqa: B009
-    async with FrameCounter([audio]) as counter:
-        await counter.wait(audio=MediaConnection.max_buffered_frames + 2)
+        first = await video.recv()
+        await anyio.sleep((kept + 15) / fps)  # 15 frames more than are kept arrive
+        ready: list[av.VideoFrame] = []
+        while True:  # the frames kept come at once; then recv() waits for the next one
+            with anyio.move_on_after(0.012) as waited:
+                ready.append(await video.recv())
+            if waited.cancelled_caught:
+                break
+    assert len(ready) <= kept + 2  # at most one or two more arrived while reading
+    assert ready[0].time - first.time >= 10 / fps  # the oldest frames were dropped
+    assert all(b.pts > a.pts for a, b in itertools.pairwise(ready))
+    async with FrameCounter([video]) as counter:
+        await counter.wait(video=5)
 
 
 # -- call(sdp_transform=), answer(sdp_transform=) (issue 13) -------------------

@@ -15,7 +15,9 @@ from websockets.asyncio.client import connect
 
 from peerpy.dataconnection import DataConnection
 from peerpy.exceptions import (
+    ConfigurationError,
     DisconnectedError,
+    EncodeError,
     InvalidIdError,
     NegotiationFailedError,
     NetworkError,
@@ -69,6 +71,10 @@ async def test_unknown_peer_raises_peer_unavailable(broker_url: str, peer_id: st
             await peer.connect("nobody" + peer_id)
         assert info.value.type == "peer-unavailable"
         assert peer.connections == []
+        # How long it waited (both brokers expire after 1 s here) and why.
+        waited = float(str(info.value).split(" gave up after ")[1].split(" s ")[0])
+        assert 0.5 <= waited < 10
+        assert f"no peer is registered as 'nobody{peer_id}'" in str(info.value)
 
 
 async def test_id_taken(broker_url: str, peer_id: str) -> None:
@@ -229,10 +235,10 @@ async def test_auto_reconnect_after_broker_restart(peer_id: str) -> None:
         async with Peer(peer_id + "a", server=broker.url, auto_reconnect=True) as alice:
             lost, back = anyio.Event(), anyio.Event()
             alice.on("disconnected", lambda _id: lost.set())
-            alice.on("open", lambda _id: back.set())
             await broker.aclose()
             with anyio.fail_after(10):
                 await lost.wait()
+            alice.on("open", lambda _id: back.set())  # on an open peer it would run at once
             await anyio.sleep(1.5)  # a few failed attempts while the broker is down
             assert not alice.open
             broker = Broker(config)
@@ -352,3 +358,74 @@ async def test_open_event_on_first_registration(url: str, peer_id: str) -> None:
         await peer.disconnect()
         await peer.reconnect()
         assert opened == [peer_id, peer_id]
+
+
+# -- PeerJS habits that port (issue 23) ------------------------------------------
+
+
+async def test_peerjs_readme_ported_line_by_line(url: str, peer_id: str) -> None:
+    """PeerJS's README example, line for line: ``open`` handlers registered on an
+    open peer and an open connection run at once (async handlers included)."""
+    heard: list[str] = []
+    got = anyio.Event()
+    opened: list[str] = []
+    async with Peer(peer_id + "b", server=url) as other:
+        # peer.on('connection', function(conn) { conn.on('data', function(data){ ... }) })
+        other.on(
+            "connection", lambda conn: conn.on("data", lambda data: (heard.append(data), got.set()))
+        )
+        # var peer = new Peer('pick-an-id');
+        async with Peer(peer_id, server=url) as peer:
+            peer.on("open", opened.append)  # peer.on('open', function(id) { ... })
+            assert opened == [peer_id]
+            # var conn = peer.connect('another-peers-id');
+            conn = await peer.connect(peer_id + "b")
+            # conn.on('open', function(){ conn.send('hi!'); });
+            conn.on("open", lambda: conn.send("hi!"))
+
+            async def on_open() -> None:  # an async handler runs in the peer's task group
+                await conn.send("hi again!")
+
+            conn.on("open", on_open)
+            with anyio.fail_after(10):
+                while len(heard) < 2:
+                    await got.wait()
+                    got = anyio.Event()
+    assert sorted(heard) == ["hi again!", "hi!"]
+
+
+async def test_connecting_to_yourself_is_a_usage_error(url: str, peer_id: str) -> None:
+    """connect() and call() to our own id fail at once, saying why; nothing is opened."""
+    from peerpy.media import ToneAudioTrack
+
+    async with Peer(peer_id, server=url) as peer:
+        with anyio.fail_after(2), pytest.raises(UsageError, match="cannot connect to yourself"):
+            await peer.connect(peer_id)
+        with anyio.fail_after(2), pytest.raises(UsageError, match="cannot connect to yourself"):
+            await peer.call(peer_id, [ToneAudioTrack()])
+        assert peer.connections == []
+
+
+async def test_metadata_that_is_not_json_is_an_encode_error(url: str, peer_id: str) -> None:
+    """Metadata JSON cannot carry raises EncodeError (a UsageError) before any OFFER."""
+    async with Peer(peer_id, server=url) as peer:
+        for metadata in ({"when": object()}, {1j}, b"bytes"):
+            with anyio.fail_after(2), pytest.raises(EncodeError, match="metadata must be JSON"):
+                await peer.connect(peer_id + "b", metadata=metadata)
+        assert peer.connections == []
+
+
+def test_peer_takes_peerjs_debug_levels() -> None:
+    """Peer(debug=0..3) sets the peerpy logger's level; another value is refused."""
+    import logging
+
+    logger = logging.getLogger("peerpy")
+    level, handlers = logger.level, list(logger.handlers)
+    try:
+        Peer("a", debug=2)
+        assert logger.level == logging.WARNING
+        with pytest.raises(ConfigurationError, match="debug must be"):
+            Peer("a", debug=5)
+    finally:
+        logger.setLevel(level)
+        logger.handlers[:] = handlers

@@ -88,6 +88,7 @@ class Events:
         self.opens = 0
         peer.on("error", self.errors.append)
         peer.on("open", lambda _: self.opened())
+        self.opens = 0  # on an open peer the handler ran at once (a PeerJS habit): count anew
 
     def opened(self) -> None:
         self.opens += 1

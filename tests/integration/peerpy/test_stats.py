@@ -1,8 +1,8 @@
 """conn.stats() (peerpy.stats) between real peers: figures checked against what was sent.
 
 Data connections run on each backend pair (aiortc, wrtc, mixed in both offer
-directions); calls run on aiortc (calls on wrtc come later: the mapping of
-libwebrtc's media report is tested in tests/unit/peerpy/test_stats.py).
+directions); calls on each backend (the mapping of libwebrtc's media report is
+also tested in tests/unit/peerpy/test_stats.py).
 Everything is on loopback, where a round trip takes well under a
 millisecond: aiortc's is measured finer than that, libwebrtc's in whole
 milliseconds (so 0 on loopback).
@@ -103,8 +103,8 @@ async def test_data_stats_count_the_payload_sent(
 
 
 @pytest.mark.anyio
-async def test_call_stats_count_frames(url: str, peer_id: str) -> None:
-    """A call on aiortc: frames encoded and decoded once frames were received, per track."""
+async def test_call_stats_count_frames(url: str, peer_id: str, peer_backend: str) -> None:
+    """A call: frames encoded and decoded once frames were received, per track."""
     async with (
         Peer(peer_id + "a", server=url) as alice,
         Peer(peer_id + "b", server=url) as bob,
@@ -160,8 +160,8 @@ async def test_call_stats_count_frames(url: str, peer_id: str) -> None:
         assert ours.packets_lost is not None
         assert ours.packets_sent is not None
         assert ours.packets_lost <= ours.packets_sent // 100
-        check_round_trip(ours, "aiortc")
-        check_round_trip(theirs, "aiortc")
+        check_round_trip(ours, peer_backend)
+        check_round_trip(theirs, peer_backend)
         await call.close()
 
 

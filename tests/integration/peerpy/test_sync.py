@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from peerpy import sync
+from peerpy.blocking import ASYNC_ONLY
 from peerpy.dataconnection import DataConnection as AsyncDataConnection
 from peerpy.exceptions import PeerUnavailableError, UsageError
+from peerpy.mediaconnection import MediaStream
 from peerpy.sync import DataConnection, Peer
 
 from ...helpers.brokers import ROOT, peerpy_server
@@ -177,12 +179,117 @@ def test_sync_facade_matches_the_async_api(sync_url: str, peer_id: str) -> None:
             assert seen == []
             # No attribute hands back an un-awaited coroutine.
             for name, _ in inspect.getmembers(AsyncDataConnection, inspect.iscoroutinefunction):
-                if not name.startswith("_"):
+                if not name.startswith("_") and name not in ASYNC_ONLY:  # deliver, run: plumbing
                     assert not inspect.iscoroutinefunction(getattr(conn, name)), name
             assert conn.wait_open() is None  # blocks until open (it is): no coroutine
             conn.close()
     finally:
         alice.close()
+
+
+# -- the same names as the async API (issue 23) -----------------------------------
+
+#: Names only the blocking Peer has: it is started and stopped without ``async with``.
+SYNC_ONLY = {"start": "the blocking spelling of `with Peer(...)`", "close": "of aclose()"}
+
+
+def public_names(obj: object) -> set[str]:
+    return {name for name in dir(obj) if not name.startswith("_")}
+
+
+def unwrap(value: Any) -> Any:
+    """What a twin stands for: the async connection, a stream's id and tracks."""
+    if isinstance(value, list):
+        return [unwrap(item) for item in value]
+    if isinstance(value, MediaStream):
+        return (value.id, value.tracks)
+    return getattr(value, "_conn", value)
+
+
+def test_sync_classes_have_the_async_public_names(sync_url: str, peer_id: str) -> None:
+    """Peer, DataConnection and MediaConnection of peerpy.sync have every public name of
+    their async twins, on live objects (instance attributes included), and nothing else,
+    but for the names listed with a reason (ASYNC_ONLY, SYNC_ONLY)."""
+    from peerpy.media import ToneAudioTrack
+
+    with Peer(peer_id + "a", server=sync_url) as alice, Peer(peer_id + "b", server=sync_url) as bob:
+        bob.on("call", lambda call: call.answer())
+        conn = alice.connect(bob.id or "")
+        call = alice.call(bob.id or "", [ToneAudioTrack()])
+        pairs = [(alice, alice._peer), (conn, conn._conn), (call, call._conn)]
+        for twin, original in pairs:
+            missing = public_names(original) - public_names(twin) - set(ASYNC_ONLY)
+            extra = public_names(twin) - public_names(original) - set(SYNC_ONLY)
+            assert (missing, extra) == (set(), set()), type(original).__name__
+            for name in public_names(original) & public_names(twin):
+                if not callable(getattr(original, name)):
+                    assert unwrap(getattr(twin, name)) == unwrap(getattr(original, name)), name
+        # Every listed exception is a real difference, not a stale entry.
+        assert set(ASYNC_ONLY) <= set().union(*(public_names(o) for _, o in pairs))
+        assert set(SYNC_ONLY) <= public_names(alice) - public_names(alice._peer)
+        assert alice.half_open_connections() == []
+        assert alice.backend in ("aiortc", "wrtc")
+
+
+def test_sync_peer_settings_are_there_before_start(peer_id: str) -> None:
+    """The async peer is made with the blocking one: a bad argument raises at once, and
+    backend, timeouts, servers... can be read before start()."""
+    from peerpy import Timeouts
+    from peerpy.exceptions import InvalidIdError
+
+    with pytest.raises(InvalidIdError):
+        Peer("not an id!")
+    peer = Peer(peer_id, server="http://127.0.0.1:9/x/", timeouts=Timeouts(open=1))
+    assert peer.timeouts.open == 1
+    assert peer.server.base_url == "http://127.0.0.1:9/x/"
+    assert peer.backend in ("aiortc", "wrtc")
+    assert peer.half_open_connections() == peer.connections == []
+
+
+def test_peerjs_readme_ported_line_by_line_sync(sync_url: str, peer_id: str) -> None:
+    """PeerJS's README example with the blocking facade: ``open`` handlers registered
+    on an open peer and an open connection run at once, on the dispatcher thread."""
+    heard: list[str] = []
+    got = threading.Event()
+    opened: list[str] = []
+    with Peer(peer_id + "b", server=sync_url) as other:
+        # peer.on('connection', function(conn) { conn.on('data', function(data){ ... }) })
+        other.on("connection", lambda conn: conn.on("data", lambda d: (heard.append(d), got.set())))
+        with Peer(peer_id, server=sync_url) as peer:  # var peer = new Peer('pick-an-id');
+            peer.on("open", opened.append)  # peer.on('open', function(id) { ... })
+            conn = peer.connect(peer_id + "b")  # var conn = peer.connect('another-peers-id');
+            conn.on("open", lambda: conn.send("hi!"))  # conn.on('open', () => conn.send('hi!'))
+            assert got.wait(10)
+    assert heard == ["hi!"]
+    assert opened == [peer_id]
+
+
+def test_sync_media_frames_are_read_blocking(sync_url: str, peer_id: str, tmp_path: Path) -> None:
+    """peerpy.sync's FrameCounter counts a call's frames and Recorder writes them, both
+    blocking, on the peer's loop; raw tracks need the peer."""
+    from peerpy.media import PatternVideoTrack
+
+    with Peer(peer_id + "a", server=sync_url) as alice, Peer(peer_id + "b", server=sync_url) as bob:
+        bob.on("call", lambda call: call.answer([PatternVideoTrack(width=64, height=48)]))
+        call = alice.call(bob.id or "", receive=["video"])
+        stream = call.wait_stream(timeout=15)
+        assert stream is call.remote_stream
+        assert isinstance(stream, sync.MediaStream)
+        with sync.FrameCounter(stream) as counter:
+            counter.wait(video=5, timeout=10)
+            assert counter.counts["video"] >= 5
+            assert counter.last["video"].width == 64
+            with pytest.raises(TimeoutError):
+                counter.wait(video=10_000, timeout=0.2)
+        with pytest.raises(UsageError, match="or the peer"):
+            sync.FrameCounter([stream.video])  # type: ignore[list-item]
+        with sync.FrameCounter([stream.video], peer=alice) as counter:  # type: ignore[list-item]
+            counter.wait(video=2, timeout=10)
+        path = tmp_path / "call.mp4"
+        with sync.Recorder(path, stream):
+            time.sleep(0.5)
+        assert path.stat().st_size > 1000
+        call.close()
 
 
 # -- the chat example ----------------------------------------------------------

@@ -57,13 +57,15 @@ def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.key == "peerjs"  # type: ignore[attr-defined]
 
 
-def test_missing_port_and_lone_tls_file_exit_1(
+def test_default_port_and_lone_tls_file_exit_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """No port, or only one of --sslkey/--sslcert, prints why and returns 1."""
+    """No port means 9000 (what clients assume); one of --sslkey/--sslcert prints why, returns 1."""
     monkeypatch.delenv("PORT", raising=False)
+    assert parse().port == 9000  # type: ignore[attr-defined]
+    monkeypatch.setenv("PORT", "nine")
     assert main([]) == 1
-    assert "--port is required" in capsys.readouterr().err
+    assert "PORT environment variable is not a port" in capsys.readouterr().err
     assert main(["-p", "1", "--sslkey", "k.pem"]) == 1
     assert "either the key or the certificate" in capsys.readouterr().err
 

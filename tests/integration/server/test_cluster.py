@@ -21,7 +21,7 @@ import redis.asyncio
 from peerpy_server import Broker
 from peerpy_server.cli import build_parser, config_from_args
 from peerpy_server.cluster import SOCKET_TIMEOUT, Cluster
-from peerpy_server.cluster.instance import STORE_UNREACHABLE
+from peerpy_server.cluster.writer import STORE_UNREACHABLE
 from websockets.exceptions import ConnectionClosed
 
 from ...helpers.brokers import free_port

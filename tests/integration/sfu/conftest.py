@@ -1,4 +1,4 @@
-"""Fixtures of the SFU tests: real Janus processes (see tests/janus_support.py)."""
+"""Fixtures of the SFU tests: real Janus processes (see tests/helpers/janus_support.py)."""
 
 from __future__ import annotations
 

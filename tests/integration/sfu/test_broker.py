@@ -117,3 +117,52 @@ async def test_members_get_minted_credentials_that_janus_checks(janus: JanusServ
             with anyio.fail_after(5):
                 while (await raw.videoroom({"request": "exists", "room": sfu["room"]}))["exists"]:  # noqa: ASYNC110 - polling Janus, no event
                     await anyio.sleep(0.05)
+
+
+async def participants(raw: RawJanus, room: int) -> dict[int, str]:
+    listed = await raw.videoroom({"request": "listparticipants", "room": room})
+    return {p["id"]: p.get("display") for p in listed["participants"]}
+
+
+async def test_a_member_showing_itself_as_another_is_kicked(janus: JanusServer) -> None:
+    """Janus takes any display name with a valid token: a member joining as another member (with
+    its own token and a made-up id, or its own id) is kicked by the broker within about a
+    second; members joining with the id the broker gave them stay."""
+    options = {"janus_urls": [janus.url], "janus_admin_key": ADMIN_KEY}
+    async with (
+        run_ours(**options) as target,
+        member(target, "alice") as alice,
+        member(target, "bob") as bob,
+    ):
+        alice_sfu = (await join(alice, "hall"))["payload"]["sfu"]
+        bob_sfu = (await join(bob, "hall"))["payload"]["sfu"]
+        assert alice_sfu["id"] != bob_sfu["id"]
+        room = alice_sfu["room"]
+
+        def joining(sfu: dict[str, Any], display: str, id_: int) -> dict[str, Any]:
+            return {"request": "join", "ptype": "publisher", "room": room, "pin": sfu["pin"],
+                    "token": sfu["token"], "display": display, "id": id_}  # fmt: skip
+
+        async with (
+            raw_janus(janus.url) as honest_alice,
+            raw_janus(janus.url) as honest_bob,
+            raw_janus(janus.url) as impostor,
+            raw_janus(janus.url) as impostor_with_own_id,
+            raw_janus(janus.url) as observer,
+        ):
+            for raw, body in (
+                (honest_alice, joining(alice_sfu, "alice", alice_sfu["id"])),
+                (honest_bob, joining(bob_sfu, "bob", bob_sfu["id"])),
+                (impostor, joining(bob_sfu, "alice", 4242)),
+                (impostor_with_own_id, joining(bob_sfu, "alice", bob_sfu["id"] + 1)),
+            ):
+                assert (await raw.videoroom(body)).get("videoroom") == "joined"
+            with anyio.fail_after(5):
+                while len(await participants(observer, room)) > 2:  # noqa: ASYNC110 - polling Janus
+                    await anyio.sleep(0.1)
+            assert await participants(observer, room) == {
+                alice_sfu["id"]: "alice",
+                bob_sfu["id"]: "bob",
+            }
+            await anyio.sleep(1.5)  # another check or two: the honest ones stay
+            assert len(await participants(observer, room)) == 2

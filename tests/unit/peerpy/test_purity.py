@@ -5,11 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
-PURE = ("peerpy.admission", "peerpy.registry", "peerpy.routing", "peerpy.rooms.membership")
+PURE = (
+    "peerpy.admission",
+    "peerpy.keepalive",
+    "peerpy.registry",
+    "peerpy.routing",
+    "peerpy.rooms.membership",
+)
 
 
 def test_pure_modules_import_no_io_library() -> None:
-    """Admission, registry, routing, room membership: importing them pulls in no I/O library."""
+    """Admission, keepalive, registry, routing, room membership import no I/O library."""
     code = (
         f"import sys, {', '.join(PURE)};"
         "bad = [m for m in ('anyio', 'aiortc', 'websockets', 'asyncio') if m in sys.modules];"

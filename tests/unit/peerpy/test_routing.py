@@ -32,6 +32,7 @@ class Conn:
     connection_id: str
     originator: bool = True
     _remote_set: bool = False
+    _started_at: float = 0.0
     delivered: list[Any] = attrs.Factory(list)
     errors: list[PeerError] = attrs.Factory(list)
 
@@ -143,6 +144,27 @@ def test_an_expire_from_an_unreachable_cluster_store_names_it(
     [error] = waiting.errors
     assert str(error).startswith("Could not connect to peer bob")
     assert ("cluster store is unreachable" in str(error)) is cause
+    assert ("no peer is registered as 'bob'" in str(error)) is not cause
+
+
+def test_an_expire_says_how_long_we_waited_and_why() -> None:
+    """PeerUnavailableError names the wait (from the connection's start, on the clock
+    given) and the cause: nobody registered as the id; what to check."""
+    registry = Registry()
+    now = [100.0]
+    router = Router(registry, lambda src, offer: None, logging.getLogger("t"), lambda: now[0])
+    early = Conn("ghost", "dc_1", started_at=93.0)
+    late = Conn("ghost", "dc_2", started_at=99.5)
+    for conn in (early, late):
+        registry.add(conn)  # type: ignore[arg-type]
+    router.route(Relay(RelayType.EXPIRE, src="ghost"))
+    assert str(early.errors[0]) == (
+        "Could not connect to peer ghost: the broker gave up after 7.0 s because no peer is "
+        "registered as 'ghost' (it keeps an OFFER for an unknown id for its expire_timeout, "
+        "then answers EXPIRE); check the id, and that both peers use the same broker, path "
+        "and key"
+    )
+    assert "gave up after 0.5 s because" in str(late.errors[0])
 
 
 @pytest.mark.parametrize(

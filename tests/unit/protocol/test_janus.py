@@ -70,7 +70,7 @@ def test_unsolicited_events_and_forgotten_answers() -> None:
 def test_sfu_info_in_room_messages() -> None:
     """ROOM-MEMBERS carries "sfu" (null when unreachable) in SFU rooms only; ROOM-SFU round-trips;
     a bad sfu object is a ProtocolError."""
-    info = SfuInfo("ws://127.0.0.1:8188", 42, "pin", "tok")
+    info = SfuInfo("ws://127.0.0.1:8188", 42, "pin", "tok", 7)
     members = RoomMembers("lobby", {"bob": None}, info, media="sfu")
     assert parse(serialize(members)) == members
     unreachable = RoomMembers("lobby", {}, None, media="sfu")
@@ -81,9 +81,11 @@ def test_sfu_info_in_room_messages() -> None:
     assert parse(serialize(moved)) == moved
     down = RoomSfu("lobby", None, "gone")
     assert parse(serialize(down)) == down
-    for bad in ({"url": "http://x", "room": 1, "pin": "", "token": ""},
-                {"url": "ws://x", "room": 0, "pin": "", "token": ""},
-                {"url": "ws://x", "room": 1, "pin": 3, "token": ""}, []):  # fmt: skip
+    for bad in ({"url": "http://x", "room": 1, "pin": "", "token": "", "id": 1},
+                {"url": "ws://x", "room": 0, "pin": "", "token": "", "id": 1},
+                {"url": "ws://x", "room": 1, "pin": 3, "token": "", "id": 1},
+                {"url": "ws://x", "room": 1, "pin": "", "token": ""},
+                {"url": "ws://x", "room": 1, "pin": "", "token": "", "id": 2**53}, []):  # fmt: skip
         frame = json.dumps({"type": "ROOM-SFU", "payload": {"room": "r", "sfu": bad}})
         with pytest.raises(ProtocolError):
             parse(frame)

@@ -122,7 +122,8 @@ def test_outside_the_path_and_other_methods_are_404() -> None:
 
 
 def test_the_rooms_module_is_served_to_pages() -> None:
-    """GET {path}peerpy-rooms.js answers the browser module, as JavaScript, with CORS."""
+    """GET {path}peerpy-rooms.js answers the browser module, as JavaScript, with CORS; the SFU
+    part it imports is beside it."""
     view = FakeView(path="/myapp")
     [module] = ask(view, "/myapp/peerpy-rooms.js")
     assert module.status_code == 200
@@ -131,3 +132,8 @@ def test_the_rooms_module_is_served_to_pages() -> None:
     assert b"export function joinRoom" in module.body
     [outside] = ask(view, "/peerpy-rooms.js")
     assert outside.status_code == 404
+    [sfu] = ask(view, "/myapp/peerpy-rooms-sfu.js")  # imported by the rooms module
+    assert sfu.status_code == 200
+    assert sfu.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    assert b"export class SfuMedia" in sfu.body
+    assert b'from "./peerpy-rooms-sfu.js"' in module.body

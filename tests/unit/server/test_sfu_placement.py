@@ -13,6 +13,7 @@ from peerpy_server.sfu.placement import (
     credentials,
     mint_token,
     parse_instance,
+    participant_id,
     ranking,
     room_number,
 )
@@ -84,3 +85,20 @@ def test_parse_instance() -> None:
     for bad in ("http://x", "ws://x,https://y", ""):
         with pytest.raises(ValueError, match="ws://"):
             parse_instance(bad)
+
+
+def test_participant_ids_are_per_member_and_unguessable_without_the_key() -> None:
+    """A member's participant id depends on the key, the instance, the room and the member: the
+    same on every broker sharing the key, different for another member, room or key, and
+    within 1..2**53 - 1."""
+    first = INSTANCES[0]
+    alice = participant_id(b"k", first, "lobby", "alice")
+    assert alice == participant_id(b"k", first, "lobby", "alice")
+    others = {
+        participant_id(b"k", first, "lobby", "bob"),
+        participant_id(b"k", first, "hall", "alice"),
+        participant_id(b"k", INSTANCES[1], "lobby", "alice"),
+        participant_id(b"other key", first, "lobby", "alice"),
+    }
+    assert alice not in others
+    assert all(0 < i <= MAX_ROOM for i in {alice, *others})
