@@ -195,6 +195,7 @@ class DataConnection(_Connection):
     reconnecting = Forward()
     generation = Forward()
     path_loss_bound = Forward()
+    remote_silence = Forward()
 
     def send(self, value: Any) -> None:
         """Send ``value``; blocks while the channel is over its high-water mark."""
