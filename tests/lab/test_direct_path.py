@@ -1,6 +1,6 @@
 """Direct whenever possible: peers given STUN and TURN relay only when no direct path works.
 
-Runs in the NAT lab (tests/lab, see tests/test_netlab.py for what it needs);
+Runs in the NAT lab (tests/lab, see tests/lab/test_netlab.py for what it needs);
 each peer gets the broker's STUN and a TURN server, as operators configure.
 """
 
@@ -12,12 +12,10 @@ import pytest
 
 from peerpy.backends import wrtc_installed
 
-from .. import test_netlab
 from .fixture import RunningLab, busy, stun_server, turn_server
 
 pytestmark = [pytest.mark.netlab, pytest.mark.timeout(120)]
 #: The module-scoped lab (coturn and the broker in pub), built for this module.
-lab = test_netlab.lab
 
 #: (listener, caller) backends; the caller controls ICE.  A wrtc caller is not
 #: covered: libwebrtc may select a relayed pair first, and an aiortc listener

@@ -13,10 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,33 +25,13 @@ from .fixture import (
     STUN_PORT,
     RunningLab,
     read_line,
-    running_lab,
     stun_server,
     turn_credentials,
     turn_server,
 )
-from .netlab import PUB_ADDRESS, Lab, lab_unavailable_reason, reap_stale_namespaces
+from .netlab import PUB_ADDRESS, Lab, reap_stale_namespaces
 
 pytestmark = [pytest.mark.netlab, pytest.mark.timeout(90)]
-
-
-def _unavailable() -> str | None:
-    reason = lab_unavailable_reason()
-    if reason is None and shutil.which("turnserver") is None:
-        reason = "the NAT lab needs coturn's `turnserver` (scripts/setup installs it as root)"
-    return reason
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[RunningLab]:
-    """One lab for the module: a NAT of each kind, coturn and the broker in pub."""
-    reason = _unavailable()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but the NAT lab cannot run: {reason}")
-        pytest.skip(reason)
-    with running_lab() as running:
-        yield running
 
 
 def _direct(route: dict[str, Any]) -> None:
