@@ -222,10 +222,14 @@ class GenerationSwitch:
         conn = self._conn
         timeouts = conn._owner.timeouts
         delays = backoff_delays(timeouts.reconnect_initial, timeouts.reconnect_max)
-        while not conn.closed:
+        # A generation whose attempt timed out may still open during the backoff: it
+        # resumed then (its channel replayed the tail and sends went on over it), so stop
+        # instead of superseding it with a new generation that nothing would replay on.
+        while not conn.closed and self.active:
             self.generation += 1
             pc = conn._owner._new_pc()
             self._adopt(pc)
+            self._progress = anyio.Event()  # nothing of a superseded attempt ends this one
             conn._attach(pc.createDataChannel(conn.label, ordered=conn.reliable))
             self._log.debug("offering generation %d of %s", self.generation, conn.connection_id)
             await conn._send_offer(

@@ -6,6 +6,13 @@ peer connection would, then replay the tail as a new generation does.
 
 from __future__ import annotations
 
+import itertools
+import logging
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import anyio
+import anyio.abc
 import pytest
 from peerpy_protocol.payloads import (
     AnswerPayload,
@@ -15,8 +22,13 @@ from peerpy_protocol.payloads import (
     SessionDescription,
 )
 
-from peerpy.exceptions import ProtocolError
+from peerpy.config import Timeouts
+from peerpy.dataconnection import DataConnection
+from peerpy.events import EventEmitter
+from peerpy.exceptions import PeerError, ProtocolError
+from peerpy.resumable import ResumableChannel
 from peerpy.resumption import MAX_AHEAD, OVERHEAD, Resumption
+from peerpy.sending import Sender
 
 
 def pair(*, ordered: bool = True, window: int = 1 << 20) -> tuple[Resumption, Resumption]:
@@ -198,3 +210,151 @@ def test_a_message_at_the_size_limit_goes_in_two_parts(ordered: bool, frame: byt
     arrival = wires if ordered else wires[::-1]
     assert deliver(b, arrival) == [frame]
     assert b.received == 2
+
+
+# -- the generation switch: a second generation must not lose the tail ---------
+
+
+class _Channel:
+    """A data channel: what it carried while open (sends before it opens fail)."""
+
+    def __init__(self) -> None:
+        self.readyState = "connecting"
+        self.sent: list[bytes] = []
+
+    def send(self, wire: bytes) -> None:
+        if self.readyState != "open":
+            raise ConnectionError("the channel is not open")
+        self.sent.append(wire)
+
+
+class _Pc:
+    def __init__(self) -> None:
+        self.channel = _Channel()
+
+    def createDataChannel(self, label: str, *, ordered: bool) -> _Channel:
+        return self.channel
+
+    async def close(self) -> None:
+        self.channel.readyState = "closed"
+
+
+class _Owner:
+    def __init__(self, tg: anyio.abc.TaskGroup) -> None:
+        self._tg = tg
+        self.timeouts = Timeouts(resume=30.0)
+        self.network = None
+
+    def _spawn(self, func: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        self._tg.start_soon(func)
+
+    def _new_pc(self) -> _Pc:
+        return _Pc()
+
+
+class _Backend:
+    @staticmethod
+    def route_refused(pc: object, policy: object) -> None:
+        return None
+
+
+class _Conn:
+    """The part of a DataConnection that peerpy.resumable and peerpy.generation use."""
+
+    originator = True
+    reliable = True
+    label = connection_id = "dc_test"
+    peer = "remote"
+    open = True
+    closed = False
+    _backend = _Backend()
+
+    def __init__(self, owner: _Owner, timed_out: set[int]) -> None:
+        self._owner = owner
+        self._timed_out = timed_out  # generations whose attempt times out before opening
+        self._sender = Sender(self, 1 << 20)  # type: ignore[arg-type]
+        self._sender._limit = 0  # no max-message-size
+        self._events = EventEmitter(("reconnecting", "resumed"), owner._spawn, logging.getLogger())
+        self.peer_connection = _Pc()
+        self._channel: _Channel | None = self.peer_connection.channel
+        self._channel.readyState = "open"
+        self._resumable = ResumableChannel(self, 1 << 20, logging.getLogger())  # type: ignore[arg-type]
+        self.offers: list[int] = []
+
+    def _on_channel_open(self, channel: _Channel) -> None:
+        DataConnection._on_channel_open(self, channel)  # type: ignore[arg-type]
+
+    def _attach(self, channel: _Channel) -> None:
+        self._channel = channel
+
+    def _detach(self) -> None:
+        self._channel = None
+
+    def _watch(self, pc: _Pc) -> None:
+        pass
+
+    def _set_open(self) -> None:
+        pass
+
+    def _offer_fields(self) -> dict[str, object]:
+        return {}
+
+    async def _send_offer(self, extra: dict[str, object], resume: Resume) -> None:
+        self.offers.append(resume.generation)
+
+    async def _wait_unless_closed(self, event: anyio.Event) -> bool:
+        assert self._resumable is not None
+        if self._resumable.switch.generation in self._timed_out:
+            return False  # as if Timeouts' ATTEMPT seconds passed
+        await event.wait()
+        return True
+
+
+@pytest.mark.anyio
+async def test_a_generation_opening_during_the_backoff_is_not_superseded_without_replay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lab race (a link down, ~11 s): generation 1's attempt timed out, and its channel
+    opened during the backoff before generation 2.  It resumed (tail replayed, sends going
+    on); no generation may then start without replaying the tail from what the receiver
+    has: the receiver gets every message once, in order, on the channel that carries on."""
+    receiver = Resumption(window=1 << 20, ordered=True)
+    async with anyio.create_task_group() as tg:
+        owner = _Owner(tg)
+        conn = _Conn(owner, timed_out={1})
+        resumable = conn._resumable
+        first = conn._channel
+        assert resumable is not None
+        assert first is not None
+
+        def delays(initial: float, maximum: float) -> Iterator[float]:
+            # Generation 1's channel opens just as the originator backs off.
+            channel = conn.peer_connection.channel
+            channel.readyState = "open"
+            conn._on_channel_open(channel)
+            assert not resumable.reconnecting
+            yield 0.0
+            yield from itertools.repeat(0.0)
+
+        monkeypatch.setattr("peerpy.generation.backoff_delays", delays)
+        monkeypatch.setattr("peerpy.generation.backends.backend_of", lambda pc: _Backend())
+        for n in range(10):
+            await resumable.send(f"m{n}", 2)
+        arrived = deliver(receiver, first.sent[:5])  # m5..m9 lost with the path
+        resumable.lost(PeerError("no ICE consent"))
+        await anyio.wait_all_tasks_blocked()
+        with anyio.fail_after(5):
+            for n in range(10, 20):
+                await resumable.send(f"m{n}", 2)
+            await anyio.wait_all_tasks_blocked()
+            current = conn._channel
+            assert current is not None
+            if current.readyState != "open":  # a further generation, opening now
+                current.readyState = "open"
+                conn._on_channel_open(current)
+                await resumable.send("m20", 2)
+            carried_on = [w for w in current.sent if w[0] != 0x03]  # acks aside
+        tg.cancel_scope.cancel()
+    arrived += deliver(receiver, carried_on)
+    assert arrived == [f"m{n}" for n in range(len(arrived))]
+    assert len(arrived) >= 20
