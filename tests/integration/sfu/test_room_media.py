@@ -82,14 +82,17 @@ async def test_publishers_and_a_viewer_receive_every_feed(janus: JanusServer, pe
         await until(lambda: left == [ids[0]])
 
 
-async def test_janus_restart_is_a_clear_error_then_the_room_recovers(
-    janus: JanusServer, peer_id: str
-) -> None:
-    """SIGKILL Janus: calling raises NetworkError saying the SFU is lost; once Janus is back, the
-    broker recreates the room and the members publish again by themselves."""
+@contextlib.asynccontextmanager
+async def publishing(
+    peer_id: str, *januses: JanusServer
+) -> AsyncIterator[tuple[Room, Room, Streams, MediaStream]]:
+    """alice and bob in "studio" through Janus; alice publishes, bob has seen a frame of it.
+
+    Yields alice's and bob's rooms, bob's streams and the stream bob first got from alice.
+    """
     a, b = peer_id + "a", peer_id + "b"
     async with (
-        broker(janus) as running,
+        broker(*januses) as running,
         Peer(a, server=running.url) as alice,
         Peer(b, server=running.url) as bob,
         alice.join("studio") as ra,
@@ -99,7 +102,16 @@ async def test_janus_restart_is_a_clear_error_then_the_room_recovers(
         with anyio.fail_after(30):
             await ra.call([video()])
         await seen.frame_from(a)
-        first = seen.by_member[a]
+        yield ra, rb, seen, seen.by_member[a]
+
+
+async def test_janus_restart_is_a_clear_error_then_the_room_recovers(
+    janus: JanusServer, peer_id: str
+) -> None:
+    """SIGKILL Janus: calling raises NetworkError saying the SFU is lost; once Janus is back, the
+    broker recreates the room and the members publish again by themselves."""
+    a = peer_id + "a"
+    async with publishing(peer_id, janus) as (_, rb, seen, first):
         janus.kill()
         with pytest.raises(NetworkError, match="SFU"):
             await call_until_refused(rb)
@@ -115,24 +127,13 @@ async def test_rooms_move_to_the_other_janus_when_theirs_dies(peer_id: str) -> N
 
     from ...helpers.janus_support import running_janus
 
-    a, b = peer_id + "a", peer_id + "b"
+    a = peer_id + "a"
     with running_janus() as first, running_janus() as second:
         instances = [parse_instance(first.url), parse_instance(second.url)]
         home = choose("studio", instances, {first.url, second.url})
         assert home is not None
         dying, other = (first, second) if home.url == first.url else (second, first)
-        async with (
-            broker(first, second) as running,
-            Peer(a, server=running.url) as alice,
-            Peer(b, server=running.url) as bob,
-            alice.join("studio") as ra,
-            bob.join("studio") as rb,
-        ):
-            seen = Streams(rb)
-            with anyio.fail_after(30):
-                await ra.call([video()])
-            await seen.frame_from(a)
-            first_stream = seen.by_member[a]
+        async with publishing(peer_id, first, second) as (ra, _, seen, first_stream):
             dying.kill()
             await until(lambda: seen.by_member[a] is not first_stream, 20)
             await seen.frame_from(a)
