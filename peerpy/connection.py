@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
 import anyio
+import attrs
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from peerpy_protocol.messages import Relay, RelayType
 from peerpy_protocol.payloads import (
@@ -50,7 +51,7 @@ from .owner import Host, Owner
 from .route import Route
 from .stats import ConnectionStats
 
-__all__ = ["Connection", "ConnectionState", "Host", "Owner", "SdpTransform"]
+__all__ = ["Connection", "ConnectionArgs", "ConnectionState", "Host", "Owner", "SdpTransform"]
 
 #: PeerJS's ``sdpTransform``: takes our SDP, returns the SDP to send.
 SdpTransform = Callable[[str], str]
@@ -70,6 +71,26 @@ class ConnectionState(enum.Enum):
 Signal = OfferPayload | AnswerPayload | CandidatePayload
 
 
+@attrs.frozen(kw_only=True)
+class ConnectionArgs:
+    """What every connection, data or media, is made with (see :mod:`peerpy.incoming`)."""
+
+    #: The peer that owns the connection.
+    owner: Owner
+    #: Its (first) peer connection.
+    pc: RTCPeerConnection
+    #: The remote peer's id.
+    peer: str
+    #: PeerJS's connection id, the same on both sides.
+    connection_id: str
+    #: The JSON value the originator attached.
+    metadata: Any
+    #: Whether this side called ``connect()``/``call()``.
+    originator: bool
+    #: Where the connection logs.
+    logger: logging.Logger
+
+
 class Connection:
     """One PeerJS connection to a remote peer: base of data and media connections."""
 
@@ -78,25 +99,16 @@ class Connection:
     _channel: RTCDataChannel | None = None  # the data channel, or a call's auxiliary one
     _EVENTS: ClassVar[tuple[str, ...]] = CONNECTION_EVENTS
 
-    def __init__(
-        self,
-        owner: Owner,
-        pc: RTCPeerConnection,
-        *,
-        peer: str,
-        connection_id: str,
-        metadata: Any,
-        originator: bool,
-        logger: logging.Logger,
-    ) -> None:
+    def __init__(self, args: ConnectionArgs) -> None:
         #: The remote peer's id.
-        self.peer = peer
+        self.peer = args.peer
         #: PeerJS's connection id (``dc_…`` or ``mc_…``), the same on both sides.
-        self.connection_id = connection_id
+        self.connection_id = args.connection_id
         #: The JSON value the originator attached to the connection.
-        self.metadata = metadata
+        self.metadata = args.metadata
         #: Whether this side called ``connect()``/``call()``.
-        self.originator = originator
+        self.originator = args.originator
+        owner, pc, logger = args.owner, args.pc, args.logger
         self._started_at = anyio.current_time()  # to say how long an EXPIRE took
         #: The peer connection, for advanced use: aiortc's, or on the wrtc
         #: backend ``webrtc.aiortc``'s, which has aiortc's API (see :mod:`peerpy.backends`).

@@ -21,17 +21,16 @@ two peerpy peers :mod:`peerpy.resumable` (resumption's envelopes, with
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar, Literal, overload
 
 import anyio
 import anyio.lowlevel
 import attrs
-from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc import RTCDataChannel
 from peerpy_protocol.payloads import AnswerPayload, ConnectionType, OfferPayload, Resume
 
-from .connection import Connection, Signal
+from .connection import Connection, ConnectionArgs, Signal
 from .events import DATA_CONNECTION_EVENTS
 from .exceptions import (
     ConnectionClosedError,
@@ -42,7 +41,6 @@ from .exceptions import (
     UsageError,
 )
 from .mailbox import MailboxClosed
-from .owner import Owner
 from .receiving import Receiver
 from .resumable import BYE_WAIT, ResumableChannel
 from .sending import Sender
@@ -65,28 +63,15 @@ class DataConnection(Connection):
 
     def __init__(
         self,
-        owner: Owner,
-        pc: RTCPeerConnection,
+        args: ConnectionArgs,
         *,
-        peer: str,
-        connection_id: str,
         label: str,
-        metadata: Any,
         serializer: Serializer,
         reliable: bool,
-        originator: bool,
-        logger: logging.Logger,
         resumable: bool = True,
     ) -> None:
-        super().__init__(
-            owner,
-            pc,
-            peer=peer,
-            connection_id=connection_id,
-            metadata=metadata,
-            originator=originator,
-            logger=logger,
-        )
+        super().__init__(args)
+        owner = args.owner
         #: The channel label (the connection id unless the caller chose one).
         self.label = label
         #: The serialization's wire name, as PeerJS reports it: ``"binary"``

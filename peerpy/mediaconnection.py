@@ -32,16 +32,15 @@ nobody reads cannot exhaust memory.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import anyio
-from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
+from aiortc import MediaStreamTrack, RTCDataChannel
 from aiortc.sdp import SessionDescription as ParsedSdp
 from peerpy_protocol.payloads import ConnectionType, OfferPayload, SessionDescription
 
-from .connection import Connection, SdpTransform
+from .connection import Connection, ConnectionArgs, SdpTransform
 from .diagnosis import failure_message
 from .exceptions import (
     ConnectionClosedError,
@@ -51,7 +50,6 @@ from .exceptions import (
     UsageError,
     WebRTCError,
 )
-from .owner import Owner
 
 __all__ = ["AUX_CHANNEL_LABEL", "MediaConnection", "MediaStream"]
 
@@ -162,27 +160,14 @@ class MediaConnection(Connection):
 
     def __init__(
         self,
-        owner: Owner,
-        pc: RTCPeerConnection,
+        args: ConnectionArgs,
         *,
-        peer: str,
-        connection_id: str,
-        metadata: Any,
-        originator: bool,
-        logger: logging.Logger,
         offer: OfferPayload | None = None,
         tracks: Sequence[MediaStreamTrack] = (),
         receive: Sequence[str] = (),
     ) -> None:
-        super().__init__(
-            owner,
-            pc,
-            peer=peer,
-            connection_id=connection_id,
-            metadata=metadata,
-            originator=originator,
-            logger=logger,
-        )
+        super().__init__(args)
+        pc = args.pc
         self._offer = offer
         self._local_tracks = tuple(tracks)
         self._receive = tuple(receive)

@@ -19,7 +19,7 @@ from aiortc import MediaStreamTrack
 from peerpy_protocol.ids import connection_id, validate_id
 from peerpy_protocol.messages import RelayType, serialize_relay
 
-from .connection import SdpTransform
+from .connection import ConnectionArgs, SdpTransform
 from .dataconnection import DataConnection
 from .exceptions import DisconnectedError, EncodeError, UsageError
 from .mediaconnection import MediaConnection, check_tracks
@@ -65,6 +65,19 @@ class Outgoing:
                 f"metadata must be JSON (dict, list, str, int, float, bool or None): {exc}"
             ) from None
 
+    def _args(self, peer: str, cid: str, metadata: Any) -> ConnectionArgs:
+        """What a connection we open to ``peer`` is made with, on a new peer connection."""
+        host = self._host
+        return ConnectionArgs(
+            owner=host,
+            pc=host._new_pc(),
+            peer=peer,
+            connection_id=cid,
+            metadata=metadata,
+            originator=True,
+            logger=self._log,
+        )
+
     async def connect(
         self,
         peer: str,
@@ -87,16 +100,10 @@ class Outgoing:
         )
         cid = connection_id("data")
         conn = DataConnection(
-            host,
-            host._new_pc(),
-            peer=peer,
-            connection_id=cid,
+            self._args(peer, cid, metadata),
             label=cid if label is None else label,
-            metadata=metadata,
             serializer=serializer,
             reliable=reliable or serializer.reliable_required,
-            originator=True,
-            logger=self._log,
             resumable=resumable(metadata),
         )
         conn.sdp_transform = sdp_transform
@@ -131,15 +138,7 @@ class Outgoing:
         if not local and not receive:
             raise UsageError("a call needs tracks to send or kinds to receive")
         call = MediaConnection(
-            host,
-            host._new_pc(),
-            peer=peer,
-            connection_id=connection_id("media"),
-            metadata=metadata,
-            originator=True,
-            logger=self._log,
-            tracks=local,
-            receive=receive,
+            self._args(peer, connection_id("media"), metadata), tracks=local, receive=receive
         )
         call.sdp_transform = sdp_transform
         host._register(call)
