@@ -46,6 +46,7 @@ from .exceptions import (
     UsageError,
     WebRTCError,
 )
+from .generation import GenerationSwitch
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
 from .owner import Host, Owner
 from .route import Route
@@ -97,6 +98,7 @@ class Connection:
     type: ClassVar[ConnectionType]
     _route: Route | None = None
     _channel: RTCDataChannel | None = None  # the data channel, or a call's auxiliary one
+    _switch: GenerationSwitch | None = None  # set once both sides offered resumption
     _EVENTS: ClassVar[tuple[str, ...]] = CONNECTION_EVENTS
 
     def __init__(self, args: ConnectionArgs) -> None:
@@ -120,6 +122,7 @@ class Connection:
         self._owner = owner
         self._log = logger
         self._state = ConnectionState.NEGOTIATING
+        self._closing = False  # closed on purpose: a closing channel is no loss
         self._error: PeerError | None = None
         self._opened = anyio.Event()
         self._closed = anyio.Event()
@@ -189,6 +192,25 @@ class Connection:
         Cancelling stops collecting it; the connection is unaffected.
         """
         return await self._backend.raw_stats(self.peer_connection)
+
+    @property
+    def resumable(self) -> bool:
+        """Whether this connection survives the loss of its peer connection.
+
+        True between two peerpy peers (both with ``Timeouts.resume`` set); a
+        PeerJS remote never is, nor a room's connection (see :mod:`peerpy.generation`).
+        """
+        return self._switch is not None
+
+    @property
+    def reconnecting(self) -> bool:
+        """Whether the connection is resuming on a new peer connection."""
+        return self._switch is not None and self._switch.active
+
+    @property
+    def generation(self) -> int:
+        """How many times the peer connection was replaced (0: the first one)."""
+        return 0 if self._switch is None else self._switch.generation
 
     @property
     def error(self) -> PeerError | None:
@@ -295,7 +317,13 @@ class Connection:
                 await self._finish()
 
     async def _apply(self, signal: Signal) -> None:
-        if isinstance(signal, CandidatePayload):
+        resume = getattr(signal, "resume", None)
+        if isinstance(signal, OfferPayload | AnswerPayload) and resume and resume.generation:
+            if self._switch is None or not self.open:
+                self._log.warning("ignoring a resume %s for %s", type(signal).__name__, self)
+                return
+            await self._switch.on_signal(signal)
+        elif isinstance(signal, CandidatePayload):
             if self._remote_set:
                 await self._add_candidate(signal.candidate)
             elif len(self._pending_candidates) < MAX_PENDING_SIGNALS:
@@ -401,12 +429,19 @@ class Connection:
     def _path_lost(self, error: PeerError | None) -> None:
         """The peer connection failed (``error``) or closed (``None``): close.
 
-        A resumable data connection negotiates a new one instead.
+        A resumable connection negotiates a new one instead (see :mod:`peerpy.generation`).
         """
-        if error is None:
+        if self._switch is not None and self.open and not self._closing:
+            error = error or ConnectionClosedError(f"the peer connection to {self.peer} closed")
+            self._switch.lost(error, remote_closed=isinstance(error, ConnectionClosedError))
+        elif error is None:
             self._close_soon()
         else:
             self._fail(error)
+
+    def _attach(self, channel: RTCDataChannel) -> None:
+        """Take ``channel`` as the connection's data (or auxiliary) channel."""
+        self._channel = channel
 
     def _set_open(self) -> None:
         pc, policy = self.peer_connection, self._owner.network
