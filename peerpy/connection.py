@@ -443,6 +443,18 @@ class Connection:
         """Take ``channel`` as the connection's data (or auxiliary) channel."""
         self._channel = channel
 
+    def _on_channel_open(self, channel: RTCDataChannel) -> None:
+        """``channel`` opened: a new generation's resumes the connection (else the first's)."""
+        if channel is not self._channel:
+            return  # replaced by resumption
+        if self._switch is not None and self._switch.active:
+            self._switch.channel_open(channel)
+        else:
+            self._first_channel_open()
+
+    def _first_channel_open(self) -> None:
+        """Hook for subclasses: the first generation's channel opened."""
+
     def _set_open(self) -> None:
         pc, policy = self.peer_connection, self._owner.network
         opening = self._state is ConnectionState.NEGOTIATING

@@ -233,13 +233,8 @@ class DataConnection(Connection):
         if channel.readyState == "open":
             self._on_channel_open(channel)
 
-    def _on_channel_open(self, channel: RTCDataChannel) -> None:
-        if channel is not self._channel:
-            return
-        if self._switch is not None and self._switch.active:
-            self._switch.channel_open(channel)
-        else:
-            self._set_open()
+    def _first_channel_open(self) -> None:
+        self._set_open()
 
     def _on_channel_close(self, channel: RTCDataChannel) -> None:
         if channel is not self._channel:

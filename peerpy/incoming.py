@@ -165,7 +165,7 @@ class Incoming:
             logger=self._log,
         )
         if serializer is None:
-            call = MediaConnection(args, offer=offer)
+            call = MediaConnection(args, offer=offer, resumable=resumable(offer.metadata))
             host._register(call)
             self.admission.admit(call)
             host._spawn(lambda: call._ring(self._deliver_call, host.timeouts.negotiation))
@@ -184,7 +184,7 @@ class Incoming:
 
     def _on_resume_offer(self, src: str, offer: OfferPayload) -> None:
         conn = self._registry.get(src, offer.connection_id)
-        if isinstance(conn, DataConnection) and conn.resumable and not conn.closed:
+        if conn is not None and conn.resumable and not conn.closed:
             conn.deliver(offer)
             return
         self._log.info(
@@ -193,7 +193,7 @@ class Incoming:
         assert offer.resume is not None
         refusal = AnswerPayload(
             SessionDescription("answer", ""),
-            ConnectionType.DATA,
+            offer.type,
             offer.connection_id,
             Resume(offer.resume.generation, 0, refused=True),
         )

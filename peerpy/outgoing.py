@@ -138,7 +138,10 @@ class Outgoing:
         if not local and not receive:
             raise UsageError("a call needs tracks to send or kinds to receive")
         call = MediaConnection(
-            self._args(peer, connection_id("media"), metadata), tracks=local, receive=receive
+            self._args(peer, connection_id("media"), metadata),
+            tracks=local,
+            receive=receive,
+            resumable=resumable(metadata),
         )
         call.sdp_transform = sdp_transform
         host._register(call)
