@@ -100,21 +100,14 @@ class HttpView(Protocol):
 class Host(Protocol):
     """What a session, a transport and the cluster may use of the broker."""
 
-    @property
-    def config(self) -> BrokerConfig:
-        """The broker's options."""
-
-    @property
-    def realm(self) -> Realm:
-        """The registry and relay rules."""
-
-    @property
-    def stats(self) -> Stats:
-        """The counters behind ``/metrics``."""
-
-    @property
-    def warnings(self) -> WarningLimiter:
-        """Where repeated warnings are rate-limited."""
+    #: The broker's options.
+    config: BrokerConfig
+    #: The registry and relay rules.
+    realm: Realm
+    #: The counters behind ``/metrics``.
+    stats: Stats
+    #: Where repeated warnings are rate-limited.
+    warnings: WarningLimiter
 
     @property
     def cluster(self) -> Claims | None:
