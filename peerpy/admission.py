@@ -39,10 +39,11 @@ __all__ = ["Admission", "Incoming", "Room"]
 class Incoming(Protocol):
     """What the table needs of an incoming connection."""
 
-    @property
-    def peer(self) -> str: ...
-    @property
-    def connection_id(self) -> str: ...
+    #: The remote peer's id.
+    peer: str
+    #: PeerJS's connection id.
+    connection_id: str
+
     @property
     def open(self) -> bool: ...
     @property
