@@ -13,7 +13,12 @@ channel closed without a *bye*), its :class:`GenerationSwitch`:
    peer connection with a data channel of the same label and ordering, and
    tries again (backing off as ``auto_reconnect`` does) until one opens; the
    other side answers each such OFFER on a new peer connection, and probes
-   the broker meanwhile so that it learns if the remote is gone;
+   the broker meanwhile so that it learns if the remote is gone.  When our
+   own broker session registers again (it was lost with the network, see
+   :meth:`GenerationSwitch.registered`), the originator offers the next
+   generation at once: the attempt under way was offered, and its candidates
+   gathered, while the network was down, and waiting out its ``ATTEMPT`` and
+   the backoff would stall the connection for seconds after it came back;
 3. once the new channel opens: acknowledges what it received, sends the
    tail again (the remote drops what it already had), emits ``resumed`` and
    lets the sends go on.
@@ -77,6 +82,7 @@ class GenerationSwitch:
         self.resumes = 0
         self._cause: PeerError | None = None
         self._progress = anyio.Event()  # set when an attempt opens, fails or the remote refuses
+        self._registered = anyio.Event()  # set when our broker session registers again
         self._absent_since: float | None = None
         self._remote_closed = False  # the path ended with the remote closing its channel
 
@@ -110,6 +116,12 @@ class GenerationSwitch:
                     f"connection to {self._conn.peer} lost and the remote is gone from the broker"
                 )
             )
+
+    def registered(self) -> None:
+        """Our broker session registered again: the originator offers a new generation now."""
+        if self.active and self._conn.originator:
+            self._registered.set()
+            self._progress.set()  # end the attempt under way
 
     def channel_open(self, channel: RTCDataChannel) -> None:
         """The new generation's channel opened: replay the tail and go on."""
@@ -230,6 +242,7 @@ class GenerationSwitch:
             pc = conn._owner._new_pc()
             self._adopt(pc)
             self._progress = anyio.Event()  # nothing of a superseded attempt ends this one
+            self._registered = anyio.Event()
             conn._attach(pc.createDataChannel(conn.label, ordered=conn.reliable))
             self._log.debug("offering generation %d of %s", self.generation, conn.connection_id)
             await conn._send_offer(
@@ -237,7 +250,8 @@ class GenerationSwitch:
             )
             if await self._wait_progress(ATTEMPT):
                 return
-            await anyio.sleep(next(delays))
+            with anyio.move_on_after(next(delays)):
+                await self._registered.wait()  # back on the network: no backoff
 
     async def _await_offer(self) -> None:
         """Answering side: answer the originator's OFFERs (routed here) until one opens.
