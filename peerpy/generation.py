@@ -13,7 +13,12 @@ remote silent for ``Timeouts.remote_gone``, or its channel closed without a
    and tries again (backing off as ``auto_reconnect`` does) until one opens;
    the other side answers each such OFFER on a new peer connection
    (:meth:`Carrier.answer_on`), and probes the broker meanwhile so that it
-   learns if the remote is gone;
+   learns if the remote is gone.  When our own broker session registers
+   again (it was lost with the network, see :meth:`GenerationSwitch.registered`),
+   the originator offers the next generation at once: the attempt under way
+   was offered, and its candidates gathered, while the network was down, and
+   waiting out its ``ATTEMPT`` and the backoff would stall the connection for
+   seconds after it came back;
 3. once the new generation's channel opens: lets the carrier catch up
    (:meth:`Carrier.resume_on`), emits ``resumed`` and lets it go on
    (:meth:`Carrier.resumed`).
@@ -113,6 +118,7 @@ class GenerationSwitch:
         self.resumes = 0
         self._cause: PeerError | None = None
         self._progress = anyio.Event()  # set when an attempt opens, fails or the remote refuses
+        self._registered = anyio.Event()  # set when our broker session registers again
         self._absent_since: float | None = None
         self._remote_closed = False  # the path ended with the remote closing its channel
 
@@ -146,6 +152,12 @@ class GenerationSwitch:
                     f"connection to {self._conn.peer} lost and the remote is gone from the broker"
                 )
             )
+
+    def registered(self) -> None:
+        """Our broker session registered again: the originator offers a new generation now."""
+        if self.active and self._conn.originator:
+            self._registered.set()
+            self._progress.set()  # end the attempt under way
 
     def channel_open(self, channel: RTCDataChannel) -> None:
         """The new generation's channel opened: let the carrier catch up and go on."""
@@ -259,12 +271,14 @@ class GenerationSwitch:
             pc = conn._owner._new_pc()
             self._adopt(pc)
             self._progress = anyio.Event()  # nothing of a superseded attempt ends this one
+            self._registered = anyio.Event()
             fields = self._carrier.offer_on(pc)
             self._log.debug("offering generation %d of %s", self.generation, conn.connection_id)
             await conn._send_offer(fields, Resume(self.generation, self._carrier.window))
             if await self._wait_progress(ATTEMPT):
                 return
-            await anyio.sleep(next(delays))
+            with anyio.move_on_after(next(delays)):
+                await self._registered.wait()  # back on the network: no backoff
 
     async def _await_offer(self) -> None:
         """Answering side: answer the originator's OFFERs (routed here) until one opens.
