@@ -189,6 +189,12 @@ class DataConnection(Connection):
         return None if self._resumable is None else self._resumable.remote_silence
 
     @property
+    def network_change(self) -> str | None:
+        """While :attr:`reconnecting`: why it is a network change, not a dead or frozen
+        remote (our address went away, the remote resumes); else ``None``."""
+        return None if self._resumable is None else self._resumable.network_change
+
+    @property
     def generation(self) -> int:
         """How many times the peer connection was replaced (0: the first one)."""
         return 0 if self._resumable is None else self._resumable.switch.generation
@@ -254,6 +260,8 @@ class DataConnection(Connection):
                 return
             await self._resumable.switch.on_signal(signal)
             return
+        if self._resumable is not None and self._resumable.probed(signal):
+            return  # the remote's resume probe
         await super()._apply(signal)
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:

@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING, Final
 
 import anyio
 import anyio.lowlevel
+from peerpy_protocol.payloads import CandidatePayload
 
-from .exceptions import ConnectionClosedError, PeerError, ProtocolError
-from .generation import GenerationSwitch
+from .exceptions import ConnectionClosedError, NetworkError, PeerError, ProtocolError
+from .generation import GenerationSwitch, probed
 from .resumption import Resumption
 
 if TYPE_CHECKING:
+    from .connection import Signal
     from .dataconnection import DataConnection
 
 __all__ = ["ACK_DELAY", "BYE_FLUSH", "BYE_WAIT", "ResumableChannel"]
@@ -69,6 +71,11 @@ class ResumableChannel:
     def reconnecting(self) -> bool:
         """Whether the connection is resuming on a new peer connection."""
         return self.switch.active
+
+    @property
+    def network_change(self) -> str | None:
+        """While resuming: why it is a network change, not a dead remote (``None``: no sign)."""
+        return self.switch.network_change if self.switch.active else None
 
     @property
     def remote_silence(self) -> float | None:
@@ -132,6 +139,23 @@ class ResumableChannel:
         """The peer connection failed (``error``) or closed (``None``): resume."""
         error = error or ConnectionClosedError(f"the peer connection to {self._conn.peer} closed")
         self.switch.lost(error, remote_closed=isinstance(error, ConnectionClosedError))
+
+    def path_gone(self, why: str) -> None:
+        """Our own address of the path is gone (:mod:`peerpy.pathloss`): resume now."""
+        conn = self._conn
+        if conn.open and not conn._closing:
+            self.switch.lost(NetworkError(why), network_change=why)
+
+    def probed(self, signal: Signal) -> bool:
+        """Whether ``signal`` is the remote's resume probe (then taken as a nudge)."""
+        if not isinstance(signal, CandidatePayload):
+            return False
+        generation = probed(signal.candidate)
+        if generation is None:
+            return False
+        if self._conn.open:
+            self.switch.nudged(generation)
+        return True
 
     # -- closing ------------------------------------------------------------
 
