@@ -52,7 +52,7 @@ async def test_the_side_that_lost_its_path_makes_the_other_resume_at_once(
                 await anyio.sleep(0.005)
         assert peer_id + "a" in seen[0] or peer_id + "b" in seen[0], seen
         with anyio.fail_after(20):
-            while conn.reconnecting or incoming.reconnecting:
+            while conn.reconnecting or incoming.reconnecting:  # noqa: ASYNC110
                 await anyio.sleep(0.05)
         assert conn.generation == incoming.generation >= 1
         assert conn.network_change is None  # resumed: no longer resuming
