@@ -10,7 +10,8 @@ Liveness: each side sends a heartbeat after ``heartbeat_interval`` seconds
 without sending anything (:meth:`Channel.beat`), and counts the other side as
 gone after ``idle_timeout`` seconds without receiving anything (killed, frozen
 or cut off), unless its resumable connection is resuming from a network change
-(:meth:`Channel._may_resume`): then it waits until the connection resumes or fails.  :func:`guarded` runs one side's work with the heartbeat going
+(:meth:`Channel._may_resume`): then it waits until the connection resumes or fails.
+:func:`guarded` runs one side's work with the heartbeat going
 and, when that work is cancelled (Ctrl-C), sends an ``error`` message with
 code ``stopped`` before returning, so the other side learns at once that it
 was on purpose (:class:`~peerpy.transfer.errors.StoppedError`).
