@@ -47,6 +47,13 @@ What peerpy adds on top:
   tracks to the layer's senders (``addTrack``/``addTransceiver`` here take
   them) and the remote tracks to aiortc's ``MediaStreamTrack``
   (:meth:`WrtcBackend.receive_track`); libwebrtc encodes and decodes.
+- ICE restart: ``restartIce()`` on libwebrtc's peer connection makes the
+  next offer carry new ICE credentials (``a=ice-ufrag``) and gathers new
+  candidates, while its DTLS and SCTP associations, and so the data channel,
+  go on (:meth:`WrtcBackend.restart_ice`); resumption between two wrtc peers
+  tries that first (:mod:`peerpy.icerestart`). The layer shows libwebrtc's
+  ICE "disconnected" as "completed", so :meth:`WrtcBackend.ice_connected`
+  reads libwebrtc's own state.
 - ``conn.route``: the selected pair of the data transport, from libwebrtc's
   ``RTCIceTransport.getSelectedCandidatePair()``.
 - Stats: libwebrtc's report is the W3C's (``webrtc.RTCStatsReport``, every
@@ -65,6 +72,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import re
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -106,10 +114,18 @@ SEND_QUEUE_LIMIT: Final = 16 * 1024 * 1024
 #: The most a wrtc data channel buffers before send() waits: well below SEND_QUEUE_LIMIT.
 HIGH_WATER: Final = 8 * 1024 * 1024
 
+#: Seconds an ICE restart's description waits for its new candidates (the layer's own bound).
+GATHERING_WAIT: Final = 5.0
+#: Seconds between two reads of libwebrtc's state while an ICE restart goes on.
+POLL: Final = 0.02
+
 #: Seconds closing a call waits for its senders to stop between frames.
 FEEDS_DRAIN: Final = 1.0
 #: Seconds a closing connection waits for libwebrtc's last stats report.
 FINAL_STATS_WAIT: Final = 1.0
+
+#: libwebrtc's ICE connection states with a working candidate pair.
+CONNECTED: Final = ("connected", "completed")
 
 #: The host of a remote address libwebrtc does not disclose (peer-reflexive candidates).
 HIDDEN: Final = "?"
@@ -173,6 +189,20 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
         if self._peerpy_on_gone is not None and self._native_ice_state() == "disconnected":
             self._peerpy_on_gone(time.monotonic() - self._peerpy_since)
 
+    async def setLocalDescription(self, sessionDescription: Any = None) -> None:
+        # After an ICE restart the layer reads the last gathering's "complete" and
+        # returns before the new gathering starts: wait for the new candidates.
+        before = _ufrag(self._native.local_description)
+        await super().setLocalDescription(sessionDescription)
+        if before is not None and _ufrag(self._native.local_description) != before:
+            await _until(self._peerpy_gathered, GATHERING_WAIT)
+
+    def _peerpy_gathered(self) -> bool:
+        native = self._native
+        return _text(native.ice_gathering_state) == "complete" and (
+            "\na=candidate:" in native.local_description.sdp
+        )
+
     def addTrack(self, track: Any) -> Any:
         # An application's aiortc track goes through a feed (see wrtc_media).
         sender = super().addTrack(wrtc_media.feed(track))
@@ -221,6 +251,31 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
 
 def _ignore() -> None:
     pass
+
+
+async def _until(done: Callable[[], bool], limit: float | None = None) -> bool:
+    """Poll ``done()`` until true (``limit`` s at most); whether it became true.
+
+    Polled, not awaited on an event: libwebrtc's events reach Python through
+    wrtc's mailbox, which (measured) held an ICE restart's gathering events
+    for as long as the code its description resumed waited on a plain future.
+    Cancelling stops polling.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = None if limit is None else loop.time() + limit
+    while not done():
+        if deadline is not None and loop.time() >= deadline:
+            return False
+        await asyncio.sleep(POLL)
+    return True
+
+
+def _ufrag(description: Any) -> str | None:
+    """The first ICE username fragment of a libwebrtc description (``None``: no description)."""
+    if description is None:
+        return None
+    found = re.search(r"\na=ice-ufrag:(\S+)", description.sdp)
+    return found.group(1) if found else ""
 
 
 def create_peer_connection(
@@ -419,6 +474,16 @@ class WrtcBackend:
 
     def unacknowledged(self, pc: aiortc.RTCPeerConnection) -> bool:
         return False  # libwebrtc does not expose its SCTP queues
+
+    #: libwebrtc restarts ICE on a live peer connection (its DTLS and SCTP go on).
+    restarts_ice: Final = True
+
+    def restart_ice(self, pc: aiortc.RTCPeerConnection) -> None:
+        pc._native.restart_ice()  # type: ignore[attr-defined]
+
+    async def ice_connected(self, pc: aiortc.RTCPeerConnection) -> None:
+        """Wait for libwebrtc's own ICE state (the layer shows "disconnected" as "completed")."""
+        await _until(lambda: _text(pc._native.ice_connection_state) in CONNECTED)  # type: ignore[attr-defined]
 
     def add_track(self, pc: aiortc.RTCPeerConnection, track: aiortc.MediaStreamTrack) -> None:
         pc.addTrack(track)  # through a feed (_PeerConnection.addTrack); libwebrtc counts frames
