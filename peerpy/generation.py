@@ -44,6 +44,7 @@ from peerpy_protocol.payloads import (
 from . import backends
 from .backoff import backoff_delays
 from .exceptions import ConnectionClosedError, PeerError, PeerUnavailableError, ResumeFailedError
+from .icerestart import IceRestart
 
 if TYPE_CHECKING:
     from aiortc import RTCDataChannel, RTCPeerConnection
@@ -79,6 +80,8 @@ class GenerationSwitch:
         self._progress = anyio.Event()  # set when an attempt opens, fails or the remote refuses
         self._absent_since: float | None = None
         self._remote_closed = False  # the path ended with the remote closing its channel
+        #: Between two wrtc peers: ICE restarts on the same peer connection, tried first.
+        self.ice_restart = IceRestart(self, conn, logger)
 
     # -- events from the connection ------------------------------------------
 
@@ -92,7 +95,8 @@ class GenerationSwitch:
         self._cause = error
         self._remote_closed = remote_closed
         self._absent_since = None
-        conn._detach()
+        if not self.ice_restart.possible:
+            conn._detach()
         self._log.info(
             "connection %s to %s lost (%s): resuming", conn.connection_id, conn.peer, error
         )
@@ -146,6 +150,9 @@ class GenerationSwitch:
         """A resume OFFER (answering side) or ANSWER (originator) for this connection."""
         assert signal.resume is not None
         self._absent_since = None
+        if signal.resume.ice_restart:
+            await self.ice_restart.on_signal(signal)
+            return
         conn = self._conn
         generation = signal.resume.generation
         if isinstance(signal, AnswerPayload):
@@ -222,6 +229,8 @@ class GenerationSwitch:
         conn = self._conn
         timeouts = conn._owner.timeouts
         delays = backoff_delays(timeouts.reconnect_initial, timeouts.reconnect_max)
+        if await self.ice_restart.attempt():
+            return
         # A generation whose attempt timed out may still open during the backoff: it
         # resumed then (its channel replayed the tail and sends went on over it), so stop
         # instead of superseding it with a new generation that nothing would replay on.
