@@ -224,8 +224,8 @@ class Worker:
     clients: list[Client] = field(default_factory=list)
     closed_loop: bool = False
     closing: bool = False
-    window_start: int = 0
-    window_end: int = 0
+    #: The measured window, in ``time.monotonic_ns()`` nanoseconds.
+    window: range = range(0)
     count: int = 0
     late: int = 0
     other: int = 0
@@ -234,11 +234,11 @@ class Worker:
 
     def received(self, now: int, sent: int) -> None:
         """Count one relayed message if it arrived inside the measured window."""
-        if self.window_start <= now < self.window_end:
+        if now in self.window:
             self.count += 1
             if len(self.latencies) < MAX_LATENCIES:
                 self.latencies.append(now - sent)
-        elif now >= self.window_end:
+        elif now >= self.window.stop:
             self.late += 1
 
     async def connect(self, port: int | list[int], first: int, count: int, path: str) -> float:
@@ -282,9 +282,9 @@ class Worker:
         """
         self.count = self.late = self.other = 0
         self.latencies = array("q")
-        self.window_start = int((start_at + WARMUP) * 1e9)
-        self.window_end = self.window_start + int(seconds * 1e9)
-        stop_at = self.window_end / 1e9
+        window_start = int((start_at + WARMUP) * 1e9)
+        self.window = range(window_start, window_start + int(seconds * 1e9))
+        stop_at = self.window.stop / 1e9
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         clients = [c for c in self.clients if c.transport is not None]
         if mode == "saturate":

@@ -39,10 +39,11 @@ __all__ = ["Admission", "Incoming", "Room"]
 class Incoming(Protocol):
     """What the table needs of an incoming connection."""
 
-    @property
-    def peer(self) -> str: ...
-    @property
-    def connection_id(self) -> str: ...
+    #: The remote peer's id.
+    peer: str
+    #: PeerJS's connection id.
+    connection_id: str
+
     @property
     def open(self) -> bool: ...
     @property
@@ -63,26 +64,22 @@ class Room(Generic[C]):
     evicted: list[tuple[C, str]]
 
 
+@attrs.define(eq=False)
 class Admission(Generic[C]):
-    """The half-open incoming connections of one peer (see the module docstring)."""
+    """The half-open incoming connections of one peer (see the module docstring).
 
-    def __init__(
-        self,
-        limits: Limits,
-        *,
-        half_open: float,
-        clock: Callable[[], float],
-        logger: logging.Logger,
-    ) -> None:
-        self._limits = limits
-        self._timeout = half_open
-        self._clock = clock
-        self._log = logger
-        # (peer, connection id) -> (connection, deadline), oldest first.
-        self._entries: dict[tuple[str, str], tuple[C, float]] = {}
-        #: OFFERs refused and half-open connections closed for room, so far.
-        self.crowded = 0
-        self._logged = -math.inf
+    Made as ``Admission(limits, half_open=seconds, clock=..., logger=...)``.
+    """
+
+    _limits: Limits
+    _timeout: float = attrs.field(kw_only=True, alias="half_open")
+    _clock: Callable[[], float] = attrs.field(kw_only=True)
+    _log: logging.Logger = attrs.field(kw_only=True, alias="logger")
+    # (peer, connection id) -> (connection, deadline), oldest first.
+    _entries: dict[tuple[str, str], tuple[C, float]] = attrs.field(init=False, factory=dict)
+    #: OFFERs refused and half-open connections closed for room, so far.
+    crowded: int = attrs.field(init=False, default=0)
+    _logged: float = attrs.field(init=False, default=-math.inf)
 
     def half_open(self) -> list[C]:
         """The entries neither open nor closed yet, oldest first."""

@@ -45,14 +45,9 @@ from .exceptions import ProtocolError
 
 __all__ = ["ACK_BYTES", "MAX_AHEAD", "Received", "Resumption"]
 
-_DATA_BYTES: Final = 0x01
-_DATA_TEXT: Final = 0x02
-_ACK: Final = 0x03
-_BYE: Final = 0x04
-_FIRST_BYTES: Final = 0x05
-_FIRST_TEXT: Final = 0x06
-_LAST_BYTES: Final = 0x07
-_LAST_TEXT: Final = 0x08
+# The envelope's first byte, 1 to 8 (see the module docstring).
+(_DATA_BYTES, _DATA_TEXT, _ACK, _BYE) = range(1, 5)
+(_FIRST_BYTES, _FIRST_TEXT, _LAST_BYTES, _LAST_TEXT) = range(5, 9)
 _TEXT_KINDS: Final = frozenset((_DATA_TEXT, _FIRST_TEXT, _LAST_TEXT))
 _SEQ: Final = struct.Struct(">BQ")
 _ACK_HEAD: Final = struct.Struct(">BQH")

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import anyio
 import anyio.abc
+import attrs
 from aiortc import RTCIceServer
 
 from .backoff import backoff_delays
@@ -64,42 +65,51 @@ class Host(Protocol):
     def _spawn(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None: ...
 
 
+@attrs.define(eq=False)
 class BrokerSession:
-    """The broker sessions of one peer (see the module docstring)."""
+    """The broker sessions of one peer (see the module docstring).
 
-    def __init__(
-        self,
-        host: Host,
-        servers: Sequence[ServerAddress],
-        on_relay: RelayHandler,
-        *,
-        token: str | TokenProvider,
-        timeouts: Timeouts,
-        ssl_context: ssl.SSLContext | None,
-        events: EventEmitter,
-        registry: Registry,
-        auto_reconnect: bool,
-        logger: logging.Logger,
-    ) -> None:
-        self._host = host
-        #: The signaling client; its ``address`` is the broker in use.
-        self.signaling = Signaling(
-            servers[0], timeouts=timeouts, ssl_context=ssl_context, logger=logger
+    Made as ``BrokerSession(host, servers, on_relay, token=..., timeouts=...,
+    ssl_context=..., events=..., registry=..., auto_reconnect=..., logger=...)``;
+    ``token`` is a string or a :data:`TokenProvider`.
+    """
+
+    _host: Host
+    _servers: Sequence[ServerAddress]
+    _on_relay: RelayHandler
+    _given_token: str | TokenProvider = attrs.field(kw_only=True, alias="token")
+    _timeouts: Timeouts = attrs.field(kw_only=True)
+    _ssl_context: ssl.SSLContext | None = attrs.field(kw_only=True)
+    _events: EventEmitter = attrs.field(kw_only=True)
+    _registry: Registry = attrs.field(kw_only=True)
+    _auto_reconnect: bool = attrs.field(kw_only=True)
+    _log: logging.Logger = attrs.field(kw_only=True, alias="logger")
+    #: The signaling client; its ``address`` is the broker in use.
+    signaling: Signaling = attrs.field(init=False)
+    _provider: TokenProvider | None = attrs.field(init=False)
+    _token: str | None = attrs.field(init=False)
+    open: bool = attrs.field(init=False, default=False)
+    # Set while we close the broker session ourselves (disconnect, destroy).
+    _leaving: bool = attrs.field(init=False, default=False)
+    _token_refused: bool = attrs.field(init=False, default=False)  # auto_reconnect gave up
+    _tg: anyio.abc.TaskGroup | None = attrs.field(init=False, default=None)  # once registered
+
+    @signaling.default
+    def _first_signaling(self) -> Signaling:
+        return Signaling(
+            self._servers[0],
+            timeouts=self._timeouts,
+            ssl_context=self._ssl_context,
+            logger=self._log,
         )
-        self._servers = servers
-        self._on_relay = on_relay
-        self._provider = token if callable(token) else None
-        self._token = None if callable(token) else token
-        self._timeouts = timeouts
-        self._events = events
-        self._registry = registry
-        self._auto_reconnect = auto_reconnect
-        self._log = logger
-        self.open = False
-        # Set while we close the broker session ourselves (disconnect, destroy).
-        self._leaving = False
-        self._token_refused = False  # auto_reconnect gave up on a refused token
-        self._tg: anyio.abc.TaskGroup | None = None  # the peer's, once registered
+
+    @_provider.default
+    def _given_provider(self) -> TokenProvider | None:
+        return self._given_token if callable(self._given_token) else None
+
+    @_token.default
+    def _given_string(self) -> str | None:
+        return None if callable(self._given_token) else self._given_token
 
     @property
     def token(self) -> str | None:

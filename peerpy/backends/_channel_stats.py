@@ -35,10 +35,19 @@ ENTRY_ID: Final = "data-channel_peerpy"
 
 @dataclasses.dataclass
 class _Counts:
+    """One channel's messages and payload bytes, each way (the W3C entry's numbers).
+
+    The counting ``send`` and the ``message`` listener update it.
+    """
+
     messages_sent: int = 0
     bytes_sent: int = 0
     messages_received: int = 0
     bytes_received: int = 0
+
+    def sent(self, message: bytes | str) -> None:
+        self.messages_sent += 1
+        self.bytes_sent += payload_size(message)
 
     def received(self, message: bytes | str) -> None:
         self.messages_received += 1
@@ -57,8 +66,7 @@ def count_channel(channel: RTCDataChannel) -> None:
 
     def counted_send(data: bytes | str) -> None:
         send(data)
-        counts.messages_sent += 1
-        counts.bytes_sent += payload_size(data)
+        counts.sent(data)
 
     setattr(channel, "send", counted_send)  # noqa: B010 - per object, not the class
     channel.on("message", counts.received)

@@ -41,7 +41,7 @@ import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -69,6 +69,11 @@ from .progress import (
     stderr_console,
 )
 from .prompt import check_code, prompt_code
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..transfer.options import TransferStats
 
 __all__ = ["build_parser", "main", "qr_text"]
 
@@ -195,16 +200,24 @@ async def _send(args: argparse.Namespace, run: _Run) -> int:
             **options,
         )
     what = "a text" if text is not None else f"{stats.files} file(s)"
-    console.print(
+    summary = (
         f"sent {what}, {format_size(stats.transferred_bytes)} in "
         f"{stats.seconds:.1f} s ({format_size(stats.rate)}/s), verified by the receiver"
     )
+    _print_result(console, summary, backend_line, stats, verbose=args.verbose)
+    return 0
+
+
+def _print_result(
+    console: Console, summary: str, backend_line: str, stats: TransferStats, *, verbose: bool
+) -> None:
+    """End a transfer's output: its summary, the backend, the route, and (``-v``) its numbers."""
+    console.print(summary)
     console.print(backend_line)
     if stats.route is not None:
         console.print(f"route: {stats.route}")
-    if args.verbose and stats.connection is not None:
+    if verbose and stats.connection is not None:
         console.print(f"stats: {stats.connection.summary()}")
-    return 0
 
 
 def _spool_stdin(folder: Path) -> tuple[str, int]:
@@ -291,17 +304,13 @@ async def _receive(args: argparse.Namespace, run: _Run) -> int:
             print(path)
     if texts_only and stats.texts:  # like wormhole's --only-text: the text and nothing else
         return 0
-    console.print(
+    summary = (
         f"received {stats.files} file(s), {format_size(stats.transferred_bytes)} in "
         f"{stats.seconds:.1f} s ({format_size(stats.rate)}/s)"
         + (f", {format_size(stats.resumed_bytes)} resumed" if stats.resumed_bytes else "")
         + ", SHA-256 verified"
     )
-    console.print(backend_line)
-    if stats.route is not None:
-        console.print(f"route: {stats.route}")
-    if args.verbose and stats.connection is not None:
-        console.print(f"stats: {stats.connection.summary()}")
+    _print_result(console, summary, backend_line, stats, verbose=args.verbose)
     return 0
 
 

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 import anyio
+import attrs
 
 from ..backoff import backoff_delays
 from ..config import Limits, Timeouts
@@ -132,27 +133,21 @@ class Link:
         return None
 
 
+@attrs.define(eq=False)
 class Mesh:
-    """The data connections of one room (see the module docstring)."""
+    """The data connections of one room (see the module docstring).
 
-    def __init__(
-        self,
-        host: MeshHost,
-        room: str,
-        me: str,
-        *,
-        deliver: Deliver,
-        lost: Lost,
-        logger: logging.Logger,
-    ) -> None:
-        self._host = host
-        self._room = room
-        self._me = me
-        self._deliver = deliver
-        self._lost = lost
-        self._log = logger
-        self._links: dict[str, Link] = {}
-        self._closed = False
+    Made as ``Mesh(host, room, me, deliver=..., lost=..., logger=...)``.
+    """
+
+    _host: MeshHost
+    _room: str
+    _me: str
+    _deliver: Deliver = attrs.field(kw_only=True)
+    _lost: Lost = attrs.field(kw_only=True)
+    _log: logging.Logger = attrs.field(kw_only=True, alias="logger")
+    _links: dict[str, Link] = attrs.field(init=False, factory=dict)
+    _closed: bool = attrs.field(init=False, default=False)
 
     def link(self, member: str) -> Link | None:
         """The link with ``member``, if it is a member."""

@@ -86,10 +86,8 @@ class SfuCalls:
         on_stream: Callable[[str, MediaStream], None],
         logger: logging.Logger,
     ) -> None:
-        self._host = host
-        self._room = room
+        self._host, self._room, self._log = host, room, logger
         self._on_stream = on_stream
-        self._log = logger
         self._info: SfuInfo | None = None
         self._why = "the broker has not said where the room's SFU is yet"
         self._tracks: tuple[MediaStreamTrack, ...] | None = None

@@ -218,8 +218,12 @@ def parse(frame: str | bytes) -> Message:
     relay_type = _RELAY_TYPES.get(kind)
     if relay_type is None:
         return _not_relayed(envelope, kind)
-    src = envelope.get("src")
-    dst = envelope.get("dst")
+    return _relay(relay_type, envelope)
+
+
+def _relay(relay_type: RelayType, envelope: dict[str, JSON]) -> Relay:
+    """The :class:`Relay` for an envelope of a relayed ``type`` (see :func:`parse`)."""
+    src, dst = envelope.get("src"), envelope.get("dst")
     if (src is None or type(src) is str) and (dst is None or type(dst) is str):
         return Relay(relay_type, src, dst, envelope.get("payload"))
     return Relay(

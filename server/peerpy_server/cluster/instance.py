@@ -26,6 +26,7 @@ from typing import Any, Final
 from peerpy_protocol.messages import RelayType, ServerErrorMessage, serialize, serialize_relay
 from redis.exceptions import RedisError
 
+from ..core.host import Registration
 from ..core.ice_access import UNREACHABLE, Registered
 from ..core.realm import LIMIT_REACHED, Client, Link
 from .batch import BatchCompiler
@@ -181,23 +182,15 @@ class Cluster:
 
     # -- used by the connection and the realm --------------------------------
 
-    def claim(
-        self,
-        link: Link,
-        *,
-        key: str,
-        peer_id: str,
-        token: str,
-        rooms: bool = False,
-        done: Callable[[Client | None], None],
-    ) -> None:
-        """Register ``peer_id`` cluster-wide, then locally; ``done(client or None)`` after.
+    def claim(self, link: Link, asked: Registration, done: Callable[[Client | None], None]) -> None:
+        """Register ``asked.peer_id`` cluster-wide, then locally; ``done(client or None)`` after.
 
         The realm's own checks (params, key, token, id pattern) come first and
         refuse without asking Redis.
         """
         broker = self._broker
         realm = broker.realm
+        key, peer_id, token = asked.key, asked.peer_id, asked.token
         if not realm.precheck(link, key=key, peer_id=peer_id, token=token):
             done(None)
             return
@@ -220,7 +213,7 @@ class Cluster:
                 # The id moves here: its old socket elsewhere is closed.
                 self._writer.publish(self._keys.channel(previous), entry("s", peer_id, token))
             client = realm.connect(
-                link, key=key, peer_id=peer_id, token=token, now=broker.now(), rooms=rooms
+                link, key=key, peer_id=peer_id, token=token, now=broker.now(), rooms=asked.rooms
             )
             done(client)
             if client is None:

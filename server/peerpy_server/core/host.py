@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import attrs
+
 if TYPE_CHECKING:
     from ..config import BrokerConfig
     from ..logs import WarningLimiter
@@ -30,30 +32,29 @@ if TYPE_CHECKING:
     from .session import Session
     from .stats import Stats
 
-__all__ = ["TICK", "Claims", "Host", "HttpView"]
+__all__ = ["TICK", "Claims", "Host", "HttpView", "Registration"]
 
 #: How often the broker's timers run (the realm's and admission's sweeps, the
 #: cluster's refreshes); ``peer`` checks liveness every 300 ms.
 TICK: Final = 0.25
 
 
+@attrs.frozen
+class Registration:
+    """What a client asks for in its WebSocket URL (``?key=&id=&token=&ext=``)."""
+
+    key: str
+    peer_id: str
+    token: str
+    #: The client asked for the rooms extension (see :meth:`Realm.connect`).
+    rooms: bool = False
+
+
 class Claims(Protocol):
     """Cluster mode's registration: an id is claimed in Redis, the answer comes later."""
 
-    def claim(
-        self,
-        link: Link,
-        *,
-        key: str,
-        peer_id: str,
-        token: str,
-        rooms: bool = False,
-        done: Callable[[Client | None], None],
-    ) -> None:
-        """Register ``peer_id`` cluster-wide, then locally; call ``done(client or None)`` after.
-
-        ``rooms``: the client asked for the rooms extension (see :meth:`Realm.connect`).
-        """
+    def claim(self, link: Link, asked: Registration, done: Callable[[Client | None], None]) -> None:
+        """Register ``asked.peer_id`` cluster-wide, then locally; ``done(client or None)`` after."""
 
 
 class HttpView(Protocol):
@@ -99,21 +100,14 @@ class HttpView(Protocol):
 class Host(Protocol):
     """What a session, a transport and the cluster may use of the broker."""
 
-    @property
-    def config(self) -> BrokerConfig:
-        """The broker's options."""
-
-    @property
-    def realm(self) -> Realm:
-        """The registry and relay rules."""
-
-    @property
-    def stats(self) -> Stats:
-        """The counters behind ``/metrics``."""
-
-    @property
-    def warnings(self) -> WarningLimiter:
-        """Where repeated warnings are rate-limited."""
+    #: The broker's options.
+    config: BrokerConfig
+    #: The registry and relay rules.
+    realm: Realm
+    #: The counters behind ``/metrics``.
+    stats: Stats
+    #: Where repeated warnings are rate-limited.
+    warnings: WarningLimiter
 
     @property
     def cluster(self) -> Claims | None:

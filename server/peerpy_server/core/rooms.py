@@ -35,6 +35,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
+import attrs
 from peerpy_protocol.exceptions import PeerError, ProtocolError
 from peerpy_protocol.rooms import (
     RoomError,
@@ -152,6 +153,7 @@ class _Bucket:
         self.refilled = now
 
 
+@attrs.define(eq=False)
 class Rooms:
     """The broker's rooms front (see the module docstring).
 
@@ -160,27 +162,17 @@ class Rooms:
     ``rooms`` claim check (``None``: every room is allowed).
     """
 
-    def __init__(
-        self,
-        config: BrokerConfig,
-        directory: Directory,
-        send: Callable[[str, str], bool],
-        *,
-        stats: Stats,
-        warnings: WarningLimiter,
-        allowed: Callable[[str, str], bool] | None = None,
-    ) -> None:
-        self._config = config
-        self.directory = directory
-        self._send = send
-        self._stats = stats
-        self._warnings = warnings
-        self._allowed = allowed
-        #: Room media through an SFU (``--janus``), or ``None``: set by the broker.
-        self.sfu: Sfu | None = None
-        # Local client id -> the rooms it joined or is joining (ordered).
-        self._joined: dict[str, dict[str, None]] = {}
-        self._buckets: dict[str, _Bucket] = {}
+    _config: BrokerConfig
+    directory: Directory
+    _send: Callable[[str, str], bool]
+    _stats: Stats = attrs.field(kw_only=True)
+    _warnings: WarningLimiter = attrs.field(kw_only=True)
+    _allowed: Callable[[str, str], bool] | None = attrs.field(kw_only=True, default=None)
+    #: Room media through an SFU (``--janus``), or ``None``: set by the broker.
+    sfu: Sfu | None = attrs.field(init=False, default=None)
+    # Local client id -> the rooms it joined or is joining (ordered).
+    _joined: dict[str, dict[str, None]] = attrs.field(init=False, factory=dict)
+    _buckets: dict[str, _Bucket] = attrs.field(init=False, factory=dict)
 
     # -- inspection ----------------------------------------------------------
 

@@ -35,6 +35,7 @@ from urllib.parse import parse_qs
 
 from peerpy_protocol.rooms import wants_rooms
 
+from .host import Registration
 from .realm import Client, truncate
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class Session:
                 self, key=key, peer_id=peer_id, token=token, now=host.now(), rooms=rooms
             )
             return False
-        cluster.claim(self, key=key, peer_id=peer_id, token=token, rooms=rooms, done=self.claimed)
+        cluster.claim(self, Registration(key, peer_id, token, rooms), self.claimed)
         return True
 
     def claimed(self, client: Client | None) -> None:

@@ -63,39 +63,33 @@ class _Room:
     created: set[str] = attrs.Factory(set)  # instance urls it was created on
 
 
+def _instance_list(instances: Iterable[Instance]) -> list[Instance]:
+    return list(instances)
+
+
+@attrs.define(eq=False, kw_only=True)
 class Sfu:
     """The broker's Janus instances and its rooms on them (see the module docstring).
 
     ``send(peer_id, frame)`` delivers a frame to a member; ``local_members(room)``
-    lists the members of ``room`` connected to this broker.
+    lists the members of ``room`` connected to this broker; ``retry`` and ``check``
+    are in seconds.
     """
 
-    def __init__(
-        self,
-        instances: Iterable[Instance],
-        *,
-        key: bytes,
-        admin_key: str | None,
-        publishers: int,
-        send: Callable[[str, str], bool],
-        local_members: Callable[[str], list[str]],
-        retry: float = 1.0,
-        check: float = 1.0,
-    ) -> None:
-        self.instances = list(instances)
-        self._key = key
-        self._admin_key = admin_key
-        self._publishers = publishers
-        self._send = send
-        self._local_members = local_members
-        self._retry = retry
-        self._check = check
-        #: Urls of the instances connected now.
-        self.live: set[str] = set()
-        self._admins: dict[str, JanusAdmin] = {}
-        self._rooms: dict[str, _Room] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._supervisors: list[asyncio.Task[None]] = []
+    instances: list[Instance] = attrs.field(kw_only=False, converter=_instance_list)
+    _key: bytes
+    _admin_key: str | None
+    _publishers: int
+    _send: Callable[[str, str], bool]
+    _local_members: Callable[[str], list[str]]
+    _retry: float = 1.0
+    _check: float = 1.0
+    #: Urls of the instances connected now.
+    live: set[str] = attrs.field(init=False, factory=set)
+    _admins: dict[str, JanusAdmin] = attrs.field(init=False, factory=dict)
+    _rooms: dict[str, _Room] = attrs.field(init=False, factory=dict)
+    _tasks: set[asyncio.Task[None]] = attrs.field(init=False, factory=set)
+    _supervisors: list[asyncio.Task[None]] = attrs.field(init=False, factory=list)
 
     # -- life cycle ----------------------------------------------------------
 

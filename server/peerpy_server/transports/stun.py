@@ -163,17 +163,13 @@ class StunProtocol(asyncio.DatagramProtocol):
     """
 
     def __init__(
-        self,
-        *,
-        limiter: SourceLimiter | None = None,
-        stats: Stats | None = None,
-        warnings: WarningLimiter | None = None,
+        self, *, stats: Stats | None = None, warnings: WarningLimiter | None = None
     ) -> None:
         self.transport: asyncio.DatagramTransport | None = None
         self.answered = 0
         #: Requests left unanswered by the per-source limit.
         self.refused = 0
-        self.limiter = limiter if limiter is not None else stun_limiter()
+        self.limiter = stun_limiter()
         self._stats = stats
         self._warnings = warnings
         self._clock = asyncio.get_running_loop().time

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from peerpy_server.config import BrokerConfig
-from peerpy_server.core.host import Claims, HttpView
+from peerpy_server.core.host import Claims, HttpView, Registration
 from peerpy_server.core.realm import Client, Realm
 from peerpy_server.core.session import Session
 from peerpy_server.core.stats import Stats
@@ -94,14 +94,5 @@ class FakeClaims:
     def __init__(self) -> None:
         self.pending: list[tuple[str, Callable[[Client | None], None]]] = []
 
-    def claim(
-        self,
-        link: Any,
-        *,
-        key: str,
-        peer_id: str,
-        token: str,
-        rooms: bool = False,
-        done: Callable[[Client | None], None],
-    ) -> None:
-        self.pending.append((peer_id, done))
+    def claim(self, link: Any, asked: Registration, done: Callable[[Client | None], None]) -> None:
+        self.pending.append((asked.peer_id, done))
