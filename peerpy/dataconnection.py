@@ -188,7 +188,7 @@ class DataConnection(Connection):
         """What we offer to resume, if ``Timeouts.resume`` and the connection allow it."""
         if self._owner.timeouts.resume is None or not self._may_resume:
             return None
-        return Resume(0, self._sender.high_water)
+        return Resume(0, self._sender.high_water, ice_restart=self._backend.restarts_ice)
 
     async def _start_as_caller(self) -> None:
         """Make the one data channel, then send the OFFER."""
@@ -200,17 +200,18 @@ class DataConnection(Connection):
         self.peer_connection.on("datachannel", self._on_datachannel)
         mine = self._resume_offer()
         if offer.resume is not None and mine is not None:
-            self._enable_resume(offer.resume.window)
+            self._enable_resume(offer.resume)
         await self._set_remote(offer.sdp)
         await self._send_answer(mine if self._resumable is not None else None)
 
     def _on_answer(self, answer: AnswerPayload) -> None:
         if answer.resume is not None and self._resume_offer() is not None:
-            self._enable_resume(answer.resume.window)
+            self._enable_resume(answer.resume)
 
-    def _enable_resume(self, remote_window: int) -> None:
-        self._resumable = ResumableChannel(self, remote_window, self._log)
+    def _enable_resume(self, remote: Resume) -> None:
+        self._resumable = ResumableChannel(self, remote.window, self._log)
         self._switch = self._resumable.switch
+        self._resumable.ice_restart.agree(remote)
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if self._channel is not None:

@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from aiortc import RTCDataChannel, RTCPeerConnection
 
     from .connection import Connection
+    from .icerestart import IceRestart
 
 __all__ = [
     "ABSENT_GRACE",
@@ -166,6 +167,9 @@ class GenerationSwitch:
         #: Why the current resumption is a network change rather than a dead or frozen
         #: remote (``None``: no sign of one yet; see the module).
         self.network_change: str | None = None
+        #: Between two wrtc peers, ICE restarts on the same peer connection, tried
+        #: first (set by a data connection's carrier; ``None``: never).
+        self.ice_restart: IceRestart | None = None
 
     # -- events from the connection ------------------------------------------
 
@@ -185,7 +189,8 @@ class GenerationSwitch:
         self._cause = error
         self._remote_closed = remote_closed
         self._absent_since = None
-        self._carrier.detach()
+        if self.ice_restart is None or not self.ice_restart.possible:
+            self._carrier.detach()
         self._log.info(
             "connection %s to %s lost (%s): resuming", conn.connection_id, conn.peer, error
         )
@@ -267,6 +272,9 @@ class GenerationSwitch:
         """A resume OFFER (answering side) or ANSWER (originator) for this connection."""
         assert signal.resume is not None
         self._absent_since = None
+        if signal.resume.ice_restart and self.ice_restart is not None:
+            await self.ice_restart.on_signal(signal)
+            return
         conn = self._conn
         generation = signal.resume.generation
         if isinstance(signal, AnswerPayload):
@@ -347,6 +355,8 @@ class GenerationSwitch:
         conn = self._conn
         timeouts = conn._owner.timeouts
         delays = backoff_delays(timeouts.reconnect_initial, timeouts.reconnect_max)
+        if self.ice_restart is not None and await self.ice_restart.attempt():
+            return
         # A generation whose attempt timed out may still open during the backoff: it
         # resumed then (its channel replayed the tail and sends went on over it), so stop
         # instead of superseding it with a new generation that nothing would replay on.

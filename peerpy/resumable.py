@@ -36,6 +36,7 @@ import anyio.lowlevel
 
 from .exceptions import ProtocolError
 from .generation import GenerationSwitch
+from .icerestart import IceRestart
 from .resumption import Resumption
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ class ResumableChannel:
         )
         #: Moves the connection to new peer connections.
         self.switch = GenerationSwitch(conn, self, logger)
+        #: Between two wrtc peers: ICE restarts on the same peer connection, tried first.
+        self.ice_restart = self.switch.ice_restart = IceRestart(self.switch, conn, logger)
         self._log = logger
         self._ack_timer: asyncio.TimerHandle | None = None
         self._heard_at: float | None = None  # when the remote's last envelope arrived
@@ -126,13 +129,20 @@ class ResumableChannel:
         waiting sends nothing.
         """
         conn, resume = self._conn, self.resume
-        await conn._sender.wait_writable(lambda: self.reconnecting or not resume.room_for(size))
+        await conn._sender.wait_writable(lambda: self.reconnecting or self._full(size))
         limit = conn._sender.check_size(frame, size)
         channel = conn._channel
         assert channel is not None
         for wire in resume.wrap(frame, limit):
             with contextlib.suppress(Exception):  # lost with its peer connection: replayed
                 channel.send(wire)
+
+    def _full(self, size: int) -> bool:
+        """Whether the tail has no room for ``size`` bytes, or the channel is over the
+        send high-water mark (wrtc's count of it can lag the acknowledgements)."""
+        channel, sender = self._conn._channel, self._conn._sender
+        over = channel is not None and channel.bufferedAmount > sender.high_water
+        return over or not self.resume.room_for(size)
 
     # -- the generation switch's carrier ------------------------------------
 

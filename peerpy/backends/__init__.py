@@ -324,6 +324,26 @@ class Backend(Protocol):
         """
         ...
 
+    @property
+    def restarts_ice(self) -> bool:
+        """Whether a peer connection can restart ICE (new credentials, same DTLS and SCTP).
+
+        libwebrtc (wrtc) can; aiortc cannot (aiortc#211: its ICE transport
+        never starts twice), so resumption makes a new peer connection there.
+        """
+        ...
+
+    def restart_ice(self, pc: RTCPeerConnection) -> None:
+        """Make ``pc``'s next offer restart ICE; only where :attr:`restarts_ice`."""
+        ...
+
+    async def ice_connected(self, pc: RTCPeerConnection) -> None:
+        """Wait until ``pc``'s ICE has a working candidate pair (at once if it has one).
+
+        Only where :attr:`restarts_ice`. Cancelling stops waiting.
+        """
+        ...
+
 
 def get_backend(name: BackendName) -> Backend:
     """The backend object for ``name`` (importing it: wrtc only when it is used)."""

@@ -38,6 +38,7 @@ from aiortc import (
 from aiortc.sdp import candidate_from_sdp
 
 from ..diagnosis import IceSummary
+from ..exceptions import WebRTCError
 from ..network import address_allowed, remote_networks
 from ..route import Route
 from . import _aioice, _aiortc_stats, _channel_stats, _sctp
@@ -171,6 +172,15 @@ class AiortcBackend:
         return bool(
             getattr(sctp, "_data_channel_queue", None) or getattr(sctp, "_outbound_queue", None)
         )
+
+    #: aioice's connection never restarts (aiortc#211): resumption makes a new peer connection.
+    restarts_ice: Final = False
+
+    def restart_ice(self, pc: RTCPeerConnection) -> None:
+        raise WebRTCError("aiortc cannot restart ICE (aiortc#211)")
+
+    async def ice_connected(self, pc: RTCPeerConnection) -> None:
+        raise WebRTCError("aiortc cannot restart ICE (aiortc#211)")
 
 
 #: The aiortc backend.

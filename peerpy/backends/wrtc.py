@@ -47,6 +47,13 @@ What peerpy adds on top:
   tracks to the layer's senders (``addTrack``/``addTransceiver`` here take
   them) and the remote tracks to aiortc's ``MediaStreamTrack``
   (:meth:`WrtcBackend.receive_track`); libwebrtc encodes and decodes.
+- ICE restart: ``restartIce()`` on libwebrtc's peer connection makes the
+  next offer carry new ICE credentials (``a=ice-ufrag``) and gathers new
+  candidates, while its DTLS and SCTP associations, and so the data channel,
+  go on (:meth:`WrtcBackend.restart_ice`); resumption between two wrtc peers
+  tries that first (:mod:`peerpy.icerestart`). The layer shows libwebrtc's
+  ICE "disconnected" as "completed", so :meth:`WrtcBackend.ice_connected`
+  reads libwebrtc's own state.
 - ``conn.route``: the selected pair of the data transport, from libwebrtc's
   ``RTCIceTransport.getSelectedCandidatePair()``.
 - Stats: libwebrtc's report is the W3C's (``webrtc.RTCStatsReport``, every
@@ -65,12 +72,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import re
 import socket
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import webrtc
+from aiortc.exceptions import InvalidStateError
 from webrtc.aiortc import RTCConfiguration as WrtcConfiguration
 from webrtc.aiortc import RTCIceServer as WrtcIceServer
 from webrtc.aiortc import RTCPeerConnection as WrtcPeerConnection
@@ -98,6 +107,8 @@ __all__ = [
     "watch_remote",
 ]
 
+T = TypeVar("T")
+
 #: Seconds libwebrtc takes, without hearing the remote, to report ICE "disconnected"
 #: (measured: 5.0-5.2 s after the remote froze, libwebrtc M152 defaults).
 DISCONNECT_AFTER: Final = 5.0
@@ -106,10 +117,18 @@ SEND_QUEUE_LIMIT: Final = 16 * 1024 * 1024
 #: The most a wrtc data channel buffers before send() waits: well below SEND_QUEUE_LIMIT.
 HIGH_WATER: Final = 8 * 1024 * 1024
 
+#: Seconds an ICE restart's description waits for its new candidates (the layer's own bound).
+GATHERING_WAIT: Final = 5.0
+#: Seconds between two reads of libwebrtc's state while an ICE restart goes on.
+POLL: Final = 0.02
+
 #: Seconds closing a call waits for its senders to stop between frames.
 FEEDS_DRAIN: Final = 1.0
 #: Seconds a closing connection waits for libwebrtc's last stats report.
 FINAL_STATS_WAIT: Final = 1.0
+
+#: libwebrtc's ICE connection states with a working candidate pair.
+CONNECTED: Final = ("connected", "completed")
 
 #: The host of a remote address libwebrtc does not disclose (peer-reflexive candidates).
 HIDDEN: Final = "?"
@@ -173,6 +192,40 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
         if self._peerpy_on_gone is not None and self._native_ice_state() == "disconnected":
             self._peerpy_on_gone(time.monotonic() - self._peerpy_since)
 
+    async def setLocalDescription(self, sessionDescription: Any = None) -> None:
+        # After an ICE restart the layer reads the last gathering's "complete" and
+        # returns before the new gathering starts: wait for the new candidates.
+        before = _ufrag(self._native.local_description)
+        await self._peerpy_operation(super().setLocalDescription(sessionDescription))
+        if before is not None and _ufrag(self._native.local_description) != before:
+            await _until(self._peerpy_gathered, GATHERING_WAIT)
+
+    async def setRemoteDescription(self, sessionDescription: Any) -> None:
+        await self._peerpy_operation(super().setRemoteDescription(sessionDescription))
+
+    async def createOffer(self) -> Any:
+        return await self._peerpy_operation(super().createOffer())
+
+    async def createAnswer(self) -> Any:
+        return await self._peerpy_operation(super().createAnswer())
+
+    async def _peerpy_operation(self, operation: Awaitable[T]) -> T:
+        """``operation``, with wrtc's cancellation of it on a closed peer connection
+        raised as an error: wrtc raises a bare ``CancelledError`` into the awaiting
+        task then, which would cancel the caller's whole task group (a peer)."""
+        try:
+            return await operation
+        except asyncio.CancelledError:
+            if _cancelled_by_caller() or not _is_closed(self):
+                raise
+            raise InvalidStateError("RTCPeerConnection is closed") from None
+
+    def _peerpy_gathered(self) -> bool:
+        native = self._native
+        return _text(native.ice_gathering_state) == "complete" and (
+            "\na=candidate:" in native.local_description.sdp
+        )
+
     def addTrack(self, track: Any) -> Any:
         # An application's aiortc track goes through a feed (see wrtc_media).
         sender = super().addTrack(wrtc_media.feed(track))
@@ -221,6 +274,43 @@ class _PeerConnection(WrtcPeerConnection):  # type: ignore[misc]
 
 def _ignore() -> None:
     pass
+
+
+def _cancelled_by_caller() -> bool:
+    """Whether the current task was cancelled by its own scope (Python 3.11+ counts it);
+    on 3.10, which cannot tell, every cancellation counts as the caller's."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is None or cancelling() > 0
+
+
+def _is_closed(pc: Any) -> bool:
+    return "closed" in (pc.connectionState, pc.signalingState)
+
+
+async def _until(done: Callable[[], bool], limit: float | None = None) -> bool:
+    """Poll ``done()`` until true (``limit`` s at most); whether it became true.
+
+    Polled, not awaited on an event: libwebrtc's events reach Python through
+    wrtc's mailbox, which (measured) held an ICE restart's gathering events
+    for as long as the code its description resumed waited on a plain future.
+    Cancelling stops polling.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = None if limit is None else loop.time() + limit
+    while not done():
+        if deadline is not None and loop.time() >= deadline:
+            return False
+        await asyncio.sleep(POLL)
+    return True
+
+
+def _ufrag(description: Any) -> str | None:
+    """The first ICE username fragment of a libwebrtc description (``None``: no description)."""
+    if description is None:
+        return None
+    found = re.search(r"\na=ice-ufrag:(\S+)", description.sdp)
+    return found.group(1) if found else ""
 
 
 def create_peer_connection(
@@ -419,6 +509,16 @@ class WrtcBackend:
 
     def unacknowledged(self, pc: aiortc.RTCPeerConnection) -> bool:
         return False  # libwebrtc does not expose its SCTP queues
+
+    #: libwebrtc restarts ICE on a live peer connection (its DTLS and SCTP go on).
+    restarts_ice: Final = True
+
+    def restart_ice(self, pc: aiortc.RTCPeerConnection) -> None:
+        pc._native.restart_ice()  # type: ignore[attr-defined]
+
+    async def ice_connected(self, pc: aiortc.RTCPeerConnection) -> None:
+        """Wait for libwebrtc's own ICE state (the layer shows "disconnected" as "completed")."""
+        await _until(lambda: _text(pc._native.ice_connection_state) in CONNECTED)  # type: ignore[attr-defined]
 
     def add_track(self, pc: aiortc.RTCPeerConnection, track: aiortc.MediaStreamTrack) -> None:
         pc.addTrack(track)  # through a feed (_PeerConnection.addTrack); libwebrtc counts frames

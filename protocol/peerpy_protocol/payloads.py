@@ -87,14 +87,20 @@ class Resume:
     connection (``generation`` 1, 2...); in an ANSWER it says the answerer
     resumes too (or, with ``refused``, that it has no such connection to
     resume).  ``window`` is the sender's unacknowledged-tail bound in bytes,
-    so the receiver acknowledges often enough.  A PeerJS peer ignores the
-    field in an OFFER and never sends it, so its connections stay as they are.
+    so the receiver acknowledges often enough.  ``ice_restart``
+    (``"iceRestart"``, sent only when true): at generation 0, the sender can
+    restart ICE on an existing peer connection (wrtc); at a later generation,
+    this OFFER or ANSWER restarts ICE on the current peer connection instead of
+    making a new one (sent only when both sides said they can).  A PeerJS peer
+    ignores the field in an OFFER and never sends it, so its connections stay
+    as they are.
     """
 
     generation: int = 0
     window: int = 0
     refused: bool = False
     version: int = RESUME_VERSION
+    ice_restart: bool = False
 
     @classmethod
     def from_json(cls, obj: JSON) -> Resume:
@@ -103,7 +109,9 @@ class Resume:
         version = _field(obj, "version", int)
         if not (0 <= generation < _MAX_RESUME_NUMBER and 0 <= window < _MAX_RESUME_NUMBER):
             raise ProtocolError("peerpyResume generation and window must be in 0..2**53")
-        return cls(generation, window, obj.get("refused") is True, version)
+        return cls(
+            generation, window, obj.get("refused") is True, version, obj.get("iceRestart") is True
+        )
 
     def to_json(self) -> dict[str, JSON]:
         obj: dict[str, JSON] = {
@@ -113,6 +121,8 @@ class Resume:
         }
         if self.refused:
             obj["refused"] = True
+        if self.ice_restart:
+            obj["iceRestart"] = True
         return obj
 
 

@@ -7,7 +7,8 @@ between two messages (``stall``) and when it ended (``stall_end``, on the
 monotonic clock of the lab, shared by its namespaces).  ``send ID TARGET``:
 connect to TARGET and send ``--rate`` messages a second for ``--seconds``,
 then the end marker.  Both print ``{"event": ...}`` lines for ``open``,
-``reconnecting`` and ``resumed`` (with the route and the time), and ``error``;
+``reconnecting`` and ``resumed`` (with the route, the time and ``same_pc``: whether
+the peer connection is still the first one, as after an ICE restart), and ``error``;
 and for the peer's broker session, ``peer-error`` (the session lost, why) and
 ``registered`` (registered again by ``auto_reconnect``), with the time.
 
@@ -39,8 +40,10 @@ def watch(conn: DataConnection) -> None:
     """Report the connection's resumption events."""
     conn.on("reconnecting", lambda error: emit(event="reconnecting", t=time.monotonic(),
                                                error=str(error)))  # fmt: skip
+    first = conn.peer_connection  # an ICE restart (two wrtc peers) keeps it
     conn.on("resumed", lambda: emit(event="resumed", t=time.monotonic(), route=str(conn.route),
-                                    generation=conn.generation))  # fmt: skip
+                                    generation=conn.generation,
+                                    same_pc=conn.peer_connection is first))  # fmt: skip
 
 
 async def receive(conn: DataConnection) -> None:

@@ -9,6 +9,7 @@ on wrtc (and mixed pairs) is in tests/faults/test_peer.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -435,3 +436,29 @@ def test_cli_demo_uses_the_fastest_backend_and_says_so(tmp_path: Path) -> None:
     )
     line = f"backend: {chosen} on {loop}" + (f" ({why})" if why else "")
     assert line in " ".join(result.stderr.split())  # rich wraps long lines
+
+
+@needs_wrtc
+async def test_wrtc_operation_cancelled_by_a_closing_peer_connection_is_an_error() -> None:
+    """wrtc cancels an operation (setLocalDescription...) whose peer connection closes
+    under it by raising a bare CancelledError into the caller, which would cancel the
+    caller's whole task group: peerpy raises InvalidStateError instead.  A cancellation
+    by the caller's own scope stays a cancellation."""
+    from aiortc.exceptions import InvalidStateError
+
+    from peerpy.backends import wrtc
+
+    async def cancelled_by_wrtc() -> None:
+        raise asyncio.CancelledError
+
+    pc = wrtc.create_peer_connection(None, NetworkPolicy(local_addresses=("127.0.0.1",)))
+    try:
+        with pytest.raises(asyncio.CancelledError):  # open: not wrtc's closing
+            await pc._peerpy_operation(cancelled_by_wrtc())
+    finally:
+        await pc.close()
+    with pytest.raises(InvalidStateError, match="closed"):
+        await pc._peerpy_operation(cancelled_by_wrtc())
+    with anyio.move_on_after(0.01) as scope:  # our own scope's cancellation
+        await pc._peerpy_operation(anyio.sleep(5))
+    assert scope.cancelled_caught

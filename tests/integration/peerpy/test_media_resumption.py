@@ -61,10 +61,24 @@ async def decoded(*calls: MediaConnection) -> None:
 
 
 async def break_path(call: MediaConnection) -> None:
-    """Stop the aiortc ICE transport under ``call``: its path is dead, nothing else closed."""
+    """Black-hole the aiortc ICE connection under ``call``: every datagram it would send
+    or receive is dropped, as when its network goes away; nothing is closed.  (Stopping
+    the ICE transport instead makes aiortc's own SCTP tasks fail with ConnectionError.)"""
     transport = call.peer_connection.sctp
     assert transport is not None
-    await transport.transport.transport.stop()
+    connection = transport.transport.transport._connection
+    for protocol in connection._protocols:
+        protocol.datagram_received = _drop
+        protocol.send_stun = _drop
+        protocol.send_data = _drop_async
+
+
+def _drop(*args: object) -> None:
+    pass
+
+
+async def _drop_async(*args: object) -> None:
+    pass
 
 
 @pytest.mark.parametrize(
