@@ -59,10 +59,8 @@ ROOM_EXISTS: Final = 427
 Mode: TypeAlias = Literal["sync", "async"]
 
 
-class JanusError(PeerError):
+class JanusError(PeerError, type="sfu-error"):
     """Janus refused a request (``code`` is Janus's or the VideoRoom plugin's error code)."""
-
-    type = "sfu-error"
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"Janus error {code}: {reason}")
