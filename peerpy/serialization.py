@@ -311,7 +311,11 @@ class BinarySerializer:
 
     @property
     def max_message_bytes(self) -> int:
-        """The largest message or reassembled chunked message accepted."""
+        """The largest message or reassembled chunked message accepted.
+
+        Lowering it applies to the chunked messages in progress too (see
+        :class:`~peerpy.chunking.Reassembler`).
+        """
         return self._reassembler.max_message_bytes
 
     @max_message_bytes.setter
