@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
 import anyio
+import attrs
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from peerpy_protocol.messages import Relay, RelayType
 from peerpy_protocol.payloads import (
@@ -45,12 +46,13 @@ from .exceptions import (
     UsageError,
     WebRTCError,
 )
+from .generation import GenerationSwitch
 from .mailbox import Mailbox, MailboxClosed, MailboxFull
 from .owner import Host, Owner
 from .route import Route
 from .stats import ConnectionStats
 
-__all__ = ["Connection", "ConnectionState", "Host", "Owner", "SdpTransform"]
+__all__ = ["Connection", "ConnectionArgs", "ConnectionState", "Host", "Owner", "SdpTransform"]
 
 #: PeerJS's ``sdpTransform``: takes our SDP, returns the SDP to send.
 SdpTransform = Callable[[str], str]
@@ -70,33 +72,45 @@ class ConnectionState(enum.Enum):
 Signal = OfferPayload | AnswerPayload | CandidatePayload
 
 
+@attrs.frozen(kw_only=True)
+class ConnectionArgs:
+    """What every connection, data or media, is made with (see :mod:`peerpy.incoming`)."""
+
+    #: The peer that owns the connection.
+    owner: Owner
+    #: Its (first) peer connection.
+    pc: RTCPeerConnection
+    #: The remote peer's id.
+    peer: str
+    #: PeerJS's connection id, the same on both sides.
+    connection_id: str
+    #: The JSON value the originator attached.
+    metadata: Any
+    #: Whether this side called ``connect()``/``call()``.
+    originator: bool
+    #: Where the connection logs.
+    logger: logging.Logger
+
+
 class Connection:
     """One PeerJS connection to a remote peer: base of data and media connections."""
 
     type: ClassVar[ConnectionType]
     _route: Route | None = None
     _channel: RTCDataChannel | None = None  # the data channel, or a call's auxiliary one
+    _switch: GenerationSwitch | None = None  # set once both sides offered resumption
     _EVENTS: ClassVar[tuple[str, ...]] = CONNECTION_EVENTS
 
-    def __init__(
-        self,
-        owner: Owner,
-        pc: RTCPeerConnection,
-        *,
-        peer: str,
-        connection_id: str,
-        metadata: Any,
-        originator: bool,
-        logger: logging.Logger,
-    ) -> None:
+    def __init__(self, args: ConnectionArgs) -> None:
         #: The remote peer's id.
-        self.peer = peer
+        self.peer = args.peer
         #: PeerJS's connection id (``dc_…`` or ``mc_…``), the same on both sides.
-        self.connection_id = connection_id
+        self.connection_id = args.connection_id
         #: The JSON value the originator attached to the connection.
-        self.metadata = metadata
+        self.metadata = args.metadata
         #: Whether this side called ``connect()``/``call()``.
-        self.originator = originator
+        self.originator = args.originator
+        owner, pc, logger = args.owner, args.pc, args.logger
         self._started_at = anyio.current_time()  # to say how long an EXPIRE took
         #: The peer connection, for advanced use: aiortc's, or on the wrtc
         #: backend ``webrtc.aiortc``'s, which has aiortc's API (see :mod:`peerpy.backends`).
@@ -108,6 +122,7 @@ class Connection:
         self._owner = owner
         self._log = logger
         self._state = ConnectionState.NEGOTIATING
+        self._closing = False  # closed on purpose: a closing channel is no loss
         self._error: PeerError | None = None
         self._opened = anyio.Event()
         self._closed = anyio.Event()
@@ -177,6 +192,25 @@ class Connection:
         Cancelling stops collecting it; the connection is unaffected.
         """
         return await self._backend.raw_stats(self.peer_connection)
+
+    @property
+    def resumable(self) -> bool:
+        """Whether this connection survives the loss of its peer connection.
+
+        True between two peerpy peers (both with ``Timeouts.resume`` set); a
+        PeerJS remote never is, nor a room's connection (see :mod:`peerpy.generation`).
+        """
+        return self._switch is not None
+
+    @property
+    def reconnecting(self) -> bool:
+        """Whether the connection is resuming on a new peer connection."""
+        return self._switch is not None and self._switch.active
+
+    @property
+    def generation(self) -> int:
+        """How many times the peer connection was replaced (0: the first one)."""
+        return 0 if self._switch is None else self._switch.generation
 
     @property
     def error(self) -> PeerError | None:
@@ -283,7 +317,13 @@ class Connection:
                 await self._finish()
 
     async def _apply(self, signal: Signal) -> None:
-        if isinstance(signal, CandidatePayload):
+        resume = getattr(signal, "resume", None)
+        if isinstance(signal, OfferPayload | AnswerPayload) and resume and resume.generation:
+            if self._switch is None or not self.open:
+                self._log.warning("ignoring a resume %s for %s", type(signal).__name__, self)
+                return
+            await self._switch.on_signal(signal)
+        elif isinstance(signal, CandidatePayload):
             if self._remote_set:
                 await self._add_candidate(signal.candidate)
             elif len(self._pending_candidates) < MAX_PENDING_SIGNALS:
@@ -389,12 +429,31 @@ class Connection:
     def _path_lost(self, error: PeerError | None) -> None:
         """The peer connection failed (``error``) or closed (``None``): close.
 
-        A resumable data connection negotiates a new one instead.
+        A resumable connection negotiates a new one instead (see :mod:`peerpy.generation`).
         """
-        if error is None:
+        if self._switch is not None and self.open and not self._closing:
+            error = error or ConnectionClosedError(f"the peer connection to {self.peer} closed")
+            self._switch.lost(error, remote_closed=isinstance(error, ConnectionClosedError))
+        elif error is None:
             self._close_soon()
         else:
             self._fail(error)
+
+    def _attach(self, channel: RTCDataChannel) -> None:
+        """Take ``channel`` as the connection's data (or auxiliary) channel."""
+        self._channel = channel
+
+    def _on_channel_open(self, channel: RTCDataChannel) -> None:
+        """``channel`` opened: a new generation's resumes the connection (else the first's)."""
+        if channel is not self._channel:
+            return  # replaced by resumption
+        if self._switch is not None and self._switch.active:
+            self._switch.channel_open(channel)
+        else:
+            self._first_channel_open()
+
+    def _first_channel_open(self) -> None:
+        """Hook for subclasses: the first generation's channel opened."""
 
     def _set_open(self) -> None:
         pc, policy = self.peer_connection, self._owner.network

@@ -21,17 +21,16 @@ two peerpy peers :mod:`peerpy.resumable` (resumption's envelopes, with
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar, Literal, overload
 
 import anyio
 import anyio.lowlevel
 import attrs
-from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc import RTCDataChannel
 from peerpy_protocol.payloads import AnswerPayload, ConnectionType, OfferPayload, Resume
 
-from .connection import Connection, Signal
+from .connection import Connection, ConnectionArgs
 from .events import DATA_CONNECTION_EVENTS
 from .exceptions import (
     ConnectionClosedError,
@@ -42,7 +41,6 @@ from .exceptions import (
     UsageError,
 )
 from .mailbox import MailboxClosed
-from .owner import Owner
 from .receiving import Receiver
 from .resumable import BYE_WAIT, ResumableChannel
 from .sending import Sender
@@ -65,28 +63,15 @@ class DataConnection(Connection):
 
     def __init__(
         self,
-        owner: Owner,
-        pc: RTCPeerConnection,
+        args: ConnectionArgs,
         *,
-        peer: str,
-        connection_id: str,
         label: str,
-        metadata: Any,
         serializer: Serializer,
         reliable: bool,
-        originator: bool,
-        logger: logging.Logger,
         resumable: bool = True,
     ) -> None:
-        super().__init__(
-            owner,
-            pc,
-            peer=peer,
-            connection_id=connection_id,
-            metadata=metadata,
-            originator=originator,
-            logger=logger,
-        )
+        super().__init__(args)
+        owner = args.owner
         #: The channel label (the connection id unless the caller chose one).
         self.label = label
         #: The serialization's wire name, as PeerJS reports it: ``"binary"``
@@ -103,7 +88,6 @@ class DataConnection(Connection):
         # Resumption (see peerpy.resumable), once both sides offered it.
         self._may_resume = resumable  # False: never offered (a room's connection)
         self._resumable: ResumableChannel | None = None
-        self._closing = False  # close() was called: a closing channel is no loss
 
     @property
     def data_channel(self) -> RTCDataChannel | None:
@@ -151,20 +135,6 @@ class DataConnection(Connection):
         return self._sender.waiting_frames
 
     @property
-    def resumable(self) -> bool:
-        """Whether this connection survives the loss of its peer connection.
-
-        True between two peerpy peers (both with ``Timeouts.resume`` set); a
-        PeerJS remote never is, nor a room's connection (see :mod:`peerpy.generation`).
-        """
-        return self._resumable is not None
-
-    @property
-    def reconnecting(self) -> bool:
-        """Whether the connection is resuming on a new peer connection (sends wait)."""
-        return self._resumable is not None and self._resumable.reconnecting
-
-    @property
     def path_loss_bound(self) -> float | None:
         """Seconds a dead path may go unnoticed on a resumable connection; else ``None``.
 
@@ -187,11 +157,6 @@ class DataConnection(Connection):
         resumable, or before anything arrived.
         """
         return None if self._resumable is None else self._resumable.remote_silence
-
-    @property
-    def generation(self) -> int:
-        """How many times the peer connection was replaced (0: the first one)."""
-        return 0 if self._resumable is None else self._resumable.switch.generation
 
     async def stats(self) -> ConnectionStats:
         """The connection's numbers now (see :mod:`peerpy.stats`); once closed, as it closed.
@@ -245,16 +210,7 @@ class DataConnection(Connection):
 
     def _enable_resume(self, remote_window: int) -> None:
         self._resumable = ResumableChannel(self, remote_window, self._log)
-
-    async def _apply(self, signal: Signal) -> None:
-        resume = getattr(signal, "resume", None)
-        if isinstance(signal, OfferPayload | AnswerPayload) and resume and resume.generation:
-            if self._resumable is None or not self.open:
-                self._log.warning("ignoring a resume %s for %s", type(signal).__name__, self)
-                return
-            await self._resumable.switch.on_signal(signal)
-            return
-        await super()._apply(signal)
+        self._switch = self._resumable.switch
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if self._channel is not None:
@@ -277,17 +233,8 @@ class DataConnection(Connection):
         if channel.readyState == "open":
             self._on_channel_open(channel)
 
-    def _detach(self) -> None:
-        """Resumption: the channel is lost; sends wait for the next one."""
-        self._channel = None
-
-    def _on_channel_open(self, channel: RTCDataChannel) -> None:
-        if channel is not self._channel:
-            return
-        if self._resumable is not None and self._resumable.reconnecting:
-            self._resumable.switch.channel_open(channel)
-        else:
-            self._set_open()
+    def _first_channel_open(self) -> None:
+        self._set_open()
 
     def _on_channel_close(self, channel: RTCDataChannel) -> None:
         if channel is not self._channel:
@@ -296,12 +243,6 @@ class DataConnection(Connection):
             self._path_lost(ConnectionClosedError(f"the data channel to {self.peer} closed"))
         else:
             self._close_soon()
-
-    def _path_lost(self, error: PeerError | None) -> None:
-        if self._resumable is not None and self.open and not self._closing:
-            self._resumable.lost(error)
-        else:
-            super()._path_lost(error)
 
     # -- receiving ----------------------------------------------------------
 

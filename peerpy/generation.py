@@ -1,22 +1,33 @@
-"""The generation switch: a resumable data connection moving to a new peer connection.
+"""The generation switch: a resumable connection moving to a new peer connection.
 
-When the peer connection of a resumable :class:`~peerpy.dataconnection.DataConnection`
-is lost (ICE failed, the remote silent for ``Timeouts.remote_gone``, or its
-channel closed without a *bye*), its :class:`GenerationSwitch`:
+When the peer connection of a resumable connection is lost (ICE failed, the
+remote silent for ``Timeouts.remote_gone``, or its channel closed without a
+*bye*), its :class:`GenerationSwitch`:
 
-1. emits ``reconnecting`` (with the error that ended the path) and holds
-   every ``send()`` (the messages already sent stay in the tail of
-   :mod:`peerpy.resumption`);
+1. emits ``reconnecting`` (with the error that ended the path) and tells the
+   connection's :class:`Carrier` (:meth:`Carrier.detach`);
 2. negotiates a new peer connection through the broker, the next
    *generation*: the side that opened the connection (the originator) sends
    an OFFER carrying ``peerpyResume`` with the generation number, on a new
-   peer connection with a data channel of the same label and ordering, and
-   tries again (backing off as ``auto_reconnect`` does) until one opens; the
-   other side answers each such OFFER on a new peer connection, and probes
-   the broker meanwhile so that it learns if the remote is gone;
-3. once the new channel opens: acknowledges what it received, sends the
-   tail again (the remote drops what it already had), emits ``resumed`` and
-   lets the sends go on.
+   peer connection carrying what the old one did (:meth:`Carrier.offer_on`),
+   and tries again (backing off as ``auto_reconnect`` does) until one opens;
+   the other side answers each such OFFER on a new peer connection
+   (:meth:`Carrier.answer_on`), and probes the broker meanwhile so that it
+   learns if the remote is gone.  When our own broker session registers
+   again (it was lost with the network, see :meth:`GenerationSwitch.registered`),
+   the originator offers the next generation at once: the attempt under way
+   was offered, and its candidates gathered, while the network was down, and
+   waiting out its ``ATTEMPT`` and the backoff would stall the connection for
+   seconds after it came back;
+3. once the new generation's channel opens: lets the carrier catch up
+   (:meth:`Carrier.resume_on`), emits ``resumed`` and lets it go on
+   (:meth:`Carrier.resumed`).
+
+The carriers: a data connection's :class:`~peerpy.resumable.ResumableChannel`
+(a data channel of the same label and ordering; the tail of
+:mod:`peerpy.resumption` sent again, sends held meanwhile) and a call's
+:class:`~peerpy.resumablecall.ResumableCall` (the same local tracks and an
+auxiliary channel; the remote's new stream).
 
 It gives up, failing the connection with
 :class:`~peerpy.exceptions.ResumeFailedError`, after ``Timeouts.resume``, when
@@ -29,7 +40,7 @@ fails it at once (as any connection).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
 from peerpy_protocol.messages import Relay, RelayType
@@ -48,9 +59,9 @@ from .exceptions import ConnectionClosedError, PeerError, PeerUnavailableError, 
 if TYPE_CHECKING:
     from aiortc import RTCDataChannel, RTCPeerConnection
 
-    from .dataconnection import DataConnection
+    from .connection import Connection
 
-__all__ = ["ABSENT_GRACE", "ATTEMPT", "PROBE_EVERY", "GenerationSwitch"]
+__all__ = ["ABSENT_GRACE", "ATTEMPT", "PROBE_EVERY", "Carrier", "GenerationSwitch"]
 
 #: Seconds one generation may take to open before the originator tries the next.
 ATTEMPT: Final = 8.0
@@ -63,11 +74,41 @@ PROBE_EVERY: Final = 2.0
 ABSENT_GRACE: Final = 3.0
 
 
-class GenerationSwitch:
-    """Moves one resumable data connection to new peer connections (see the module)."""
+class Carrier(Protocol):
+    """What a connection of one kind carries from one generation to the next."""
 
-    def __init__(self, conn: DataConnection, logger: logging.Logger) -> None:
+    @property
+    def window(self) -> int:
+        """The bytes we may hold unacknowledged (``peerpyResume``'s window; 0: none)."""
+        ...
+
+    def detach(self) -> None:
+        """The path is lost: stop using the old peer connection's channel and media."""
+
+    def adopt(self, pc: RTCPeerConnection, old: RTCPeerConnection) -> None:
+        """``pc`` replaces ``old`` (closed next): follow it, take back what ``old`` held."""
+
+    def offer_on(self, pc: RTCPeerConnection) -> dict[str, Any]:
+        """Originator: put on ``pc`` what the connection carries; the OFFER's own fields."""
+        ...
+
+    def answer_on(self, pc: RTCPeerConnection) -> None:
+        """Answering side: the remote description is set on ``pc``; add what we send."""
+
+    def resume_on(self, channel: RTCDataChannel) -> bool:
+        """The new generation's channel opened: catch up on it; ``False``: it failed at once."""
+        ...
+
+    def resumed(self) -> None:
+        """The connection resumed (``resumed`` follows): go on."""
+
+
+class GenerationSwitch:
+    """Moves one resumable connection to new peer connections (see the module)."""
+
+    def __init__(self, conn: Connection, carrier: Carrier, logger: logging.Logger) -> None:
         self._conn = conn
+        self._carrier = carrier
         self._log = logger
         #: The generation of the current peer connection (0: the first).
         self.generation = 0
@@ -77,6 +118,7 @@ class GenerationSwitch:
         self.resumes = 0
         self._cause: PeerError | None = None
         self._progress = anyio.Event()  # set when an attempt opens, fails or the remote refuses
+        self._registered = anyio.Event()  # set when our broker session registers again
         self._absent_since: float | None = None
         self._remote_closed = False  # the path ended with the remote closing its channel
 
@@ -92,7 +134,7 @@ class GenerationSwitch:
         self._cause = error
         self._remote_closed = remote_closed
         self._absent_since = None
-        conn._detach()
+        self._carrier.detach()
         self._log.info(
             "connection %s to %s lost (%s): resuming", conn.connection_id, conn.peer, error
         )
@@ -111,35 +153,32 @@ class GenerationSwitch:
                 )
             )
 
+    def registered(self) -> None:
+        """Our broker session registered again: the originator offers a new generation now."""
+        if self.active and self._conn.originator:
+            self._registered.set()
+            self._progress.set()  # end the attempt under way
+
     def channel_open(self, channel: RTCDataChannel) -> None:
-        """The new generation's channel opened: replay the tail and go on."""
+        """The new generation's channel opened: let the carrier catch up and go on."""
         conn = self._conn
         refused = conn._backend.route_refused(conn.peer_connection, conn._owner.network)
         if refused is not None:
             self._log.warning("resumed route refused: %s", refused)
             self._progress.set()
             return
-        assert conn._resumable is not None
-        resume = conn._resumable.resume
-        tail = resume.replay()
-        try:
-            channel.send(resume.ack())
-            for wire in tail:
-                channel.send(wire)
-        except Exception as exc:  # closed again at once: the next generation replays
-            self._log.debug("replay on generation %d failed: %s", self.generation, exc)
-            return
+        if not self._carrier.resume_on(channel):
+            return  # closed again at once: the next generation catches up
         self.active = False
         self.resumes += 1
         self._progress.set()
         self._log.info(
-            "connection %s to %s resumed (generation %d, %d messages replayed)",
+            "connection %s to %s resumed (generation %d)",
             conn.connection_id,
             conn.peer,
             self.generation,
-            len(tail),
         )
-        conn._sender.writable.set()
+        self._carrier.resumed()
         conn._events.emit("resumed")
 
     async def on_signal(self, signal: OfferPayload | AnswerPayload) -> None:
@@ -167,7 +206,8 @@ class GenerationSwitch:
         conn._channel = None
         pc.on("datachannel", lambda channel: self._on_datachannel(pc, channel))
         await conn._set_remote(signal.sdp)
-        await conn._send_answer(Resume(generation, conn._sender.high_water))
+        self._carrier.answer_on(pc)
+        await conn._send_answer(Resume(generation, self._carrier.window))
 
     def _adopt(self, pc: RTCPeerConnection) -> None:
         """Carry the connection on over a new peer connection; the old one is closed."""
@@ -178,6 +218,7 @@ class GenerationSwitch:
         conn._remote_set = False
         conn._pending_candidates = []
         conn._watch(pc)
+        self._carrier.adopt(pc, old)
         conn._owner._spawn(old.close)
 
     def _on_datachannel(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
@@ -230,14 +271,14 @@ class GenerationSwitch:
             pc = conn._owner._new_pc()
             self._adopt(pc)
             self._progress = anyio.Event()  # nothing of a superseded attempt ends this one
-            conn._attach(pc.createDataChannel(conn.label, ordered=conn.reliable))
+            self._registered = anyio.Event()
+            fields = self._carrier.offer_on(pc)
             self._log.debug("offering generation %d of %s", self.generation, conn.connection_id)
-            await conn._send_offer(
-                conn._offer_fields(), Resume(self.generation, conn._sender.high_water)
-            )
+            await conn._send_offer(fields, Resume(self.generation, self._carrier.window))
             if await self._wait_progress(ATTEMPT):
                 return
-            await anyio.sleep(next(delays))
+            with anyio.move_on_after(next(delays)):
+                await self._registered.wait()  # back on the network: no backoff
 
     async def _await_offer(self) -> None:
         """Answering side: answer the originator's OFFERs (routed here) until one opens.

@@ -39,7 +39,7 @@ from peerpy_protocol.payloads import (
 )
 
 from .admission import Admission
-from .connection import Connection
+from .connection import Connection, ConnectionArgs
 from .dataconnection import DataConnection
 from .diagnosis import failure_message
 from .events import EventEmitter
@@ -155,32 +155,26 @@ class Incoming:
             evicted._fail(NegotiationFailedError(f"closed before it opened to make room: {why}"))
         if not room.fits:
             return
+        args = ConnectionArgs(
+            owner=host,
+            pc=host._new_pc(),
+            peer=src,
+            connection_id=offer.connection_id,
+            metadata=offer.metadata,
+            originator=False,
+            logger=self._log,
+        )
         if serializer is None:
-            call = MediaConnection(
-                host,
-                host._new_pc(),
-                peer=src,
-                connection_id=offer.connection_id,
-                metadata=offer.metadata,
-                originator=False,
-                logger=self._log,
-                offer=offer,
-            )
+            call = MediaConnection(args, offer=offer, resumable=resumable(offer.metadata))
             host._register(call)
             self.admission.admit(call)
             host._spawn(lambda: call._ring(self._deliver_call, host.timeouts.negotiation))
             return
         conn = DataConnection(
-            host,
-            host._new_pc(),
-            peer=src,
-            connection_id=offer.connection_id,
+            args,
             label=offer.label or offer.connection_id,
-            metadata=offer.metadata,
             serializer=serializer,
             reliable=bool(offer.reliable),
-            originator=False,
-            logger=self._log,
             resumable=resumable(offer.metadata),
         )
         host._register(conn)
@@ -190,7 +184,7 @@ class Incoming:
 
     def _on_resume_offer(self, src: str, offer: OfferPayload) -> None:
         conn = self._registry.get(src, offer.connection_id)
-        if isinstance(conn, DataConnection) and conn.resumable and not conn.closed:
+        if conn is not None and conn.resumable and not conn.closed:
             conn.deliver(offer)
             return
         self._log.info(
@@ -199,7 +193,7 @@ class Incoming:
         assert offer.resume is not None
         refusal = AnswerPayload(
             SessionDescription("answer", ""),
-            ConnectionType.DATA,
+            offer.type,
             offer.connection_id,
             Resume(offer.resume.generation, 0, refused=True),
         )

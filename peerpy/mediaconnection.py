@@ -17,6 +17,11 @@ The remote media is one :class:`MediaStream` holding every negotiated track,
 known as soon as the remote description is applied (:meth:`wait_stream`), and
 announced by one ``stream`` event, not one per track.
 
+Between two peerpy peers a call is resumable (:mod:`peerpy.resumablecall`):
+when its peer connection is lost it goes on over a new one (``reconnecting``,
+then ``stream`` again with the remote's new tracks, then ``resumed``), as a
+data connection does (:mod:`peerpy.generation`).
+
 Calls run on the peer's backend (see :mod:`peerpy.backends`): the tracks
 sent are aiortc ``MediaStreamTrack`` objects on either, and so are the remote
 tracks, whose ``recv()`` gives ``av`` frames; on wrtc,
@@ -32,16 +37,21 @@ nobody reads cannot exhaust memory.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import anyio
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 from aiortc.sdp import SessionDescription as ParsedSdp
-from peerpy_protocol.payloads import ConnectionType, OfferPayload, SessionDescription
+from peerpy_protocol.payloads import (
+    AnswerPayload,
+    ConnectionType,
+    OfferPayload,
+    Resume,
+    SessionDescription,
+)
 
-from .connection import Connection, SdpTransform
+from .connection import Connection, ConnectionArgs, SdpTransform
 from .diagnosis import failure_message
 from .exceptions import (
     ConnectionClosedError,
@@ -51,7 +61,8 @@ from .exceptions import (
     UsageError,
     WebRTCError,
 )
-from .owner import Owner
+from .resumable import BYE_WAIT
+from .resumablecall import BYE, ResumableCall, SentTrack
 
 __all__ = ["AUX_CHANNEL_LABEL", "MediaConnection", "MediaStream"]
 
@@ -148,13 +159,21 @@ class MediaConnection(Connection):
     ``call`` handler, then :meth:`answer` them.  The remote media is
     :attr:`remote_stream` (also :meth:`wait_stream`); close with :meth:`close`.
 
-    Events: ``open``, ``stream(MediaStream)`` (once), ``close``, ``error``,
-    ``iceStateChanged(state)`` and ``willCloseOnRemote`` (the auxiliary channel
-    opened: from now on a hang-up on either side closes both).
+    Events: ``open``, ``stream(MediaStream)`` (once, and again after each
+    resume), ``close``, ``error``, ``iceStateChanged(state)``,
+    ``willCloseOnRemote`` (the auxiliary channel opened: from now on a hang-up
+    on either side closes both) and, on a :attr:`resumable` call,
+    ``reconnecting(error)`` and ``resumed``.
     """
 
     type: ClassVar[ConnectionType] = ConnectionType.MEDIA
-    _EVENTS: ClassVar[tuple[str, ...]] = (*Connection._EVENTS, "stream", "willCloseOnRemote")
+    _EVENTS: ClassVar[tuple[str, ...]] = (
+        *Connection._EVENTS,
+        "stream",
+        "willCloseOnRemote",
+        "reconnecting",
+        "resumed",
+    )
 
     #: Decoded frames kept per remote track for the application on aiortc; older ones are
     #: dropped (wrtc keeps about a second: see :mod:`peerpy.backends.wrtc_media`).
@@ -162,27 +181,18 @@ class MediaConnection(Connection):
 
     def __init__(
         self,
-        owner: Owner,
-        pc: RTCPeerConnection,
+        args: ConnectionArgs,
         *,
-        peer: str,
-        connection_id: str,
-        metadata: Any,
-        originator: bool,
-        logger: logging.Logger,
         offer: OfferPayload | None = None,
         tracks: Sequence[MediaStreamTrack] = (),
         receive: Sequence[str] = (),
+        resumable: bool = True,
     ) -> None:
-        super().__init__(
-            owner,
-            pc,
-            peer=peer,
-            connection_id=connection_id,
-            metadata=metadata,
-            originator=originator,
-            logger=logger,
-        )
+        super().__init__(args)
+        pc = args.pc
+        self._may_resume = resumable  # False: never offered (a room's call)
+        self._resumable: ResumableCall | None = None
+        self._aux_open = anyio.Event()  # the first auxiliary channel opened
         self._offer = offer
         self._local_tracks = tuple(tracks)
         self._receive = tuple(receive)
@@ -192,9 +202,14 @@ class MediaConnection(Connection):
         self._remote_stream: MediaStream | None = None
         self._stream_known = anyio.Event()
         self._channel: RTCDataChannel | None = None
-        pc.on("track", self._on_track)
-        pc.on("connectionstatechange", self._on_connection_state)
+        self._follow(pc)
         pc.on("datachannel", self._on_datachannel)
+
+    def _follow(self, pc: RTCPeerConnection) -> None:
+        """Take ``pc``'s remote tracks and follow its state (a resumed call's: its new one)."""
+        self._remote_tracks = []
+        pc.on("track", self._on_track)
+        pc.on("connectionstatechange", lambda: self._on_connection_state(pc))
 
     # -- public state -------------------------------------------------------
 
@@ -249,15 +264,36 @@ class MediaConnection(Connection):
 
     async def _start_as_caller(self) -> None:
         """Add the tracks, open the auxiliary channel (as PeerJS does), send the OFFER."""
-        pc = self.peer_connection
-        for track in self._local_tracks:
-            self._backend.add_track(pc, track)
+        self._put_media(self.peer_connection)
+        await self._send_offer({}, self._resume_offer())
+
+    def _put_media(self, pc: RTCPeerConnection) -> None:
+        """Caller: the tracks, the kinds received only and the auxiliary channel on ``pc``."""
+        self._send_tracks(pc)
         sending = {track.kind for track in self._local_tracks}
         for kind in self._receive:
             if kind not in sending:
                 pc.addTransceiver(kind, direction="recvonly")
         self._attach(pc.createDataChannel(AUX_CHANNEL_LABEL, ordered=False))
-        await self._send_offer({})
+
+    def _send_tracks(self, pc: RTCPeerConnection) -> None:
+        """Send the local tracks on ``pc``, each through its own :class:`SentTrack`."""
+        for track in self._local_tracks:
+            self._backend.add_track(pc, SentTrack(track))
+
+    def _resume_offer(self) -> Resume | None:
+        """What we offer to resume, if ``Timeouts.resume`` and the call allow it."""
+        if self._owner.timeouts.resume is None or not self._may_resume:
+            return None
+        return Resume(0, 0)
+
+    def _on_answer(self, answer: AnswerPayload) -> None:
+        if answer.resume is not None and self._resume_offer() is not None:
+            self._enable_resume()
+
+    def _enable_resume(self) -> None:
+        self._resumable = ResumableCall(self, self._log)
+        self._switch = self._resumable.switch
 
     # -- callee -------------------------------------------------------------
 
@@ -317,9 +353,12 @@ class MediaConnection(Connection):
     async def _accept_offer(self, offer: SessionDescription) -> None:
         try:
             await self._set_remote(offer)
-            for track in self._local_tracks:
-                self._backend.add_track(self.peer_connection, track)
-            await self._send_answer()
+            self._send_tracks(self.peer_connection)
+            mine = self._resume_offer()
+            assert self._offer is not None
+            if self._offer.resume is not None and mine is not None:
+                self._enable_resume()
+            await self._send_answer(mine if self._resumable is not None else None)
         except PeerError:
             raise
         except Exception as exc:  # aiortc raises assorted errors on bad SDP
@@ -358,20 +397,22 @@ class MediaConnection(Connection):
         stream_id = next(iter(ids.values()), None)
         self._remote_stream = MediaStream(stream_id, self._remote_tracks)
         self._stream_known.set()
-        if self._remote_tracks:
+        if self._remote_tracks and not self.reconnecting:  # else once resumed
             self._events.emit("stream", self._remote_stream)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         # The backend gives the aiortc track the application reads, bounded.
         self._remote_tracks.append(self._backend.receive_track(track, self.max_buffered_frames))
 
-    def _on_connection_state(self) -> None:
-        state = self.peer_connection.connectionState
-        if state == "connected":
+    def _on_connection_state(self, pc: RTCPeerConnection) -> None:
+        if pc is not self.peer_connection:
+            return  # a peer connection replaced by resumption
+        state = pc.connectionState
+        if state == "connected" and not self.reconnecting:
             self._set_open()
         elif state == "failed":
             failed = f"Negotiation of connection to {self.peer} failed."
-            self._fail(NegotiationFailedError(failure_message(failed, self.peer_connection)))
+            self._path_lost(NegotiationFailedError(failure_message(failed, pc)))
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if self._channel is not None:
@@ -381,13 +422,39 @@ class MediaConnection(Connection):
 
     def _attach(self, channel: RTCDataChannel) -> None:
         self._channel = channel
-        channel.on("open", lambda: self._events.emit("willCloseOnRemote"))
-        channel.on("close", self._close_soon)
+        # Events of a channel replaced by resumption are ignored.
+        channel.on("open", lambda: self._on_channel_open(channel))
+        channel.on("close", lambda: self._on_channel_close(channel))
+        channel.on("message", self._on_channel_message)
         if channel.readyState == "open":
-            self._events.emit("willCloseOnRemote")
+            self._on_channel_open(channel)
+
+    def _first_channel_open(self) -> None:
+        self._aux_open.set()
+        self._events.emit("willCloseOnRemote")
+
+    def _on_channel_close(self, channel: RTCDataChannel) -> None:
+        if channel is not self._channel:
+            return
+        resumable = self._resumable
+        if resumable is not None and not resumable.bye_received:
+            self._path_lost(ConnectionClosedError(f"the call's channel to {self.peer} closed"))
+        else:
+            self._close_soon()
+
+    def _on_channel_message(self, message: bytes | str) -> None:
+        if self._resumable is not None and message == BYE:
+            self._resumable.bye_received = True
+            self._close_soon()
 
     def _on_closing(self) -> None:
+        self._closing = True
         self._handled.set()
+        if self._resumable is not None:
+            self._resumable.send_bye()  # else the remote would resume
+        if self._opened.is_set():
+            for track in self._local_tracks:  # as aiortc's senders stop theirs
+                track.stop()
         if self._channel is not None:
             self._channel.close()
 
@@ -396,8 +463,17 @@ class MediaConnection(Connection):
 
         The local tracks a sender read from end with the call (aiortc's senders
         stop them, and wrtc's do the same): to keep a source for other calls,
-        send a ``MediaRelay`` subscription of it.  Not cancellable.
+        send a ``MediaRelay`` subscription of it.  A resumable call says bye
+        first (once its auxiliary channel is open: a call is open before) and
+        gives the remote up to a second in all to close.  Not cancellable.
         """
+        self._closing = True
+        resumable = self._resumable
+        if resumable is not None:
+            with anyio.move_on_after(min(self._owner.timeouts.close, BYE_WAIT)):
+                await self._wait_unless_closed(self._aux_open)
+                if resumable.send_bye():
+                    await self.wait_closed()
         await self._close()
 
     async def __aenter__(self) -> MediaConnection:

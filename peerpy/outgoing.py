@@ -19,7 +19,7 @@ from aiortc import MediaStreamTrack
 from peerpy_protocol.ids import connection_id, validate_id
 from peerpy_protocol.messages import RelayType, serialize_relay
 
-from .connection import Connection, SdpTransform
+from .connection import Connection, ConnectionArgs, SdpTransform
 from .dataconnection import DataConnection
 from .exceptions import DisconnectedError, EncodeError, UsageError
 from .mediaconnection import MediaConnection, check_tracks
@@ -65,6 +65,19 @@ class Outgoing:
                 f"metadata must be JSON (dict, list, str, int, float, bool or None): {exc}"
             ) from None
 
+    def _args(self, peer: str, cid: str, metadata: Any) -> ConnectionArgs:
+        """What a connection we open to ``peer`` is made with, on a new peer connection."""
+        host = self._host
+        return ConnectionArgs(
+            owner=host,
+            pc=host._new_pc(),
+            peer=peer,
+            connection_id=cid,
+            metadata=metadata,
+            originator=True,
+            logger=self._log,
+        )
+
     async def connect(
         self,
         peer: str,
@@ -89,16 +102,10 @@ class Outgoing:
         )
         cid = connection_id("data")
         conn = DataConnection(
-            host,
-            host._new_pc(),
-            peer=peer,
-            connection_id=cid,
+            self._args(peer, cid, metadata),
             label=cid if label is None else label,
-            metadata=metadata,
             serializer=serializer,
             reliable=reliable or serializer.reliable_required,
-            originator=True,
-            logger=self._log,
             resumable=resumable(metadata),
         )
         limit = self._start(conn, sdp_transform, timeout)
@@ -124,22 +131,16 @@ class Outgoing:
         Cancelling closes the half-made call.
         """
         self.check(peer, metadata)
-        host = self._host
         local = check_tracks(tracks)
         if any(kind not in ("audio", "video") for kind in receive) or isinstance(receive, str):
             raise UsageError(f"receive takes kinds 'audio'/'video', got {receive!r}")
         if not local and not receive:
             raise UsageError("a call needs tracks to send or kinds to receive")
         call = MediaConnection(
-            host,
-            host._new_pc(),
-            peer=peer,
-            connection_id=connection_id("media"),
-            metadata=metadata,
-            originator=True,
-            logger=self._log,
+            self._args(peer, connection_id("media"), metadata),
             tracks=local,
             receive=receive,
+            resumable=resumable(metadata),
         )
         await call._dial(self._start(call, sdp_transform, timeout))
         return call

@@ -17,7 +17,6 @@ import logging
 import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Literal, overload
 
 import anyio
@@ -244,16 +243,10 @@ class Peer:
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
+    async def __aexit__(self, *exc_info: object) -> None:
         assert self._stack is not None
         # Exit the group as on a normal exit: the caller's exception is not wrapped.
         await self._stack.__aexit__(None, None, None)
-        return False
 
     async def disconnect(self) -> None:
         """Close the broker session (:meth:`reconnect` claims the id again); connections stay.
@@ -416,10 +409,9 @@ class Peer:
         return until_destroyed(self.accept)
 
     async def accept_call(self) -> MediaConnection:
-        """Wait for the next incoming call, not yet answered: call its ``answer()``.
+        """The next incoming call, not yet answered: call its ``answer()``.
 
-        Raise :class:`DisconnectedError` once the peer is destroyed.  Cancelling
-        loses nothing.
+        Raises and cancels as :meth:`accept` does.
         """
         return await self._incoming.accept_call()
 

@@ -5,7 +5,8 @@ sides use the same pair.  :class:`Registry` holds every live connection of a
 :class:`~peerpy.peer.Peer`, data and media, incoming (from its OFFER on) and
 outgoing, and fails the ones a broker event concerns: the outgoing
 connections still waiting for their ANSWER when the broker session is lost or
-says EXPIRE, every connection with a remote that LEFT.
+says EXPIRE, every connection with a remote that LEFT; and tells the resuming
+ones when the broker session registers again.
 
 Pure code: no socket, no clock, no event loop.  Failing a connection only
 records the error and asks its own task to close it (``Connection._fail``).
@@ -74,6 +75,12 @@ class Registry:
                     resumable.switch.expired()
             elif conn.originator and not conn._remote_set:
                 conn._fail(error if isinstance(error, PeerError) else error(conn))
+
+    def registered_again(self) -> None:
+        """Our broker session registered again: connections resuming retry at once."""
+        for conn in self:
+            if conn._switch is not None and conn._switch.active:
+                conn._switch.registered()
 
     def fail_peer(self, peer: str, error: PeerError) -> None:
         """Fail every connection with ``peer`` (it left the broker)."""

@@ -17,7 +17,10 @@ connection has now:
   gives it up to :data:`BYE_FLUSH` seconds to leave before the peer connection
   closes.
 
-It also owns the connection's :class:`~peerpy.generation.GenerationSwitch`.
+It also owns the connection's :class:`~peerpy.generation.GenerationSwitch`,
+whose :class:`~peerpy.generation.Carrier` it is: each new generation gets a
+data channel of the same label and ordering, acknowledges what arrived and
+sends the tail again (the remote drops what it already had).
 """
 
 from __future__ import annotations
@@ -26,16 +29,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.lowlevel
 
-from .exceptions import ConnectionClosedError, PeerError, ProtocolError
+from .exceptions import ProtocolError
 from .generation import GenerationSwitch
 from .resumption import Resumption
 
 if TYPE_CHECKING:
+    from aiortc import RTCDataChannel, RTCPeerConnection
+
     from .dataconnection import DataConnection
 
 __all__ = ["ACK_DELAY", "BYE_FLUSH", "BYE_WAIT", "ResumableChannel"]
@@ -58,7 +63,8 @@ class ResumableChannel:
             window=conn._sender.high_water, ordered=conn.reliable, remote_window=remote_window
         )
         #: Moves the connection to new peer connections.
-        self.switch = GenerationSwitch(conn, logger)
+        self.switch = GenerationSwitch(conn, self, logger)
+        self._log = logger
         self._ack_timer: asyncio.TimerHandle | None = None
         self._heard_at: float | None = None  # when the remote's last envelope arrived
         self._bye_sent = False
@@ -128,10 +134,45 @@ class ResumableChannel:
             with contextlib.suppress(Exception):  # lost with its peer connection: replayed
                 channel.send(wire)
 
-    def lost(self, error: PeerError | None) -> None:
-        """The peer connection failed (``error``) or closed (``None``): resume."""
-        error = error or ConnectionClosedError(f"the peer connection to {self._conn.peer} closed")
-        self.switch.lost(error, remote_closed=isinstance(error, ConnectionClosedError))
+    # -- the generation switch's carrier ------------------------------------
+
+    @property
+    def window(self) -> int:
+        """The send high-water mark: what we keep unacknowledged at most."""
+        return self._conn._sender.high_water
+
+    def detach(self) -> None:
+        """The channel is lost: sends wait for the next one."""
+        self._conn._channel = None
+
+    def adopt(self, pc: RTCPeerConnection, old: RTCPeerConnection) -> None:
+        """Nothing to take back from ``old``: the tail is ours."""
+
+    def offer_on(self, pc: RTCPeerConnection) -> dict[str, Any]:
+        """A data channel of the same label and ordering on ``pc``; the OFFER's fields."""
+        conn = self._conn
+        conn._attach(pc.createDataChannel(conn.label, ordered=conn.reliable))
+        return conn._offer_fields()
+
+    def answer_on(self, pc: RTCPeerConnection) -> None:
+        """Nothing to add: the originator makes the channel."""
+
+    def resume_on(self, channel: RTCDataChannel) -> bool:
+        """Acknowledge what arrived and send the tail again; whether the channel took it."""
+        tail = self.resume.replay()
+        try:
+            channel.send(self.resume.ack())
+            for wire in tail:
+                channel.send(wire)
+        except Exception as exc:  # closed again at once: the next generation replays
+            self._log.debug("replay on generation %d failed: %s", self.switch.generation, exc)
+            return False
+        self._log.debug("%d messages replayed", len(tail))
+        return True
+
+    def resumed(self) -> None:
+        """Let the held sends go on."""
+        self._conn._sender.writable.set()
 
     # -- closing ------------------------------------------------------------
 

@@ -32,7 +32,7 @@ import contextlib
 import enum
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import anyio
@@ -158,12 +158,7 @@ class Room:
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.leave()
 
     async def leave(self) -> None:

@@ -174,6 +174,7 @@ class BrokerSession:
                 "from the server!"
             )
         await self.register(self._tg)
+        self._registry.registered_again()  # resuming connections need not wait their backoff
         self._events.emit("open", self._host.id)
 
     async def disconnect(self) -> None:

@@ -83,7 +83,7 @@ class Resume:
     """peerpy's resumable-connection capability, in an OFFER or ANSWER (``"peerpyResume"``).
 
     Only peerpy peers send it: in an OFFER it says "I can resume this data
-    connection" (``generation`` 0) or asks to resume it on a new peer
+    connection (or call)" (``generation`` 0) or asks to resume it on a new peer
     connection (``generation`` 1, 2...); in an ANSWER it says the answerer
     resumes too (or, with ``refused``, that it has no such connection to
     resume).  ``window`` is the sender's unacknowledged-tail bound in bytes,
@@ -117,12 +117,12 @@ class Resume:
 
 
 def _resume(obj: JSON, kind: ConnectionType) -> Resume | None:
-    """The ``peerpyResume`` field of a data connection's payload.
+    """The ``peerpyResume`` field of a data or media connection's payload.
 
-    ``None`` if absent, of another version, or on a media connection's payload.
+    ``None`` if absent or of another version.
     """
     raw = obj.get("peerpyResume")
-    if raw is None or kind is not ConnectionType.DATA:
+    if raw is None:
         return None
     resume = Resume.from_json(raw)
     return resume if resume.version == RESUME_VERSION else None
@@ -162,7 +162,7 @@ class OfferPayload(_Described):
     label: str | None = None
     reliable: bool | None = None
     serialization: str | None = None
-    #: peerpy's resumption capability (data connections between peerpy peers).
+    #: peerpy's resumption capability (connections between peerpy peers).
     resume: Resume | None = None
 
     @classmethod
@@ -187,8 +187,8 @@ class OfferPayload(_Described):
             obj["label"] = self.label if self.label is not None else self.connection_id
             obj["reliable"] = bool(self.reliable)
             obj["serialization"] = self.serialization or "binary"
-            if self.resume is not None:
-                obj["peerpyResume"] = self.resume.to_json()
+        if self.resume is not None:
+            obj["peerpyResume"] = self.resume.to_json()
         return obj
 
 

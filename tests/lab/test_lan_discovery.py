@@ -39,11 +39,22 @@ class LanLab:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PEERPY_")}
         self.env.update(PEERPY_ICE_SERVERS="", PEERPY_BACKEND="aiortc")
         self._runs = 0
+        #: The command lines the current test started (stopped when it ends).
+        self.started: list[Cli] = []
 
     def cli(self, host: str, *argv: str, stdin: int | None = subprocess.DEVNULL) -> Cli:
         """Start ``peerpy ARGV`` in lab host ``host``; output goes to files."""
         self._runs += 1
-        return Cli(self, host, f"{host}-{self._runs}", list(argv), stdin)
+        cli = Cli(self, host, f"{host}-{self._runs}", list(argv), stdin)
+        self.started.append(cli)
+        return cli
+
+    def stop_started(self) -> None:
+        """Stop what the test started and left running (it failed before waiting for it),
+        so that no sender of one test still listens or announces in the next."""
+        for cli in self.started:
+            Lab.stop(cli.process)
+        self.started.clear()
 
     def listening(self, host: str) -> list[str]:
         """The TCP addresses something listens on in ``host`` (``ss -ltn``)."""
@@ -75,8 +86,9 @@ class Cli:
     def err(self) -> str:
         return self.err_path.read_text(errors="replace")
 
-    def code(self, timeout: float = 20) -> str:
-        """The ``Code: ...`` the sender prints once announced."""
+    def code(self, timeout: float = 60) -> str:
+        """The ``Code: ...`` the sender prints once announced (how soon is not under test:
+        the command line starts slowly on a loaded machine)."""
         wait_for(lambda: "Code: " in self.out() or self.process.poll() is not None, timeout,
                  "the sender's code")  # fmt: skip
         match = re.search(r"^Code: (\S+)$", self.out(), re.MULTILINE)
@@ -110,6 +122,12 @@ def lan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LanLab]:
         pytest.fail(str(exc))
     finally:
         lab.close()
+
+
+@pytest.fixture(autouse=True)
+def stop_leftovers(lan: LanLab) -> Iterator[None]:
+    yield
+    lan.stop_started()
 
 
 def make_tree(root: Path, seed: str) -> dict[str, str]:
@@ -195,7 +213,10 @@ def test_interrupted_sender_withdraws_its_announcement(lan: LanLab, tmp_path: Pa
     (tmp_path / "f.txt").write_text("x")
     sender = lan.cli("a1", "send", str(tmp_path / "f.txt"), "--code", "91-lemon-lily")
     sender.code()
-    (port,) = {a.rsplit(":", 1)[1] for a in lan.listening("a1")}
+    listening = lan.listening("a1")
+    ports = {a.rsplit(":", 1)[1] for a in listening}
+    assert len(ports) == 1, f"not the sender's broker alone: {listening}"
+    (port,) = ports
     url = f"ws://{lan.addresses['a1']}:{port}/peerjs?key=peerjs&token=t&id="
     probe = (
         "import asyncio, sys\n"

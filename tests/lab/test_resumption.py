@@ -4,7 +4,10 @@ Three lab hosts on one segment: the broker in ``pub`` (203.0.113.1), the
 receiver A and the sender B.  B streams sequence-numbered messages to A
 (~125 a second, tests/lab/stream.py) while B's network changes; A must get
 every message once and in order, and the stream may stall at most 15 s (an
-address change) or the outage plus 8 s (a link down).  The three backend
+address change) or the outage plus 8 s (a link down).  A resuming sender's
+``send()`` waits, and what it held goes at once after (the receiver measures
+the gap between two messages), so the stream need not outlast the bound: it
+goes on :data:`AFTER` seconds past the change.  The three backend
 pairs (aiortc, wrtc, mixed) run side by side in one lab, each its own A and
 B, all changed at once, to keep the wall time down.
 """
@@ -39,7 +42,9 @@ ALWAYS_RESUME = [("aiortc", "aiortc")]
 #: What stream.py reports about its broker session (not about the connection).
 SESSION_EVENTS = ("peer-error", "registered")
 #: Seconds of streaming before the network changes.
-BEFORE = 4.0
+BEFORE = 2.0
+#: Seconds of streaming scheduled after the change (or after a link's outage).
+AFTER = 6.0
 
 
 @pytest.fixture
@@ -142,7 +147,7 @@ def test_stream_survives_an_address_change(lab: Lab) -> None:
         lab.ip(namespace, "addr", "add", f"203.0.113.{30 + int(index)}/24", "dev", "eth0")
         lab.ip(namespace, "addr", "del", f"203.0.113.{20 + int(index)}/24", "dev", "eth0")
 
-    check(stream_across(lab, change, seconds=BEFORE + 20), bound=15.0)
+    check(stream_across(lab, change, seconds=BEFORE + AFTER), bound=15.0)
 
 
 def test_stream_survives_a_link_down(lab: Lab) -> None:
@@ -164,7 +169,7 @@ def test_stream_survives_a_link_down(lab: Lab) -> None:
             timer.start()
 
     try:
-        results = stream_across(lab, change, seconds=BEFORE + outage + 14)
+        results = stream_across(lab, change, seconds=BEFORE + outage + AFTER)
     finally:
         timer.cancel()
     check(results, bound=outage + 8.0)
@@ -188,7 +193,7 @@ def test_stream_survives_a_move_to_another_nat(lab: Lab) -> None:
         lab.ip(namespace, "route", "replace", "default", "via", "10.2.0.1", "dev", "eth1")
         lab.ip(namespace, "link", "set", "eth0", "down")
 
-    check(stream_across(lab, change, seconds=BEFORE + 20, place=place), bound=15.0,
+    check(stream_across(lab, change, seconds=BEFORE + AFTER, place=place), bound=15.0,
           must_resume=ALWAYS_RESUME)  # fmt: skip
 
 
@@ -209,5 +214,5 @@ def test_stream_survives_a_conntrack_flush(lab: Lab) -> None:
             lab.exec("natS", [sys.executable, CONNTRACK])
             flushed.append(namespace)
 
-    check(stream_across(lab, change, seconds=BEFORE + 20, place=place), bound=15.0,
+    check(stream_across(lab, change, seconds=BEFORE + AFTER, place=place), bound=15.0,
           must_resume=ALWAYS_RESUME)  # fmt: skip

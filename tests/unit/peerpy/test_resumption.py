@@ -279,6 +279,7 @@ class _Conn:
         self._channel: _Channel | None = self.peer_connection.channel
         self._channel.readyState = "open"
         self._resumable = ResumableChannel(self, 1 << 20, logging.getLogger())  # type: ignore[arg-type]
+        self._switch = self._resumable.switch
         self.offers: list[int] = []
 
     def _on_channel_open(self, channel: _Channel) -> None:
@@ -286,9 +287,6 @@ class _Conn:
 
     def _attach(self, channel: _Channel) -> None:
         self._channel = channel
-
-    def _detach(self) -> None:
-        self._channel = None
 
     def _watch(self, pc: _Pc) -> None:
         pass
@@ -341,7 +339,7 @@ async def test_a_generation_opening_during_the_backoff_is_not_superseded_without
         for n in range(10):
             await resumable.send(f"m{n}", 2)
         arrived = deliver(receiver, first.sent[:5])  # m5..m9 lost with the path
-        resumable.lost(PeerError("no ICE consent"))
+        resumable.switch.lost(PeerError("no ICE consent"))
         await anyio.wait_all_tasks_blocked()
         with anyio.fail_after(5):
             for n in range(10, 20):
