@@ -138,10 +138,10 @@ def _count(value: Mapping[str, Any], key: str, maximum: int = _MAX_SIZE) -> int:
 
 
 class _Control:
-    """A control message that is its fields under one-letter keys.
+    """A control message whose map is its ``t`` value and its fields under short keys.
 
-    A subclass names its ``t`` value and its fields' keys, in field order, in
-    its class statement (``class Ack(_Control, tag="ack", keys=("n",))``);
+    A subclass (an attrs class) names both, the keys in field order, in its
+    class statement (``class Ack(_Control, tag="ack", keys=("n",))``);
     :meth:`to_wire` builds the map from them.
     """
 
@@ -158,7 +158,8 @@ class _Control:
 
     def to_wire(self) -> dict[str, Any]:
         """The map msgpack packs: ``t``, then each field under its key."""
-        values = [getattr(self, field.name) for field in attrs.fields(type(self))]  # type: ignore[arg-type]
+        fields = attrs.fields(type(self))  # type: ignore[arg-type]  # subclasses are attrs classes
+        values = [getattr(self, field.name) for field in fields]
         return {"t": self.tag, **dict(zip(self.keys, values, strict=True))}
 
 
