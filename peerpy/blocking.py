@@ -196,6 +196,7 @@ class DataConnection(_Connection):
     generation = Forward()
     path_loss_bound = Forward()
     remote_silence = Forward()
+    network_change = Forward()
 
     def send(self, value: Any) -> None:
         """Send ``value``; blocks while the channel is over its high-water mark."""

@@ -213,6 +213,13 @@ class Connection:
         return 0 if self._switch is None else self._switch.generation
 
     @property
+    def network_change(self) -> str | None:
+        """While :attr:`reconnecting`: why it is a network change, not a dead or frozen
+        remote (our address went away, the remote resumes); else ``None``."""
+        switch = self._switch
+        return switch.network_change if switch is not None and switch.active else None
+
+    @property
     def error(self) -> PeerError | None:
         """Why the connection failed or closed abnormally, if it did."""
         return self._error
@@ -324,6 +331,8 @@ class Connection:
                 return
             await self._switch.on_signal(signal)
         elif isinstance(signal, CandidatePayload):
+            if self._switch is not None and self._switch.take_probe(signal.candidate):
+                return  # the remote's resume probe
             if self._remote_set:
                 await self._add_candidate(signal.candidate)
             elif len(self._pending_candidates) < MAX_PENDING_SIGNALS:

@@ -29,6 +29,14 @@ The carriers: a data connection's :class:`~peerpy.resumable.ResumableChannel`
 :class:`~peerpy.resumablecall.ResumableCall` (the same local tracks and an
 auxiliary channel; the remote's new stream).
 
+Evidence of a network change (:attr:`GenerationSwitch.network_change`): a
+resumption started because our own address of the path went away
+(:mod:`peerpy.pathloss`), or one during which the remote sent resume
+signaling (a new generation's OFFER or ANSWER, or the answering side's probe,
+which also tells an originator whose path still looks alive to resume at
+once).  A killed or frozen remote gives none, so a protocol on top (the
+transfers' silence check) can tell the two apart.
+
 It gives up, failing the connection with
 :class:`~peerpy.exceptions.ResumeFailedError`, after ``Timeouts.resume``, when
 the broker says the remote is gone (EXPIRE, for :data:`ABSENT_GRACE` seconds
@@ -54,14 +62,28 @@ from peerpy_protocol.payloads import (
 
 from . import backends
 from .backoff import backoff_delays
-from .exceptions import ConnectionClosedError, PeerError, PeerUnavailableError, ResumeFailedError
+from .exceptions import (
+    ConnectionClosedError,
+    NetworkError,
+    PeerError,
+    PeerUnavailableError,
+    ResumeFailedError,
+)
 
 if TYPE_CHECKING:
     from aiortc import RTCDataChannel, RTCPeerConnection
 
     from .connection import Connection
 
-__all__ = ["ABSENT_GRACE", "ATTEMPT", "PROBE_EVERY", "Carrier", "GenerationSwitch"]
+__all__ = [
+    "ABSENT_GRACE",
+    "ATTEMPT",
+    "PROBE_EVERY",
+    "Carrier",
+    "GenerationSwitch",
+    "probe",
+    "probed",
+]
 
 #: Seconds one generation may take to open before the originator tries the next.
 ATTEMPT: Final = 8.0
@@ -72,6 +94,26 @@ PROBE_EVERY: Final = 2.0
 #: usually still holds its old session then, which a same-token takeover
 #: replaces without a gap), while a killed one is gone for good.
 ABSENT_GRACE: Final = 3.0
+#: The ``sdpMid`` of the answering side's probe names the generation it resumes from.
+_PROBE_MID: Final = "peerpy-resume-"
+
+
+def probe(generation: int) -> IceCandidateInit:
+    """The answering side's probe while it resumes from ``generation``: an empty candidate.
+
+    An older peerpy ignores it (an empty candidate line); the broker answers
+    EXPIRE if the remote is gone.
+    """
+    return IceCandidateInit("", f"{_PROBE_MID}{generation}", 0)
+
+
+def probed(candidate: IceCandidateInit) -> int | None:
+    """The generation a probe resumes from; ``None``: ``candidate`` is no probe."""
+    mid = candidate.sdp_mid or ""
+    number = mid.removeprefix(_PROBE_MID)
+    if candidate.candidate or number == mid or not number.isdigit():
+        return None
+    return int(number)
 
 
 class Carrier(Protocol):
@@ -121,16 +163,25 @@ class GenerationSwitch:
         self._registered = anyio.Event()  # set when our broker session registers again
         self._absent_since: float | None = None
         self._remote_closed = False  # the path ended with the remote closing its channel
+        #: Why the current resumption is a network change rather than a dead or frozen
+        #: remote (``None``: no sign of one yet; see the module).
+        self.network_change: str | None = None
 
     # -- events from the connection ------------------------------------------
 
-    def lost(self, error: PeerError, *, remote_closed: bool = False) -> None:
-        """The current peer connection is lost: start resuming (or retry the attempt)."""
+    def lost(
+        self, error: PeerError, *, remote_closed: bool = False, network_change: str | None = None
+    ) -> None:
+        """The current peer connection is lost: start resuming (or retry the attempt).
+
+        ``network_change``: why we know the path died of a network change (our address gone).
+        """
         if self.active:
             self._progress.set()  # this generation failed too
             return
         conn = self._conn
         self.active = True
+        self.network_change = network_change
         self._cause = error
         self._remote_closed = remote_closed
         self._absent_since = None
@@ -158,6 +209,37 @@ class GenerationSwitch:
         if self.active and self._conn.originator:
             self._registered.set()
             self._progress.set()  # end the attempt under way
+
+    def nudged(self, generation: int) -> None:
+        """The answering side probes while it resumes from ``generation``: its path is lost.
+
+        An originator whose path still looks alive resumes at once instead of
+        waiting for ICE to fail; a stale probe (of an older generation) is ignored.
+        """
+        if self.active:
+            self._remote_resumes("the remote probes for a new generation")
+        elif self._conn.originator and generation == self.generation:
+            why = f"{self._conn.peer} lost its path"
+            self.lost(NetworkError(why), network_change=why)
+
+    def _remote_resumes(self, why: str) -> None:
+        if self.network_change is None:
+            self.network_change = why
+
+    def path_gone(self, why: str) -> None:
+        """Our own address of the path is gone (:mod:`peerpy.pathloss`): resume now."""
+        conn = self._conn
+        if conn.open and not conn._closing:
+            self.lost(NetworkError(why), network_change=why)
+
+    def take_probe(self, candidate: IceCandidateInit) -> bool:
+        """Whether ``candidate`` is the remote's resume probe (then taken as a nudge)."""
+        generation = probed(candidate)
+        if generation is None:
+            return False
+        if self._conn.open:
+            self.nudged(generation)
+        return True
 
     def channel_open(self, channel: RTCDataChannel) -> None:
         """The new generation's channel opened: let the carrier catch up and go on."""
@@ -193,6 +275,7 @@ class GenerationSwitch:
             if signal.resume.refused:
                 conn._fail(ConnectionClosedError(f"{conn.peer} closed the connection"))
                 return
+            self._remote_resumes(f"{conn.peer} answered generation {generation}")
             await conn._set_remote(signal.sdp)
             return
         if conn.originator or generation <= self.generation:
@@ -200,6 +283,7 @@ class GenerationSwitch:
         if not self.active:
             # The remote saw the path die first: follow it.
             self.lost(ConnectionClosedError(f"{conn.peer} resumes the connection"))
+        self._remote_resumes(f"{conn.peer} offered generation {generation}")
         self.generation = generation
         pc = conn._owner._new_pc()
         self._adopt(pc)
@@ -284,14 +368,13 @@ class GenerationSwitch:
         """Answering side: answer the originator's OFFERs (routed here) until one opens.
 
         Meanwhile probe the remote through the broker, which answers EXPIRE
-        if it is gone: an empty candidate for this connection, which the
-        remote ignores.
+        if it is gone: an empty candidate for this connection (:func:`probe`),
+        which tells an originator that has not noticed the loss to resume now.
         """
         conn = self._conn
-        probe = CandidatePayload(
-            IceCandidateInit("", "0", 0), conn.type, conn.connection_id
-        ).to_json()
         while not conn.closed:
-            await conn._owner._send_relay(Relay(RelayType.CANDIDATE, dst=conn.peer, payload=probe))
+            payload = CandidatePayload(probe(self.generation), conn.type, conn.connection_id)
+            relay = Relay(RelayType.CANDIDATE, dst=conn.peer, payload=payload.to_json())
+            await conn._owner._send_relay(relay)
             if await self._wait_progress(PROBE_EVERY):
                 return

@@ -45,6 +45,7 @@ from .exceptions import (
     UnavailableIdError,
     UsageError,
 )
+from .pathloss import resume_lost_paths
 from .registry import Registry
 from .signaling import RelayHandler, Signaling
 
@@ -236,6 +237,7 @@ class BrokerSession:
             return
         self._log.warning("lost the broker session: %s", reason)
         self._registry.fail_pending(NetworkError(f"lost the broker session: {reason}"))
+        resume_lost_paths(self._registry)  # our address may be gone: resume those paths now
         self._events.emit("error", reason)
         self._events.emit("disconnected", peer_id)
         if self._auto_reconnect:

@@ -9,7 +9,9 @@ its ``error`` message, a closed connection, or silence.
 Liveness: each side sends a heartbeat after ``heartbeat_interval`` seconds
 without sending anything (:meth:`Channel.beat`), and counts the other side as
 gone after ``idle_timeout`` seconds without receiving anything (killed, frozen
-or cut off).  :func:`guarded` runs one side's work with the heartbeat going
+or cut off), unless its resumable connection is resuming from a network change
+(:meth:`Channel._may_resume`): then it waits until the connection resumes or fails.
+:func:`guarded` runs one side's work with the heartbeat going
 and, when that work is cancelled (Ctrl-C), sends an ``error`` message with
 code ``stopped`` before returning, so the other side learns at once that it
 was on purpose (:class:`~peerpy.transfer.errors.StoppedError`).
@@ -122,42 +124,40 @@ class Channel:
 
     async def _frame(self) -> Any:
         idle = self.options.idle_timeout
-        started = time.monotonic()
         try:
             while True:
                 try:
                     with anyio.fail_after(idle):
                         return await self.conn.recv()
                 except TimeoutError:
-                    if not self._may_resume(time.monotonic() - started):
+                    if not self._may_resume():
                         raise
         except TimeoutError:
             raise PeerVanishedError(
                 f"{self.other} sent nothing for {idle:g} s (killed, suspended or cut off)"
             ) from None
         except ConnectionClosedError:
+            error = self.conn.error
+            if error is not None and not isinstance(error, ConnectionClosedError):
+                raise PeerVanishedError(
+                    f"the connection to {self.other} was lost: {error}"
+                ) from None
             raise PeerVanishedError(
                 f"{self.other} closed the connection before the transfer finished"
             ) from None
 
-    def _may_resume(self, silent: float) -> bool:
-        """Whether a silence may be a lost path the connection resumes (wait on) or not.
+    def _may_resume(self) -> bool:
+        """Whether a silence is a network change the connection resumes from (wait on).
 
-        A resumable connection (see :mod:`peerpy.generation`) is silent while it
-        resumes, and for up to :attr:`~peerpy.DataConnection.path_loss_bound`
-        before it notices the path is dead; it fails by itself if it cannot resume.
-        But while the remote's peerpy acknowledges our heartbeats
-        (:attr:`~peerpy.DataConnection.remote_silence`) longer than a heartbeat
-        interval into the silence, the path is alive: the other side went quiet.
+        Only a resumable connection (see :mod:`peerpy.generation`) that is
+        resuming with evidence of a network change
+        (:attr:`~peerpy.DataConnection.network_change`: our own address of the
+        path went away, or the remote signalled a resume) is waited for; it
+        resumes or fails by itself within ``Timeouts.resume``.  A killed or
+        frozen remote gives no such evidence: its silence is reported after
+        ``idle_timeout``, as on any connection.
         """
-        conn = self.conn
-        if conn.reconnecting:
-            return True
-        bound = conn.path_loss_bound
-        if bound is None or silent >= bound:
-            return False
-        heard = conn.remote_silence
-        return heard is None or heard > self.options.idle_timeout - self.options.heartbeat_interval
+        return self.conn.reconnecting and self.conn.network_change is not None
 
     async def expect(self, kind: type[M], limit: float | None = None) -> M:
         """The next message, which must be a ``kind``.  Cancelling loses nothing."""

@@ -59,6 +59,8 @@ __all__ = [
     "RECEIVER_LIMITS",
     "SENDER_LIMITS",
     "SERIALIZATION",
+    "TRANSFER_RESUME",
+    "TRANSFER_TIMEOUTS",
     "receive_files",
     "send_files",
 ]
@@ -87,19 +89,29 @@ MAX_RECONNECTS = 5
 _log = logging.getLogger("peerpy.transfer")
 
 
-#: Transfers keep their own liveness contract for now: a killed or frozen side is
-#: noticed within seconds (idle_timeout) and the transfer resumes by a rerun.
-#: A resumable connection (peerpy.generation) cannot tell a frozen remote from a
-#: lost path for Timeouts.resume, so transfers do not offer resumption yet;
-#: _Channel already waits while a connection resumes, for when they do.
-TRANSFER_TIMEOUTS = Timeouts(resume=None)
+#: Seconds a transfer's connection may take to resume after a network change.
+TRANSFER_RESUME = 30.0
+#: The transfer's Peers: resumable connections (a network change mid-transfer
+#: is survived in the same process, see :mod:`peerpy.generation`), and a quick
+#: re-registration after our own address changed (the new generation is
+#: negotiated through the broker).  A killed or frozen other side is still
+#: reported after ``idle_timeout``: the channel waits on a resumption only
+#: with evidence of a network change (:meth:`~peerpy.transfer.channel.Channel.recv`).
+TRANSFER_TIMEOUTS = Timeouts(resume=TRANSFER_RESUME, reconnect_initial=0.1, reconnect_max=1.0)
 
 
 def _peer_kwargs(limits: Limits, **given: Any) -> dict[str, Any]:
     """The Peer keywords of a transfer side: the caller's settings (``None``: the
-    environment's or Peer's default), its limits and :data:`TRANSFER_TIMEOUTS`."""
+    environment's or Peer's default), its limits, :data:`TRANSFER_TIMEOUTS` and
+    ``auto_reconnect``."""
     kwargs = {name: value for name, value in given.items() if value is not None}
-    return {"server": None, **kwargs, "limits": limits, "timeouts": TRANSFER_TIMEOUTS}
+    return {
+        "server": None,
+        **kwargs,
+        "limits": limits,
+        "timeouts": TRANSFER_TIMEOUTS,
+        "auto_reconnect": True,
+    }
 
 
 async def _register(
@@ -200,6 +212,7 @@ async def _serve(
     lost: PeerVanishedError | None = None
     for _ in range(MAX_RECONNECTS + 1):
         conn = await _next_receiver(peer, lost, options)
+        _tell_resumption(conn, "receiver", notice)
         try:
             stats = await send_over(
                 conn, code, sources, progress=progress, options=options, on_notice=notice
@@ -260,6 +273,15 @@ async def _graceful(
         await anyio.lowlevel.checkpoint()  # we were cancelled: let it show
         raise anyio.get_cancelled_exc_class()()
     return result[0]
+
+
+def _tell_resumption(conn: DataConnection, other: str, notice: Callable[[str], Any]) -> None:
+    """Say when the connection starts resuming after a lost path, and when it resumed."""
+    conn.on(
+        "reconnecting",
+        lambda error: notice(f"the path to the {other} was lost ({error}): resuming"),
+    )
+    conn.on("resumed", lambda: notice(f"the connection to the {other} resumed: {conn.route}"))
 
 
 async def _close(conn: DataConnection) -> None:
@@ -367,6 +389,7 @@ async def _receive(
             if lost is not None:
                 raise lost from None  # the sender is gone for good: say so
             raise
+        _tell_resumption(conn, "sender", notice)
         try:
             stats = await receive_over(
                 conn,

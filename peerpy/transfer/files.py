@@ -355,15 +355,34 @@ class PartialFile:
         Neither file is followed if it is a symbolic link.
         """
         try:
-            fd = os.open(self.state, os.O_RDONLY | _NOFOLLOW)
-            with os.fdopen(fd, "rb") as f:
-                state = json.loads(f.read(64 * 1024))
             size = self.partial.lstat()
-        except (OSError, ValueError):
+        except OSError:
             return 0
-        if state != self._state_value() or not stat.S_ISREG(size.st_mode):
+        if not self._state_matches() or not stat.S_ISREG(size.st_mode):
             return 0
         return min(size.st_size, self.entry.size)
+
+    def _state_matches(self) -> bool:
+        """Whether the state file describes this very file (not followed if a link)."""
+        try:
+            fd = os.open(self.state, os.O_RDONLY | _NOFOLLOW)
+            with os.fdopen(fd, "rb") as f:
+                return bool(json.loads(f.read(64 * 1024)) == self._state_value())
+        except (OSError, ValueError):
+            return False
+
+    def _write_state(self) -> None:
+        """Record which file the partial copy is of.
+
+        Only when it does not already say so: a resume never rewrites it.
+        Rewriting it in place (truncate, then write) on every resume once lost
+        a resumable partial file to a SIGKILL landing in between, which left
+        an empty state file.  A new state is written before any byte of its
+        partial file, so an interrupted write loses nothing worth resuming.
+        """
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW
+        with os.fdopen(os.open(self.state, flags, 0o600), "w") as f:
+            f.write(json.dumps(self._state_value()))
 
     def open(self, offset: int) -> None:
         """Open for writing at ``offset`` (truncating beyond it); record the state file.
@@ -375,9 +394,8 @@ class PartialFile:
                 raise UnsafePathError(f"refusing to write through the symbolic link {path}")
         try:
             make_folder(self.destination.parent)
-            state = os.open(self.state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600)
-            with os.fdopen(state, "w") as f:
-                f.write(json.dumps(self._state_value()))
+            if not self._state_matches():  # a resume leaves it untouched (see _write_state)
+                self._write_state()
             flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW
             self._fd = os.open(self.partial, flags, 0o600)
             os.ftruncate(self._fd, offset)

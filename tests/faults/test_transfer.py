@@ -26,6 +26,7 @@ import anyio
 import pytest
 from peerpy_protocol.ids import random_token
 
+from peerpy.config import Timeouts
 from peerpy.peer import Peer
 from peerpy.transfer import TransferOptions
 from peerpy.transfer.files import PARTIAL_SUFFIX
@@ -248,7 +249,11 @@ def test_receiver_rerun_rejoins_a_waiting_sender(
 
 async def _bomb(url: str, target: str, serialization: str, megabytes: int) -> str:
     """Connect to ``target`` knowing only its id and push ``megabytes`` before any proof."""
-    async with Peer("attacker" + random_token(), server=url) as peer:
+    # A stranger that speaks no resumption (the envelope layer would refuse its frames
+    # first): the transfer's own pre-proof bound is what must hold.
+    async with Peer(
+        "attacker" + random_token(), server=url, timeouts=Timeouts(resume=None)
+    ) as peer:
         conn = await peer.connect(
             target, serialization=serialization, reliable=True, metadata={"protocol": PROTOCOL}
         )

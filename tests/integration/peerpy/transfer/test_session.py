@@ -387,7 +387,10 @@ class MitmProxy:
             )
         )
         await leg_b.setLocalDescription(await leg_b.createOffer())
-        forged = attrs.evolve(offer, sdp=SessionDescription("offer", leg_b.localDescription.sdp))
+        # Our legs speak no resumption: the forged OFFER does not offer it either.
+        forged = attrs.evolve(
+            offer, sdp=SessionDescription("offer", leg_b.localDescription.sdp), resume=None
+        )
         self.hijacked[offer.connection_id] = leg_b
         await up.send(offer_frame(msg["dst"], forged))
 

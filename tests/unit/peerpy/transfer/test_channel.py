@@ -15,24 +15,23 @@ OPTIONS = TransferOptions(idle_timeout=3.0, heartbeat_interval=1.0)
 
 
 def channel(**conn: Any) -> Channel:
-    fields = {"reconnecting": False, "path_loss_bound": 9.0, "remote_silence": None}
+    fields = {"reconnecting": False, "network_change": None}
     return Channel(SimpleNamespace(**(fields | conn)), OPTIONS)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
-    ("conn", "silent", "waits"),
+    ("conn", "waits"),
     [
-        ({"path_loss_bound": None}, 3.0, False),  # not resumable: idle_timeout is the bound
-        ({}, 3.0, True),  # nothing heard: maybe a dead path the connection will notice
-        ({}, 9.0, False),  # past path_loss_bound: the connection would have noticed
-        ({"reconnecting": True}, 30.0, True),  # resuming: it fails by itself if it cannot
-        ({"remote_silence": 0.3}, 3.0, False),  # acknowledged 0.3 s ago: the path is alive
-        ({"remote_silence": 2.5}, 3.0, True),  # heard last within a heartbeat of the silence
+        ({}, False),  # silent, path not known lost: killed, frozen or cut off
+        ({"reconnecting": True}, False),  # resuming without a sign of a network change
+        ({"reconnecting": True, "network_change": "our address 10.0.0.2 is gone"}, True),
+        ({"reconnecting": True, "network_change": "bob offered generation 1"}, True),
     ],
 )
-def test_a_silence_waits_for_the_connection_only_when_the_path_may_be_dead(
-    conn: dict[str, Any], silent: float, waits: bool
+def test_a_silence_waits_for_the_connection_only_on_a_network_change(
+    conn: dict[str, Any], waits: bool
 ) -> None:
-    """A silent other side is reported after idle_timeout unless the path itself may be
-    dead: a resumable connection whose remote's acknowledgements still arrive is alive."""
-    assert channel(**conn)._may_resume(silent) is waits
+    """A silent other side is reported after idle_timeout unless its connection is resuming
+    with evidence of a network change (our address gone, the remote resuming): a killed or
+    frozen remote gives none."""
+    assert channel(**conn)._may_resume() is waits

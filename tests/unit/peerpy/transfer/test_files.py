@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from peerpy.transfer import TransferError, TransferUsageError, UnsafePathError
+from peerpy.transfer import TransferError, TransferUsageError, UnsafePathError, files
 from peerpy.transfer.files import (
     PARTIAL_SUFFIX,
     STATE_SUFFIX,
@@ -70,6 +71,30 @@ def test_a_partial_file_takes_no_byte_past_its_offered_size(tmp_path: Path) -> N
         partial.write(b"X")
     partial.close()
     assert partial.partial.read_bytes() == b"0123456789"
+
+
+def test_a_resume_killed_as_it_starts_keeps_the_partial_resumable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receiver killed while it opens a partial file to resume it leaves it resumable:
+    the state file is not rewritten on a resume (it was truncated then rewritten, so a
+    SIGKILL in between left an empty one and the next run started from zero)."""
+    entry = FileEntry("f.bin", size=10, mtime=1.5)
+    first = PartialFile(tmp_path / "f.bin", entry)
+    first.open(0)
+    first.write(b"012345")
+    first.close()
+    resumed = PartialFile(tmp_path / "f.bin", entry)
+    assert resumed.resumable() == 6
+
+    def killed(*args: object, **kwargs: object) -> str:
+        raise SystemExit("killed")  # the process dies wherever the state is written
+
+    monkeypatch.setattr(files.json, "dumps", killed)
+    with contextlib.suppress(SystemExit):
+        resumed.open(6)
+    resumed.close()
+    assert PartialFile(tmp_path / "f.bin", entry).resumable() == 6
 
 
 def test_a_stream_takes_no_byte_past_its_offered_size() -> None:
