@@ -65,11 +65,17 @@ def payload_size(message: bytes | str) -> int:
     return len(message.encode())
 
 
+def _video_only(track: TrackStats, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and track.kind != "video":
+        raise ValueError(f"{attribute.name} is a video figure; this track's kind is {track.kind!r}")
+
+
 @attrs.frozen
 class TrackStats:
     """The numbers of one audio or video track of a call, sent or received.
 
-    The ``frames_*`` members are ``None`` for audio (as in the W3C stats).
+    The ``frames_*`` members are ``None`` for audio (as in the W3C stats); a
+    ``TrackStats`` of an audio track with one set is refused (``ValueError``).
     """
 
     #: ``"audio"`` or ``"video"``.
@@ -79,14 +85,14 @@ class TrackStats:
     #: The track's id (``MediaStreamTrack.id``), when the report names it.
     track_id: str | None = None
     #: Frames encoded (``outbound``).
-    frames_encoded: int | None = None
+    frames_encoded: int | None = attrs.field(default=None, validator=_video_only)
     #: Frames decoded (``inbound``).
-    frames_decoded: int | None = None
+    frames_decoded: int | None = attrs.field(default=None, validator=_video_only)
     #: Frames dropped (``inbound``): on aiortc, frames the application did not
     #: read before :attr:`~peerpy.MediaConnection.max_buffered_frames` newer ones came.
-    frames_dropped: int | None = None
+    frames_dropped: int | None = attrs.field(default=None, validator=_video_only)
     #: Frames encoded (``outbound``) or decoded (``inbound``) in the last second.
-    frames_per_second: float | None = None
+    frames_per_second: float | None = attrs.field(default=None, validator=_video_only)
     #: Interarrival jitter in seconds (``outbound``: as the remote measured it).
     jitter: float | None = None
     #: RTP packets lost (``outbound``: as the remote reported it).
