@@ -95,34 +95,24 @@ __all__ = [
 ]
 
 
-class NotOpenError(UsageError):
+class NotOpenError(UsageError, type="not-open-yet"):
     """The connection is not open (yet, or any more)."""
 
-    type = "not-open-yet"
 
-
-class DisconnectedError(UsageError):
+class DisconnectedError(UsageError, type="disconnected"):
     """The peer is disconnected from the broker or destroyed."""
 
-    type = "disconnected"
 
-
-class MessageTooBigError(UsageError, ValueError):
+class MessageTooBigError(UsageError, ValueError, type="message-too-big"):
     """A message is larger than its serialization or the channel allows."""
 
-    type = "message-too-big"
 
-
-class EncodeError(UsageError, TypeError):
+class EncodeError(UsageError, TypeError, type="serialization"):
     """A value cannot be carried by the chosen serialization."""
 
-    type = "serialization"
 
-
-class ConfigurationError(UsageError, ValueError):
+class ConfigurationError(UsageError, ValueError, type="configuration"):
     """A setting (keyword or environment variable) is malformed."""
-
-    type = "configuration"
 
 
 class InvalidAddressError(UsageError, ValueError):
@@ -133,28 +123,20 @@ class MediaFileError(UsageError, OSError):
     """A media file or device cannot be opened for reading or writing."""
 
 
-class DecodeError(ProtocolError, ValueError):
+class DecodeError(ProtocolError, ValueError, type="serialization"):
     """Received bytes do not decode, or chunks do not reassemble."""
 
-    type = "serialization"
 
-
-class ServerError(PeerError):
+class ServerError(PeerError, type="server-error"):
     """The broker refused or failed a request."""
 
-    type = "server-error"
 
-
-class UnavailableIdError(ServerError):
+class UnavailableIdError(ServerError, type="unavailable-id"):
     """The id is registered on the broker by someone else."""
 
-    type = "unavailable-id"
 
-
-class InvalidKeyError(ServerError):
+class InvalidKeyError(ServerError, type="invalid-key"):
     """The broker rejected the API key."""
-
-    type = "invalid-key"
 
 
 class InvalidTokenError(ServerError):
@@ -166,38 +148,28 @@ class InvalidTokenError(ServerError):
     """
 
 
-class RoomsUnsupportedError(ServerError):
+class RoomsUnsupportedError(ServerError, type="rooms-unsupported"):
     """The broker has no rooms: PeerJS's ``peer`` server, or an older peerpy-server.
 
     Raised at once by :meth:`Peer.join() <peerpy.Peer.join>` when the broker's
     OPEN did not announce the ``rooms`` extension.
     """
 
-    type = "rooms-unsupported"
 
-
-class NetworkError(PeerError):
+class NetworkError(PeerError, type="network"):
     """The broker cannot be reached, or the connection to it was lost."""
 
-    type = "network"
 
-
-class PeerUnavailableError(PeerError):
+class PeerUnavailableError(PeerError, type="peer-unavailable"):
     """The remote peer id is not registered on the broker."""
 
-    type = "peer-unavailable"
 
-
-class WebRTCError(PeerError):
+class WebRTCError(PeerError, type="webrtc"):
     """Creating or applying an offer, answer or candidate failed."""
 
-    type = "webrtc"
 
-
-class NegotiationFailedError(WebRTCError):
+class NegotiationFailedError(WebRTCError, type="negotiation-failed"):
     """ICE or DTLS did not complete (failed, or timed out)."""
-
-    type = "negotiation-failed"
 
 
 class RemoteGoneError(NegotiationFailedError):
@@ -220,37 +192,25 @@ class BackendVersionError(WebRTCError, RuntimeError):
     """The installed aiortc/aioice are not the versions the network hooks support."""
 
 
-class ConnectionClosedError(PeerError):
+class ConnectionClosedError(PeerError, type="connection-closed"):
     """The connection closed."""
 
-    type = "connection-closed"
 
-
-class RoomError(PeerError):
+class RoomError(PeerError, type="room-error"):
     """The broker refused a room operation; :attr:`type` is its reason."""
 
-    type = "room-error"
 
-
-class RoomFullError(RoomError):
+class RoomFullError(RoomError, type="room-full"):
     """The room holds the most members the broker allows (``--room-max-members``)."""
 
-    type = "room-full"
 
-
-class RoomForbiddenError(RoomError):
+class RoomForbiddenError(RoomError, type="room-forbidden"):
     """The token's ``rooms`` claim does not allow this room."""
 
-    type = "room-forbidden"
 
-
-class RoomLimitError(RoomError):
+class RoomLimitError(RoomError, type="room-limit"):
     """This peer is in as many rooms as allowed, or the broker holds as many as it may."""
 
-    type = "room-limit"
 
-
-class RoomRateLimitedError(RoomError):
+class RoomRateLimitedError(RoomError, type="rate-limited"):
     """This peer joined and left rooms too fast; try again a little later."""
-
-    type = "rate-limited"

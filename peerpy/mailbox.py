@@ -34,7 +34,8 @@ class Mailbox(Generic[T]):
     def __init__(self, max_items: float = math.inf, max_bytes: float = math.inf) -> None:
         self._items: deque[tuple[T, int]] = deque()
         self._max_items = max_items
-        self._max_bytes = max_bytes
+        #: The bound on :attr:`bytes` (a plain attribute: fixed at creation).
+        self.max_bytes = max_bytes
         self._bytes = 0
         self._closed = False
         self._ready = anyio.Event()
@@ -48,11 +49,6 @@ class Mailbox(Generic[T]):
         return self._bytes
 
     @property
-    def max_bytes(self) -> float:
-        """The bound on :attr:`bytes`."""
-        return self._max_bytes
-
-    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called (items held can still be read)."""
         return self._closed
@@ -64,7 +60,7 @@ class Mailbox(Generic[T]):
         """
         if self._closed:
             raise MailboxClosed
-        if len(self._items) >= self._max_items or self._bytes + size > self._max_bytes:
+        if len(self._items) >= self._max_items or self._bytes + size > self.max_bytes:
             raise MailboxFull
         self._items.append((item, size))
         self._bytes += size

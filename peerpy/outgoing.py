@@ -19,7 +19,7 @@ from aiortc import MediaStreamTrack
 from peerpy_protocol.ids import connection_id, validate_id
 from peerpy_protocol.messages import RelayType, serialize_relay
 
-from .connection import ConnectionArgs, SdpTransform
+from .connection import Connection, ConnectionArgs, SdpTransform
 from .dataconnection import DataConnection
 from .exceptions import DisconnectedError, EncodeError, UsageError
 from .mediaconnection import MediaConnection, check_tracks
@@ -91,7 +91,9 @@ class Outgoing:
     ) -> DataConnection:
         """Open a data connection (see :meth:`peerpy.Peer.connect`).
 
-        Cancelling closes the half-made connection.
+        The serializer is made first, so an unknown ``serialization`` fails
+        before any peer connection exists.  Cancelling closes the half-made
+        connection.
         """
         self.check(peer, metadata)
         host = self._host
@@ -106,9 +108,7 @@ class Outgoing:
             reliable=reliable or serializer.reliable_required,
             resumable=resumable(metadata),
         )
-        conn.sdp_transform = sdp_transform
-        host._register(conn)
-        limit = host.timeouts.negotiation if timeout is None else timeout
+        limit = self._start(conn, sdp_transform, timeout)
         await conn._open_within(
             limit,
             conn._start_as_caller,
@@ -131,7 +131,6 @@ class Outgoing:
         Cancelling closes the half-made call.
         """
         self.check(peer, metadata)
-        host = self._host
         local = check_tracks(tracks)
         if any(kind not in ("audio", "video") for kind in receive) or isinstance(receive, str):
             raise UsageError(f"receive takes kinds 'audio'/'video', got {receive!r}")
@@ -143,7 +142,13 @@ class Outgoing:
             receive=receive,
             resumable=resumable(metadata),
         )
-        call.sdp_transform = sdp_transform
-        host._register(call)
-        await call._dial(host.timeouts.negotiation if timeout is None else timeout)
+        await call._dial(self._start(call, sdp_transform, timeout))
         return call
+
+    def _start(
+        self, conn: Connection, sdp_transform: SdpTransform | None, timeout: float | None
+    ) -> float:
+        """Register ``conn`` (so the broker's ANSWER finds it); return its deadline in seconds."""
+        conn.sdp_transform = sdp_transform
+        self._host._register(conn)
+        return self._host.timeouts.negotiation if timeout is None else timeout

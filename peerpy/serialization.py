@@ -305,18 +305,22 @@ class BinarySerializer:
         )
 
     @property
+    def held_bytes(self) -> int:
+        """Bytes of chunks held for chunked messages not complete yet."""
+        return self._reassembler.buffered_bytes
+
+    @property
     def max_message_bytes(self) -> int:
-        """The largest message or reassembled chunked message accepted."""
+        """The largest message or reassembled chunked message accepted.
+
+        Lowering it applies to the chunked messages in progress too (see
+        :class:`~peerpy.chunking.Reassembler`).
+        """
         return self._reassembler.max_message_bytes
 
     @max_message_bytes.setter
     def max_message_bytes(self, value: int) -> None:
         self._reassembler.max_message_bytes = value
-
-    @property
-    def held_bytes(self) -> int:
-        """Bytes of chunks held for chunked messages not complete yet."""
-        return self._reassembler.buffered_bytes
 
     def encode(self, value: object) -> list[bytes | str]:
         """Pack ``value``; chunk it if it packs to more than 16300 bytes."""

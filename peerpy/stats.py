@@ -65,11 +65,17 @@ def payload_size(message: bytes | str) -> int:
     return len(message.encode())
 
 
+def _video_only(track: TrackStats, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and track.kind != "video":
+        raise ValueError(f"{attribute.name} is a video figure; this track's kind is {track.kind!r}")
+
+
 @attrs.frozen
 class TrackStats:
     """The numbers of one audio or video track of a call, sent or received.
 
-    The ``frames_*`` members are ``None`` for audio (as in the W3C stats).
+    The ``frames_*`` members are ``None`` for audio (as in the W3C stats); a
+    ``TrackStats`` of an audio track with one set is refused (``ValueError``).
     """
 
     #: ``"audio"`` or ``"video"``.
@@ -79,14 +85,14 @@ class TrackStats:
     #: The track's id (``MediaStreamTrack.id``), when the report names it.
     track_id: str | None = None
     #: Frames encoded (``outbound``).
-    frames_encoded: int | None = None
+    frames_encoded: int | None = attrs.field(default=None, validator=_video_only)
     #: Frames decoded (``inbound``).
-    frames_decoded: int | None = None
+    frames_decoded: int | None = attrs.field(default=None, validator=_video_only)
     #: Frames dropped (``inbound``): on aiortc, frames the application did not
     #: read before :attr:`~peerpy.MediaConnection.max_buffered_frames` newer ones came.
-    frames_dropped: int | None = None
+    frames_dropped: int | None = attrs.field(default=None, validator=_video_only)
     #: Frames encoded (``outbound``) or decoded (``inbound``) in the last second.
-    frames_per_second: float | None = None
+    frames_per_second: float | None = attrs.field(default=None, validator=_video_only)
     #: Interarrival jitter in seconds (``outbound``: as the remote measured it).
     jitter: float | None = None
     #: RTP packets lost (``outbound``: as the remote reported it).
@@ -209,30 +215,49 @@ def _tracks(report: Report) -> Iterator[TrackStats]:
     by_local = {stats.get("localId"): stats for stats in remote if stats.get("localId")}
     by_ssrc = {stats.get("ssrc"): stats for stats in remote}
     for stats in _of_type(report, "outbound-rtp"):
-        video = stats.get("kind") == "video"
         heard = by_local.get(stats.get("id")) or by_ssrc.get(stats.get("ssrc")) or {}
         source = report.get(str(stats.get("mediaSourceId")), {})
-        yield TrackStats(
-            kind=str(stats.get("kind")),
-            direction="outbound",
-            track_id=_text(source.get("trackIdentifier")),
-            frames_encoded=_count(stats.get("framesEncoded")) if video else None,
-            frames_per_second=_number(stats.get("framesPerSecond")) if video else None,
-            jitter=_number(heard.get("jitter")),
-            packets_lost=_count(heard.get("packetsLost"), signed=True),
-        )
+        yield _track(stats, "outbound", source=source, heard=heard)
     for stats in _of_type(report, "inbound-rtp"):
-        video = stats.get("kind") == "video"
-        yield TrackStats(
-            kind=str(stats.get("kind")),
-            direction="inbound",
-            track_id=_text(stats.get("trackIdentifier")),
-            frames_decoded=_count(stats.get("framesDecoded")) if video else None,
-            frames_dropped=_count(stats.get("framesDropped")) if video else None,
-            frames_per_second=_number(stats.get("framesPerSecond")) if video else None,
-            jitter=_number(stats.get("jitter")),
-            packets_lost=_count(stats.get("packetsLost"), signed=True),
-        )
+        yield _track(stats, "inbound", source=stats, heard=stats)
+
+
+#: The frame counters (W3C members) each direction's RTP stream has, for video.
+_FRAMES: dict[Direction, frozenset[str]] = {
+    "outbound": frozenset({"framesEncoded"}),
+    "inbound": frozenset({"framesDecoded", "framesDropped"}),
+}
+
+
+def _track(
+    stats: Mapping[str, Any],
+    direction: Direction,
+    *,
+    source: Mapping[str, Any],
+    heard: Mapping[str, Any],
+) -> TrackStats:
+    """The figures of one RTP stream ``stats``.
+
+    ``source`` names its track; ``heard`` has its jitter and loss (for a track
+    we send, what the remote reports of it).
+    """
+    video = stats.get("kind") == "video"
+    counted = _FRAMES[direction] if video else frozenset()
+
+    def frames(member: str) -> int | None:
+        return _count(stats.get(member)) if member in counted else None
+
+    return TrackStats(
+        kind=str(stats.get("kind")),
+        direction=direction,
+        track_id=_text(source.get("trackIdentifier")),
+        frames_encoded=frames("framesEncoded"),
+        frames_decoded=frames("framesDecoded"),
+        frames_dropped=frames("framesDropped"),
+        frames_per_second=_number(stats.get("framesPerSecond")) if video else None,
+        jitter=_number(heard.get("jitter")),
+        packets_lost=_count(heard.get("packetsLost"), signed=True),
+    )
 
 
 def _text(value: object) -> str | None:

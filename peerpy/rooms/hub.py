@@ -55,14 +55,17 @@ from .sfu import SfuHost
 
 __all__ = ["RoomHost", "Rooms", "room_error"]
 
-#: The exception for each ROOM-ERROR ``type``.
+#: The exception for each ROOM-ERROR ``type`` (each class carries its own).
 _ERRORS: dict[str, type[PeerError]] = {
-    "room-full": RoomFullError,
-    "invalid-room": InvalidRoomError,
-    "invalid-metadata": InvalidMetadataError,
-    "room-forbidden": RoomForbiddenError,
-    "room-limit": RoomLimitError,
-    "rate-limited": RoomRateLimitedError,
+    kind.type: kind
+    for kind in (
+        RoomFullError,
+        InvalidRoomError,
+        InvalidMetadataError,
+        RoomForbiddenError,
+        RoomLimitError,
+        RoomRateLimitedError,
+    )
 }
 
 NO_ROOMS = "this broker has no rooms (PeerJS's peer server, or an older peerpy-server)"

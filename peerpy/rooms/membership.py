@@ -67,7 +67,8 @@ class Membership:
     def __init__(self, me: str) -> None:
         self.me = me
         self._members: dict[str, Any] = {}
-        self._snapshot_taken = False
+        #: Whether a ``ROOM-MEMBERS`` snapshot arrived since joining.
+        self.snapshot_taken = False
         self._early: list[MemberEvent] = []  # notices before the first snapshot
 
     def __contains__(self, member: object) -> bool:
@@ -84,11 +85,6 @@ class Membership:
         """The members' ids and metadata (the live dict: wrap it before handing it out)."""
         return self._members
 
-    @property
-    def snapshot_taken(self) -> bool:
-        """Whether a ``ROOM-MEMBERS`` snapshot arrived since joining."""
-        return self._snapshot_taken
-
     def snapshot(self, members: Mapping[str, Any]) -> list[MemberEvent]:
         """Apply a ``ROOM-MEMBERS`` snapshot; return what changed."""
         members = {member: meta for member, meta in members.items() if member != self.me}
@@ -98,8 +94,8 @@ class Membership:
                 events += self.left(member)
         for member, metadata in members.items():
             events += self._join(member, metadata)
-        if not self._snapshot_taken:
-            self._snapshot_taken = True
+        if not self.snapshot_taken:
+            self.snapshot_taken = True
             early, self._early = self._early, []
             for event in early:
                 events += self.apply(event)
@@ -107,14 +103,14 @@ class Membership:
 
     def joined(self, member: str, metadata: Any) -> list[MemberEvent]:
         """Apply a ``ROOM-JOIN`` notice (``member`` joined, or has new metadata)."""
-        if not self._snapshot_taken:
+        if not self.snapshot_taken:
             self._early.append(Joined(member, metadata))
             return []
         return self._join(member, metadata)
 
     def left(self, member: str) -> list[MemberEvent]:
         """Apply a ``ROOM-LEAVE`` notice, or the mesh's word that ``member`` is gone."""
-        if not self._snapshot_taken:
+        if not self.snapshot_taken:
             self._early.append(Left(member))
             return []
         if self._members.pop(member, _ABSENT) is _ABSENT:

@@ -44,22 +44,17 @@ __all__ = [
 ]
 
 
-class TransferUsageError(UsageError, ValueError):
+class TransferUsageError(UsageError, ValueError, type="transfer-usage"):
     """A transfer was asked for with bad arguments (missing path, bad option)."""
 
-    type = "transfer-usage"
 
-
-class BadCodeError(TransferUsageError):
+class BadCodeError(TransferUsageError, type="bad-code"):
     """A transfer code that does not look like ``7-purple-sausage``."""
 
-    type = "bad-code"
 
-
-class TransferError(PeerError):
+class TransferError(PeerError, type="transfer"):
     """A file transfer failed; the message says why and what to do."""
 
-    type = "transfer"
     #: What the other side is told instead of ``str(self)``, when this side's
     #: text names things only this side has (its command-line flags, "you").
     for_peer: str | None = None
@@ -70,76 +65,53 @@ class TransferError(PeerError):
         return self
 
 
-class AuthenticationError(TransferError):
+class AuthenticationError(TransferError, type="authentication"):
     """The other side could not prove it knows the code (wrong code, or tampering)."""
 
-    type = "authentication"
 
-
-class ManInTheMiddleError(AuthenticationError):
+class ManInTheMiddleError(AuthenticationError, type="man-in-the-middle"):
     """Both sides know the code but see different DTLS certificates: someone is in between."""
 
-    type = "man-in-the-middle"
 
-
-class TransferProtocolError(TransferError, ProtocolError):
+class TransferProtocolError(TransferError, ProtocolError, type="transfer-protocol"):
     """The other side sent a message the transfer protocol does not allow here."""
 
-    type = "transfer-protocol"
 
-
-class UnsafePathError(TransferProtocolError):
+class UnsafePathError(TransferProtocolError, type="unsafe-path"):
     """An offered name is absolute, climbs with ``..``, crosses a link or names a device."""
 
-    type = "unsafe-path"
 
-
-class IntegrityError(TransferError):
+class IntegrityError(TransferError, type="integrity"):
     """Received bytes do not hash to what the sender read."""
 
-    type = "integrity"
 
-
-class TargetExistsError(TransferError):
+class TargetExistsError(TransferError, type="target-exists"):
     """A received file would replace an existing one."""
 
-    type = "target-exists"
 
-
-class DiskFullError(TransferError):
+class DiskFullError(TransferError, type="disk-full"):
     """The receiving disk has no room for the rest of the transfer."""
 
-    type = "disk-full"
 
-
-class PeerVanishedError(TransferError):
+class PeerVanishedError(TransferError, type="peer-vanished"):
     """The other side closed or stopped answering before the transfer finished."""
 
-    type = "peer-vanished"
     #: Whether both sides had proved the code on that connection: only then may
     #: the same code reconnect to resume.
     after_auth: bool = False
 
 
-class RejectedError(TransferError):
+class RejectedError(TransferError, type="rejected"):
     """The receiver declined the offer."""
 
-    type = "rejected"
 
-
-class StoppedError(TransferError):
+class StoppedError(TransferError, type="stopped"):
     """The other side stopped the transfer on purpose (Ctrl-C, SIGTERM); partial files stay."""
 
-    type = "stopped"
 
-
-class RemoteError(TransferError):
+class RemoteError(TransferError, type="remote-error"):
     """The other side reported an error and stopped."""
 
-    type = "remote-error"
 
-
-class NoSenderError(TransferError):
+class NoSenderError(TransferError, type="no-sender"):
     """Nobody waits on the broker under the code's nameplate."""
-
-    type = "no-sender"

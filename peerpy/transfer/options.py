@@ -28,20 +28,31 @@ __all__ = ["IO_BLOCK", "NullProgress", "Progress", "TransferOptions", "TransferS
 IO_BLOCK: Final = 1024 * 1024
 
 
+def _check_chunk_size(instance: object, attribute: object, value: int) -> None:
+    if not 0 < value <= MAX_CHUNK:
+        raise TransferUsageError(f"chunk_size must be 1..{MAX_CHUNK}, not {value}")
+
+
+def _check_heartbeat(instance: TransferOptions, attribute: object, value: float) -> None:
+    if not 0 < value < instance.idle_timeout:
+        raise TransferUsageError("heartbeat_interval must be positive and below idle_timeout")
+
+
 @attrs.frozen
 class TransferOptions:
     """Tuning of a transfer (both sides may differ)."""
 
     #: File bytes per data message (at most :data:`~peerpy.transfer.protocol.MAX_CHUNK`).
-    chunk_size: int = MAX_CHUNK
+    chunk_size: int = attrs.field(default=MAX_CHUNK, validator=_check_chunk_size)
     #: The sender stays at most this many bytes ahead of the receiver's acks.
     window: int = 8 * 1024 * 1024
     #: The receiver acknowledges after this many bytes written.
     ack_every: int = 1024 * 1024
     #: Silence (no message) after which the other side counts as gone, in seconds.
     idle_timeout: float = 3.0
-    #: A heartbeat goes out after this long without sending anything, in seconds.
-    heartbeat_interval: float = 1.0
+    #: A heartbeat goes out after this long without sending anything, in seconds
+    #: (below :attr:`idle_timeout`).
+    heartbeat_interval: float = attrs.field(default=1.0, validator=_check_heartbeat)
     #: How long the sender waits for the receiver's person to accept.
     decision_timeout: float = 600.0
     #: After a lost connection, how long the sender waits for the receiver to
@@ -49,12 +60,6 @@ class TransferOptions:
     reconnect_wait: float = 30.0
     #: How long a side that stops waits for its last message to reach the other.
     stop_grace: float = 1.5
-
-    def __attrs_post_init__(self) -> None:
-        if not 0 < self.chunk_size <= MAX_CHUNK:
-            raise TransferUsageError(f"chunk_size must be 1..{MAX_CHUNK}, not {self.chunk_size}")
-        if not 0 < self.heartbeat_interval < self.idle_timeout:
-            raise TransferUsageError("heartbeat_interval must be positive and below idle_timeout")
 
 
 class Progress(Protocol):
@@ -91,8 +96,13 @@ class NullProgress:
 
 @attrs.define
 class TransferStats:
-    """What a finished transfer moved."""
+    """What a finished transfer moved.
 
+    The sender and the receiver fill it in as the transfer goes, and return it
+    at the end; :attr:`rate` is worked out from it.
+    """
+
+    #: Files (and texts) offered, and their bytes together.
     files: int = 0
     total_bytes: int = 0
     #: File bytes that crossed the connection in this run.

@@ -41,7 +41,7 @@ import enum
 import math
 import struct
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import attrs
 import msgpack  # type: ignore[import-untyped]
@@ -137,25 +137,49 @@ def _count(value: Mapping[str, Any], key: str, maximum: int = _MAX_SIZE) -> int:
     return int(item)
 
 
+class _Control:
+    """A control message whose map is its ``t`` value and its fields under short keys.
+
+    A subclass (an attrs class) names both, the keys in field order, in its
+    class statement (``class Ack(_Control, tag="ack", keys=("n",))``);
+    :meth:`to_wire` builds the map from them.
+    """
+
+    __slots__ = ()
+    tag: ClassVar[str]
+    keys: ClassVar[tuple[str, ...]]
+
+    def __init_subclass__(
+        cls, *, tag: str | None = None, keys: tuple[str, ...] = (), **kwargs: object
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if tag is not None:  # attrs re-creates the class without the keywords
+            cls.tag, cls.keys = tag, keys
+
+    def to_wire(self) -> dict[str, Any]:
+        """The map msgpack packs: ``t``, then each field under its key."""
+        fields = attrs.fields(type(self))  # type: ignore[arg-type]  # subclasses are attrs classes
+        values = [getattr(self, field.name) for field in fields]
+        return {"t": self.tag, **dict(zip(self.keys, values, strict=True))}
+
+
 @attrs.frozen
-class Pake:
+class Pake(_Control, tag="pake", keys=("m",)):
     """One side's SPAKE2 message."""
 
     message: bytes
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"t": "pake", "m": self.message}
-
 
 @attrs.frozen
-class Confirm:
-    """Key confirmation and the MAC over both DTLS fingerprints."""
+class Confirm(_Control, tag="confirm", keys=("k", "f")):
+    """Key confirmation and the MAC over both DTLS fingerprints.
+
+    ``key_mac`` shows the sender derived the same SPAKE2 key; ``fingerprint_mac``
+    binds that key to the DTLS fingerprints it sees (see :mod:`peerpy.transfer.auth`).
+    """
 
     key_mac: bytes
     fingerprint_mac: bytes
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"t": "confirm", "k": self.key_mac, "f": self.fingerprint_mac}
 
 
 @attrs.frozen
@@ -212,9 +236,6 @@ class Offer:
         """Bytes in all the files (and texts) together."""
         return sum(e.size for e in self.entries if e.kind in PAYLOAD_KINDS)
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"t": "offer", "v": PROTOCOL, "files": [e.to_wire() for e in self.entries]}
-
 
 @attrs.frozen
 class Resume:
@@ -231,29 +252,24 @@ class Accept:
 
     resume: tuple[Resume, ...] = ()
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"t": "accept", "resume": [[r.index, r.offset, r.prefix_hash] for r in self.resume]}
-
 
 @attrs.frozen
-class Reject:
+class Reject(_Control, tag="reject", keys=("reason",)):
     """The receiver declines the offer."""
 
     reason: str
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"t": "reject", "reason": self.reason}
-
 
 @attrs.frozen
-class FileStart:
-    """The bytes of file ``index`` from ``offset`` on follow."""
+class FileStart(_Control, tag="file", keys=("i", "o")):
+    """The bytes of file ``index`` from ``offset`` on follow.
+
+    ``offset`` is 0, or the end of the receiver's partial copy when its
+    :class:`Resume` prefix hash matched the sender's file.
+    """
 
     index: int
     offset: int
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"t": "file", "i": self.index, "o": self.offset}
 
 
 @attrs.frozen
@@ -270,43 +286,35 @@ class Heartbeat:
 
 
 @attrs.frozen
-class FileDone:
+class FileDone(_Control, tag="file-done", keys=("i", "h")):
     """File ``index`` is complete; ``digest`` is the SHA-256 of all its bytes."""
 
     index: int
     digest: bytes
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"t": "file-done", "i": self.index, "h": self.digest}
-
 
 @attrs.frozen
-class Ack:
+class Ack(_Control, tag="ack", keys=("n",)):
     """The receiver wrote ``received`` bytes of file data in this session."""
 
     received: int
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"t": "ack", "n": self.received}
-
 
 @attrs.frozen
-class Done:
+class Done(_Control, tag="done"):
     """The receiver verified every file."""
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"t": "done"}
-
 
 @attrs.frozen
-class Error:
+class Error(_Control, tag="error", keys=("code", "msg")):
     """Stop: ``code`` is a :class:`TransferError` type string, ``message`` says why."""
 
     code: str
     message: str
 
     def to_wire(self) -> dict[str, Any]:
-        return {"t": "error", "code": self.code, "msg": self.message[:2000]}
+        """As :meth:`_Control.to_wire`, the text cut to 2 000 characters."""
+        return {**super().to_wire(), "msg": self.message[:2000]}
 
 
 Message = (

@@ -11,6 +11,10 @@ PeerJS error ``type`` string as :attr:`PeerError.type`::
     │   └── InvalidMetadataError       invalid-metadata: room metadata that is not JSON or too big
     └── ProtocolError              the remote side sent something invalid
 
+A subclass names its ``type`` in its class statement
+(``class InvalidIdError(UsageError, type="invalid-id")``); one that names none
+keeps its parent's, as PeerJS reports it.
+
 The SDK adds the rest of the tree (network, WebRTC, serialization errors...)
 under these classes; :mod:`peerpy.exceptions` draws all of it and re-exports
 the classes here, so ``peerpy.PeerError is peerpy_protocol.PeerError``.
@@ -37,34 +41,31 @@ class PeerError(Exception):
     ``PeerError.type`` in PeerJS.
     """
 
+    #: The PeerJS error type string; a subclass sets it in its class
+    #: statement's ``type=`` keyword.
     type: ClassVar[str] = "peer-error"
 
+    def __init_subclass__(cls, *, type: str | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if type is not None:
+            cls.type = type
 
-class UsageError(PeerError):
+
+class UsageError(PeerError, type="usage"):
     """The API was misused (a local mistake, not the remote's)."""
 
-    type = "usage"
 
-
-class InvalidIdError(UsageError, ValueError):
+class InvalidIdError(UsageError, ValueError, type="invalid-id"):
     """A peer id does not follow the PeerJS id rule."""
 
-    type = "invalid-id"
 
-
-class InvalidRoomError(UsageError, ValueError):
+class InvalidRoomError(UsageError, ValueError, type="invalid-room"):
     """A room name breaks the peer id rule or is longer than the bound."""
 
-    type = "invalid-room"
 
-
-class InvalidMetadataError(UsageError, ValueError):
+class InvalidMetadataError(UsageError, ValueError, type="invalid-metadata"):
     """Room metadata is not a JSON value, or its JSON is over the size bound."""
 
-    type = "invalid-metadata"
 
-
-class ProtocolError(PeerError):
+class ProtocolError(PeerError, type="protocol"):
     """The remote side (broker or peer) sent something that breaks the protocol."""
-
-    type = "protocol"

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 import attrs
 
 from .exceptions import PeerError, ProtocolError
+from .messages import JSON
 
 __all__ = [
     "MAX_ID",
@@ -47,27 +48,26 @@ __all__ = [
     "SfuInfo",
 ]
 
-JSON = Any
 #: The WebSocket subprotocol Janus requires.
 SUBPROTOCOL: Final = "janus-protocol"
 #: The VideoRoom plugin's package name.
 VIDEOROOM: Final = "janus.plugin.videoroom"
-#: VideoRoom error codes peerpy acts on.
-NO_SUCH_ROOM: Final = 426
-ROOM_EXISTS: Final = 427
 
 Mode: TypeAlias = Literal["sync", "async"]
 
 
-class JanusError(PeerError):
+class JanusError(PeerError, type="sfu-error"):
     """Janus refused a request (``code`` is Janus's or the VideoRoom plugin's error code)."""
-
-    type = "sfu-error"
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"Janus error {code}: {reason}")
         self.code = code
         self.reason = reason
+
+
+#: The VideoRoom error codes (:attr:`JanusError.code`) peerpy acts on.
+NO_SUCH_ROOM: Final = 426
+ROOM_EXISTS: Final = 427
 
 
 @attrs.frozen

@@ -64,13 +64,17 @@ CLUSTER_UNAVAILABLE: Final = "cluster-unavailable"
 
 
 class RelayType(str, enum.Enum):
-    """Message types the broker relays from one client to another."""
+    """Message types the broker relays from one client to another (``type`` is the name)."""
 
-    OFFER = "OFFER"
-    ANSWER = "ANSWER"
-    CANDIDATE = "CANDIDATE"
-    LEAVE = "LEAVE"
-    EXPIRE = "EXPIRE"
+    @staticmethod
+    def _generate_next_value_(name: str, start: int, count: int, last_values: list[str]) -> str:
+        return name
+
+    OFFER = enum.auto()
+    ANSWER = enum.auto()
+    CANDIDATE = enum.auto()
+    LEAVE = enum.auto()
+    EXPIRE = enum.auto()
 
 
 @attrs.frozen

@@ -51,14 +51,14 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from typing import Any, Final, TypeAlias
+from typing import Final, TypeAlias
 
 import attrs
 
 from .exceptions import InvalidMetadataError, InvalidRoomError, ProtocolError
 from .ids import ID_PATTERN
 from .janus import SfuInfo
-from .messages import _dumps, _envelope
+from .messages import JSON, _dumps, _envelope
 
 __all__ = [
     "DEFAULT_METADATA_BYTES",
@@ -82,8 +82,6 @@ __all__ = [
     "validate_room_name",
     "wants_rooms",
 ]
-
-JSON = Any
 
 #: The extension's name, in the URL query (``ext=rooms``) and in OPEN's ``ext`` list.
 ROOMS_EXT: Final = "rooms"

@@ -253,11 +253,6 @@ class Broker:
         return self._running
 
     @property
-    def port(self) -> int:
-        """The port actually bound (useful with ``port=0``)."""
-        return self._port
-
-    @property
     def url(self) -> str:
         """Base URL of the HTTP API, ending in ``/``: ``http://127.0.0.1:PORT/myapp/``."""
         host = self._first_host()
@@ -274,6 +269,11 @@ class Broker:
     def _first_host(self) -> str | None:
         host = self.config.host
         return host[0] if isinstance(host, tuple) else host
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with ``port=0``)."""
+        return self._port
 
     @property
     def addresses(self) -> list[str]:

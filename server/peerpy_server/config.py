@@ -155,13 +155,14 @@ class BrokerConfig:
     rate_limit: float | None = attrs.field(default=500.0, validator=_optional_positive)
     rate_burst: int = attrs.field(default=5000, validator=attrs.validators.gt(0))
     warning_interval: float | None = attrs.field(default=10.0, validator=_optional_positive)
-    # Rooms (docs/rooms.md): bounds, None turns each one off.
+    # Rooms (docs/rooms.md): how often a client may join or leave, then the
+    # bounds; None turns each one off.
+    room_rate: float | None = attrs.field(default=5.0, validator=_optional_positive)
+    room_burst: int = attrs.field(default=32, validator=attrs.validators.gt(0))
     room_max_members: int | None = attrs.field(default=64, validator=_optional_positive)
     rooms_per_client: int | None = attrs.field(default=16, validator=_optional_positive)
     max_rooms: int | None = attrs.field(default=10_000, validator=_optional_positive)
     room_metadata_bytes: int | None = attrs.field(default=4096, validator=_optional_positive)
-    room_rate: float | None = attrs.field(default=5.0, validator=_optional_positive)
-    room_burst: int = attrs.field(default=32, validator=attrs.validators.gt(0))
     # ICE servers for peers (docs/broker.md "STUN and TURN"): UDP port of the
     # built-in STUN responder (None: off); TURN URLs and the secret shared with
     # coturn's static-auth-secret; seconds minted TURN credentials stay valid.

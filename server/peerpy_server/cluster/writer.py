@@ -69,14 +69,14 @@ class Writer:
         reached: Callable[[bool], None],
     ) -> None:
         config = broker.config
+        budget = config.max_queued_bytes
+        per_sender = max(budget // SENDER_SHARE, 2 * config.max_message_size)
+        self._outbox = Outbox(OUTBOX_LIMIT, max_bytes=budget, max_sender_bytes=per_sender)
         self._broker = broker
         self._wire = wire
         self._compiler = compiler
         self._owners = owners
         self._reached = reached
-        budget = config.max_queued_bytes
-        per_sender = max(budget // SENDER_SHARE, 2 * config.max_message_size)
-        self._outbox = Outbox(OUTBOX_LIMIT, max_bytes=budget, max_sender_bytes=per_sender)
         self._wake = asyncio.Event()
         self._writing = False  # holds a batch not yet answered
         self._writing_since = 0.0  # broker.now() when that batch was sent

@@ -221,3 +221,11 @@ def test_stats_are_frozen() -> None:
     stats = ConnectionStats(bytes_sent=1)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         stats.bytes_sent = 2  # type: ignore[misc]
+
+
+def test_frames_figures_are_for_video_tracks_only() -> None:
+    """An audio TrackStats with a frames_* figure is refused; the same figure on video is kept."""
+    with pytest.raises(ValueError, match="frames_dropped is a video figure"):
+        TrackStats(kind="audio", direction="inbound", frames_dropped=0)
+    assert TrackStats(kind="video", direction="inbound", frames_dropped=0).frames_dropped == 0
+    assert TrackStats(kind="audio", direction="inbound", jitter=0.01).jitter == 0.01
