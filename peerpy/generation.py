@@ -91,10 +91,13 @@ ATTEMPT: Final = 8.0
 #: Seconds between the answering side's probes of the remote through the broker.
 PROBE_EVERY: Final = 2.0
 #: Seconds the broker may say the remote is unknown before resumption gives up:
-#: a remote whose own address changed may be registering again (the broker
-#: usually still holds its old session then, which a same-token takeover
-#: replaces without a gap), while a killed one is gone for good.
-ABSENT_GRACE: Final = 3.0
+#: a remote whose own path changed may be registering again, while a killed one
+#: is gone for good.  Often the broker still holds the old session, which a
+#: same-token takeover replaces without a gap; but when the path died under the
+#: broker's socket too (a NAT's conntrack table flushed: the broker closes the
+#: session on the stray packets), the remote notices only by its ping, within
+#: 1.5 x ``Timeouts.broker_gone`` (7.5 s), and then registers again.
+ABSENT_GRACE: Final = 9.0
 #: The ``sdpMid`` of the answering side's probe names the generation it resumes from.
 _PROBE_MID: Final = "peerpy-resume-"
 

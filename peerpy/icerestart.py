@@ -39,6 +39,8 @@ from aiortc import RTCPeerConnection
 from peerpy_protocol.payloads import AnswerPayload, OfferPayload, Resume
 
 from .exceptions import ConnectionClosedError
+from .keepalive import address_gone
+from .route import Route
 
 if TYPE_CHECKING:
     from .dataconnection import DataConnection
@@ -49,6 +51,23 @@ __all__ = ["RESTART_ATTEMPT", "IceRestart"]
 #: Seconds an ICE restart may take, from its OFFER to a working pair, before the
 #: originator makes a new peer connection instead.
 RESTART_ATTEMPT: Final = 5.0
+#: Seconds between two looks at the selected pair while it is still the old one.
+STALE_POLL: Final = 0.05
+
+
+def _old_pair(route: Route | None, before: Route | None) -> bool:
+    """Whether ``route`` is still the pair the restart replaces: the one selected before
+    it (same local and remote address and port), or one leaving from a host address
+    that is no longer ours (or no longer the one the host reaches the remote from)."""
+    if route is None:
+        return False
+    if before is not None and (route.local_address, route.remote_address) == (
+        before.local_address,
+        before.remote_address,
+    ):
+        return True
+    gone = route.local_type == "host" and address_gone(route.local_address, route.remote_address)
+    return bool(gone)
 
 
 class IceRestart:
@@ -62,6 +81,7 @@ class IceRestart:
         self.agreed = False
         #: How many times the connection resumed by an ICE restart.
         self.restarts = 0
+        self._before: Route | None = None  # the pair selected when the restart began
 
     def agree(self, remote: Resume) -> None:
         """The remote's ``peerpyResume`` of generation 0: restart only if both can."""
@@ -87,6 +107,7 @@ class IceRestart:
         self._log.info(
             "restarting ICE of %s (generation %d)", conn.connection_id, switch.generation
         )
+        self._before = conn._backend.route_of(conn.peer_connection)
         try:
             conn._backend.restart_ice(conn.peer_connection)
             await conn._send_offer(
@@ -132,6 +153,7 @@ class IceRestart:
             if not switch.active:
                 switch.lost(ConnectionClosedError(f"{conn.peer} restarts ICE"))
             switch.generation = generation
+            self._before = conn._backend.route_of(conn.peer_connection)
             try:
                 await conn._set_remote(signal.sdp)
                 await conn._send_answer(
@@ -154,8 +176,16 @@ class IceRestart:
         Cancelled only with the peer.
         """
         conn, switch = self._conn, self._switch
-        with anyio.move_on_after(RESTART_ATTEMPT):
+        with anyio.move_on_after(RESTART_ATTEMPT) as waited:
             await conn._backend.ice_connected(pc)
+            while _old_pair(conn._backend.route_of(pc), self._before):
+                # Still the pair from before the restart (libwebrtc has not switched
+                # yet): a restart gathers new candidates, on new ports.  Wait for one.
+                await anyio.sleep(STALE_POLL)
+                await conn._backend.ice_connected(pc)
+        if waited.cancelled_caught:
+            self._log.info("ICE restart %d of %s found no working pair", generation, conn.peer)
+            return  # the originator makes a new peer connection; the other side answers it
         current = pc is conn.peer_connection and switch.generation == generation
         channel = conn._channel
         if not (current and switch.active and self.possible and channel is not None):
