@@ -1,8 +1,8 @@
 """A lab peer in a resumable call with a synthetic video track, for lab case 6.
 
-``answer ID``: register as ID and answer one call; ``call ID TARGET``: call
-TARGET.  Each side sends a small scrolling test pattern (20 frames a second)
-and decodes the remote's.  Both print ``{"event": ...}`` lines, with the time
+``ID``: register as ID and answer one call; ``ID TARGET``: call TARGET.
+Each side sends a small scrolling test pattern (20 frames a second) and
+decodes the remote's.  Both print ``{"event": ...}`` lines, with the time
 ``t`` on the monotonic clock of the lab (shared by its namespaces):
 
 - ``ready`` (answer: registered), ``open`` (the first video frames decoded);
@@ -95,9 +95,8 @@ class Viewer:
 
 async def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("role", choices=("call", "answer"))
     parser.add_argument("id")
-    parser.add_argument("target", nargs="?")
+    parser.add_argument("target", nargs="?", help="the peer to call (else answer a call)")
     parser.add_argument("--server", required=True)
     args = parser.parse_args(argv)
     async with Peer(args.id, server=args.server, ice_servers=[], timeouts=TIMEOUTS,
@@ -112,7 +111,7 @@ async def main(argv: list[str]) -> None:
         peer.on("open", registered)
         video = PatternVideoTrack(width=96, height=64, fps=20.0)
         try:
-            if args.role == "answer":
+            if args.target is None:
                 emit(event="ready")
                 call = await peer.accept_call()
                 viewer = Viewer(call)
@@ -122,7 +121,7 @@ async def main(argv: list[str]) -> None:
                 viewer = Viewer(call)
             await viewer.first_frames()
             await viewer.frames_after_resume()
-            if args.role == "call":
+            if args.target is not None:
                 await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
                 await call.close()
             else:

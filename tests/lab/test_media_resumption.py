@@ -7,7 +7,7 @@ case 2 (tests/lab/test_resumption.py).  On each pair, both sides must see the
 call resume (``reconnecting``, ``stream`` again with the remote's new tracks,
 ``resumed``), decode video frames from the new stream within the outage plus
 8 s (case 2's bound) plus :data:`MARGIN` of the link going down, and the
-hang-up must still close both ends.  The pairs (aiortc, wrtc, mixed) run side
+hang-up must still close both ends.  The pairs (aiortc, wrtc, both mixed) run side
 by side in one lab, each its own A and B, all changed at once.
 """
 
@@ -37,9 +37,11 @@ CALL = os.path.join(os.path.dirname(__file__), "call.py")
 PAIRS = [("aiortc", "aiortc"), ("wrtc", "wrtc"), ("aiortc", "wrtc"), ("wrtc", "aiortc")]
 #: Seconds B's link is down.
 OUTAGE = 12.0
-#: Seconds past case 2's bound (the outage plus 8 s) for frames to decode after the
-#: resume: 10 frames at 20 a second, after the first key frame of the new tracks.
-MARGIN = 2.0
+#: Seconds past case 2's bound (the outage plus 8 s, for the resume) for the frames:
+#: call.py's FRAMES (10) video frames at 20 a second take 0.5 s, and in four runs (a shared
+#: 2-core machine, 2026-12-05) they were all decoded at most 0.5 s after ``resumed`` (often at
+#: once: frames held while the path was down come in a burst); twice that.
+MARGIN = 1.0
 #: What call.py reports about its broker session (not about the call).
 SESSION_EVENTS = ("peer-error", "registered")
 #: The events of a resume, in order.
@@ -62,10 +64,19 @@ def next_event(process: subprocess.Popen[bytes], timeout: float) -> dict[str, An
 def events_until(
     process: subprocess.Popen[bytes], last: str, timeout: float
 ) -> list[dict[str, Any]]:
-    """``process``'s events up to ``last`` (or an ``error``, or the ``done`` of a call ended)."""
-    events = [next_event(process, timeout)]
-    while events[-1]["event"] not in (last, "error", "done"):
-        events.append(next_event(process, timeout))
+    """``process``'s events up to ``last`` (or an ``error``, or the ``done`` of a call ended).
+
+    If it exits or goes silent for ``timeout`` s first: an ``error`` event with its stderr.
+    """
+    events: list[dict[str, Any]] = []
+    while not events or events[-1]["event"] not in (last, "error", "done"):
+        try:
+            events.append(next_event(process, timeout))
+        except (EOFError, TimeoutError) as exc:
+            Lab.stop(process)
+            assert process.stderr is not None
+            stderr = process.stderr.read().decode(errors="replace")[-3000:]
+            events.append({"event": "error", "error": str(exc), "stderr": stderr})
     return events
 
 
@@ -77,10 +88,10 @@ def test_a_call_survives_a_link_down(lab: Lab) -> None:
     for index, (a_backend, b_backend) in enumerate(PAIRS):
         a, b = on_the_segment(lab, index)
         tag = f"{os.getpid()}x{index}"
-        answerer = lab.spawn(a, [sys.executable, CALL, "answer", f"ma{tag}", "--server", SERVER],
+        answerer = lab.spawn(a, [sys.executable, CALL, f"ma{tag}", "--server", SERVER],
                              env=stream_env(a_backend))  # fmt: skip
         assert next_event(answerer, 30)["event"] == "ready"
-        caller = lab.spawn(b, [sys.executable, CALL, "call", f"mb{tag}", f"ma{tag}",
+        caller = lab.spawn(b, [sys.executable, CALL, f"mb{tag}", f"ma{tag}",
                                "--server", SERVER], env=stream_env(b_backend),
                            stdin=subprocess.PIPE)  # fmt: skip
         runs.append(((a_backend, b_backend), lab.ns(b), answerer, caller))
