@@ -38,7 +38,7 @@ PAIRS = [("aiortc", "aiortc"), ("wrtc", "wrtc"), ("aiortc", "wrtc"), ("wrtc", "a
 #: Seconds B's link is down.
 OUTAGE = 12.0
 #: Seconds past case 2's bound (the outage plus 8 s, for the resume) for the frames:
-#: call.py's FRAMES (10) video frames at 20 a second take 0.5 s, and in four runs (a shared
+#: call.py's FRAMES (10) video frames at 20 a second take 0.5 s, and in 14 runs (a shared
 #: 2-core machine, 2026-12-05) they were all decoded at most 0.5 s after ``resumed`` (often at
 #: once: frames held while the path was down come in a burst); twice that.
 MARGIN = 1.0
