@@ -127,6 +127,10 @@ class _Connection:
     route = Forward()
     error = Forward()
     data_channel = Forward()
+    resumable = Forward()
+    reconnecting = Forward()
+    generation = Forward()
+    network_change = Forward()
 
     def __init__(self, conn: _connection.Connection, owner: Peer) -> None:
         self._conn = conn
@@ -191,12 +195,8 @@ class DataConnection(_Connection):
     received_bytes_held = Forward()
     buffered_amount = Forward()
     buffer_size = Forward()
-    resumable = Forward()
-    reconnecting = Forward()
-    generation = Forward()
     path_loss_bound = Forward()
     remote_silence = Forward()
-    network_change = Forward()
 
     def send(self, value: Any) -> None:
         """Send ``value``; blocks while the channel is over its high-water mark."""

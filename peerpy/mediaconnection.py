@@ -38,18 +38,12 @@ nobody reads cannot exhaust memory.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import anyio
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 from aiortc.sdp import SessionDescription as ParsedSdp
-from peerpy_protocol.payloads import (
-    AnswerPayload,
-    ConnectionType,
-    OfferPayload,
-    Resume,
-    SessionDescription,
-)
+from peerpy_protocol.payloads import ConnectionType, Resume, SessionDescription
 
 from .connection import Connection, ConnectionArgs, SdpTransform
 from .diagnosis import failure_message
@@ -63,6 +57,9 @@ from .exceptions import (
 )
 from .resumable import BYE_WAIT
 from .resumablecall import BYE, ResumableCall, SentTrack
+
+if TYPE_CHECKING:  # annotations only
+    from peerpy_protocol.payloads import AnswerPayload, OfferPayload
 
 __all__ = ["AUX_CHANNEL_LABEL", "MediaConnection", "MediaStream"]
 

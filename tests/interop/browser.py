@@ -24,7 +24,7 @@ import http.server
 import json
 import re
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -133,11 +133,14 @@ def playwright_disabled_features() -> tuple[str, ...] | None:
     return None
 
 
-def chromium_args(*, media: bool = False, loopback: bool = True) -> tuple[list[str], list[str]]:
+def chromium_args(
+    *, media: bool = False, loopback: bool = True, resolvable: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
     """Return (args, ignore_default_args) for launching Chromium as the recipe says.
 
     ``loopback=False`` leaves out ``--allow-loopback-in-peer-connection``: a
     stock Chromium, which offers no ICE candidate on a loopback-only host.
+    ``resolvable``: hosts Chromium may reach besides 127.0.0.1 (the NAT lab's broker).
     """
     own = playwright_disabled_features()
     features = list(
@@ -153,7 +156,8 @@ def chromium_args(*, media: bool = False, loopback: bool = True) -> tuple[list[s
         "--disable-component-update",
         "--disable-sync",
         *(["--allow-loopback-in-peer-connection"] if loopback else []),
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--host-resolver-rules=MAP * ~NOTFOUND, "
+        + ", ".join(f"EXCLUDE {host}" for host in ("127.0.0.1", *resolvable)),
         f"--disable-features={','.join(features)}",
     ]
     if media:
@@ -173,14 +177,19 @@ async def command_line(context: BrowserContext) -> str:
 
 @contextlib.asynccontextmanager
 async def launch(
-    user_data_dir: Path, origin: str, *, media: bool = False, loopback: bool = True
+    user_data_dir: Path,
+    origin: str,
+    *,
+    media: bool = False,
+    loopback: bool = True,
+    resolvable: Sequence[str] = (),
 ) -> AsyncIterator[BrowserContext]:
     """Start headless Chromium (a persistent context) with media allowed on ``origin``.
 
     Checks at launch that exactly one ``--disable-features`` switch reached
     Chromium and that it hides no local IP behind mDNS.
     """
-    args, ignore = chromium_args(media=media, loopback=loopback)
+    args, ignore = chromium_args(media=media, loopback=loopback, resolvable=resolvable)
     async with async_playwright() as pw:
         context = await pw.chromium.launch_persistent_context(
             str(user_data_dir),

@@ -221,6 +221,7 @@ class _Channel:
     def __init__(self) -> None:
         self.readyState = "connecting"
         self.sent: list[bytes] = []
+        self.bufferedAmount = 0  # sent at once
 
     def send(self, wire: bytes) -> None:
         if self.readyState != "open":
