@@ -316,6 +316,16 @@ class Backend(Protocol):
         """
         ...
 
+    def remote_certificate(self, pc: RTCPeerConnection) -> bytes | None:
+        """The certificate (DER) the remote presented in ``pc``'s DTLS handshake.
+
+        ``None`` before the handshake. The transfer's code-authenticated
+        handshake binds it (:mod:`peerpy.transfer.auth`): the remote description
+        alone does not name it the same way on each backend (libwebrtc keeps one
+        of the several fingerprints aiortc advertises).
+        """
+        ...
+
     def unacknowledged(self, pc: RTCPeerConnection) -> bool:
         """Whether ``pc``'s SCTP still queues data the remote has not acknowledged.
 

@@ -167,6 +167,13 @@ class AiortcBackend:
     async def raw_stats(self, pc: RTCPeerConnection) -> Mapping[str, Any]:
         return await pc.getStats()
 
+    def remote_certificate(self, pc: RTCPeerConnection) -> bytes | None:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        ssl = getattr(getattr(pc.sctp, "transport", None), "_ssl", None)  # pyOpenSSL, private
+        cert = None if ssl is None else ssl.get_peer_certificate(as_cryptography=True)
+        return None if cert is None else cert.public_bytes(Encoding.DER)
+
     def unacknowledged(self, pc: RTCPeerConnection) -> bool:
         sctp = pc.sctp
         return bool(

@@ -507,6 +507,11 @@ class WrtcBackend:
         # libwebrtc's SCTP needs nothing; its stats drop the channel once closed.
         _channel_stats.count_channel(channel)
 
+    def remote_certificate(self, pc: aiortc.RTCPeerConnection) -> bytes | None:
+        native = getattr(getattr(pc.sctp, "transport", None), "_native", None)
+        chain = native.getRemoteCertificates() if native is not None else None
+        return bytes(chain[0]) if chain else None  # the leaf first
+
     def unacknowledged(self, pc: aiortc.RTCPeerConnection) -> bool:
         return False  # libwebrtc does not expose its SCTP queues
 

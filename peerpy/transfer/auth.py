@@ -11,17 +11,19 @@ enough, as in magic-wormhole.
 The key then authenticates the WebRTC connection itself.  Each side sends
 
 * ``key_mac``: HMAC(key, role), proving it knows the code, and
-* ``fingerprint_mac``: HMAC(key, role, own DTLS fingerprints, peer's DTLS
-  fingerprints), with the fingerprints read from the local and remote SDP.
+* ``fingerprint_mac``: HMAC(key, role, own DTLS fingerprint, peer's DTLS
+  fingerprint): the sha-256 of our certificate (from our SDP) and of the one
+  the peer presented in the DTLS handshake.
 
 A broker that swaps the SDP to put itself in the middle of DTLS can relay the
 SPAKE2 messages untouched, so both sides still agree on the key, but each
 side then sees the broker's certificate as "the peer's": the fingerprint MACs
-differ and both sides refuse (:class:`ManInTheMiddleError`).  aiortc checks
-the remote certificate against the remote SDP fingerprint during the DTLS
-handshake; :func:`connection_fingerprints` checks again that the transport's
-certificates are the ones in the SDP.  Nothing here does I/O except reading
-those attributes.
+differ and both sides refuse (:class:`ManInTheMiddleError`).  Naming each
+certificate by one hash of its own, not by the SDP's lines, lets the backends
+mix: aiortc advertises three fingerprints, libwebrtc keeps one of them in its
+remote description.  The backends check the remote certificate against the
+remote SDP during the DTLS handshake; :func:`connection_fingerprints` checks
+again.  Nothing here does I/O except reading those attributes.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ __all__ = [
     "Code",
     "Handshake",
     "Role",
+    "certificate_fingerprint",
     "connection_fingerprints",
     "make_code",
     "nameplate_span",
@@ -140,32 +143,36 @@ def sdp_fingerprints(sdp: str) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def _digest(certificate: Any, algorithm: str) -> str:
-    from cryptography.hazmat.primitives import hashes
-
-    algorithms = {
-        "sha-256": hashes.SHA256(),
-        "sha-384": hashes.SHA384(),
-        "sha-512": hashes.SHA512(),
-    }
-    raw = certificate.fingerprint(algorithms[algorithm]).hex().upper()
-    return ":".join(raw[i : i + 2] for i in range(0, len(raw), 2))
+#: The hash the proof names both certificates by: every backend advertises it.
+PROOF_HASH: Final = "sha-256"
+_HASHES: Final = {"sha-256": "sha256", "sha-384": "sha384", "sha-512": "sha512"}
 
 
-def connection_fingerprints(pc: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(local, remote)`` DTLS fingerprints of an open aiortc peer connection.
+def certificate_fingerprint(der: bytes, algorithm: str = PROOF_HASH) -> str:
+    """The fingerprint of a DER certificate, as :func:`sdp_fingerprints` gives it."""
+    raw = hashlib.new(_HASHES[algorithm], der).hexdigest().upper()
+    return f"{algorithm} " + ":".join(raw[i : i + 2] for i in range(0, len(raw), 2))
 
-    Read from the SDP, then checked against the DTLS transport: our advertised
-    fingerprints must be our certificate's, and the certificate the remote
-    presented must match the remote SDP (aiortc checks this too).  Raise
-    :class:`AuthenticationError` if anything disagrees.
+
+def connection_fingerprints(
+    pc: Any, remote_certificate: bytes | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(ours, theirs)``: the sha-256 fingerprints of both DTLS certificates of ``pc``.
+
+    Ours is read from our SDP and must be one our DTLS transport uses; theirs
+    is the digest of ``remote_certificate`` (DER), the one the remote
+    presented, which every fingerprint of the remote SDP must match.  Both
+    sides thus name both certificates alike, whichever fingerprints each
+    backend lists (aiortc: sha-256, -384 and -512) or keeps of the remote's
+    (libwebrtc: one).  Raise :class:`AuthenticationError` if anything disagrees.
     """
     if pc.localDescription is None or pc.remoteDescription is None:
         raise AuthenticationError("the connection has no local or remote description yet")
     local = sdp_fingerprints(pc.localDescription.sdp)
-    remote = sdp_fingerprints(pc.remoteDescription.sdp)
-    sctp = getattr(pc, "sctp", None)
-    dtls = getattr(sctp, "transport", None)
+    ours = [line for line in local if line.partition(" ")[0] == PROOF_HASH]
+    if len(ours) != 1:
+        raise AuthenticationError(f"our SDP does not give one {PROOF_HASH} DTLS fingerprint")
+    dtls = getattr(getattr(pc, "sctp", None), "transport", None)
     if dtls is None:
         raise AuthenticationError("the connection has no DTLS transport")
     mine = {
@@ -175,16 +182,13 @@ def connection_fingerprints(pc: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
         raise AuthenticationError(
             "our SDP advertises a certificate our DTLS transport does not use"
         )
-    ssl = getattr(dtls, "_ssl", None)  # aiortc's pyOpenSSL connection, private
-    if ssl is not None:
-        cert = ssl.get_peer_certificate(as_cryptography=True)
-        if cert is None:
-            raise AuthenticationError("the remote presented no DTLS certificate")
-        for line in remote:
-            algorithm, _, value = line.partition(" ")
-            if algorithm in ("sha-256", "sha-384", "sha-512") and _digest(cert, algorithm) != value:
-                raise AuthenticationError("the remote DTLS certificate does not match its SDP")
-    return local, remote
+    if remote_certificate is None:
+        raise AuthenticationError("the remote presented no DTLS certificate")
+    for line in sdp_fingerprints(pc.remoteDescription.sdp):
+        algorithm = line.partition(" ")[0]
+        if algorithm in _HASHES and certificate_fingerprint(remote_certificate, algorithm) != line:
+            raise AuthenticationError("the remote DTLS certificate does not match its SDP")
+    return (ours[0],), (certificate_fingerprint(remote_certificate),)
 
 
 def _mac(key: bytes, *parts: bytes) -> bytes:

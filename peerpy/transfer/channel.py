@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from ..backends import backend_of
 from ..dataconnection import DataConnection
 from ..exceptions import ConnectionClosedError, PeerError
 from . import errors
@@ -207,7 +208,8 @@ async def authenticate(ch: Channel, code: Code, role: Role) -> None:
 
     Cancelling leaves the channel unauthenticated (the caller ends the attempt).
     """
-    local, remote = connection_fingerprints(ch.conn.peer_connection)
+    pc = ch.conn.peer_connection
+    local, remote = connection_fingerprints(pc, backend_of(pc).remote_certificate(pc))
     handshake = Handshake(code, role, local, remote)
     await ch.send(handshake.start())
     confirm = handshake.on_pake(await ch.expect(Pake))

@@ -212,17 +212,15 @@ async def _serve(
     lost: PeerVanishedError | None = None
     for _ in range(MAX_RECONNECTS + 1):
         conn = await _next_receiver(peer, lost, options)
-        _tell_resumption(conn, "receiver", notice)
         try:
-            stats = await send_over(
-                conn, code, sources, progress=progress, options=options, on_notice=notice
+            return await _session(
+                conn,
+                "receiver",
+                notice,
+                send_over(
+                    conn, code, sources, progress=progress, options=options, on_notice=notice
+                ),
             )
-            stats.route = conn.route
-            stats.connection = await conn.stats()
-            return stats
-        except StoppedError as exc:
-            notice(str(exc))  # now, not once the Peer has closed
-            raise
         except PeerVanishedError as exc:
             if not exc.after_auth:
                 raise
@@ -275,13 +273,32 @@ async def _graceful(
     return result[0]
 
 
-def _tell_resumption(conn: DataConnection, other: str, notice: Callable[[str], Any]) -> None:
-    """Say when the connection starts resuming after a lost path, and when it resumed."""
+async def _session(
+    conn: DataConnection,
+    other: str,
+    notice: Callable[[str], Any],
+    session: Awaitable[TransferStats],
+) -> TransferStats:
+    """Await one side's ``session`` (:func:`send_over` or :func:`receive_over` on
+    ``conn``): its stats, with the route and the connection's figures.
+
+    ``notice`` hears when the path to the ``other`` side is lost and the
+    connection resumes, and a stop at once (not once the Peer has closed).
+    Cancelling cancels the session.
+    """
     conn.on(
         "reconnecting",
         lambda error: notice(f"the path to the {other} was lost ({error}): resuming"),
     )
     conn.on("resumed", lambda: notice(f"the connection to the {other} resumed: {conn.route}"))
+    try:
+        stats = await session
+        stats.route = conn.route
+        stats.connection = await conn.stats()
+        return stats
+    except StoppedError as exc:
+        notice(str(exc))
+        raise
 
 
 async def _close(conn: DataConnection) -> None:
@@ -389,24 +406,22 @@ async def _receive(
             if lost is not None:
                 raise lost from None  # the sender is gone for good: say so
             raise
-        _tell_resumption(conn, "sender", notice)
         try:
-            stats = await receive_over(
+            return await _session(
                 conn,
-                code,
-                target,
-                confirm=confirm if not attempt else accept_all,  # the person said yes already
-                progress=progress,
-                options=options,
-                completed=completed,
-                on_notice=notice,
+                "sender",
+                notice,
+                receive_over(
+                    conn,
+                    code,
+                    target,
+                    confirm=confirm if not attempt else accept_all,  # the person said yes already
+                    progress=progress,
+                    options=options,
+                    completed=completed,
+                    on_notice=notice,
+                ),
             )
-            stats.route = conn.route
-            stats.connection = await conn.stats()
-            return stats
-        except StoppedError as exc:
-            notice(str(exc))  # now, not once the Peer has closed
-            raise
         except PeerVanishedError as exc:
             if not exc.after_auth or attempt == MAX_RECONNECTS or target.stdout is not None:
                 raise

@@ -4,9 +4,10 @@ Issue 19's case 5: the real CLIs send a folder of a few files between two lab
 hosts on the broker's segment while one side's address changes mid-transfer
 (a new address added, the old one removed).  The transfer must finish in the
 same two processes (no rerun, no reconnection under the code), every file
-hash-verified, the connection resumed on a new peer connection.  The three
-backend pairs (aiortc, wrtc) run side by side in one lab, the sender's
-link shaped to 2 MB/s so that the change lands mid-transfer on every pair.
+hash-verified, the connection resumed.  Three backend pairs (aiortc, wrtc,
+mixed: wrtc sends in one case, aiortc in the other) run side by side in one
+lab, each sender's link shaped to 2 MB/s so that the change lands
+mid-transfer on every pair.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from .segment import SERVER, segment_lab, stream_env
 
 pytestmark = [pytest.mark.netlab, pytest.mark.timeout(120)]
 
-#: (the receiver's backend, the sender's backend) of each pair, side by side.  No mixed
-#: pair: a transfer between aiortc and wrtc fails its DTLS fingerprint check on main
-#: already (reported to the lead), with or without a network change.
+#: (the receiver's backend, the sender's backend) of each pair, side by side: each
+#: backend alone, and a mixed pair, one offer direction per case (see :func:`pairs`).
 PAIRS = [("aiortc", "aiortc"), ("wrtc", "wrtc")]
+MIXED = {"sender": ("aiortc", "wrtc"), "receiver": ("wrtc", "aiortc")}
 #: The folder: four files of 2.5 MiB (10 MiB, ~5 s at the shaped rate).
 FILES = 4
 FILE_BYTES = 5 * 1024 * 1024 // 2
@@ -75,11 +76,12 @@ def change_address(lab: Lab, host: str, old: str, new: str) -> None:
 def test_a_folder_transfer_survives_an_address_change(tmp_path: Path, changed: str) -> None:
     """Case 5: one side's address changes mid-transfer; both CLIs finish in the same
     processes, every file verified, the connection resumed (never a silence reported, no
-    reconnection under the code), on aiortc and wrtc pairs."""
+    reconnection under the code), on aiortc, wrtc and mixed pairs."""
     digests = make_folder(tmp_path)
+    pairs = [*PAIRS, MIXED[changed]]
     with contextlib.ExitStack() as files, segment_lab(wrtc=True) as lab:
         runs = []
-        for index, (receiver_backend, sender_backend) in enumerate(PAIRS):
+        for index, (receiver_backend, sender_backend) in enumerate(pairs):
             sender, receiver = f"s{index}", f"r{index}"
             lab.add_segment_host(sender, f"203.0.113.{20 + index}")
             lab.add_segment_host(receiver, f"203.0.113.{10 + index}")
@@ -109,7 +111,7 @@ def test_a_folder_transfer_survives_an_address_change(tmp_path: Path, changed: s
                            f"203.0.113.{last + 30 + index}")  # fmt: skip
         failures = []
         for index, send, recv, out in runs:
-            pair = PAIRS[index]
+            pair = pairs[index]
             codes = (recv.wait(60), send.wait(30))
             send_err = (tmp_path / f"send{index}.err").read_text(errors="replace")
             recv_err = (tmp_path / f"{index}.err").read_text(errors="replace")

@@ -73,10 +73,19 @@ async def transfer(url: str, paths: list[Path], out: Path, code: str, **receive:
 
 
 @contextlib.asynccontextmanager
-async def pair(url: str) -> AsyncIterator[tuple[DataConnection, DataConnection]]:
-    """(sender side, receiver side) of one transfer-style data connection."""
+async def pair(
+    url: str, backends: tuple[str, str] | None = None
+) -> AsyncIterator[tuple[DataConnection, DataConnection]]:
+    """(sender side, receiver side) of one transfer-style data connection.
+
+    ``backends``: the receiver's and the sender's, the receiver offering as in a
+    transfer (default: PEERPY_BACKEND's for both)."""
     tok = random_token()
-    async with Peer("s" + tok, server=url) as s, Peer("r" + tok, server=url) as r:
+    receiving, sending = backends or (None, None)
+    async with (
+        Peer("s" + tok, server=url, backend=sending) as s,
+        Peer("r" + tok, server=url, backend=receiving) as r,
+    ):
         conn = await r.connect(
             s.id or "", serialization="raw", reliable=True, metadata={"protocol": PROTOCOL}
         )
@@ -84,10 +93,16 @@ async def pair(url: str) -> AsyncIterator[tuple[DataConnection, DataConnection]]
 
 
 async def round_trip_over(
-    code: Code, sources: Any, out: Path, options: TransferOptions, **receive: Any
+    code: Code,
+    sources: Any,
+    out: Path,
+    options: TransferOptions,
+    backends: tuple[str, str] | None = None,
+    **receive: Any,
 ) -> tuple[Any, Any]:
-    """send_over and receive_over on a fresh :func:`pair`; both must succeed."""
-    async with peerpy_server() as url, pair(url) as (s, r):
+    """send_over and receive_over on a fresh :func:`pair` (see its ``backends``);
+    both must succeed."""
+    async with peerpy_server() as url, pair(url, backends) as (s, r):
         with anyio.fail_after(60):
             sent, got = await both(
                 lambda: send_over(s, code, sources, options=options),

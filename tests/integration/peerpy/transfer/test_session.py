@@ -108,6 +108,22 @@ async def test_folder_round_trip(broker_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_file_goes_over_each_backend_pair(
+    tmp_path: Path, backends: tuple[str, str]
+) -> None:
+    """The code-authenticated handshake agrees whichever backend each side runs:
+    aiortc advertises three DTLS fingerprints of its certificate and libwebrtc
+    keeps one of them in its remote description, so the proof binds the
+    certificates, not the SDP lines (``backends``: the receiver's, the sender's)."""
+    (tmp_path / "f.bin").write_bytes(os.urandom(100_000))
+    _, sources = build_manifest([tmp_path / "f.bin"])
+    out = tmp_path / "out"
+    sent, got = await round_trip_over(Code(15, ("o", "p")), sources, out, FAST, backends)
+    assert sha(out / "f.bin") == sha(tmp_path / "f.bin")
+    assert got.transferred_bytes == sent.transferred_bytes == 100_000
+
+
+@pytest.mark.anyio
 async def test_resume_after_sender_killed(tmp_path: Path) -> None:
     """A transfer cut mid-way resumes: the second run receives only the missing bytes."""
     source = tmp_path / "big.bin"

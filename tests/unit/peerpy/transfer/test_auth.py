@@ -3,6 +3,9 @@ SPAKE2 handshake with its DTLS fingerprint check."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
 from peerpy.transfer import (
@@ -17,6 +20,8 @@ from peerpy.transfer.auth import (
     SHARED_NAMEPLATES,
     Code,
     Handshake,
+    certificate_fingerprint,
+    connection_fingerprints,
     nameplate_span,
     sdp_fingerprints,
 )
@@ -91,3 +96,38 @@ def test_sdp_fingerprints_normalized() -> None:
     assert sdp_fingerprints(sdp) == ("sha-256 AB:CD", "sha-512 01")
     with pytest.raises(AuthenticationError):
         sdp_fingerprints("v=0\r\n")
+
+
+def fake_pc(local: list[str], remote: list[str]) -> Any:
+    """A peer connection as connection_fingerprints reads it: SDPs carrying these
+    fingerprint lines, a DTLS transport using the local ones."""
+
+    def sdp(lines: list[str]) -> Any:
+        return SimpleNamespace(sdp="v=0\r\n" + "".join(f"a=fingerprint:{x}\r\n" for x in lines))
+
+    used = [SimpleNamespace(algorithm=a, value=v) for a, v in (x.split() for x in local)]
+    dtls = SimpleNamespace(getLocalParameters=lambda: SimpleNamespace(fingerprints=used))
+    return SimpleNamespace(
+        localDescription=sdp(local),
+        remoteDescription=sdp(remote),
+        sctp=SimpleNamespace(transport=dtls),
+    )
+
+
+def test_both_sides_name_the_certificates_alike_whatever_fingerprints_they_list() -> None:
+    """aiortc lists three fingerprints of its certificate, libwebrtc keeps one of them
+    in its remote description: both sides still prove the same pair (the sha-256 of
+    each certificate), and a remote SDP naming another certificate is refused."""
+    aiortc_cert, wrtc_cert = b"aiortc certificate", b"wrtc certificate"
+    aiortc_lists = [
+        certificate_fingerprint(aiortc_cert, a) for a in ("sha-256", "sha-384", "sha-512")
+    ]
+    wrtc_lists = [certificate_fingerprint(wrtc_cert)]
+    on_aiortc = connection_fingerprints(fake_pc(aiortc_lists, wrtc_lists), wrtc_cert)
+    on_wrtc = connection_fingerprints(fake_pc(wrtc_lists, aiortc_lists[2:]), aiortc_cert)
+    assert on_aiortc == (on_wrtc[1], on_wrtc[0])
+    assert on_aiortc[0] == (certificate_fingerprint(aiortc_cert),)
+    with pytest.raises(AuthenticationError, match="does not match its SDP"):
+        connection_fingerprints(fake_pc(wrtc_lists, aiortc_lists), b"another certificate")
+    with pytest.raises(AuthenticationError, match="presented no"):
+        connection_fingerprints(fake_pc(wrtc_lists, aiortc_lists), None)
