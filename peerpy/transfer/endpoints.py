@@ -27,9 +27,15 @@ import logging
 import math
 import os
 import secrets
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypedDict
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import Unpack
 
 import anyio
 import anyio.lowlevel
@@ -61,6 +67,7 @@ __all__ = [
     "SERIALIZATION",
     "TRANSFER_RESUME",
     "TRANSFER_TIMEOUTS",
+    "PeerSettings",
     "receive_files",
     "send_files",
 ]
@@ -98,6 +105,23 @@ TRANSFER_RESUME = 30.0
 #: reported after ``idle_timeout``: the channel waits on a resumption only
 #: with evidence of a network change (:meth:`~peerpy.transfer.channel.Channel.recv`).
 TRANSFER_TIMEOUTS = Timeouts(resume=TRANSFER_RESUME, reconnect_initial=0.1, reconnect_max=1.0)
+
+
+class PeerSettings(TypedDict, total=False):
+    """How a transfer side's :class:`~peerpy.Peer` reaches the broker and the network
+    (keywords of :func:`send_files` and :func:`receive_files`; ``None`` or absent:
+    the environment's or Peer's default)."""
+
+    #: The broker URL (``PEERPY_SERVER``).
+    server: str | None
+    #: STUN/TURN URLs (``PEERPY_ICE_SERVERS``).
+    ice_servers: Sequence[str] | None
+    #: The local addresses ICE may gather on (``PEERPY_ICE_ADDRESSES``).
+    ice_addresses: Sequence[str] | None
+    #: The broker's API key.
+    key: str | None
+    #: A token for the broker (a JWT).
+    token: str | None
 
 
 def _peer_kwargs(limits: Limits, **given: Any) -> dict[str, Any]:
@@ -151,13 +175,9 @@ async def send_files(
     words: int = 2,
     progress: Progress | None = None,
     options: TransferOptions | None = None,
-    server: str | None = None,
-    ice_servers: Sequence[str] | None = None,
-    ice_addresses: Sequence[str] | None = None,
     on_notice: Callable[[str], Any] | None = None,
     text: str | None = None,
-    key: str | None = None,
-    token: str | None = None,
+    **settings: Unpack[PeerSettings],
 ) -> TransferStats:
     """Offer ``paths`` (files and folders) under a fresh code and send them.
 
@@ -171,7 +191,8 @@ async def send_files(
     errors.  ``on_notice`` hears one-line news as it happens (default: the
     ``peerpy.transfer`` logger), such as a receiver gone silent.  Cancelling
     tells the receiver the sender stopped; the receiver keeps partial files
-    to resume.  ``key`` and ``token`` go to the Peer (a broker's API key, a JWT).
+    to resume.  ``settings`` (:class:`PeerSettings`: broker, ICE, key, token) go to
+    the Peer.
     """
     if text is not None and paths:
         raise TransferUsageError("send either paths or a text, not both")
@@ -179,15 +200,8 @@ async def send_files(
     fixed = parse_code(code) if isinstance(code, str) else code
     options = options or TransferOptions()
     notice = on_notice or _log.warning
-    kwargs = _peer_kwargs(
-        SENDER_LIMITS,
-        server=server,
-        ice_servers=ice_servers,
-        ice_addresses=ice_addresses,
-        key=key,
-        token=token,
-        logger=watching_logger(notice),  # a receiver that cannot connect: tell why
-    )
+    # A receiver that cannot connect: the watching logger tells why.
+    kwargs = _peer_kwargs(SENDER_LIMITS, **settings, logger=watching_logger(notice))
 
     async def body(stop: anyio.CancelScope) -> TransferStats | None:
         async with contextlib.AsyncExitStack() as stack:
@@ -340,14 +354,10 @@ async def receive_files(
     confirm: Confirmer = accept_all,
     progress: Progress | None = None,
     options: TransferOptions | None = None,
-    server: str | None = None,
-    ice_servers: Sequence[str] | None = None,
-    ice_addresses: Sequence[str] | None = None,
     on_notice: Callable[[str], Any] | None = None,
     stdout: BinaryIO | None = None,
-    key: str | None = None,
-    token: str | None = None,
     peer_id: str | None = None,
+    **settings: Unpack[PeerSettings],
 ) -> TransferStats:
     """Receive what the sender of ``code`` offers into the folder ``output``.
 
@@ -362,21 +372,14 @@ async def receive_files(
     failure.  ``on_notice`` hears one-line news as it happens (default: the
     ``peerpy.transfer`` logger), such as a sender gone silent.  Cancelling
     tells the sender the receiver stopped; partial files keep their
-    ``.peerpy-partial`` suffix for a resume.  ``key``, ``token`` and ``peer_id``
-    (default: one from the broker) go to the Peer.
+    ``.peerpy-partial`` suffix for a resume.  ``settings`` (:class:`PeerSettings`)
+    and ``peer_id`` (default: one from the broker) go to the Peer.
     """
     parsed = parse_code(code) if isinstance(code, str) else code
     target = Target(Path(output), conflict, stdout)
     options = options or TransferOptions()
     notice = on_notice or _log.warning
-    kwargs = _peer_kwargs(
-        RECEIVER_LIMITS,
-        server=server,
-        ice_servers=ice_servers,
-        ice_addresses=ice_addresses,
-        key=key,
-        token=token,
-    )
+    kwargs = _peer_kwargs(RECEIVER_LIMITS, **settings)
 
     async def body(stop: anyio.CancelScope) -> TransferStats | None:
         async with Peer(peer_id, **kwargs) as peer:
