@@ -341,8 +341,8 @@ class Connection:
             if not self.originator or self._remote_set:
                 self._log.warning("ignoring an unexpected ANSWER for %s", self.connection_id)
                 return
+            self._on_answer(signal)  # first: the channel may open while it is applied
             await self._set_remote(signal.sdp)
-            self._on_answer(signal)
         else:
             if self.originator or self._remote_set:
                 self._log.warning("ignoring an unexpected OFFER for %s", self.connection_id)
@@ -409,7 +409,8 @@ class Connection:
         await self._send_answer()
 
     def _on_answer(self, answer: AnswerPayload) -> None:
-        """Caller side: the ANSWER was applied."""
+        """Caller side: the ANSWER arrived; called before it is applied, so that what it
+        enables (resumption's envelopes) is in place before the channel can open."""
 
     # -- life cycle ---------------------------------------------------------
 

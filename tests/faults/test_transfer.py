@@ -237,7 +237,7 @@ def test_receiver_rerun_rejoins_a_waiting_sender(
     sender.wait_for(f"peerpy receive {code}` again", 10)
     assert_prefix(out / ("f.bin" + PARTIAL_SUFFIX), source)
     second = receive(procs, tmp_path, "recv2", broker, code, out)
-    assert second.wait(60) == 0, second.err()
+    assert second.wait(60) == 0, f"receiver: {second.err()}\nsender: {sender.err()}"
     assert sender.wait(30) == 0, sender.err()
     assert "resuming at" in second.err()
     assert f"backend: {peer_backend} " in second.err()

@@ -128,3 +128,31 @@ async def test_peerjs_style_connection_is_not_resumable(url: str, peer_id: str) 
         await conn.send("plain")
         with anyio.fail_after(5):
             assert await incoming.recv() == "plain"
+
+
+async def test_the_caller_numbers_its_first_message_when_the_answer_applies_slowly(
+    url: str, peer_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller's channel may open while the ANSWER is still being applied (wrtc polls
+    its state; a loaded machine): resumption, which the ANSWER enables, must already be
+    on then, or the caller's first message goes out without its envelope and the callee
+    fails the connection ("unknown envelope type", seen in the transfer fault suite)."""
+    from peerpy.connection import Connection
+
+    applied = Connection._set_remote
+
+    async def slow_set_remote(self: Connection, description: Any) -> None:
+        await applied(self, description)
+        if self.originator:
+            await anyio.sleep(0.5)  # the channel opens meanwhile
+
+    monkeypatch.setattr(Connection, "_set_remote", slow_set_remote)
+    async with Peer(peer_id + "a", server=url) as alice, Peer(peer_id + "b", server=url) as bob:
+        conn = await alice.connect(peer_id + "b", reliable=True)
+        await conn.send("first")
+        incoming = await bob.accept()
+        with anyio.fail_after(10):
+            assert await incoming.recv() == "first"
+        assert conn.resumable
+        assert incoming.resumable
+        assert incoming.error is None
