@@ -79,6 +79,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ABSENT_GRACE",
     "ATTEMPT",
+    "OFFLINE_CHECK",
     "PROBE_EVERY",
     "Carrier",
     "GenerationSwitch",
@@ -88,6 +89,9 @@ __all__ = [
 
 #: Seconds one generation may take to open before the originator tries the next.
 ATTEMPT: Final = 8.0
+#: Seconds between two looks at our broker session while it is down (the originator
+#: offers no generation then: it would only queue).
+OFFLINE_CHECK: Final = 1.0
 #: Seconds between the answering side's probes of the remote through the broker.
 PROBE_EVERY: Final = 2.0
 #: Seconds the broker may say the remote is unknown before resumption gives up:
@@ -364,6 +368,13 @@ class GenerationSwitch:
         # resumed then (its channel replayed the tail and sends went on over it), so stop
         # instead of superseding it with a new generation that nothing would replay on.
         while not conn.closed and self.active:
+            while not conn._owner.open and not conn.closed and self.active:
+                # Our broker session is down (our network too, likely): an OFFER now
+                # would wait in the signaling queue and reach the remote stale, after
+                # the new registration, which offers at once (registered()) anyway.
+                self._registered = anyio.Event()
+                with anyio.move_on_after(OFFLINE_CHECK):
+                    await self._registered.wait()
             self.generation += 1
             pc = conn._owner._new_pc()
             self._adopt(pc)

@@ -93,3 +93,29 @@ async def test_registering_again_changes_nothing_unless_resuming(
         assert conn.offers == []
         assert switch.active  # still waiting for the originator's OFFER
         tg.cancel_scope.cancel()
+
+
+async def test_no_generation_is_offered_while_our_broker_session_is_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While our broker session is down an OFFER would only wait in the signaling queue
+    and reach the remote stale: the originator offers the next generation once the
+    session registered again, at once."""
+    monkeypatch.setattr("peerpy.generation.backoff_delays", _long_backoff)
+    monkeypatch.setattr("peerpy.generation.ATTEMPT", 1000.0)
+    monkeypatch.setattr("peerpy.generation.backends.backend_of", lambda pc: _Backend())
+    async with anyio.create_task_group() as tg:
+        owner = _Owner(tg)
+        owner.open = False
+        conn = _Conn(owner, timed_out=set())
+        assert conn._switch is not None
+        switch = conn._switch
+        with anyio.fail_after(5):
+            switch.lost(PeerError("no ICE consent"))
+            await anyio.sleep(0.1)
+            assert conn.offers == []  # offline: nothing offered, nothing queued
+            owner.open = True
+            switch.registered()
+            await anyio.wait_all_tasks_blocked()
+            assert conn.offers == [1]
+        tg.cancel_scope.cancel()

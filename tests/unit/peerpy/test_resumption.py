@@ -244,6 +244,7 @@ class _Owner:
     def __init__(self, tg: anyio.abc.TaskGroup) -> None:
         self._tg = tg
         self.timeouts = Timeouts(resume=30.0)
+        self.open = True  # the broker session
         self.network = None
 
     def _spawn(self, func: Callable[[], Coroutine[Any, Any, Any]]) -> None:
