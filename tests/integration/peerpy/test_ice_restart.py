@@ -38,7 +38,10 @@ def _unavailable() -> str | None:
         return "wrtc is not installed (pip install 'peerpy-sdk[wrtc]')"
     if os.geteuid() != 0 or shutil.which("nft") is None:
         return "dropping a path needs root and nft"
-    if [name for _, name in socket.if_nameindex()] != ["lo"]:
+    # scripts/test's namespace (PEERPY_NETNS) holds only loopback, but the lab tests of
+    # another worker briefly create their veth pairs in it before moving them away.
+    own = os.environ.get("PEERPY_NETNS") == "1"
+    if not own and [name for _, name in socket.if_nameindex()] != ["lo"]:
         return "nftables rules need a namespace of its own (loopback only): run scripts/test"
     return None
 
