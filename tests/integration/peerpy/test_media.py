@@ -374,14 +374,17 @@ async def test_unread_remote_track_is_bounded(
     kept = frames_kept(bob.backend)
     with anyio.fail_after(10):
         first = await video.recv()
-        await anyio.sleep((kept + 15) / fps)  # 15 frames more than are kept arrive
+        await anyio.sleep((kept + 60) / fps)  # 60 frames more than are kept arrive
         ready: list[av.VideoFrame] = []
+        reading = anyio.current_time()
         while True:  # the frames kept come at once; then recv() waits for the next one
             with anyio.move_on_after(0.012) as waited:
                 ready.append(await video.recv())
             if waited.cancelled_caught:
                 break
-    assert len(ready) <= kept + 2  # at most one or two more arrived while reading
+        reading = anyio.current_time() - reading
+    # What was kept, and what arrived while reading it (a loaded machine reads slowly).
+    assert len(ready) <= kept + 2 + reading * fps, (len(ready), kept, reading)
     assert ready[0].time - first.time >= 10 / fps  # the oldest frames were dropped
     assert all(b.pts > a.pts for a, b in itertools.pairwise(ready))
     async with FrameCounter([video]) as counter:
