@@ -362,7 +362,9 @@ class GenerationSwitch:
         conn = self._conn
         timeouts = conn._owner.timeouts
         delays = backoff_delays(timeouts.reconnect_initial, timeouts.reconnect_max)
-        if self.ice_restart is not None and await self.ice_restart.attempt():
+        # An ICE restart's OFFER, too, would only queue while our broker session is down.
+        restart = self.ice_restart if conn._owner.open else None
+        if restart is not None and await restart.attempt():
             return
         # A generation whose attempt timed out may still open during the backoff: it
         # resumed then (its channel replayed the tail and sends went on over it), so stop
