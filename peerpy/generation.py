@@ -362,21 +362,14 @@ class GenerationSwitch:
         conn = self._conn
         timeouts = conn._owner.timeouts
         delays = backoff_delays(timeouts.reconnect_initial, timeouts.reconnect_max)
-        # An ICE restart's OFFER, too, would only queue while our broker session is down.
-        restart = self.ice_restart if conn._owner.open else None
-        if restart is not None and await restart.attempt():
+        await self._online()
+        if self.ice_restart is not None and await self.ice_restart.attempt():
             return
         # A generation whose attempt timed out may still open during the backoff: it
         # resumed then (its channel replayed the tail and sends went on over it), so stop
         # instead of superseding it with a new generation that nothing would replay on.
         while not conn.closed and self.active:
-            while not conn._owner.open and not conn.closed and self.active:
-                # Our broker session is down (our network too, likely): an OFFER now
-                # would wait in the signaling queue and reach the remote stale, after
-                # the new registration, which offers at once (registered()) anyway.
-                self._registered = anyio.Event()
-                with anyio.move_on_after(OFFLINE_CHECK):
-                    await self._registered.wait()
+            await self._online()
             self.generation += 1
             pc = conn._owner._new_pc()
             self._adopt(pc)
@@ -389,6 +382,17 @@ class GenerationSwitch:
                 return
             with anyio.move_on_after(next(delays)):
                 await self._registered.wait()  # back on the network: no backoff
+
+    async def _online(self) -> None:
+        """Wait while our broker session is down (our network too, likely): an OFFER made
+        now would wait in the signaling queue and reach the remote stale, after the new
+        registration, which offers at once (:meth:`registered`) anyway.  Cancelling
+        stops waiting."""
+        conn = self._conn
+        while not conn._owner.open and not conn.closed and self.active:
+            self._registered = anyio.Event()
+            with anyio.move_on_after(OFFLINE_CHECK):
+                await self._registered.wait()
 
     async def _await_offer(self) -> None:
         """Answering side: answer the originator's OFFERs (routed here) until one opens.

@@ -154,7 +154,9 @@ def test_two_pairs_move_folders_at_once_without_a_broker(lan: LanLab, tmp_path: 
     code_a, code_b = send_a.code(), send_b.code()
     assert code_a.split("-")[0] != code_b.split("-")[0]  # two nameplates on one network
     # The hint names no broker: on the local network none is needed.
-    assert f"On the other machine on this network run:  peerpy receive {code_a}" in send_a.err()
+    hint = f"On the other machine on this network run:  peerpy receive {code_a}"
+    # On stderr, the code on stdout: which of the two is written first is not ordered.
+    wait_for(lambda: hint in send_a.err(), 10, "the sender's hint")
     # While it waits, the sender's broker listens on its LAN address only.
     listening = lan.listening("a1")
     assert listening, listening
