@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import anyio
 
@@ -48,7 +48,18 @@ from .errors import (
 from .options import TransferOptions
 from .protocol import Confirm, Decoder, Error, Heartbeat, Message, Pake, encode
 
-__all__ = ["REMOTE_ERRORS", "Channel", "authenticate", "guarded", "with_heartbeat"]
+__all__ = [
+    "REMOTE_ERRORS",
+    "RESUMED_GRACE",
+    "Channel",
+    "authenticate",
+    "guarded",
+    "with_heartbeat",
+]
+
+#: Seconds of silence a connection that resumed since its last frame may keep before
+#: it counts (its transport may still be backing off from the outage).
+RESUMED_GRACE: Final = 10.0
 
 M = TypeVar("M")
 
@@ -81,6 +92,8 @@ class Channel:
         self.decoder = Decoder()
         self.authenticated = False
         self.last_sent = time.monotonic()
+        self._generation = conn.generation  # the peer connection the last frame came on
+        self._resumed_at = 0.0
 
     def set_authenticated(self) -> None:
         """The peer proved the code: lift the pre-authentication frame limit."""
@@ -129,7 +142,9 @@ class Channel:
             while True:
                 try:
                     with anyio.fail_after(idle):
-                        return await self.conn.recv()
+                        frame = await self.conn.recv()
+                    self._generation = self.conn.generation
+                    return frame
                 except TimeoutError:
                     if not self._may_resume():
                         raise
@@ -158,7 +173,17 @@ class Channel:
         frozen remote gives no such evidence: its silence is reported after
         ``idle_timeout``, as on any connection.
         """
-        return self.conn.reconnecting and self.conn.network_change is not None
+        if self.conn.reconnecting and self.conn.network_change is not None:
+            return True
+        # Resumed since the last frame: the path is new, but its transport may hold
+        # what it queued during the outage until a retransmission timer that backed
+        # off meanwhile fires (seen after wrtc's ICE restarts: 3 s and more of
+        # silence).  Grant it RESUMED_GRACE from the first silence seen since.
+        generation = self.conn.generation
+        if generation != self._generation:
+            self._generation = generation
+            self._resumed_at = time.monotonic()
+        return time.monotonic() - self._resumed_at < RESUMED_GRACE
 
     async def expect(self, kind: type[M], limit: float | None = None) -> M:
         """The next message, which must be a ``kind``.  Cancelling loses nothing."""

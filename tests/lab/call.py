@@ -75,22 +75,34 @@ class Viewer:
         emit(event="open", t=now(), backend=self.call.backend, route=str(self.call.route))
 
     async def frames_after_resume(self) -> None:
-        """Wait for a resume, then FRAMES frames of the stream it announced (again if the
-        call resumes once more before they come)."""
+        """Wait for a resume, then FRAMES frames of the latest stream announced (the one
+        that replaced it if its tracks end first: the call resumed again, or a second
+        ``stream`` event of the same resume replaced it)."""
+        await self._resumed.wait()
         while True:
-            await self._resumed.wait()
-            self._resumed = anyio.Event()
             stream = self.streams[-1]
             try:
                 async with FrameCounter(stream.video_tracks) as counter:
                     await counter.wait(video=1)
                     first = now()
                     await counter.wait(video=FRAMES)
-            except ConnectionClosedError:  # those tracks ended: resuming again
+            except Exception as exc:  # the FrameCounter's task group wraps the end
+                if not _ended(exc):
+                    raise
+                while stream is self.streams[-1]:  # noqa: ASYNC110 - the one that replaces it
+                    await anyio.sleep(0.05)
                 continue
             emit(event="frames-after-resume", t=now(), first=first, frames=FRAMES,
                  generation=self.call.generation)  # fmt: skip
             return
+
+
+def _ended(exc: BaseException) -> bool:
+    """Whether ``exc`` (maybe an exception group) is only tracks that ended."""
+    if isinstance(exc, ConnectionClosedError):
+        return True
+    inner = getattr(exc, "exceptions", None)
+    return bool(inner) and all(_ended(e) for e in inner)
 
 
 async def main(argv: list[str]) -> None:
