@@ -39,7 +39,7 @@ from aiortc import RTCPeerConnection
 from peerpy_protocol.payloads import AnswerPayload, OfferPayload, Resume
 
 from .exceptions import ConnectionClosedError
-from .keepalive import address_gone
+from .pathloss import route_gone
 from .route import Route
 
 if TYPE_CHECKING:
@@ -66,8 +66,7 @@ def _old_pair(route: Route | None, before: Route | None) -> bool:
         before.remote_address,
     ):
         return True
-    gone = route.local_type == "host" and address_gone(route.local_address, route.remote_address)
-    return bool(gone)
+    return route_gone(route) is not None
 
 
 class IceRestart:

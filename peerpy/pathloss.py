@@ -19,11 +19,24 @@ do not name our own address: they are left to ICE.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from .connection import Connection
 from .keepalive import address_gone
 
-__all__ = ["resume_lost_paths"]
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .route import Route
+
+__all__ = ["resume_lost_paths", "route_gone"]
+
+
+def route_gone(route: Route | None) -> str | None:
+    """Why ``route`` leaves from a host address that is no longer ours (or no longer the
+    one the host reaches its remote from), or ``None`` (also for routes that do not
+    start from a host candidate: they do not name our own address)."""
+    if route is None or route.local_type != "host":
+        return None
+    return address_gone(route.local_address, route.remote_address)
 
 
 def resume_lost_paths(connections: Iterable[Connection]) -> int:
@@ -32,10 +45,9 @@ def resume_lost_paths(connections: Iterable[Connection]) -> int:
     for conn in connections:
         if conn._switch is None:
             continue
-        route = conn.route
-        if conn.reconnecting or not conn.open or route is None or route.local_type != "host":
+        if conn.reconnecting or not conn.open:
             continue
-        why = address_gone(route.local_address, route.remote_address)
+        why = route_gone(conn.route)
         if why is not None:
             conn._switch.path_gone(f"the path to {conn.peer} is gone: {why}")
             started += 1
