@@ -13,6 +13,12 @@ hangs up after ``--seconds`` (the other side then closes too).  With
 each second: round-trip time, frames sent and received per second, frames
 dropped, jitter and packets lost.  A PeerJS page
 can take either role: ``peer.call("alice", stream)`` or answer bob's call.
+
+Between two peerpy peers the call survives a network change (a new address,
+a link down for a while): the script prints ``reconnecting`` and ``resumed``
+as they happen.  The resumed call brings a new remote stream (the ``stream``
+event again, see docs/network.md); this script keeps counting or recording
+the first one only.
 """
 
 from __future__ import annotations
@@ -99,6 +105,8 @@ async def main(argv: list[str] | None = None) -> None:
                 call = await peer.accept_call()
                 print(f"{call.peer} calls (metadata {call.metadata!r}); answering")
                 await call.answer(tracks)
+            call.on("reconnecting", lambda error: print(f"path lost ({error}): reconnecting"))
+            call.on("resumed", lambda: print(f"resumed over {call.route}"))
             stream = await call.wait_stream()
             print(f"in a call with {call.peer}: receiving {stream}")
             async with call, sink(stream, args.record), anyio.create_task_group() as tg:
