@@ -199,7 +199,7 @@ def test_stream_survives_a_move_to_another_nat(lab: Lab) -> None:
 
 def test_stream_survives_a_conntrack_flush(lab: Lab) -> None:
     """Case 4: B behind a symmetric NAT whose conntrack table is flushed mid-stream (every
-    flow rebound to a new port): every message once, in order; stalls at most 15 s."""
+    flow rebound, usually to a new port): every message once, in order; stalls at most 15 s."""
     lab.add_nat("natS", NatKind.SYMMETRIC)
     flushed: list[str] = []
 
@@ -214,5 +214,7 @@ def test_stream_survives_a_conntrack_flush(lab: Lab) -> None:
             lab.exec("natS", [sys.executable, CONNTRACK])
             flushed.append(namespace)
 
+    # No pair must resume: the NAT may map a flow to the same port again after the
+    # flush (seen on an aiortc pair: every message, a 0.1 s stall, the same path).
     check(stream_across(lab, change, seconds=BEFORE + AFTER, place=place), bound=15.0,
-          must_resume=ALWAYS_RESUME)  # fmt: skip
+          must_resume=[])  # fmt: skip
