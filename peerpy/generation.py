@@ -198,6 +198,8 @@ class GenerationSwitch:
         self._absent_since = None
         if self.ice_restart is None or not self.ice_restart.possible:
             self._carrier.detach()
+        else:
+            self.ice_restart.lost()
         self._log.info(
             "connection %s to %s lost (%s): resuming", conn.connection_id, conn.peer, error
         )
@@ -399,12 +401,15 @@ class GenerationSwitch:
 
         Meanwhile probe the remote through the broker, which answers EXPIRE
         if it is gone: an empty candidate for this connection (:func:`probe`),
-        which tells an originator that has not noticed the loss to resume now.
+        which tells an originator that has not noticed the loss to resume now;
+        not while an ICE restart we answered waits for its pair (the remote is
+        there, and may have resumed on it already).
         """
         conn = self._conn
         while not conn.closed:
-            payload = CandidatePayload(probe(self.generation), conn.type, conn.connection_id)
-            relay = Relay(RelayType.CANDIDATE, dst=conn.peer, payload=payload.to_json())
-            await conn._owner._send_relay(relay)
+            if self.ice_restart is None or not self.ice_restart.completing:
+                payload = CandidatePayload(probe(self.generation), conn.type, conn.connection_id)
+                relay = Relay(RelayType.CANDIDATE, dst=conn.peer, payload=payload.to_json())
+                await conn._owner._send_relay(relay)
             if await self._wait_progress(PROBE_EVERY):
                 return

@@ -19,10 +19,12 @@ When such a connection loses its path, its :class:`IceRestart` (owned by the
    number, restarts ICE and sends an OFFER with ``peerpyResume`` ``iceRestart``
    through the broker; the other side applies it to its current peer
    connection and answers the same way;
-3. once libwebrtc's ICE has a working pair again, each side acknowledges what
-   it received and sends its tail again on the same channel (the remote drops
-   what SCTP had delivered already), and emits ``resumed``: the same peer
-   connection, a new generation number;
+3. once libwebrtc's ICE has a working pair again (a pair of the restart, or
+   the old pair if the remote's envelopes arrive on it again: after a link
+   outage the old path works again and libwebrtc may keep it), each side
+   acknowledges what it received and sends its tail again on the same channel
+   (the remote drops what SCTP had delivered already), and emits ``resumed``:
+   the same peer connection, a new generation number;
 4. if that does not happen within :data:`RESTART_ATTEMPT` seconds (or the
    channel closes, or ICE fails), the originator falls back to new peer
    connections (:mod:`peerpy.generation`), whose OFFERs the other side
@@ -31,7 +33,9 @@ When such a connection loses its path, its :class:`IceRestart` (owned by the
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -55,18 +59,32 @@ RESTART_ATTEMPT: Final = 5.0
 STALE_POLL: Final = 0.05
 
 
-def _old_pair(route: Route | None, before: Route | None) -> bool:
-    """Whether ``route`` is still the pair the restart replaces: the one selected before
-    it (same local and remote address and port), or one leaving from a host address
-    that is no longer ours (or no longer the one the host reaches the remote from)."""
-    if route is None:
+def _usable(route: Route | None, before: Route | None, *, recovered: bool, heard: bool) -> bool:
+    """Whether a restart may resume on ``route``, the pair selected now (ICE connected).
+
+    Never on a pair leaving from a host address that is no longer ours (or no
+    longer the one the host reaches the remote from).  The pair selected before
+    the restart (same local and remote address and port) only when it
+    ``recovered`` (ICE was seen disconnected since the path was lost: after a
+    link outage the old pair works again, and libwebrtc may keep it) or the
+    remote was ``heard`` on the channel since: else its "connected" may be
+    stale (the remote's address changed and libwebrtc has not noticed yet), and
+    a restart gathers new candidates, on new ports: wait for one of those.
+    """
+    if route is None or route_gone(route) is not None:
         return False
-    if before is not None and (route.local_address, route.remote_address) == (
+    if recovered or heard or before is None:
+        return True
+    return (route.local_address, route.remote_address) != (
         before.local_address,
         before.remote_address,
-    ):
-        return True
-    return route_gone(route) is not None
+    )
+
+
+def _heard_since(conn: DataConnection, began: float) -> bool:
+    """Whether an envelope of the remote arrived on ``conn``'s channel after ``began``."""
+    silence = conn.remote_silence
+    return silence is not None and silence < time.monotonic() - began
 
 
 class IceRestart:
@@ -81,10 +99,32 @@ class IceRestart:
         #: How many times the connection resumed by an ICE restart.
         self.restarts = 0
         self._before: Route | None = None  # the pair selected when the restart began
+        self._began = 0.0  # when it began (time.monotonic())
+        self._completing = 0  # negotiated restarts waiting for their working pair
+        self._down_seen = False  # ICE seen disconnected since the path was lost
 
     def agree(self, remote: Resume) -> None:
         """The remote's ``peerpyResume`` of generation 0: restart only if both can."""
         self.agreed = remote.ice_restart and self._conn._backend.restarts_ice
+
+    def lost(self) -> None:
+        """The path is lost (the connection starts resuming): note libwebrtc's ICE state."""
+        if self.agreed:
+            self._down_seen = not self._conn._backend.ice_connected(self._conn.peer_connection)
+
+    def _begin(self) -> None:
+        """A restart begins: note the pair it replaces, the time and the ICE state."""
+        conn = self._conn
+        self._before, self._began = conn._backend.route_of(conn.peer_connection), time.monotonic()
+        if not conn._backend.ice_connected(conn.peer_connection):
+            self._down_seen = True
+
+    @property
+    def completing(self) -> bool:
+        """Whether a negotiated restart waits for its working pair (the answering side
+        does not probe meanwhile: its probe would name the generation the remote may
+        have just resumed on, and make it restart again)."""
+        return self._completing > 0
 
     @property
     def possible(self) -> bool:
@@ -106,7 +146,7 @@ class IceRestart:
         self._log.info(
             "restarting ICE of %s (generation %d)", conn.connection_id, switch.generation
         )
-        self._before = conn._backend.route_of(conn.peer_connection)
+        self._begin()
         try:
             conn._backend.restart_ice(conn.peer_connection)
             await conn._send_offer(
@@ -152,7 +192,7 @@ class IceRestart:
             if not switch.active:
                 switch.lost(ConnectionClosedError(f"{conn.peer} restarts ICE"))
             switch.generation = generation
-            self._before = conn._backend.route_of(conn.peer_connection)
+            self._begin()
             try:
                 await conn._set_remote(signal.sdp)
                 await conn._send_answer(
@@ -167,21 +207,43 @@ class IceRestart:
             generation,
             conn.connection_id,
         )
+        self._completing += 1
         conn._owner._spawn(lambda: self._complete(pc, generation))
+
+    def _hello(self) -> None:
+        """Acknowledge what arrived, on the channel: an envelope the remote hears once the
+        path works, even on the old pair (what ends its wait for a new one)."""
+        resumable, channel = self._conn._resumable, self._conn._channel
+        if resumable is not None and channel is not None:
+            with contextlib.suppress(Exception):  # closed meanwhile: the restart fails
+                channel.send(resumable.resume.ack())
 
     async def _complete(self, pc: RTCPeerConnection, generation: int) -> None:
         """Resume on ``pc`` once its ICE works again (within :data:`RESTART_ATTEMPT`).
 
         Cancelled only with the peer.
         """
-        conn, switch = self._conn, self._switch
+        try:
+            await self._await_pair(pc, generation)
+        finally:
+            self._completing -= 1
+
+    async def _await_pair(self, pc: RTCPeerConnection, generation: int) -> None:
+        conn, switch, backend = self._conn, self._switch, self._conn._backend
+        hello = False
         with anyio.move_on_after(RESTART_ATTEMPT) as waited:
-            await conn._backend.ice_connected(pc)
-            while _old_pair(conn._backend.route_of(pc), self._before):
-                # Still the pair from before the restart (libwebrtc has not switched
-                # yet): a restart gathers new candidates, on new ports.  Wait for one.
+            while True:
+                if not backend.ice_connected(pc):
+                    self._down_seen = True
+                else:
+                    if not hello:
+                        hello = True
+                        self._hello()
+                    heard = _heard_since(conn, self._began)
+                    if _usable(backend.route_of(pc), self._before,
+                               recovered=self._down_seen, heard=heard):  # fmt: skip
+                        break
                 await anyio.sleep(STALE_POLL)
-                await conn._backend.ice_connected(pc)
         if waited.cancelled_caught:
             self._log.info("ICE restart %d of %s found no working pair", generation, conn.peer)
             return  # the originator makes a new peer connection; the other side answers it
@@ -192,3 +254,4 @@ class IceRestart:
         switch.channel_open(channel)
         if not switch.active:
             self.restarts += 1
+            self._down_seen = False

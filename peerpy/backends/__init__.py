@@ -347,10 +347,10 @@ class Backend(Protocol):
         """Make ``pc``'s next offer restart ICE; only where :attr:`restarts_ice`."""
         ...
 
-    async def ice_connected(self, pc: RTCPeerConnection) -> None:
-        """Wait until ``pc``'s ICE has a working candidate pair (at once if it has one).
+    def ice_connected(self, pc: RTCPeerConnection) -> bool:
+        """Whether ``pc``'s ICE has a working candidate pair now (the remote heard lately).
 
-        Only where :attr:`restarts_ice`. Cancelling stops waiting.
+        Only where :attr:`restarts_ice`.
         """
         ...
 

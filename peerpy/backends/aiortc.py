@@ -186,7 +186,7 @@ class AiortcBackend:
     def restart_ice(self, pc: RTCPeerConnection) -> None:
         raise WebRTCError("aiortc cannot restart ICE (aiortc#211)")
 
-    async def ice_connected(self, pc: RTCPeerConnection) -> None:
+    def ice_connected(self, pc: RTCPeerConnection) -> bool:
         raise WebRTCError("aiortc cannot restart ICE (aiortc#211)")
 
 

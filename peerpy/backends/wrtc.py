@@ -521,9 +521,9 @@ class WrtcBackend:
     def restart_ice(self, pc: aiortc.RTCPeerConnection) -> None:
         pc._native.restart_ice()  # type: ignore[attr-defined]
 
-    async def ice_connected(self, pc: aiortc.RTCPeerConnection) -> None:
-        """Wait for libwebrtc's own ICE state (the layer shows "disconnected" as "completed")."""
-        await _until(lambda: _text(pc._native.ice_connection_state) in CONNECTED)  # type: ignore[attr-defined]
+    def ice_connected(self, pc: aiortc.RTCPeerConnection) -> bool:
+        """libwebrtc's own ICE state (the layer shows "disconnected" as "completed")."""
+        return _text(pc._native.ice_connection_state) in CONNECTED  # type: ignore[attr-defined]
 
     def add_track(self, pc: aiortc.RTCPeerConnection, track: aiortc.MediaStreamTrack) -> None:
         pc.addTrack(track)  # through a feed (_PeerConnection.addTrack); libwebrtc counts frames

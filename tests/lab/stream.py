@@ -12,7 +12,8 @@ the peer connection is still the first one, as after an ICE restart), and ``erro
 and for the peer's broker session, ``peer-error`` (the session lost, why) and
 ``registered`` (registered again by ``auto_reconnect``), with the time.
 
-Timeouts are short for the lab: ``remote_gone`` 3 s, ``resume`` 45 s.
+Timeouts are short for the lab: ``remote_gone`` 3 s, ``resume`` 45 s.  peerpy's
+log (INFO, with the monotonic time) goes to stderr: the tests keep it for a failure.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import sys
 import time
 from typing import Any
@@ -68,7 +70,16 @@ async def receive(conn: DataConnection) -> None:
     emit(event="error", error=f"closed after {expected} messages: {conn.error}")
 
 
+class _Monotonic(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{time.monotonic():.3f} {super().format(record)}"
+
+
 async def main(argv: list[str]) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Monotonic("%(name)s %(levelname)s %(message)s"))
+    logging.getLogger("peerpy").addHandler(handler)
+    logging.getLogger("peerpy").setLevel(logging.INFO)
     parser = argparse.ArgumentParser()
     parser.add_argument("role", choices=("send", "recv"))
     parser.add_argument("id")

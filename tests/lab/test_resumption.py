@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,6 +54,9 @@ def lab() -> Iterator[Lab]:
         yield lab
 
 
+#: Per pair: (A's backend, B's backend), A's events, when the change was made, the logs.
+Results = list[tuple[tuple[str, str], list[dict[str, Any]], float, str]]
+
 #: Makes pair ``index``'s two lab hosts and returns their names (A's, B's).
 Placement = Callable[[Lab, int], tuple[str, str]]
 
@@ -71,29 +75,39 @@ def stream_across(
     *,
     seconds: float,
     place: Placement = on_the_segment,
-) -> list[tuple[tuple[str, str], list[dict[str, Any]], float]]:
+    logs: Path,
+) -> Results:
     """Run each pair's stream, call ``change(B's namespace)`` on every B after BEFORE s.
 
-    Returns, per pair, A's events and the monotonic time the change was made.
+    Returns, per pair, A's events, the monotonic time the change was made and
+    both sides' stderr (peerpy's log; kept in ``logs``).  A pair that does not
+    open fails the test with its logs.
     """
     runs = []
     for index, (a_backend, b_backend) in enumerate(PAIRS):
         a, b = place(lab, index)
         tag = f"{os.getpid()}x{index}"
-        receiver = lab.spawn(a, [sys.executable, str(STREAM), "recv", f"ra{tag}",
-                                 "--server", SERVER], env=stream_env(a_backend))  # fmt: skip
+        with (logs / f"a{index}.log").open("wb") as a_log:
+            receiver = lab.spawn(a, [sys.executable, str(STREAM), "recv", f"ra{tag}",
+                                     "--server", SERVER], env=stream_env(a_backend),
+                                 stderr=a_log.fileno())  # fmt: skip
         _wait_ready(receiver)
-        sender = lab.spawn(b, [sys.executable, str(STREAM), "send", f"sb{tag}", f"ra{tag}",
-                               "--server", SERVER, "--seconds", str(seconds)],
-                           env=stream_env(b_backend))  # fmt: skip
+        with (logs / f"b{index}.log").open("wb") as b_log:
+            sender = lab.spawn(b, [sys.executable, str(STREAM), "send", f"sb{tag}",
+                                   f"ra{tag}", "--server", SERVER, "--seconds", str(seconds)],
+                               env=stream_env(b_backend), stderr=b_log.fileno())  # fmt: skip
         runs.append(((a_backend, b_backend), lab.ns(b), receiver, sender))
     session: list[dict[str, Any]] = []  # broker session events before the change
-    for _, _, receiver, sender in runs:
+    for index, (_, _, receiver, sender) in enumerate(runs):
         for process in (receiver, sender):
-            opened = read_event(process, 30)
-            while opened["event"] in SESSION_EVENTS:
-                session.append(opened)
+            try:
                 opened = read_event(process, 30)
+                while opened["event"] in SESSION_EVENTS:
+                    session.append(opened)
+                    opened = read_event(process, 30)
+            except (TimeoutError, EOFError) as exc:
+                why = f"pair {index} did not open: {exc}\n{_logs(logs, index)}"
+                raise AssertionError(why) from exc
             assert opened["event"] == "open", opened
     if session:
         print(f"broker sessions lost and registered again before the change: {session}")
@@ -102,12 +116,21 @@ def stream_across(
     for _, namespace, _, _ in runs:
         change(namespace)
     results = []
-    for pair, _, receiver, _ in runs:
+    for index, (pair, _, receiver, _) in enumerate(runs):
         events: list[dict[str, Any]] = []
         while not events or events[-1]["event"] not in ("done", "error"):
             events.append(read_event(receiver, seconds + 60))
-        results.append((pair, events, changed))
+        results.append((pair, events, changed, _logs(logs, index)))
     return results
+
+
+def _logs(logs: Path, index: int) -> str:
+    """Pair ``index``'s stderr so far: A's, then B's."""
+    text = ""
+    for side in "ab":
+        log = (logs / f"{side}{index}.log").read_text(errors="replace")
+        text += f"--- {side.upper()}{index}\n{log[-6000:]}\n"
+    return text
 
 
 def _wait_ready(process: subprocess.Popen[bytes]) -> None:
@@ -115,16 +138,16 @@ def _wait_ready(process: subprocess.Popen[bytes]) -> None:
 
 
 def check(
-    results: list[tuple[tuple[str, str], list[dict[str, Any]], float]],
+    results: Results,
     bound: float,
     must_resume: list[tuple[str, str]] = PAIRS,
 ) -> None:
     """Every message once, in order; the longest stall within ``bound``; a resume seen
     on each pair of ``must_resume`` (the others may also keep their peer connection)."""
     failures = []
-    for pair, events, changed in results:
+    for pair, events, changed, log in results:
         done = events[-1]
-        summary = f"{pair}: {json.dumps(events)}"
+        summary = f"{pair}: {json.dumps(events)}\n{log}"
         if done["event"] != "done":
             failures.append(summary)
             continue
@@ -138,7 +161,7 @@ def check(
     assert not failures, "\n".join(failures)
 
 
-def test_stream_survives_an_address_change(lab: Lab) -> None:
+def test_stream_survives_an_address_change(lab: Lab, tmp_path: Path) -> None:
     """Case 1: B's address changes mid-stream (new added, old removed): A gets every
     message once, in order, and the stream stalls at most 15 s."""
 
@@ -147,10 +170,10 @@ def test_stream_survives_an_address_change(lab: Lab) -> None:
         lab.ip(namespace, "addr", "add", f"203.0.113.{30 + int(index)}/24", "dev", "eth0")
         lab.ip(namespace, "addr", "del", f"203.0.113.{20 + int(index)}/24", "dev", "eth0")
 
-    check(stream_across(lab, change, seconds=BEFORE + AFTER), bound=15.0)
+    check(stream_across(lab, change, seconds=BEFORE + AFTER, logs=tmp_path), bound=15.0)
 
 
-def test_stream_survives_a_link_down(lab: Lab) -> None:
+def test_stream_survives_a_link_down(lab: Lab, tmp_path: Path) -> None:
     """Case 2: B's link goes down for 12 s (longer than remote_gone) then up: every
     message once, in order; the stream stalls at most the outage plus 8 s."""
     outage = 12.0
@@ -169,13 +192,13 @@ def test_stream_survives_a_link_down(lab: Lab) -> None:
             timer.start()
 
     try:
-        results = stream_across(lab, change, seconds=BEFORE + outage + AFTER)
+        results = stream_across(lab, change, seconds=BEFORE + outage + AFTER, logs=tmp_path)
     finally:
         timer.cancel()
     check(results, bound=outage + 8.0)
 
 
-def test_stream_survives_a_move_to_another_nat(lab: Lab) -> None:
+def test_stream_survives_a_move_to_another_nat(lab: Lab, tmp_path: Path) -> None:
     """Case 3: B, on the LANs of two cone NATs, moves from behind NAT A to behind NAT B
     (its default route switched to B's, its link to A down): every message once, in
     order; the stream stalls at most 15 s."""
@@ -193,11 +216,11 @@ def test_stream_survives_a_move_to_another_nat(lab: Lab) -> None:
         lab.ip(namespace, "route", "replace", "default", "via", "10.2.0.1", "dev", "eth1")
         lab.ip(namespace, "link", "set", "eth0", "down")
 
-    check(stream_across(lab, change, seconds=BEFORE + AFTER, place=place), bound=15.0,
-          must_resume=ALWAYS_RESUME)  # fmt: skip
+    results = stream_across(lab, change, seconds=BEFORE + AFTER, place=place, logs=tmp_path)
+    check(results, bound=15.0, must_resume=ALWAYS_RESUME)
 
 
-def test_stream_survives_a_conntrack_flush(lab: Lab) -> None:
+def test_stream_survives_a_conntrack_flush(lab: Lab, tmp_path: Path) -> None:
     """Case 4: B behind a symmetric NAT whose conntrack table is flushed mid-stream (every
     flow rebound, usually to a new port): every message once, in order; stalls at most 15 s."""
     lab.add_nat("natS", NatKind.SYMMETRIC)
@@ -216,5 +239,5 @@ def test_stream_survives_a_conntrack_flush(lab: Lab) -> None:
 
     # No pair must resume: the NAT may map a flow to the same port again after the
     # flush (seen on an aiortc pair: every message, a 0.1 s stall, the same path).
-    check(stream_across(lab, change, seconds=BEFORE + AFTER, place=place), bound=15.0,
-          must_resume=[])  # fmt: skip
+    results = stream_across(lab, change, seconds=BEFORE + AFTER, place=place, logs=tmp_path)
+    check(results, bound=15.0, must_resume=[])
