@@ -12,8 +12,9 @@ the peer connection is still the first one, as after an ICE restart), and ``erro
 and for the peer's broker session, ``peer-error`` (the session lost, why) and
 ``registered`` (registered again by ``auto_reconnect``), with the time.
 
-Timeouts are short for the lab: ``remote_gone`` 3 s, ``resume`` 45 s.  peerpy's
-log (INFO, with the monotonic time) goes to stderr: the tests keep it for a failure.
+Timeouts are short for the lab: ``remote_gone`` 3 s, ``resume`` 45 s.  With
+``STREAM_LOG=1``, peerpy's log (INFO, with the monotonic time) goes to stderr
+(the resumption tests keep it in a file, for a failure).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import itertools
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -76,10 +78,11 @@ class _Monotonic(logging.Formatter):
 
 
 async def main(argv: list[str]) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(_Monotonic("%(name)s %(levelname)s %(message)s"))
-    logging.getLogger("peerpy").addHandler(handler)
-    logging.getLogger("peerpy").setLevel(logging.INFO)
+    if os.environ.get("STREAM_LOG") == "1":
+        handler = logging.StreamHandler()
+        handler.setFormatter(_Monotonic("%(name)s %(levelname)s %(message)s"))
+        logging.getLogger("peerpy").addHandler(handler)
+        logging.getLogger("peerpy").setLevel(logging.INFO)
     parser = argparse.ArgumentParser()
     parser.add_argument("role", choices=("send", "recv"))
     parser.add_argument("id")

@@ -87,19 +87,21 @@ def stream_across(
     for index, (a_backend, b_backend) in enumerate(PAIRS):
         a, b = place(lab, index)
         tag = f"{os.getpid()}x{index}"
+        a_env = dict(stream_env(a_backend), STREAM_LOG="1")
+        b_env = dict(stream_env(b_backend), STREAM_LOG="1")
         with (logs / f"a{index}.log").open("wb") as a_log:
             receiver = lab.spawn(a, [sys.executable, str(STREAM), "recv", f"ra{tag}",
-                                     "--server", SERVER], env=stream_env(a_backend),
+                                     "--server", SERVER], env=a_env,
                                  stderr=a_log.fileno())  # fmt: skip
         _wait_ready(receiver)
         with (logs / f"b{index}.log").open("wb") as b_log:
             sender = lab.spawn(b, [sys.executable, str(STREAM), "send", f"sb{tag}",
                                    f"ra{tag}", "--server", SERVER, "--seconds", str(seconds)],
-                               env=stream_env(b_backend), stderr=b_log.fileno())  # fmt: skip
+                               env=b_env, stderr=b_log.fileno())  # fmt: skip
         runs.append(((a_backend, b_backend), lab.ns(b), receiver, sender))
     session: list[dict[str, Any]] = []  # broker session events before the change
     for index, (_, _, receiver, sender) in enumerate(runs):
-        for process in (receiver, sender):
+        for process in (sender, receiver):
             try:
                 opened = read_event(process, 30)
                 while opened["event"] in SESSION_EVENTS:
