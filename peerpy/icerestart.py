@@ -57,25 +57,14 @@ __all__ = ["RESTART_ATTEMPT", "IceRestart"]
 RESTART_ATTEMPT: Final = 5.0
 #: Seconds between two looks at the selected pair while it is still the old one.
 STALE_POLL: Final = 0.05
+#: Seconds a restart whose path works again (see :meth:`IceRestart._await_pair`) still
+#: waits for libwebrtc to select a new pair before it resumes on the old one.
+OLD_PAIR_GRACE: Final = 1.0
 
 
-def _usable(route: Route | None, before: Route | None, *, recovered: bool, heard: bool) -> bool:
-    """Whether a restart may resume on ``route``, the pair selected now (ICE connected).
-
-    Never on a pair leaving from a host address that is no longer ours (or no
-    longer the one the host reaches the remote from).  The pair selected before
-    the restart (same local and remote address and port) only when it
-    ``recovered`` (ICE was seen disconnected since the path was lost: after a
-    link outage the old pair works again, and libwebrtc may keep it) or the
-    remote was ``heard`` on the channel since: else its "connected" may be
-    stale (the remote's address changed and libwebrtc has not noticed yet), and
-    a restart gathers new candidates, on new ports: wait for one of those.
-    """
-    if route is None or route_gone(route) is not None:
-        return False
-    if recovered or heard or before is None:
-        return True
-    return (route.local_address, route.remote_address) != (
+def _same_pair(route: Route, before: Route | None) -> bool:
+    """Whether ``route`` is the pair selected before the restart (same addresses and ports)."""
+    return before is not None and (route.local_address, route.remote_address) == (
         before.local_address,
         before.remote_address,
     )
@@ -223,28 +212,14 @@ class IceRestart:
 
         Cancelled only with the peer.
         """
+        conn, switch = self._conn, self._switch
+        found = False
         try:
-            await self._await_pair(pc, generation)
+            with anyio.move_on_after(RESTART_ATTEMPT):
+                found = await self._working_pair(pc)
         finally:
             self._completing -= 1
-
-    async def _await_pair(self, pc: RTCPeerConnection, generation: int) -> None:
-        conn, switch, backend = self._conn, self._switch, self._conn._backend
-        hello = False
-        with anyio.move_on_after(RESTART_ATTEMPT) as waited:
-            while True:
-                if not backend.ice_connected(pc):
-                    self._down_seen = True
-                else:
-                    if not hello:
-                        hello = True
-                        self._hello()
-                    heard = _heard_since(conn, self._began)
-                    if _usable(backend.route_of(pc), self._before,
-                               recovered=self._down_seen, heard=heard):  # fmt: skip
-                        break
-                await anyio.sleep(STALE_POLL)
-        if waited.cancelled_caught:
+        if not found:
             self._log.info("ICE restart %d of %s found no working pair", generation, conn.peer)
             return  # the originator makes a new peer connection; the other side answers it
         current = pc is conn.peer_connection and switch.generation == generation
@@ -255,3 +230,39 @@ class IceRestart:
         if not switch.active:
             self.restarts += 1
             self._down_seen = False
+
+    async def _working_pair(self, pc: RTCPeerConnection) -> bool:
+        """Wait for a working pair of the restart on ``pc``; ``True`` once there is one.
+
+        Never one leaving from a host address that is no longer ours (or no
+        longer the one the host reaches the remote from); a pair of the restart
+        (a restart gathers new candidates, on new ports) at once; the pair
+        selected before the restart only once the path works again, which its
+        "connected" alone does not tell (it may be stale: the remote's address
+        changed and libwebrtc has not noticed yet): ICE seen disconnected since
+        the loss and connected again (after a link outage the old pair works
+        again, and libwebrtc may keep it), or the remote heard on the channel
+        since the restart began; and then only after :data:`OLD_PAIR_GRACE`
+        (libwebrtc names the new pair a moment after its ICE works again:
+        ``route`` must not be the stale one).  Sends an acknowledgement on the
+        channel once ICE works (what the remote hears).  Cancelling stops waiting.
+        """
+        conn, backend = self._conn, self._conn._backend
+        hello = False
+        works_since: float | None = None  # when the old pair was seen working again
+        while True:
+            route = backend.route_of(pc)
+            if not backend.ice_connected(pc):
+                self._down_seen = True
+            elif route is not None and route_gone(route) is None:
+                if not hello:
+                    hello = True
+                    self._hello()
+                if not _same_pair(route, self._before):
+                    return True
+                if self._down_seen or _heard_since(conn, self._began):
+                    now = anyio.current_time()
+                    works_since = now if works_since is None else works_since
+                    if now - works_since >= OLD_PAIR_GRACE:
+                        return True
+            await anyio.sleep(STALE_POLL)

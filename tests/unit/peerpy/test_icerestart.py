@@ -1,11 +1,21 @@
-"""The ICE-restart capability (peerpy.icerestart): on the wire and agreed by both sides."""
+"""ICE restarts (peerpy.icerestart): the capability on the wire and agreed by both sides,
+and the pair rule, on a scripted backend.
+
+:meth:`IceRestart._working_pair` decides from libwebrtc's ICE state and selected
+pair, polled; a fake backend plays those as a script, so each case is
+deterministic: a new pair at once; the old pair only once the path is seen
+working again (ICE back after a disconnect, or the remote heard on the
+channel) and after OLD_PAIR_GRACE; never a pair from an address that is gone.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from types import SimpleNamespace
 from typing import Any
 
+import anyio
 import pytest
 from peerpy_protocol.payloads import (
     AnswerPayload,
@@ -15,8 +25,10 @@ from peerpy_protocol.payloads import (
     SessionDescription,
 )
 
+from peerpy import icerestart
 from peerpy.backends import get_backend
 from peerpy.icerestart import IceRestart
+from peerpy.route import Route
 
 
 def test_the_flag_round_trips_and_is_absent_when_false() -> None:
@@ -63,3 +75,142 @@ def test_no_restart_once_the_channel_closed() -> None:
     restart.agree(Resume(0, 4096, ice_restart=True))
     restart._conn._channel.readyState = "closed"
     assert not restart.possible
+
+
+OLD = Route("srflx", "srflx", ("198.51.100.7", 4000), ("198.51.100.9", 5000), "udp")
+NEW = Route("srflx", "srflx", ("198.51.100.7", 4002), ("198.51.100.9", 5002), "udp")
+#: A host pair from an address this machine does not have.
+GONE = Route("host", "host", ("203.0.113.250", 4000), ("203.0.113.251", 5000), "udp")
+
+
+class _Backend:
+    """ICE state and selected pair as the test sets them."""
+
+    def __init__(self, connected: bool, route: Route | None) -> None:
+        self.connected = connected
+        self.route = route
+
+    def ice_connected(self, pc: object) -> bool:
+        return self.connected
+
+    def route_of(self, pc: object) -> Route | None:
+        return self.route
+
+
+class _Channel:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def send(self, data: Any) -> None:
+        self.sent.append(data)
+
+
+class _Resumption:
+    @staticmethod
+    def ack() -> str:
+        return "ack"
+
+
+class _Resumable:
+    resume = _Resumption()
+
+
+class _Conn:
+    """What IceRestart reads of a DataConnection."""
+
+    def __init__(self, backend: _Backend) -> None:
+        self._backend = backend
+        self._channel = _Channel()
+        self._resumable = _Resumable()
+        self.peer_connection = object()
+        self.heard_at: float | None = None
+
+    @property
+    def remote_silence(self) -> float | None:
+        return None if self.heard_at is None else time.monotonic() - self.heard_at
+
+
+def _begun(connected: bool, route: Route | None) -> tuple[IceRestart, _Conn]:
+    """An agreed restart that began with ``route`` selected and ICE ``connected``."""
+    conn = _Conn(_Backend(connected, route))
+    restart = IceRestart(None, conn, None)  # type: ignore[arg-type]
+    restart.agreed = True
+    restart._begin()
+    return restart, conn
+
+
+async def _found_within(restart: IceRestart, seconds: float) -> bool:
+    with anyio.move_on_after(seconds):
+        return await restart._working_pair(object())  # type: ignore[arg-type]
+    return False
+
+
+@pytest.mark.anyio
+async def test_a_new_pair_is_taken_at_once() -> None:
+    restart, conn = _begun(connected=True, route=OLD)
+    conn._backend.route = NEW
+    assert await _found_within(restart, 0.2)
+    assert conn._channel.sent == ["ack"]  # the remote hears us once ICE works
+
+
+@pytest.mark.anyio
+async def test_the_old_pair_alone_is_not_enough() -> None:
+    """ICE "connected" on the pair from before, never seen down, the remote unheard:
+    the state may be stale (the remote's address changed), so wait for a new pair."""
+    restart, _ = _begun(connected=True, route=OLD)
+    assert not await _found_within(restart, icerestart.OLD_PAIR_GRACE + 0.5)
+
+
+@pytest.mark.anyio
+async def test_the_old_pair_is_taken_after_ice_came_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A link outage: ICE seen disconnected, then connected on the old pair, which
+    libwebrtc keeps: resumed there, after OLD_PAIR_GRACE (no new pair came)."""
+    monkeypatch.setattr(icerestart, "OLD_PAIR_GRACE", 0.3)
+    restart, conn = _begun(connected=False, route=OLD)
+
+    async def link_back() -> None:
+        await anyio.sleep(0.2)
+        conn._backend.connected = True
+
+    started = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(link_back)
+        assert await _found_within(restart, 2.0)
+    assert anyio.current_time() - started >= 0.2 + 0.3
+
+
+@pytest.mark.anyio
+async def test_ice_down_at_the_loss_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ICE disconnected when the path was lost but connected again before the restart
+    began (the remote registered again later): the old pair is taken."""
+    monkeypatch.setattr(icerestart, "OLD_PAIR_GRACE", 0.1)
+    conn = _Conn(_Backend(False, OLD))
+    restart = IceRestart(None, conn, None)  # type: ignore[arg-type]
+    restart.agreed = True
+    restart.lost()
+    conn._backend.connected = True
+    restart._begin()
+    assert await _found_within(restart, 1.0)
+
+
+@pytest.mark.anyio
+async def test_the_old_pair_is_taken_once_the_remote_is_heard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(icerestart, "OLD_PAIR_GRACE", 0.1)
+    restart, conn = _begun(connected=True, route=OLD)
+    assert not await _found_within(restart, 0.3)
+    conn.heard_at = time.monotonic()  # the remote's acknowledgement arrived
+    assert await _found_within(restart, 1.0)
+
+
+@pytest.mark.anyio
+async def test_a_pair_from_a_gone_address_is_never_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(icerestart, "OLD_PAIR_GRACE", 0.1)
+    restart, conn = _begun(connected=False, route=OLD)
+    conn._backend.connected, conn._backend.route = True, GONE
+    conn.heard_at = time.monotonic()
+    assert not await _found_within(restart, 0.5)
+    assert conn._channel.sent == []
