@@ -57,14 +57,6 @@ def received_bytes(out: Path) -> int:
     return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
 
 
-def wait_until(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def change_address(lab: Lab, host: str, old: str, new: str) -> None:
     """Case 1: a new address added, the old one removed."""
     namespace = lab.ns(host)
@@ -102,13 +94,21 @@ def test_a_folder_transfer_survives_an_address_change(tmp_path: Path, changed: s
                              env=stream_env(receiver_backend), stdout=subprocess.DEVNULL,
                              stderr=files.enter_context(errors.open("wb")))  # fmt: skip
             runs.append((index, send, recv, out))
-        for index, _, _, out in runs:
-            wait_until(lambda out=out: received_bytes(out) >= BEFORE, 40, f"pair {index} data")
-        changed_at = time.monotonic()
-        for index, _, _, _ in runs:
-            host, last = ("s", 20) if changed == "sender" else ("r", 10)
-            change_address(lab, f"{host}{index}", f"203.0.113.{last + index}",
-                           f"203.0.113.{last + 30 + index}")  # fmt: skip
+        # Each pair's address changes as soon as it received BEFORE bytes: the pairs
+        # start one after the other (a loaded machine may start one seconds later), and
+        # a pair waiting for the last would finish before its change.
+        host, last = ("s", 20) if changed == "sender" else ("r", 10)
+        changed_at: dict[int, float] = {}
+        deadline = time.monotonic() + 40
+        while len(changed_at) < len(runs):
+            for index, _, _, out in runs:
+                if index not in changed_at and received_bytes(out) >= BEFORE:
+                    change_address(lab, f"{host}{index}", f"203.0.113.{last + index}",
+                                   f"203.0.113.{last + 30 + index}")  # fmt: skip
+                    changed_at[index] = time.monotonic()
+            waiting = [index for index, *_ in runs if index not in changed_at]
+            assert time.monotonic() < deadline, f"pairs {waiting}: no {BEFORE} bytes in 40 s"
+            time.sleep(0.02)
         failures = []
         for index, send, recv, out in runs:
             pair = pairs[index]
@@ -122,7 +122,7 @@ def test_a_folder_transfer_survives_an_address_change(tmp_path: Path, changed: s
             }
             both = send_err + recv_err
             summary = f"{pair}: exit {codes}\n--- send\n{send_err}\n--- receive\n{recv_err}"
-            print(f"{pair}: done {time.monotonic() - changed_at:.1f} s after the change")
+            print(f"{pair}: done {time.monotonic() - changed_at[index]:.1f} s after the change")
             if (
                 codes != (0, 0)
                 or got != digests
