@@ -5,12 +5,13 @@
 many arrived, whether each came once and in order, the longest silence
 between two messages (``stall``) and when it ended (``stall_end``, on the
 monotonic clock of the lab, shared by its namespaces).  ``send ID TARGET``:
-connect to TARGET and send ``--rate`` messages a second for ``--seconds``,
-then the end marker.  Both print ``{"event": ...}`` lines for ``open``,
-``reconnecting`` and ``resumed`` (with the route, the time and ``same_pc``: whether
-the peer connection is still the first one, as after an ICE restart), and ``error``;
-and for the peer's broker session, ``peer-error`` (the session lost, why) and
-``registered`` (registered again by ``auto_reconnect``), with the time.
+connect to TARGET and send ``--rate`` messages a second for ``--seconds``
+(with ``--wait``: from a line on stdin on), then the end marker.  Both print
+``{"event": ...}`` lines for ``open``, ``reconnecting`` and ``resumed`` (with
+the route, the time and ``same_pc``: whether the peer connection is still the
+first one, as after an ICE restart), and ``error``; and for the peer's broker
+session, ``peer-error`` (the session lost, why) and ``registered`` (registered
+again by ``auto_reconnect``), with the time.
 
 Timeouts are short for the lab: ``remote_gone`` 3 s, ``resume`` 45 s.  With
 ``STREAM_LOG=1``, peerpy's log (INFO, with the monotonic time) goes to stderr
@@ -90,6 +91,7 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--server", required=True)
     parser.add_argument("--rate", type=float, default=125.0)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--wait", action="store_true", help="stream after a line on stdin")
     args = parser.parse_args(argv)
     async with Peer(args.id, server=args.server, ice_servers=[], timeouts=TIMEOUTS,
                     auto_reconnect=True) as peer:  # fmt: skip
@@ -108,6 +110,8 @@ async def main(argv: list[str]) -> None:
                 conn = await peer.connect(args.target, reliable=True, serialization="json")
                 watch(conn)
                 emit(event="open", route=str(conn.route), backend=conn.backend)
+                if args.wait:  # the test starts every pair's stream at once
+                    await anyio.to_thread.run_sync(sys.stdin.readline)
                 count = int(args.rate * args.seconds)
                 start = time.monotonic()
                 for seq in range(count):

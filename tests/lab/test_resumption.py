@@ -96,8 +96,9 @@ def stream_across(
         _wait_ready(receiver)
         with (logs / f"b{index}.log").open("wb") as b_log:
             sender = lab.spawn(b, [sys.executable, str(STREAM), "send", f"sb{tag}",
-                                   f"ra{tag}", "--server", SERVER, "--seconds", str(seconds)],
-                               env=b_env, stderr=b_log.fileno())  # fmt: skip
+                                   f"ra{tag}", "--server", SERVER, "--seconds", str(seconds),
+                                   "--wait"],
+                               env=b_env, stderr=b_log.fileno(), stdin=subprocess.PIPE)  # fmt: skip
         runs.append(((a_backend, b_backend), lab.ns(b), receiver, sender))
     session: list[dict[str, Any]] = []  # broker session events before the change
     for index, (_, _, receiver, sender) in enumerate(runs):
@@ -113,6 +114,10 @@ def stream_across(
             assert opened["event"] == "open", opened
     if session:
         print(f"broker sessions lost and registered again before the change: {session}")
+    for _, _, _, sender in runs:  # every stream starts now, BEFORE s before the change
+        assert sender.stdin is not None
+        sender.stdin.write(b"go\n")
+        sender.stdin.flush()
     time.sleep(BEFORE)
     changed = time.monotonic()
     for _, namespace, _, _ in runs:
