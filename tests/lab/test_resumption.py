@@ -111,7 +111,7 @@ def stream_across(
             except (TimeoutError, EOFError) as exc:
                 why = f"pair {index} did not open: {exc}\n{_logs(logs, index)}"
                 raise AssertionError(why) from exc
-            assert opened["event"] == "open", opened
+            assert opened["event"] == "open", f"pair {index}: {opened}\n{_logs(logs, index)}"
     if session:
         print(f"broker sessions lost and registered again before the change: {session}")
     for _, _, _, sender in runs:  # every stream starts now, BEFORE s before the change
