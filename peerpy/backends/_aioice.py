@@ -233,10 +233,16 @@ class _PolicyPeerConnection(RTCPeerConnection):
         # aiortc 1.15 does not look whether the connection was closed meanwhile
         # (1.16 does), so closing a connection right after its OFFER (a half-open
         # one evicted in a flood) failed that orphan task with InvalidStateError.
+        # Nor does it catch aioice's ConnectionError when the ICE connection is closed
+        # (the peer connection closing, or aioice giving up on consent) while DTLS or
+        # SCTP starts over it: the orphan task failed with "Cannot send data, not
+        # connected". The connection's state says what happened; the task ends quietly.
         if getattr(self, "_RTCPeerConnection__isClosed", None) is not None:
             return
         try:
             await getattr(super(), _CONNECT)()
+        except ConnectionError as exc:
+            logger.debug("ICE connection closed while the peer connection started: %s", exc)
         except InvalidStateError:
             if getattr(self, "_RTCPeerConnection__isClosed", None) is None:
                 raise  # not a connection closed under the task: aiortc's own error

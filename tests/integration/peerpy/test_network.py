@@ -618,3 +618,30 @@ async def test_consent_checks_are_retransmitted(make_peer: PeerFactory) -> None:
             tg.cancel_scope.cancel()
     assert response.message_class == stun.Class.RESPONSE
     assert len(requests) == 2
+
+
+async def test_ice_closing_while_dtls_starts_ends_the_task_quietly(
+    make_peer: PeerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiortc starts DTLS and SCTP in a task of its own: when the ICE connection is closed
+    under it (the peer connection closing, or aioice giving up on consent; here between
+    DTLS and SCTP), aioice's ConnectionError ("Cannot send data, not connected") failed
+    that orphan task, which the event loop reported (and a test's loop raised). Now the
+    task ends quietly and the connection simply never opens."""
+    start = aiortc.RTCSctpTransport.start
+    closed = anyio.Event()
+
+    async def start_on_a_closed_ice(self: aiortc.RTCSctpTransport, *args: object) -> None:
+        await self.transport.transport._connection.close()  # DTLS is up; ICE goes away
+        closed.set()
+        await start(self, *args)
+
+    monkeypatch.setattr(aiortc.RTCSctpTransport, "start", start_on_a_closed_ice)
+    offerer, answerer = make_peer(NetworkPolicy.loopback()), make_peer(NetworkPolicy.loopback())
+    offerer.createDataChannel("chat")
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await offerer.setRemoteDescription(await answer(answerer, offerer.localDescription))
+    with anyio.fail_after(10):
+        await closed.wait()
+    await anyio.sleep(0.5)  # the task has failed (or not) by now
+    assert offerer.connectionState != "connected"
