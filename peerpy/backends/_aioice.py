@@ -269,6 +269,7 @@ class _PolicyConnection(Connection):
     _peerpy_rules: _Rules
     _peerpy_report_gone: Callable[[float], bool]
     _peerpy_hold: RelayHold | None = None
+    _peerpy_closed = False
 
     async def connect(self) -> None:
         """Start the relay hold's clock, then run aioice's checks.
@@ -291,6 +292,7 @@ class _PolicyConnection(Connection):
         await super().check_start(pair)
 
     async def close(self) -> None:
+        self._peerpy_closed = True
         if not _AIOICE_AUTHENTICATES:
             # aioice 0.10 closes its sockets while connectivity checks still
             # retransmit, and on Python 3.10 each later retransmission fails inside
@@ -323,6 +325,16 @@ class _PolicyConnection(Connection):
         candidates = await super().get_component_candidates(
             component=component, addresses=addresses, timeout=timeout
         )
+        if self._peerpy_closed:
+            # Closed while gathering (a peer connection closed right after its
+            # offer or answer): aioice's close() closed the sockets made so far, and
+            # the ones made since would stay open for good (a file descriptor each,
+            # and uvloop could hang closing its loop on them).
+            protocols = _protocols_of(self)
+            for protocol in protocols:
+                await protocol.close()
+            protocols.clear()
+            return []
         for protocol in _protocols_of(self):
             if type(protocol) is StunProtocol:
                 _police_protocol(protocol, rules)
