@@ -106,8 +106,14 @@ def test_a_folder_transfer_survives_an_address_change(tmp_path: Path, changed: s
                     change_address(lab, f"{host}{index}", f"203.0.113.{last + index}",
                                    f"203.0.113.{last + 30 + index}")  # fmt: skip
                     changed_at[index] = time.monotonic()
-            waiting = [index for index, *_ in runs if index not in changed_at]
-            assert time.monotonic() < deadline, f"pairs {waiting}: no {BEFORE} bytes in 40 s"
+            if time.monotonic() > deadline:
+                waiting = [index for index, *_ in runs if index not in changed_at]
+                logs = "".join(
+                    f"--- {side} {index}\n{(tmp_path / f'{prefix}{index}.err').read_text()}\n"
+                    for index in waiting
+                    for side, prefix in (("send", "send"), ("receive", ""))
+                )
+                raise AssertionError(f"pairs {waiting}: no {BEFORE} bytes in 40 s\n{logs}")
             time.sleep(0.02)
         failures = []
         for index, send, recv, out in runs:
