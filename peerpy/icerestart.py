@@ -20,11 +20,12 @@ When such a connection loses its path, its :class:`IceRestart` (owned by the
    through the broker; the other side applies it to its current peer
    connection and answers the same way;
 3. once libwebrtc's ICE has a working pair again (a pair of the restart, or
-   the old pair if the remote's envelopes arrive on it again: after a link
-   outage the old path works again and libwebrtc may keep it), each side
-   acknowledges what it received and sends its tail again on the same channel
-   (the remote drops what SCTP had delivered already), and emits ``resumed``:
-   the same peer connection, a new generation number;
+   the old pair once the path is seen working again: after a link outage the
+   old path works again and libwebrtc may keep it; see
+   :meth:`IceRestart._working_pair`), each side acknowledges what it received
+   and sends its tail again on the same channel (the remote drops what SCTP
+   had delivered already), and emits ``resumed``: the same peer connection, a
+   new generation number;
 4. if that does not happen within :data:`RESTART_ATTEMPT` seconds (or the
    channel closes, or ICE fails), the originator falls back to new peer
    connections (:mod:`peerpy.generation`), whose OFFERs the other side
@@ -33,9 +34,7 @@ When such a connection loses its path, its :class:`IceRestart` (owned by the
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -55,9 +54,9 @@ __all__ = ["RESTART_ATTEMPT", "IceRestart"]
 #: Seconds an ICE restart may take, from its OFFER to a working pair, before the
 #: originator makes a new peer connection instead.
 RESTART_ATTEMPT: Final = 5.0
-#: Seconds between two looks at the selected pair while it is still the old one.
+#: Seconds between two looks at libwebrtc's ICE state and selected pair during a restart.
 STALE_POLL: Final = 0.05
-#: Seconds a restart whose path works again (see :meth:`IceRestart._await_pair`) still
+#: Seconds a restart whose path works again (see :meth:`IceRestart._working_pair`) still
 #: waits for libwebrtc to select a new pair before it resumes on the old one.
 OLD_PAIR_GRACE: Final = 1.0
 
@@ -68,12 +67,6 @@ def _same_pair(route: Route, before: Route | None) -> bool:
         before.local_address,
         before.remote_address,
     )
-
-
-def _heard_since(conn: DataConnection, began: float) -> bool:
-    """Whether an envelope of the remote arrived on ``conn``'s channel after ``began``."""
-    silence = conn.remote_silence
-    return silence is not None and silence < time.monotonic() - began
 
 
 class IceRestart:
@@ -88,7 +81,6 @@ class IceRestart:
         #: How many times the connection resumed by an ICE restart.
         self.restarts = 0
         self._before: Route | None = None  # the pair selected when the restart began
-        self._began = 0.0  # when it began (time.monotonic())
         self._completing = 0  # negotiated restarts waiting for their working pair
         self._down_seen = False  # ICE seen disconnected since the path was lost
 
@@ -99,14 +91,21 @@ class IceRestart:
     def lost(self) -> None:
         """The path is lost (the connection starts resuming): note libwebrtc's ICE state."""
         if self.agreed:
-            self._down_seen = not self._conn._backend.ice_connected(self._conn.peer_connection)
+            self._down_seen = False
+            self._ice_works(self._conn.peer_connection)
 
     def _begin(self) -> None:
-        """A restart begins: note the pair it replaces, the time and the ICE state."""
+        """A restart begins: note the pair it replaces and the ICE state."""
         conn = self._conn
-        self._before, self._began = conn._backend.route_of(conn.peer_connection), time.monotonic()
-        if not conn._backend.ice_connected(conn.peer_connection):
-            self._down_seen = True
+        self._before = conn._backend.route_of(conn.peer_connection)
+        self._ice_works(conn.peer_connection)
+
+    def _ice_works(self, pc: RTCPeerConnection) -> bool:
+        """Whether libwebrtc's ICE of ``pc`` works now; not working is remembered until
+        the connection resumes (``_down_seen``)."""
+        works = self._conn._backend.ice_connected(pc)
+        self._down_seen = self._down_seen or not works
+        return works
 
     @property
     def completing(self) -> bool:
@@ -199,14 +198,6 @@ class IceRestart:
         self._completing += 1
         conn._owner._spawn(lambda: self._complete(pc, generation))
 
-    def _hello(self) -> None:
-        """Acknowledge what arrived, on the channel: an envelope the remote hears once the
-        path works, even on the old pair (what ends its wait for a new one)."""
-        resumable, channel = self._conn._resumable, self._conn._channel
-        if resumable is not None and channel is not None:
-            with contextlib.suppress(Exception):  # closed meanwhile: the restart fails
-                channel.send(resumable.resume.ack())
-
     async def _complete(self, pc: RTCPeerConnection, generation: int) -> None:
         """Resume on ``pc`` once its ICE works again (within :data:`RESTART_ATTEMPT`).
 
@@ -237,30 +228,22 @@ class IceRestart:
         Never one leaving from a host address that is no longer ours (or no
         longer the one the host reaches the remote from); a pair of the restart
         (a restart gathers new candidates, on new ports) at once; the pair
-        selected before the restart only once the path works again, which its
-        "connected" alone does not tell (it may be stale: the remote's address
-        changed and libwebrtc has not noticed yet): ICE seen disconnected since
-        the loss and connected again (after a link outage the old pair works
-        again, and libwebrtc may keep it), or the remote heard on the channel
-        since the restart began; and then only after :data:`OLD_PAIR_GRACE`
-        (libwebrtc names the new pair a moment after its ICE works again:
-        ``route`` must not be the stale one).  Sends an acknowledgement on the
-        channel once ICE works (what the remote hears).  Cancelling stops waiting.
+        selected before the restart only if ICE was seen disconnected since the
+        loss and works again (after a link outage the old pair works again, and
+        libwebrtc may keep it: its "connected" alone may be stale, the remote's
+        address changed and libwebrtc not noticed yet), and then only after
+        :data:`OLD_PAIR_GRACE` (libwebrtc names the new pair a moment after its
+        ICE works again: ``route`` must not be the stale one).  Cancelling stops
+        waiting.
         """
-        conn, backend = self._conn, self._conn._backend
-        hello = False
+        backend = self._conn._backend
         works_since: float | None = None  # when the old pair was seen working again
         while True:
-            route = backend.route_of(pc)
-            if not backend.ice_connected(pc):
-                self._down_seen = True
-            elif route is not None and route_gone(route) is None:
-                if not hello:
-                    hello = True
-                    self._hello()
+            route = backend.route_of(pc) if self._ice_works(pc) else None
+            if route is not None and route_gone(route) is None:
                 if not _same_pair(route, self._before):
                     return True
-                if self._down_seen or _heard_since(conn, self._began):
+                if self._down_seen:
                     now = anyio.current_time()
                     works_since = now if works_since is None else works_since
                     if now - works_since >= OLD_PAIR_GRACE:
